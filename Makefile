@@ -1,0 +1,91 @@
+# Postern: one Makefile for the whole tree (DESIGN.md, "Repository layout").
+#   make            build commands into build/bin, daemons into build/libexec
+#   make check      unit tests under ASan/UBSan, then the end-to-end suite
+#   make run        start a local instance on 127.0.0.1:$(PORT) in $(RUN_DIR)
+#   make stop       stop it
+CC       ?= cc
+PORT     ?= 2525
+RUN_DIR  ?= run
+PYTHON   ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+PKGS     := openssl libcares libevent libevent_openssl
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcdb -lcrypt
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib $(PKG_CFLAGS)
+SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ifeq ($(SANITIZE),1)
+ALL_CFLAGS += $(SAN)
+LDSAN := $(SAN)
+endif
+
+DAEMONS  := master smtpd cleanup qmgr local
+COMMANDS := $(basename $(notdir $(wildcard cmd/*.c)))
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=build/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
+
+all: $(DAEMONS:%=build/libexec/%) $(COMMANDS:%=build/bin/%)
+
+build/obj/%.o: %.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/libpostern.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# A daemon is every .c file in its own directory.
+define daemon_rule
+build/libexec/$(1): $(patsubst %.c,build/obj/%.o,$(wildcard $(1)/*.c)) build/libpostern.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDSAN) -o $$@ $$(filter %.o,$$^) build/libpostern.a $$(PKG_LIBS)
+endef
+$(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
+
+build/bin/%: build/obj/cmd/%.o build/libpostern.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -o $@ $< build/libpostern.a $(PKG_LIBS)
+
+# Unit tests always build under ASan/UBSan, against their own copy of lib/.
+UNIT_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(SAN) -Ilib $(PKG_CFLAGS)
+build/unit/lib/%.o: lib/%.c $(wildcard lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+build/unit/libpostern.a: $(LIB_SRC:lib/%.c=build/unit/lib/%.o)
+	rm -f $@ && ar rcs $@ $^
+build/unit/test_%: tests/unit/test_%.c build/unit/libpostern.a
+	$(CC) $(UNIT_CFLAGS) -o $@ $< build/unit/libpostern.a $(PKG_LIBS) -lcmocka
+
+deps:
+	@sh scripts/deps.sh
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+e2e: all
+	$(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+check: deps
+	$(MAKE) all
+	$(MAKE) unit
+	$(MAKE) e2e
+
+run: deps
+	$(MAKE) all
+	@sh scripts/run-instance.sh "$(RUN_DIR)" "$(PORT)"
+
+stop:
+	@if [ -d "$(RUN_DIR)/etc" ]; then build/bin/postern -c "$(abspath $(RUN_DIR))/etc" stop; fi
+
+clean:
+	rm -rf build
+
+.PHONY: all deps unit e2e check run stop clean
+.DELETE_ON_ERROR:

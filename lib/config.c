@@ -1,0 +1,789 @@
+/* config.c - main.cf reader with Postfix's syntax and semantics (config.h).
+ *
+ * The table below is the single list of parameters Postern knows: name,
+ * type, default and, for times, the unit a bare number means. main.cf lines
+ * are kept raw; values are expanded on first read and cached until reload.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum ptype { P_STR, P_INT, P_BOOL, P_TIME, P_SIZE };
+
+struct param {
+    const char *name;
+    enum ptype type;
+    const char *def;
+    char unit;            /* P_TIME: unit of a bare number */
+};
+
+/* Keep sorted by name: config_walk prints in this order. */
+static const struct param params[] = {
+    {"alias_database", P_STR, "cdb:/etc/aliases", 0},
+    {"alias_maps", P_STR, "cdb:/etc/aliases", 0},
+    {"allow_mail_to_commands", P_STR, "alias, forward", 0},
+    {"allow_mail_to_files", P_STR, "alias, forward", 0},
+    {"append_at_myorigin", P_BOOL, "yes", 0},
+    {"append_dot_mydomain", P_BOOL, "no", 0},
+    {"bounce_queue_lifetime", P_TIME, "5d", 'd'},
+    {"bounce_size_limit", P_SIZE, "50000", 0},
+    {"command_directory", P_STR, "/usr/sbin", 0},
+    {"config_directory", P_STR, DEF_CONFIG_DIR, 0},
+    {"daemon_directory", P_STR, "", 0},
+    {"default_destination_concurrency_limit", P_INT, "20", 0},
+    {"default_process_limit", P_INT, "100", 0},
+    {"default_transport", P_STR, "smtp", 0},
+    {"delay_warning_time", P_TIME, "0h", 'h'},
+    {"dns_servers", P_STR, "", 0},
+    {"forward_path", P_STR, "$home/.forward", 0},
+    {"header_size_limit", P_SIZE, "102400", 0},
+    {"home_mailbox", P_STR, "", 0},
+    {"inet_interfaces", P_STR, "all", 0},
+    {"inet_protocols", P_STR, "all", 0},
+    {"ipc_timeout", P_TIME, "3600s", 's'},
+    {"line_length_limit", P_INT, "2048", 0},
+    {"local_destination_concurrency_limit", P_INT, "2", 0},
+    {"local_recipient_maps", P_STR, "", 0},
+    {"local_transport", P_STR, "local", 0},
+    {"mail_name", P_STR, "Postern", 0},
+    {"mail_owner", P_STR, "postern", 0},
+    {"mail_spool_directory", P_STR, "/var/mail", 0},
+    {"mail_version", P_STR, "0.1", 0},
+    {"mailbox_command", P_STR, "", 0},
+    {"mailbox_size_limit", P_SIZE, "51200000", 0},
+    {"maillog_file", P_STR, "", 0},
+    {"max_idle", P_TIME, "100s", 's'},
+    {"max_use", P_INT, "100", 0},
+    {"maximal_backoff_time", P_TIME, "4000s", 's'},
+    {"maximal_queue_lifetime", P_TIME, "5d", 'd'},
+    {"message_size_limit", P_SIZE, "10240000", 0},
+    {"minimal_backoff_time", P_TIME, "300s", 's'},
+    {"mydestination", P_STR, "$myhostname, localhost.$mydomain, localhost", 0},
+    {"mydomain", P_STR, "", 0},
+    {"myhostname", P_STR, "", 0},
+    {"mynetworks", P_STR, "127.0.0.0/8 [::1]/128", 0},
+    {"myorigin", P_STR, "$myhostname", 0},
+    {"queue_directory", P_STR, "/var/spool/postern", 0},
+    {"queue_minfree", P_SIZE, "0", 0},
+    {"queue_run_delay", P_TIME, "300s", 's'},
+    {"recipient_delimiter", P_STR, "", 0},
+    {"relay_domains", P_STR, "", 0},
+    {"relay_transport", P_STR, "relay", 0},
+    {"relayhost", P_STR, "", 0},
+    {"service_throttle_time", P_TIME, "60s", 's'},
+    {"setgid_group", P_STR, "postdrop", 0},
+    {"smtp_tcp_port", P_STR, "25", 0},
+    {"smtpd_banner", P_STR, "$myhostname ESMTP $mail_name", 0},
+    {"smtpd_client_restrictions", P_STR, "", 0},
+    {"smtpd_hard_error_limit", P_INT, "20", 0},
+    {"smtpd_helo_restrictions", P_STR, "", 0},
+    {"smtpd_junk_command_limit", P_INT, "100", 0},
+    {"smtpd_recipient_limit", P_INT, "1000", 0},
+    {"smtpd_recipient_restrictions", P_STR, "", 0},
+    {"smtpd_relay_restrictions", P_STR,
+     "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination", 0},
+    {"smtpd_sender_restrictions", P_STR, "", 0},
+    {"smtpd_soft_error_limit", P_INT, "10", 0},
+    {"smtpd_timeout", P_TIME, "300s", 's'},
+    {"syslog_name", P_STR, "postern", 0},
+    {"transport_maps", P_STR, "", 0},
+};
+#define NPARAMS (sizeof(params) / sizeof(params[0]))
+
+struct setting {
+    char *name;
+    char *raw;
+    int line;              /* 0 for an override */
+};
+
+static struct {
+    char dir[PATH_MAX];
+    struct setting *set;
+    size_t nset, capset;
+    char *expanded[NPARAMS];      /* cache for known parameters */
+    char *computed[NPARAMS];      /* runtime defaults (myhostname, ...) */
+    struct setting *unknown_cache; /* expanded unknown-but-set values */
+} cfg;
+
+static const struct param *param_find(const char *name)
+{
+    size_t lo = 0, hi = NPARAMS;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(name, params[mid].name);
+        if (c == 0)
+            return &params[mid];
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return NULL;
+}
+
+const char *config_find_dir(const char *cmdline_dir)
+{
+    if (cmdline_dir && *cmdline_dir)
+        return cmdline_dir;
+    const char *env = getenv("MAIL_CONFIG");
+    if (env && *env)
+        return env;
+    return DEF_CONFIG_DIR;
+}
+
+const char *config_directory(void)
+{
+    return cfg.dir;
+}
+
+static void config_reset(void)
+{
+    for (size_t i = 0; i < cfg.nset; i++) {
+        free(cfg.set[i].name);
+        free(cfg.set[i].raw);
+    }
+    free(cfg.set);
+    cfg.set = NULL;
+    cfg.nset = cfg.capset = 0;
+    for (size_t i = 0; i < NPARAMS; i++) {
+        free(cfg.expanded[i]);
+        free(cfg.computed[i]);
+        cfg.expanded[i] = cfg.computed[i] = NULL;
+    }
+}
+
+/* Latest setting of name (overrides are appended last, so they win). */
+static const struct setting *setting_find(const char *name)
+{
+    for (size_t i = cfg.nset; i-- > 0;)
+        if (strcmp(cfg.set[i].name, name) == 0)
+            return &cfg.set[i];
+    return NULL;
+}
+
+static int setting_add(const char *name, size_t nlen, const char *raw, size_t rlen, int line)
+{
+    if (cfg.nset == cfg.capset) {
+        size_t cap = cfg.capset ? cfg.capset * 2 : 64;
+        struct setting *p = realloc(cfg.set, cap * sizeof(*p));
+        if (!p)
+            return -1;
+        cfg.set = p;
+        cfg.capset = cap;
+    }
+    struct setting *s = &cfg.set[cfg.nset];
+    s->name = strndup(name, nlen);
+    s->raw = strndup(raw, rlen);
+    s->line = line;
+    if (!s->name || !s->raw) {
+        free(s->name);
+        free(s->raw);
+        return -1;
+    }
+    cfg.nset++;
+    return 0;
+}
+
+static void trim(const char **start, const char **end)
+{
+    while (*start < *end && isspace((unsigned char)**start))
+        (*start)++;
+    while (*end > *start && isspace((unsigned char)(*end)[-1]))
+        (*end)--;
+}
+
+/* One logical line (continuations already joined). */
+static int parse_logical_line(const char *file, char *text, int line, char *err, size_t errlen)
+{
+    const char *start = text, *end = text + strlen(text);
+    trim(&start, &end);
+    if (start == end)
+        return 0;
+    const char *eq = memchr(start, '=', (size_t)(end - start));
+    if (!eq) {
+        snprintf(err, errlen, "%s, line %d: missing '=' after attribute name: \"%.*s\"",
+                 file, line, (int)(end - start > 60 ? 60 : end - start), start);
+        return -1;
+    }
+    const char *nend = eq, *vstart = eq + 1;
+    trim(&start, &nend);
+    trim(&vstart, &end);
+    if (nend == start) {
+        snprintf(err, errlen, "%s, line %d: missing parameter name", file, line);
+        return -1;
+    }
+    for (const char *p = start; p < nend; p++)
+        if (isspace((unsigned char)*p)) {
+            snprintf(err, errlen, "%s, line %d: white space in parameter name", file, line);
+            return -1;
+        }
+    if (setting_add(start, (size_t)(nend - start), vstart, (size_t)(end - vstart), line) < 0) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        return -1;
+    }
+    return 0;
+}
+
+/* Flush the pending logical line, if any. */
+static int finish_logical(const char *file, char **logical, int lstart, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (*logical) {
+        rc = parse_logical_line(file, *logical, lstart, err, errlen);
+        free(*logical);
+        *logical = NULL;
+    }
+    return rc;
+}
+
+/* Parse main.cf text: '#' comment lines, continuation lines start with
+ * white space, everything else is "name = value". */
+static int parse_main_cf(const char *file, char *text, char *err, size_t errlen)
+{
+    char *logical = NULL;
+    size_t llen = 0;
+    int lstart = 0, lineno = 0;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        char *next = nl ? nl + 1 : line + strlen(line);
+        if (nl)
+            *nl = 0;
+        lineno++;
+        const char *p = line;
+        while (*p == ' ' || *p == '\t' || *p == '\r')
+            p++;
+        int cont = p != line;
+        if (*p == '#' || *p == 0) {
+            line = next;
+            continue;
+        }
+        if (cont) {
+            if (!logical) {
+                snprintf(err, errlen, "%s, line %d: continuation line without a parameter",
+                         file, lineno);
+                return -1;
+            }
+            size_t add = strlen(p);
+            char *n = realloc(logical, llen + add + 2);
+            if (!n) {
+                free(logical);
+                return -1;
+            }
+            logical = n;
+            logical[llen++] = ' ';
+            memcpy(logical + llen, p, add + 1);
+            llen += add;
+        } else {
+            if (finish_logical(file, &logical, lstart, err, errlen) < 0)
+                return -1;
+            logical = strdup(line);
+            llen = strlen(line);
+            lstart = lineno;
+            if (!logical)
+                return -1;
+        }
+        line = next;
+    }
+    return finish_logical(file, &logical, lstart, err, errlen);
+}
+
+static char *read_file(const char *path, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, fp)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            if (cap >= ((size_t)16 << 20)) {
+                snprintf(err, errlen, "%s: file too large", path);
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fclose(fp);
+    if (buf) {
+        buf[len] = 0;
+        /* An embedded NUL would silently truncate the configuration. */
+        if (strlen(buf) != len) {
+            snprintf(err, errlen, "%s: file contains a NUL byte", path);
+            free(buf);
+            return NULL;
+        }
+    } else if (!*err) {
+        snprintf(err, errlen, "%s: out of memory", path);
+    }
+    return buf;
+}
+
+/* --- expansion --- */
+
+static const char *value_raw(const char *name);
+
+struct sbuf {
+    char *s;
+    size_t len, cap;
+    int overflow;
+};
+
+#define EXPAND_MAX (1 << 20)
+
+static void sb_add(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->overflow)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 128;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = cap <= EXPAND_MAX ? realloc(b->s, cap) : NULL;
+        if (!p) {
+            b->overflow = 1;
+            return;
+        }
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+static void expand_into(struct sbuf *b, const char *raw, int depth);
+
+static void expand_name(struct sbuf *b, const char *name, size_t nlen, char op,
+                        const char *text, size_t tlen, int depth)
+{
+    char key[128];
+    if (nlen >= sizeof(key))
+        return;
+    memcpy(key, name, nlen);
+    key[nlen] = 0;
+    const char *raw = value_raw(key);
+    int nonempty = raw && *raw;
+    if (op == '?' || op == ':') {
+        if ((op == '?') == (nonempty != 0)) {
+            char *t = strndup(text, tlen);
+            if (t) {
+                expand_into(b, t, depth + 1);
+                free(t);
+            }
+        }
+        return;
+    }
+    if (raw)
+        expand_into(b, raw, depth + 1);
+}
+
+/* Expand $name, ${name}, ${name?text}, ${name:text} and $$. */
+static void expand_into(struct sbuf *b, const char *raw, int depth)
+{
+    if (depth > 100) {
+        b->overflow = 1;
+        return;
+    }
+    for (const char *p = raw; *p;) {
+        const char *dollar = strchr(p, '$');
+        if (!dollar) {
+            sb_add(b, p, strlen(p));
+            return;
+        }
+        sb_add(b, p, (size_t)(dollar - p));
+        p = dollar + 1;
+        if (*p == '$') {
+            sb_add(b, "$", 1);
+            p++;
+        } else if (*p == '{' || *p == '(') {
+            char close = *p == '{' ? '}' : ')';
+            const char *name = p + 1, *q = name;
+            while (*q && (isalnum((unsigned char)*q) || *q == '_'))
+                q++;
+            char op = (*q == '?' || *q == ':') ? *q : 0;
+            const char *text = op ? q + 1 : q;
+            int nest = 0;
+            const char *e = text;
+            while (*e && (*e != close || nest > 0)) {
+                if (*e == '{' || *e == '(')
+                    nest++;
+                else if (*e == '}' || *e == ')')
+                    nest--;
+                e++;
+            }
+            if (!*e) {
+                sb_add(b, dollar, strlen(dollar));
+                return;
+            }
+            expand_name(b, name, (size_t)(q - name), op, text, (size_t)(e - text), depth);
+            p = e + 1;
+        } else if (isalnum((unsigned char)*p) || *p == '_') {
+            const char *q = p;
+            while (*q && (isalnum((unsigned char)*q) || *q == '_'))
+                q++;
+            expand_name(b, p, (size_t)(q - p), 0, NULL, 0, depth);
+            p = q;
+        } else {
+            sb_add(b, "$", 1);
+        }
+    }
+}
+
+static char *expand(const char *raw)
+{
+    struct sbuf b = {0};
+    sb_add(&b, "", 0);
+    expand_into(&b, raw, 0);
+    if (b.overflow) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
+/* --- computed defaults --- */
+
+static char *default_myhostname(void)
+{
+    char host[256];
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost");
+    host[sizeof(host) - 1] = 0;
+    return strdup(host);
+}
+
+static char *default_mydomain(void)
+{
+    const char *host = value_raw("myhostname");
+    char *exp = expand(host ? host : "");
+    const char *dot = exp ? strchr(exp, '.') : NULL;
+    char *d = strdup(dot && dot[1] ? dot + 1 : "localdomain");
+    free(exp);
+    return d;
+}
+
+static int is_file(const char *path)
+{
+    return access(path, X_OK) == 0;
+}
+
+/* Daemons live next to master: the running binary's directory if it holds
+ * master, else ../libexec or ../libexec/postern relative to it. */
+static char *default_daemon_directory(void)
+{
+    char exe[PATH_MAX], cand[PATH_MAX + 32];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            static const char *const rel[] = {"", "/../libexec", "/../libexec/postern"};
+            for (size_t i = 0; i < 3; i++) {
+                snprintf(cand, sizeof(cand), "%s%s/master", exe, rel[i]);
+                if (is_file(cand)) {
+                    cand[strlen(cand) - 7] = 0;
+                    char *real = realpath(cand, NULL);
+                    return real ? real : strdup(cand);
+                }
+            }
+        }
+    }
+    return strdup("/usr/libexec/postern");
+}
+
+static const char *computed_default(const struct param *p)
+{
+    size_t i = (size_t)(p - params);
+    if (cfg.computed[i])
+        return cfg.computed[i];
+    if (strcmp(p->name, "myhostname") == 0)
+        cfg.computed[i] = default_myhostname();
+    else if (strcmp(p->name, "mydomain") == 0)
+        cfg.computed[i] = default_mydomain();
+    else if (strcmp(p->name, "daemon_directory") == 0)
+        cfg.computed[i] = default_daemon_directory();
+    else if (strcmp(p->name, "config_directory") == 0 && cfg.dir[0])
+        cfg.computed[i] = strdup(cfg.dir);
+    else
+        return p->def;
+    return cfg.computed[i] ? cfg.computed[i] : p->def;
+}
+
+static const char *value_raw(const char *name)
+{
+    const struct setting *s = setting_find(name);
+    if (s)
+        return s->raw;
+    const struct param *p = param_find(name);
+    return p ? computed_default(p) : NULL;
+}
+
+const char *config_default(const char *name)
+{
+    const struct param *p = param_find(name);
+    return p ? computed_default(p) : NULL;
+}
+
+const char *config_get(const char *name)
+{
+    const struct param *p = param_find(name);
+    if (p) {
+        size_t i = (size_t)(p - params);
+        if (!cfg.expanded[i]) {
+            const char *raw = value_raw(name);
+            cfg.expanded[i] = expand(raw ? raw : "");
+        }
+        return cfg.expanded[i] ? cfg.expanded[i] : "";
+    }
+    const struct setting *s = setting_find(name);
+    if (!s)
+        return NULL;
+    /* Unknown but set: expand into a per-setting cache kept with the raw text. */
+    static char *last;
+    free(last);
+    last = expand(s->raw);
+    return last ? last : "";
+}
+
+/* --- typed access and validation --- */
+
+static int parse_long(const char *v, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || *end)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "true") == 0) {
+        *out = 1;
+        return 0;
+    }
+    if (strcasecmp(v, "no") == 0 || strcasecmp(v, "false") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return -1;
+}
+
+static int parse_time(const char *v, char unit, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (errno || end == v || n < 0)
+        return -1;
+    char u = *end ? *end : unit;
+    if (*end && end[1])
+        return -1;
+    long long mult;
+    switch (u) {
+    case 's': mult = 1; break;
+    case 'm': mult = 60; break;
+    case 'h': mult = 3600; break;
+    case 'd': mult = 86400; break;
+    case 'w': mult = 604800; break;
+    default: return -1;
+    }
+    if (n > LLONG_MAX / mult)
+        return -1;
+    *out = n * mult;
+    return 0;
+}
+
+static int validate_param(const struct param *p, const char *v)
+{
+    long long n;
+    int b;
+    switch (p->type) {
+    case P_STR: return 0;
+    case P_INT: return parse_long(v, &n) == 0 && n >= INT_MIN && n <= INT_MAX ? 0 : -1;
+    case P_SIZE: return parse_long(v, &n) == 0 && n >= 0 ? 0 : -1;
+    case P_BOOL: return parse_bool(v, &b);
+    case P_TIME: return parse_time(v, p->unit, &n);
+    }
+    return -1;
+}
+
+static const char *type_word(enum ptype t)
+{
+    switch (t) {
+    case P_INT: case P_SIZE: return "numerical";
+    case P_BOOL: return "boolean";
+    case P_TIME: return "time";
+    default: return "string";
+    }
+}
+
+static int validate_all(const char *file, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NPARAMS; i++) {
+        const char *v = config_get(params[i].name);
+        if (!cfg.expanded[i]) {
+            snprintf(err, errlen, "%s: parameter %s: expansion too deep or too large",
+                     file, params[i].name);
+            return -1;
+        }
+        if (validate_param(&params[i], v) < 0) {
+            const struct setting *s = setting_find(params[i].name);
+            if (s && s->line)
+                snprintf(err, errlen, "%s, line %d: bad %s parameter value: %s = %s", file,
+                         s->line, type_word(params[i].type), params[i].name, v);
+            else
+                snprintf(err, errlen, "bad %s parameter value: %s = %s",
+                         type_word(params[i].type), params[i].name, v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Commands and master warn about names they do not know; daemons stay
+ * quiet since master already said it at start. */
+static void warn_unknown(const char *file)
+{
+    const char *prog = log_progname();
+    if (strcmp(prog, "master") != 0 && strcmp(prog, "postern") != 0 &&
+        strcmp(prog, "postconf") != 0)
+        return;
+    for (size_t i = 0; i < cfg.nset; i++)
+        if (!param_find(cfg.set[i].name) && cfg.set[i].line)
+            msg_warn("%s, line %d: unknown parameter: %s=%s", file, cfg.set[i].line,
+                     cfg.set[i].name, cfg.set[i].raw);
+}
+
+int config_try_load(const char *dir, char *const *overrides, size_t n_overrides, char *err,
+                    size_t errlen)
+{
+    char path[PATH_MAX + 16];
+    err[0] = 0;
+    config_reset();
+    snprintf(cfg.dir, sizeof(cfg.dir), "%s", dir);
+    snprintf(path, sizeof(path), "%s/main.cf", dir);
+    char *text = read_file(path, err, errlen);
+    if (!text)
+        return -1;
+    int rc = parse_main_cf(path, text, err, errlen);
+    free(text);
+    if (rc < 0)
+        return -1;
+    for (size_t i = 0; i < n_overrides; i++) {
+        const char *eq = strchr(overrides[i], '=');
+        if (!eq) {
+            snprintf(err, errlen, "bad override (expected name=value): %s", overrides[i]);
+            return -1;
+        }
+        const char *ns = overrides[i], *ne = eq, *vs = eq + 1, *ve = eq + strlen(eq);
+        trim(&ns, &ne);
+        trim(&vs, &ve);
+        if (setting_add(ns, (size_t)(ne - ns), vs, (size_t)(ve - vs), 0) < 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (validate_all(path, err, errlen) < 0)
+        return -1;
+    warn_unknown(path);
+    return 0;
+}
+
+int config_load(const char *dir, char *const *overrides, size_t n_overrides)
+{
+    char err[1024];
+    if (config_try_load(dir, overrides, n_overrides, err, sizeof(err)) < 0)
+        msg_fatal("%s", err);
+    return 0;
+}
+
+static long long typed_value(const char *name, enum ptype want)
+{
+    const struct param *p = param_find(name);
+    if (!p || p->type != want)
+        msg_panic("config: %s is not a %s parameter", name, type_word(want));
+    const char *v = config_get(name);
+    long long n = 0;
+    int b = 0;
+    int bad = want == P_BOOL ? parse_bool(v, &b)
+              : want == P_TIME ? parse_time(v, p->unit, &n)
+                               : parse_long(v, &n);
+    if (bad)
+        msg_fatal("bad %s parameter value: %s = %s", type_word(want), name, v);
+    return want == P_BOOL ? b : n;
+}
+
+long config_int(const char *name)
+{
+    return (long)typed_value(name, P_INT);
+}
+
+int config_bool(const char *name)
+{
+    return (int)typed_value(name, P_BOOL);
+}
+
+long config_time(const char *name)
+{
+    return (long)typed_value(name, P_TIME);
+}
+
+long long config_size(const char *name)
+{
+    return typed_value(name, P_SIZE);
+}
+
+void config_walk(int raw, int defaults_only, config_walk_fn fn, void *ctx)
+{
+    for (size_t i = 0; i < NPARAMS; i++) {
+        const struct setting *s = defaults_only ? NULL : setting_find(params[i].name);
+        const char *v;
+        if (defaults_only)
+            v = computed_default(&params[i]);
+        else
+            v = raw ? (s ? s->raw : computed_default(&params[i])) : config_get(params[i].name);
+        fn(params[i].name, v, s != NULL, ctx);
+    }
+    if (defaults_only)
+        return;
+    for (size_t i = 0; i < cfg.nset; i++) {
+        if (param_find(cfg.set[i].name) || setting_find(cfg.set[i].name) != &cfg.set[i])
+            continue;
+        fn(cfg.set[i].name, cfg.set[i].raw, 1, ctx);
+    }
+}
+
+size_t config_split(const char *value, char *buf, char **items, size_t max)
+{
+    size_t n = 0;
+    strcpy(buf, value);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ", \t\r\n", &save); tok && n < max;
+         tok = strtok_r(NULL, ", \t\r\n", &save))
+        items[n++] = tok;
+    return n;
+}

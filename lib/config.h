@@ -1,0 +1,51 @@
+/* config.h - main.cf: the one configuration reader.
+ *
+ * Every known parameter has an entry in config.c's table with its type and
+ * default. main.cf is "name = value" lines, continuation lines start with
+ * white space, '#' comments; when a name is set twice the last line wins.
+ * Values expand $name, ${name}, ${name?text}, ${name:text} and $$ when read.
+ * Unknown names warn; a value of the wrong type is fatal with file and line.
+ * Overrides (master.cf -o, command line -o) win over main.cf.
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <stddef.h>
+
+#define DEF_CONFIG_DIR "/etc/postern"
+
+/* -c DIR if given, else $MAIL_CONFIG, else DEF_CONFIG_DIR. */
+const char *config_find_dir(const char *cmdline_dir);
+
+/* Read DIR/main.cf (a missing file is fatal), apply overrides ("name=value"),
+ * validate every typed parameter (fatal on error). Safe to call again on
+ * reload: the previous state is discarded. Returns 0. */
+int config_load(const char *dir, char *const *overrides, size_t n_overrides);
+/* Like config_load but returns -1 with a message in err instead of exiting. */
+int config_try_load(const char *dir, char *const *overrides, size_t n_overrides,
+                    char *err, size_t errlen);
+const char *config_directory(void);
+
+/* Expanded value; "" for a known parameter set to nothing; NULL for an
+ * unknown one that main.cf does not set. Valid until the next config_load. */
+const char *config_get(const char *name);
+long config_int(const char *name);
+int config_bool(const char *name);
+/* Seconds; accepts s, m, h, d, w suffixes, default unit from the table. */
+long config_time(const char *name);
+/* Bytes or counts with no unit. */
+long long config_size(const char *name);
+
+/* For postconf: every known parameter in name order, plus unknown set ones.
+ * is_set is 1 when main.cf or an override sets it. value is unexpanded when
+ * raw is nonzero. */
+typedef void (*config_walk_fn)(const char *name, const char *value, int is_set,
+                               void *ctx);
+void config_walk(int raw, int defaults_only, config_walk_fn fn, void *ctx);
+const char *config_default(const char *name);
+
+/* Split a list value on commas and white space. Returns the number of items
+ * stored (at most max); items point into buf, which must hold strlen(value)+1. */
+size_t config_split(const char *value, char *buf, char **items, size_t max);
+
+#endif

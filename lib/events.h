@@ -1,0 +1,24 @@
+/* events.h - libevent glue: record framing on evbuffers, and the watch on
+ * master that every event-driven daemon (smtpd, qmgr) needs.
+ */
+#ifndef POSTERN_EVENTS_H
+#define POSTERN_EVENTS_H
+
+#include <stddef.h>
+
+struct evbuffer;
+struct event_base;
+struct rec_buf;
+
+int evrec_put(struct evbuffer *out, int type, const void *data, size_t len);
+int evrec_put_attr(struct evbuffer *out, const char *name, const char *value);
+/* Take one complete record from in. Returns its type, 0 when the record is
+ * not complete yet (nothing consumed), REC_ERROR when malformed, REC_TOOBIG
+ * when the payload exceeds max. */
+int evrec_get(struct evbuffer *in, struct rec_buf *b, size_t max);
+
+/* Call on_gone(ctx) once when master goes away or reloads (EOF on the
+ * master-alive descriptor); the daemon then finishes its work and exits. */
+void events_watch_master(struct event_base *base, void (*on_gone)(void *), void *ctx);
+
+#endif

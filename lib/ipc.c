@@ -1,0 +1,185 @@
+/* ipc.c - service connect and attribute lists over record streams (ipc.h). */
+#include "ipc.h"
+#include "log.h"
+#include "queue_file.h"
+#include "record.h"
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int service_path(char *buf, size_t len, const char *klass, const char *service)
+{
+    char sub[256];
+    if (strchr(service, '/') || (size_t)snprintf(sub, sizeof(sub), "%s/%s", klass, service) >= sizeof(sub))
+        return -1;
+    return queue_dir_path(buf, len, sub);
+}
+
+int ipc_connect(const char *klass, const char *service)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (service_path(sun.sun_path, sizeof(sun.sun_path), klass, service) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int ipc_trigger(const char *klass, const char *service, char what)
+{
+    char path[PATH_MAX];
+    if (service_path(path, sizeof(path), klass, service) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, &what, 1);
+    close(fd);
+    return n == 1 ? 0 : -1;
+}
+
+void attr_list_free(struct attr_list *list)
+{
+    for (size_t i = 0; i < list->count; i++) {
+        free(list->names[i]);
+        free(list->values[i]);
+    }
+    free(list->names);
+    free(list->values);
+    memset(list, 0, sizeof(*list));
+}
+
+static int attr_list_add(struct attr_list *list, const char *name, const char *value,
+                         size_t *cap)
+{
+    if (list->count == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        char **n = realloc(list->names, ncap * sizeof(*n));
+        if (!n)
+            return -1;
+        list->names = n;
+        char **v = realloc(list->values, ncap * sizeof(*v));
+        if (!v)
+            return -1;
+        list->values = v;
+        *cap = ncap;
+    }
+    list->names[list->count] = strdup(name);
+    list->values[list->count] = strdup(value);
+    if (!list->names[list->count] || !list->values[list->count]) {
+        free(list->names[list->count]);
+        free(list->values[list->count]);
+        return -1;
+    }
+    list->count++;
+    return 0;
+}
+
+int attr_list_read(struct stream *s, struct attr_list *list)
+{
+    memset(list, 0, sizeof(*list));
+    struct rec_buf b = {0};
+    size_t cap = 0;
+    int rc = -1;
+    for (;;) {
+        int type = rec_get(s, &b, IPC_VALUE_MAX, NULL);
+        if (type == REC_END) {
+            rc = 0;
+            break;
+        }
+        if (type != REC_ATTR || list->count >= IPC_ATTR_MAX)
+            break;
+        char *name, *value;
+        if (rec_attr_split(b.data, &name, &value) < 0)
+            continue;
+        if (attr_list_add(list, name, value, &cap) < 0)
+            break;
+    }
+    rec_buf_free(&b);
+    if (rc < 0)
+        attr_list_free(list);
+    return rc;
+}
+
+const char *attr_get(const struct attr_list *list, const char *name)
+{
+    for (size_t i = 0; i < list->count; i++)
+        if (strcmp(list->names[i], name) == 0)
+            return list->values[i];
+    return NULL;
+}
+
+int attr_put(struct stream *s, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+    if (nl + 1 + vl > IPC_VALUE_MAX)
+        return -1;
+    unsigned char hdr[REC_MAX_HEADER];
+    size_t h = rec_header_encode(hdr, REC_ATTR, nl + 1 + vl);
+    if (stream_write(s, hdr, h) < 0 || stream_write(s, name, nl) < 0 ||
+        stream_write(s, "=", 1) < 0 || stream_write(s, value, vl) < 0)
+        return -1;
+    return 0;
+}
+
+int attr_end(struct stream *s)
+{
+    if (rec_put(s, REC_END, "", 0) < 0)
+        return -1;
+    return stream_flush(s);
+}
+
+int attr_send(struct stream *s, ...)
+{
+    va_list ap;
+    va_start(ap, s);
+    int rc = 0;
+    const char *name;
+    while (rc == 0 && (name = va_arg(ap, const char *)) != NULL) {
+        const char *value = va_arg(ap, const char *);
+        rc = attr_put(s, name, value ? value : "");
+    }
+    va_end(ap);
+    return rc == 0 ? attr_end(s) : -1;
+}
+
+int ipc_greet(struct stream *s, const char *protocol)
+{
+    return attr_send(s, "protocol", protocol, (const char *)NULL);
+}
+
+int ipc_expect_greeting(struct stream *s, const char *protocol)
+{
+    struct attr_list list;
+    if (attr_list_read(s, &list) < 0) {
+        msg_warn("no %s greeting from server: %s", protocol,
+                 stream_timed_out(s) ? "timeout" : "connection closed or malformed");
+        return -1;
+    }
+    const char *got = attr_get(&list, "protocol");
+    int rc = got && strcmp(got, protocol) == 0 ? 0 : -1;
+    if (rc < 0)
+        msg_warn("unexpected server protocol: wanted %s, got %s", protocol, got ? got : "(none)");
+    attr_list_free(&list);
+    return rc;
+}

@@ -1,0 +1,69 @@
+/* ipc.h - the one way daemons talk: UNIX stream sockets under
+ * queue_directory/private (and fifos under public/ for wake-ups), carrying
+ * attribute lists framed as records (record.h): REC_ATTR "name=value"
+ * records ended by REC_END.
+ *
+ * A server greets each connection with "protocol=NAME"; the client checks it,
+ * so a mis-wired socket fails loudly. Readers skip attributes they do not
+ * know, so protocols can grow. Reads are bounded (IPC_ATTR_MAX attributes,
+ * IPC_VALUE_MAX bytes each) and timed by the stream's timeout.
+ *
+ * Protocols (the blocking side uses these helpers, libevent users events.h):
+ *  cleanup_protocol (private/cleanup):
+ *    S->C greeting; C->S {flags} ; S->C {queue_id} or {status, reason};
+ *    C->S queue records: S, A*, (O? R)*, M, C*, E   (cleanup writes the file)
+ *    S->C {status=0|4|5, reason}.   A client that closes early aborts.
+ *  deliver_protocol (private/local, later private/smtp...), persistent:
+ *    S->C greeting; then repeatedly
+ *    C->S {queue_name, queue_id, sender, arrival, active_time, nexthop,
+ *          rcpt="OFFSET ADDRESS"..., orig_rcpt may precede each rcpt}
+ *    S->C {rcpt_status="OFFSET D.S.N text"...}, one per rcpt, in order.
+ *  public/qmgr, public/pickup (fifo): any byte wakes the daemon; qmgr also
+ *    takes 'F' (flush deferred now).
+ */
+#ifndef POSTERN_IPC_H
+#define POSTERN_IPC_H
+
+#include <stddef.h>
+
+struct stream;
+
+#define IPC_ATTR_MAX 4096     /* attributes in one list (recipients included) */
+#define IPC_VALUE_MAX 8192    /* bytes in one attribute record */
+#define IPC_TIMEOUT 300       /* default seconds for internal I/O */
+
+#define IPC_PRIVATE "private"
+#define IPC_PUBLIC "public"
+
+/* Connect to queue_directory/CLASS/SERVICE. Returns fd or -1 with errno. */
+int ipc_connect(const char *klass, const char *service);
+/* Write one byte to the fifo queue_directory/CLASS/SERVICE without blocking;
+ * -1 when nobody listens (the daemon will scan on its own later). */
+int ipc_trigger(const char *klass, const char *service, char what);
+
+/* An attribute list as read. Owns its storage. Order is preserved and names
+ * may repeat (recipients). */
+struct attr_list {
+    size_t count;
+    char **names;
+    char **values;
+};
+/* Read REC_ATTR records up to REC_END. Returns 0, or -1 on EOF, timeout,
+ * malformed or oversized input. list is reset first; free with attr_list_free. */
+int attr_list_read(struct stream *s, struct attr_list *list);
+void attr_list_free(struct attr_list *list);
+/* First value for name, or NULL. */
+const char *attr_get(const struct attr_list *list, const char *name);
+
+/* Write name/value pairs (NULL-terminated varargs of const char *), then
+ * REC_END, then flush. Returns 0 or -1. */
+int attr_send(struct stream *s, ...) __attribute__((sentinel));
+/* One REC_ATTR record, unflushed. */
+int attr_put(struct stream *s, const char *name, const char *value);
+int attr_end(struct stream *s);   /* REC_END and flush */
+
+int ipc_greet(struct stream *s, const char *protocol);
+/* Read the greeting; -1 (logged) unless it names protocol. */
+int ipc_expect_greeting(struct stream *s, const char *protocol);
+
+#endif

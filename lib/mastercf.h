@@ -1,0 +1,40 @@
+/* mastercf.h - master.cf: the Postfix columns
+ *   service type private unpriv chroot wakeup maxproc command [args...]
+ * with "-o name=value" arguments, '#' comments and continuation lines that
+ * start with white space. Used by master and postconf -M.
+ */
+#ifndef POSTERN_MASTERCF_H
+#define POSTERN_MASTERCF_H
+
+#include <stddef.h>
+
+enum mastercf_type { MASTERCF_INET, MASTERCF_UNIX, MASTERCF_FIFO, MASTERCF_PASS };
+
+struct mastercf_entry {
+    char *name;               /* "smtp", "127.0.0.1:2525", "cleanup" */
+    enum mastercf_type type;
+    int private_;             /* 1 = private/ (unix, fifo), "-" means y */
+    int unpriv;               /* "-" means y */
+    int chroot;               /* "-" means n */
+    int wakeup;               /* seconds, 0 = none ("-") */
+    int wakeup_if_running;    /* wakeup column ended in '?' */
+    int maxproc;              /* -1 for "-" (use default_process_limit), 0 = no limit */
+    char *command;            /* program name in daemon_directory */
+    char **args;              /* after the command, -o pairs included; NULL-terminated */
+    size_t nargs;
+    int line;                 /* first line in the file */
+};
+
+struct mastercf {
+    struct mastercf_entry *entries;
+    size_t count;
+};
+
+/* Parse text (named filename in messages). On error returns -1 and writes
+ * "FILE, line N: reason" into err. out is owned by the caller (mastercf_free). */
+int mastercf_parse(const char *text, const char *filename, struct mastercf *out,
+                   char *err, size_t errlen);
+int mastercf_load(const char *path, struct mastercf *out, char *err, size_t errlen);
+void mastercf_free(struct mastercf *cf);
+
+#endif

@@ -1,0 +1,415 @@
+/* queue_file.c - queue directories and queue files (see queue_file.h).
+ *
+ * The writer creates the file under a temporary name, learns its inode, and
+ * link(2)s it to the queue id (link refuses to replace, so ids never
+ * collide); the file stays mode 0600 until commit sets 0700 just before the
+ * fsync, and readers schedule only 0700 files with an E record.
+ */
+#include "queue_file.h"
+#include "config.h"
+#include "log.h"
+#include "record.h"
+#include "stream.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int queue_dir_path(char *buf, size_t len, const char *sub)
+{
+    int n = snprintf(buf, len, "%s/%s", config_get("queue_directory"), sub);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int queue_path(char *buf, size_t len, const char *queue, const char *id)
+{
+    int n;
+    if (strcmp(queue, QUEUE_DEFERRED) == 0 && id[0])
+        n = snprintf(buf, len, "%s/%s/%c/%s", config_get("queue_directory"), queue,
+                     id[strlen(id) - 1], id);
+    else
+        n = snprintf(buf, len, "%s/%s/%s", config_get("queue_directory"), queue, id);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static int mkdir_mode(const char *path, mode_t mode)
+{
+    if (mkdir(path, mode) == 0)
+        return chmod(path, mode);
+    return errno == EEXIST ? 0 : -1;
+}
+
+int queue_dirs_create(void)
+{
+    static const struct {
+        const char *name;
+        mode_t mode;
+    } dirs[] = {
+        {"", 0755},          {"incoming", 0700}, {"active", 0700},  {"deferred", 0700},
+        {"hold", 0700},      {"corrupt", 0700},  {"bounce", 0700},  {"defer", 0700},
+        {"trace", 0700},     {"private", 0700},  {"public", 0710},  {"pid", 0755},
+        {"maildrop", 01730}, {"saved", 0700},
+    };
+    char path[PATH_MAX];
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        if (queue_dir_path(path, sizeof(path), dirs[i].name) < 0) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        if (mkdir_mode(path, dirs[i].mode) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int queue_fsync_dir_of(const char *path)
+{
+    char copy[PATH_MAX];
+    if (snprintf(copy, sizeof(copy), "%s", path) >= (int)sizeof(copy)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
+}
+
+int queue_file_move(const char *id, const char *from_queue, const char *to_queue)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    if (queue_path(from, sizeof(from), from_queue, id) < 0 ||
+        queue_path(to, sizeof(to), to_queue, id) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (rename(from, to) == 0)
+        return 0;
+    if (errno != ENOENT || strcmp(to_queue, QUEUE_DEFERRED) != 0)
+        return -1;
+    /* The hash subdirectory of deferred/ may not exist yet. */
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", to);
+    if (mkdir_mode(dirname(dir), 0700) < 0)
+        return -1;
+    return rename(from, to);
+}
+
+/* --- writer --- */
+
+struct queue_writer {
+    char id[QUEUE_ID_SIZE];
+    char path[PATH_MAX];
+    struct stream *stream;
+    off_t size_offset;
+};
+
+/* Give the new file its queue id name; retry on the (rare) collision. */
+static int writer_name_file(struct queue_writer *w, const char *queue, const char *tmp,
+                            const struct timeval *arrival, ino_t ino)
+{
+    struct timeval tv = *arrival;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        queue_id_make(w->id, &tv, ino);
+        if (queue_path(w->path, sizeof(w->path), queue, w->id) < 0) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        if (link(tmp, w->path) == 0)
+            return unlink(tmp);
+        if (errno != EEXIST)
+            return -1;
+        if (++tv.tv_usec >= 1000000) {
+            tv.tv_usec = 0;
+            tv.tv_sec++;
+        }
+    }
+    errno = EEXIST;
+    return -1;
+}
+
+struct queue_writer *queue_writer_create(const char *queue, const struct timeval *arrival)
+{
+    static unsigned counter;
+    char tmp[PATH_MAX], name[64];
+    snprintf(name, sizeof(name), "tmp.%ld.%u", (long)getpid(), counter++);
+    if (queue_path(tmp, sizeof(tmp), queue, name) < 0) {
+        errno = ENAMETOOLONG;
+        return NULL;
+    }
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, QUEUE_MODE_WRITING);
+    if (fd < 0)
+        return NULL;
+    struct queue_writer *w = calloc(1, sizeof(*w));
+    struct stat st;
+    if (!w || fstat(fd, &st) < 0 || writer_name_file(w, queue, tmp, arrival, st.st_ino) < 0) {
+        int saved = errno;
+        close(fd);
+        unlink(tmp);
+        free(w);
+        errno = saved;
+        return NULL;
+    }
+    w->stream = stream_open(fd, 0);
+    if (!w->stream) {
+        close(fd);
+        unlink(w->path);
+        free(w);
+        errno = ENOMEM;
+        return NULL;
+    }
+    char zero[REC_SIZE_WIDTH + 1];
+    snprintf(zero, sizeof(zero), "%15d %15d %15d", 0, 0, 0);
+    w->size_offset = stream_tell(w->stream);
+    if (rec_put(w->stream, REC_SIZE, zero, REC_SIZE_WIDTH) < 0 ||
+        rec_putf(w->stream, REC_TIME, "%ld.%06ld", (long)arrival->tv_sec,
+                 (long)arrival->tv_usec) < 0) {
+        queue_writer_abort(w);
+        return NULL;
+    }
+    return w;
+}
+
+const char *queue_writer_id(const struct queue_writer *w)
+{
+    return w->id;
+}
+
+const char *queue_writer_path(const struct queue_writer *w)
+{
+    return w->path;
+}
+
+struct stream *queue_writer_stream(struct queue_writer *w)
+{
+    return w->stream;
+}
+
+int queue_writer_commit(struct queue_writer *w, long long content_size,
+                        long long content_offset, int nrcpt)
+{
+    char size[REC_SIZE_WIDTH + 1];
+    snprintf(size, sizeof(size), "%15lld %15lld %15d", content_size, content_offset, nrcpt);
+    int fd = stream_fd(w->stream);
+    int rc = -1;
+    if (rec_put(w->stream, REC_END, "", 0) == 0 && stream_flush(w->stream) == 0 &&
+        pwrite(fd, size, REC_SIZE_WIDTH, w->size_offset + 2) == REC_SIZE_WIDTH &&
+        fchmod(fd, QUEUE_MODE_COMPLETE) == 0 && fsync(fd) == 0 &&
+        queue_fsync_dir_of(w->path) == 0)
+        rc = 0;
+    int saved = errno;
+    stream_abandon(w->stream);
+    if (rc < 0)
+        unlink(w->path);
+    free(w);
+    errno = saved;
+    return rc;
+}
+
+void queue_writer_abort(struct queue_writer *w)
+{
+    stream_abandon(w->stream);
+    unlink(w->path);
+    free(w);
+}
+
+/* --- reader --- */
+
+#define ENVELOPE_RECORD_MAX 65536
+
+static int envelope_add_attr(struct queue_envelope *env, char *payload)
+{
+    char *name, *value;
+    if (rec_attr_split(payload, &name, &value) < 0)
+        return 0;   /* unknown shapes are skipped so formats can grow */
+    char **n = realloc(env->attr_names, (env->nattr + 1) * sizeof(*n));
+    if (!n)
+        return -1;
+    env->attr_names = n;
+    char **v = realloc(env->attr_values, (env->nattr + 1) * sizeof(*v));
+    if (!v)
+        return -1;
+    env->attr_values = v;
+    n[env->nattr] = strdup(name);
+    v[env->nattr] = strdup(value);
+    if (!n[env->nattr] || !v[env->nattr]) {
+        free(n[env->nattr]);
+        free(v[env->nattr]);
+        return -1;
+    }
+    env->nattr++;
+    return 0;
+}
+
+static int envelope_add_rcpt(struct queue_envelope *env, const char *addr, char **orig,
+                             off_t offset, int done, size_t max_rcpt)
+{
+    if (env->nrcpt >= max_rcpt)
+        return -1;
+    struct queue_rcpt *r = realloc(env->rcpt, (env->nrcpt + 1) * sizeof(*r));
+    if (!r)
+        return -1;
+    env->rcpt = r;
+    r[env->nrcpt] = (struct queue_rcpt){.offset = offset, .orig = *orig, .done = done};
+    *orig = NULL;
+    r[env->nrcpt].address = strdup(addr);
+    if (!r[env->nrcpt].address)
+        return -1;
+    env->nrcpt++;
+    return 0;
+}
+
+static int parse_size_record(struct queue_envelope *env, const char *payload)
+{
+    long long size, offset, nrcpt;
+    if (sscanf(payload, "%lld %lld %lld", &size, &offset, &nrcpt) != 3)
+        return -1;
+    env->content_size = size;
+    env->content_offset = (off_t)offset;
+    return 0;
+}
+
+static int parse_time_record(struct queue_envelope *env, const char *payload)
+{
+    long sec, usec;
+    if (sscanf(payload, "%ld.%ld", &sec, &usec) != 2)
+        return -1;
+    env->arrival.tv_sec = sec;
+    env->arrival.tv_usec = usec;
+    return 0;
+}
+
+/* One envelope record; 1 at the end record, 0 to go on, -1 on error. */
+static int envelope_record(struct stream *s, struct queue_envelope *env, int type,
+                           struct rec_buf *b, off_t off, char **orig, size_t max_rcpt)
+{
+    switch (type) {
+    case REC_SIZE: return parse_size_record(env, b->data);
+    case REC_TIME: return parse_time_record(env, b->data);
+    case REC_SENDER:
+        free(env->sender);
+        env->sender = strdup(b->data);
+        return env->sender ? 0 : -1;
+    case REC_ATTR: return envelope_add_attr(env, b->data);
+    case REC_ORCPT:
+        free(*orig);
+        *orig = strdup(b->data);
+        return *orig ? 0 : -1;
+    case REC_RCPT:
+    case REC_DONE: return envelope_add_rcpt(env, b->data, orig, off, type == REC_DONE, max_rcpt);
+    case REC_CONTENT_START:
+        env->content_offset = stream_tell(s);
+        return 0;
+    case REC_END: env->complete = 1; return 1;
+    default: return 0;
+    }
+}
+
+int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt)
+{
+    memset(env, 0, sizeof(*env));
+    int dupfd = dup(fd);
+    if (dupfd < 0)
+        return -1;
+    struct stream *s = stream_open(dupfd, 0);
+    if (!s) {
+        close(dupfd);
+        return -1;
+    }
+    stream_seek(s, 0);
+    struct rec_buf b = {0};
+    char *orig = NULL;
+    int rc = -1;
+    for (;;) {
+        off_t off;
+        unsigned char hdr[REC_MAX_HEADER];
+        /* Content chunks are skipped without reading their payload. */
+        off = stream_tell(s);
+        int c = stream_getc(s);
+        if (c < 0)
+            break;
+        if (c == REC_CONTENT) {
+            size_t have = 1, len = 0;
+            int t, h;
+            hdr[0] = (unsigned char)c;
+            while ((h = rec_header_decode(hdr, have, &t, &len)) == 0 && have < REC_MAX_HEADER &&
+                   (c = stream_getc(s)) >= 0)
+                hdr[have++] = (unsigned char)c;
+            if (h <= 0 || stream_skip(s, len) < 0)
+                break;
+            continue;
+        }
+        stream_seek(s, off);
+        int type = rec_get(s, &b, ENVELOPE_RECORD_MAX, &off);
+        if (type < 0)
+            break;
+        int r = envelope_record(s, env, type, &b, off, &orig, max_rcpt);
+        if (r < 0)
+            break;
+        if (r == 1) {
+            rc = 0;
+            break;
+        }
+    }
+    free(orig);
+    rec_buf_free(&b);
+    stream_abandon(s);
+    return rc;
+}
+
+void queue_envelope_free(struct queue_envelope *env)
+{
+    free(env->sender);
+    for (size_t i = 0; i < env->nattr; i++) {
+        free(env->attr_names[i]);
+        free(env->attr_values[i]);
+    }
+    free(env->attr_names);
+    free(env->attr_values);
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        free(env->rcpt[i].address);
+        free(env->rcpt[i].orig);
+    }
+    free(env->rcpt);
+    memset(env, 0, sizeof(*env));
+}
+
+const char *queue_envelope_attr(const struct queue_envelope *env, const char *name)
+{
+    for (size_t i = 0; i < env->nattr; i++)
+        if (strcmp(env->attr_names[i], name) == 0)
+            return env->attr_values[i];
+    return NULL;
+}
+
+int queue_file_mark_done(int fd, off_t rcpt_offset)
+{
+    char type = REC_DONE;
+    return pwrite(fd, &type, 1, rcpt_offset) == 1 ? 0 : -1;
+}
+
+int queue_content_begin(struct stream *s, off_t content_offset)
+{
+    return stream_seek(s, content_offset);
+}
+
+int queue_content_next(struct stream *s, struct rec_buf *chunk)
+{
+    int type = rec_get(s, chunk, REC_CHUNK_SIZE, NULL);
+    if (type == REC_CONTENT)
+        return 1;
+    if (type < 0)
+        return -1;
+    /* Anything after the content (extracted recipients, E) ends it. */
+    return 0;
+}

@@ -1,0 +1,96 @@
+/* queue_file.h - queue directories and queue files.
+ *
+ * File layout (record.h framing):
+ *   Z size (fixed width, rewritten at commit)   T arrival   S sender
+ *   A attributes...   (O? R)... recipients   M   C content chunks...
+ *   (O? R)... recipients extracted from headers   E
+ * A file is complete when it has its E record and mode 0700 (cleanup sets
+ * the execute bit last, before the fsync); nothing else is ever scheduled.
+ * Recipients are marked done by rewriting the R type byte to D in place.
+ */
+#ifndef POSTERN_QUEUE_FILE_H
+#define POSTERN_QUEUE_FILE_H
+
+#include <stddef.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include "queue_id.h"
+
+struct stream;
+struct rec_buf;
+
+#define QUEUE_INCOMING "incoming"
+#define QUEUE_ACTIVE "active"
+#define QUEUE_DEFERRED "deferred"
+#define QUEUE_HOLD "hold"
+#define QUEUE_CORRUPT "corrupt"
+#define QUEUE_MAILDROP "maildrop"
+
+#define QUEUE_MODE_WRITING 0600
+#define QUEUE_MODE_COMPLETE 0700
+
+/* queue_directory/queue/id (deferred/ is hashed one level: deferred/X/id,
+ * X the id's last character). -1 when it does not fit. */
+int queue_path(char *buf, size_t len, const char *queue, const char *id);
+/* queue_directory/sub, e.g. "private/cleanup". */
+int queue_dir_path(char *buf, size_t len, const char *sub);
+/* Create the queue tree under queue_directory if absent (instance mode
+ * ownership: the caller's user). Returns -1 with errno on failure. */
+int queue_dirs_create(void);
+/* fsync the directory that holds path (its dirname). */
+int queue_fsync_dir_of(const char *path);
+/* rename(2) a message between queues (creating a deferred hash dir as needed). */
+int queue_file_move(const char *id, const char *from_queue, const char *to_queue);
+
+/* --- writing (cleanup) --- */
+struct queue_writer;
+/* Create a new file in queue "incoming" with a fresh id, mode 0600, and write
+ * the Z and T records. Caller owns the result (queue_writer_commit or
+ * queue_writer_abort frees it). NULL with errno on failure. */
+struct queue_writer *queue_writer_create(const char *queue, const struct timeval *arrival);
+const char *queue_writer_id(const struct queue_writer *w);
+const char *queue_writer_path(const struct queue_writer *w);
+struct stream *queue_writer_stream(struct queue_writer *w);
+/* Write E, rewrite Z, flush, fchmod 0700, fsync file and directory.
+ * Frees w. Returns 0, or -1 with errno (the file is then removed). */
+int queue_writer_commit(struct queue_writer *w, long long content_size,
+                        long long content_offset, int nrcpt);
+/* Remove the file and free w. */
+void queue_writer_abort(struct queue_writer *w);
+
+/* --- reading (qmgr, local, bounce, postqueue) --- */
+struct queue_rcpt {
+    off_t offset;        /* of the R/D type byte, for queue_file_mark_done */
+    char *address;       /* internal form */
+    char *orig;          /* original recipient, or NULL */
+    int done;            /* read as D */
+};
+struct queue_envelope {
+    char id[QUEUE_ID_SIZE];
+    struct timeval arrival;
+    char *sender;
+    long long content_size;
+    off_t content_offset;    /* offset of the first C record */
+    size_t nattr;
+    char **attr_names, **attr_values;
+    size_t nrcpt;            /* all recipients, done ones included */
+    struct queue_rcpt *rcpt;
+    int complete;            /* E record seen */
+};
+/* Parse the envelope of an open queue file (content is skipped, not read).
+ * Returns 0, or -1 when the file is malformed or too large (max_rcpt caps
+ * recipients). env is filled even on error and must be freed. */
+int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt);
+void queue_envelope_free(struct queue_envelope *env);
+const char *queue_envelope_attr(const struct queue_envelope *env, const char *name);
+
+/* Mark a recipient finished in place (pwrite of one byte). */
+int queue_file_mark_done(int fd, off_t rcpt_offset);
+
+/* Iterate content chunks: position s at content_offset, then call
+ * queue_content_next until it returns 0 (end of content) or -1 (error);
+ * 1 means chunk holds the next piece (at most REC_CHUNK_SIZE bytes). */
+int queue_content_begin(struct stream *s, off_t content_offset);
+int queue_content_next(struct stream *s, struct rec_buf *chunk);
+
+#endif

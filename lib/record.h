@@ -1,0 +1,68 @@
+/* record.h - the one record framing: type (1 byte), length (unsigned LEB128),
+ * payload. Queue files, the cleanup protocol and every other IPC use it.
+ *
+ * The pure encode/decode functions here know nothing of I/O; rec_put and
+ * rec_get add stream I/O, and events.h adds libevent buffers.
+ */
+#ifndef POSTERN_RECORD_H
+#define POSTERN_RECORD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+struct stream;
+
+/* Record types. Queue files use all but REC_ATTR-only protocols. */
+enum rec_type {
+    REC_SIZE = 'Z',          /* fixed-width "content_size content_offset nrcpt" */
+    REC_TIME = 'T',          /* arrival "sec.usec" */
+    REC_SENDER = 'S',        /* envelope sender, internal form, "" = <> */
+    REC_ATTR = 'A',          /* "name=value" */
+    REC_ORCPT = 'O',         /* original recipient of the next REC_RCPT */
+    REC_RCPT = 'R',          /* recipient still to be delivered */
+    REC_DONE = 'D',          /* recipient finished: REC_RCPT rewritten in place */
+    REC_CONTENT_START = 'M', /* message content follows */
+    REC_CONTENT = 'C',       /* a chunk of content, LF line ends */
+    REC_END = 'E',           /* end of the file or of an attribute list */
+};
+
+#define REC_MAX_HEADER 11      /* type byte + up to 10 LEB128 bytes */
+#define REC_CHUNK_SIZE 65536   /* largest REC_CONTENT payload writers emit */
+#define REC_SIZE_WIDTH 47      /* payload width of REC_SIZE: "%15lld %15lld %15lld" */
+
+/* Encode a record header into out; returns its length. */
+size_t rec_header_encode(unsigned char out[REC_MAX_HEADER], int type, size_t len);
+/* Decode a header from buf[0..avail). Returns the header length, 0 when more
+ * bytes are needed, -1 when malformed (length over 2^40 or a bad LEB128). */
+int rec_header_decode(const unsigned char *buf, size_t avail, int *type, size_t *len);
+
+/* A growable payload buffer; data is always NUL-terminated. Free with
+ * rec_buf_free. Growth never exceeds the max passed to rec_get. */
+struct rec_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+void rec_buf_free(struct rec_buf *b);
+/* Ensure room for need payload bytes plus the NUL. -1 on ENOMEM. */
+int rec_buf_reserve(struct rec_buf *b, size_t need);
+/* Make b hold exactly the bytes given (NUL-terminated). Returns -1 on ENOMEM. */
+int rec_buf_set(struct rec_buf *b, const void *data, size_t len);
+
+int rec_put(struct stream *s, int type, const void *data, size_t len);
+int rec_put_str(struct stream *s, int type, const char *str);
+int rec_putf(struct stream *s, int type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define REC_EOF (-1)     /* clean EOF before any header byte */
+#define REC_ERROR (-2)   /* I/O error, timeout, truncated or malformed record */
+#define REC_TOOBIG (-3)  /* payload larger than max */
+/* Read one record into b. Returns its type or one of the negatives above.
+ * *offset (if not NULL) receives the stream offset of the type byte. */
+int rec_get(struct stream *s, struct rec_buf *b, size_t max, off_t *offset);
+
+/* Split "name=value" in place (b->data is modified). Returns -1 if no '='. */
+int rec_attr_split(char *payload, char **name, char **value);
+
+#endif

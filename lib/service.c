@@ -1,0 +1,133 @@
+/* service.c - the daemon side of the master contract (service.h): argv,
+ * config, logging, privileges, status reports, single-client accept loop.
+ */
+#include "service.h"
+#include "config.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MAX_OVERRIDES 128
+
+static char svc_name[128];
+static int svc_instance;
+
+const char *service_name(void)
+{
+    return svc_name;
+}
+
+int service_instance_mode(void)
+{
+    return svc_instance;
+}
+
+static void usage(const char *prog)
+{
+    msg_fatal("usage: %s -c config_dir -n service_name -t type [-o name=value]...", prog);
+}
+
+static int fd_is_open(int fd)
+{
+    return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* Instance mode when mail_owner is the user we run as (DESIGN.md). */
+static void drop_privileges(int flags)
+{
+    const char *owner = config_get("mail_owner");
+    struct passwd *pw = getpwnam(owner);
+    if (!pw)
+        msg_fatal("mail_owner %s: no such user", owner);
+    svc_instance = pw->pw_uid == getuid();
+    if (svc_instance || geteuid() != 0 || (flags & SERVICE_FLAG_ROOT))
+        return;
+    if (pw->pw_uid == 0)
+        msg_fatal("mail_owner must not be root in system mode");
+    if (setgid(pw->pw_gid) < 0 || initgroups(owner, pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+        msg_fatal("cannot switch to mail_owner %s: %m", owner);
+}
+
+void service_init(int argc, char **argv, const char *progname, int flags)
+{
+    char *overrides[MAX_OVERRIDES];
+    size_t nover = 0;
+    const char *dir = NULL;
+    int opt;
+    log_init(progname, 0);
+    while ((opt = getopt(argc, argv, "c:n:t:o:v")) != -1) {
+        switch (opt) {
+        case 'c': dir = optarg; break;
+        case 'n': snprintf(svc_name, sizeof(svc_name), "%s", optarg); break;
+        case 't': break;
+        case 'o':
+            if (nover == MAX_OVERRIDES)
+                msg_fatal("too many -o options");
+            overrides[nover++] = optarg;
+            break;
+        case 'v': break;
+        default: usage(progname);
+        }
+    }
+    if (!svc_name[0])
+        snprintf(svc_name, sizeof(svc_name), "%s", progname);
+    if (!fd_is_open(SERVICE_LISTEN_FD) || !fd_is_open(SERVICE_STATUS_FD) ||
+        !fd_is_open(SERVICE_ALIVE_FD))
+        msg_fatal("%s must be started by master", progname);
+    config_load(config_find_dir(dir), overrides, nover);
+    log_set_syslog_name(config_get("syslog_name"));
+    log_set_file(config_get("maillog_file"));
+    for (int fd = SERVICE_LISTEN_FD; fd <= SERVICE_ALIVE_FD; fd++)
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    signal(SIGPIPE, SIG_IGN);
+    drop_privileges(flags);
+}
+
+void service_report(int available)
+{
+    struct service_status st = {.pid = getpid(), .available = available};
+    ssize_t n;
+    do
+        n = write(SERVICE_STATUS_FD, &st, sizeof(st));
+    while (n < 0 && errno == EINTR);
+}
+
+int service_master_gone(void)
+{
+    struct pollfd p = {.fd = SERVICE_ALIVE_FD, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+void service_run_single(service_conn_fn handler)
+{
+    long max_idle = config_time("max_idle");
+    long max_use = config_int("max_use");
+    long used = 0;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = SERVICE_LISTEN_FD, .events = POLLIN},
+                              {.fd = SERVICE_ALIVE_FD, .events = POLLIN}};
+        int n = poll(p, 2, max_idle > 0 ? (int)(max_idle * 1000) : -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || p[1].revents)
+            exit(0);
+        int fd = accept4(SERVICE_LISTEN_FD, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;   /* another process of the service took it */
+        service_report(0);
+        handler(fd);
+        service_report(1);
+        if (max_use > 0 && ++used >= max_use)
+            exit(0);
+    }
+}

@@ -1,0 +1,50 @@
+/* service.h - what every daemon started by master shares: the command line
+ * master gives it, config and logging set-up, privilege drop, the status
+ * report to master, and the accept loop of single-client daemons.
+ *
+ * Contract with master (master/master.c):
+ *   argv: DAEMON -c CONFIG_DIR -n SERVICE_NAME -t TYPE [-o name=value]... [-v]
+ *   fd 3  the listening socket (inet, unix) or the fifo (opened read-write)
+ *   fd 4  status pipe to master: struct service_status, written atomically
+ *   fd 5  master-alive pipe: EOF means master exited or reloaded, so finish
+ *         the work in hand and exit
+ * A child starts "available". A single-client daemon reports busy while it
+ * serves a connection; a multi-client one (smtpd) only when full. Master
+ * spawns another process when the listener is readable and no child of that
+ * service is available, up to maxproc.
+ */
+#ifndef POSTERN_SERVICE_H
+#define POSTERN_SERVICE_H
+
+#include <stdnoreturn.h>
+#include <sys/types.h>
+
+#define SERVICE_LISTEN_FD 3
+#define SERVICE_STATUS_FD 4
+#define SERVICE_ALIVE_FD 5
+
+struct service_status {
+    pid_t pid;
+    int available;   /* 1 available, 0 busy */
+};
+
+#define SERVICE_FLAG_ROOT 1   /* may keep root (local); others drop to mail_owner */
+
+/* Parse argv as above, load main.cf plus -o overrides, open the log, drop
+ * privileges, ignore SIGPIPE. Exits with a fatal log line on any error. */
+void service_init(int argc, char **argv, const char *progname, int flags);
+const char *service_name(void);
+/* Whether master.cf "-o" or main.cf mail_owner says we are an instance
+ * (mail_owner is the user running us). */
+int service_instance_mode(void);
+void service_report(int available);
+/* Nonzero once fd 5 shows EOF (non-blocking check). */
+int service_master_gone(void);
+
+/* Accept loop for single-client daemons (cleanup, local): serve one
+ * connection at a time with handler (which owns and closes fd), exit after
+ * max_use connections, max_idle seconds without one, or master going away. */
+typedef void (*service_conn_fn)(int fd);
+noreturn void service_run_single(service_conn_fn handler);
+
+#endif

@@ -1,0 +1,112 @@
+/* mailbox.c - where a local recipient's mail goes, and the per-recipient
+ * delivery step of the local agent.
+ *
+ * Today every recipient is a Maildir at mail_spool_directory/LOCALPART/
+ * (instance mode, DESIGN.md); system mode with real users, aliases and
+ * .forward will change local_mailbox_path and local_deliver_recipient only.
+ * A local part becomes a path component, so it is checked before use: it
+ * can never name anything outside the spool directory.
+ */
+#include "local.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "address.h"
+#include "config.h"
+
+void local_status_set(struct local_status *st, const char *dsn, const char *fmt, ...)
+{
+    char raw[DELIVERY_TEXT_MAX];
+    va_list ap;
+
+    snprintf(st->dsn, sizeof(st->dsn), "%s", dsn);
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    delivery_text_clean(st->text, sizeof(st->text), raw);
+}
+
+void local_status_io_error(struct local_status *st, const char *what, int err)
+{
+    int full = err == ENOSPC;
+
+#ifdef EDQUOT
+    full = full || err == EDQUOT;
+#endif
+    if (full)
+        local_status_set(st, "4.3.0", "insufficient system storage: %s: %s", what,
+                         strerror(err));
+    else
+        local_status_set(st, "4.2.0", "cannot deliver to maildir: %s: %s", what,
+                         strerror(err));
+}
+
+/* Cut "user+ext" to "user" at the first recipient_delimiter character. A
+ * delimiter at the very start is kept, so no local part becomes empty. */
+static void strip_extension(char *local)
+{
+    const char *delims = config_get("recipient_delimiter");
+    size_t cut;
+
+    if (delims == NULL || *delims == 0)
+        return;
+    cut = strcspn(local, delims);
+    if (cut > 0 && local[cut] != 0)
+        local[cut] = 0;
+}
+
+/* Whether a local part is safe as a single path component. */
+static int usable_as_path(const char *local)
+{
+    const unsigned char *p;
+
+    if (local[0] == 0 || local[0] == '.' || strlen(local) > NAME_MAX)
+        return 0;
+    for (p = (const unsigned char *)local; *p != 0; p++)
+        if (*p == '/' || *p < 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+int local_mailbox_path(const char *rcpt, char *path, size_t len, struct local_status *st)
+{
+    char local[ADDRESS_MAX], lower[ADDRESS_MAX];
+    const char *spool = config_get("mail_spool_directory");
+    int n;
+
+    if (address_localpart(rcpt, local, sizeof(local)) < 0
+        || address_lowercase(local, lower, sizeof(lower)) < 0) {
+        local_status_set(st, "5.1.1", "unknown user: address too long");
+        return -1;
+    }
+    strip_extension(lower);
+    if (!usable_as_path(lower)) {
+        local_status_set(st, "5.1.1", "unknown user: \"%s\"", lower);
+        return -1;
+    }
+    if (spool == NULL || *spool == 0) {
+        local_status_set(st, "4.3.0", "mail system configuration error: "
+                         "mail_spool_directory is empty");
+        return -1;
+    }
+    n = snprintf(path, len, "%s/%s/", spool, lower);
+    if (n < 0 || (size_t)n >= len) {
+        local_status_set(st, "4.3.0", "mailbox path too long for \"%s\"", lower);
+        return -1;
+    }
+    return 0;
+}
+
+void local_deliver_recipient(const struct local_message *m, const char *rcpt,
+                             struct local_status *st)
+{
+    char dir[PATH_MAX];
+
+    if (local_mailbox_path(rcpt, dir, sizeof(dir), st) < 0)
+        return;
+    maildir_deliver(dir, m, rcpt, st);
+}

@@ -1,0 +1,534 @@
+"""Helpers for the end-to-end tests: a real Postern instance and the tools to
+observe it (maillog, Maildirs, queue directories, processes) and to talk SMTP
+to it with raw sockets.
+
+An Instance lives in a short directory under /tmp (UNIX socket paths under
+queue/private must stay below the 108-byte limit, which pytest's long
+tmp_path names would break) and is started with the real `postern -c ETC
+start`, in instance mode: mail_owner is the user running the tests, so no
+uid switching happens and every local part of mydestination is a Maildir
+under mail/. Every wait here has a deadline; nothing can hang the suite.
+"""
+
+import email.utils
+import getpass
+import os
+import re
+import shutil
+import signal
+import socket
+import smtplib
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build"
+POSTERN = BUILD / "bin" / "postern"
+LIBEXEC = BUILD / "libexec"
+DAEMONS = ("master", "smtpd", "cleanup", "qmgr", "local")
+
+HOSTNAME = "mx.test.example"
+SENDER = "sender@example.org"
+HELO = "client.example"
+
+# "Mon DD HH:MM:SS host postern/PROGRAM[pid]: text"
+LOG_RE = re.compile(
+    r"^(?P<stamp>\w{3} [ \d]\d \d\d:\d\d:\d\d) (?P<host>\S+) "
+    r"(?P<program>[^\s\[]+)\[(?P<pid>\d+)\]: (?P<text>.*)$"
+)
+QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as (?P<id>[0-9A-Za-z]+)$")
+
+
+def missing_binaries():
+    """Names of the programs the e2e suite needs that are not built yet."""
+    missing = [str(LIBEXEC / d) for d in DAEMONS if not os.access(LIBEXEC / d, os.X_OK)]
+    if not os.access(POSTERN, os.X_OK):
+        missing.append(str(POSTERN))
+    return missing
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.05, what="condition"):
+    """Poll predicate until it returns a true value, which is returned.
+    Raises AssertionError naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_port(port, timeout=15.0, host="127.0.0.1"):
+    def accepts():
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_until(accepts, timeout, interval=0.1, what=f"{host}:{port} to accept connections")
+
+
+def crlf(text):
+    """Message text with LF line ends -> bytes with CRLF, as sent over SMTP."""
+    if isinstance(text, str):
+        text = text.encode("utf-8")
+    return text.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def rfc2822_now():
+    return email.utils.formatdate(localtime=False)
+
+
+# --- processes --------------------------------------------------------------
+
+
+def read_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    if not raw:
+        return None   # zombie or kernel thread
+    return [a.decode("utf-8", "replace") for a in raw.rstrip(b"\0").split(b"\0")]
+
+
+def process_table():
+    """[(pid, argv)] of every live process but this one."""
+    me = os.getpid()
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == me:
+            continue
+        argv = read_cmdline(d)
+        if argv:
+            out.append((int(d), argv))
+    return out
+
+
+def mentions(argv, path):
+    """Whether a command line names path (as an argument, -cPATH, or a path
+    below it)."""
+    p = str(path).rstrip("/")
+    for a in argv:
+        a = a.rstrip("/")
+        if a == p or a == "-c" + p or a.startswith(p + "/") or a.startswith("-c" + p + "/"):
+            return True
+        if "=" in a and a.split("=", 1)[1].rstrip("/") == p:
+            return True
+    return False
+
+
+def pids_mentioning(path):
+    return [pid for pid, argv in process_table() if mentions(argv, path)]
+
+
+def is_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill_pids(pids, sig=signal.SIGKILL):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def run_logged(argv, timeout, cwd=None, env=None):
+    """Run a command with its output in a temporary file, not a pipe: a
+    daemon that inherits the descriptors must not keep us waiting for EOF.
+    Returns (returncode, output text)."""
+    with tempfile.TemporaryFile() as out:
+        try:
+            rc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                cwd=cwd, env=env, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            rc = None
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    if rc is None:
+        raise AssertionError(f"{' '.join(map(str, argv))} did not finish in {timeout}s:\n{text}")
+    return rc, text
+
+
+def clean_env():
+    env = dict(os.environ)
+    env.pop("MAIL_CONFIG", None)
+    return env
+
+
+# --- the maillog ---------------------------------------------------------------
+
+
+class LogLine:
+    __slots__ = ("index", "program", "pid", "text", "raw")
+
+    def __init__(self, index, program, pid, text, raw):
+        self.index, self.program, self.pid, self.text, self.raw = index, program, pid, text, raw
+
+    def __repr__(self):
+        return f"LogLine({self.raw!r})"
+
+
+def parse_log(path):
+    try:
+        data = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    lines = []
+    for raw in data.splitlines():
+        m = LOG_RE.match(raw)
+        if m:
+            lines.append(LogLine(len(lines), m["program"], int(m["pid"]), m["text"], raw))
+    return lines
+
+
+# --- Maildirs -------------------------------------------------------------------
+
+
+def maildir_files(mail_root, user):
+    new = Path(mail_root) / user / "new"
+    try:
+        return sorted(p for p in new.iterdir() if p.is_file())
+    except FileNotFoundError:
+        return []
+
+
+def all_delivered(mail_root):
+    """Every file in every mail_root/USER/new, as {path: user}."""
+    out = {}
+    root = Path(mail_root)
+    if not root.is_dir():
+        return out
+    for userdir in root.iterdir():
+        new = userdir / "new"
+        if new.is_dir():
+            for p in new.iterdir():
+                if p.is_file():
+                    out[p] = userdir.name
+    return out
+
+
+def split_message(data):
+    """(header lines unfolded, body) of a delivered file (LF line ends)."""
+    head, sep, body = data.partition(b"\n\n")
+    assert sep, f"no end of headers in {data[:200]!r}"
+    headers = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and headers:
+            headers[-1] += b"\n" + line
+        else:
+            headers.append(line)
+    return headers, body
+
+
+def header_name(h):
+    return h.split(b":", 1)[0].decode("ascii", "replace").lower()
+
+
+# --- raw SMTP -------------------------------------------------------------------
+
+
+class RawSMTP:
+    """A minimal SMTP client over a raw socket, for what smtplib hides:
+    pipelining, and dropping a session halfway."""
+
+    MAX_LINE = 8192
+
+    def __init__(self, port, host="127.0.0.1", source=None, timeout=30.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=source)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def read_line(self):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > self.MAX_LINE:
+                raise AssertionError(f"reply line too long: {self.buf[:100]!r}")
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed; pending {self.buf!r}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def read_reply(self):
+        """(code, [texts]) of one possibly multi-line reply."""
+        texts = []
+        while True:
+            line = self.read_line()
+            if len(line) < 3 or not line[:3].isdigit() or (len(line) > 3 and line[3] not in " -"):
+                raise AssertionError(f"malformed reply line {line!r}")
+            texts.append(line[4:])
+            if len(line) == 3 or line[3] == " ":
+                return int(line[:3]), texts
+
+    def cmd(self, line):
+        self.send(line.encode("utf-8") + b"\r\n")
+        return self.read_reply()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# --- the instance -----------------------------------------------------------------
+
+
+class Instance:
+    """One Postern instance in its own directory.
+
+    .port .root .etc .queue .mail .log (maillog path), and:
+    start() stop() cleanup() send() wait_delivered() log_lines() wait_log()
+    queue_files() wait_queue_empty() pids() postern()
+    """
+
+    def __init__(self, port, extra_main=(), master_cf=None):
+        self.root = Path(tempfile.mkdtemp(prefix="pe2e.", dir="/tmp"))
+        self.port = port
+        self.etc = self.root / "etc"
+        self.queue = self.root / "queue"
+        self.mail = self.root / "mail"
+        self.log = self.root / "log" / "maillog"
+        for d in (self.etc, self.queue, self.mail, self.log.parent):
+            d.mkdir(parents=True)
+        self.write_main_cf(extra_main)
+        self.write_master_cf(master_cf)
+
+    # configuration
+
+    def main_cf_lines(self, extra=()):
+        return [
+            f"queue_directory = {self.queue}",
+            f"mail_spool_directory = {self.mail}",
+            f"maillog_file = {self.log}",
+            f"daemon_directory = {LIBEXEC}",
+            f"mail_owner = {getpass.getuser()}",
+            f"myhostname = {HOSTNAME}",
+            "mydestination = localhost, $myhostname",
+            "mynetworks = 127.0.0.1/32",
+            "inet_interfaces = loopback-only",
+            *extra,
+        ]
+
+    def write_main_cf(self, extra=()):
+        (self.etc / "main.cf").write_text("\n".join(self.main_cf_lines(extra)) + "\n")
+
+    def append_main_cf(self, *lines):
+        with open(self.etc / "main.cf", "a") as f:
+            for line in lines:
+                f.write(line + "\n")
+
+    def write_master_cf(self, text=None):
+        if text is None:
+            text = (
+                f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
+                "cleanup unix n - n - 0 cleanup\n"
+                "qmgr fifo n - n 300 1 qmgr\n"
+                "local unix - n n - - local\n"
+            )
+        (self.etc / "master.cf").write_text(text)
+
+    # control
+
+    def postern(self, *args, timeout=30):
+        """Run `postern -c ETC ARGS...`; returns (returncode, output)."""
+        return run_logged([str(POSTERN), "-c", str(self.etc), *args], timeout,
+                          cwd=str(self.root), env=clean_env())
+
+    def start(self, wait=True):
+        missing = missing_binaries()
+        if missing:
+            raise AssertionError("not built yet: " + ", ".join(missing))
+        rc, out = self.postern("start")
+        if rc != 0:
+            raise AssertionError(f"postern start exited {rc}:\n{out}\n{self.log_tail()}")
+        if wait:
+            try:
+                wait_port(self.port, 15)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\npostern start said:\n{out}\n{self.log_tail()}")
+        return out
+
+    def master_pids(self):
+        return self.pids("master")
+
+    def stop(self, timeout=15):
+        """postern stop, then wait until no process of this instance is left."""
+        rc, out = self.postern("stop")
+        try:
+            wait_until(lambda: not self.live_pids(), timeout, interval=0.1,
+                       what="all processes of the instance to exit")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; postern stop exited {rc}: {out}\n"
+                                 f"left: {self.describe_live()}")
+        return rc, out
+
+    def live_pids(self):
+        return [p for p in pids_mentioning(self.etc) if is_alive(p)]
+
+    def describe_live(self):
+        table = dict(process_table())
+        return [(p, table.get(p)) for p in self.live_pids()]
+
+    def kill_everything(self):
+        """Last resort in teardown: SIGKILL whatever names our config dir
+        (SIGKILL also ends a process a test left SIGSTOPped)."""
+        for _ in range(3):
+            pids = self.live_pids()
+            if not pids:
+                return
+            kill_pids(pids, signal.SIGKILL)
+            time.sleep(0.2)
+
+    def cleanup(self, keep=False):
+        try:
+            if self.live_pids() or (self.queue / "pid").exists():
+                try:
+                    self.postern("stop", timeout=20)
+                except AssertionError:
+                    pass
+                try:
+                    wait_until(lambda: not self.live_pids(), 10, interval=0.1)
+                except AssertionError:
+                    pass
+        finally:
+            self.kill_everything()
+            if not keep and not os.environ.get("POSTERN_E2E_KEEP"):
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    def pids(self, program):
+        """Live processes of this instance whose program (argv[0]) is program."""
+        out = []
+        for pid, argv in process_table():
+            if mentions(argv, self.etc) and os.path.basename(argv[0]) == program and is_alive(pid):
+                out.append(pid)
+        return out
+
+    def wait_pids(self, program, timeout=10, exclude=()):
+        return wait_until(lambda: [p for p in self.pids(program) if p not in exclude],
+                          timeout, what=f"a {program} process of the instance")
+
+    # observing
+
+    def log_lines(self):
+        return parse_log(self.log)
+
+    def log_tail(self, n=60):
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return "(no maillog)"
+        return "--- maillog tail ---\n" + "\n".join(lines[-n:])
+
+    def find_log(self, pattern, program=None):
+        """Log lines whose text matches regex pattern (search), optionally of
+        one program ("master", "smtpd", ...)."""
+        rx = re.compile(pattern)
+        return [l for l in self.log_lines()
+                if rx.search(l.text) and (program is None or l.program.endswith("/" + program))]
+
+    def wait_log(self, pattern, program=None, timeout=30, count=1):
+        return wait_until(lambda: (lambda m: m if len(m) >= count else None)(
+            self.find_log(pattern, program)), timeout, interval=0.1,
+            what=f"log line /{pattern}/" + (f" from {program}" if program else ""))
+
+    def queue_files(self):
+        """Files in incoming/, active/ and deferred/ (recursively)."""
+        out = []
+        for sub in ("incoming", "active", "deferred"):
+            d = self.queue / sub
+            if d.is_dir():
+                for dirpath, _dirs, files in os.walk(d):
+                    out.extend(Path(dirpath) / f for f in files)
+        return out
+
+    def wait_queue_empty(self, timeout=30):
+        try:
+            wait_until(lambda: not self.queue_files(), timeout, interval=0.1,
+                       what="the queue to be empty")
+        except AssertionError as e:
+            raise AssertionError(f"{e}: {self.queue_files()[:10]}")
+
+    def delivered(self, user):
+        return maildir_files(self.mail, user)
+
+    def wait_delivered(self, user, count=1, timeout=30):
+        """Wait until mail/USER/new holds at least count files; returns them."""
+        try:
+            return wait_until(lambda: (lambda f: f if len(f) >= count else None)(
+                self.delivered(user)), timeout, interval=0.05,
+                what=f"{count} deliveries to {user}")
+        except AssertionError as e:
+            raise AssertionError(f"{e} (have {len(self.delivered(user))})\n{self.log_tail()}")
+
+    # sending
+
+    def smtp(self, source=None, helo=HELO, timeout=30):
+        s = smtplib.SMTP("127.0.0.1", self.port, local_hostname=helo, timeout=timeout,
+                         source_address=source)
+        return s
+
+    def send(self, msg, rcpts=("alice@localhost",), sender=SENDER, helo=HELO, source=None,
+             mail_options=()):
+        """Send one message (bytes or text, LF or CRLF) in its own session;
+        returns the queue id from the 250 reply."""
+        if isinstance(rcpts, str):
+            rcpts = [rcpts]
+        with self.smtp(source=source, helo=helo) as s:
+            code, resp = s.ehlo(helo)
+            assert code == 250, (code, resp)
+            return send_in_session(s, msg, rcpts, sender, mail_options)
+
+
+def send_in_session(s, msg, rcpts, sender=SENDER, mail_options=()):
+    """One transaction on an open smtplib session; returns the queue id."""
+    code, resp = s.mail(sender, list(mail_options))
+    assert (code, resp) == (250, b"2.1.0 Ok"), (code, resp)
+    for r in rcpts:
+        code, resp = s.rcpt(r)
+        assert (code, resp) == (250, b"2.1.5 Ok"), (r, code, resp)
+    code, resp = s.data(crlf(msg))
+    assert code == 250, (code, resp)
+    m = QUEUED_RE.match(resp.decode())
+    assert m, f"unexpected DATA reply {resp!r}"
+    return m["id"]
+
+
+def simple_message(subject="test", test_id=None, msgid=None, extra_headers=(), body="hello\n"):
+    """A complete message (From, To, Date, Message-ID present) as LF text."""
+    msgid = msgid or f"<{test_id or subject.replace(' ', '-')}.{time.time_ns()}@{HELO}>"
+    lines = [f"From: {SENDER}", "To: undisclosed-recipients:;", f"Subject: {subject}",
+             f"Date: {rfc2822_now()}", f"Message-ID: {msgid}"]
+    if test_id is not None:
+        lines.append(f"X-Test-Id: {test_id}")
+    lines.extend(extra_headers)
+    return "\n".join(lines) + "\n\n" + body

@@ -1,0 +1,66 @@
+"""RFC 2920 pipelining: MAIL, 100 RCPTs and DATA in one write, every reply
+read afterwards in order; the message reaches all 100 Maildirs once each."""
+
+import re
+
+from postern_instance import HELO, SENDER, RawSMTP, crlf, QUEUED_RE, wait_until
+
+N = 100
+
+
+def test_pipelined_transaction_with_100_recipients(instance):
+    rcpts = [f"user{i:03d}@localhost" for i in range(N)]
+    with RawSMTP(instance.port) as c:
+        code, _ = c.read_reply()
+        assert code == 220
+        code, ehlo = c.cmd(f"EHLO {HELO}")
+        assert code == 250
+        assert "PIPELINING" in [k.split()[0].upper() for k in ehlo[1:] if k], ehlo
+
+        batch = [f"MAIL FROM:<{SENDER}>"] + [f"RCPT TO:<{r}>" for r in rcpts] + ["DATA"]
+        c.send("".join(line + "\r\n" for line in batch).encode())
+        replies = [c.read_reply() for _ in batch]
+        assert replies[0] == (250, ["2.1.0 Ok"]), replies[0]
+        for r, reply in zip(rcpts, replies[1:-1]):
+            assert reply == (250, ["2.1.5 Ok"]), (r, reply)
+        assert replies[-1][0] == 354, replies[-1]
+
+        body = crlf(f"From: {SENDER}\nSubject: pipelined\nMessage-ID: <pipelined@{HELO}>\n"
+                    "Date: Mon, 01 Jan 2024 00:00:00 +0000\n\n.dot line\npipelined body\n")
+        c.send(body.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        code, texts = c.read_reply()
+        assert code == 250, texts
+        m = QUEUED_RE.match(texts[0])
+        assert m, texts
+        qid = m["id"]
+        assert c.cmd("QUIT") == (221, ["2.0.0 Bye"])
+
+    def delivered_everywhere():
+        return all(instance.delivered(r.split("@")[0]) for r in rcpts)
+
+    try:
+        wait_until(delivered_everywhere, 60, interval=0.2, what="100 deliveries")
+    except AssertionError:
+        missing = [r for r in rcpts if not instance.delivered(r.split("@")[0])]
+        raise AssertionError(f"no delivery for {len(missing)} recipients, e.g. {missing[:5]}\n"
+                             + instance.log_tail())
+    instance.wait_log(rf"^{qid}: removed$", program="qmgr", timeout=30)
+
+    for r in rcpts:
+        files = instance.delivered(r.split("@")[0])
+        assert len(files) == 1, (r, files)
+        data = files[0].read_bytes()
+        assert data.startswith(f"Return-Path: <{SENDER}>\nDelivered-To: {r}\n".encode()), data[:200]
+        assert re.search(rb" id " + qid.encode() + rb"[;\n]", data), data[:400]
+        # With more than one recipient the Received header has no "for".
+        received = data.split(b"\nReceived: ", 1)[1].split(b"\n", 3)
+        assert not any(b"\tfor <" in part for part in received[:3]), received
+        assert data.endswith(b"\n\n.dot line\npipelined body\n"), data[-80:]
+
+    assert instance.find_log(rf"^{qid}: from=<{re.escape(SENDER)}>, size=\d+, "
+                             rf"nrcpt={N} \(queue active\)$", program="qmgr")
+    sent = instance.find_log(rf"^{qid}: to=<user\d{{3}}@localhost>, relay=local, .*"
+                             r"dsn=2\.0\.0, status=sent \(delivered to maildir\)$",
+                             program="local")
+    assert sorted(re.search(r"to=<([^>]+)>", l.text)[1] for l in sent) == rcpts
+    instance.wait_queue_empty(10)

@@ -1,0 +1,446 @@
+/* test_config.c - unit tests for lib/config.c, the main.cf reader.
+ *
+ * Each test writes a main.cf into a fresh mkdtemp directory and loads it with
+ * config_try_load, so the real parser, expansion and validation run exactly
+ * as a daemon would run them; nothing is mocked. Warnings go to a log file in
+ * the same directory so the "unknown parameter" warning can be checked.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+
+struct fixture {
+    char dir[64];
+    char main_cf[PATH_MAX];
+    char log[PATH_MAX];
+    char err[1024];
+};
+
+static int fixture_setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/test_config.XXXXXX");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    snprintf(f->main_cf, sizeof(f->main_cf), "%s/main.cf", f->dir);
+    snprintf(f->log, sizeof(f->log), "%s/maillog", f->dir);
+    /* config.c only warns about unknown names in the programs that own that
+     * warning (master, postern, postconf); the test plays postconf. */
+    log_init("postconf", 0);
+    log_set_file(f->log);
+    *state = f;
+    return 0;
+}
+
+static int fixture_teardown(void **state)
+{
+    struct fixture *f = *state;
+    log_set_file(NULL);
+    unlink(f->main_cf);
+    unlink(f->log);
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void write_main_cf(struct fixture *f, const char *text)
+{
+    FILE *fp = fopen(f->main_cf, "w");
+    assert_non_null(fp);
+    assert_int_equal(fputs(text, fp) >= 0, 1);
+    assert_int_equal(fclose(fp), 0);
+}
+
+/* Write text as main.cf and load it; returns config_try_load's result. */
+static int load_text(struct fixture *f, const char *text)
+{
+    write_main_cf(f, text);
+    f->err[0] = 0;
+    return config_try_load(f->dir, NULL, 0, f->err, sizeof(f->err));
+}
+
+static void load_ok(struct fixture *f, const char *text)
+{
+    int rc = load_text(f, text);
+    if (rc != 0)
+        fail_msg("config_try_load failed: %s", f->err);
+}
+
+/* Collapse runs of white space to one space, so continuation tests do not
+ * depend on how many blanks the joiner keeps. */
+static void squeeze_spaces(const char *in, char *out, size_t outlen)
+{
+    size_t n = 0;
+    int in_space = 0;
+    for (; *in && n + 1 < outlen; in++) {
+        if (*in == ' ' || *in == '\t' || *in == '\n') {
+            in_space = 1;
+            continue;
+        }
+        if (in_space && n > 0 && n + 2 < outlen)
+            out[n++] = ' ';
+        in_space = 0;
+        out[n++] = *in;
+    }
+    out[n] = 0;
+}
+
+static char *read_log(struct fixture *f)
+{
+    FILE *fp = fopen(f->log, "r");
+    if (!fp)
+        return strdup("");
+    char *buf = calloc(1, 65536);
+    assert_non_null(buf);
+    size_t n = fread(buf, 1, 65535, fp);
+    buf[n] = 0;
+    fclose(fp);
+    return buf;
+}
+
+/* The error must name the file and the line, "FILE, line N" as Postfix. */
+static void assert_error_names_line(const struct fixture *f, int line)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "line %d", line);
+    if (!strstr(f->err, f->main_cf))
+        fail_msg("error does not name %s: %s", f->main_cf, f->err);
+    if (!strstr(f->err, want))
+        fail_msg("error does not name %s: %s", want, f->err);
+}
+
+static void test_simple_values(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = mx.test.example\n"
+               "mydestination=localhost\n"
+               "  \n"
+               "smtpd_recipient_limit   =   50   \n");
+    assert_string_equal(config_get("myhostname"), "mx.test.example");
+    assert_string_equal(config_get("mydestination"), "localhost");
+    assert_int_equal(config_int("smtpd_recipient_limit"), 50);
+    assert_string_equal(config_directory(), f->dir);
+}
+
+static void test_defaults(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = mx.test.example\n");
+    assert_int_equal(config_int("default_process_limit"), 100);
+    assert_int_equal(config_size("message_size_limit"), 10240000);
+    assert_int_equal(config_time("smtpd_timeout"), 300);
+    assert_int_equal(config_time("maximal_queue_lifetime"), 5 * 86400);
+    assert_string_equal(config_get("mail_name"), "Postern");
+    /* Defaults expand too: myorigin = $myhostname. */
+    assert_string_equal(config_get("myorigin"), "mx.test.example");
+    assert_string_equal(config_get("smtpd_banner"), "mx.test.example ESMTP Postern");
+    assert_string_equal(config_get("home_mailbox"), "");
+}
+
+static void test_continuation_lines(void **state)
+{
+    struct fixture *f = *state;
+    char squeezed[256];
+    load_ok(f, "mydestination = localhost,\n"
+               "    mx.test.example,\n"
+               "\tother.example\n"
+               "myhostname = after.example\n");
+    squeeze_spaces(config_get("mydestination"), squeezed, sizeof(squeezed));
+    assert_string_equal(squeezed, "localhost, mx.test.example, other.example");
+    /* The next name = value line ends the continuation. */
+    assert_string_equal(config_get("myhostname"), "after.example");
+
+    char buf[256];
+    char *items[8];
+    const char *v = config_get("mydestination");
+    assert_true(strlen(v) < sizeof(buf));
+    size_t n = config_split(v, buf, items, 8);
+    assert_int_equal(n, 3);
+    assert_string_equal(items[0], "localhost");
+    assert_string_equal(items[1], "mx.test.example");
+    assert_string_equal(items[2], "other.example");
+}
+
+static void test_comments_ignored(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "# a comment line\n"
+               "myhostname = mx.test.example\n"
+               "#myhostname = commented.example\n"
+               "\n"
+               "# mydestination = nowhere\n");
+    assert_string_equal(config_get("myhostname"), "mx.test.example");
+    assert_string_equal(config_get("mydestination"),
+                        "mx.test.example, localhost.test.example, localhost");
+}
+
+static void test_last_definition_wins(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = first.example\n"
+               "smtpd_timeout = 10s\n"
+               "myhostname = second.example\n"
+               "smtpd_timeout = 20s\n");
+    assert_string_equal(config_get("myhostname"), "second.example");
+    assert_int_equal(config_time("smtpd_timeout"), 20);
+}
+
+static void test_expansion(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = mx.test.example\n"
+               "mydomain = test.example\n"
+               "myorigin = $mydomain\n"
+               "smtpd_banner = ${myhostname} says hi\n"
+               "mydestination = ${mydomain?has-domain} ${home_mailbox?has-home}\n"
+               "relay_domains = ${home_mailbox:no-home} ${mydomain:no-domain}\n"
+               "mail_name = cost $$5\n"
+               "syslog_name = $myorigin-$myhostname\n");
+    assert_string_equal(config_get("myorigin"), "test.example");
+    assert_string_equal(config_get("smtpd_banner"), "mx.test.example says hi");
+    /* ${name?x}: x when name is non-empty, nothing otherwise. */
+    char squeezed[128];
+    squeeze_spaces(config_get("mydestination"), squeezed, sizeof(squeezed));
+    assert_string_equal(squeezed, "has-domain");
+    /* ${name:x}: x when name is empty, nothing otherwise. */
+    squeeze_spaces(config_get("relay_domains"), squeezed, sizeof(squeezed));
+    assert_string_equal(squeezed, "no-home");
+    assert_string_equal(config_get("mail_name"), "cost $5");
+    /* Expansion is recursive. */
+    assert_string_equal(config_get("syslog_name"), "test.example-mx.test.example");
+}
+
+static void test_expansion_of_unknown_and_unset(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "my_custom = custom-value\n"
+               "myhostname = $my_custom.example\n"
+               "mydomain = [$no_such_parameter]\n");
+    assert_string_equal(config_get("myhostname"), "custom-value.example");
+    /* An unset unknown name expands to nothing. */
+    assert_string_equal(config_get("mydomain"), "[]");
+    /* Unknown names that main.cf sets are still readable... */
+    assert_string_equal(config_get("my_custom"), "custom-value");
+    /* ...and unknown names it does not set are NULL. */
+    assert_null(config_get("no_such_parameter"));
+}
+
+static void test_unknown_name_warns_but_loads(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = mx.test.example\n"
+               "frobnicate_level = 11\n");
+    assert_string_equal(config_get("myhostname"), "mx.test.example");
+    assert_string_equal(config_get("frobnicate_level"), "11");
+    char *log = read_log(f);
+    char *line = strstr(log, "frobnicate_level");
+    if (!line)
+        fail_msg("no warning naming frobnicate_level in the log: [%s]", log);
+    /* The warning line itself (from its start) says "warning" and the line. */
+    char *bol = line;
+    while (bol > log && bol[-1] != '\n')
+        bol--;
+    char *eol = strchr(line, '\n');
+    if (eol)
+        *eol = 0;
+    if (!strstr(bol, "warning"))
+        fail_msg("unknown parameter logged without \"warning\": %s", bol);
+    if (!strstr(bol, "line 2"))
+        fail_msg("unknown parameter warning does not name line 2: %s", bol);
+    free(log);
+}
+
+static void test_bad_numeric_value(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "myhostname = mx.test.example\n"
+                                  "# comment\n"
+                                  "default_process_limit = lots\n"),
+                     -1);
+    assert_error_names_line(f, 3);
+    assert_non_null(strstr(f->err, "default_process_limit"));
+
+    assert_int_equal(load_text(f, "message_size_limit = 10M\n"), -1);
+    assert_error_names_line(f, 1);
+}
+
+/* Find a boolean parameter from the table: one whose default is yes or no. */
+struct bool_find {
+    char name[128];
+};
+
+static void find_bool(const char *name, const char *value, int is_set, void *ctx)
+{
+    struct bool_find *bf = ctx;
+    if (bf->name[0] || !value)
+        return;
+    if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0)
+        snprintf(bf->name, sizeof(bf->name), "%s", name);
+}
+
+static void test_bad_boolean_value(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = mx.test.example\n");
+    struct bool_find bf = {{0}};
+    config_walk(0, 1, find_bool, &bf);
+    if (!bf.name[0]) {
+        print_message("no boolean parameter known to config.c; skipping\n");
+        skip();
+    }
+    char text[512];
+    snprintf(text, sizeof(text), "myhostname = mx.test.example\n%s = yes\n", bf.name);
+    load_ok(f, text);
+    assert_int_equal(config_bool(bf.name), 1);
+    snprintf(text, sizeof(text), "%s = no\n", bf.name);
+    load_ok(f, text);
+    assert_int_equal(config_bool(bf.name), 0);
+
+    snprintf(text, sizeof(text), "myhostname = mx.test.example\n\n%s = maybe\n", bf.name);
+    assert_int_equal(load_text(f, text), -1);
+    assert_error_names_line(f, 3);
+    assert_non_null(strstr(f->err, bf.name));
+}
+
+static void test_time_values(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "smtpd_timeout = 5m\n"
+               "max_idle = 2h\n"
+               "ipc_timeout = 45\n"
+               "minimal_backoff_time = 1d\n"
+               "maximal_backoff_time = 1w\n"
+               "maximal_queue_lifetime = 2\n");
+    assert_int_equal(config_time("smtpd_timeout"), 300);
+    assert_int_equal(config_time("max_idle"), 7200);
+    assert_int_equal(config_time("ipc_timeout"), 45);
+    assert_int_equal(config_time("minimal_backoff_time"), 86400);
+    assert_int_equal(config_time("maximal_backoff_time"), 7 * 86400);
+    /* A bare number takes the parameter's own unit: days here, as Postfix. */
+    assert_int_equal(config_time("maximal_queue_lifetime"), 2 * 86400);
+}
+
+static void test_bad_time_value(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "myhostname = mx.test.example\n"
+                                  "smtpd_timeout = 10x\n"),
+                     -1);
+    assert_error_names_line(f, 2);
+    assert_non_null(strstr(f->err, "smtpd_timeout"));
+
+    assert_int_equal(load_text(f, "max_idle = soon\n"), -1);
+    assert_error_names_line(f, 1);
+}
+
+static void test_overrides_win(void **state)
+{
+    struct fixture *f = *state;
+    write_main_cf(f, "myhostname = file.example\nsmtpd_timeout = 10s\n");
+    char o1[] = "myhostname=override.example";
+    char o2[] = "smtpd_timeout = 30s";
+    char *overrides[] = {o1, o2};
+    assert_int_equal(config_try_load(f->dir, overrides, 2, f->err, sizeof(f->err)), 0);
+    assert_string_equal(config_get("myhostname"), "override.example");
+    assert_int_equal(config_time("smtpd_timeout"), 30);
+
+    char bad[] = "smtpd_timeout=never";
+    char *bad_overrides[] = {bad};
+    assert_int_equal(config_try_load(f->dir, bad_overrides, 1, f->err, sizeof(f->err)), -1);
+    assert_non_null(strstr(f->err, "smtpd_timeout"));
+}
+
+static void test_reload_discards_previous_state(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = first.example\nrelay_domains = first.example\n");
+    assert_string_equal(config_get("relay_domains"), "first.example");
+    load_ok(f, "myhostname = second.example\n");
+    assert_string_equal(config_get("myhostname"), "second.example");
+    assert_string_equal(config_get("relay_domains"), "");
+    assert_string_equal(config_get("myorigin"), "second.example");
+}
+
+static void test_missing_main_cf(void **state)
+{
+    struct fixture *f = *state;
+    unlink(f->main_cf);
+    f->err[0] = 0;
+    assert_int_equal(config_try_load(f->dir, NULL, 0, f->err, sizeof(f->err)), -1);
+    assert_true(f->err[0] != 0);
+}
+
+static void test_syntax_error_names_line(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "myhostname = mx.test.example\n"
+                                  "this line has no equals sign\n"),
+                     -1);
+    assert_error_names_line(f, 2);
+}
+
+static void test_split(void **state)
+{
+    char buf[128];
+    char *items[4];
+    assert_int_equal(config_split("a, b  c,,d\t e", buf, items, 4), 4);
+    assert_string_equal(items[0], "a");
+    assert_string_equal(items[1], "b");
+    assert_string_equal(items[2], "c");
+    assert_string_equal(items[3], "d");
+    assert_int_equal(config_split("  , ,", buf, items, 4), 0);
+    assert_int_equal(config_split("one", buf, items, 4), 1);
+    assert_string_equal(items[0], "one");
+}
+
+static void test_find_dir(void **state)
+{
+    assert_string_equal(config_find_dir("/some/dir"), "/some/dir");
+    assert_int_equal(setenv("MAIL_CONFIG", "/from/env", 1), 0);
+    assert_string_equal(config_find_dir(NULL), "/from/env");
+    assert_string_equal(config_find_dir("/cmdline/wins"), "/cmdline/wins");
+    assert_int_equal(unsetenv("MAIL_CONFIG"), 0);
+    assert_string_equal(config_find_dir(NULL), DEF_CONFIG_DIR);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_simple_values),
+        T(test_defaults),
+        T(test_continuation_lines),
+        T(test_comments_ignored),
+        T(test_last_definition_wins),
+        T(test_expansion),
+        T(test_expansion_of_unknown_and_unset),
+        T(test_unknown_name_warns_but_loads),
+        T(test_bad_numeric_value),
+        T(test_bad_boolean_value),
+        T(test_time_values),
+        T(test_bad_time_value),
+        T(test_overrides_win),
+        T(test_reload_discards_previous_state),
+        T(test_missing_main_cf),
+        T(test_syntax_error_names_line),
+        cmocka_unit_test(test_split),
+        cmocka_unit_test(test_find_dir),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

@@ -22,7 +22,8 @@ ALL_CFLAGS += $(SAN)
 LDSAN := $(SAN)
 endif
 
-DAEMONS  := master smtpd cleanup qmgr local
+# Every daemon directory that has sources; new daemons join by existing.
+DAEMONS  := $(foreach d,master smtpd cleanup qmgr local pickup bounce remote,$(if $(wildcard $(d)/*.c),$(d)))
 COMMANDS := $(basename $(notdir $(wildcard cmd/*.c)))
 
 LIB_SRC  := $(wildcard lib/*.c)
@@ -32,7 +33,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
 
 all: $(DAEMONS:%=build/libexec/%) $(COMMANDS:%=build/bin/%)
 
-build/obj/%.o: %.c $(wildcard lib/*.h)
+build/obj/%.o: %.c $(wildcard lib/*.h */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -89,3 +90,5 @@ clean:
 
 .PHONY: all deps unit e2e check run stop clean
 .DELETE_ON_ERROR:
+# Objects are not throw-away intermediates: parallel builds share them.
+.SECONDARY:

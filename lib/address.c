@@ -246,6 +246,7 @@ static int parse_dot_local(const char **pp, struct outbuf *o, const char **err)
 static int parse_mailbox(const char **pp, struct outbuf *o, const char **err)
 {
     const char *wire_start = *pp;
+    size_t local_start = o->len;
 
     if ((**pp == '"' ? parse_quoted_local(pp, o, err)
                      : parse_dot_local(pp, o, err)) < 0)
@@ -254,8 +255,14 @@ static int parse_mailbox(const char **pp, struct outbuf *o, const char **err)
         *err = ERR_TOO_LONG;
         return -1;
     }
-    if (**pp != '@')
+    if (**pp != '@') {
+        /* Without a domain, a quoted '@' would read back as one. */
+        if (memchr(o->buf + local_start, '@', o->len - local_start) != NULL) {
+            *err = ERR_MALFORMED;
+            return -1;
+        }
         return 0;
+    }
     out_putc(o, '@');
     (*pp)++;
     return parse_domain(pp, o, err);

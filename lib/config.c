@@ -70,6 +70,7 @@ static const struct param params[] = {
     {"myhostname", P_STR, "", 0},
     {"mynetworks", P_STR, "127.0.0.0/8 [::1]/128", 0},
     {"myorigin", P_STR, "$myhostname", 0},
+    {"qmgr_message_active_limit", P_INT, "20000", 0},
     {"queue_directory", P_STR, "/var/spool/postern", 0},
     {"queue_minfree", P_SIZE, "0", 0},
     {"queue_run_delay", P_TIME, "300s", 's'},
@@ -103,14 +104,14 @@ struct setting {
     int line;              /* 0 for an override */
 };
 
-static struct {
+struct config_state {
     char dir[PATH_MAX];
     struct setting *set;
     size_t nset, capset;
     char *expanded[NPARAMS];      /* cache for known parameters */
     char *computed[NPARAMS];      /* runtime defaults (myhostname, ...) */
-    struct setting *unknown_cache; /* expanded unknown-but-set values */
-} cfg;
+};
+static struct config_state cfg;
 
 static const struct param *param_find(const char *name)
 {
@@ -666,8 +667,10 @@ static int validate_all(const char *file, char *err, size_t errlen)
 
 /* Commands and master warn about names they do not know; daemons stay
  * quiet since master already said it at start. */
-static void warn_unknown(const char *file)
+static void warn_unknown(const char *dir)
 {
+    char file[PATH_MAX + 16];
+    snprintf(file, sizeof(file), "%s/main.cf", dir);
     const char *prog = log_progname();
     if (strcmp(prog, "master") != 0 && strcmp(prog, "postern") != 0 &&
         strcmp(prog, "postconf") != 0)
@@ -678,12 +681,33 @@ static void warn_unknown(const char *file)
                      cfg.set[i].name, cfg.set[i].raw);
 }
 
+static int config_parse_all(const char *dir, char *const *overrides, size_t n_overrides,
+                            char *err, size_t errlen);
+
+/* A failed (re)load keeps the configuration that was in force. */
 int config_try_load(const char *dir, char *const *overrides, size_t n_overrides, char *err,
                     size_t errlen)
 {
-    char path[PATH_MAX + 16];
+    struct config_state old = cfg;
+    memset(&cfg, 0, sizeof(cfg));
     err[0] = 0;
+    if (config_parse_all(dir, overrides, n_overrides, err, errlen) < 0) {
+        config_reset();
+        cfg = old;
+        return -1;
+    }
+    struct config_state fresh = cfg;
+    cfg = old;
     config_reset();
+    cfg = fresh;
+    warn_unknown(cfg.dir);
+    return 0;
+}
+
+static int config_parse_all(const char *dir, char *const *overrides, size_t n_overrides,
+                            char *err, size_t errlen)
+{
+    char path[PATH_MAX + 16];
     snprintf(cfg.dir, sizeof(cfg.dir), "%s", dir);
     snprintf(path, sizeof(path), "%s/main.cf", dir);
     char *text = read_file(path, err, errlen);
@@ -707,10 +731,7 @@ int config_try_load(const char *dir, char *const *overrides, size_t n_overrides,
             return -1;
         }
     }
-    if (validate_all(path, err, errlen) < 0)
-        return -1;
-    warn_unknown(path);
-    return 0;
+    return validate_all(path, err, errlen);
 }
 
 int config_load(const char *dir, char *const *overrides, size_t n_overrides)

@@ -9,10 +9,12 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
+#include "address.h"
 #include "log.h"
 
-#define ADDR_LOG_MAX 1100   /* an address (ADDRESS_MAX) plus room to spare */
+#define ADDR_LOG_MAX (2 * ADDRESS_MAX + 8)   /* a quoted address at worst */
 
 /* to - from in microseconds, never negative. */
 static long long interval_usec(const struct timeval *from, const struct timeval *to)
@@ -113,16 +115,19 @@ void delivery_text_clean(char *out, size_t outlen, const char *in)
     out[n] = 0;
 }
 
-/* Copy with control characters shown as '?', for addresses in the log. */
-static void copy_printable(char *out, size_t outlen, const char *in)
+/* An address as Postfix logs it by default (info_log_address_format =
+ * external): quoted where needed, control characters shown as '?'. */
+static void log_address(char *out, size_t outlen, const char *internal)
 {
-    size_t n = 0;
+    char *p;
 
-    for (; in != NULL && *in != 0 && n + 1 < outlen; in++) {
-        unsigned char c = (unsigned char)*in;
-        out[n++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
-    }
-    out[n] = 0;
+    if (internal == NULL)
+        internal = "";
+    if (address_quote(internal, out, outlen) < 0)
+        snprintf(out, outlen, "%s", internal);
+    for (p = out; *p != 0; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
 }
 
 void delivery_log(const struct delivery_result *r)
@@ -131,11 +136,14 @@ void delivery_log(const struct delivery_result *r)
     char delay[24], a[24], b[24], c[24], d[24];
     const struct delivery_times *t = &r->times;
 
-    copy_printable(to, sizeof(to), r->recipient);
+    log_address(to, sizeof(to), r->recipient);
     orig[0] = 0;
-    if (r->orig_recipient != NULL && strcmp(r->orig_recipient, r->recipient) != 0) {
+    /* As Postfix: only an original recipient that differs other than in
+     * case is worth a field. */
+    if (r->orig_recipient != NULL && *r->orig_recipient != 0
+        && (r->recipient == NULL || strcasecmp(r->orig_recipient, r->recipient) != 0)) {
         char addr[ADDR_LOG_MAX];
-        copy_printable(addr, sizeof(addr), r->orig_recipient);
+        log_address(addr, sizeof(addr), r->orig_recipient);
         snprintf(orig, sizeof(orig), "orig_to=<%s>, ", addr);
     }
     delivery_text_clean(text, sizeof(text), r->text);

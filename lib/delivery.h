@@ -43,15 +43,17 @@ struct delivery_times {
 struct delivery_result {
     const char *queue_id;
     const char *recipient;       /* internal form */
-    const char *orig_recipient;  /* NULL, or logged when it differs */
+    const char *orig_recipient;  /* NULL, or logged when it differs (ignoring case) */
     const char *relay;           /* "local", "host[addr]:port", "none" */
     const char *dsn;             /* "2.0.0" */
     const char *text;            /* "delivered to maildir" */
     struct delivery_times times;
 };
 
-/* Log one delivery result with msg_info in the format above. Control
- * characters in addresses and text are shown as '?'. */
+/* Log one delivery result with msg_info in the format above. Addresses are
+ * logged in external (quoted) form, as Postfix's default
+ * info_log_address_format=external does; control characters in addresses
+ * and text are shown as '?' or a space. */
 void delivery_log(const struct delivery_result *r);
 
 /* The delay format above, into out (at least 24 bytes is always enough). */

@@ -1,7 +1,9 @@
 /* stream.c - buffered, bounded, timed I/O on a descriptor (see stream.h).
  *
- * One buffer serves either reading or writing at a time; switching from
- * writing to reading flushes. Waits use poll(2) with the stream's timeout so
+ * Separate read and write buffers: on a socket the two directions are
+ * independent, so writing must never disturb read-ahead. On a regular file
+ * they share one offset, so a write first drops read-ahead and repositions,
+ * and a read first flushes. Waits use poll(2) with the stream's timeout so
  * that no peer can hold a daemon forever.
  */
 #include "stream.h"
@@ -17,11 +19,13 @@ struct stream {
     int fd;
     int timeout;          /* seconds, 0 = none */
     int timed_out;
-    int writing;          /* buffer holds unwritten output */
-    off_t pos;            /* file offset of buf[0] */
-    size_t start, end;    /* read: unread bytes are buf[start..end) */
-    size_t wlen;          /* write: bytes pending in buf */
-    unsigned char buf[STREAM_BUFSIZE];
+    int seekable;         /* a regular file: one shared offset */
+    off_t rbase;          /* file offset of rbuf[0] */
+    size_t rstart, rend;  /* unread bytes are rbuf[rstart..rend) */
+    off_t wbase;          /* file offset of wbuf[0] */
+    size_t wlen;          /* bytes pending in wbuf */
+    unsigned char rbuf[STREAM_BUFSIZE];
+    unsigned char wbuf[STREAM_BUFSIZE];
 };
 
 struct stream *stream_open(int fd, int timeout_secs)
@@ -31,8 +35,10 @@ struct stream *stream_open(int fd, int timeout_secs)
         return NULL;
     s->fd = fd;
     s->timeout = timeout_secs;
-    off_t cur = lseek(fd, 0, SEEK_CUR);
-    s->pos = cur > 0 ? cur : 0;
+    struct stat st;
+    s->seekable = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    off_t cur = s->seekable ? lseek(fd, 0, SEEK_CUR) : 0;
+    s->rbase = s->wbase = cur > 0 ? cur : 0;
     return s;
 }
 
@@ -54,9 +60,9 @@ int stream_timed_out(const struct stream *s)
 /* Wait until fd is ready for events; -1 on timeout (errno ETIMEDOUT). */
 static int stream_wait(struct stream *s, short events)
 {
-    if (s->timeout <= 0)
+    if (s->timeout <= 0 || s->seekable)
         return 0;
-    struct pollfd p = { .fd = s->fd, .events = events };
+    struct pollfd p = {.fd = s->fd, .events = events};
     for (;;) {
         int n = poll(&p, 1, s->timeout * 1000);
         if (n > 0)
@@ -77,7 +83,7 @@ int stream_flush(struct stream *s)
     while (done < s->wlen) {
         if (stream_wait(s, POLLOUT) < 0)
             return -1;
-        ssize_t n = write(s->fd, s->buf + done, s->wlen - done);
+        ssize_t n = write(s->fd, s->wbuf + done, s->wlen - done);
         if (n < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;
@@ -85,64 +91,61 @@ int stream_flush(struct stream *s)
         }
         done += (size_t)n;
     }
-    s->pos += (off_t)s->wlen;
+    s->wbase += (off_t)s->wlen;
     s->wlen = 0;
-    s->writing = 0;
+    if (s->seekable)
+        s->rbase = s->wbase;
     return 0;
 }
 
-/* Drop read-ahead so the next write lands at the logical position. */
-static int stream_enter_write(struct stream *s)
+/* On a file, drop read-ahead so the write lands at the logical position. */
+static int stream_prepare_write(struct stream *s)
 {
-    if (s->writing)
+    if (!s->seekable || s->wlen > 0)
         return 0;
-    if (s->end > s->start) {
-        off_t logical = s->pos + (off_t)s->start;
-        if (lseek(s->fd, logical, SEEK_SET) < 0)
-            return -1;
-        s->pos = logical;
-    } else {
-        s->pos += (off_t)s->end;
-    }
-    s->start = s->end = 0;
-    s->writing = 1;
+    off_t logical = s->rbase + (off_t)s->rstart;
+    if (s->rend > s->rstart && lseek(s->fd, logical, SEEK_SET) < 0)
+        return -1;
+    s->rbase = s->wbase = logical;
+    s->rstart = s->rend = 0;
     return 0;
 }
 
 int stream_write(struct stream *s, const void *data, size_t len)
 {
     const unsigned char *p = data;
-    if (stream_enter_write(s) < 0)
+    if (stream_prepare_write(s) < 0)
         return -1;
     while (len > 0) {
-        size_t room = sizeof(s->buf) - s->wlen;
+        size_t room = sizeof(s->wbuf) - s->wlen;
         size_t n = len < room ? len : room;
-        memcpy(s->buf + s->wlen, p, n);
+        memcpy(s->wbuf + s->wlen, p, n);
         s->wlen += n;
         p += n;
         len -= n;
-        if (s->wlen == sizeof(s->buf) && stream_flush(s) < 0)
+        if (s->wlen == sizeof(s->wbuf) && stream_flush(s) < 0)
             return -1;
-        s->writing = 1;
     }
     return 0;
 }
 
-/* Refill the read buffer; returns bytes read, 0 at EOF, -1 on error. */
+/* Refill the read buffer; returns bytes read, 0 at EOF, -1 on error.
+ * Pending output is flushed first: a peer cannot answer what it has not
+ * been sent, and on a file the offsets must agree. */
 static ssize_t stream_fill(struct stream *s)
 {
-    if (s->writing && stream_flush(s) < 0)
+    if (s->wlen > 0 && stream_flush(s) < 0)
         return -1;
-    s->pos += (off_t)s->end;
-    s->start = s->end = 0;
+    s->rbase += (off_t)s->rend;
+    s->rstart = s->rend = 0;
     for (;;) {
         if (stream_wait(s, POLLIN) < 0)
             return -1;
-        ssize_t n = read(s->fd, s->buf, sizeof(s->buf));
+        ssize_t n = read(s->fd, s->rbuf, sizeof(s->rbuf));
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n > 0)
-            s->end = (size_t)n;
+            s->rend = (size_t)n;
         return n;
     }
 }
@@ -151,15 +154,15 @@ ssize_t stream_read(struct stream *s, void *buf, size_t len)
 {
     if (len == 0)
         return 0;
-    if (s->writing || s->start == s->end) {
+    if (s->rstart == s->rend || (s->seekable && s->wlen > 0)) {
         ssize_t n = stream_fill(s);
         if (n <= 0)
             return n;
     }
-    size_t avail = s->end - s->start;
+    size_t avail = s->rend - s->rstart;
     size_t n = len < avail ? len : avail;
-    memcpy(buf, s->buf + s->start, n);
-    s->start += n;
+    memcpy(buf, s->rbuf + s->rstart, n);
+    s->rstart += n;
     return (ssize_t)n;
 }
 
@@ -184,15 +187,15 @@ int stream_getc(struct stream *s)
 
 int stream_skip(struct stream *s, size_t len)
 {
-    size_t avail = s->writing ? 0 : s->end - s->start;
+    size_t avail = s->rend - s->rstart;
     if (len <= avail) {
-        s->start += len;
+        s->rstart += len;
         return 0;
     }
-    struct stat st;
-    if (!s->writing && fstat(s->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    if (s->seekable) {
+        struct stat st;
         off_t target = stream_tell(s) + (off_t)len;
-        if (target > st.st_size)
+        if (fstat(s->fd, &st) < 0 || target > st.st_size)
             return -1;
         return stream_seek(s, target);
     }
@@ -208,26 +211,26 @@ int stream_skip(struct stream *s, size_t len)
 
 off_t stream_tell(const struct stream *s)
 {
-    if (s->writing)
-        return s->pos + (off_t)s->wlen;
-    return s->pos + (off_t)s->start;
+    if (s->wlen > 0)
+        return s->wbase + (off_t)s->wlen;
+    return s->seekable ? s->rbase + (off_t)s->rstart : s->wbase;
 }
 
 int stream_seek(struct stream *s, off_t off)
 {
-    if (s->writing && stream_flush(s) < 0)
+    if (s->wlen > 0 && stream_flush(s) < 0)
         return -1;
     if (lseek(s->fd, off, SEEK_SET) < 0)
         return -1;
-    s->pos = off;
-    s->start = s->end = 0;
+    s->rbase = s->wbase = off;
+    s->rstart = s->rend = 0;
     return 0;
 }
 
 int stream_close(struct stream *s)
 {
     int rc = 0;
-    if (s->writing && stream_flush(s) < 0)
+    if (s->wlen > 0 && stream_flush(s) < 0)
         rc = -1;
     if (close(s->fd) < 0)
         rc = -1;

@@ -237,7 +237,7 @@ static int open_queue_file(struct local_request *req, struct queue_envelope *env
 }
 
 static void deliver_each(struct local_request *req, const struct queue_envelope *env,
-                         struct stream *queue, struct delivery_times *times)
+                         struct stream *queue, const struct delivery_times *times)
 {
     struct local_message msg = {
         .queue_id = req->queue_id,
@@ -256,9 +256,8 @@ static void deliver_each(struct local_request *req, const struct queue_envelope 
         } else {
             local_deliver_recipient(&msg, r->address, &r->status);
         }
+        /* d runs from the request, as one delivery of all its recipients. */
         log_result(req, r, times);
-        /* The next recipient's transmission starts where this one ended. */
-        gettimeofday(&times->conn_done, NULL);
     }
 }
 

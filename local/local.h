@@ -14,7 +14,7 @@ struct stream;
 /* The outcome of one recipient: a D.S.N code and the text for the reply
  * and the log ("delivered to maildir", "unknown user: \"x\""). */
 struct local_status {
-    char dsn[8];
+    char dsn[12];
     char text[DELIVERY_TEXT_MAX];
 };
 

@@ -86,13 +86,6 @@ extern struct master_state master;
 
 /* master.c */
 long long master_now(void);
-int master_set_cloexec(int fd);
-int master_set_nonblock(int fd);
-
-/* params (master.c): snapshot the loaded configuration. */
-int master_params_snapshot(struct master_params *p, const char *config_dir,
-                           char *err, size_t errlen);
-void master_params_free(struct master_params *p);
 
 /* listen.c */
 /* Expand e into listener specs (inet: one per address). *specs is

@@ -207,9 +207,10 @@ void process_reap(long long now)
         if (!c)
             continue;
         int abnormal = WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0);
+        /* Deaths that master caused itself are not news. */
         if (abnormal && !master.stopping && !c->terminated)
             log_abnormal_exit(c, status);
-        if (c->svc)
+        if (c->svc && !master.stopping)
             service_child_gone(c->svc, c, abnormal, now);
         child_remove(c);
     }

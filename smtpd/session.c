@@ -389,7 +389,6 @@ static void start_data(struct session *s)
     s->at_line_start = 1;
     s->prev_crlf = 1;
     s->state = ST_DATA;
-    s->ok[C_DATA]++;
     reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -641,8 +640,10 @@ void session_cleanup_done(struct session *s, int status, const char *reason)
         return;   /* failure before DATA: reported when DATA comes */
     }
     const char *id = queue_id_or_noqueue(s);
-    if (status == 0)
+    if (status == 0) {
+        s->ok[C_DATA]++;
         reply(s, "250 2.0.0 Ok: queued as %s", id);
+    }
     else if (status == 5)
         reply(s, "554 %s", reason && *reason ? reason : "5.3.0 Error: message rejected");
     else

@@ -349,9 +349,11 @@ class Instance:
 
     def write_master_cf(self, text=None):
         if text is None:
+            # cleanup is private ("-"), as in conf/master.cf: smtpd and
+            # pickup reach it as private/cleanup.
             text = (
                 f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
-                "cleanup unix n - n - 0 cleanup\n"
+                "cleanup unix - - n - 0 cleanup\n"
                 "qmgr fifo n - n 300 1 qmgr\n"
                 "local unix - n n - - local\n"
             )

@@ -1,0 +1,44 @@
+/* lookup.h - lookup tables, Postfix's "type:name" syntax.
+ *
+ * Types: cdb:/path (tinycdb file /path.cdb built by postmap/postalias from
+ * /path), hash: and btree: (read as cdb: so existing Postfix configs work),
+ * static:value, inline:{ key=value, key2=value2 }, regexp:/path (POSIX
+ * extended, "/pattern/flags result" lines, first match wins).
+ * Keys are matched case-insensitively (lower-cased before lookup), as in
+ * Postfix. A missing or unreadable table is not a silent miss: lookups
+ * return LOOKUP_TEMPFAIL and log why.
+ */
+#ifndef POSTERN_LOOKUP_H
+#define POSTERN_LOOKUP_H
+
+#include <stddef.h>
+
+#define LOOKUP_FOUND 1
+#define LOOKUP_NOTFOUND 0
+#define LOOKUP_TEMPFAIL (-1)
+
+struct lookup_table;
+
+/* Open one table. Returns NULL with a reason in err on a syntax error in
+ * spec; a table file that is missing opens fine and fails at lookup time
+ * (so a daemon started before postmap ran recovers once the file exists).
+ * Caller owns the result (lookup_close). */
+struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen);
+void lookup_close(struct lookup_table *t);
+/* Look key up. On LOOKUP_FOUND *value is a malloc'd string the caller frees. */
+int lookup_get(struct lookup_table *t, const char *key, char **value);
+
+/* A list of tables as main.cf writes them ("cdb:/a, static:x"): first table
+ * with an answer wins; a temporary failure in any table consulted before an
+ * answer is a temporary failure. Tables are reopened when their file changes. */
+struct lookup_list;
+struct lookup_list *lookup_list_open(const char *maps, char *err, size_t errlen);
+void lookup_list_close(struct lookup_list *l);
+int lookup_list_get(struct lookup_list *l, const char *key, char **value);
+/* Postfix's address lookup order: "user+ext@domain", "user@domain",
+ * "user+ext", "user" (the last two only when domain_is_local), "@domain".
+ * delimiter is recipient_delimiter ("" for none). */
+int lookup_list_address(struct lookup_list *l, const char *address, int domain_is_local,
+                        const char *delimiter, char **value);
+
+#endif

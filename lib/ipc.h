@@ -13,11 +13,37 @@
  *    S->C greeting; C->S {flags} ; S->C {queue_id} or {status, reason};
  *    C->S queue records: S, A*, (O? R)*, M, C*, E   (cleanup writes the file)
  *    S->C {status=0|4|5, reason}.   A client that closes early aborts.
- *  deliver_protocol (private/local, later private/smtp...), persistent:
+ *  deliver_protocol (private/local, private/smtp, private/relay: the
+ *  service is the transport name qmgr resolved), persistent:
  *    S->C greeting; then repeatedly
  *    C->S {queue_name, queue_id, sender, arrival, active_time, nexthop,
- *          rcpt="OFFSET ADDRESS"..., orig_rcpt may precede each rcpt}
+ *          [dsn_envid], [dsn_ret],
+ *          then per recipient: [orig_rcpt], [rcpt_dsn_orcpt], [rcpt_dsn_notify],
+ *          rcpt="OFFSET ADDRESS"}
  *    S->C {rcpt_status="OFFSET D.S.N text"...}, one per rcpt, in order.
+ *    nexthop: for local, the recipient domain; for smtp/relay, where to
+ *    connect: "domain" or "host:port" (MX lookup of the name first), or
+ *    "[host]" / "[host]:port" (no MX lookup; host may be an IP address).
+ *    Without a port, smtp_tcp_port applies. All recipients of one request
+ *    share the nexthop. The agent logs each result (lib/delivery.h); qmgr
+ *    marks done / defers / bounces from rcpt_status.
+ *  bounce_protocol (private/bounce), persistent, each request answered
+ *  {status=0} or {status=1, reason}:
+ *    {request=append, queue_id, log=bounce|defer|success, rcpt, [orig_rcpt],
+ *     [dsn_orcpt], [dsn_notify], offset, dsn="D.S.N", reason, relay}
+ *       adds one recipient status to queue_directory/LOG/QUEUE_ID (an
+ *       attribute list per recipient, record framing; defer/ID is what
+ *       postqueue -p shows as the reason).
+ *    {request=flush, queue_id, queue_name}
+ *       when bounce/ID has entries: sends the sender an RFC 3464 report for
+ *       them (built from bounce/ID and the queue file, submitted through
+ *       cleanup with sender <>; a failed <> message goes to postmaster as a
+ *       double bounce, never to <>), then removes bounce/ID. Also sends a
+ *       "delivered" report for success/ID entries. status=0 means the report
+ *       is safely queued (or there was nothing to send); then qmgr may delete
+ *       the message and defer/ID. Otherwise qmgr keeps the message.
+ *    {request=warn, queue_id, queue_name}
+ *       a delay warning (Action: delayed) from defer/ID; message stays queued.
  *  public/qmgr, public/pickup (fifo): any byte wakes the daemon; qmgr also
  *    takes 'F' (flush deferred now).
  */

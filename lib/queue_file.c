@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -45,6 +47,28 @@ static int mkdir_mode(const char *path, mode_t mode)
     return errno == EEXIST ? 0 : -1;
 }
 
+/* System mode (root, mail_owner another user): the queue belongs to
+ * mail_owner; maildrop/ and public/ are shared with group setgid_group so
+ * postdrop and postqueue can reach them (DESIGN.md, "Queue"). */
+static int queue_dir_chown(const char *path, const char *name)
+{
+    if (geteuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam(config_get("mail_owner"));
+    if (!pw || pw->pw_uid == 0)
+        return 0;
+    gid_t gid = pw->pw_gid;
+    if (strcmp(name, "maildrop") == 0 || strcmp(name, "public") == 0) {
+        struct group *gr = getgrnam(config_get("setgid_group"));
+        if (gr)
+            gid = gr->gr_gid;
+    }
+    uid_t uid = name[0] && strcmp(name, "pid") != 0 ? pw->pw_uid : 0;
+    if (!name[0])
+        gid = 0;
+    return chown(path, uid, gid);
+}
+
 int queue_dirs_create(void)
 {
     static const struct {
@@ -62,7 +86,8 @@ int queue_dirs_create(void)
             errno = ENAMETOOLONG;
             return -1;
         }
-        if (mkdir_mode(path, dirs[i].mode) < 0)
+        if (mkdir_mode(path, dirs[i].mode) < 0 || queue_dir_chown(path, dirs[i].name) < 0 ||
+            chmod(path, dirs[i].mode) < 0)
             return -1;
     }
     return 0;
@@ -251,8 +276,22 @@ static int envelope_add_attr(struct queue_envelope *env, char *payload)
     return 0;
 }
 
-static int envelope_add_rcpt(struct queue_envelope *env, const char *addr, char **orig,
-                             off_t offset, int done, size_t max_rcpt)
+/* Per-recipient fields read before the R record they describe. */
+struct pending_rcpt {
+    char *orig;
+    char *dsn_orcpt;
+    int dsn_notify;
+};
+
+static void pending_rcpt_free(struct pending_rcpt *p)
+{
+    free(p->orig);
+    free(p->dsn_orcpt);
+    memset(p, 0, sizeof(*p));
+}
+
+static int envelope_add_rcpt(struct queue_envelope *env, const char *addr,
+                             struct pending_rcpt *pend, off_t offset, int done, size_t max_rcpt)
 {
     if (env->nrcpt >= max_rcpt)
         return -1;
@@ -260,8 +299,10 @@ static int envelope_add_rcpt(struct queue_envelope *env, const char *addr, char 
     if (!r)
         return -1;
     env->rcpt = r;
-    r[env->nrcpt] = (struct queue_rcpt){.offset = offset, .orig = *orig, .done = done};
-    *orig = NULL;
+    r[env->nrcpt] = (struct queue_rcpt){.offset = offset, .orig = pend->orig, .done = done,
+                                        .dsn_orcpt = pend->dsn_orcpt,
+                                        .dsn_notify = pend->dsn_notify};
+    memset(pend, 0, sizeof(*pend));
     r[env->nrcpt].address = strdup(addr);
     if (!r[env->nrcpt].address)
         return -1;
@@ -291,7 +332,8 @@ static int parse_time_record(struct queue_envelope *env, const char *payload)
 
 /* One envelope record; 1 at the end record, 0 to go on, -1 on error. */
 static int envelope_record(struct stream *s, struct queue_envelope *env, int type,
-                           struct rec_buf *b, off_t off, char **orig, size_t max_rcpt)
+                           struct rec_buf *b, off_t off, struct pending_rcpt *pend,
+                           size_t max_rcpt)
 {
     switch (type) {
     case REC_SIZE: return parse_size_record(env, b->data);
@@ -302,11 +344,18 @@ static int envelope_record(struct stream *s, struct queue_envelope *env, int typ
         return env->sender ? 0 : -1;
     case REC_ATTR: return envelope_add_attr(env, b->data);
     case REC_ORCPT:
-        free(*orig);
-        *orig = strdup(b->data);
-        return *orig ? 0 : -1;
+        free(pend->orig);
+        pend->orig = strdup(b->data);
+        return pend->orig ? 0 : -1;
+    case REC_DSN_ORCPT:
+        free(pend->dsn_orcpt);
+        pend->dsn_orcpt = strdup(b->data);
+        return pend->dsn_orcpt ? 0 : -1;
+    case REC_DSN_NOTIFY:
+        pend->dsn_notify = atoi(b->data) & 15;
+        return 0;
     case REC_RCPT:
-    case REC_DONE: return envelope_add_rcpt(env, b->data, orig, off, type == REC_DONE, max_rcpt);
+    case REC_DONE: return envelope_add_rcpt(env, b->data, pend, off, type == REC_DONE, max_rcpt);
     case REC_CONTENT_START:
         env->content_offset = stream_tell(s);
         return 0;
@@ -328,7 +377,7 @@ int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt)
     }
     stream_seek(s, 0);
     struct rec_buf b = {0};
-    char *orig = NULL;
+    struct pending_rcpt pend = {0};
     int rc = -1;
     for (;;) {
         off_t off;
@@ -353,7 +402,7 @@ int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt)
         int type = rec_get(s, &b, ENVELOPE_RECORD_MAX, &off);
         if (type < 0)
             break;
-        int r = envelope_record(s, env, type, &b, off, &orig, max_rcpt);
+        int r = envelope_record(s, env, type, &b, off, &pend, max_rcpt);
         if (r < 0)
             break;
         if (r == 1) {
@@ -361,7 +410,7 @@ int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt)
             break;
         }
     }
-    free(orig);
+    pending_rcpt_free(&pend);
     rec_buf_free(&b);
     stream_abandon(s);
     return rc;
@@ -379,6 +428,7 @@ void queue_envelope_free(struct queue_envelope *env)
     for (size_t i = 0; i < env->nrcpt; i++) {
         free(env->rcpt[i].address);
         free(env->rcpt[i].orig);
+        free(env->rcpt[i].dsn_orcpt);
     }
     free(env->rcpt);
     memset(env, 0, sizeof(*env));

@@ -2,8 +2,9 @@
  *
  * File layout (record.h framing):
  *   Z size (fixed width, rewritten at commit)   T arrival   S sender
- *   A attributes...   (O? R)... recipients   M   C content chunks...
- *   (O? R)... recipients extracted from headers   E
+ *   A attributes...   (O? P? N? R)... recipients   M   C content chunks...
+ *   (O? P? N? R)... recipients extracted from headers   E
+ * O, P and N describe the R that follows them.
  * A file is complete when it has its E record and mode 0700 (cleanup sets
  * the execute bit last, before the fsync); nothing else is ever scheduled.
  * Recipients are marked done by rewriting the R type byte to D in place.
@@ -63,6 +64,8 @@ struct queue_rcpt {
     off_t offset;        /* of the R/D type byte, for queue_file_mark_done */
     char *address;       /* internal form */
     char *orig;          /* original recipient, or NULL */
+    char *dsn_orcpt;     /* DSN ORCPT "type;addr", or NULL */
+    int dsn_notify;      /* DSN_NOTIFY_* mask, 0 = not given */
     int done;            /* read as D */
 };
 struct queue_envelope {

@@ -19,13 +19,34 @@ enum rec_type {
     REC_TIME = 'T',          /* arrival "sec.usec" */
     REC_SENDER = 'S',        /* envelope sender, internal form, "" = <> */
     REC_ATTR = 'A',          /* "name=value" */
-    REC_ORCPT = 'O',         /* original recipient of the next REC_RCPT */
+    REC_ORCPT = 'O',         /* original recipient of the next REC_RCPT (before
+                                rewriting: aliases, canonical, virtual) */
+    REC_DSN_ORCPT = 'P',     /* DSN ORCPT of the next REC_RCPT, "type;address" decoded */
+    REC_DSN_NOTIFY = 'N',    /* DSN NOTIFY of the next REC_RCPT: decimal mask of DSN_NOTIFY_* */
     REC_RCPT = 'R',          /* recipient still to be delivered */
     REC_DONE = 'D',          /* recipient finished: REC_RCPT rewritten in place */
     REC_CONTENT_START = 'M', /* message content follows */
     REC_CONTENT = 'C',       /* a chunk of content, LF line ends */
     REC_END = 'E',           /* end of the file or of an attribute list */
 };
+
+/* DSN NOTIFY bits (RFC 3461); 0 means "not given" (= FAILURE,DELAY). */
+#define DSN_NOTIFY_NEVER 1
+#define DSN_NOTIFY_SUCCESS 2
+#define DSN_NOTIFY_FAILURE 4
+#define DSN_NOTIFY_DELAY 8
+
+/* Envelope REC_ATTR names used across programs. */
+#define ATTR_DSN_ENVID "dsn_envid"        /* ENVID, xtext-decoded */
+#define ATTR_DSN_RET "dsn_ret"            /* FULL or HDRS */
+#define ATTR_CLIENT_NAME "client_name"
+#define ATTR_CLIENT_ADDR "client_address"
+#define ATTR_HELO "helo_name"
+#define ATTR_PROTOCOL "protocol"
+#define ATTR_SASL_USER "sasl_username"
+#define ATTR_SASL_METHOD "sasl_method"
+#define ATTR_ORIGIN "origin"              /* "smtp", "local" (pickup), "bounce" */
+#define ATTR_UID "uid"                    /* submitting user's uid (pickup) */
 
 #define REC_MAX_HEADER 11      /* type byte + up to 10 LEB128 bytes */
 #define REC_CHUNK_SIZE 65536   /* largest REC_CONTENT payload writers emit */

@@ -1,0 +1,29 @@
+/* tls.h - OpenSSL contexts and connection facts for smtpd (server side,
+ * STARTTLS and wrapper mode) and remote (client side), used with libevent's
+ * OpenSSL bufferevents (bufferevent_openssl_filter_new / _socket_new).
+ */
+#ifndef POSTERN_TLS_H
+#define POSTERN_TLS_H
+
+#include <stddef.h>
+#include <openssl/ssl.h>
+
+/* protocols: Postfix syntax, e.g. ">=TLSv1.2" or "!SSLv2, !SSLv3, !TLSv1";
+ * ciphers: an OpenSSL cipher list, or Postfix's grade words
+ * ("medium", "high") mapped to lists. NULL + err on failure.
+ * Caller owns the context (SSL_CTX_free). */
+SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, const char *protocols,
+                        const char *ciphers, char *err, size_t errlen);
+/* CAfile may be NULL/"" (no verification possible). */
+SSL_CTX *tls_client_ctx(const char *ca_file, const char *protocols, const char *ciphers,
+                        char *err, size_t errlen);
+/* "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)", as Postfix
+ * writes in Received: headers and logs. */
+void tls_describe(const SSL *ssl, char *out, size_t outlen);
+/* After the handshake: 1 when the peer certificate chains to the CA file and
+ * matches hostname; otherwise 0 with a reason in why. */
+int tls_peer_verified(SSL *ssl, const char *hostname, char *why, size_t whylen);
+/* The last OpenSSL error as text (for logs). */
+void tls_error_text(char *out, size_t outlen);
+
+#endif

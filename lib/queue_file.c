@@ -77,7 +77,7 @@ int queue_dirs_create(void)
     } dirs[] = {
         {"", 0755},          {"incoming", 0700}, {"active", 0700},  {"deferred", 0700},
         {"hold", 0700},      {"corrupt", 0700},  {"bounce", 0700},  {"defer", 0700},
-        {"trace", 0700},     {"private", 0700},  {"public", 0710},  {"pid", 0755},
+        {"trace", 0700},     {"success", 0700},     {"private", 0700},  {"public", 0710},  {"pid", 0755},
         {"maildrop", 01730}, {"saved", 0700},
     };
     char path[PATH_MAX];

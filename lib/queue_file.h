@@ -26,6 +26,9 @@ struct rec_buf;
 #define QUEUE_HOLD "hold"
 #define QUEUE_CORRUPT "corrupt"
 #define QUEUE_MAILDROP "maildrop"
+#define QUEUE_BOUNCE_LOG "bounce"     /* per-message logs kept by bounce */
+#define QUEUE_DEFER_LOG "defer"
+#define QUEUE_SUCCESS_LOG "success"
 
 #define QUEUE_MODE_WRITING 0600
 #define QUEUE_MODE_COMPLETE 0700

@@ -2,23 +2,25 @@
  *
  * Wakes on its fifo (public/qmgr) and on a timer, takes complete files from
  * incoming/ (and due ones from deferred/) into active/ up to
- * qmgr_message_active_limit, resolves each recipient, hands local ones to
- * the local delivery agent, marks results in place, and removes a file only
- * when every recipient is done; a file with temporary failures goes to
- * deferred/ with its next attempt time as mtime. At start it takes back
- * whatever a previous qmgr left in active/. A lock file keeps a second qmgr
- * (e.g. during a reload) from scheduling the same files.
+ * qmgr_message_active_limit, resolves each recipient (resolve.c), hands
+ * them to the scheduler (sched.c), and acts on every result: done is marked
+ * in place; a permanent failure is logged with the bounce service and then
+ * marked done; a temporary one is logged in defer/ID. When no recipient is
+ * left in flight the message is removed (after the bounce service has
+ * queued any report), or moved to deferred/ with its next attempt time as
+ * mtime, or, past its lifetime, returned to the sender. At start it takes
+ * back whatever a previous qmgr left in active/. A lock file keeps a second
+ * qmgr (e.g. during a reload) from scheduling the same files.
  */
 #include "qmgr.h"
 
-#include "address.h"
 #include "config.h"
 #include "delivery.h"
 #include "events.h"
 #include "log.h"
-#include "match.h"
 #include "queue_file.h"
 #include "queue_id.h"
+#include "record.h"
 #include "service.h"
 
 #include <dirent.h>
@@ -37,30 +39,27 @@
 
 static struct {
     struct event_base *base;
+    struct event *work_ev;    /* deferred scan, run outside other callbacks */
+    struct event *fifo_ev;
     struct qmsg *active;      /* doubly linked list of messages in active/ */
     long nactive;
     long active_limit;
     int draining;             /* master went away: finish and exit */
-    int scan_again;           /* a scan stopped at the active limit */
-    const char *mydestination;
+    int want_incoming, want_deferred, force_deferred;
 } q;
 
-static void scan_incoming(void);
+static void request_scan(int incoming, int deferred, int force)
+{
+    q.want_incoming |= incoming;
+    q.want_deferred |= deferred;
+    q.force_deferred |= force;
+    event_active(q.work_ev, EV_TIMEOUT, 0);
+}
 
 /* --- message lifecycle --- */
 
-static void qmsg_link(struct qmsg *m)
-{
-    m->next = q.active;
-    if (q.active)
-        q.active->prev = m;
-    q.active = m;
-    q.nactive++;
-}
-
 static void qmsg_free(struct qmsg *m)
 {
-    transport_forget(m);
     if (m->prev)
         m->prev->next = m->next;
     else
@@ -70,30 +69,46 @@ static void qmsg_free(struct qmsg *m)
     q.nactive--;
     if (m->fd >= 0)
         close(m->fd);
-    queue_envelope_free(&m->env);
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        free(m->reason[i]);
+    free(m->reason);
     free(m->state);
+    queue_envelope_free(&m->env);
     free(m);
-}
-
-static void maybe_exit(void)
-{
-    if (q.draining && transport_busy() == 0)
+    request_scan(1, 0, 0);   /* room in active/ */
+    if (q.draining && sched_busy() == 0)
         event_base_loopbreak(q.base);
 }
 
-/* Reopen the queue file to mark results in place. */
 static int qmsg_open(struct qmsg *m)
 {
     char path[PATH_MAX];
+    if (m->fd >= 0)
+        return 0;
     if (queue_path(path, sizeof(path), QUEUE_ACTIVE, m->env.id) < 0)
         return -1;
     m->fd = open(path, O_RDWR | O_CLOEXEC);
-    if (m->fd < 0)
+    if (m->fd < 0 && errno == ENOENT)
+        m->gone = 1;   /* deleted by postsuper while in delivery */
+    else if (m->fd < 0)
         msg_warn("%s: open %s: %s", m->env.id, path, strerror(errno));
-    return m->fd;
+    return m->fd < 0 ? -1 : 0;
 }
 
-/* Next attempt: now + the message's age, clamped to the backoff limits. */
+static void unlink_log(const char *log, const char *id)
+{
+    char path[PATH_MAX];
+    if (queue_path(path, sizeof(path), log, id) == 0)
+        unlink(path);
+}
+
+static int has_log(const char *log, const char *id)
+{
+    char path[PATH_MAX];
+    return queue_path(path, sizeof(path), log, id) == 0 && access(path, F_OK) == 0;
+}
+
+/* Next attempt: now + the message's age, clamped to the back-off limits. */
 static time_t next_attempt(const struct qmsg *m)
 {
     time_t now = time(NULL);
@@ -107,11 +122,13 @@ static void defer_message(struct qmsg *m)
 {
     char path[PATH_MAX];
     if (queue_file_move(m->env.id, QUEUE_ACTIVE, QUEUE_DEFERRED) < 0) {
-        msg_warn("%s: move to deferred: %s", m->env.id, strerror(errno));
+        if (errno != ENOENT)
+            msg_warn("%s: move to deferred: %s", m->env.id, strerror(errno));
         return;
     }
     if (queue_path(path, sizeof(path), QUEUE_DEFERRED, m->env.id) == 0) {
-        struct timespec ts[2] = {{.tv_sec = next_attempt(m)}, {.tv_sec = next_attempt(m)}};
+        time_t when = next_attempt(m);
+        struct timespec ts[2] = {{.tv_sec = when}, {.tv_sec = when}};
         if (utimensat(AT_FDCWD, path, ts, 0) < 0)
             msg_warn("%s: set retry time: %s", m->env.id, strerror(errno));
     }
@@ -120,108 +137,247 @@ static void defer_message(struct qmsg *m)
 static void remove_message(struct qmsg *m)
 {
     char path[PATH_MAX];
-    if (queue_path(path, sizeof(path), QUEUE_ACTIVE, m->env.id) < 0 || unlink(path) < 0) {
+    if (queue_path(path, sizeof(path), QUEUE_ACTIVE, m->env.id) == 0 && unlink(path) < 0 &&
+        errno != ENOENT) {
         msg_warn("%s: remove %s: %s", m->env.id, path, strerror(errno));
         return;
     }
+    unlink_log(QUEUE_DEFER_LOG, m->env.id);
     msg_info("%s: removed", m->env.id);
 }
 
-/* Every recipient has a result: remove the file or defer it. */
-static void finish_message(struct qmsg *m)
+static void flushed(void *ctx, int ok)
 {
+    struct qmsg *m = ctx;
+    if (ok)
+        remove_message(m);
+    else
+        defer_message(m);   /* the report is sent on a later attempt */
+    qmsg_free(m);
+}
+
+static int rcpt_expired(const struct qmsg *m)
+{
+    long life = m->env.sender && *m->env.sender ? config_time("maximal_queue_lifetime")
+                                                  : config_time("bounce_queue_lifetime");
+    return time(NULL) - m->env.arrival.tv_sec >= life;
+}
+
+static void bounced(void *ctx, int ok);
+static void *rcpt_op_new(struct qmsg *m, size_t i);
+
+/* Past its lifetime a deferred recipient is returned with its last reason. */
+static void expire_deferred(struct qmsg *m)
+{
+    msg_info("%s: from=<%s>, status=expired, returned to sender", m->env.id, m->env.sender);
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        if (m->state[i] != RCPT_DEFERRED)
+            continue;
+        m->state[i] = RCPT_BOUNCING;
+        m->unfinished++;
+        bounce_append(QUEUE_BOUNCE_LOG, m, i, "none",
+                      m->reason[i] ? m->reason[i] : "4.4.7 message expired", bounced,
+                      rcpt_op_new(m, i));
+    }
+}
+
+void qmgr_check_finished(struct qmsg *m)
+{
+    if (m->unfinished > 0 || m->pending_ops > 0 || m->finishing)
+        return;
     int deferred = 0;
     for (size_t i = 0; i < m->env.nrcpt; i++)
         deferred |= m->state[i] == RCPT_DEFERRED;
-    if (deferred)
-        defer_message(m);
-    else
-        remove_message(m);
-    qmsg_free(m);
-    if (q.scan_again && !q.draining)
-        scan_incoming();
-    maybe_exit();
-}
-
-void qmgr_rcpt_result(struct qmsg *m, size_t i, const char *dsn_and_text)
-{
-    if (i >= m->env.nrcpt || m->state[i] != RCPT_INFLIGHT)
-        return;
-    m->inflight--;
-    if (m->fd < 0 && qmsg_open(m) < 0) {
-        m->state[i] = RCPT_DEFERRED;
+    if (m->gone) {
+        qmsg_free(m);
         return;
     }
-    /* Permanent failures are final for this recipient; the bounce notice
-     * to the sender is the bounce daemon's job. */
-    if (dsn_and_text[0] == '2' || dsn_and_text[0] == '5') {
-        if (queue_file_mark_done(m->fd, m->env.rcpt[i].offset) < 0) {
-            msg_warn("%s: mark recipient done: %s", m->env.id, strerror(errno));
-            m->state[i] = RCPT_DEFERRED;
-            return;
-        }
-        m->state[i] = RCPT_DONE;
-    } else {
-        m->state[i] = RCPT_DEFERRED;
-    }
-}
-
-void qmgr_request_done(struct qmsg *m)
-{
-    if (m->inflight == 0 && m->fd >= 0) {
-        close(m->fd);   /* descriptors are held only while in flight */
+    if (m->fd >= 0) {
+        close(m->fd);
         m->fd = -1;
     }
-    for (size_t i = 0; i < m->env.nrcpt; i++)
-        if (m->state[i] == RCPT_PENDING || m->state[i] == RCPT_INFLIGHT)
-            return;
-    finish_message(m);
+    if (deferred && rcpt_expired(m)) {
+        expire_deferred(m);
+        qmgr_check_finished(m);
+        return;
+    }
+    if (deferred) {
+        defer_message(m);
+        qmsg_free(m);
+    } else if (has_log(QUEUE_BOUNCE_LOG, m->env.id) || has_log(QUEUE_SUCCESS_LOG, m->env.id)) {
+        m->finishing = 1;
+        bounce_flush(m, flushed, m);
+    } else {
+        remove_message(m);
+        qmsg_free(m);
+    }
+}
+
+static int mark_done(struct qmsg *m, size_t i)
+{
+    if (qmsg_open(m) < 0)
+        return m->gone ? 0 : -1;
+    if (queue_file_mark_done(m->fd, m->env.rcpt[i].offset) < 0) {
+        msg_warn("%s: mark recipient done: %s", m->env.id, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* What a bounce request's callback needs; messages are never freed while
+ * they have requests outstanding (pending_ops). */
+struct rcpt_op {
+    struct qmsg *m;
+    size_t i;
+};
+
+static void *rcpt_op_new(struct qmsg *m, size_t i)
+{
+    struct rcpt_op *op = malloc(sizeof(*op));
+    if (!op)
+        msg_fatal("out of memory");
+    op->m = m;
+    op->i = i;
+    m->pending_ops++;
+    return op;
+}
+
+static struct qmsg *rcpt_op_take(void *ctx, size_t *i)
+{
+    struct rcpt_op *op = ctx;
+    struct qmsg *m = op->m;
+    *i = op->i;
+    free(op);
+    m->pending_ops--;
+    return m;
+}
+
+static void bounced(void *ctx, int ok)
+{
+    size_t i;
+    struct qmsg *m = rcpt_op_take(ctx, &i);
+    m->unfinished--;
+    if (ok && mark_done(m, i) == 0)
+        m->state[i] = RCPT_DONE;
+    else
+        m->state[i] = RCPT_DEFERRED;
+    qmgr_check_finished(m);
+}
+
+static void op_done(void *ctx, int ok)
+{
+    size_t i;
+    struct qmsg *m = rcpt_op_take(ctx, &i);
+    qmgr_check_finished(m);
+}
+
+static int wants_notify(const struct queue_rcpt *r, int bit)
+{
+    if (r->dsn_notify & DSN_NOTIFY_NEVER)
+        return 0;
+    if (!r->dsn_notify)
+        return bit != DSN_NOTIFY_SUCCESS;
+    return (r->dsn_notify & bit) != 0;
+}
+
+void qmgr_rcpt_result(struct qmsg *m, size_t i, const char *relay, const char *status)
+{
+    if (i >= m->env.nrcpt || (m->state[i] != RCPT_PENDING && m->state[i] != RCPT_INFLIGHT))
+        return;
+    free(m->reason[i]);
+    m->reason[i] = strdup(status);
+    const struct queue_rcpt *r = &m->env.rcpt[i];
+    if (status[0] == '5' && wants_notify(r, DSN_NOTIFY_FAILURE)) {
+        m->state[i] = RCPT_BOUNCING;   /* done once the bounce log has it */
+        bounce_append(QUEUE_BOUNCE_LOG, m, i, relay, status, bounced, rcpt_op_new(m, i));
+        return;
+    }
+    m->unfinished--;
+    if (status[0] == '2' || status[0] == '5') {
+        m->state[i] = mark_done(m, i) == 0 ? RCPT_DONE : RCPT_DEFERRED;
+        if (status[0] == '2' && wants_notify(r, DSN_NOTIFY_SUCCESS)) {
+            bounce_append(QUEUE_SUCCESS_LOG, m, i, relay, status, op_done, rcpt_op_new(m, i));
+        }
+        return;
+    }
+    m->state[i] = RCPT_DEFERRED;
+    bounce_append(QUEUE_DEFER_LOG, m, i, relay, status, op_done, rcpt_op_new(m, i));
 }
 
 /* --- resolving --- */
 
-static int is_local(const char *addr)
+void qmgr_rcpt_fail(struct qmsg *m, size_t i, const char *status)
 {
-    const char *domain = address_domain(addr);
-    return !domain || match_domain_list(q.mydestination, domain);
-}
-
-/* Recipients no transport can take yet are deferred on the spot. */
-static void defer_unroutable(struct qmsg *m, size_t i)
-{
-    struct delivery_result r = {
+    char dsn[16] = "4.3.0";
+    const char *text = strchr(status, ' ');
+    size_t dlen = text ? (size_t)(text - status) : 0;
+    if (dlen > 0 && dlen < sizeof(dsn) && delivery_dsn_valid(status)) {
+        memcpy(dsn, status, dlen);
+        dsn[dlen] = 0;
+    }
+    struct delivery_result res = {
         .queue_id = m->env.id,
         .recipient = m->env.rcpt[i].address,
         .orig_recipient = m->env.rcpt[i].orig,
         .relay = "none",
-        .dsn = "4.3.0",
-        .text = "mail transport unavailable",
+        .dsn = dsn,
+        .text = text ? text + 1 : status,
     };
-    r.times.arrival = m->env.arrival;
-    r.times.active = m->active;
-    gettimeofday(&r.times.done, NULL);
-    r.times.agent_start = r.times.conn_done = r.times.done;
-    delivery_log(&r);
-    m->state[i] = RCPT_DEFERRED;
+    res.times.arrival = m->env.arrival;
+    res.times.active = m->active;
+    gettimeofday(&res.times.done, NULL);
+    res.times.agent_start = res.times.conn_done = res.times.done;
+    delivery_log(&res);
+    qmgr_rcpt_result(m, i, "none", status);
+}
+
+static int starts_with_dsn(const char *text)
+{
+    char first[16];
+    size_t n = strcspn(text, " ");
+    if (n == 0 || n >= sizeof(first))
+        return 0;
+    memcpy(first, text, n);
+    first[n] = 0;
+    return delivery_dsn_valid(first);
+}
+
+/* error:text bounces, retry:text defers; text may start with its own DSN. */
+static void route_error(struct qmsg *m, size_t i, const struct route *r)
+{
+    char status[600];
+    int retry = strcmp(r->transport, "retry") == 0;
+    if (starts_with_dsn(r->error))
+        snprintf(status, sizeof(status), "%s", r->error);
+    else
+        snprintf(status, sizeof(status), "%s %s", retry ? "4.3.0" : "5.0.0", r->error);
+    if ((status[0] == '5') == retry)
+        status[0] = retry ? '4' : '5';
+    qmgr_rcpt_fail(m, i, status);
 }
 
 static void schedule_message(struct qmsg *m)
 {
-    int local = 0;
     for (size_t i = 0; i < m->env.nrcpt; i++) {
         if (m->env.rcpt[i].done) {
             m->state[i] = RCPT_DONE;
-        } else if (is_local(m->env.rcpt[i].address)) {
-            m->state[i] = RCPT_PENDING;
-            local = 1;
-        } else {
-            defer_unroutable(m, i);
+            continue;
         }
+        m->state[i] = RCPT_PENDING;
+        m->unfinished++;
     }
-    if (local)
-        transport_submit(m);
-    else
-        qmgr_request_done(m);
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        struct route r;
+        if (m->state[i] != RCPT_PENDING)
+            continue;
+        if (resolve_recipient(m->env.rcpt[i].address, &r) < 0)
+            qmgr_rcpt_fail(m, i, "4.3.0 address resolver failure: lookup table unavailable");
+        else if (r.error[0])
+            route_error(m, i, &r);
+        else
+            sched_add(m, i, &r);
+    }
+    qmgr_check_finished(m);
 }
 
 /* --- taking files in --- */
@@ -231,6 +387,28 @@ static void move_to_corrupt(const char *id, const char *why)
     msg_warn("%s: %s; moving to %s/", id, why, QUEUE_CORRUPT);
     if (queue_file_move(id, QUEUE_ACTIVE, QUEUE_CORRUPT) < 0)
         msg_warn("%s: move to corrupt: %s", id, strerror(errno));
+}
+
+static struct qmsg *qmsg_new(int fd, const char *id)
+{
+    struct qmsg *m = calloc(1, sizeof(*m));
+    if (!m)
+        msg_fatal("out of memory");
+    m->fd = fd;
+    if (queue_envelope_read(fd, &m->env, MAX_RCPT_PER_MESSAGE) < 0 || !m->env.complete ||
+        m->env.nrcpt == 0) {
+        queue_envelope_free(&m->env);
+        free(m);
+        return NULL;
+    }
+    size_t idlen = strnlen(id, sizeof(m->env.id) - 1);
+    memcpy(m->env.id, id, idlen);
+    m->env.id[idlen] = 0;
+    m->state = calloc(m->env.nrcpt, sizeof(*m->state));
+    m->reason = calloc(m->env.nrcpt, sizeof(*m->reason));
+    if (!m->state || !m->reason)
+        msg_fatal("out of memory");
+    return m;
 }
 
 static void take_in(const char *from, const char *id)
@@ -243,34 +421,24 @@ static void take_in(const char *from, const char *id)
     }
     if (queue_path(path, sizeof(path), QUEUE_ACTIVE, id) < 0)
         return;
-    struct qmsg *m = calloc(1, sizeof(*m));
-    if (!m)
-        msg_fatal("out of memory");
-    m->fd = open(path, O_RDWR | O_CLOEXEC);
-    if (m->fd < 0) {
-        msg_warn("%s: open: %s", id, strerror(errno));
-        free(m);
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            msg_warn("%s: open: %s", id, strerror(errno));
         return;
     }
-    int rc = queue_envelope_read(m->fd, &m->env, MAX_RCPT_PER_MESSAGE);
-    if (rc < 0 || !m->env.complete || m->env.nrcpt == 0) {
-        close(m->fd);
-        queue_envelope_free(&m->env);
-        free(m);
+    struct qmsg *m = qmsg_new(fd, id);
+    if (!m) {
+        close(fd);
         move_to_corrupt(id, "malformed or incomplete queue file");
         return;
     }
-    close(m->fd);
-    m->fd = -1;
-    size_t idlen = strnlen(id, sizeof(m->env.id) - 1);
-    memcpy(m->env.id, id, idlen);
-    m->env.id[idlen] = 0;
-    snprintf(m->queue, sizeof(m->queue), "%s", from);
-    m->state = calloc(m->env.nrcpt, sizeof(*m->state));
-    if (!m->state)
-        msg_fatal("out of memory");
     gettimeofday(&m->active, NULL);
-    qmsg_link(m);
+    m->next = q.active;
+    if (q.active)
+        q.active->prev = m;
+    q.active = m;
+    q.nactive++;
     msg_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", id, m->env.sender,
              m->env.content_size, m->env.nrcpt);
     schedule_message(m);
@@ -281,81 +449,88 @@ static int incoming_ready(const char *dir, const char *name)
 {
     struct stat st;
     char path[PATH_MAX];
-    if (!queue_id_valid(name) || snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+    if (!queue_id_valid(name) ||
+        snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
         return 0;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0777) == QUEUE_MODE_COMPLETE;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+           (st.st_mode & 0777) == QUEUE_MODE_COMPLETE;
 }
 
-/* Take in ready files of one directory; stops at the active limit. */
-static void scan_dir(const char *queue, const char *sub, int (*ready)(const char *, const char *))
+/* Take in ready files of one directory; 1 when stopped at the active limit. */
+static int scan_dir(const char *queue, const char *sub, int (*ready)(const char *, const char *))
 {
     char dir[PATH_MAX];
+    int full = 0;
     if (snprintf(dir, sizeof(dir), "%s/%s%s%s", config_get("queue_directory"), queue,
                  sub ? "/" : "", sub ? sub : "") >= (int)sizeof(dir))
-        return;
+        return 0;
     DIR *d = opendir(dir);
     if (!d)
-        return;
+        return 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (q.nactive >= q.active_limit) {
-            q.scan_again = 1;
+            full = 1;
             break;
         }
         if (ready(dir, de->d_name))
             take_in(queue, de->d_name);
     }
     closedir(d);
+    return full;
 }
-
-static void scan_incoming(void)
-{
-    q.scan_again = 0;
-    scan_dir(QUEUE_INCOMING, NULL, incoming_ready);
-}
-
-static int deferred_force;
 
 /* A deferred file is due when its mtime (next attempt) has passed. */
 static int deferred_due(const char *dir, const char *name)
 {
     struct stat st;
     char path[PATH_MAX];
-    if (!queue_id_valid(name) || snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+    if (!queue_id_valid(name) ||
+        snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
         return 0;
     if (stat(path, &st) < 0 || !S_ISREG(st.st_mode))
         return 0;
-    return deferred_force || st.st_mtime <= time(NULL);
+    return q.force_deferred || st.st_mtime <= time(NULL);
 }
 
-static void scan_deferred(int force)
+static void scan_deferred(void)
 {
     char dir[PATH_MAX];
-    deferred_force = force;
     if (queue_dir_path(dir, sizeof(dir), QUEUE_DEFERRED) < 0)
         return;
     DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL && q.nactive < q.active_limit)
-        if (de->d_name[0] != '.' && strlen(de->d_name) == 1)
-            scan_dir(QUEUE_DEFERRED, de->d_name, deferred_due);
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.' && strlen(de->d_name) == 1 &&
+            scan_dir(QUEUE_DEFERRED, de->d_name, deferred_due))
+            break;
     closedir(d);
 }
 
-/* Whatever a previous qmgr left in active/ is scheduled again. */
 static int any_file(const char *dir, const char *name)
 {
     return queue_id_valid(name);
 }
 
-static void recover_active(void)
-{
-    scan_dir(QUEUE_ACTIVE, NULL, any_file);
-}
-
 /* --- events --- */
+
+static void work_cb(evutil_socket_t fd, short what, void *arg)
+{
+    if (q.draining)
+        return;
+    if (q.want_deferred) {
+        q.want_deferred = 0;
+        scan_deferred();
+        q.force_deferred = 0;
+    }
+    if (q.want_incoming) {
+        q.want_incoming = 0;
+        scan_dir(QUEUE_INCOMING, NULL, incoming_ready);
+    }
+    sched_kick();
+}
 
 static void fifo_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -364,27 +539,22 @@ static void fifo_cb(evutil_socket_t fd, short what, void *arg)
     int flush = 0;
     for (ssize_t i = 0; i < n; i++)
         flush |= buf[i] == 'F';
-    if (q.draining)
-        return;
     if (flush)
-        scan_deferred(1);
-    scan_incoming();
+        sched_revive_all();
+    request_scan(1, flush, flush);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-    if (q.draining)
-        return;
-    scan_deferred(0);
-    scan_incoming();
+    request_scan(1, 1, 0);
 }
 
 static void master_gone(void *arg)
 {
-    struct event *fifo_ev = arg;
     q.draining = 1;
-    event_del(fifo_ev);
-    maybe_exit();
+    event_del(q.fifo_ev);
+    if (sched_busy() == 0)
+        event_base_loopbreak(q.base);
 }
 
 /* Only one qmgr may schedule at a time; a successor waits here. */
@@ -409,18 +579,20 @@ int main(int argc, char **argv)
     if (!q.base)
         msg_fatal("event_base_new failed");
     q.active_limit = config_int("qmgr_message_active_limit");
-    q.mydestination = config_get("mydestination");
-    transport_init(q.base, config_get("local_transport"),
-                   (int)config_int("default_destination_concurrency_limit"));
-    struct event *fifo_ev = event_new(q.base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, fifo_cb, NULL);
+    resolve_init();
+    sched_init(q.base);
+    bounce_client_init(q.base);
+    q.work_ev = event_new(q.base, -1, 0, work_cb, NULL);
+    q.fifo_ev = event_new(q.base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, fifo_cb, NULL);
     long delay = config_time("queue_run_delay");
     struct timeval tv = {.tv_sec = delay > 0 ? delay : 1};
     struct event *timer = event_new(q.base, -1, EV_PERSIST, timer_cb, NULL);
-    if (!fifo_ev || !timer || event_add(fifo_ev, NULL) < 0 || event_add(timer, &tv) < 0)
+    if (!q.work_ev || !q.fifo_ev || !timer || event_add(q.fifo_ev, NULL) < 0 ||
+        event_add(timer, &tv) < 0)
         msg_fatal("cannot set up events");
-    events_watch_master(q.base, master_gone, fifo_ev);
-    recover_active();
-    scan_incoming();
+    events_watch_master(q.base, master_gone, NULL);
+    scan_dir(QUEUE_ACTIVE, NULL, any_file);   /* what a previous qmgr left */
+    request_scan(1, 1, 0);
     event_base_dispatch(q.base);
     return 0;
 }

@@ -1,0 +1,121 @@
+/* resolve.c - where a recipient goes: (transport, nexthop), as Postfix's
+ * trivial-rewrite resolves it.
+ *
+ * Order: transport_maps (full address, then the domain, then each parent
+ * ".domain", then "*"), then the domain class: mydestination -> local
+ * transport; relay_domains -> relay_transport; anything else ->
+ * default_transport. An empty nexthop means relayhost when set (for the
+ * relay and default transports), else the recipient domain. "error:text"
+ * bounces and "retry:text" defers without delivery.
+ */
+#include "qmgr.h"
+
+#include "address.h"
+#include "config.h"
+#include "log.h"
+#include "lookup.h"
+#include "match.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct {
+    struct lookup_list *transport_maps;
+    const char *mydestination, *relay_domains, *relayhost;
+    const char *local_transport, *relay_transport, *default_transport;
+    const char *myhostname;
+} rs;
+
+/* "local:host" -> "local"; Postfix configs name the nexthop too. */
+static const char *transport_name(const char *value, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", value);
+    char *colon = strchr(buf, ':');
+    if (colon)
+        *colon = 0;
+    return buf;
+}
+
+void resolve_init(void)
+{
+    static char local[64], relay[64], deflt[64];
+    rs.mydestination = config_get("mydestination");
+    rs.relay_domains = config_get("relay_domains");
+    rs.relayhost = config_get("relayhost");
+    rs.myhostname = config_get("myhostname");
+    rs.local_transport = transport_name(config_get("local_transport"), local, sizeof(local));
+    rs.relay_transport = transport_name(config_get("relay_transport"), relay, sizeof(relay));
+    rs.default_transport = transport_name(config_get("default_transport"), deflt, sizeof(deflt));
+    const char *maps = config_get("transport_maps");
+    if (*maps) {
+        char err[256];
+        rs.transport_maps = lookup_list_open(maps, err, sizeof(err));
+        if (!rs.transport_maps)
+            msg_fatal("transport_maps: %s", err);
+    }
+}
+
+/* transport_maps; returns LOOKUP_* and the malloc'd value in *value. */
+static int transport_lookup(const char *addr, const char *domain, char **value)
+{
+    if (!rs.transport_maps)
+        return LOOKUP_NOTFOUND;
+    int rc = lookup_list_get(rs.transport_maps, addr, value);
+    if (rc != LOOKUP_NOTFOUND || !domain)
+        return rc;
+    if ((rc = lookup_list_get(rs.transport_maps, domain, value)) != LOOKUP_NOTFOUND)
+        return rc;
+    for (const char *p = strchr(domain, '.'); p; p = strchr(p + 1, '.'))
+        if ((rc = lookup_list_get(rs.transport_maps, p, value)) != LOOKUP_NOTFOUND)
+            return rc;
+    return lookup_list_get(rs.transport_maps, "*", value);
+}
+
+/* Fill the route from a "transport:nexthop" table value. */
+static void route_from_table(const char *value, const char *class_transport, struct route *r)
+{
+    const char *colon = strchr(value, ':');
+    size_t tlen = colon ? (size_t)(colon - value) : strlen(value);
+    const char *nexthop = colon ? colon + 1 : "";
+    if (tlen > 0 && tlen < sizeof(r->transport)) {
+        memcpy(r->transport, value, tlen);
+        r->transport[tlen] = 0;
+    } else {
+        snprintf(r->transport, sizeof(r->transport), "%s", class_transport);
+    }
+    if (strcmp(r->transport, "error") == 0 || strcmp(r->transport, "retry") == 0)
+        snprintf(r->error, sizeof(r->error), "%s", *nexthop ? nexthop : "mail delivery disabled");
+    else if (*nexthop)
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", nexthop);
+}
+
+int resolve_recipient(const char *addr, struct route *r)
+{
+    memset(r, 0, sizeof(*r));
+    const char *domain = address_domain(addr);
+    int local = !domain || match_domain_list(rs.mydestination, domain);
+    const char *class_transport = local ? rs.local_transport
+                                  : *rs.relay_domains && match_domain_list(rs.relay_domains, domain)
+                                      ? rs.relay_transport
+                                      : rs.default_transport;
+    char *value = NULL;
+    int rc = transport_lookup(addr, domain, &value);
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
+    if (rc == LOOKUP_FOUND)
+        route_from_table(value, class_transport, r);
+    else
+        snprintf(r->transport, sizeof(r->transport), "%s", class_transport);
+    free(value);
+    if (r->error[0] || r->nexthop[0])
+        return 0;
+    int relayed = strcmp(r->transport, rs.local_transport) != 0 &&
+                  (strcmp(r->transport, rs.default_transport) == 0 ||
+                   strcmp(r->transport, rs.relay_transport) == 0);
+    if (relayed && *rs.relayhost)
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", rs.relayhost);
+    else
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", domain ? domain : rs.myhostname);
+    return 0;
+}

@@ -1,0 +1,83 @@
+"""Queue manager scheduling (issue 5, qmgr half): temporary failures go to
+deferred/ with a back-off, are retried on schedule or on flush, and are
+delivered once the fault is gone; mail no transport can take waits in
+deferred/ while other mail keeps flowing.
+"""
+
+import os
+import time
+
+from postern_instance import simple_message, wait_until
+
+FAST_RETRY = ["minimal_backoff_time = 1s", "maximal_backoff_time = 2s", "queue_run_delay = 1s"]
+
+
+def deferred_files(inst):
+    out = []
+    for dirpath, _dirs, files in os.walk(inst.queue / "deferred"):
+        out.extend(files)
+    return out
+
+
+def block_mailbox(inst, user):
+    """A plain file where the user's Maildir should be: local cannot create
+    the Maildir and must defer (4.x.x), never bounce or lose the message."""
+    inst.mail.mkdir(exist_ok=True)
+    (inst.mail / user).write_text("not a directory\n")
+
+
+def test_temporary_failure_is_deferred_then_retried_and_delivered(make_instance):
+    inst = make_instance(extra_main=FAST_RETRY)
+    block_mailbox(inst, "alice")
+    qid = inst.send(simple_message(subject="retry me"))
+    inst.wait_log(rf"^{qid}: to=<alice@localhost>, relay=local, .*status=deferred \(")
+    wait_until(lambda: qid in deferred_files(inst), 10, what="the message in deferred/")
+    # The message waits for its retry time (mtime) in deferred/.
+    path = next(p for p in inst.queue_files() if p.name == qid)
+    assert path.stat().st_mtime > time.time() - 1
+    (inst.mail / "alice").unlink()
+    files = inst.wait_delivered("alice", 1, timeout=20)
+    assert b"Subject: retry me\n" in files[0].read_bytes()
+    inst.wait_queue_empty(10)
+    texts = [l.text for l in inst.log_lines() if l.text.startswith(qid + ": to=<alice@localhost>")]
+    assert "status=deferred" in texts[0] and "status=sent (delivered to maildir)" in texts[-1], texts
+    assert len(inst.find_log(rf"^{qid}: removed$", "qmgr")) == 1
+
+
+def test_back_off_waits_until_flush(make_instance):
+    inst = make_instance(extra_main=["minimal_backoff_time = 300s", "maximal_backoff_time = 600s",
+                                     "queue_run_delay = 1s"])
+    block_mailbox(inst, "alice")
+    qid = inst.send(simple_message(subject="flush me"))
+    wait_until(lambda: qid in deferred_files(inst), 10, what="the message in deferred/")
+    (inst.mail / "alice").unlink()
+    # Not due for 300 s: a few queue runs pass without a new attempt.
+    time.sleep(2.5)
+    assert inst.delivered("alice") == []
+    assert len(inst.find_log(rf"^{qid}: to=<alice@localhost>")) == 1
+    rc, out = inst.postern("flush")
+    assert rc == 0, out
+    inst.wait_delivered("alice", 1, timeout=10)
+    inst.wait_queue_empty(10)
+
+
+def test_mail_without_a_transport_waits_while_local_mail_flows(instance):
+    # The default test master.cf has no smtp service: remote mail from
+    # mynetworks is accepted, then deferred until a transport exists.
+    remote = instance.send(simple_message(subject="for far away"), rcpts=["bob@example.com"])
+    instance.wait_log(rf"^{remote}: to=<bob@example.com>, relay=none, .*dsn=4\.3\.0, "
+                      r"status=deferred \(mail transport unavailable\)")
+    for n in range(5):
+        instance.send(simple_message(subject=f"local {n}"))
+    instance.wait_delivered("alice", 5)
+    wait_until(lambda: deferred_files(instance) == [remote], 10, what="only the remote one deferred")
+
+
+def test_recipients_of_one_message_are_delivered_and_marked_in_place(instance):
+    rcpts = [f"user{n}@localhost" for n in range(5)]
+    qid = instance.send(simple_message(subject="five"), rcpts=rcpts)
+    for r in rcpts:
+        instance.wait_delivered(r.split("@")[0], 1)
+    instance.wait_log(rf"^{qid}: removed$", "qmgr")
+    assert len(instance.find_log(rf"^{qid}: to=<user\d@localhost>.*status=sent")) == 5
+    instance.wait_queue_empty(10)

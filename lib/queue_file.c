@@ -194,7 +194,7 @@ struct queue_writer *queue_writer_create(const char *queue, const struct timeval
         return NULL;
     }
     char zero[REC_SIZE_WIDTH + 1];
-    snprintf(zero, sizeof(zero), "%15d %15d %15d", 0, 0, 0);
+    snprintf(zero, sizeof(zero), "%15d %15d %15d %15d", 0, 0, 0, 0);
     w->size_offset = stream_tell(w->stream);
     if (rec_put(w->stream, REC_SIZE, zero, REC_SIZE_WIDTH) < 0 ||
         rec_putf(w->stream, REC_TIME, "%ld.%06ld", (long)arrival->tv_sec,
@@ -224,7 +224,7 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
                         long long content_offset, int nrcpt)
 {
     char size[REC_SIZE_WIDTH + 1];
-    snprintf(size, sizeof(size), "%15lld %15lld %15d", content_size, content_offset, nrcpt);
+    snprintf(size, sizeof(size), "%15lld %15lld %15d %15d", content_size, content_offset, nrcpt, 0);
     int fd = stream_fd(w->stream);
     int rc = -1;
     if (rec_put(w->stream, REC_END, "", 0) == 0 && stream_flush(w->stream) == 0 &&
@@ -310,13 +310,17 @@ static int envelope_add_rcpt(struct queue_envelope *env, const char *addr,
     return 0;
 }
 
-static int parse_size_record(struct queue_envelope *env, const char *payload)
+static int parse_size_record(struct queue_envelope *env, const char *payload, size_t len,
+                             off_t off)
 {
-    long long size, offset, nrcpt;
-    if (sscanf(payload, "%lld %lld %lld", &size, &offset, &nrcpt) != 3)
+    long long size, offset, nrcpt, warn = 0;
+    if (sscanf(payload, "%lld %lld %lld %lld", &size, &offset, &nrcpt, &warn) < 3)
         return -1;
     env->content_size = size;
     env->content_offset = (off_t)offset;
+    env->warn_time = (time_t)warn;
+    env->size_offset = off;
+    env->warn_capable = len == REC_SIZE_WIDTH;
     return 0;
 }
 
@@ -336,7 +340,7 @@ static int envelope_record(struct stream *s, struct queue_envelope *env, int typ
                            size_t max_rcpt)
 {
     switch (type) {
-    case REC_SIZE: return parse_size_record(env, b->data);
+    case REC_SIZE: return parse_size_record(env, b->data, b->len, off);
     case REC_TIME: return parse_time_record(env, b->data);
     case REC_SENDER:
         free(env->sender);
@@ -440,6 +444,18 @@ const char *queue_envelope_attr(const struct queue_envelope *env, const char *na
         if (strcmp(env->attr_names[i], name) == 0)
             return env->attr_values[i];
     return NULL;
+}
+
+int queue_file_mark_warned(int fd, const struct queue_envelope *env, time_t when)
+{
+    char field[16];
+    if (!env->warn_capable) {
+        errno = EINVAL;
+        return -1;
+    }
+    snprintf(field, sizeof(field), "%15lld", (long long)when);
+    off_t at = env->size_offset + 2 + REC_SIZE_WARN_FIELD;
+    return pwrite(fd, field, 15, at) == 15 ? 0 : -1;
 }
 
 int queue_file_mark_done(int fd, off_t rcpt_offset)

@@ -82,6 +82,9 @@ struct queue_envelope {
     size_t nrcpt;            /* all recipients, done ones included */
     struct queue_rcpt *rcpt;
     int complete;            /* E record seen */
+    time_t warn_time;        /* delay warning sent at (0: not yet) */
+    off_t size_offset;       /* of the Z record, for in-place updates */
+    int warn_capable;        /* Z has the warn_time field */
 };
 /* Parse the envelope of an open queue file (content is skipped, not read).
  * Returns 0, or -1 when the file is malformed or too large (max_rcpt caps
@@ -89,6 +92,10 @@ struct queue_envelope {
 int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt);
 void queue_envelope_free(struct queue_envelope *env);
 const char *queue_envelope_attr(const struct queue_envelope *env, const char *name);
+
+/* Record in place that the delay warning was sent (only for files with the
+ * four-field Z record). */
+int queue_file_mark_warned(int fd, const struct queue_envelope *env, time_t when);
 
 /* Mark a recipient finished in place (pwrite of one byte). */
 int queue_file_mark_done(int fd, off_t rcpt_offset);

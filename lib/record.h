@@ -15,7 +15,8 @@ struct stream;
 
 /* Record types. Queue files use all but REC_ATTR-only protocols. */
 enum rec_type {
-    REC_SIZE = 'Z',          /* fixed-width "content_size content_offset nrcpt" */
+    REC_SIZE = 'Z',          /* fixed width "content_size content_offset nrcpt
+                                warn_time"; rewritten in place (REC_SIZE_WIDTH) */
     REC_TIME = 'T',          /* arrival "sec.usec" */
     REC_SENDER = 'S',        /* envelope sender, internal form, "" = <> */
     REC_ATTR = 'A',          /* "name=value" */
@@ -50,7 +51,8 @@ enum rec_type {
 
 #define REC_MAX_HEADER 11      /* type byte + up to 10 LEB128 bytes */
 #define REC_CHUNK_SIZE 65536   /* largest REC_CONTENT payload writers emit */
-#define REC_SIZE_WIDTH 47      /* payload width of REC_SIZE: "%15lld %15lld %15lld" */
+#define REC_SIZE_WIDTH 63      /* payload width of REC_SIZE: four "%15lld" fields */
+#define REC_SIZE_WARN_FIELD 48 /* offset of warn_time inside the payload */
 
 /* Encode a record header into out; returns its length. */
 size_t rec_header_encode(unsigned char out[REC_MAX_HEADER], int type, size_t len);

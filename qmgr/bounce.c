@@ -202,13 +202,23 @@ void bounce_append(const char *log, struct qmsg *m, size_t i, const char *relay,
     evrec_put(out, REC_END, "", 0);
 }
 
-void bounce_flush(struct qmsg *m, bounce_done_fn done, void *ctx)
+static void simple_request(const char *request, struct qmsg *m, bounce_done_fn done, void *ctx)
 {
     struct evbuffer *out = request_begin(done, ctx);
     if (!out)
         return;
-    evrec_put_attr(out, "request", "flush");
+    evrec_put_attr(out, "request", request);
     evrec_put_attr(out, "queue_id", m->env.id);
     evrec_put_attr(out, "queue_name", QUEUE_ACTIVE);
     evrec_put(out, REC_END, "", 0);
+}
+
+void bounce_flush(struct qmsg *m, bounce_done_fn done, void *ctx)
+{
+    simple_request("flush", m, done, ctx);
+}
+
+void bounce_warn(struct qmsg *m, bounce_done_fn done, void *ctx)
+{
+    simple_request("warn", m, done, ctx);
 }

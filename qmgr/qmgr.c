@@ -156,6 +156,31 @@ static void flushed(void *ctx, int ok)
     qmsg_free(m);
 }
 
+static int wants_notify(const struct queue_rcpt *r, int bit);
+
+/* A delay warning is due once per message, after delay_warning_time, when
+ * some deferred recipient did not turn DELAY notices off. */
+static int warning_due(const struct qmsg *m)
+{
+    long after = config_time("delay_warning_time");
+    if (after <= 0 || m->env.warn_time || !m->env.warn_capable ||
+        time(NULL) - m->env.arrival.tv_sec < after)
+        return 0;
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (m->state[i] == RCPT_DEFERRED && wants_notify(&m->env.rcpt[i], DSN_NOTIFY_DELAY))
+            return 1;
+    return 0;
+}
+
+static void warned(void *ctx, int ok)
+{
+    struct qmsg *m = ctx;
+    if (ok && qmsg_open(m) == 0 && queue_file_mark_warned(m->fd, &m->env, time(NULL)) < 0)
+        msg_warn("%s: cannot record the delay warning: %s", m->env.id, strerror(errno));
+    defer_message(m);
+    qmsg_free(m);
+}
+
 static int rcpt_expired(const struct qmsg *m)
 {
     long life = m->env.sender && *m->env.sender ? config_time("maximal_queue_lifetime")
@@ -201,7 +226,10 @@ void qmgr_check_finished(struct qmsg *m)
         qmgr_check_finished(m);
         return;
     }
-    if (deferred) {
+    if (deferred && warning_due(m)) {
+        m->finishing = 1;
+        bounce_warn(m, warned, m);
+    } else if (deferred) {
         defer_message(m);
         qmsg_free(m);
     } else if (has_log(QUEUE_BOUNCE_LOG, m->env.id) || has_log(QUEUE_SUCCESS_LOG, m->env.id)) {

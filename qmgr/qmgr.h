@@ -117,5 +117,7 @@ void bounce_append(const char *log, struct qmsg *m, size_t rcpt, const char *rel
                    const char *dsn_and_text, bounce_done_fn done, void *ctx);
 /* Ask for the reports of m (flush); done(ctx, 1) when safely queued. */
 void bounce_flush(struct qmsg *m, bounce_done_fn done, void *ctx);
+/* Ask for a delay warning to the sender of m. */
+void bounce_warn(struct qmsg *m, bounce_done_fn done, void *ctx);
 
 #endif

@@ -53,7 +53,8 @@ def test_back_off_waits_until_flush(make_instance):
     (inst.mail / "alice").unlink()
     # Not due for 300 s: a few queue runs pass without a new attempt.
     time.sleep(2.5)
-    assert inst.delivered("alice") == []
+    assert (inst.mail / "alice").read_text() == "not a directory\n"
+    assert not inst.find_log(r"to=<alice@localhost>.*status=sent")
     assert len(inst.find_log(rf"^{qid}: to=<alice@localhost>")) == 1
     rc, out = inst.postern("flush")
     assert rc == 0, out
@@ -81,3 +82,47 @@ def test_recipients_of_one_message_are_delivered_and_marked_in_place(instance):
     instance.wait_log(rf"^{qid}: removed$", "qmgr")
     assert len(instance.find_log(rf"^{qid}: to=<user\d@localhost>.*status=sent")) == 5
     instance.wait_queue_empty(10)
+
+
+def status_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"{field} not in /proc/{pid}/status")
+
+
+# qmgr keeps at most qmgr_message_active_limit messages in memory; with
+# 1,000 active its peak RSS must stay under this bound (measured 3 MB).
+QMGR_RSS_BOUND_KB = 48 * 1024
+
+
+def test_ten_thousand_deferring_messages_bounded_memory_and_others_flow(make_instance):
+    import subprocess
+    inst = make_instance(extra_main=["qmgr_message_active_limit = 1000",
+                                     "minimal_backoff_time = 300s", "queue_run_delay = 300s"])
+    block_mailbox(inst, "alice")
+    [qmgr] = inst.wait_pids("qmgr")
+    source = subprocess.Popen(
+        ["smtp-source", "-s", "20", "-m", "10000", "-l", "512", "-f", "sender@example.org",
+         "-t", "alice@localhost", f"127.0.0.1:{inst.port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        # While alice's backlog is being worked through, bob's mail flows.
+        time.sleep(1.0)
+        for n in range(20):
+            inst.send(simple_message(subject=f"bob {n}"), rcpts=["bob@localhost"])
+        inst.wait_delivered("bob", 20, timeout=60)
+        out, _ = source.communicate(timeout=240)
+        assert source.returncode == 0, out
+    finally:
+        if source.poll() is None:
+            source.kill()
+    wait_until(lambda: len(deferred_files(inst)) == 10000, 240, interval=0.5,
+               what="all 10,000 messages deferred")
+    assert list((inst.queue / "incoming").iterdir()) == []
+    peak = status_kb(qmgr, "VmHWM")
+    print(f"qmgr peak RSS {peak} kB with 10,000 deferred messages")
+    assert peak < QMGR_RSS_BOUND_KB, peak
+    assert (inst.mail / "alice").read_text() == "not a directory\n"
+    assert not inst.find_log(r"to=<alice@localhost>.*status=sent")

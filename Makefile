@@ -92,3 +92,30 @@ clean:
 .DELETE_ON_ERROR:
 # Objects are not throw-away intermediates: parallel builds share them.
 .SECONDARY:
+
+# --- install (DESIGN.md, "Processes and privileges") ---
+#   make install [DESTDIR=/scratch] [PREFIX=/usr]
+#     commands in $(PREFIX)/sbin, daemons in $(PREFIX)/libexec/postern,
+#     main.cf/master.cf in /etc/postern (never overwritten), the queue in
+#     /var/spool/postern, the systemd unit in $(SYSTEMD_DIR). postdrop and
+#     postqueue become setgid $(SETGID_GROUP) when that group exists; then
+#     "postern check" as root creates mail_owner and the group if missing
+#     and sets the modes (scripts/install.sh says so at the end).
+#   make install-sendmail-links: sendmail, mailq, newaliases in /usr/sbin
+#     and /usr/bin, pointing at $(PREFIX)/sbin/sendmail.
+PREFIX       ?= /usr
+DESTDIR      ?=
+SETGID_GROUP ?= postdrop
+SYSTEMD_DIR  ?= /lib/systemd/system
+
+install: all
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SETGID_GROUP="$(SETGID_GROUP)" \
+	    SYSTEMD_DIR="$(SYSTEMD_DIR)" sh scripts/install.sh install
+
+install-sendmail-links:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" sh scripts/install.sh links
+
+.PHONY: install install-sendmail-links
+
+# --- fuzzing: libFuzzer targets in tests/fuzz (make fuzz, make fuzz-check) ---
+include tests/fuzz/fuzz.mk

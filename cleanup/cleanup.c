@@ -6,10 +6,21 @@
  * and From headers, passes the body through chunk by chunk, and only after
  * the file and its directory entry are fsynced answers status=0 and wakes
  * qmgr. A client that disconnects early leaves nothing behind.
+ *
+ * Local submissions (origin=local, from pickup) get Postfix's treatment
+ * (cleanup.h, local.c): the sender and attributes are held until the
+ * first recipient so the origin is known before the sender is written;
+ * bare addresses are qualified with myorigin (the original kept as the
+ * recipient's O record), Bcc: is removed, and with extract=1 the header
+ * recipients are written after the content, as queue_file.h allows.
  */
+#include "cleanup.h"
+
+#include "address.h"
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
+#include "maildrop.h"
 #include "queue_file.h"
 #include "record.h"
 #include "service.h"
@@ -25,6 +36,7 @@
 #include <unistd.h>
 
 #define MSGID_MAX 1024
+#define ENVELOPE_ATTR_MAX 256   /* attributes held before the first recipient */
 
 struct cleanup_state {
     struct stream *client;
@@ -39,6 +51,18 @@ struct cleanup_state {
     char *hdr;              /* header block buffer */
     size_t hdr_len, hdr_cap;
     char message_id[MSGID_MAX];
+    /* envelope held until the first non-envelope record */
+    int envelope_open;
+    struct dynbuf held_attrs;   /* REC_ATTR payloads, each NUL-terminated */
+    size_t n_held;
+    /* local submissions */
+    int local;
+    int extract;
+    int extract_notify;     /* DSN NOTIFY mask for extracted recipients */
+    char *full_name;
+    int orcpt_given;        /* the client sent an O for the next R */
+    struct rcpt_list rcpts;     /* envelope recipients, when extracting */
+    struct rcpt_list extracted;
 };
 
 static struct queue_writer *current_writer;
@@ -69,20 +93,6 @@ static void out_content(struct cleanup_state *st, const char *data, size_t len)
     }
 }
 
-/* Length of the header name at line (up to the colon), 0 if not a header. */
-static size_t header_name_len(const char *line, size_t len)
-{
-    size_t i = 0;
-    while (i < len && line[i] > ' ' && line[i] < 0x7f && line[i] != ':')
-        i++;
-    return i > 0 && i < len && line[i] == ':' ? i : 0;
-}
-
-static int header_is(const char *line, size_t nlen, const char *name)
-{
-    return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
-}
-
 /* Copy the (unfolded, trimmed) value of the header at line into out. */
 static void header_value(const char *line, const char *end, size_t nlen, char *out, size_t outlen)
 {
@@ -106,9 +116,10 @@ static void header_value(const char *line, const char *end, size_t nlen, char *o
 }
 
 /* Scan the header block for the headers cleanup must add when missing. */
-static void scan_headers(struct cleanup_state *st, int *have_date, int *have_from)
+static void scan_headers(struct cleanup_state *st, const char *block, size_t len,
+                         int *have_date, int *have_from)
 {
-    const char *p = st->hdr, *end = st->hdr + st->hdr_len;
+    const char *p = block, *end = block + len;
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *next = nl ? nl + 1 : end;
@@ -134,11 +145,11 @@ static void format_date(char *buf, size_t len, time_t when)
     snprintf(buf + n, len - n, " (%s)", zone);
 }
 
-static void add_missing_headers(struct cleanup_state *st)
+static void add_missing_headers(struct cleanup_state *st, const char *block, size_t len)
 {
     int have_date = 0, have_from = 0;
     char line[MSGID_MAX + 64];
-    scan_headers(st, &have_date, &have_from);
+    scan_headers(st, block, len, &have_date, &have_from);
     time_t now = time(NULL);
     if (!st->message_id[0]) {
         struct tm tm;
@@ -157,18 +168,40 @@ static void add_missing_headers(struct cleanup_state *st)
         out_content(st, line, (size_t)n);
     }
     if (!have_from) {
-        const char *from = st->sender && *st->sender ? st->sender : "MAILER-DAEMON";
-        int n = snprintf(line, sizeof(line), "From: %.*s\n", MSGID_MAX, from);
+        char from[MSGID_MAX];
+        if (st->sender && *st->sender)
+            local_from_value(st->local ? st->full_name : NULL, st->sender, from, sizeof(from));
+        else
+            snprintf(from, sizeof(from), "MAILER-DAEMON");
+        int n = snprintf(line, sizeof(line), "From: %s\n", from);
         out_content(st, line, (size_t)n);
     }
     msg_info("%s: message-id=%s", queue_writer_id(st->writer), st->message_id);
 }
 
+/* The header block as it goes into the file: a local submission's
+ * rewritten (local.c), anyone else's as received. */
+static void write_header_block(struct cleanup_state *st, size_t header_end)
+{
+    struct dynbuf b = {0};
+    if (!st->local) {
+        out_content(st, st->hdr, header_end);
+        add_missing_headers(st, st->hdr, header_end);
+        return;
+    }
+    if (local_header_block(st->hdr, header_end, st->extract, &b, &st->extracted) < 0) {
+        st->write_error = ENOMEM;
+    } else {
+        out_content(st, b.p, b.len);
+        add_missing_headers(st, b.p, b.len);
+    }
+    free(b.p);
+}
+
 /* Write the header block, the added headers, and whatever body followed. */
 static void finish_headers(struct cleanup_state *st, size_t header_end)
 {
-    out_content(st, st->hdr, header_end);
-    add_missing_headers(st);
+    write_header_block(st, header_end);
     out_content(st, st->hdr + header_end, st->hdr_len - header_end);
     free(st->hdr);
     st->hdr = NULL;
@@ -235,6 +268,110 @@ static void start_content(struct cleanup_state *st)
     st->in_headers = 1;
 }
 
+/* --- the envelope --- */
+
+/* Attributes of a local submission that steer cleanup and stop here. */
+static int consume_local_attr(struct cleanup_state *st, const char *payload)
+{
+    size_t flen = strlen(ATTR_FULL_NAME), elen = strlen(ATTR_EXTRACT),
+           nlen = strlen(ATTR_DSN_NOTIFY);
+    if (strncmp(payload, ATTR_FULL_NAME "=", flen + 1) == 0) {
+        free(st->full_name);
+        st->full_name = strdup(payload + flen + 1);
+        return 1;
+    }
+    if (strncmp(payload, ATTR_EXTRACT "=", elen + 1) == 0) {
+        st->extract = strcmp(payload + elen + 1, "1") == 0;
+        return 1;
+    }
+    if (strncmp(payload, ATTR_DSN_NOTIFY "=", nlen + 1) == 0) {
+        st->extract_notify = maildrop_notify_ok(payload + nlen + 1) ? atoi(payload + nlen + 1) : 0;
+        return 1;
+    }
+    return 0;
+}
+
+static void hold_attr(struct cleanup_state *st, const struct rec_buf *b)
+{
+    if (st->n_held >= ENVELOPE_ATTR_MAX || dynbuf_add(&st->held_attrs, b->data, b->len + 1) < 0) {
+        st->write_error = st->write_error ? st->write_error : E2BIG;
+        return;
+    }
+    st->n_held++;
+    if (strcmp(b->data, ATTR_ORIGIN "=local") == 0)
+        st->local = 1;
+}
+
+/* Write the sender and the held attributes, now that the origin is known. */
+static void flush_envelope(struct cleanup_state *st)
+{
+    if (!st->envelope_open)
+        return;
+    st->envelope_open = 0;
+    if (st->sender) {
+        char qualified[ADDRESS_MAX];
+        if (st->local && local_qualify(st->sender, qualified, sizeof(qualified)) == 0) {
+            free(st->sender);
+            st->sender = strdup(qualified);
+        }
+        if (!st->sender)
+            st->write_error = ENOMEM;
+        else
+            out_record(st, REC_SENDER, st->sender, strlen(st->sender));
+    }
+    for (size_t off = 0, i = 0; i < st->n_held; i++) {
+        const char *payload = st->held_attrs.p + off;
+        size_t len = strlen(payload);
+        if (!(st->local && consume_local_attr(st, payload)))
+            out_record(st, REC_ATTR, payload, len);
+        off += len + 1;
+    }
+    free(st->held_attrs.p);
+    memset(&st->held_attrs, 0, sizeof(st->held_attrs));
+}
+
+/* A recipient; a local submission's bare address gets myorigin, and the
+ * address as given is kept as its original recipient. */
+static void envelope_rcpt(struct cleanup_state *st, const struct rec_buf *b)
+{
+    char qualified[ADDRESS_MAX];
+    const char *addr = b->data;
+    if (st->local && local_qualify(b->data, qualified, sizeof(qualified)) == 0 &&
+        strcmp(qualified, b->data) != 0) {
+        if (!st->orcpt_given)
+            out_record(st, REC_ORCPT, b->data, b->len);
+        addr = qualified;
+    }
+    if (st->extract && rcpt_list_add(&st->rcpts, addr, b->data) < 0)
+        st->write_error = ENOMEM;
+    out_record(st, REC_RCPT, addr, strlen(addr));
+    st->orcpt_given = 0;
+    st->nrcpt++;
+}
+
+/* Recipients taken from the headers (sendmail -t), after the content;
+ * each only once, and none that the envelope already has. */
+static void write_extracted(struct cleanup_state *st)
+{
+    char mask[8];
+    snprintf(mask, sizeof(mask), "%d", st->extract_notify);
+    for (size_t i = 0; i < st->extracted.n; i++) {
+        const char *addr = st->extracted.addr[i], *orig = st->extracted.orig[i];
+        if (rcpt_list_has(&st->rcpts, addr))
+            continue;
+        if (rcpt_list_add(&st->rcpts, addr, orig) < 0) {
+            st->write_error = ENOMEM;
+            return;
+        }
+        if (st->extract_notify)
+            out_record(st, REC_DSN_NOTIFY, mask, strlen(mask));
+        if (strcmp(addr, orig) != 0)
+            out_record(st, REC_ORCPT, orig, strlen(orig));
+        out_record(st, REC_RCPT, addr, strlen(addr));
+        st->nrcpt++;
+    }
+}
+
 /* Reply with a status; status 0 also wakes qmgr. */
 static void reply(struct cleanup_state *st, const char *status, const char *reason)
 {
@@ -243,8 +380,10 @@ static void reply(struct cleanup_state *st, const char *status, const char *reas
 
 static void commit(struct cleanup_state *st)
 {
+    flush_envelope(st);
     if (st->in_headers)
         finish_headers(st, st->hdr_len);
+    write_extracted(st);
     const char *id = queue_writer_id(st->writer);
     char saved_id[QUEUE_ID_SIZE];
     snprintf(saved_id, sizeof(saved_id), "%s", id);
@@ -276,18 +415,30 @@ static void commit(struct cleanup_state *st)
  * complete, -1 when the client broke off. */
 static int client_record(struct cleanup_state *st, int type, struct rec_buf *b)
 {
+    if (st->envelope_open && type != REC_SENDER && type != REC_ATTR && type != REC_END)
+        flush_envelope(st);
     switch (type) {
     case REC_SENDER:
         free(st->sender);
         st->sender = strdup(b->data);
-        out_record(st, type, b->data, b->len);
-        return 0;
-    case REC_RCPT:
-        st->nrcpt++;
-        out_record(st, type, b->data, b->len);
+        if (!st->envelope_open)
+            out_record(st, type, b->data, b->len);
         return 0;
     case REC_ATTR:
+        if (st->envelope_open)
+            hold_attr(st, b);
+        else if (!(st->local && consume_local_attr(st, b->data)))
+            out_record(st, type, b->data, b->len);
+        return 0;
+    case REC_RCPT:
+        envelope_rcpt(st, b);
+        return 0;
     case REC_ORCPT:
+        st->orcpt_given = 1;
+        out_record(st, type, b->data, b->len);
+        return 0;
+    case REC_DSN_ORCPT:
+    case REC_DSN_NOTIFY:
         out_record(st, type, b->data, b->len);
         return 0;
     case REC_CONTENT_START:
@@ -321,9 +472,19 @@ static void receive_message(struct cleanup_state *st)
     rec_buf_free(&b);
 }
 
+static void state_free(struct cleanup_state *st)
+{
+    free(st->sender);
+    free(st->hdr);
+    free(st->full_name);
+    free(st->held_attrs.p);
+    rcpt_list_free(&st->rcpts);
+    rcpt_list_free(&st->extracted);
+}
+
 static void serve(int fd)
 {
-    struct cleanup_state st = {0};
+    struct cleanup_state st = {.envelope_open = 1};
     struct attr_list req;
     st.client = stream_open(fd, (int)config_time("ipc_timeout"));
     if (!st.client) {
@@ -355,8 +516,7 @@ static void serve(int fd)
         queue_writer_abort(st.writer);
         current_writer = NULL;
     }
-    free(st.sender);
-    free(st.hdr);
+    state_free(&st);
     stream_close(st.client);
 }
 

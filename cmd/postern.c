@@ -1,23 +1,34 @@
 /* postern.c - the administrator's control command.
  *
- *   postern [-c config_dir] [-v] start|stop|abort|reload|status|flush|check
+ *   postern [-c config_dir] [-v] start|start-fg|stop|abort|reload|status|flush|check
  *
  * It finds master through the pid lock: queue_directory/pid/master.pid names
  * the master process, and is believed only while master holds its fcntl
- * lock on it (a stale file after a crash names nobody). "start" runs
- * daemon_directory/master, which returns only once every listener is bound;
- * the other commands signal master (stop and abort: SIGTERM, reload:
- * SIGHUP) or wake the queue manager (flush). Messages go to stderr and to
- * the mail log, in the style of Postfix's postfix-script.
+ * lock on it (a stale file after a crash names nobody). "start" checks the
+ * configuration (main.cf and master.cf, refusing with file and line) and
+ * runs daemon_directory/master, which returns only once every listener is
+ * bound; "start-fg" runs master in the foreground instead (containers,
+ * maillog_file = /dev/stdout). The other commands signal master (stop:
+ * SIGTERM, graceful; abort: SIGINT, at once; reload: SIGHUP), wake the
+ * queue manager (flush), count the queues (status) or check and repair the
+ * installation (check: users and groups, queue owners and modes, set-id
+ * bits; run as root it creates mail_owner and setgid_group when missing and
+ * fixes what is safe to fix, like Postfix's check and set-permissions).
+ * Messages go to stderr and to the mail log, in the style of Postfix's
+ * postfix-script; status's queue table goes to stdout.
  */
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
 #include "mastercf.h"
+#include "queue_file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,9 +39,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STOP_WAIT_SECS 60
+#define STOP_WAIT_SECS 60     /* master's own grace is shorter (master.c) */
+#define ABORT_WAIT_SECS 15
 #define STOP_POLL_MS 100
 #define ERR_MAX 1024
+#define QUEUE_SCAN_MAX 10000000L   /* files counted per queue before giving up */
 
 static int verbose;
 
@@ -147,17 +160,61 @@ static void sleep_ms(long ms)
         ;
 }
 
-/* --- commands --- */
+/* Wait up to secs for pid to release the lock; 1 when it did. */
+static int wait_master_gone(pid_t pid, long secs, int chatty)
+{
+    for (long waited = 0; waited < secs * 1000L; waited += STOP_POLL_MS) {
+        if (master_pid() != pid)
+            return 1;
+        if (chatty && waited > 0 && waited % 5000 == 0)
+            say("waiting for the Postern mail system to terminate");
+        sleep_ms(STOP_POLL_MS);
+    }
+    return master_pid() != pid;
+}
+
+/* --- configuration checks shared by start, reload and check --- */
+
+static void master_cf_path(char *buf, size_t len, const char *dir)
+{
+    if (snprintf(buf, len, "%s/master.cf", dir) >= (int)len)
+        die("config directory path too long");
+}
+
+/* main.cf was parsed and validated in main(); master.cf is parsed here, so
+ * that an error is reported with its file and line before anything runs. */
+static void master_cf_load_or_die(const char *dir, struct mastercf *cf)
+{
+    char path[PATH_MAX], err[ERR_MAX];
+    master_cf_path(path, sizeof(path), dir);
+    if (mastercf_load(path, cf, err, sizeof(err)) < 0)
+        die("%s", err);
+}
+
+static void master_cf_validate(const char *dir)
+{
+    struct mastercf cf;
+    master_cf_load_or_die(dir, &cf);
+    mastercf_free(&cf);
+}
+
+/* --- start, stop, abort, reload, flush --- */
+
+static void master_exe(char *buf, size_t len)
+{
+    if (snprintf(buf, len, "%s/master", config_get("daemon_directory")) >= (int)len)
+        die("daemon_directory path too long");
+    if (access(buf, X_OK) < 0)
+        die("cannot run %s: %s", buf, strerror(errno));
+}
 
 static int cmd_start(const char *dir)
 {
     if (master_pid() > 0)
         die("the Postern mail system is already running");
+    master_cf_validate(dir);
     char exe[PATH_MAX];
-    if (snprintf(exe, sizeof(exe), "%s/master", config_get("daemon_directory")) >= (int)sizeof(exe))
-        die("daemon_directory path too long");
-    if (access(exe, X_OK) < 0)
-        die("cannot run %s: %s", exe, strerror(errno));
+    master_exe(exe, sizeof(exe));
     say("starting the Postern mail system");
     fflush(stderr);
     pid_t pid = fork();
@@ -178,49 +235,49 @@ static int cmd_start(const char *dir)
     die("mail system startup failed");
 }
 
+/* Master in the foreground, in this process: a container's init or a
+ * supervisor sees master itself, and its stdout stays where it was. */
+static int cmd_start_fg(const char *dir)
+{
+    if (master_pid() > 0)
+        die("the Postern mail system is already running");
+    master_cf_validate(dir);
+    char exe[PATH_MAX];
+    master_exe(exe, sizeof(exe));
+    char *argv[] = {"master", "-c", (char *)dir, "-d", NULL};
+    execv(exe, argv);
+    die("exec %s: %s", exe, strerror(errno));
+}
+
 static int cmd_stop(void)
 {
     pid_t pid = running_master_or_die();
     say("stopping the Postern mail system");
     signal_master(pid, SIGTERM);
-    for (long waited = 0; waited < STOP_WAIT_SECS * 1000L; waited += STOP_POLL_MS) {
-        if (master_pid() != pid)
-            return 0;
-        if (waited > 0 && waited % 5000 == 0)
-            say("waiting for the Postern mail system to terminate");
-        sleep_ms(STOP_POLL_MS);
-    }
+    if (wait_master_gone(pid, STOP_WAIT_SECS, 1))
+        return 0;
     warn("stopping the Postern mail system with force");
     kill(pid, SIGKILL);
-    for (int i = 0; i < 50 && master_pid() == pid; i++)
-        sleep_ms(STOP_POLL_MS);
-    return master_pid() == pid ? 1 : 0;
+    return wait_master_gone(pid, 5, 0) ? 0 : 1;
 }
 
 static int cmd_abort(void)
 {
     pid_t pid = running_master_or_die();
     say("aborting the Postern mail system");
-    signal_master(pid, SIGTERM);
-    return 0;
+    signal_master(pid, SIGINT);
+    if (wait_master_gone(pid, ABORT_WAIT_SECS, 0))
+        return 0;
+    kill(pid, SIGKILL);
+    return wait_master_gone(pid, 5, 0) ? 0 : 1;
 }
 
-static int cmd_reload(void)
+static int cmd_reload(const char *dir)
 {
     pid_t pid = running_master_or_die();
+    master_cf_validate(dir);
     say("refreshing the Postern mail system");
     signal_master(pid, SIGHUP);
-    return 0;
-}
-
-static int cmd_status(void)
-{
-    pid_t pid = master_pid();
-    if (pid <= 0) {
-        say("the Postern mail system is not running");
-        return 1;
-    }
-    say("the Postern mail system is running: PID: %ld", (long)pid);
     return 0;
 }
 
@@ -232,37 +289,412 @@ static int cmd_flush(void)
     return 0;
 }
 
-/* A first, small "check": master.cf parses and its programs exist. */
-static int cmd_check(const char *dir)
+/* --- status --- */
+
+/* Regular files in dir, and one level of subdirectories (deferred/ is
+ * hashed); -1 with errno when dir cannot be read. */
+static long count_queue(const char *dir, int depth)
 {
-    char path[PATH_MAX], err[ERR_MAX];
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < QUEUE_SCAN_MAX) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX];
+        struct stat st;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+            lstat(path, &st) < 0)
+            continue;
+        if (S_ISREG(st.st_mode)) {
+            n++;
+        } else if (S_ISDIR(st.st_mode) && depth > 0) {
+            long sub = count_queue(path, depth - 1);
+            if (sub > 0)
+                n += sub;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+static void print_queue_counts(void)
+{
+    static const char *const queues[] = {QUEUE_MAILDROP, QUEUE_INCOMING, QUEUE_ACTIVE,
+                                         QUEUE_DEFERRED, QUEUE_HOLD, QUEUE_CORRUPT};
+    printf("%-10s %s\n", "queue", "messages");
+    for (size_t i = 0; i < sizeof(queues) / sizeof(queues[0]); i++) {
+        char path[PATH_MAX];
+        if (queue_dir_path(path, sizeof(path), queues[i]) < 0)
+            die("queue_directory path too long");
+        long n = count_queue(path, 1);
+        if (n >= 0)
+            printf("%-10s %ld\n", queues[i], n);
+        else
+            printf("%-10s - (%s)\n", queues[i], strerror(errno));
+    }
+    fflush(stdout);
+}
+
+static int cmd_status(void)
+{
+    pid_t pid = master_pid();
+    if (pid <= 0)
+        say("the Postern mail system is not running");
+    else
+        say("the Postern mail system is running: PID: %ld", (long)pid);
+    print_queue_counts();
+    return pid > 0 ? 0 : 1;
+}
+
+/* --- check --- */
+
+struct check {
+    int root;            /* we may create, chown and chmod */
+    int system_mode;     /* root runs it and mail_owner is someone else */
+    uid_t owner_uid;
+    gid_t owner_gid;
+    gid_t setgid_gid;
+    int have_group;
+    int problems;        /* found and not fixed */
+};
+
+static void problem(struct check *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void problem(struct check *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport("warning", fmt, ap);
+    va_end(ap);
+    c->problems++;
+}
+
+/* Run an account tool (useradd, groupadd) without a shell. 0 on success. */
+static int run_tool(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static void check_unknown_param(const char *name, const char *value, int is_set, void *ctx)
+{
+    if (!config_default(name))
+        warn("%s/main.cf: unknown parameter: %s = %s", config_directory(), name, value);
+}
+
+/* The postdrop group: created as a system group when missing. */
+static void check_group(struct check *c)
+{
+    const char *name = config_get("setgid_group");
+    struct group *gr = getgrnam(name);
+    if (!gr && c->root && c->system_mode) {
+        char *argv[] = {"/usr/sbin/groupadd", "--system", (char *)name, NULL};
+        if (run_tool(argv) == 0 && (gr = getgrnam(name)))
+            say("created group %s (setgid_group)", name);
+    }
+    if (!gr) {
+        if (c->system_mode)
+            problem(c, "setgid_group %s: no such group", name);
+        return;
+    }
+    c->have_group = 1;
+    c->setgid_gid = gr->gr_gid;
+}
+
+/* mail_owner: a system account with no login, created when missing. Only
+ * root can be in system mode; another user running check is looking at
+ * his own instance (mail_owner = himself) or cannot fix anything. */
+static void check_owner(struct check *c)
+{
+    const char *name = config_get("mail_owner");
+    struct passwd *pw = getpwnam(name);
+    if (!pw && c->root) {
+        const char *queue = config_get("queue_directory");
+        char *argv[] = {"/usr/sbin/useradd", "--system", "--user-group",
+                        "--home-dir", (char *)queue, "--no-create-home",
+                        "--shell", "/usr/sbin/nologin",
+                        "--comment", "Postern mail system", (char *)name, NULL};
+        if (run_tool(argv) == 0 && (pw = getpwnam(name)))
+            say("created user %s (mail_owner)", name);
+    }
+    if (!pw) {
+        problem(c, "mail_owner %s: no such user", name);
+        return;
+    }
+    c->owner_uid = pw->pw_uid;
+    c->owner_gid = pw->pw_gid;
+    c->system_mode = c->root && pw->pw_uid != 0;
+    if (pw->pw_uid != geteuid() && pw->pw_uid == 0)
+        problem(c, "mail_owner %s has uid 0: it must be an unprivileged account", name);
+}
+
+static void check_account_separation(struct check *c)
+{
+    if (!c->system_mode || !c->have_group)
+        return;
+    if (c->owner_gid == c->setgid_gid)
+        problem(c, "mail_owner's group must not be setgid_group %s: postdrop would get "
+                   "access to the whole queue", config_get("setgid_group"));
+}
+
+/* master.cf: every program exists; chroot only where it means something. */
+static void check_master_cf(struct check *c, const char *dir)
+{
     struct mastercf cf;
-    if (snprintf(path, sizeof(path), "%s/master.cf", dir) >= (int)sizeof(path))
-        die("config directory path too long");
-    if (mastercf_load(path, &cf, err, sizeof(err)) < 0)
-        die("%s", err);
+    char path[PATH_MAX];
+    master_cf_path(path, sizeof(path), dir);
+    master_cf_load_or_die(dir, &cf);
     const char *ddir = config_get("daemon_directory");
     for (size_t i = 0; i < cf.count; i++) {
+        const struct mastercf_entry *e = &cf.entries[i];
         char exe[PATH_MAX];
-        if (snprintf(exe, sizeof(exe), "%s/%s", ddir, cf.entries[i].command) >= (int)sizeof(exe)
-            || access(exe, X_OK) < 0)
-            warn("%s, line %d: service %s: cannot run %s", path, cf.entries[i].line,
-                 cf.entries[i].name, exe);
+        if (snprintf(exe, sizeof(exe), "%s/%s", ddir, e->command) >= (int)sizeof(exe) ||
+            access(exe, X_OK) < 0)
+            /* Not fatal: master leaves such a service out and runs the rest. */
+            warn("%s, line %d: service %s: cannot run %s", path, e->line, e->name, exe);
         else if (verbose)
-            say("service %s: %s", cf.entries[i].name, exe);
+            say("service %s: %s", e->name, exe);
+        if (e->chroot && !e->unpriv)
+            warn("%s, line %d: service %s: chroot applies only to unprivileged services",
+                 path, e->line, e->name);
     }
     mastercf_free(&cf);
-    struct stat st;
+}
+
+static void describe(char *buf, size_t len, const struct stat *st)
+{
+    snprintf(buf, len, "%ld:%ld mode %04o", (long)st->st_uid, (long)st->st_gid,
+             (unsigned)(st->st_mode & 07777));
+}
+
+/* The queue tree's directories as they are, by name (index i of names). */
+#define QUEUE_SUBDIRS_MAX 64
+struct tree_snapshot {
+    char names[QUEUE_SUBDIRS_MAX][NAME_MAX + 1];
+    struct stat st[QUEUE_SUBDIRS_MAX];
+    int exists[QUEUE_SUBDIRS_MAX];
+    size_t n;
+};
+
+static void snapshot_tree(const char *queue, struct tree_snapshot *t)
+{
+    t->n = 1;
+    t->names[0][0] = 0;   /* queue_directory itself */
+    DIR *d = opendir(queue);
+    struct dirent *e;
+    while (d && (e = readdir(d)) && t->n < QUEUE_SUBDIRS_MAX)
+        if (e->d_name[0] != '.')
+            snprintf(t->names[t->n++], sizeof(t->names[0]), "%s", e->d_name);
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < t->n; i++) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", queue, t->names[i]);
+        t->exists[i] = lstat(path, &t->st[i]) == 0 && S_ISDIR(t->st[i].st_mode);
+    }
+}
+
+/* The layout itself (owners and modes per directory) is queue_file.c's:
+ * queue_dirs_create creates what is missing and sets what is wrong, and
+ * check reports the difference it made. */
+static void check_queue_tree(struct check *c)
+{
     const char *queue = config_get("queue_directory");
-    if (stat(queue, &st) < 0 || !S_ISDIR(st.st_mode))
-        warn("queue_directory %s does not exist yet (master creates it)", queue);
-    return 0;
+    struct tree_snapshot *before = calloc(1, sizeof(*before));
+    struct tree_snapshot *after = calloc(1, sizeof(*after));
+    if (!before || !after)
+        die("out of memory");
+    snapshot_tree(queue, before);
+    if (!c->root) {
+        if (!before->exists[0])
+            warn("queue_directory %s does not exist yet (master creates it)", queue);
+        free(before);
+        free(after);
+        return;
+    }
+    mode_t old = umask(022);
+    if (queue_dirs_create() < 0)
+        problem(c, "cannot create or repair the queue tree under %s: %s", queue,
+                strerror(errno));
+    umask(old);
+    snapshot_tree(queue, after);
+    for (size_t i = 0; i < after->n; i++) {
+        size_t j = 0;
+        while (j < before->n && strcmp(before->names[j], after->names[i]) != 0)
+            j++;
+        char was[64], now[64];
+        describe(now, sizeof(now), &after->st[i]);
+        if (j == before->n || !before->exists[j]) {
+            say("created %s/%s (%s)", queue, after->names[i], now);
+            continue;
+        }
+        describe(was, sizeof(was), &before->st[j]);
+        if (strcmp(was, now) != 0)
+            say("fixed %s/%s: %s -> %s", queue, after->names[i], was, now);
+    }
+    free(before);
+    free(after);
+}
+
+/* Queue files belong to mail_owner (a restore from backup or a copy as
+ * root breaks that and the daemons could not read them). */
+static void fix_file_owners(struct check *c, const char *dir, int depth, gid_t gid)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX];
+        struct stat st;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+            lstat(path, &st) < 0)
+            continue;
+        if (S_ISDIR(st.st_mode) && depth > 0)
+            fix_file_owners(c, path, depth - 1, gid);
+        if (S_ISLNK(st.st_mode)) {
+            problem(c, "%s is a symbolic link; the queue holds none", path);
+            continue;
+        }
+        if ((S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) && st.st_uid != c->owner_uid) {
+            if (lchown(path, c->owner_uid, gid) == 0)
+                say("fixed owner of %s: uid %ld -> %ld", path, (long)st.st_uid,
+                    (long)c->owner_uid);
+            else
+                problem(c, "chown %s: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+}
+
+static void check_queue_files(struct check *c)
+{
+    static const char *const owned[] = {"incoming", "active", "deferred", "hold", "corrupt",
+                                        "bounce",   "defer",  "trace",    "saved"};
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+        char path[PATH_MAX];
+        if (queue_dir_path(path, sizeof(path), owned[i]) == 0)
+            fix_file_owners(c, path, 1, c->owner_gid);
+    }
+    /* maildrop files are written by users through postdrop: owned by them
+     * until pickup reads them, so only symbolic links are wrong there. */
+}
+
+/* A command that should (or should not) be set-group-id. */
+static void check_setgid(struct check *c, const char *path, int want_setgid)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
+        return;
+    mode_t mode = st.st_mode & 07777;
+    int ok = want_setgid ? (mode & S_ISGID) && !(mode & S_ISUID) && c->have_group &&
+                               st.st_gid == c->setgid_gid && !(mode & S_IWOTH)
+                         : !(mode & (S_ISUID | S_ISGID));
+    if (ok)
+        return;
+    if (!c->system_mode || (want_setgid && !c->have_group)) {
+        if (c->system_mode)
+            problem(c, "%s: %s", path, want_setgid ? "should be set-group-id setgid_group"
+                                                   : "should not be set-id");
+        return;
+    }
+    mode_t fixed = want_setgid ? 02755 : (mode & 0755);
+    if ((want_setgid && chown(path, 0, c->setgid_gid) < 0) || chmod(path, fixed) < 0) {
+        problem(c, "fix %s: %s", path, strerror(errno));
+        return;
+    }
+    say("fixed %s: mode %04o -> %04o%s", path, (unsigned)mode, (unsigned)fixed,
+        want_setgid ? ", group setgid_group" : "");
+}
+
+/* postdrop and postqueue are set-group-id setgid_group; nothing else of
+ * ours is set-id at all. */
+static void check_programs(struct check *c)
+{
+    static const char *const commands[] = {"postern",  "postconf", "postsuper", "postmap",
+                                           "postalias", "sendmail", "postdrop",  "postqueue"};
+    const char *cdir = config_get("command_directory");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        char path[PATH_MAX];
+        if (snprintf(path, sizeof(path), "%s/%s", cdir, commands[i]) < (int)sizeof(path))
+            check_setgid(c, path, strcmp(commands[i], "postdrop") == 0 ||
+                                      strcmp(commands[i], "postqueue") == 0);
+    }
+    const char *ddir = config_get("daemon_directory");
+    DIR *d = opendir(ddir);
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[PATH_MAX];
+        if (e->d_name[0] != '.' &&
+            snprintf(path, sizeof(path), "%s/%s", ddir, e->d_name) < (int)sizeof(path))
+            check_setgid(c, path, 0);
+    }
+    if (d)
+        closedir(d);
+}
+
+/* Whoever can write main.cf or master.cf runs code as root. */
+static void check_config_files(struct check *c, const char *dir)
+{
+    static const char *const files[] = {"main.cf", "master.cf"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (snprintf(path, sizeof(path), "%s/%s", dir, files[i]) >= (int)sizeof(path) ||
+            stat(path, &st) < 0)
+            continue;
+        if (!(st.st_mode & (S_IWGRP | S_IWOTH)))
+            continue;
+        if (c->root && chmod(path, st.st_mode & 07755) == 0)
+            say("fixed %s: group/other write permission removed", path);
+        else
+            problem(c, "%s is writable by group or others", path);
+    }
+}
+
+static int cmd_check(const char *dir)
+{
+    struct check c = {.root = geteuid() == 0};
+    config_walk(1, 0, check_unknown_param, NULL);
+    check_master_cf(&c, dir);
+    check_owner(&c);
+    check_group(&c);
+    check_account_separation(&c);
+    check_config_files(&c, dir);
+    if (c.system_mode) {
+        check_queue_tree(&c);
+        check_queue_files(&c);
+    } else {
+        struct stat st;
+        const char *queue = config_get("queue_directory");
+        if (stat(queue, &st) < 0 || !S_ISDIR(st.st_mode))
+            warn("queue_directory %s does not exist yet (master creates it)", queue);
+    }
+    check_programs(&c);
+    if (verbose || c.problems)
+        say("check: %d problem%s left", c.problems, c.problems == 1 ? "" : "s");
+    return c.problems ? 1 : 0;
 }
 
 static _Noreturn void usage(void)
 {
     fprintf(stderr, "usage: postern [-c config_dir] [-v] "
-                    "start|stop|abort|reload|status|flush|check\n");
+                    "start|start-fg|stop|abort|reload|status|flush|check\n");
     exit(1);
 }
 
@@ -296,17 +728,19 @@ int main(int argc, char **argv)
     int rc;
     if (strcmp(command, "start") == 0)
         rc = cmd_start(dir);
+    else if (strcmp(command, "start-fg") == 0)
+        rc = cmd_start_fg(dir);
     else if (strcmp(command, "stop") == 0)
         rc = cmd_stop();
     else if (strcmp(command, "abort") == 0)
         rc = cmd_abort();
     else if (strcmp(command, "reload") == 0)
-        rc = cmd_reload();
+        rc = cmd_reload(dir);
     else if (strcmp(command, "status") == 0)
         rc = cmd_status();
     else if (strcmp(command, "flush") == 0)
         rc = cmd_flush();
-    else if (strcmp(command, "check") == 0)
+    else if (strcmp(command, "check") == 0 || strcmp(command, "set-permissions") == 0)
         rc = cmd_check(dir);
     else
         usage();

@@ -26,6 +26,7 @@ struct param {
 
 /* Keep sorted by name: config_walk prints in this order. */
 static const struct param params[] = {
+    {"2bounce_notice_recipient", P_STR, "postmaster", 0},
     {"alias_database", P_STR, "cdb:/etc/aliases", 0},
     {"alias_maps", P_STR, "cdb:/etc/aliases", 0},
     {"allow_mail_to_commands", P_STR, "alias, forward", 0},
@@ -35,15 +36,21 @@ static const struct param params[] = {
     {"bounce_queue_lifetime", P_TIME, "5d", 'd'},
     {"bounce_size_limit", P_SIZE, "50000", 0},
     {"command_directory", P_STR, "/usr/sbin", 0},
+    {"command_time_limit", P_TIME, "1000s", 's'},
     {"config_directory", P_STR, DEF_CONFIG_DIR, 0},
     {"daemon_directory", P_STR, "", 0},
     {"default_destination_concurrency_limit", P_INT, "20", 0},
     {"default_destination_recipient_limit", P_INT, "50", 0},
+    {"default_privs", P_STR, "nobody", 0},
     {"default_process_limit", P_INT, "100", 0},
     {"default_transport", P_STR, "smtp", 0},
     {"delay_warning_time", P_TIME, "0h", 'h'},
+    {"deliver_lock_attempts", P_INT, "20", 0},
+    {"deliver_lock_delay", P_TIME, "1s", 's'},
     {"dns_servers", P_STR, "", 0},
-    {"forward_path", P_STR, "$home/.forward", 0},
+    {"double_bounce_sender", P_STR, "double-bounce", 0},
+    {"enable_long_queue_ids", P_BOOL, "no", 0},
+    {"forward_path", P_STR, "$home/.forward${recipient_delimiter}${extension}, $home/.forward", 0},
     {"header_size_limit", P_SIZE, "102400", 0},
     {"home_mailbox", P_STR, "", 0},
     {"inet_interfaces", P_STR, "all", 0},
@@ -52,13 +59,14 @@ static const struct param params[] = {
     {"line_length_limit", P_INT, "2048", 0},
     {"local_destination_concurrency_limit", P_INT, "2", 0},
     {"local_destination_recipient_limit", P_INT, "1", 0},
-    {"local_recipient_maps", P_STR, "", 0},
+    {"local_recipient_maps", P_STR, "unix:passwd.byname $alias_maps", 0},
     {"local_transport", P_STR, "local", 0},
     {"mail_name", P_STR, "Postern", 0},
     {"mail_owner", P_STR, "postern", 0},
     {"mail_spool_directory", P_STR, "/var/mail", 0},
     {"mail_version", P_STR, "0.1", 0},
     {"mailbox_command", P_STR, "", 0},
+    {"mailbox_delivery_lock", P_STR, "fcntl, flock, dotlock", 0},
     {"mailbox_size_limit", P_SIZE, "51200000", 0},
     {"maillog_file", P_STR, "", 0},
     {"max_idle", P_TIME, "100s", 's'},
@@ -82,7 +90,29 @@ static const struct param params[] = {
     {"relayhost", P_STR, "", 0},
     {"service_throttle_time", P_TIME, "60s", 's'},
     {"setgid_group", P_STR, "postdrop", 0},
+    {"smtp_connect_timeout", P_TIME, "30s", 's'},
+    {"smtp_connection_cache_time_limit", P_TIME, "2s", 's'},
+    {"smtp_connection_reuse_count_limit", P_INT, "0", 0},
+    {"smtp_connection_reuse_time_limit", P_TIME, "300s", 's'},
+    {"smtp_data_done_timeout", P_TIME, "600s", 's'},
+    {"smtp_data_init_timeout", P_TIME, "120s", 's'},
+    {"smtp_data_xfer_timeout", P_TIME, "180s", 's'},
+    {"smtp_helo_name", P_STR, "$myhostname", 0},
+    {"smtp_helo_timeout", P_TIME, "300s", 's'},
+    {"smtp_mail_timeout", P_TIME, "300s", 's'},
+    {"smtp_mx_address_limit", P_INT, "5", 0},
+    {"smtp_mx_session_limit", P_INT, "2", 0},
+    {"smtp_quit_timeout", P_TIME, "300s", 's'},
+    {"smtp_rcpt_timeout", P_TIME, "300s", 's'},
+    {"smtp_rset_timeout", P_TIME, "20s", 's'},
+    {"smtp_starttls_timeout", P_TIME, "300s", 's'},
     {"smtp_tcp_port", P_STR, "25", 0},
+    {"smtp_tls_CAfile", P_STR, "", 0},
+    {"smtp_tls_ciphers", P_STR, "medium", 0},
+    {"smtp_tls_mandatory_ciphers", P_STR, "medium", 0},
+    {"smtp_tls_mandatory_protocols", P_STR, ">=TLSv1", 0},
+    {"smtp_tls_protocols", P_STR, ">=TLSv1", 0},
+    {"smtp_tls_security_level", P_STR, "", 0},
     {"smtpd_banner", P_STR, "$myhostname ESMTP $mail_name", 0},
     {"smtpd_client_connection_count_limit", P_INT, "50", 0},
     {"smtpd_client_event_limit_exceptions", P_STR, "$mynetworks", 0},
@@ -112,6 +142,7 @@ static const struct param params[] = {
     {"smtpd_tls_security_level", P_STR, "", 0},
     {"smtpd_tls_wrappermode", P_BOOL, "no", 0},
     {"smtputf8_enable", P_BOOL, "yes", 0},
+    {"stale_lock_time", P_TIME, "500s", 's'},
     {"syslog_name", P_STR, "postern", 0},
     {"transport_maps", P_STR, "", 0},
 };
@@ -366,9 +397,14 @@ struct sbuf {
     char *s;
     size_t len, cap;
     int overflow;
+    size_t names;     /* $name references expanded so far */
 };
 
 #define EXPAND_MAX (1 << 20)
+/* "a = $b$b", "b = $a$a" (or a chain of empty values) expands an
+ * exponential number of names before the depth limit; this bounds the
+ * work of one value, as EXPAND_MAX bounds its size. */
+#define EXPAND_NAMES_MAX 10000
 
 static void sb_add(struct sbuf *b, const char *s, size_t n)
 {
@@ -397,6 +433,10 @@ static void expand_name(struct sbuf *b, const char *name, size_t nlen, char op,
                         const char *text, size_t tlen, int depth)
 {
     char key[128];
+    if (b->overflow || ++b->names > EXPAND_NAMES_MAX) {
+        b->overflow = 1;
+        return;
+    }
     if (nlen >= sizeof(key))
         return;
     memcpy(key, name, nlen);
@@ -494,11 +534,18 @@ static char *default_myhostname(void)
 
 static char *default_mydomain(void)
 {
+    /* "myhostname = mail.$mydomain" with mydomain unset would come back
+     * here without end; the inner reference then reads as empty. */
+    static int busy;
+    if (busy)
+        return NULL;
+    busy = 1;
     const char *host = value_raw("myhostname");
     char *exp = expand(host ? host : "");
     const char *dot = exp ? strchr(exp, '.') : NULL;
     char *d = strdup(dot && dot[1] ? dot + 1 : "localdomain");
     free(exp);
+    busy = 0;
     return d;
 }
 

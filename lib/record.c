@@ -36,6 +36,11 @@ int rec_header_decode(const unsigned char *buf, size_t avail, int *type, size_t 
             return -1;
         v |= (uint64_t)(buf[i] & 0x7f) << shift;
         if (!(buf[i] & 0x80)) {
+            /* Only the shortest encoding (rec_header_encode's) is valid:
+             * in-place updates such as queue_file_mark_warned locate a
+             * payload by the encoder's header length. */
+            if (i > 1 && buf[i] == 0)
+                return -1;
             if (v > REC_LEN_LIMIT)
                 return -1;
             *type = buf[0];

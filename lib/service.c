@@ -15,12 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_OVERRIDES 128
 
 static char svc_name[128];
 static int svc_instance;
+static int svc_chroot;     /* -r: master.cf chroot column said y */
 
 const char *service_name(void)
 {
@@ -42,8 +44,30 @@ static int fd_is_open(int fd)
     return fcntl(fd, F_GETFD) >= 0;
 }
 
+/* master.cf chroot column (master passes -r, in system mode only): jail
+ * the daemon in queue_directory. Its absolute queue paths would not exist
+ * inside, so the configuration is re-read with queue_directory = "/"
+ * while main.cf is still reachable; the time zone is loaded now for the
+ * same reason. Called as root, after the group switch (initgroups needs
+ * /etc/group) and before the user switch (chroot needs root). */
+static void enter_chroot(const char *dir, char *const *overrides, size_t nover)
+{
+    char *qdir = strdup(config_get("queue_directory"));
+    char *more[MAX_OVERRIDES + 1];
+    if (!qdir)
+        msg_fatal("out of memory");
+    for (size_t i = 0; i < nover; i++)
+        more[i] = overrides[i];
+    more[nover] = "queue_directory=/";
+    config_load(dir, more, nover + 1);
+    tzset();
+    if (chroot(qdir) < 0 || chdir("/") < 0)
+        msg_fatal("chroot %s: %m", qdir);
+    free(qdir);
+}
+
 /* Instance mode when mail_owner is the user we run as (DESIGN.md). */
-static void drop_privileges(int flags)
+static void drop_privileges(int flags, const char *dir, char *const *overrides, size_t nover)
 {
     const char *owner = config_get("mail_owner");
     struct passwd *pw = getpwnam(owner);
@@ -54,8 +78,14 @@ static void drop_privileges(int flags)
         return;
     if (pw->pw_uid == 0)
         msg_fatal("mail_owner must not be root in system mode");
-    if (setgid(pw->pw_gid) < 0 || initgroups(owner, pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0)
+    uid_t uid = pw->pw_uid;
+    if (setgid(pw->pw_gid) < 0 || initgroups(owner, pw->pw_gid) < 0)
         msg_fatal("cannot switch to mail_owner %s: %m", owner);
+    if (svc_chroot)
+        enter_chroot(dir, overrides, nover);
+    /* owner pointed into the configuration that enter_chroot re-read. */
+    if (setuid(uid) < 0)
+        msg_fatal("cannot switch to mail_owner uid %ld: %m", (long)uid);
 }
 
 void service_init(int argc, char **argv, const char *progname, int flags)
@@ -65,9 +95,10 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     const char *dir = NULL;
     int opt;
     log_init(progname, 0);
-    while ((opt = getopt(argc, argv, "c:n:t:o:v")) != -1) {
+    while ((opt = getopt(argc, argv, "c:n:t:o:rv")) != -1) {
         switch (opt) {
         case 'c': dir = optarg; break;
+        case 'r': svc_chroot = 1; break;
         case 'n': snprintf(svc_name, sizeof(svc_name), "%s", optarg); break;
         case 't': break;
         case 'o':
@@ -90,7 +121,7 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     for (int fd = SERVICE_LISTEN_FD; fd <= SERVICE_ALIVE_FD; fd++)
         fcntl(fd, F_SETFD, FD_CLOEXEC);
     signal(SIGPIPE, SIG_IGN);
-    drop_privileges(flags);
+    drop_privileges(flags, config_find_dir(dir), overrides, nover);
 }
 
 void service_report(int available)

@@ -3,7 +3,9 @@
  * report to master, and the accept loop of single-client daemons.
  *
  * Contract with master (master/master.c):
- *   argv: DAEMON -c CONFIG_DIR -n SERVICE_NAME -t TYPE [-o name=value]... [-v]
+ *   argv: DAEMON -c CONFIG_DIR -n SERVICE_NAME -t TYPE [-r] [-o name=value]... [-v]
+ *         (-r: master.cf chroot column; system mode only: chroot to
+ *         queue_directory before the switch to mail_owner)
  *   fd 3  the listening socket (inet, unix) or the fifo (opened read-write)
  *   fd 4  status pipe to master: struct service_status, written atomically
  *   fd 5  master-alive pipe: EOF means master exited or reloaded, so finish

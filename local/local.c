@@ -244,20 +244,23 @@ static void deliver_each(struct local_request *req, const struct queue_envelope 
         .sender = req->sender,
         .queue = queue,
         .content_offset = env->content_offset,
+        .times = times,
     };
     size_t i;
 
     for (i = 0; i < req->nrcpt; i++) {
         struct local_rcpt *r = &req->rcpt[i];
+        int logged = 0;
         if (!rcpt_in_envelope(env, r)) {
             msg_warn("%s: recipient <%s> at offset %lld is not in the queue file",
                      req->queue_id, r->address, r->offset);
             local_status_set(&r->status, "4.3.0", "bad request: unknown recipient offset");
         } else {
-            local_deliver_recipient(&msg, r->address, &r->status);
+            logged = local_deliver_recipient(&msg, r->address, r->orig, &r->status);
         }
         /* d runs from the request, as one delivery of all its recipients. */
-        log_result(req, r, times);
+        if (!logged)
+            log_result(req, r, times);
     }
 }
 
@@ -361,9 +364,17 @@ static void serve(int fd)
     stream_abandon(s);
 }
 
+/* A fatal error must leave no half-written Maildir file and no dot-lock. */
+static void cleanup_on_fatal(void)
+{
+    privs_leave();
+    maildir_cleanup();
+    mbox_cleanup();
+}
+
 int main(int argc, char **argv)
 {
     service_init(argc, argv, "local", SERVICE_FLAG_ROOT);
-    log_set_fatal_hook(maildir_cleanup);
+    log_set_fatal_hook(cleanup_on_fatal);
     service_run_single(serve);
 }

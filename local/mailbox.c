@@ -1,11 +1,12 @@
-/* mailbox.c - where a local recipient's mail goes, and the per-recipient
- * delivery step of the local agent.
+/* mailbox.c - the per-recipient delivery step of the local agent, and
+ * where mail goes in instance mode.
  *
- * Today every recipient is a Maildir at mail_spool_directory/LOCALPART/
- * (instance mode, DESIGN.md); system mode with real users, aliases and
- * .forward will change local_mailbox_path and local_deliver_recipient only.
- * A local part becomes a path component, so it is checked before use: it
- * can never name anything outside the spool directory.
+ * Instance mode (DESIGN.md): every recipient is a Maildir at
+ * mail_spool_directory/LOCALPART/, written as the instance user; a local
+ * part becomes a path component, so it is checked before use: it can never
+ * name anything outside the spool directory. System mode (master started
+ * by root for another mail_owner) goes to resolve.c: aliases, .forward,
+ * real users and their rights.
  */
 #include "local.h"
 
@@ -17,6 +18,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "service.h"
 
 void local_status_set(struct local_status *st, const char *dsn, const char *fmt, ...)
 {
@@ -43,6 +45,17 @@ void local_status_io_error(struct local_status *st, const char *what, int err)
     else
         local_status_set(st, "4.2.0", "cannot deliver to maildir: %s: %s", what,
                          strerror(err));
+}
+
+void local_status_target_error(struct local_status *st, const char *target, const char *what,
+                               int err)
+{
+    int full = err == ENOSPC;
+
+#ifdef EDQUOT
+    full = full || err == EDQUOT;
+#endif
+    local_status_set(st, full ? "4.3.0" : "4.2.0", "%s: %s: %s", target, what, strerror(err));
 }
 
 /* Cut "user+ext" to "user" at the first recipient_delimiter character. A
@@ -101,12 +114,16 @@ int local_mailbox_path(const char *rcpt, char *path, size_t len, struct local_st
     return 0;
 }
 
-void local_deliver_recipient(const struct local_message *m, const char *rcpt,
-                             struct local_status *st)
+int local_deliver_recipient(const struct local_message *m, const char *rcpt, const char *orig,
+                            struct local_status *st)
 {
+    struct local_trace t = {.sender = m->sender, .orig_rcpt = NULL, .delivered_to = rcpt};
     char dir[PATH_MAX];
 
+    if (!service_instance_mode())
+        return local_deliver_system(m, rcpt, orig, st);
     if (local_mailbox_path(rcpt, dir, sizeof(dir), st) < 0)
-        return;
-    maildir_deliver(dir, m, rcpt, st);
+        return 0;
+    maildir_deliver(dir, m, &t, config_size("mailbox_size_limit"), st);
+    return 0;
 }

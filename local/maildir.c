@@ -6,9 +6,10 @@
  * every directory we create) before reporting success, so an acknowledged
  * delivery survives a crash.
  *
- * File content: "Return-Path: <SENDER>", "Delivered-To: RECIPIENT", then the
- * queue file's content records byte for byte, written as they are read
- * (each chunk is one large write).
+ * File content: the trace headers, then the queue file's content records
+ * byte for byte (message.c). The Maildir and any missing parent
+ * directories are created with the rights we run as, which in system mode
+ * are already the recipient's (resolve.c).
  */
 #include "local.h"
 
@@ -100,15 +101,41 @@ static int join(char *out, size_t len, const char *dir, const char *sub)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-/* The spool directory, DIR, DIR/tmp, DIR/new, DIR/cur (dir ends in '/'). */
+/* Create the missing ancestors of dir (like mkdir -p), top down. */
+static int ensure_parents(const char *dir)
+{
+    char path[PATH_MAX];
+    size_t len = strlen(dir), i;
+
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    if (len >= sizeof(path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    memcpy(path, dir, len);
+    path[len] = 0;
+    for (i = 1; i < len; i++) {
+        if (path[i] != '/')
+            continue;
+        path[i] = 0;
+        int rc = ensure_dir(path);
+        path[i] = '/';
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* DIR's parents, DIR, DIR/tmp, DIR/new, DIR/cur (dir ends in '/'). */
 static int ensure_maildir(const char *dir, struct local_status *st)
 {
     static const char *const subs[] = {"", "tmp", "new", "cur"};
     char path[PATH_MAX];
     size_t i;
 
-    if (ensure_dir(config_get("mail_spool_directory")) < 0) {
-        local_status_io_error(st, "create mail_spool_directory", errno);
+    if (ensure_parents(dir) < 0) {
+        local_status_io_error(st, "create parent directory", errno);
         return -1;
     }
     for (i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
@@ -181,110 +208,31 @@ static int create_tmp(const char *dir, char *name, size_t namelen)
     return -1;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (n == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-/* External form of an address for a header line; control characters
- * become '?' so that no address can add a header line of its own. */
-static void header_address(char *out, size_t len, const char *internal)
-{
-    char *p;
-
-    if (address_quote(internal, out, len) < 0)
-        snprintf(out, len, "%s", internal);
-    for (p = out; *p != 0; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-}
-
-static int write_headers(int fd, const struct local_message *m, const char *rcpt)
-{
-    char sender[2 * ADDRESS_MAX + 8], recipient[2 * ADDRESS_MAX + 8];
-    char buf[4 * ADDRESS_MAX + 64];
-    int n;
-
-    header_address(sender, sizeof(sender), m->sender);
-    header_address(recipient, sizeof(recipient), rcpt);
-    n = snprintf(buf, sizeof(buf), "Return-Path: <%s>\nDelivered-To: %s\n", sender, recipient);
-    if (n < 0 || (size_t)n >= sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return write_all(fd, buf, (size_t)n);
-}
-
-/* Copy the content records. Returns 0; -1 for a write error (errno set),
- * -2 for a queue file read error. */
-static int write_content(int fd, const struct local_message *m)
-{
-    struct rec_buf chunk = {0};
-    int r, rc = 0;
-
-    if (queue_content_begin(m->queue, m->content_offset) < 0)
-        return -2;
-    while ((r = queue_content_next(m->queue, &chunk)) == 1) {
-        if (chunk.len > 0 && write_all(fd, chunk.data, chunk.len) < 0) {
-            rc = -1;
-            break;
-        }
-    }
-    if (rc == 0 && r < 0)
-        rc = -2;
-    int saved = errno;
-    rec_buf_free(&chunk);
-    errno = saved;
-    return rc;
-}
-
 /* Write, fsync and close the tmp file; st is set on failure. */
-static int fill_tmp(int fd, const struct local_message *m, const char *rcpt,
-                    struct local_status *st)
+static int fill_tmp(int fd, const struct local_message *m, const struct local_trace *t,
+                    long long limit, struct local_status *st)
 {
-    int r;
+    int r = local_copy_message(m, t, 0, limit, local_write_fd, &fd);
 
-    if (write_headers(fd, m, rcpt) < 0) {
+    if (r == LOCAL_COPY_EREAD) {
+        msg_warn("%s: error reading queue file content", m->queue_id);
+        local_status_set(st, "4.3.0", "error reading queue file");
+    } else if (r == LOCAL_COPY_ETOOBIG) {
+        local_status_set(st, "5.2.2", "cannot deliver to maildir: message is larger than "
+                         "mailbox_size_limit (%lld bytes)", limit);
+    } else if (r < 0) {
         local_status_io_error(st, "write", errno);
-        close(fd);
-        return -1;
-    }
-    if ((r = write_content(fd, m)) < 0) {
-        if (r == -2) {
-            msg_warn("%s: error reading queue file content", m->queue_id);
-            local_status_set(st, "4.3.0", "error reading queue file");
-        } else {
-            local_status_io_error(st, "write", errno);
-        }
-        close(fd);
-        return -1;
-    }
-    if (fsync(fd) < 0) {
+    } else if (fsync(fd) < 0) {
         local_status_io_error(st, "fsync", errno);
-        close(fd);
-        return -1;
+    } else {
+        if (close(fd) < 0) {
+            local_status_io_error(st, "close", errno);
+            return -1;
+        }
+        return 0;
     }
-    if (close(fd) < 0) {
-        local_status_io_error(st, "close", errno);
-        return -1;
-    }
-    return 0;
+    close(fd);
+    return -1;
 }
 
 /* rename(2) current_tmp to target; new/ may have been removed under us,
@@ -333,8 +281,8 @@ static int publish(const char *dir, const char *name, struct local_status *st)
     return 0;
 }
 
-void maildir_deliver(const char *dir, const struct local_message *m, const char *rcpt,
-                     struct local_status *st)
+void maildir_deliver(const char *dir, const struct local_message *m,
+                     const struct local_trace *t, long long limit, struct local_status *st)
 {
     char name[NAME_MAX + 1];
     int fd;
@@ -350,7 +298,7 @@ void maildir_deliver(const char *dir, const struct local_message *m, const char 
         local_status_io_error(st, "create file in tmp/", errno);
         return;
     }
-    if (fill_tmp(fd, m, rcpt, st) < 0 || publish(dir, name, st) < 0) {
+    if (fill_tmp(fd, m, t, limit, st) < 0 || publish(dir, name, st) < 0) {
         maildir_cleanup();
         return;
     }

@@ -5,7 +5,9 @@
  *
  * master owns every listening socket, spawns the daemons of master.cf on
  * demand (service.h is the contract with them), restarts them when they
- * die, re-reads its configuration on SIGHUP and stops everything on SIGTERM.
+ * die, re-reads its configuration on SIGHUP, stops everything gracefully on
+ * SIGTERM (children finish their work first, within a bound) and at once on
+ * SIGINT.
  * Without -d it detaches, and its first process exits only once the daemon
  * holds the pid lock and has bound every listener, so "postern start"
  * returning 0 means the mail system accepts connections.
@@ -30,19 +32,28 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHUTDOWN_GRACE_MS 10000   /* children get this long after SIGTERM */
+/* stop (SIGTERM) is graceful, in two steps. First the front services
+ * (smtpd, pickup, qmgr) see their alive pipe close and finish the work in
+ * hand (SMTP sessions, deliveries in flight) while the back services
+ * (cleanup, local, ...) keep serving them, for at most FRONT_GRACE_MS.
+ * Then the back services are told, and get BACK_GRACE_MS. Whoever is
+ * still there gets SIGTERM, then SIGKILL. abort (SIGINT) skips the grace. */
+#define FRONT_GRACE_MS 10000
+#define BACK_GRACE_MS 5000
+#define TERM_WAIT_MS 3000
 #define KILL_WAIT_MS 2000
 #define MAX_POLL_WAIT_MS 60000
 #define ERR_MAX 1024
 
 struct master_state master = {
-    .status_rfd = -1, .status_wfd = -1, .alive_rfd = -1, .alive_wfd = -1,
+    .status_rfd = -1, .status_wfd = -1, .alive_rfd = {-1, -1}, .alive_wfd = {-1, -1},
 };
 
 static int signal_pipe[2] = {-1, -1};
 static int ready_fd = -1;          /* to the waiting parent until start-up is done */
 static int pid_fd = -1;
 static char pid_path[PATH_MAX];
+static int foreground_mode;        /* -d */
 
 /* --- small helpers --- */
 
@@ -156,6 +167,11 @@ static void apply_logging(const struct master_params *p)
 {
     log_set_syslog_name(p->syslog_name);
     log_set_file(p->maillog_file);
+    /* In the foreground (-d, "postern start-fg") master also echoes to
+     * stderr, unless the log already goes to a file: with maillog_file =
+     * /dev/stdout a container would see every line twice. */
+    if (foreground_mode)
+        log_init("master", p->maillog_file[0] ? 0 : LOG_TO_STDERR);
 }
 
 /* --- pid lock --- */
@@ -318,23 +334,33 @@ static void signals_init(void)
 
 /* --- pipes shared with the children --- */
 
-static int alive_pipe_open(void)
+/* Open a new pair of alive pipes; on failure the old ones stay. */
+static int alive_pipes_open(void)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -1;
-    master.alive_rfd = p[0];
-    master.alive_wfd = p[1];
+    int p[ALIVE_PIPES][2];
+    for (int i = 0; i < ALIVE_PIPES; i++)
+        if (pipe2(p[i], O_CLOEXEC) < 0) {
+            while (i-- > 0) {
+                close(p[i][0]);
+                close(p[i][1]);
+            }
+            return -1;
+        }
+    for (int i = 0; i < ALIVE_PIPES; i++) {
+        master.alive_rfd[i] = p[i][0];
+        master.alive_wfd[i] = p[i][1];
+    }
     return 0;
 }
 
-static void alive_pipe_close(void)
+/* Closing the write end is what children see as EOF: finish and exit. */
+static void alive_pipe_close(int which)
 {
-    if (master.alive_rfd >= 0)
-        close(master.alive_rfd);
-    if (master.alive_wfd >= 0)
-        close(master.alive_wfd);
-    master.alive_rfd = master.alive_wfd = -1;
+    if (master.alive_rfd[which] >= 0)
+        close(master.alive_rfd[which]);
+    if (master.alive_wfd[which] >= 0)
+        close(master.alive_wfd[which]);
+    master.alive_rfd[which] = master.alive_wfd[which] = -1;
 }
 
 static void pipes_init(void)
@@ -344,7 +370,7 @@ static void pipes_init(void)
         startup_fatal("status pipe: %s", strerror(errno));
     master.status_rfd = p[0];
     master.status_wfd = p[1];   /* blocking: children's reports must not be lost */
-    if (alive_pipe_open() < 0)
+    if (alive_pipes_open() < 0)
         startup_fatal("alive pipe: %s", strerror(errno));
 }
 
@@ -361,6 +387,26 @@ static int master_cf_load(const struct master_params *p, struct mastercf *cf, ch
     return mastercf_load(path, cf, err, errlen);
 }
 
+/* qmgr, running as mail_owner, takes its lock in pid/, which belongs to
+ * root so that mail_owner cannot replace master.pid under master. In
+ * system mode master therefore creates qmgr's lock file for it (a stopgap
+ * until the lock lives in a directory of mail_owner's). */
+static void qmgr_lock_prepare(const struct master_params *p)
+{
+    char path[PATH_MAX];
+    if (!p->chown_sockets ||
+        snprintf(path, sizeof(path), "%s/pid/qmgr.lock", p->queue_dir) >= (int)sizeof(path))
+        return;
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        msg_warn("create %s: %m", path);
+        return;
+    }
+    if (fchown(fd, p->owner_uid, p->owner_gid) < 0)
+        msg_warn("chown %s: %m", path);
+    close(fd);
+}
+
 static void start(const char *dir)
 {
     char err[ERR_MAX];
@@ -374,6 +420,7 @@ static void start(const char *dir)
         startup_fatal("create queue directories under %s: %s", master.params.queue_dir,
                       strerror(errno));
     pid_lock_take(master.params.queue_dir);
+    qmgr_lock_prepare(&master.params);
     if (chdir(master.params.queue_dir) < 0)
         startup_fatal("chdir %s: %s", master.params.queue_dir, strerror(errno));
     msg_info("daemon started -- version %s, configuration %s", master.params.version, dir);
@@ -428,14 +475,18 @@ static void reload(void)
     apply_logging(&np);
     msg_info("reload -- version %s, configuration %s", np.version, dir);
 
-    /* Closing the old alive pipe tells the running children to finish and
-     * exit; new children get the new configuration. */
-    int old_r = master.alive_rfd, old_w = master.alive_wfd;
-    if (alive_pipe_open() < 0) {
+    /* Closing the old alive pipes tells the running children to finish
+     * and exit; new children get the new configuration. */
+    int old_r[ALIVE_PIPES], old_w[ALIVE_PIPES];
+    memcpy(old_r, master.alive_rfd, sizeof(old_r));
+    memcpy(old_w, master.alive_wfd, sizeof(old_w));
+    if (alive_pipes_open() < 0) {
         msg_warn("reload: alive pipe: %m; old processes keep running");
     } else {
-        close(old_r);
-        close(old_w);
+        for (int i = 0; i < ALIVE_PIPES; i++) {
+            close(old_r[i]);
+            close(old_w[i]);
+        }
     }
     process_detach_all(master_now());
     services_adopt(master.services, &list, &np, 0, err, sizeof(err));
@@ -444,35 +495,58 @@ static void reload(void)
     master.params = np;
 }
 
-/* Wait until every child is gone or until deadline; reaps as they go. */
-static void wait_children(long long deadline)
+/* Wait until every child is gone or until deadline; reaps as they go.
+ * Status reports are read and dropped, so that a child never blocks on a
+ * full status pipe while it finishes. Returns 1 when SIGINT arrives
+ * (abort: stop waiting), else 0. */
+static int wait_children(long long deadline)
 {
     while (process_count() > 0) {
         long long now = master_now();
         if (now >= deadline)
-            return;
-        struct pollfd p = {.fd = signal_pipe[0], .events = POLLIN};
+            return 0;
+        struct pollfd p[2] = {{.fd = signal_pipe[0], .events = POLLIN},
+                              {.fd = master.status_rfd, .events = POLLIN}};
         long long wait = deadline - now;
-        poll(&p, 1, wait > 1000 ? 1000 : (int)wait);
+        poll(p, 2, wait > 1000 ? 1000 : (int)wait);
         unsigned char buf[64];
-        while (read(signal_pipe[0], buf, sizeof(buf)) > 0)
-            ;
+        ssize_t n;
+        int abort_now = 0;
+        while ((n = read(signal_pipe[0], buf, sizeof(buf))) > 0)
+            for (ssize_t i = 0; i < n; i++)
+                abort_now |= buf[i] == SIGINT;
+        if (p[1].revents)
+            process_read_status(master.status_rfd);
         process_reap(master_now());
+        if (abort_now)
+            return 1;
     }
+    return 0;
 }
 
-static _Noreturn void shut_down(int sig)
+static void still_running_warn(const char *what, int seconds)
 {
-    msg_info("terminating on signal %d", sig);
-    master.stopping = 1;
+    size_t n = process_count();
+    msg_warn("%zu process%s still running after %d s; %s", n, n == 1 ? "" : "es", seconds,
+             what);
+}
+
+/* The end of every stop: tell everyone, wait (unless aborting), then
+ * terminate and kill what is left, release the lock and exit. */
+static _Noreturn void finish_stop(int graceful)
+{
+    master.stopping = MASTER_STOP_ALL;
     services_close_all(master.services);
-    alive_pipe_close();
-    process_signal_all(SIGTERM);
-    wait_children(master_now() + SHUTDOWN_GRACE_MS);
+    for (int i = 0; i < ALIVE_PIPES; i++)
+        alive_pipe_close(i);
+    if (graceful && wait_children(master_now() + BACK_GRACE_MS) == 0 && process_count() > 0)
+        still_running_warn("terminating them", BACK_GRACE_MS / 1000);
     if (process_count() > 0) {
-        msg_warn("%zu process%s still running after %d s; killing them", process_count(),
-                 process_count() == 1 ? "" : "es",
-                 SHUTDOWN_GRACE_MS / 1000);
+        process_signal_all(SIGTERM);
+        wait_children(master_now() + TERM_WAIT_MS);
+    }
+    if (process_count() > 0) {
+        still_running_warn("killing them", TERM_WAIT_MS / 1000);
         process_signal_all(SIGKILL);
         wait_children(master_now() + KILL_WAIT_MS);
     }
@@ -480,6 +554,35 @@ static _Noreturn void shut_down(int sig)
     master.services = NULL;
     pid_lock_release();
     exit(0);
+}
+
+/* SIGTERM: the front first; the event loop goes on serving the back
+ * services and calls stop_progress until the front is gone. */
+static void begin_stop(int sig)
+{
+    msg_info("terminating on signal %d", sig);
+    if (sig == SIGINT)
+        finish_stop(0);
+    master.stopping = MASTER_STOP_FRONT;
+    master.stop_deadline = master_now() + FRONT_GRACE_MS;
+    services_close_front(master.services);
+    alive_pipe_close(ALIVE_FRONT);
+    /* Old-generation children still read the pipes of their generation,
+     * closed at the reload that detached them. */
+}
+
+static void stop_progress(long long now)
+{
+    if (master.stopping != MASTER_STOP_FRONT)
+        return;
+    if (process_count_front() == 0) {
+        finish_stop(1);
+    } else if (now >= master.stop_deadline) {
+        msg_warn("%zu front process%s still busy after %d s; stopping the rest",
+                 process_count_front(), process_count_front() == 1 ? "" : "es",
+                 FRONT_GRACE_MS / 1000);
+        finish_stop(1);
+    }
 }
 
 static void handle_signals(void)
@@ -494,13 +597,15 @@ static void handle_signals(void)
             else if (buf[i] == SIGHUP)
                 hup = 1;
             else if (buf[i] == SIGTERM || buf[i] == SIGINT)
-                term = buf[i];
+                term = term == SIGINT ? SIGINT : buf[i];   /* abort wins */
         }
     if (child)
         process_reap(master_now());
-    if (term)
-        shut_down(term);
-    if (hup)
+    if (term == SIGINT && master.stopping != MASTER_RUNNING)
+        finish_stop(0);   /* abort during a graceful stop */
+    if (term && master.stopping == MASTER_RUNNING)
+        begin_stop(term);
+    if (hup && master.stopping == MASTER_RUNNING)
         reload();
 }
 
@@ -546,6 +651,8 @@ static void watch_build(struct watch_set *w, long long now)
 static int poll_timeout(long long now)
 {
     long long deadline = services_next_deadline(master.services, now);
+    if (master.stopping == MASTER_STOP_FRONT && (deadline < 0 || master.stop_deadline < deadline))
+        deadline = master.stop_deadline;
     if (deadline < 0)
         return -1;
     long long wait = deadline - now;
@@ -559,6 +666,7 @@ static _Noreturn void event_loop(void)
     struct watch_set w = {0};
     for (;;) {
         long long now = master_now();
+        stop_progress(now);
         services_maintain(master.services, now);
         watch_build(&w, now);
         int rc = poll(w.pfd, w.n, poll_timeout(now));
@@ -604,7 +712,7 @@ int main(int argc, char **argv)
     while ((opt = getopt(argc, argv, "c:dtv")) != -1) {
         switch (opt) {
         case 'c': cmdline_dir = optarg; break;
-        case 'd': foreground = 1; break;
+        case 'd': foreground = foreground_mode = 1; break;
         case 't': test = 1; break;
         case 'v': break;
         default: usage();

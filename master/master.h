@@ -36,7 +36,8 @@ struct master_params {
     char *version;
     long process_limit;      /* default_process_limit */
     long throttle_ms;        /* service_throttle_time */
-    int chown_sockets;       /* system mode: sockets belong to mail_owner */
+    int chown_sockets;       /* system mode (root, mail_owner another user):
+                                sockets belong to mail_owner, chroot works */
     uid_t owner_uid;
     gid_t owner_gid;
 };
@@ -66,6 +67,7 @@ struct service {
     long long wakeup_ms;     /* 0 = none */
     int wakeup_if_running;
     int keep_running;        /* wakeup service with one process: always up */
+    int chroot;              /* pass -r: chroot to queue_directory (system mode) */
     int listen_fd;           /* -1 until opened */
     int nproc;               /* processes of the current generation */
     int navail;              /* ... of which available */
@@ -74,13 +76,31 @@ struct service {
     long long next_wakeup;      /* monotonic ms; 0 = none */
 };
 
+/* Two master-alive pipes, so that a graceful stop can end the front
+ * services (inet and fifo: smtpd, pickup, qmgr, which start work) while
+ * the back services (unix: cleanup, local, bounce, remote, which serve
+ * the front) keep running and are still spawned on demand until the front
+ * is gone. */
+enum { ALIVE_FRONT, ALIVE_BACK, ALIVE_PIPES };
+
+enum master_stop {
+    MASTER_RUNNING,
+    MASTER_STOP_FRONT,   /* front told to finish; back still served */
+    MASTER_STOP_ALL,     /* everything told to finish; nothing spawned */
+};
+
 struct master_state {
     struct master_params params;
     struct service *services;
     int status_rfd, status_wfd;   /* children report on the write end */
-    int alive_rfd, alive_wfd;     /* only master holds alive_wfd */
-    int stopping;
+    int alive_rfd[ALIVE_PIPES];   /* only master holds the write ends */
+    int alive_wfd[ALIVE_PIPES];
+    enum master_stop stopping;
+    long long stop_deadline;      /* end of MASTER_STOP_FRONT (monotonic ms) */
 };
+
+/* Which alive pipe a service's children get. */
+int service_alive_class(const struct service *s);
 
 extern struct master_state master;
 
@@ -114,6 +134,8 @@ int services_adopt(struct service *old, struct service **new_list,
                    const struct master_params *p, int fatal_errors, char *err, size_t errlen);
 void services_free(struct service *list);
 void services_close_all(struct service *list);
+/* Close the listeners of the front services only (graceful stop). */
+void services_close_front(struct service *list);
 /* 1 when a readable listener should make master spawn a process. */
 int service_wants_child(const struct service *s, long long now);
 /* Keep-running spawns and wakeup triggers due at now. */
@@ -132,5 +154,7 @@ void process_detach_all(long long now);
 int process_old_alive(const char *key, long long now, long long grace_ms);
 void process_signal_all(int sig);
 size_t process_count(void);
+/* Children of front services (any generation). */
+size_t process_count_front(void);
 
 #endif

@@ -1,7 +1,8 @@
 /* process.c - master's child processes (see master.h and service.h).
  *
  * A child is spawned with its service's listener on fd 3, the shared status
- * pipe on fd 4 and the master-alive pipe on fd 5, and starts "available".
+ * pipe on fd 4 and the master-alive pipe of its class (front or back,
+ * master.h) on fd 5, and starts "available".
  * Its status reports keep the service's count of available processes,
  * which decides when master spawns another. A reload turns every child
  * into the old generation: it no longer counts for its service and is only
@@ -33,6 +34,7 @@ struct child {
     long long detached;    /* when it became old-generation */
     int available;
     int terminated;        /* master sent it SIGTERM itself */
+    int front;             /* of a front service (master.h) */
 };
 
 static struct child *children;
@@ -77,11 +79,11 @@ static int table_reserve(void)
     return 0;
 }
 
-/* argv per service.h: COMMAND -c DIR -n NAME -t TYPE [master.cf args].
+/* argv per service.h: COMMAND -c DIR -n NAME -t TYPE [-r] [master.cf args].
  * The array is the caller's to free; its strings belong to s. */
 static char **build_argv(const struct service *s)
 {
-    char **argv = calloc(7 + s->nargs + 1, sizeof(*argv));
+    char **argv = calloc(8 + s->nargs + 1, sizeof(*argv));
     if (!argv)
         return NULL;
     size_t n = 0;
@@ -92,6 +94,8 @@ static char **build_argv(const struct service *s)
     argv[n++] = s->name;
     argv[n++] = "-t";
     argv[n++] = (char *)type_word(s->spec.type);
+    if (s->chroot)
+        argv[n++] = "-r";
     for (size_t i = 0; i < s->nargs; i++)
         argv[n++] = s->args[i];
     argv[n] = NULL;
@@ -109,7 +113,7 @@ static _Noreturn void child_exec(const struct service *s, char **argv)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    int src[3] = {s->listen_fd, master.status_wfd, master.alive_rfd};
+    int src[3] = {s->listen_fd, master.status_wfd, master.alive_rfd[service_alive_class(s)]};
     int tmp[3];
     for (int i = 0; i < 3; i++)
         if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, CHILD_FD_TEMP_MIN)) < 0) {
@@ -131,7 +135,9 @@ int process_spawn(struct service *s, long long now)
     char **argv = build_argv(s);
     char *exe = strdup(s->exe), *key = strdup(s->spec.key);
     pid_t pid = -1;
-    if (argv && exe && key && table_reserve() == 0)
+    if (master.alive_rfd[service_alive_class(s)] < 0)
+        errno = EPIPE;   /* its alive pipe is closed: a stop is under way */
+    else if (argv && exe && key && table_reserve() == 0)
         pid = fork();
     if (pid == 0)
         child_exec(s, argv);
@@ -152,6 +158,7 @@ int process_spawn(struct service *s, long long now)
     c->key = key;
     c->started = now;
     c->available = 1;
+    c->front = service_alive_class(s) == ALIVE_FRONT;
     s->nproc++;
     s->navail++;
     return 0;
@@ -210,7 +217,8 @@ void process_reap(long long now)
         /* Deaths that master caused itself are not news. */
         if (abnormal && !master.stopping && !c->terminated)
             log_abnormal_exit(c, status);
-        if (c->svc && !master.stopping)
+        /* Counts stay right during a stop: back services still spawn. */
+        if (c->svc)
             service_child_gone(c->svc, c, abnormal, now);
         child_remove(c);
     }
@@ -289,4 +297,12 @@ void process_signal_all(int sig)
 size_t process_count(void)
 {
     return nchildren;
+}
+
+size_t process_count_front(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nchildren; i++)
+        n += children[i].front;
+    return n;
 }

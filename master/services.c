@@ -9,9 +9,11 @@
 #include "master.h"
 #include "log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define KEEP_RUNNING_CHECK_MS 1000    /* re-check while an old process drains */
 #define OLD_GENERATION_GRACE_MS 30000 /* then it gets SIGTERM */
@@ -90,6 +92,9 @@ static struct service *service_new(const struct mastercf_entry *e, struct listen
     }
     /* qmgr and pickup: one process that must always be there. */
     s->keep_running = s->wakeup_ms > 0 && e->maxproc == 1;
+    /* Only a daemon that gives up root can be jailed usefully; local
+     * keeps root to reach home directories. */
+    s->chroot = e->chroot && e->unpriv && p->chown_sockets;
     return s;
 }
 
@@ -101,14 +106,35 @@ static struct service *find_key(struct service *list, const char *key)
     return NULL;
 }
 
-static void warn_unsupported_columns(const struct mastercf_entry *e, const char *file)
+static void warn_unsupported_columns(const struct mastercf_entry *e,
+                                     const struct master_params *p, const char *file)
 {
-    if (e->chroot)
-        msg_warn("%s, line %d: service %s: chroot is not supported yet; running it "
-                 "without", file, e->line, e->name);
+    if (e->chroot && !e->unpriv)
+        msg_warn("%s, line %d: service %s: chroot applies only to unprivileged services; "
+                 "running it without", file, e->line, e->name);
+    else if (e->chroot && !p->chown_sockets)
+        msg_warn("%s, line %d: service %s: chroot needs system mode (master run by root, "
+                 "mail_owner another user); running it without", file, e->line, e->name);
     if (e->type == MASTERCF_INET && e->wakeup > 0)
         msg_warn("%s, line %d: service %s: wakeup is ignored for inet services", file,
                  e->line, e->name);
+}
+
+/* A service whose program is not installed is left out with a warning,
+ * so that one master.cf can name every daemon (conf/master.cf does) while
+ * some are not built or installed; the rest of the mail system runs. */
+static int program_exists(const struct mastercf_entry *e, const struct master_params *p,
+                          const char *file)
+{
+    char *exe = NULL;
+    if (asprintf(&exe, "%s/%s", p->daemon_dir, e->command) < 0)
+        return 1;   /* out of memory: build_entry reports it */
+    int ok = access(exe, X_OK) == 0;
+    if (!ok)
+        msg_warn("%s, line %d: service %s: cannot run %s: %s; service skipped", file,
+                 e->line, e->name, exe, strerror(errno));
+    free(exe);
+    return ok;
 }
 
 /* Append the services of one entry at *tail. */
@@ -162,7 +188,9 @@ int services_build(const struct mastercf *cf, const struct master_params *p,
                      file, e->line, e->name);
             continue;
         }
-        warn_unsupported_columns(e, file);
+        warn_unsupported_columns(e, p, file);
+        if (!program_exists(e, p, file))
+            continue;
         if (build_entry(e, p, &head, &tail, file, err, errlen) == 0)
             continue;
         if (fatal_errors) {
@@ -237,9 +265,26 @@ void services_close_all(struct service *list)
         }
 }
 
+int service_alive_class(const struct service *s)
+{
+    return s->spec.type == MASTERCF_UNIX ? ALIVE_BACK : ALIVE_FRONT;
+}
+
+void services_close_front(struct service *list)
+{
+    for (; list; list = list->next)
+        if (service_alive_class(list) == ALIVE_FRONT && list->listen_fd >= 0) {
+            listen_close(&list->spec, list->listen_fd);
+            list->listen_fd = -1;
+        }
+}
+
 int service_wants_child(const struct service *s, long long now)
 {
-    return !master.stopping && s->listen_fd >= 0 && s->navail == 0 &&
+    int may_spawn = master.stopping == MASTER_RUNNING ||
+                    (master.stopping == MASTER_STOP_FRONT &&
+                     service_alive_class(s) == ALIVE_BACK);
+    return may_spawn && s->listen_fd >= 0 && s->navail == 0 &&
            (s->limit == 0 || s->nproc < s->limit) && now >= s->throttle_until;
 }
 

@@ -64,8 +64,18 @@ inet_interfaces = loopback-only
 EOF
 fi
 
+# A daemon that is not built yet (pickup, bounce, remote arrive one by one)
+# is left out of the generated master.cf rather than listed for master to
+# warn about; delete etc/master.cf after building it to get it in.
+optional_service() {   # name type private unpriv chroot wakeup maxproc command
+    if [ -x "$repo/build/libexec/$8" ]; then
+        printf '%-16s %-5s %-7s %-7s %-7s %-7s %-7s %s\n' "$@"
+    fi
+}
+
 if [ ! -f "$abs/etc/master.cf" ]; then
-    cat > "$abs/etc/master.cf" <<EOF
+    {
+        cat <<EOF
 # master.cf of the development instance written by scripts/run-instance.sh.
 # service        type  private unpriv  chroot  wakeup  maxproc command
 127.0.0.1:$port  inet  n       -       n       -       -       smtpd
@@ -73,6 +83,12 @@ cleanup          unix  -       -       n       -       0       cleanup
 qmgr             fifo  n       -       n       300     1       qmgr
 local            unix  -       n       n       -       -       local
 EOF
+        optional_service pickup fifo n - n 60 1 pickup
+        optional_service bounce unix - - n - 0 bounce
+        optional_service defer unix - - n - 0 bounce
+        optional_service smtp unix - - n - - remote
+        optional_service relay unix - - n - - remote
+    } > "$abs/etc/master.cf"
 elif ! grep -q "^127\.0\.0\.1:$port[ 	]" "$abs/etc/master.cf"; then
     echo "run-instance.sh: warning: $abs/etc/master.cf does not listen on 127.0.0.1:$port;" \
          "it was written for another port (remove it to start over)" >&2

@@ -1,10 +1,17 @@
-/* session.c - one SMTP session: commands, replies, DATA (RFC 5321).
+/* session.c - one SMTP session: I/O, deadlines, replies and the commands
+ * (RFC 5321) other than DATA content, STARTTLS and AUTH.
  *
  * Input is processed from the bufferevent's input buffer, command by
- * command, so pipelined commands are answered in one write. DATA content is
- * unstuffed, turned into LF line ends and moved to cleanup in chunks; when
- * cleanup falls behind, reading from the client pauses. The 250 after DATA
- * is sent only when cleanup has answered that the queue file is durable.
+ * command, so pipelined commands are answered in one write. Anything that
+ * must wait (cleanup's queue id, a DNS answer for the restrictions, the
+ * delay after errors, a TLS handshake) moves the session to a waiting
+ * state; the callback that ends the wait resumes processing of whatever
+ * the client pipelined meanwhile.
+ *
+ * Each request (command line, AUTH line, DATA content) has a deadline:
+ * smtpd_timeout from its start, plus for DATA one second per
+ * smtpd_min_data_rate bytes received. A client that trickles bytes cannot
+ * hold a session beyond that, whatever its pace.
  */
 #include "smtpd.h"
 
@@ -13,6 +20,7 @@
 #include "log.h"
 #include "match.h"
 #include "record.h"
+#include "service.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -20,6 +28,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,57 +38,34 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DATA_PIECE_MAX 65536          /* longest run of content without LF handled at once */
-#define CLEANUP_HIGH_WATER (1024 * 1024)
-#define HELO_MAX 256
+#define INPUT_HIGH_WATER (256 * 1024)   /* stop reading the client above this */
 
-enum sess_state {
-    ST_COMMAND,
-    ST_WAIT_QUEUE_ID,  /* DATA received, waiting for cleanup's queue id */
-    ST_DATA,
-    ST_WAIT_CLEANUP,   /* end of data seen, waiting for cleanup's status */
-    ST_CLOSING,        /* flushing the last reply */
-};
-
-enum counter { C_HELO, C_EHLO, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP, C_VRFY, C_HELP,
-               C_QUIT, C_UNKNOWN, C_COUNT };
 static const char *const counter_names[C_COUNT] = {
-    "helo", "ehlo", "mail", "rcpt", "data", "rset", "noop", "vrfy", "help", "quit", "unknown"};
+    "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data",
+    "rset", "noop", "vrfy", "help", "quit", "unknown"};
 
-struct session {
-    struct bufferevent *bev;
-    enum sess_state state;
-    char addr[INET6_ADDRSTRLEN];
-    char namaddr[INET6_ADDRSTRLEN + 16];   /* "unknown[addr]" */
-    int in_mynetworks;
-    char helo[HELO_MAX];
-    int esmtp;
-    int errors;
-    int skip_line;                          /* discarding an over-long command */
-    const char *last_cmd;                   /* for "lost connection after X" */
-    unsigned ok[C_COUNT], total[C_COUNT];
-    /* transaction */
-    int have_mail;
-    char *sender;
-    int nrcpt;
-    char *first_rcpt;
-    struct cleanup_stream *cleanup;
-    int client_logged;
-    /* data */
-    int at_line_start, prev_crlf;
-    long long msg_size;
-    int too_big;
-    struct evbuffer *content;
-};
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
-static void session_process(struct session *s);
+static void timer_in(struct session *s, double seconds)
+{
+    if (seconds < 0)
+        seconds = 0;
+    struct timeval tv = {.tv_sec = (time_t)seconds,
+                         .tv_usec = (suseconds_t)((seconds - floor(seconds)) * 1e6)};
+    evtimer_add(s->timer, &tv);
+}
 
 /* --- replies and logging --- */
 
-static void reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void reply(struct session *s, const char *fmt, ...)
+void reply(struct session *s, const char *fmt, ...)
 {
-    struct evbuffer *out = bufferevent_get_output(s->bev);
+    struct evbuffer *out = s->state == ST_PAUSED && s->held ? s->held
+                                                            : bufferevent_get_output(s->bev);
     va_list ap;
     va_start(ap, fmt);
     evbuffer_add_vprintf(out, fmt, ap);
@@ -87,26 +73,32 @@ static void reply(struct session *s, const char *fmt, ...)
     evbuffer_add(out, "\r\n", 2);
 }
 
-static void count(struct session *s, enum counter c, int ok)
+void count(struct session *s, enum counter c, int ok)
 {
     s->total[c]++;
     s->ok[c] += ok != 0;
 }
 
-static const char *queue_id_or_noqueue(struct session *s)
+const char *queue_id_or_noqueue(struct session *s)
 {
     const char *id = s->cleanup ? cleanup_queue_id(s->cleanup) : NULL;
     return id ? id : "NOQUEUE";
 }
 
-static void log_reject(struct session *s, const char *cmd, const char *rcpt, const char *text)
+/* Addresses in logs are in their external (quoted) form, as in replies. */
+static const char *quoted(const char *addr, char *buf, size_t len)
 {
-    char to[ADDRESS_MAX + 8] = "";
+    return address_quote(addr, buf, len) == 0 ? buf : addr;
+}
+
+void log_reject(struct session *s, const char *cmd, const char *rcpt, const char *text)
+{
+    char to[ADDRESS_MAX + 16] = "", qrcpt[ADDRESS_MAX + 2], qsender[ADDRESS_MAX + 2];
     if (rcpt)
-        snprintf(to, sizeof(to), " to=<%s>", rcpt);
+        snprintf(to, sizeof(to), " to=<%s>", quoted(rcpt, qrcpt, sizeof(qrcpt)));
     msg_info("%s: reject: %s from %s: %s; from=<%s>%s proto=%s helo=<%s>", queue_id_or_noqueue(s),
-             cmd, s->namaddr, text, s->sender ? s->sender : "", to, s->esmtp ? "ESMTP" : "SMTP",
-             s->helo);
+             cmd, s->namaddr, text, s->sender ? quoted(s->sender, qsender, sizeof(qsender)) : "",
+             to, s->esmtp ? "ESMTP" : "SMTP", s->helo);
 }
 
 static void log_disconnect(struct session *s)
@@ -133,46 +125,92 @@ static void log_disconnect(struct session *s)
         msg_info("disconnect from %s%s commands=%u/%u", s->namaddr, line, ok, total);
 }
 
-/* --- transaction --- */
+/* --- transaction and session lifetime --- */
 
-static void transaction_reset(struct session *s)
+void transaction_reset(struct session *s)
 {
+    restrict_cancel(s);
     cleanup_close(s->cleanup);
     s->cleanup = NULL;
     free(s->sender);
     free(s->first_rcpt);
-    s->sender = s->first_rcpt = NULL;
+    free(s->dsn_envid);
+    s->sender = s->first_rcpt = s->dsn_envid = NULL;
+    s->dsn_ret = NULL;
+    if (s->rcpt) {
+        free(s->rcpt->orcpt);
+        free(s->rcpt);
+        s->rcpt = NULL;
+    }
     s->have_mail = 0;
+    s->smtputf8 = 0;
     s->nrcpt = 0;
     s->client_logged = 0;
     s->too_big = 0;
+    s->has_nul = 0;
     s->msg_size = 0;
-    evbuffer_drain(s->content, evbuffer_get_length(s->content));
+    if (s->content) {
+        evbuffer_free(s->content);
+        s->content = NULL;
+    }
 }
 
-static void session_free(struct session *s)
+void session_free(struct session *s)
 {
     if (s->state != ST_CLOSING && s->last_cmd)
         msg_info("lost connection after %s from %s", s->last_cmd, s->namaddr);
     log_disconnect(s);
     transaction_reset(s);
-    evbuffer_free(s->content);
+    restrict_session_end(s);
+    auth_reset(s);
+    if (s->counted)
+        smtpd_client_count_remove(s->addr);
+    if (s->held)
+        evbuffer_free(s->held);
+    event_free(s->timer);
     bufferevent_free(s->bev);
     free(s);
     smtpd_session_closed();
 }
 
-static void session_close_after_reply(struct session *s)
+/* Nothing left to send, in the TLS layer or below it. */
+static int output_flushed(struct session *s)
 {
-    s->state = ST_CLOSING;
-    bufferevent_disable(s->bev, EV_READ);
-    bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-        session_free(s);
+    if (evbuffer_get_length(bufferevent_get_output(s->bev)))
+        return 0;
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    return !under || evbuffer_get_length(bufferevent_get_output(under)) == 0;
 }
 
-/* An error reply; too many of them end the session (hard error limit). */
-static int error_reply(struct session *s)
+static void under_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct session *s = arg;
+    if (s->state == ST_CLOSING && info->n_deleted && output_flushed(s))
+        timer_in(s, 0);   /* free from the timer, not from inside libevent's write */
+}
+
+/* Never frees synchronously: callers may still touch s after this. */
+void session_close_after_reply(struct session *s)
+{
+    if (s->state == ST_CLOSING)
+        return;
+    if (s->state == ST_PAUSED) {
+        s->close_after_pause = 1;   /* the held replies go out first */
+        return;
+    }
+    s->state = ST_CLOSING;
+    s->req_start = now();
+    bufferevent_disable(s->bev, EV_READ);
+    bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    if (under)
+        evbuffer_add_cb(bufferevent_get_output(under), under_output_cb, s);
+    timer_in(s, 0);
+}
+
+/* An error reply; past the soft limit each one slows the client down,
+ * at the hard limit the session ends. */
+int error_reply(struct session *s)
 {
     if (++s->errors >= smtpd_cfg.hard_error_limit) {
         msg_info("too many errors after %s from %s", s->last_cmd ? s->last_cmd : "CONNECT",
@@ -181,10 +219,107 @@ static int error_reply(struct session *s)
         session_close_after_reply(s);
         return -1;
     }
+    if (s->errors >= smtpd_cfg.soft_error_limit && s->state != ST_PAUSED)
+        session_pause(s, smtpd_cfg.error_sleep_time);
     return 0;
 }
 
+void session_pause(struct session *s, long seconds)
+{
+    if (seconds <= 0 || s->state == ST_CLOSING)
+        return;
+    if (!s->held && !(s->held = evbuffer_new()))
+        return;
+    s->resume_state = s->state;
+    s->state = ST_PAUSED;
+    timer_in(s, (double)seconds);
+}
+
+static void pause_end(struct session *s)
+{
+    evbuffer_add_buffer(bufferevent_get_output(s->bev), s->held);
+    s->state = s->resume_state;
+    if (s->close_after_pause) {
+        session_close_after_reply(s);
+        return;
+    }
+    session_begin_request(s);
+    session_process(s);
+}
+
+/* --- deadlines --- */
+
+static int reading_state(enum sess_state st)
+{
+    return st == ST_COMMAND || st == ST_AUTH || st == ST_DATA || st == ST_TLS_HANDSHAKE;
+}
+
+void session_begin_request(struct session *s)
+{
+    s->req_start = now();
+    s->req_bytes = 0;
+    timer_in(s, (double)smtpd_cfg.timeout);
+}
+
+static double request_deadline(const struct session *s)
+{
+    double d = s->req_start + (double)smtpd_cfg.timeout;
+    if (s->state == ST_DATA && smtpd_cfg.min_data_rate > 0)
+        d += (double)s->req_bytes / (double)smtpd_cfg.min_data_rate;
+    return d;
+}
+
+static void request_timed_out(struct session *s)
+{
+    const char *after = s->last_cmd ? s->last_cmd : "CONNECT";
+    if (s->state == ST_TLS_HANDSHAKE) {
+        msg_info("timeout after %s from %s", after, s->namaddr);
+        s->last_cmd = NULL;
+        session_free(s);
+        return;
+    }
+    if (s->state == ST_DATA)
+        msg_info("timeout after DATA (%lld bytes) from %s", s->msg_size, s->namaddr);
+    else
+        msg_info("timeout after %s from %s", after, s->namaddr);
+    reply(s, "421 4.4.2 %s Error: timeout exceeded", smtpd_cfg.myhostname);
+    transaction_reset(s);
+    session_close_after_reply(s);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    double t = now();
+    if (s->state == ST_PAUSED) {
+        pause_end(s);
+    } else if (s->state == ST_CLOSING) {
+        if (output_flushed(s) || t - s->req_start >= (double)smtpd_cfg.timeout)
+            session_free(s);
+        else
+            timer_in(s, s->req_start + (double)smtpd_cfg.timeout - t);
+    } else if (reading_state(s->state)) {
+        double left = request_deadline(s) - t;
+        if (left > 0)
+            timer_in(s, left);
+        else
+            request_timed_out(s);
+    }
+    /* Other states wait for cleanup or DNS, which have their own timeouts;
+     * the deadline restarts when the session reads again. */
+}
+
 /* --- commands --- */
+
+/* HELO names go into logs and the Received: header: keep them printable
+ * so a bare CR cannot start a header line downstream. */
+static void set_helo(struct session *s, const char *arg)
+{
+    snprintf(s->helo, sizeof(s->helo), "%s", arg);
+    for (char *p = s->helo; *p; p++)
+        if ((unsigned char)*p < 0x21 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+}
 
 static void cmd_helo(struct session *s, const char *arg, int esmtp)
 {
@@ -195,19 +330,32 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
         return;
     }
     s->ok[esmtp ? C_EHLO : C_HELO]++;
-    snprintf(s->helo, sizeof(s->helo), "%s", arg);
+    set_helo(s, arg);
     s->esmtp = esmtp;
     transaction_reset(s);
     if (!esmtp) {
         reply(s, "250 %s", smtpd_cfg.myhostname);
         return;
     }
+    char size[32];
+    snprintf(size, sizeof(size), "SIZE %lld", smtpd_cfg.message_size_limit);
+    const char *kw[12];
+    size_t n = 0;
+    kw[n++] = "PIPELINING";
+    kw[n++] = size;
+    kw[n++] = "VRFY";
+    if (starttls_offered(s))
+        kw[n++] = "STARTTLS";
+    if (auth_offered(s))
+        kw[n++] = "AUTH " SASL_MECHANISMS;
+    kw[n++] = "ENHANCEDSTATUSCODES";
+    kw[n++] = "8BITMIME";
+    kw[n++] = "DSN";
+    if (smtpd_cfg.smtputf8)
+        kw[n++] = "SMTPUTF8";
     reply(s, "250-%s", smtpd_cfg.myhostname);
-    reply(s, "250-PIPELINING");
-    reply(s, "250-SIZE %lld", smtpd_cfg.message_size_limit);
-    reply(s, "250-VRFY");
-    reply(s, "250-ENHANCEDSTATUSCODES");
-    reply(s, "250 8BITMIME");
+    for (size_t i = 0; i < n; i++)
+        reply(s, "250%c%s", i + 1 == n ? ' ' : '-', kw[i]);
 }
 
 /* "FROM:" / "TO:" followed by the path; returns the argument after it. */
@@ -222,43 +370,24 @@ static const char *skip_keyword(const char *arg, const char *kw)
     return arg;
 }
 
-/* ESMTP parameters of MAIL FROM; -1 after replying with the error. */
-static int mail_params(struct session *s, const char *params)
+static int has_8bit(const char *s)
 {
-    char buf[1024];
-    if (strlen(params) >= sizeof(buf)) {
-        reply(s, "501 5.5.4 Bad MAIL parameter syntax");
-        return -1;
-    }
-    snprintf(buf, sizeof(buf), "%s", params);
-    char *save = NULL;
-    for (char *p = strtok_r(buf, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
-        if (strncasecmp(p, "SIZE=", 5) == 0) {
-            char *end;
-            errno = 0;
-            long long size = strtoll(p + 5, &end, 10);
-            if (errno || *end || end == p + 5 || size < 0) {
-                reply(s, "501 5.5.4 Bad message size syntax");
-                return -1;
-            }
-            if (smtpd_cfg.message_size_limit > 0 && size > smtpd_cfg.message_size_limit) {
-                reply(s, "552 5.3.4 Message size exceeds fixed limit");
-                return -1;
-            }
-        } else if (strcasecmp(p, "BODY=8BITMIME") == 0 || strcasecmp(p, "BODY=7BIT") == 0) {
-            continue;
-        } else {
-            reply(s, "555 5.5.4 Unsupported option: %.100s", p);
-            return -1;
-        }
-    }
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 1;
     return 0;
+}
+
+static void reject_utf8_undeclared(struct session *s)
+{
+    reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
+    error_reply(s);
 }
 
 static void cmd_mail(struct session *s, const char *arg)
 {
     char addr[ADDRESS_MAX];
-    const char *params, *err;
+    const char *params;
     count(s, C_MAIL, 0);
     if (s->have_mail) {
         reply(s, "503 5.5.1 Error: nested MAIL command");
@@ -271,17 +400,23 @@ static void cmd_mail(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    if (address_parse_path(path, addr, sizeof(addr), &params, &err) < 0) {
-        reply(s, "501 5.1.7 Bad sender address syntax");
+    if (parse_path(s, path, addr, sizeof(addr), &params, "sender") < 0) {
         error_reply(s);
         return;
     }
     if (mail_params(s, params) < 0) {
+        transaction_reset(s);
         error_reply(s);
+        return;
+    }
+    if (has_8bit(addr) && !s->smtputf8) {
+        transaction_reset(s);
+        reject_utf8_undeclared(s);
         return;
     }
     s->sender = strdup(addr);
     if (!s->sender) {
+        transaction_reset(s);
         reply(s, "451 4.3.0 Error: out of memory");
         return;
     }
@@ -290,12 +425,16 @@ static void cmd_mail(struct session *s, const char *arg)
     reply(s, "250 2.1.0 Ok");
 }
 
-static int relay_permitted(struct session *s, const char *rcpt)
+const char *session_protocol(const struct session *s)
 {
-    const char *domain = address_domain(rcpt);
-    if (!domain || match_domain_list(smtpd_cfg.mydestination, domain))
-        return 1;
-    return s->in_mynetworks;
+    static const char *const names[2][2][2] = {
+        /* [utf8][tls][auth] */
+        {{"ESMTP", "ESMTPA"}, {"ESMTPS", "ESMTPSA"}},
+        {{"UTF8SMTP", "UTF8SMTPA"}, {"UTF8SMTPS", "UTF8SMTPSA"}},
+    };
+    if (!s->esmtp)
+        return "SMTP";
+    return names[s->smtputf8 != 0][s->tls != 0][s->sasl_user != NULL];
 }
 
 /* The first recipient opens the stream to cleanup and sends the envelope. */
@@ -305,17 +444,75 @@ static int open_cleanup(struct session *s)
     if (!s->cleanup)
         return -1;
     cleanup_record(s->cleanup, REC_SENDER, s->sender, strlen(s->sender));
-    cleanup_attr(s->cleanup, "client_name", "unknown");
-    cleanup_attr(s->cleanup, "client_address", s->addr);
-    cleanup_attr(s->cleanup, "helo_name", s->helo);
-    cleanup_attr(s->cleanup, "protocol", s->esmtp ? "ESMTP" : "SMTP");
+    cleanup_attr(s->cleanup, ATTR_CLIENT_NAME, "unknown");
+    cleanup_attr(s->cleanup, ATTR_CLIENT_ADDR, s->addr);
+    cleanup_attr(s->cleanup, ATTR_HELO, s->helo);
+    cleanup_attr(s->cleanup, ATTR_PROTOCOL, session_protocol(s));
+    cleanup_attr(s->cleanup, ATTR_ORIGIN, "smtp");
+    if (s->sasl_user) {
+        cleanup_attr(s->cleanup, ATTR_SASL_METHOD, s->sasl_method);
+        cleanup_attr(s->cleanup, ATTR_SASL_USER, s->sasl_user);
+    }
+    if (s->dsn_ret)
+        cleanup_attr(s->cleanup, ATTR_DSN_RET, s->dsn_ret);
+    if (s->dsn_envid)
+        cleanup_attr(s->cleanup, ATTR_DSN_ENVID, s->dsn_envid);
     return 0;
+}
+
+static void free_rcpt_request(struct session *s)
+{
+    if (s->rcpt) {
+        free(s->rcpt->orcpt);
+        free(s->rcpt);
+        s->rcpt = NULL;
+    }
+}
+
+/* The restrictions have answered for s->rcpt. */
+static void finish_rcpt(struct session *s, int code, const char *text)
+{
+    struct rcpt_request *r = s->rcpt;
+    if (code != 0) {
+        log_reject(s, "RCPT", r->addr, text);
+        reply(s, "%s", text);
+        free_rcpt_request(s);
+        error_reply(s);
+        return;
+    }
+    if (!s->cleanup && open_cleanup(s) < 0) {
+        free_rcpt_request(s);
+        reply(s, "451 4.3.0 Error: queue file write error");
+        return;
+    }
+    if (r->orcpt)
+        cleanup_record(s->cleanup, REC_DSN_ORCPT, r->orcpt, strlen(r->orcpt));
+    if (r->notify) {
+        char mask[16];
+        snprintf(mask, sizeof(mask), "%d", r->notify);
+        cleanup_record(s->cleanup, REC_DSN_NOTIFY, mask, strlen(mask));
+    }
+    cleanup_record(s->cleanup, REC_RCPT, r->addr, strlen(r->addr));
+    if (s->nrcpt++ == 0)
+        s->first_rcpt = strdup(r->addr);
+    s->ok[C_RCPT]++;
+    free_rcpt_request(s);
+    reply(s, "250 2.1.5 Ok");
+}
+
+void session_check_done(struct session *s, int code, const char *text)
+{
+    s->state = ST_COMMAND;
+    finish_rcpt(s, code, text);
+    if (s->state == ST_COMMAND) {
+        session_begin_request(s);
+        session_process(s);
+    }
 }
 
 static void cmd_rcpt(struct session *s, const char *arg)
 {
-    char addr[ADDRESS_MAX];
-    const char *params, *err;
+    const char *params;
     count(s, C_RCPT, 0);
     if (!s->have_mail) {
         reply(s, "503 5.5.1 Error: need MAIL command");
@@ -328,68 +525,45 @@ static void cmd_rcpt(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    if (address_parse_path(path, addr, sizeof(addr), &params, &err) < 0 || !addr[0]) {
+    struct rcpt_request *r = calloc(1, sizeof(*r));
+    if (!r) {
+        reply(s, "451 4.3.0 Error: out of memory");
+        return;
+    }
+    s->rcpt = r;
+    if (parse_path(s, path, r->addr, sizeof(r->addr), &params, "recipient") < 0) {
+        free_rcpt_request(s);
+        error_reply(s);
+        return;
+    }
+    if (!r->addr[0]) {
+        free_rcpt_request(s);
         reply(s, "501 5.1.3 Bad recipient address syntax");
         error_reply(s);
         return;
     }
-    if (*params) {
-        reply(s, "555 5.5.4 Unsupported option: %.100s", params);
+    if (rcpt_params(s, params, r) < 0) {
+        free_rcpt_request(s);
         error_reply(s);
+        return;
+    }
+    if (has_8bit(r->addr) && !s->smtputf8) {
+        free_rcpt_request(s);
+        reject_utf8_undeclared(s);
         return;
     }
     if (s->nrcpt >= smtpd_cfg.recipient_limit) {
+        free_rcpt_request(s);
         reply(s, "452 4.5.3 Error: too many recipients");
         return;
     }
-    if (!relay_permitted(s, addr)) {
-        char text[ADDRESS_MAX + 64];
-        snprintf(text, sizeof(text), "554 5.7.1 <%s>: Relay access denied", addr);
-        log_reject(s, "RCPT", addr, text);
-        reply(s, "%s", text);
-        error_reply(s);
+    int code;
+    char text[ADDRESS_MAX + 256];
+    if (!restrict_rcpt(s, &code, text, sizeof(text))) {
+        s->state = ST_WAIT_CHECK;   /* resumed by session_check_done */
         return;
     }
-    if (!s->cleanup && open_cleanup(s) < 0) {
-        reply(s, "451 4.3.0 Error: queue file write error");
-        return;
-    }
-    cleanup_record(s->cleanup, REC_RCPT, addr, strlen(addr));
-    if (s->nrcpt++ == 0)
-        s->first_rcpt = strdup(addr);
-    s->ok[C_RCPT]++;
-    reply(s, "250 2.1.5 Ok");
-}
-
-static void format_received_date(char *buf, size_t len)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    char zone[16];
-    localtime_r(&now, &tm);
-    strftime(zone, sizeof(zone), "%Z", &tm);
-    size_t n = strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    snprintf(buf + n, len - n, " (%s)", zone);
-}
-
-/* Content begins with our Received: header. */
-static void start_data(struct session *s)
-{
-    char date[64];
-    const char *id = cleanup_queue_id(s->cleanup);
-    format_received_date(date, sizeof(date));
-    cleanup_record(s->cleanup, REC_CONTENT_START, "", 0);
-    evbuffer_add_printf(s->content, "Received: from %s (unknown [%s])\n\tby %s (%s) with %s id %s",
-                        s->helo[0] ? s->helo : s->addr, s->addr, smtpd_cfg.myhostname,
-                        smtpd_cfg.mail_name, s->esmtp ? "ESMTP" : "SMTP", id);
-    if (s->nrcpt == 1 && s->first_rcpt)
-        evbuffer_add_printf(s->content, "\n\tfor <%s>; %s\n", s->first_rcpt, date);
-    else
-        evbuffer_add_printf(s->content, ";\n\t%s\n", date);
-    s->at_line_start = 1;
-    s->prev_crlf = 1;
-    s->state = ST_DATA;
-    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    finish_rcpt(s, code, text);
 }
 
 static void cmd_data(struct session *s, const char *arg)
@@ -419,7 +593,15 @@ static void cmd_data(struct session *s, const char *arg)
         s->state = ST_WAIT_QUEUE_ID;   /* resumed by session_cleanup_ready */
         return;
     }
-    start_data(s);
+    data_begin(s);
+}
+
+/* NOOP, VRFY, RSET: harmless one by one, but past smtpd_junk_command_limit
+ * each counts as an error so an endless stream of them ends the session. */
+static void junk_command(struct session *s)
+{
+    if (++s->junk > smtpd_cfg.junk_command_limit)
+        error_reply(s);
 }
 
 static void cmd_simple(struct session *s, const char *verb, const char *arg)
@@ -428,12 +610,15 @@ static void cmd_simple(struct session *s, const char *verb, const char *arg)
         count(s, C_RSET, 1);
         transaction_reset(s);
         reply(s, "250 2.0.0 Ok");
+        junk_command(s);
     } else if (strcasecmp(verb, "NOOP") == 0) {
         count(s, C_NOOP, 1);
         reply(s, "250 2.0.0 Ok");
+        junk_command(s);
     } else if (strcasecmp(verb, "VRFY") == 0) {
         count(s, C_VRFY, 1);
         reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+        junk_command(s);
     } else if (strcasecmp(verb, "HELP") == 0) {
         count(s, C_HELP, 1);
         reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
@@ -448,6 +633,29 @@ static void cmd_simple(struct session *s, const char *verb, const char *arg)
     }
 }
 
+static const char *const known_verbs[] = {"HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT",
+                                          "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT"};
+
+static enum counter verb_counter(const char *verb)
+{
+    static const enum counter counters[] = {C_HELO, C_EHLO, C_STARTTLS, C_AUTH, C_MAIL, C_RCPT,
+                                            C_DATA, C_RSET, C_NOOP, C_VRFY, C_HELP, C_QUIT};
+    for (size_t i = 0; i < sizeof(known_verbs) / sizeof(known_verbs[0]); i++)
+        if (strcasecmp(verb, known_verbs[i]) == 0)
+            return counters[i];
+    return C_UNKNOWN;
+}
+
+/* Commands allowed before STARTTLS at smtpd_tls_security_level = encrypt. */
+static int allowed_without_tls(const char *verb)
+{
+    static const char *const ok[] = {"HELO", "EHLO", "STARTTLS", "NOOP", "RSET", "QUIT"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (strcasecmp(verb, ok[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static void command(struct session *s, char *line)
 {
     char *arg = line;
@@ -458,14 +666,22 @@ static void command(struct session *s, char *line)
     while (*arg == ' ')
         arg++;
     const char *verb = line;
-    static const char *const known[] = {"HELO", "EHLO", "MAIL", "RCPT", "DATA", "RSET",
-                                        "NOOP", "VRFY", "HELP", "QUIT"};
     s->last_cmd = "UNKNOWN";
-    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-        if (strcasecmp(verb, known[i]) == 0)
-            s->last_cmd = known[i];
+    for (size_t i = 0; i < sizeof(known_verbs) / sizeof(known_verbs[0]); i++)
+        if (strcasecmp(verb, known_verbs[i]) == 0)
+            s->last_cmd = known_verbs[i];
+    if (starttls_required(s) && !allowed_without_tls(verb)) {
+        count(s, verb_counter(verb), 0);
+        reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        error_reply(s);
+        return;
+    }
     if (strcasecmp(verb, "HELO") == 0 || strcasecmp(verb, "EHLO") == 0)
         cmd_helo(s, arg, toupper((unsigned char)verb[0]) == 'E');
+    else if (strcasecmp(verb, "STARTTLS") == 0)
+        cmd_starttls(s, arg);
+    else if (strcasecmp(verb, "AUTH") == 0)
+        cmd_auth(s, arg);
     else if (strcasecmp(verb, "MAIL") == 0)
         cmd_mail(s, arg);
     else if (strcasecmp(verb, "RCPT") == 0)
@@ -476,28 +692,44 @@ static void command(struct session *s, char *line)
         cmd_simple(s, verb, arg);
 }
 
-/* Commands are lines ending in LF (CR LF expected); NUL bytes are refused. */
+/* An over-long line is answered once and then discarded up to its end. */
+static int line_too_long(struct session *s)
+{
+    if (!s->skip_line) {
+        reply(s, "500 5.5.2 Error: command line too long");
+        if (error_reply(s) < 0)
+            return -1;
+    }
+    s->skip_line = 1;
+    return 0;
+}
+
+/* Command lines (and AUTH responses) end in LF, CR LF expected; NUL bytes
+ * are refused. */
 static void process_commands(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
-    while (s->state == ST_COMMAND) {
+    while (s->state == ST_COMMAND || s->state == ST_AUTH) {
         size_t len;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
         if (!line) {
             if (evbuffer_get_length(in) > (size_t)smtpd_cfg.line_length_limit) {
                 evbuffer_drain(in, evbuffer_get_length(in));
-                if (!s->skip_line) {
-                    reply(s, "500 5.5.2 Error: command line too long");
-                    if (error_reply(s) < 0)
-                        return;
-                }
-                s->skip_line = 1;
+                if (line_too_long(s) < 0)
+                    return;
             }
             return;
         }
         if (s->skip_line) {
             s->skip_line = 0;
             free(line);
+            continue;
+        }
+        if (len > (size_t)smtpd_cfg.line_length_limit) {
+            free(line);
+            if (line_too_long(s) < 0)
+                return;
+            s->skip_line = 0;
             continue;
         }
         if (strlen(line) != len) {
@@ -507,110 +739,37 @@ static void process_commands(struct session *s)
                 return;
             continue;
         }
-        command(s, line);
-        free(line);
-    }
-}
-
-/* --- DATA --- */
-
-static void flush_content(struct session *s, int all)
-{
-    size_t len = evbuffer_get_length(s->content);
-    if (s->too_big || !s->cleanup) {
-        evbuffer_drain(s->content, len);
-        return;
-    }
-    if (!all)
-        len -= len % REC_CHUNK_SIZE;
-    if (len)
-        cleanup_content(s->cleanup, s->content, len);
-}
-
-static void end_of_data(struct session *s)
-{
-    flush_content(s, 1);
-    if (s->too_big) {
-        msg_info("%s: reject: size limit exceeded from %s", queue_id_or_noqueue(s), s->namaddr);
-        reply(s, "552 5.3.4 Message size exceeds fixed limit");
-        transaction_reset(s);
-        s->state = ST_COMMAND;
-        return;
-    }
-    if (cleanup_finish(s->cleanup) < 0) {
-        reply(s, "451 4.3.0 Error: queue file write error");
-        transaction_reset(s);
-        s->state = ST_COMMAND;
-        return;
-    }
-    s->state = ST_WAIT_CLEANUP;
-}
-
-/* One line (or a piece of an over-long one) of DATA input. */
-static void data_piece(struct session *s, const char *p, size_t len, int complete)
-{
-    int crlf = complete && len >= 2 && p[len - 2] == '\r';
-    if (s->at_line_start && complete && len == 3 && p[0] == '.' && crlf && s->prev_crlf) {
-        end_of_data(s);
-        return;
-    }
-    if (s->at_line_start && p[0] == '.') {
-        p++;
-        len--;
-    }
-    size_t body = complete ? len - (crlf ? 2 : 1) : len;
-    s->msg_size += (long long)body + complete;
-    if (smtpd_cfg.message_size_limit > 0 && s->msg_size > smtpd_cfg.message_size_limit)
-        s->too_big = 1;
-    if (!s->too_big) {
-        evbuffer_add(s->content, p, body);
-        if (complete)
-            evbuffer_add(s->content, "\n", 1);
-    }
-    s->at_line_start = complete;
-    if (complete)
-        s->prev_crlf = crlf;
-    if (evbuffer_get_length(s->content) >= REC_CHUNK_SIZE)
-        flush_content(s, 0);
-}
-
-static void process_data(struct session *s)
-{
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    while (s->state == ST_DATA) {
-        if (s->cleanup && cleanup_backlog(s->cleanup) > CLEANUP_HIGH_WATER) {
-            bufferevent_disable(s->bev, EV_READ);   /* resumed when cleanup drains */
-            return;
-        }
-        size_t avail = evbuffer_get_length(in);
-        if (avail == 0)
-            return;
-        struct evbuffer_ptr nl = evbuffer_search(in, "\n", 1, NULL);
-        size_t take;
-        int complete = nl.pos >= 0;
-        if (complete && (size_t)nl.pos < DATA_PIECE_MAX)
-            take = (size_t)nl.pos + 1;
-        else if (avail >= DATA_PIECE_MAX)
-            take = DATA_PIECE_MAX, complete = 0;
+        if (s->state == ST_AUTH)
+            auth_response(s, line);
         else
-            return;
-        const char *p = (const char *)evbuffer_pullup(in, (ev_ssize_t)take);
-        data_piece(s, p, take, complete);
-        evbuffer_drain(in, take);
+            command(s, line);
+        free(line);
+        if (reading_state(s->state) && s->state != ST_TLS_HANDSHAKE && s->state != ST_DATA)
+            session_begin_request(s);
     }
 }
 
-static void session_process(struct session *s)
+void session_process(struct session *s)
 {
     for (;;) {
         enum sess_state before = s->state;
-        if (s->state == ST_COMMAND)
+        if (s->state == ST_COMMAND || s->state == ST_AUTH)
             process_commands(s);
         else if (s->state == ST_DATA)
             process_data(s);
-        if (s->state == ST_CLOSING || s->state == before)
+        if (s->state == before || !(s->state == ST_COMMAND || s->state == ST_AUTH ||
+                                     s->state == ST_DATA))
             return;
     }
+}
+
+void session_reset_for_tls(struct session *s)
+{
+    transaction_reset(s);
+    auth_reset(s);
+    s->helo[0] = 0;
+    s->esmtp = 0;
+    s->skip_line = 0;
 }
 
 /* --- callbacks from cleanup.c --- */
@@ -619,37 +778,42 @@ void session_cleanup_ready(struct session *s)
 {
     const char *id = cleanup_queue_id(s->cleanup);
     if (id && !s->client_logged) {
-        msg_info("%s: client=%s", id, s->namaddr);
+        if (s->sasl_user)
+            msg_info("%s: client=%s, sasl_method=%s, sasl_username=%s", id, s->namaddr,
+                     s->sasl_method, s->sasl_user);
+        else
+            msg_info("%s: client=%s", id, s->namaddr);
         s->client_logged = 1;
     }
     if (s->state != ST_WAIT_QUEUE_ID)
         return;
     if (!id || cleanup_failed(s->cleanup)) {
+        s->state = ST_COMMAND;
         reply(s, "451 4.3.0 Error: queue file write error");
         transaction_reset(s);
-        s->state = ST_COMMAND;
+        session_begin_request(s);
     } else {
-        start_data(s);
+        data_begin(s);
     }
     session_process(s);
 }
 
 void session_cleanup_done(struct session *s, int status, const char *reason)
 {
-    if (s->state != ST_WAIT_CLEANUP) {
+    if (s->state != ST_WAIT_CLEANUP)
         return;   /* failure before DATA: reported when DATA comes */
-    }
     const char *id = queue_id_or_noqueue(s);
+    s->state = ST_COMMAND;
     if (status == 0) {
         s->ok[C_DATA]++;
         reply(s, "250 2.0.0 Ok: queued as %s", id);
-    }
-    else if (status == 5)
+    } else if (status == 5) {
         reply(s, "554 %s", reason && *reason ? reason : "5.3.0 Error: message rejected");
-    else
+    } else {
         reply(s, "451 %s", reason && *reason ? reason : "4.3.0 Error: queue file write error");
+    }
     transaction_reset(s);
-    s->state = ST_COMMAND;
+    session_begin_request(s);
     session_process(s);
 }
 
@@ -671,19 +835,28 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
     struct session *s = arg;
-    if (s->state == ST_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        session_free(s);
+    if (s->state == ST_CLOSING && output_flushed(s))
+        timer_in(s, 0);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
+    if (starttls_event(s, what))
+        return;
     if (what & BEV_EVENT_TIMEOUT) {
+        /* Only writes have a libevent timeout: the client stopped reading. */
         msg_info("timeout after %s from %s", s->last_cmd ? s->last_cmd : "CONNECT", s->namaddr);
         s->last_cmd = NULL;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
         session_free(s);
+}
+
+void session_attach_bev(struct session *s)
+{
+    bufferevent_setcb(s->bev, client_read_cb, client_write_cb, client_event_cb, s);
+    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 static void peer_address(struct session *s, const struct sockaddr_storage *peer)
@@ -700,30 +873,63 @@ static void peer_address(struct session *s, const struct sockaddr_storage *peer)
     s->in_mynetworks = match_network_list(smtpd_cfg.mynetworks, (const struct sockaddr *)peer);
 }
 
+/* smtpd_client_connection_count_limit; 0 when this session may go on. */
+static int over_connection_limit(struct session *s, const struct sockaddr_storage *peer)
+{
+    if (smtpd_cfg.connection_count_limit <= 0 ||
+        match_network_list(smtpd_cfg.limit_exceptions, (const struct sockaddr *)peer))
+        return 0;
+    long n = smtpd_client_count_add(s->addr);
+    s->counted = 1;
+    if (n <= smtpd_cfg.connection_count_limit)
+        return 0;
+    msg_warn("Connection concurrency limit exceeded: %ld from %s for service %s", n, s->namaddr,
+             service_name());
+    return 1;
+}
+
 void session_start(int fd, const struct sockaddr_storage *peer)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
         close(fd);
+        smtpd_session_closed();
         return;
     }
-    s->bev = bufferevent_socket_new(smtpd_base, fd, BEV_OPT_CLOSE_ON_FREE);
-    s->content = evbuffer_new();
-    if (!s->bev || !s->content) {
+    s->bev = smtpd_cfg.wrappermode ? starttls_wrap_socket(fd)
+                                   : bufferevent_socket_new(smtpd_base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->timer = evtimer_new(smtpd_base, timer_cb, s);
+    if (!s->bev || !s->timer) {
         if (s->bev)
             bufferevent_free(s->bev);
-        else
+        else if (!smtpd_cfg.wrappermode)
             close(fd);
-        if (s->content)
-            evbuffer_free(s->content);
+        if (s->timer)
+            event_free(s->timer);
         free(s);
+        smtpd_session_closed();
         return;
     }
     peer_address(s, peer);
     msg_info("connect from %s", s->namaddr);
     struct timeval tmo = {.tv_sec = smtpd_cfg.timeout};
-    bufferevent_setcb(s->bev, client_read_cb, client_write_cb, client_event_cb, s);
-    bufferevent_set_timeouts(s->bev, &tmo, &tmo);
-    bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    bufferevent_set_timeouts(s->bev, NULL, &tmo);
+    bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
+    session_attach_bev(s);
+    s->state = smtpd_cfg.wrappermode ? ST_TLS_HANDSHAKE : ST_COMMAND;
+    session_begin_request(s);
+    if (over_connection_limit(s, peer)) {
+        if (smtpd_cfg.wrappermode) {
+            s->last_cmd = NULL;
+            session_free(s);
+            return;
+        }
+        reply(s, "421 4.7.0 %s Error: too many connections from %s", smtpd_cfg.myhostname,
+              s->addr);
+        session_close_after_reply(s);
+        return;
+    }
+    /* In wrapper mode the banner waits in the output until the handshake
+     * is done. */
     reply(s, "220 %s", smtpd_cfg.banner);
 }

@@ -1,34 +1,53 @@
 /* smtpd - the SMTP server: one event loop serving many sessions.
  *
  * master hands over the listening socket as fd 3. This file accepts
- * connections, reads the settings once, and decides when the process ends:
- * after max_idle seconds without sessions, or once master went away (or
- * reloaded) and the last session finished.
+ * connections, reads the settings once, keeps the per-client connection
+ * counts (smtpd_client_connection_count_limit is enforced per process:
+ * master runs one smtpd per listener unless it is full), and decides when
+ * the process ends: after max_idle seconds without sessions, or once master
+ * went away (or reloaded) and the last session finished.
  */
 #include "smtpd.h"
 
 #include "config.h"
+#include "dns.h"
 #include "events.h"
 #include "log.h"
+#include "lookup.h"
 #include "service.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/util.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#define CLIENT_BUCKETS 1024
+
 struct smtpd_config smtpd_cfg;
 struct event_base *smtpd_base;
+
+/* One client address with open sessions. */
+struct client_count {
+    struct client_count *next;
+    long count;
+    char addr[INET6_ADDRSTRLEN];
+};
 
 static struct {
     struct event *accept_ev;
     long sessions;
     int draining;
     time_t last_activity;
+    struct client_count *clients[CLIENT_BUCKETS];
+    struct dns_resolver *resolver;
+    int resolver_failed;
 } sm;
 
 static void maybe_exit(void)
@@ -44,6 +63,61 @@ void smtpd_session_closed(void)
     maybe_exit();
 }
 
+/* --- per-client connection counts --- */
+
+static unsigned addr_hash(const char *addr)
+{
+    uint32_t h = 2166136261u;   /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)addr; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % CLIENT_BUCKETS;
+}
+
+long smtpd_client_count_add(const char *addr)
+{
+    struct client_count **head = &sm.clients[addr_hash(addr)];
+    for (struct client_count *c = *head; c; c = c->next)
+        if (strcmp(c->addr, addr) == 0)
+            return ++c->count;
+    struct client_count *c = calloc(1, sizeof(*c));
+    if (!c)
+        return 1;   /* not counted: the limit errs on the side of service */
+    snprintf(c->addr, sizeof(c->addr), "%s", addr);
+    c->count = 1;
+    c->next = *head;
+    *head = c;
+    return 1;
+}
+
+void smtpd_client_count_remove(const char *addr)
+{
+    for (struct client_count **pp = &sm.clients[addr_hash(addr)]; *pp; pp = &(*pp)->next) {
+        struct client_count *c = *pp;
+        if (strcmp(c->addr, addr) != 0)
+            continue;
+        if (--c->count <= 0) {
+            *pp = c->next;
+            free(c);
+        }
+        return;
+    }
+}
+
+struct dns_resolver *smtpd_resolver(void)
+{
+    if (!sm.resolver && !sm.resolver_failed) {
+        char err[256] = "";
+        sm.resolver = dns_resolver_new(smtpd_base, config_get("dns_servers"), err, sizeof(err));
+        if (!sm.resolver) {
+            msg_warn("DNS resolver: %s", err);
+            sm.resolver_failed = 1;
+        }
+    }
+    return sm.resolver;
+}
+
+/* --- accepting --- */
+
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
     /* Take a bounded batch so one burst cannot starve open sessions. */
@@ -52,8 +126,10 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         socklen_t len = sizeof(peer);
         int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE)
+                msg_warn("accept: %s (%ld sessions)", strerror(errno), sm.sessions);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                     errno != ECONNABORTED)
                 msg_warn("accept: %s", strerror(errno));
             return;
         }
@@ -77,29 +153,103 @@ static void master_gone(void *arg)
     maybe_exit();
 }
 
+/* --- settings --- */
+
+static struct lookup_list *open_maps(const char *param)
+{
+    const char *spec = config_get(param);
+    if (!spec || !*spec)
+        return NULL;
+    char err[256] = "";
+    struct lookup_list *l = lookup_list_open(spec, err, sizeof(err));
+    if (!l)
+        msg_fatal("%s: %s", param, err);
+    return l;
+}
+
+static enum bare_newline bare_newline_setting(void)
+{
+    const char *v = config_get("smtpd_forbid_bare_newline");
+    if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "reject") == 0)
+        return BARE_REJECT;
+    if (strcasecmp(v, "normalize") == 0)
+        return BARE_NORMALIZE;
+    if (strcasecmp(v, "no") == 0)
+        return BARE_ALLOW;
+    msg_fatal("smtpd_forbid_bare_newline: bad value \"%s\" (yes, normalize or no)", v);
+}
+
+static enum tls_level tls_level_setting(void)
+{
+    const char *v = config_get("smtpd_tls_security_level");
+    if (!*v || strcasecmp(v, "none") == 0)
+        return TLS_NONE;
+    if (strcasecmp(v, "may") == 0)
+        return TLS_MAY;
+    if (strcasecmp(v, "encrypt") == 0)
+        return TLS_ENCRYPT;
+    msg_fatal("smtpd_tls_security_level: bad value \"%s\" (none, may or encrypt)", v);
+}
+
 static void read_settings(void)
 {
     smtpd_cfg.myhostname = config_get("myhostname");
     smtpd_cfg.mydestination = config_get("mydestination");
+    smtpd_cfg.relay_domains = config_get("relay_domains");
     smtpd_cfg.mynetworks = config_get("mynetworks");
     smtpd_cfg.banner = config_get("smtpd_banner");
     smtpd_cfg.mail_name = config_get("mail_name");
+    smtpd_cfg.limit_exceptions = config_get("smtpd_client_event_limit_exceptions");
     smtpd_cfg.message_size_limit = config_size("message_size_limit");
     smtpd_cfg.recipient_limit = config_int("smtpd_recipient_limit");
     smtpd_cfg.timeout = config_time("smtpd_timeout");
     smtpd_cfg.line_length_limit = config_int("line_length_limit");
     smtpd_cfg.hard_error_limit = config_int("smtpd_hard_error_limit");
+    smtpd_cfg.soft_error_limit = config_int("smtpd_soft_error_limit");
+    smtpd_cfg.junk_command_limit = config_int("smtpd_junk_command_limit");
+    smtpd_cfg.error_sleep_time = config_time("smtpd_error_sleep_time");
+    smtpd_cfg.min_data_rate = config_int("smtpd_min_data_rate");
+    smtpd_cfg.connection_count_limit = config_int("smtpd_client_connection_count_limit");
+    smtpd_cfg.bare_newline = bare_newline_setting();
+    smtpd_cfg.smtputf8 = config_bool("smtputf8_enable");
+    smtpd_cfg.tls_level = tls_level_setting();
+    smtpd_cfg.wrappermode = config_bool("smtpd_tls_wrappermode");
+    smtpd_cfg.sasl_enable = config_bool("smtpd_sasl_auth_enable");
+    smtpd_cfg.tls_auth_only = config_bool("smtpd_tls_auth_only");
+    smtpd_cfg.sasl_failure_limit = config_int("smtpd_sasl_auth_failure_limit");
+    smtpd_cfg.recipient_delimiter = config_get("recipient_delimiter");
     if (smtpd_cfg.line_length_limit < 512)
         smtpd_cfg.line_length_limit = 512;
+    if (smtpd_cfg.timeout < 1)
+        smtpd_cfg.timeout = 1;
+    if (smtpd_cfg.sasl_enable)
+        smtpd_cfg.sasl_password_maps = open_maps("smtpd_sasl_password_maps");
+    smtpd_cfg.sender_login_maps = open_maps("smtpd_sender_login_maps");
+}
+
+/* Every session holds a descriptor (two with a cleanup stream): use the
+ * whole hard limit, not the usual soft 1024. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            msg_warn("setrlimit RLIMIT_NOFILE: %s", strerror(errno));
+    }
 }
 
 int main(int argc, char **argv)
 {
     service_init(argc, argv, "smtpd", 0);
+    raise_fd_limit();
     read_settings();
     smtpd_base = event_base_new();
     if (!smtpd_base)
         msg_fatal("event_base_new failed");
+    if (starttls_init() < 0 && smtpd_cfg.wrappermode)
+        msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
+    restrict_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     sm.last_activity = time(NULL);
     sm.accept_ev = event_new(smtpd_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

@@ -355,7 +355,11 @@ class Instance:
                 f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
                 "cleanup unix - - n - 0 cleanup\n"
                 "qmgr fifo n - n 300 1 qmgr\n"
+                "pickup fifo n - n 60 1 pickup\n"
                 "local unix - n n - - local\n"
+                "smtp unix - - n - - remote\n"
+                "relay unix - - n - - remote\n"
+                "bounce unix - - n - 0 bounce\n"
             )
         (self.etc / "master.cf").write_text(text)
 

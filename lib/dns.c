@@ -1,0 +1,661 @@
+/* dns.c - c-ares inside a libevent loop (dns.h).
+ *
+ * c-ares tells us through its socket-state callback which of its sockets
+ * want reading or writing; each becomes a persistent event of the base, and
+ * one timer follows ares_timeout() so that retries and timeouts happen
+ * without anyone polling. A lookup is a dns_query: one c-ares query (MX) or
+ * two (A and AAAA), whose parsed results are kept in the query until every
+ * part is answered; the caller's callback then runs from a zero-delay event,
+ * so it never runs inside dns_lookup_* or inside c-ares.
+ */
+#include "dns.h"
+#include "config.h"
+
+#include <ares.h>
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <ctype.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#define DNS_TIMEOUT_MS 5000   /* first try; c-ares doubles it per round */
+#define DNS_TRIES 2
+#define DNS_SERVERS_MAX 1024  /* bytes of the server list we accept */
+
+#define WHY_NOTFOUND "Host not found"
+#define WHY_NODATA "Host found but no data record of requested type"
+#define WHY_TEMPFAIL "Host not found, try again"
+#define WHY_BADREPLY "Malformed or unexpected name server reply"
+#define WHY_BADNAME "Malformed domain name"
+
+enum query_kind { QUERY_MX, QUERY_ADDR };
+
+/* One c-ares socket and the event that watches it. */
+struct fd_watch {
+    ares_socket_t fd;
+    short what;
+    struct event *ev;
+    struct fd_watch *next;
+};
+
+struct dns_resolver {
+    struct event_base *base;
+    ares_channel channel;
+    struct event *timer;
+    struct fd_watch *watches;
+    struct dns_query *queries;   /* every live query, for dns_resolver_free */
+    int destroying;
+};
+
+/* The answer of one part of a lookup (the MX query, or A, or AAAA). */
+struct part {
+    enum dns_status status;
+    const char *why;
+};
+
+struct dns_query {
+    struct dns_resolver *r;
+    enum query_kind kind;
+    dns_mx_fn mx_fn;
+    dns_addr_fn addr_fn;
+    void *ctx;
+    int cancelled;
+    int pending;                 /* c-ares queries not answered yet */
+    int families;                /* of an address lookup: DNS_INET4|DNS_INET6 */
+    struct part mx, a, aaaa;
+    struct dns_mx *mxs;          /* owned; up to DNS_RECORDS_MAX */
+    size_t nmx;
+    struct dns_addr *v4, *v6;    /* owned; up to DNS_RECORDS_MAX each */
+    size_t nv4, nv6;
+    struct event *finish;        /* zero-delay event that runs the callback */
+    struct dns_query *prev, *next;
+};
+
+/* --- c-ares sockets and timer ------------------------------------------- */
+
+static void rearm_timer(struct dns_resolver *r)
+{
+    struct timeval maxtv = {.tv_sec = 1}, tv;
+    struct timeval *next = ares_timeout(r->channel, &maxtv, &tv);
+
+    /* Without queries there is nothing to time out; a spare 1 s tick when
+     * ares_timeout has no opinion costs nothing and cannot miss a retry. */
+    if (r->queries == NULL)
+        evtimer_del(r->timer);
+    else
+        evtimer_add(r->timer, next);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns_resolver *r = arg;
+
+    ares_process_fd(r->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    rearm_timer(r);
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns_resolver *r = arg;
+
+    ares_process_fd(r->channel, (what & EV_READ) ? fd : ARES_SOCKET_BAD,
+                    (what & EV_WRITE) ? fd : ARES_SOCKET_BAD);
+    rearm_timer(r);
+}
+
+static struct fd_watch **watch_find(struct dns_resolver *r, ares_socket_t fd)
+{
+    struct fd_watch **pp;
+
+    for (pp = &r->watches; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->fd == fd)
+            return pp;
+    return pp;
+}
+
+static void watch_remove(struct fd_watch **pp)
+{
+    struct fd_watch *w = *pp;
+
+    *pp = w->next;
+    event_free(w->ev);
+    free(w);
+}
+
+/* c-ares opened, changed or closed one of its sockets. */
+static void on_sock_state(void *data, ares_socket_t fd, int readable, int writable)
+{
+    struct dns_resolver *r = data;
+    struct fd_watch **pp = watch_find(r, fd);
+    short what = (short)((readable ? EV_READ : 0) | (writable ? EV_WRITE : 0));
+
+    if (*pp != NULL && ((*pp)->what == what || what == 0)) {
+        if (what == 0)
+            watch_remove(pp);
+        return;
+    }
+    if (what == 0)
+        return;
+    if (*pp != NULL)
+        watch_remove(pp);
+    struct fd_watch *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return;   /* the query then times out through the timer */
+    w->fd = fd;
+    w->what = what;
+    w->ev = event_new(r->base, fd, (short)(what | EV_PERSIST), on_socket, r);
+    if (w->ev == NULL || event_add(w->ev, NULL) < 0) {
+        if (w->ev != NULL)
+            event_free(w->ev);
+        free(w);
+        return;
+    }
+    w->next = r->watches;
+    r->watches = w;
+}
+
+/* --- resolver ----------------------------------------------------------- */
+
+/* dns_servers allows white space as a separator; c-ares wants commas. */
+static int servers_csv(const char *servers, char *out, size_t outlen)
+{
+    size_t n = 0;
+    int sep = 0;
+
+    for (const char *p = servers; *p != 0; p++) {
+        int is_sep = *p == ',' || isspace((unsigned char)*p);
+        if (is_sep) {
+            sep = n > 0;
+            continue;
+        }
+        if (n + 3 > outlen)
+            return -1;
+        if (sep)
+            out[n++] = ',';
+        sep = 0;
+        out[n++] = *p;
+    }
+    out[n] = 0;
+    return 0;
+}
+
+static int library_ready(void)
+{
+    static int done;
+
+    if (!done && ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS)
+        done = 1;
+    return done;
+}
+
+static int set_servers(struct dns_resolver *r, const char *servers, char *err, size_t errlen)
+{
+    char csv[DNS_SERVERS_MAX];
+    int rc;
+
+    if (servers == NULL || *servers == 0)
+        return 0;
+    if (strlen(servers) >= sizeof(csv) || servers_csv(servers, csv, sizeof(csv)) < 0) {
+        snprintf(err, errlen, "dns_servers: list too long");
+        return -1;
+    }
+    if (csv[0] == 0)
+        return 0;
+    if ((rc = ares_set_servers_ports_csv(r->channel, csv)) != ARES_SUCCESS) {
+        snprintf(err, errlen, "dns_servers: bad server list \"%.100s\": %s", servers,
+                 ares_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+struct dns_resolver *dns_resolver_new(struct event_base *base, const char *servers,
+                                      char *err, size_t errlen)
+{
+    struct ares_options opts;
+    struct dns_resolver *r;
+    int rc;
+
+    if (!library_ready()) {
+        snprintf(err, errlen, "c-ares library initialization failed");
+        return NULL;
+    }
+    if ((r = calloc(1, sizeof(*r))) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->base = base;
+    memset(&opts, 0, sizeof(opts));
+    opts.sock_state_cb = on_sock_state;
+    opts.sock_state_cb_data = r;
+    opts.timeout = DNS_TIMEOUT_MS;
+    opts.tries = DNS_TRIES;
+    opts.flags = ARES_FLAG_NOSEARCH;
+    rc = ares_init_options(&r->channel, &opts,
+                           ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES
+                               | ARES_OPT_FLAGS);
+    if (rc != ARES_SUCCESS) {
+        snprintf(err, errlen, "c-ares initialization failed: %s", ares_strerror(rc));
+        free(r);
+        return NULL;
+    }
+    if ((r->timer = evtimer_new(base, on_timer, r)) == NULL) {
+        snprintf(err, errlen, "cannot create the DNS timer");
+        ares_destroy(r->channel);
+        free(r);
+        return NULL;
+    }
+    if (set_servers(r, servers, err, errlen) < 0) {
+        dns_resolver_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+static void query_unlink_free(struct dns_query *q)
+{
+    struct dns_resolver *r = q->r;
+
+    if (q->prev != NULL)
+        q->prev->next = q->next;
+    else
+        r->queries = q->next;
+    if (q->next != NULL)
+        q->next->prev = q->prev;
+    if (q->finish != NULL)
+        event_free(q->finish);
+    free(q->mxs);
+    free(q->v4);
+    free(q->v6);
+    free(q);
+}
+
+void dns_resolver_free(struct dns_resolver *r)
+{
+    if (r == NULL)
+        return;
+    r->destroying = 1;
+    for (struct dns_query *q = r->queries; q != NULL; q = q->next)
+        q->cancelled = 1;
+    /* Runs every pending c-ares callback with ARES_EDESTRUCTION. */
+    ares_destroy(r->channel);
+    while (r->queries != NULL)
+        query_unlink_free(r->queries);
+    while (r->watches != NULL)
+        watch_remove(&r->watches);
+    event_free(r->timer);
+    free(r);
+}
+
+/* --- queries ------------------------------------------------------------ */
+
+static void query_finish_cb(evutil_socket_t fd, short what, void *arg);
+
+static struct dns_query *query_new(struct dns_resolver *r, enum query_kind kind, void *ctx)
+{
+    struct dns_query *q = calloc(1, sizeof(*q));
+
+    if (q == NULL)
+        return NULL;
+    if ((q->finish = evtimer_new(r->base, query_finish_cb, q)) == NULL) {
+        free(q);
+        return NULL;
+    }
+    q->r = r;
+    q->kind = kind;
+    q->ctx = ctx;
+    q->next = r->queries;
+    if (r->queries != NULL)
+        r->queries->prev = q;
+    r->queries = q;
+    return q;
+}
+
+static void query_schedule_finish(struct dns_query *q)
+{
+    struct timeval now = {0, 0};
+
+    if (q->pending == 0 && !q->r->destroying)
+        evtimer_add(q->finish, &now);
+}
+
+void dns_cancel(struct dns_query *q)
+{
+    if (q != NULL)
+        q->cancelled = 1;
+}
+
+static void set_part(struct part *p, enum dns_status status, const char *why)
+{
+    p->status = status;
+    p->why = why;
+}
+
+/* c-ares status -> ours. Anything but "does not exist" is worth a retry. */
+static void part_from_ares(struct part *p, int status)
+{
+    switch (status) {
+    case ARES_SUCCESS: set_part(p, DNS_OK, NULL); break;
+    case ARES_ENOTFOUND: set_part(p, DNS_NOTFOUND, WHY_NOTFOUND); break;
+    case ARES_ENODATA: set_part(p, DNS_NODATA, WHY_NODATA); break;
+    case ARES_EBADRESP:
+    case ARES_EFORMERR: set_part(p, DNS_TEMPFAIL, WHY_BADREPLY); break;
+    default: set_part(p, DNS_TEMPFAIL, WHY_TEMPFAIL); break;
+    }
+}
+
+/* Whether c-ares is tearing the query down rather than answering it. */
+static int ares_gone(int status)
+{
+    return status == ARES_EDESTRUCTION || status == ARES_ECANCELLED;
+}
+
+static void parse_mx(struct dns_query *q, const unsigned char *abuf, int alen)
+{
+    struct ares_mx_reply *list = NULL;
+    int rc = ares_parse_mx_reply(abuf, alen, &list);
+
+    if (rc != ARES_SUCCESS) {
+        part_from_ares(&q->mx, rc);
+        return;
+    }
+    q->mxs = calloc(DNS_RECORDS_MAX, sizeof(*q->mxs));
+    if (q->mxs == NULL) {
+        set_part(&q->mx, DNS_TEMPFAIL, WHY_TEMPFAIL);
+    } else {
+        /* Records beyond DNS_RECORDS_MAX are dropped, as are names that do
+         * not fit (c-ares already refused anything longer than 255). */
+        for (struct ares_mx_reply *m = list; m != NULL && q->nmx < DNS_RECORDS_MAX; m = m->next) {
+            if (m->host == NULL || strlen(m->host) >= DNS_NAME_SIZE)
+                continue;
+            q->mxs[q->nmx].pref = m->priority;
+            strcpy(q->mxs[q->nmx].host, m->host);
+            q->nmx++;
+        }
+        set_part(&q->mx, q->nmx > 0 ? DNS_OK : DNS_NODATA, q->nmx > 0 ? NULL : WHY_NODATA);
+    }
+    ares_free_data(list);
+}
+
+static void on_mx_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_query *q = arg;
+
+    q->pending--;
+    if (ares_gone(status))
+        return;
+    if (status == ARES_SUCCESS)
+        parse_mx(q, abuf, alen);
+    else
+        part_from_ares(&q->mx, status);
+    query_schedule_finish(q);
+}
+
+static void parse_a(struct dns_query *q, const unsigned char *abuf, int alen)
+{
+    struct ares_addrttl ttl[DNS_RECORDS_MAX];
+    int n = DNS_RECORDS_MAX;
+    int rc = ares_parse_a_reply(abuf, alen, NULL, ttl, &n);
+
+    if (rc != ARES_SUCCESS) {
+        part_from_ares(&q->a, rc);
+        return;
+    }
+    if (n > 0 && (q->v4 = calloc((size_t)n, sizeof(*q->v4))) == NULL) {
+        set_part(&q->a, DNS_TEMPFAIL, WHY_TEMPFAIL);
+        return;
+    }
+    for (int i = 0; i < n && i < DNS_RECORDS_MAX; i++) {
+        q->v4[i].family = AF_INET;
+        q->v4[i].u.v4 = ttl[i].ipaddr;
+        q->nv4++;
+    }
+    set_part(&q->a, n > 0 ? DNS_OK : DNS_NODATA, n > 0 ? NULL : WHY_NODATA);
+}
+
+static void parse_aaaa(struct dns_query *q, const unsigned char *abuf, int alen)
+{
+    struct ares_addr6ttl ttl[DNS_RECORDS_MAX];
+    int n = DNS_RECORDS_MAX;
+    int rc = ares_parse_aaaa_reply(abuf, alen, NULL, ttl, &n);
+
+    if (rc != ARES_SUCCESS) {
+        part_from_ares(&q->aaaa, rc);
+        return;
+    }
+    if (n > 0 && (q->v6 = calloc((size_t)n, sizeof(*q->v6))) == NULL) {
+        set_part(&q->aaaa, DNS_TEMPFAIL, WHY_TEMPFAIL);
+        return;
+    }
+    for (int i = 0; i < n && i < DNS_RECORDS_MAX; i++) {
+        q->v6[i].family = AF_INET6;
+        memcpy(&q->v6[i].u.v6, &ttl[i].ip6addr, sizeof(q->v6[i].u.v6));
+        q->nv6++;
+    }
+    set_part(&q->aaaa, n > 0 ? DNS_OK : DNS_NODATA, n > 0 ? NULL : WHY_NODATA);
+}
+
+static void on_a_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_query *q = arg;
+
+    q->pending--;
+    if (ares_gone(status))
+        return;
+    if (status == ARES_SUCCESS)
+        parse_a(q, abuf, alen);
+    else
+        part_from_ares(&q->a, status);
+    query_schedule_finish(q);
+}
+
+static void on_aaaa_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_query *q = arg;
+
+    q->pending--;
+    if (ares_gone(status))
+        return;
+    if (status == ARES_SUCCESS)
+        parse_aaaa(q, abuf, alen);
+    else
+        part_from_ares(&q->aaaa, status);
+    query_schedule_finish(q);
+}
+
+/* The verdict of an address lookup from its parts: any address wins; then
+ * a temporary failure (the other family might have answered); then
+ * NXDOMAIN; else the name has no address records. */
+static void merge_addr_parts(const struct dns_query *q, int families, struct part *out)
+{
+    const struct part *parts[2] = {(families & DNS_INET4) ? &q->a : NULL,
+                                   (families & DNS_INET6) ? &q->aaaa : NULL};
+    static const enum dns_status order[] = {DNS_TEMPFAIL, DNS_NOTFOUND, DNS_NODATA};
+
+    if (q->nv4 + q->nv6 > 0) {
+        set_part(out, DNS_OK, NULL);
+        return;
+    }
+    for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++)
+        for (size_t i = 0; i < 2; i++)
+            if (parts[i] != NULL && parts[i]->status == order[k]) {
+                *out = *parts[i];
+                return;
+            }
+    set_part(out, DNS_NODATA, WHY_NODATA);
+}
+
+static void finish_addr(struct dns_query *q)
+{
+    struct dns_addr all[DNS_RECORDS_MAX];
+    struct part verdict;
+    size_t n = 0;
+
+    merge_addr_parts(q, q->families, &verdict);
+    for (size_t i = 0; i < q->nv4 && n < DNS_RECORDS_MAX; i++)
+        all[n++] = q->v4[i];
+    for (size_t i = 0; i < q->nv6 && n < DNS_RECORDS_MAX; i++)
+        all[n++] = q->v6[i];
+    q->addr_fn(q->ctx, verdict.status, n ? all : NULL, n, verdict.why);
+}
+
+static void query_finish_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct dns_query *q = arg;
+
+    if (!q->cancelled) {
+        if (q->kind == QUERY_MX)
+            q->mx_fn(q->ctx, q->mx.status, q->nmx ? q->mxs : NULL, q->nmx, q->mx.why);
+        else
+            finish_addr(q);
+    }
+    query_unlink_free(q);
+}
+
+/* RFC 1035 host names, with the underscore real zones use, and an
+ * optional trailing dot. */
+static int valid_name(const char *name)
+{
+    size_t len = strlen(name), label = 0;
+
+    if (len == 0 || len > 254 || (len == 254 && name[253] != '.'))
+        return 0;
+    for (const char *p = name; *p != 0; p++) {
+        if (*p == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+        } else if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+struct dns_query *dns_lookup_mx(struct dns_resolver *r, const char *name, dns_mx_fn fn,
+                                void *ctx)
+{
+    struct dns_query *q = query_new(r, QUERY_MX, ctx);
+
+    if (q == NULL)
+        return NULL;
+    q->mx_fn = fn;
+    if (!valid_name(name)) {
+        set_part(&q->mx, DNS_NOTFOUND, WHY_BADNAME);
+    } else {
+        q->pending = 1;
+        ares_query(r->channel, name, ns_c_in, ns_t_mx, on_mx_answer, q);
+    }
+    query_schedule_finish(q);
+    rearm_timer(r);
+    return q;
+}
+
+struct dns_query *dns_lookup_addr(struct dns_resolver *r, const char *host, int families,
+                                  dns_addr_fn fn, void *ctx)
+{
+    struct dns_query *q = query_new(r, QUERY_ADDR, ctx);
+
+    if (q == NULL)
+        return NULL;
+    q->addr_fn = fn;
+    q->families = families & (DNS_INET4 | DNS_INET6);
+    if (!valid_name(host) || q->families == 0) {
+        /* The verdict then comes from the A part alone. */
+        set_part(&q->a, DNS_NOTFOUND, WHY_BADNAME);
+        q->families = DNS_INET4;
+    } else {
+        q->pending = ((families & DNS_INET4) != 0) + ((families & DNS_INET6) != 0);
+        if (families & DNS_INET4)
+            ares_query(r->channel, host, ns_c_in, ns_t_a, on_a_answer, q);
+        if (families & DNS_INET6)
+            ares_query(r->channel, host, ns_c_in, ns_t_aaaa, on_aaaa_answer, q);
+    }
+    query_schedule_finish(q);
+    rearm_timer(r);
+    return q;
+}
+
+/* --- helpers ------------------------------------------------------------- */
+
+static int mx_pref_cmp(const void *a, const void *b)
+{
+    const struct dns_mx *x = a, *y = b;
+
+    return x->pref < y->pref ? -1 : x->pref > y->pref;
+}
+
+void dns_mx_sort(struct dns_mx *mx, size_t n, unsigned (*rnd)(unsigned bound))
+{
+    size_t start = 0;
+
+    if (n < 2)
+        return;
+    qsort(mx, n, sizeof(*mx), mx_pref_cmp);
+    while (start < n) {
+        size_t end = start + 1;
+        while (end < n && mx[end].pref == mx[start].pref)
+            end++;
+        /* Fisher-Yates over the run [start, end). */
+        for (size_t i = end - 1; i > start; i--) {
+            size_t j = start + rnd((unsigned)(i - start + 1));
+            if (j != i) {
+                struct dns_mx tmp = mx[i];
+                mx[i] = mx[j];
+                mx[j] = tmp;
+            }
+        }
+        start = end;
+    }
+}
+
+int dns_families(const char *inet_protocols)
+{
+    char buf[256], *items[8];
+    size_t n;
+    int families = 0;
+
+    if (inet_protocols == NULL || strlen(inet_protocols) >= sizeof(buf))
+        return 0;
+    n = config_split(inet_protocols, buf, items, 8);
+    for (size_t i = 0; i < n; i++) {
+        if (strcasecmp(items[i], "all") == 0)
+            families |= DNS_INET4 | DNS_INET6;
+        else if (strcasecmp(items[i], "ipv4") == 0)
+            families |= DNS_INET4;
+        else if (strcasecmp(items[i], "ipv6") == 0)
+            families |= DNS_INET6;
+    }
+    return families;
+}
+
+void dns_addr_str(const struct dns_addr *addr, char *out, size_t outlen)
+{
+    if (inet_ntop(addr->family, &addr->u, out, (socklen_t)outlen) == NULL && outlen > 0)
+        snprintf(out, outlen, "?");
+}
+
+int dns_addr_parse(const char *text, struct dns_addr *addr)
+{
+    memset(addr, 0, sizeof(*addr));
+    if (strncasecmp(text, "IPv6:", 5) == 0) {
+        addr->family = AF_INET6;
+        return inet_pton(AF_INET6, text + 5, &addr->u.v6) == 1 ? 0 : -1;
+    }
+    if (inet_pton(AF_INET, text, &addr->u.v4) == 1) {
+        addr->family = AF_INET;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, text, &addr->u.v6) == 1) {
+        addr->family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}

@@ -1,0 +1,223 @@
+/* remote.h - the parts of the SMTP client (remote) that its files share.
+ *
+ * remote.c    the daemon: accepts qmgr's connections on private/smtp (or
+ *             private/relay), reads deliver_protocol requests, runs one job
+ *             per request, logs each recipient and replies
+ * route.c     nexthop -> the list of addresses to try: MX lookup, sort and
+ *             shuffle, A/AAAA, null MX, loops back to myself (lib/dns)
+ * session.c   one SMTP connection: connect, greeting, EHLO/HELO, STARTTLS,
+ *             the reply reader with its timeouts, QUIT; the idle cache
+ * transact.c  one mail transaction on a ready session: MAIL, RCPT, DATA
+ *             (pipelined when offered), the message content, results
+ * reply.c     the bounded SMTP reply parser and EHLO keywords
+ *
+ * Everything runs in one libevent loop; nothing blocks but reads of the
+ * local queue file.
+ */
+#ifndef POSTERN_REMOTE_H
+#define POSTERN_REMOTE_H
+
+#include <stddef.h>
+#include <sys/time.h>
+
+#include "delivery.h"
+#include "dns.h"
+
+struct event_base;
+struct evbuffer;
+struct session;
+struct job;
+
+#define REMOTE_PROTOCOL "deliver_protocol"
+
+#define REPLY_LINE_MAX 2048     /* one reply line, CRLF excluded */
+#define REPLY_TEXT_MAX 4096     /* a whole reply, lines included */
+#define REPLY_LINES_MAX 100     /* lines of one reply */
+#define HOST_RELAY_SIZE (DNS_NAME_SIZE + 64)  /* "host[addr]:port" */
+
+enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT, TLS_LEVEL_VERIFY,
+                 TLS_LEVEL_SECURE };
+
+/* Parameters, read once at start (remote.c). */
+struct remote_config {
+    const char *myhostname;
+    const char *helo_name;
+    long connect_timeout, helo_timeout, mail_timeout, rcpt_timeout;
+    long data_init_timeout, data_xfer_timeout, data_done_timeout;
+    long rset_timeout, quit_timeout, starttls_timeout;
+    enum tls_level tls_level;
+    const char *tls_cafile;
+    const char *tls_protocols, *tls_ciphers;
+    const char *tls_mandatory_protocols, *tls_mandatory_ciphers;
+    int families;                /* DNS_INET4 | DNS_INET6 from inet_protocols */
+    unsigned default_port;       /* smtp_tcp_port */
+    long mx_address_limit, mx_session_limit;
+    long cache_time_limit;       /* idle seconds in the cache */
+    long reuse_time_limit;       /* seconds a connection may be reused */
+    long reuse_count_limit;      /* transactions per connection, 0 = no limit */
+};
+extern struct remote_config remote_cfg;
+extern struct event_base *remote_base;
+extern struct dns_resolver *remote_dns;
+
+/* --- reply.c ----------------------------------------------------------- */
+
+struct smtp_reply {
+    int code;                    /* 250 */
+    char dsn[16];                /* enhanced code from the text, or "2.0.0" */
+    char text[REPLY_TEXT_MAX];   /* the raw lines, '\n' between them */
+    size_t len;
+    int nlines;
+};
+struct smtp_features {
+    int esmtp, pipelining, eightbitmime, starttls, dsn;
+    long long size_limit;        /* -1 no SIZE; 0 no limit given */
+};
+#define REPLY_BAD (-1)
+#define REPLY_MORE 0
+#define REPLY_DONE 1
+void reply_reset(struct smtp_reply *r);
+/* Add one line (CRLF removed). REPLY_DONE when it was the last line of the
+ * reply, REPLY_MORE when more lines follow, REPLY_BAD when malformed or
+ * over a limit (the reply must then be abandoned). */
+int reply_add_line(struct smtp_reply *r, const char *line, size_t len);
+void reply_parse_ehlo(const struct smtp_reply *r, struct smtp_features *f);
+/* snprintf for texts where cutting a long value short is the intent (log
+ * and status texts, "host[addr]" names). */
+void text_printf(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* --- route.c ----------------------------------------------------------- */
+
+/* One address to try. */
+struct target {
+    char host[DNS_NAME_SIZE];    /* MX host name, or the literal */
+    struct dns_addr addr;
+    unsigned port;
+};
+
+/* The parsed nexthop of a request. */
+struct nexthop {
+    char name[DNS_NAME_SIZE];    /* domain, host, or address literal */
+    unsigned port;
+    int mx;                      /* MX lookup first (no brackets) */
+    int literal;                 /* name is an IP address */
+    char key[DNS_NAME_SIZE + 16];/* for the connection cache */
+};
+/* "domain", "host:port", "[host]", "[host]:port" (ipc.h). -1 if malformed. */
+int nexthop_parse(const char *text, unsigned default_port, struct nexthop *nh);
+/* Parse a port: digits, or "smtp". 0 when invalid. */
+unsigned port_parse(const char *text);
+
+/* Outcome of routing: targets, or a status for every recipient. */
+struct route_result {
+    struct target *targets;      /* owned by the route; valid in the callback */
+    size_t ntargets;
+    const char *dsn;             /* when ntargets == 0 */
+    const char *text;
+};
+typedef void (*route_fn)(void *ctx, const struct route_result *res);
+struct route;
+/* Resolve nh; fn runs once, later, from the event loop. The caller owns the
+ * handle until fn has run (route_cancel before that frees it silently). */
+struct route *route_start(const struct nexthop *nh, route_fn fn, void *ctx);
+void route_cancel(struct route *rt);
+/* Learn this host's addresses (inet_interfaces) for loop detection. */
+void route_init_self(void);
+
+/* --- session.c ----------------------------------------------------------- */
+
+/* Why a session could not be opened or broke. */
+struct session_failure {
+    char dsn[16];
+    char text[DELIVERY_TEXT_MAX];
+    int greeted;                 /* the server spoke: counts against mx_session_limit */
+    int retry_plain;             /* TLS handshake failed under "may": try without */
+};
+
+/* Ready: s is set and f is NULL; failed: s is NULL (already freed). */
+typedef void (*session_open_fn)(void *owner, struct session *s, const struct session_failure *f);
+typedef void (*session_reply_fn)(void *owner, const struct smtp_reply *r);
+/* The session broke (I/O error, timeout, malformed reply): it is unusable
+ * and the owner must session_release(s, 0) it. */
+typedef void (*session_error_fn)(void *owner, const struct session_failure *f);
+typedef void (*session_drain_fn)(void *owner);
+
+/* Connect to t and get the server ready for MAIL (greeting, EHLO or HELO,
+ * STARTTLS per policy). tls_host is the name a certificate must match at
+ * level verify/secure. no_tls skips STARTTLS. */
+void session_open(const struct target *t, const char *tls_host, int no_tls,
+                  session_open_fn done, void *owner);
+/* An idle session for the cache key, or NULL. */
+struct session *session_cache_take(const char *key);
+/* Done with s: reusable ones go to the cache under key (within the reuse
+ * limits), the rest get QUIT and are closed. */
+void session_release(struct session *s, const char *key, int reusable);
+void session_cache_flush(void);
+size_t session_count(void);
+
+void session_bind(struct session *s, void *owner, session_error_fn on_error);
+/* Queue a command line (CRLF added). */
+void session_send(struct session *s, const char *line);
+/* Expect the next reply; timeout in seconds. command names it for "in reply
+ * to COMMAND command"; doing for "while DOING" in failures. */
+void session_expect(struct session *s, session_reply_fn fn, long timeout, const char *command,
+                    const char *doing);
+struct evbuffer *session_output(struct session *s);
+/* Call fn when the output buffer runs low (message content flow control);
+ * the timer then allows timeout seconds per step. NULL fn stops it. */
+void session_on_drain(struct session *s, session_drain_fn fn, long timeout);
+/* Close at once, without QUIT (the transaction cannot be finished). */
+void session_abort(struct session *s);
+
+const struct smtp_features *session_features(const struct session *s);
+const char *session_relay(const struct session *s);    /* "host[addr]:port" */
+const char *session_peer(const struct session *s);     /* "host[addr]" */
+int session_reused(const struct session *s);           /* taken from the cache */
+/* "host H[A] said: REPLY (in reply to CMD command)" into out. */
+void session_said(const struct session *s, const struct smtp_reply *r, const char *command,
+                  char *out, size_t outlen);
+
+/* --- transact.c -------------------------------------------------------- */
+
+/* One recipient of a job and its outcome. */
+struct rcpt {
+    long long offset;
+    char *address;               /* internal form; owned */
+    char *orig;                  /* owned, or NULL */
+    char *dsn_orcpt;             /* owned, or NULL: "type;address" */
+    int dsn_notify;
+    char dsn[16];                /* result; "" while undecided */
+    char text[DELIVERY_TEXT_MAX];
+    char relay[HOST_RELAY_SIZE];
+    int accepted;                /* RCPT got 2xx in this transaction */
+};
+
+/* What a transaction needs to know about the message. */
+struct message {
+    const char *queue_id;
+    const char *sender;          /* internal form */
+    const char *dsn_envid, *dsn_ret;
+    int fd;                      /* the queue file */
+    long long content_size;
+    long long content_offset;
+    int eightbit;                /* -1 unknown, 0 no 8-bit bytes, 1 some */
+};
+
+/* The transaction is over and the session handed back (to the cache
+ * under key, or closed). broke_early: s was a cached connection that died
+ * before the server answered anything, so nothing was decided and a fresh
+ * connection should be tried; otherwise every recipient that took part has
+ * its status. */
+typedef void (*transact_fn)(void *ctx, int broke_early);
+/* Run one transaction on s for the recipients whose dsn is still "". The
+ * transaction owns s from here on; m, rcpts and key must stay valid until
+ * done has run. */
+void transact_start(struct session *s, const char *key, struct message *m, struct rcpt *rcpts,
+                    size_t n, transact_fn done, void *ctx);
+
+/* Set a recipient's result once. */
+void rcpt_set(struct rcpt *r, const char *dsn, const char *relay, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,438 @@
+/* transact.c - one mail transaction of remote on a ready session
+ * (remote.h): MAIL FROM, RCPT TO for each recipient still undecided, DATA,
+ * the message content from the queue file, and the final reply.
+ *
+ * When the server offers PIPELINING, MAIL, every RCPT and DATA go out in
+ * one write and the replies are matched in order (RFC 2920); otherwise one
+ * command waits for the previous reply. Each RCPT reply decides its own
+ * recipient (2xx accepted, 4xx deferred, 5xx bounced); the reply to the
+ * final dot decides every accepted one. A message larger than the server's
+ * SIZE is refused before MAIL (5.3.4), as Postfix does. A transaction that
+ * ends without DATA is closed with RSET so the connection can be reused.
+ */
+#include "remote.h"
+
+#include "address.h"
+#include "log.h"
+#include "queue_file.h"
+#include "record.h"
+#include "stream.h"
+#include "xtext.h"
+
+#include <event2/buffer.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CONTENT_HIGH_WATER 65536   /* content queued in the output at most */
+#define COMMAND_MAX (3 * ADDRESS_MAX + 256)
+
+struct transaction {
+    struct session *s;
+    const char *key;            /* the connection cache key; the caller's */
+    struct message *m;
+    struct rcpt *rcpts;
+    size_t *todo;               /* indices of the recipients of this transaction */
+    size_t ntodo;
+    size_t next_send;           /* next RCPT to send without pipelining */
+    size_t next_reply;          /* next RCPT reply to match */
+    size_t naccepted;
+    int mail_ok, mail_failed;
+    int any_reply;              /* the server answered something */
+    /* content */
+    struct stream *queue;       /* over a dup of the queue file descriptor */
+    struct rec_buf chunk;
+    int at_line_start;
+    transact_fn done;
+    void *ctx;
+};
+
+void rcpt_set(struct rcpt *r, const char *dsn, const char *relay, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (r->dsn[0] != 0)
+        return;
+    /* A reply class we did not expect here (3xx) is a protocol error. */
+    snprintf(r->dsn, sizeof(r->dsn), "%s", delivery_dsn_valid(dsn) ? dsn : "4.5.0");
+    snprintf(r->relay, sizeof(r->relay), "%s", relay);
+    va_start(ap, fmt);
+    vsnprintf(r->text, sizeof(r->text), fmt, ap);
+    va_end(ap);
+}
+
+static struct rcpt *todo_rcpt(struct transaction *t, size_t i)
+{
+    return &t->rcpts[t->todo[i]];
+}
+
+static void set_all(struct transaction *t, int accepted_only, const char *dsn, const char *text)
+{
+    for (size_t i = 0; i < t->ntodo; i++) {
+        struct rcpt *r = todo_rcpt(t, i);
+        if (!accepted_only || r->accepted)
+            rcpt_set(r, dsn, session_relay(t->s), "%s", text);
+    }
+}
+
+/* reusable: 1 the session goes back to the cache, 0 it is closed, -1 it is
+ * already gone (aborted). */
+static void transaction_end(struct transaction *t, int reusable, int broke_early)
+{
+    transact_fn done = t->done;
+    void *ctx = t->ctx;
+
+    if (reusable >= 0)
+        session_release(t->s, t->key, reusable);
+    if (t->queue != NULL)
+        stream_close(t->queue);
+    rec_buf_free(&t->chunk);
+    free(t->todo);
+    free(t);
+    done(ctx, broke_early);
+}
+
+/* The session broke: whatever is undecided is deferred with its reason,
+ * unless a cached connection died before the server said anything. */
+static void on_session_error(void *owner, const struct session_failure *f)
+{
+    struct transaction *t = owner;
+
+    if (session_reused(t->s) && !t->any_reply) {
+        transaction_end(t, 0, 1);
+        return;
+    }
+    set_all(t, 0, f->dsn, f->text);
+    transaction_end(t, 0, 0);
+}
+
+/* --- RSET ---------------------------------------------------------------- */
+
+static void rset_reply(void *owner, const struct smtp_reply *r)
+{
+    transaction_end(owner, r->code / 100 == 2, 0);
+}
+
+static void send_rset(struct transaction *t)
+{
+    session_send(t->s, "RSET");
+    session_expect(t->s, rset_reply, remote_cfg.rset_timeout, "RSET", "sending RSET");
+}
+
+/* --- content ------------------------------------------------------------ */
+
+/* LF -> CRLF and a dot doubled at the start of a line (RFC 5321 4.5.2). */
+static void put_content(struct evbuffer *out, const char *p, size_t len, int *bol)
+{
+    size_t start = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (*bol && p[i] == '.') {
+            evbuffer_add(out, p + start, i - start);
+            evbuffer_add(out, ".", 1);
+            start = i;
+        }
+        *bol = p[i] == '\n';
+        if (p[i] == '\n') {
+            evbuffer_add(out, p + start, i - start);
+            evbuffer_add(out, "\r\n", 2);
+            start = i + 1;
+        }
+    }
+    evbuffer_add(out, p + start, len - start);
+}
+
+static void dot_reply(void *owner, const struct smtp_reply *r)
+{
+    struct transaction *t = owner;
+    char said[DELIVERY_TEXT_MAX];
+
+    if (r->code / 100 == 2) {
+        delivery_text_clean(said, sizeof(said), r->text);
+    } else {
+        session_said(t->s, r, "end of DATA", said, sizeof(said));
+    }
+    set_all(t, 1, r->dsn, said);
+    transaction_end(t, 1, 0);
+}
+
+static void send_content(void *owner);
+
+static void content_done(struct transaction *t)
+{
+    struct evbuffer *out = session_output(t->s);
+
+    if (!t->at_line_start)
+        evbuffer_add(out, "\r\n", 2);
+    evbuffer_add(out, ".\r\n", 3);
+    session_on_drain(t->s, NULL, 0);
+    session_expect(t->s, dot_reply, remote_cfg.data_done_timeout, "end of DATA",
+                   "sending end of data -- message may be sent more than once");
+}
+
+/* Top the output up from the queue file; called again as it drains. */
+static void send_content(void *owner)
+{
+    struct transaction *t = owner;
+    struct evbuffer *out = session_output(t->s);
+
+    while (evbuffer_get_length(out) < CONTENT_HIGH_WATER) {
+        int rc = queue_content_next(t->queue, &t->chunk);
+        if (rc == 0) {
+            content_done(t);
+            return;
+        }
+        if (rc < 0) {
+            /* Never send the final dot for a message we could not read:
+             * dropping the connection makes the server discard it. */
+            msg_warn("%s: error reading queue file content", t->m->queue_id);
+            set_all(t, 1, "4.3.0", "error reading the queued message");
+            session_abort(t->s);
+            transaction_end(t, -1, 0);
+            return;
+        }
+        put_content(out, t->chunk.data, t->chunk.len, &t->at_line_start);
+    }
+}
+
+static int open_content(struct transaction *t)
+{
+    int fd = dup(t->m->fd);
+
+    if (fd < 0 || (t->queue = stream_open(fd, 0)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return queue_content_begin(t->queue, (off_t)t->m->content_offset);
+}
+
+static void data_reply(void *owner, const struct smtp_reply *r)
+{
+    struct transaction *t = owner;
+    char said[DELIVERY_TEXT_MAX];
+
+    if (!t->mail_ok || t->naccepted == 0) {
+        /* Nothing to send. A server that still says 354 gets the
+         * connection dropped: an empty message must not go out. */
+        if (r->code == 354) {
+            session_abort(t->s);
+            transaction_end(t, -1, 0);
+        } else {
+            send_rset(t);
+        }
+        return;
+    }
+    if (r->code != 354) {
+        session_said(t->s, r, "DATA", said, sizeof(said));
+        set_all(t, 1, r->dsn, said);
+        send_rset(t);
+        return;
+    }
+    if (open_content(t) < 0) {
+        msg_warn("%s: cannot read queue file content", t->m->queue_id);
+        set_all(t, 1, "4.3.0", "error reading the queued message");
+        session_abort(t->s);
+        transaction_end(t, -1, 0);
+        return;
+    }
+    t->at_line_start = 1;
+    session_on_drain(t->s, send_content, remote_cfg.data_xfer_timeout);
+    send_content(t);
+}
+
+static void send_data(struct transaction *t)
+{
+    session_send(t->s, "DATA");
+    session_expect(t->s, data_reply, remote_cfg.data_init_timeout, "DATA", "sending DATA command");
+}
+
+/* --- MAIL and RCPT ------------------------------------------------------- */
+
+static void rcpt_reply(void *owner, const struct smtp_reply *r);
+
+static void format_rcpt(const struct transaction *t, const struct rcpt *r, char *line,
+                        size_t len)
+{
+    char quoted[2 * ADDRESS_MAX], orcpt[3 * ADDRESS_MAX];
+    const struct smtp_features *f = session_features(t->s);
+    size_t n;
+
+    if (address_quote(r->address, quoted, sizeof(quoted)) < 0)
+        snprintf(quoted, sizeof(quoted), "%s", r->address);
+    n = (size_t)snprintf(line, len, "RCPT TO:<%s>", quoted);
+    if (!f->dsn || n >= len)
+        return;
+    if (r->dsn_notify != 0) {
+        if (r->dsn_notify & DSN_NOTIFY_NEVER)
+            n += (size_t)snprintf(line + n, len - n, " NOTIFY=NEVER");
+        else
+            n += (size_t)snprintf(line + n, len - n, " NOTIFY=%s%s%s",
+                                  (r->dsn_notify & DSN_NOTIFY_SUCCESS) ? "SUCCESS," : "",
+                                  (r->dsn_notify & DSN_NOTIFY_FAILURE) ? "FAILURE," : "",
+                                  (r->dsn_notify & DSN_NOTIFY_DELAY) ? "DELAY," : "");
+        if (n < len && line[n - 1] == ',')
+            line[--n] = 0;
+    }
+    const char *semi = r->dsn_orcpt != NULL ? strchr(r->dsn_orcpt, ';') : NULL;
+    if (semi != NULL && n < len && semi - r->dsn_orcpt < 32
+        && xtext_encode(semi + 1, orcpt, sizeof(orcpt)) >= 0)
+        snprintf(line + n, len - n, " ORCPT=%.*s;%s", (int)(semi - r->dsn_orcpt), r->dsn_orcpt,
+                 orcpt);
+}
+
+static void send_rcpt(struct transaction *t, size_t i)
+{
+    char line[COMMAND_MAX];
+
+    format_rcpt(t, todo_rcpt(t, i), line, sizeof(line));
+    session_send(t->s, line);
+    session_expect(t->s, rcpt_reply, remote_cfg.rcpt_timeout, "RCPT TO", "sending RCPT TO");
+}
+
+static void rcpt_reply(void *owner, const struct smtp_reply *r)
+{
+    struct transaction *t = owner;
+    struct rcpt *rc = todo_rcpt(t, t->next_reply++);
+    char said[DELIVERY_TEXT_MAX];
+
+    t->any_reply = 1;
+    if (!t->mail_failed) {
+        if (r->code / 100 == 2) {
+            rc->accepted = 1;
+            t->naccepted++;
+        } else {
+            session_said(t->s, r, "RCPT TO", said, sizeof(said));
+            rcpt_set(rc, r->dsn, session_relay(t->s), "%s", said);
+        }
+    }
+    if (session_features(t->s)->pipelining)
+        return;   /* DATA is already on its way */
+    if (t->next_send < t->ntodo)
+        send_rcpt(t, t->next_send++);
+    else if (t->naccepted > 0)
+        send_data(t);
+    else
+        send_rset(t);
+}
+
+static void mail_reply(void *owner, const struct smtp_reply *r)
+{
+    struct transaction *t = owner;
+    char said[DELIVERY_TEXT_MAX];
+
+    t->any_reply = 1;
+    if (r->code / 100 == 2) {
+        t->mail_ok = 1;
+        if (!session_features(t->s)->pipelining)
+            send_rcpt(t, t->next_send++);
+        return;
+    }
+    t->mail_failed = 1;
+    session_said(t->s, r, "MAIL FROM", said, sizeof(said));
+    set_all(t, 0, r->dsn, said);
+    if (!session_features(t->s)->pipelining)
+        send_rset(t);
+    /* Pipelined: the RCPT and DATA replies still come and are ignored. */
+}
+
+/* Whether the content has 8-bit bytes; read once per message. */
+static int message_eightbit(struct message *m)
+{
+    struct rec_buf chunk = {0};
+    struct stream *s;
+    int fd, rc;
+
+    if (m->eightbit >= 0)
+        return m->eightbit;
+    m->eightbit = 0;
+    if ((fd = dup(m->fd)) < 0 || (s = stream_open(fd, 0)) == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    if (queue_content_begin(s, (off_t)m->content_offset) == 0) {
+        while (m->eightbit == 0 && (rc = queue_content_next(s, &chunk)) > 0)
+            for (size_t i = 0; i < chunk.len; i++)
+                if ((unsigned char)chunk.data[i] >= 0x80) {
+                    m->eightbit = 1;
+                    break;
+                }
+    }
+    rec_buf_free(&chunk);
+    stream_close(s);
+    return m->eightbit;
+}
+
+static void format_mail(struct transaction *t, char *line, size_t len)
+{
+    char quoted[2 * ADDRESS_MAX], envid[3 * 100 + 1];
+    const struct smtp_features *f = session_features(t->s);
+    size_t n;
+
+    if (address_quote(t->m->sender, quoted, sizeof(quoted)) < 0)
+        snprintf(quoted, sizeof(quoted), "%s", t->m->sender);
+    n = (size_t)snprintf(line, len, "MAIL FROM:<%s>", quoted);
+    if (n < len && f->size_limit >= 0)
+        n += (size_t)snprintf(line + n, len - n, " SIZE=%lld", t->m->content_size);
+    if (n < len && f->eightbitmime && message_eightbit(t->m))
+        n += (size_t)snprintf(line + n, len - n, " BODY=8BITMIME");
+    if (n < len && f->dsn && t->m->dsn_ret != NULL && *t->m->dsn_ret)
+        n += (size_t)snprintf(line + n, len - n, " RET=%s", t->m->dsn_ret);
+    if (n < len && f->dsn && t->m->dsn_envid != NULL && *t->m->dsn_envid
+        && xtext_encode(t->m->dsn_envid, envid, sizeof(envid)) >= 0)
+        snprintf(line + n, len - n, " ENVID=%s", envid);
+}
+
+/* The recipients still undecided take part. Returns how many. */
+static size_t collect_todo(struct transaction *t, size_t n)
+{
+    if ((t->todo = calloc(n ? n : 1, sizeof(*t->todo))) == NULL)
+        msg_fatal("out of memory for %zu recipients", n);
+    for (size_t i = 0; i < n; i++) {
+        t->rcpts[i].accepted = 0;
+        if (t->rcpts[i].dsn[0] == 0)
+            t->todo[t->ntodo++] = i;
+    }
+    return t->ntodo;
+}
+
+void transact_start(struct session *s, const char *key, struct message *m, struct rcpt *rcpts,
+                    size_t n, transact_fn done, void *ctx)
+{
+    struct transaction *t = calloc(1, sizeof(*t));
+    const struct smtp_features *f = session_features(s);
+    char line[COMMAND_MAX];
+
+    if (t == NULL)
+        msg_fatal("out of memory for a transaction");
+    t->s = s;
+    t->key = key;
+    t->m = m;
+    t->rcpts = rcpts;
+    t->done = done;
+    t->ctx = ctx;
+    session_bind(s, t, on_session_error);
+    if (collect_todo(t, n) == 0) {
+        transaction_end(t, 1, 0);
+        return;
+    }
+    if (f->size_limit > 0 && m->content_size > f->size_limit) {
+        char text[DELIVERY_TEXT_MAX];
+        snprintf(text, sizeof(text), "message size %lld exceeds size limit %lld of server %s",
+                 m->content_size, f->size_limit, session_peer(s));
+        set_all(t, 0, "5.3.4", text);
+        transaction_end(t, 1, 0);
+        return;
+    }
+    format_mail(t, line, sizeof(line));
+    session_send(s, line);
+    session_expect(s, mail_reply, remote_cfg.mail_timeout, "MAIL FROM", "sending MAIL FROM");
+    if (f->pipelining) {
+        for (t->next_send = 0; t->next_send < t->ntodo; t->next_send++)
+            send_rcpt(t, t->next_send);
+        send_data(t);
+    }
+}

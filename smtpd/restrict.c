@@ -1,0 +1,833 @@
+/* restrict.c - smtpd_client/helo/sender/relay/recipient_restrictions.
+ *
+ * As in Postfix with smtpd_delay_reject = yes, all five lists are evaluated
+ * at RCPT time, in that order, for each recipient: in each list the first
+ * restriction that decides (permit or reject) ends that list; a reject ends
+ * everything; a permit moves on to the next list. When all lists pass, a
+ * recipient in a local domain must be a known local recipient
+ * (lib/local_recipient.h). Reply texts and codes are Postfix's.
+ *
+ * Relay decisions use the recipient after parsing and de-quoting: a local
+ * part with '@', '%' or '!' is sender-specified routing and never counts as
+ * an authorized destination, however the domain looks.
+ *
+ * DNS (reject_rbl_client, reject_unknown_sender_domain) goes through
+ * lib/dns.h on smtpd's event loop: evaluation stops at the restriction
+ * that needs an answer and starts again at that same restriction when the
+ * answer is in the session's cache, so nothing ever blocks.
+ */
+#include "smtpd.h"
+
+#include "address.h"
+#include "config.h"
+#include "dns.h"
+#include "local_recipient.h"
+#include "log.h"
+#include "lookup.h"
+#include "match.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define TOKEN_MAX 1024
+#define DNS_CACHE_MAX 32   /* answers remembered per session */
+#define QNAME_MAX (DNS_NAME_SIZE + 80)   /* room to build a name before its length check */
+
+enum stage { STAGE_CLIENT, STAGE_HELO, STAGE_SENDER, STAGE_RELAY, STAGE_RECIPIENT, STAGE_COUNT };
+
+static const struct {
+    const char *param;
+    const char *reply_class;
+} stages[STAGE_COUNT] = {
+    {"smtpd_client_restrictions", "Client host"},
+    {"smtpd_helo_restrictions", "Helo command"},
+    {"smtpd_sender_restrictions", "Sender address"},
+    {"smtpd_relay_restrictions", "Recipient address"},
+    {"smtpd_recipient_restrictions", "Recipient address"},
+};
+
+enum r_kind {
+    R_PERMIT, R_REJECT, R_DEFER, R_DUNNO,
+    R_PERMIT_MYNETWORKS, R_PERMIT_SASL, R_PERMIT_AUTH_DEST,
+    R_REJECT_UNAUTH_DEST, R_DEFER_UNAUTH_DEST,
+    R_CHECK_CLIENT, R_CHECK_HELO, R_CHECK_SENDER, R_CHECK_RECIPIENT,
+    R_UNKNOWN_SENDER_DOMAIN, R_NON_FQDN_SENDER, R_NON_FQDN_RECIPIENT,
+    R_NON_FQDN_HELO, R_INVALID_HELO, R_RBL_CLIENT, R_LOGIN_MISMATCH,
+    R_UNLISTED_RECIPIENT,
+};
+
+static const struct {
+    const char *name;
+    enum r_kind kind;
+    int has_arg;
+} known[] = {
+    {"permit", R_PERMIT, 0},
+    {"reject", R_REJECT, 0},
+    {"defer", R_DEFER, 0},
+    {"dunno", R_DUNNO, 0},
+    {"permit_mynetworks", R_PERMIT_MYNETWORKS, 0},
+    {"permit_sasl_authenticated", R_PERMIT_SASL, 0},
+    {"permit_auth_destination", R_PERMIT_AUTH_DEST, 0},
+    {"reject_unauth_destination", R_REJECT_UNAUTH_DEST, 0},
+    {"defer_unauth_destination", R_DEFER_UNAUTH_DEST, 0},
+    {"check_client_access", R_CHECK_CLIENT, 1},
+    {"check_helo_access", R_CHECK_HELO, 1},
+    {"check_sender_access", R_CHECK_SENDER, 1},
+    {"check_recipient_access", R_CHECK_RECIPIENT, 1},
+    {"reject_unknown_sender_domain", R_UNKNOWN_SENDER_DOMAIN, 0},
+    {"reject_non_fqdn_sender", R_NON_FQDN_SENDER, 0},
+    {"reject_non_fqdn_recipient", R_NON_FQDN_RECIPIENT, 0},
+    {"reject_non_fqdn_helo_hostname", R_NON_FQDN_HELO, 0},
+    {"reject_invalid_helo_hostname", R_INVALID_HELO, 0},
+    {"reject_rbl_client", R_RBL_CLIENT, 1},
+    {"reject_sender_login_mismatch", R_LOGIN_MISMATCH, 0},
+    {"reject_unlisted_recipient", R_UNLISTED_RECIPIENT, 0},
+};
+
+struct restriction {
+    enum r_kind kind;
+    char *arg;                  /* table spec or RBL domain */
+    struct lookup_list *table;  /* check_*_access */
+};
+
+static struct {
+    struct restriction *items;
+    size_t n;
+} lists[STAGE_COUNT];
+
+enum verdict { V_DUNNO, V_PERMIT, V_REJECT, V_PENDING };
+
+/* What DNS told us, remembered for the rest of the session. */
+enum dns_kind { DK_RBL, DK_SENDER_DOMAIN };
+enum domain_result { DOMAIN_FOUND, DOMAIN_NOTFOUND, DOMAIN_NULLMX, DOMAIN_TEMPFAIL };
+
+struct dns_cache_entry {
+    struct dns_cache_entry *next;
+    enum dns_kind kind;
+    int result;            /* RBL: 1 listed; domain: enum domain_result */
+    char *addrs;           /* RBL: the A records, comma separated */
+    char key[];
+};
+
+struct dns_cache {
+    struct dns_cache_entry *head;
+    int n;
+};
+
+/* The evaluation in progress for one RCPT. */
+struct check_state {
+    int stage;
+    size_t item;
+    struct dns_query *query;
+    enum dns_kind dns_kind;
+    char dns_key[QNAME_MAX];
+    char sender[ADDRESS_MAX + 2];   /* quoted as RFC 5321 wants, for replies */
+    char rcpt[ADDRESS_MAX + 2];
+};
+
+struct outcome {
+    int *code;
+    char *text;
+    size_t len;
+};
+
+/* --- parsing the lists --- */
+
+static int is_separator(char c)
+{
+    return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* Next word of a restriction list; "inline:{ a=b, c=d }" stays one word.
+ * Returns 0 at the end. */
+static int next_token(const char **pp, char *out, size_t outlen)
+{
+    const char *p = *pp;
+    while (*p && is_separator(*p))
+        p++;
+    if (!*p)
+        return 0;
+    size_t n = 0;
+    int depth = 0;
+    while (*p && (depth > 0 || !is_separator(*p))) {
+        if (*p == '{')
+            depth++;
+        else if (*p == '}' && depth > 0)
+            depth--;
+        if (n + 1 < outlen)
+            out[n++] = *p;
+        p++;
+    }
+    out[n] = 0;
+    *pp = p;
+    return 1;
+}
+
+static void parse_list(enum stage st)
+{
+    const char *param = stages[st].param;
+    const char *p = config_get(param);
+    char tok[TOKEN_MAX], arg[TOKEN_MAX];
+    while (p && next_token(&p, tok, sizeof(tok))) {
+        size_t k = 0;
+        while (k < sizeof(known) / sizeof(known[0]) && strcasecmp(tok, known[k].name) != 0)
+            k++;
+        if (k == sizeof(known) / sizeof(known[0]))
+            msg_fatal("%s: unknown restriction \"%s\"", param, tok);
+        struct restriction r = {.kind = known[k].kind};
+        if (known[k].has_arg) {
+            if (!next_token(&p, arg, sizeof(arg)))
+                msg_fatal("%s: %s needs an argument", param, tok);
+            if (!(r.arg = strdup(arg)))
+                msg_fatal("out of memory");
+            if (r.kind != R_RBL_CLIENT) {
+                char err[256] = "";
+                if (!(r.table = lookup_list_open(arg, err, sizeof(err))))
+                    msg_fatal("%s: %s %s: %s", param, tok, arg, err);
+            }
+        }
+        struct restriction *items = realloc(lists[st].items, (lists[st].n + 1) * sizeof(*items));
+        if (!items)
+            msg_fatal("out of memory");
+        items[lists[st].n++] = r;
+        lists[st].items = items;
+    }
+}
+
+static int stops_relaying(enum r_kind k)
+{
+    return k == R_REJECT_UNAUTH_DEST || k == R_DEFER_UNAUTH_DEST || k == R_REJECT ||
+           k == R_DEFER;
+}
+
+void restrict_init(void)
+{
+    for (int st = 0; st < STAGE_COUNT; st++)
+        parse_list((enum stage)st);
+    /* As Postfix: refuse to run as an open relay by configuration. */
+    int guarded = 0;
+    for (int st = STAGE_RELAY; st <= STAGE_RECIPIENT; st++)
+        for (size_t i = 0; i < lists[st].n; i++)
+            guarded |= stops_relaying(lists[st].items[i].kind);
+    if (!guarded)
+        msg_fatal("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, "
+                  "specify at least one working instance of: reject_unauth_destination, "
+                  "defer_unauth_destination, reject or defer");
+}
+
+/* --- replies --- */
+
+static enum verdict reject_with(struct outcome *o, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum verdict reject_with(struct outcome *o, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->text, o->len, fmt, ap);
+    va_end(ap);
+    *o->code = code;
+    return V_REJECT;
+}
+
+/* The name a reply quotes for a stage: client, HELO, sender or recipient. */
+static const char *reply_name(const struct session *s, enum stage st)
+{
+    switch (st) {
+    case STAGE_CLIENT:
+        return s->namaddr;
+    case STAGE_HELO:
+        return s->helo;
+    case STAGE_SENDER:
+        return s->check->sender;
+    default:
+        return s->check->rcpt;
+    }
+}
+
+/* --- destinations --- */
+
+static int domain_is_local(const char *domain)
+{
+    return !domain || match_domain_list(smtpd_cfg.mydestination, domain);
+}
+
+/* The recipient is ours to accept: a local or relay domain, and no
+ * routing hidden in the local part. */
+static int authorized_destination(const char *rcpt)
+{
+    const char *domain = address_domain(rcpt);
+    size_t local_len = domain ? (size_t)(domain - 1 - rcpt) : strlen(rcpt);
+    for (size_t i = 0; i < local_len; i++)
+        if (rcpt[i] == '@' || rcpt[i] == '%' || rcpt[i] == '!')
+            return 0;
+    if (!domain)
+        return 1;
+    return match_domain_list(smtpd_cfg.mydestination, domain) ||
+           match_domain_list(smtpd_cfg.relay_domains, domain);
+}
+
+/* --- access tables --- */
+
+/* An access(5) result. OK (or a number) permits, REJECT/DEFER and 4NN/5NN
+ * refuse, DUNNO and what we do not implement go on. */
+static enum verdict access_result(const char *value, const char *name, const char *cls,
+                                  struct outcome *o)
+{
+    while (isspace((unsigned char)*value))
+        value++;
+    size_t wlen = strcspn(value, " \t");
+    const char *text = value + wlen;
+    while (isspace((unsigned char)*text))
+        text++;
+    if ((wlen == 2 && strncasecmp(value, "OK", 2) == 0))
+        return V_PERMIT;
+    if (wlen == 6 && strncasecmp(value, "REJECT", 6) == 0)
+        return reject_with(o, 554, "554 5.7.1 <%s>: %s rejected: %s", name, cls,
+                           *text ? text : "Access denied");
+    if (wlen == 5 && strncasecmp(value, "DEFER", 5) == 0)
+        return reject_with(o, 450, "450 4.7.1 <%s>: %s rejected: %s", name, cls,
+                           *text ? text : "Access denied");
+    if (wlen == 5 && strncasecmp(value, "DUNNO", 5) == 0)
+        return V_DUNNO;
+    if (wlen > 0 && strspn(value, "0123456789") == wlen) {
+        if (wlen != 3 || (value[0] != '4' && value[0] != '5'))
+            return V_PERMIT;   /* numbers other than 4NN/5NN mean OK */
+        int code = atoi(value);
+        /* An enhanced status code of the right class may lead the text. */
+        int a, b, c, used = 0;
+        char dsn[16];
+        if (sscanf(text, "%1d.%3d.%3d%n", &a, &b, &c, &used) == 3 && a == value[0] - '0' &&
+            (text[used] == 0 || text[used] == ' ')) {
+            snprintf(dsn, sizeof(dsn), "%d.%d.%d", a, b, c);
+            text += used;
+            while (*text == ' ')
+                text++;
+        } else {
+            snprintf(dsn, sizeof(dsn), "%c.7.1", value[0]);
+        }
+        return reject_with(o, code, "%d %s <%s>: %s rejected: %s", code, dsn, name, cls,
+                           *text ? text : "Access denied");
+    }
+    static int warned;
+    if (!warned++)
+        msg_warn("access table result \"%.40s\" is not supported; treated as DUNNO", value);
+    return V_DUNNO;
+}
+
+/* Look keys up in order; the first answer decides. */
+static enum verdict access_keys(struct lookup_list *table, const char *const *keys, size_t n,
+                                const char *name, const char *cls, struct outcome *o)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!keys[i] || !*keys[i])
+            continue;
+        char *value = NULL;
+        int rc = lookup_list_get(table, keys[i], &value);
+        if (rc == LOOKUP_TEMPFAIL)
+            return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", name);
+        if (rc == LOOKUP_FOUND) {
+            enum verdict v = access_result(value, name, cls, o);
+            free(value);
+            return v;
+        }
+    }
+    return V_DUNNO;
+}
+
+/* A domain, then its parent domains ("a.b.c", "b.c", "c"). */
+static enum verdict access_domain(struct lookup_list *table, const char *domain,
+                                  const char *name, const char *cls, struct outcome *o)
+{
+    for (const char *d = domain; d && *d;) {
+        const char *key[1] = {d};
+        enum verdict v = access_keys(table, key, 1, name, cls, o);
+        if (v != V_DUNNO)
+            return v;
+        d = strchr(d, '.');
+        if (d)
+            d++;
+    }
+    return V_DUNNO;
+}
+
+/* Postfix's order for addresses: user@domain, the domain and its parents,
+ * then user@. The null sender is looked up as "<>". */
+static enum verdict access_address(struct lookup_list *table, const char *addr, const char *name,
+                                   const char *cls, struct outcome *o)
+{
+    if (!*addr) {
+        const char *key[1] = {"<>"};
+        return access_keys(table, key, 1, "", cls, o);
+    }
+    const char *key[1] = {addr};
+    enum verdict v = access_keys(table, key, 1, name, cls, o);
+    const char *domain = address_domain(addr);
+    if (v == V_DUNNO && domain)
+        v = access_domain(table, domain, name, cls, o);
+    if (v == V_DUNNO && domain) {
+        char local[ADDRESS_MAX + 1];
+        size_t n = (size_t)(domain - addr);   /* the local part and its '@' */
+        if (n < sizeof(local)) {
+            memcpy(local, addr, n);
+            local[n] = 0;
+            key[0] = local;
+            v = access_keys(table, key, 1, name, cls, o);
+        }
+    }
+    return v;
+}
+
+/* The client address, then its shorter IPv4 prefixes ("1.2.3", "1.2", "1"). */
+static enum verdict access_client(struct lookup_list *table, const struct session *s,
+                                  const char *cls, struct outcome *o)
+{
+    char net[INET6_ADDRSTRLEN];
+    snprintf(net, sizeof(net), "%s", s->addr);
+    for (;;) {
+        const char *key[1] = {net};
+        enum verdict v = access_keys(table, key, 1, s->namaddr, cls, o);
+        char *dot = strrchr(net, '.');
+        if (v != V_DUNNO || !dot || strchr(s->addr, ':'))
+            return v;
+        *dot = 0;
+    }
+}
+
+/* --- DNS --- */
+
+static struct dns_cache_entry *cache_find(struct session *s, enum dns_kind kind, const char *key)
+{
+    if (!s->dns_cache)
+        return NULL;
+    for (struct dns_cache_entry *e = s->dns_cache->head; e; e = e->next)
+        if (e->kind == kind && strcasecmp(e->key, key) == 0)
+            return e;
+    return NULL;
+}
+
+static void cache_free(struct dns_cache_entry *e)
+{
+    free(e->addrs);
+    free(e);
+}
+
+static void cache_put(struct session *s, enum dns_kind kind, const char *key, int result,
+                      const char *addrs)
+{
+    if (!s->dns_cache && !(s->dns_cache = calloc(1, sizeof(*s->dns_cache))))
+        return;
+    struct dns_cache_entry *e = calloc(1, sizeof(*e) + strlen(key) + 1);
+    if (!e)
+        return;
+    e->kind = kind;
+    e->result = result;
+    e->addrs = addrs ? strdup(addrs) : NULL;
+    memcpy(e->key, key, strlen(key) + 1);
+    e->next = s->dns_cache->head;
+    s->dns_cache->head = e;
+    /* Bounded: drop the oldest entry. */
+    if (++s->dns_cache->n > DNS_CACHE_MAX) {
+        struct dns_cache_entry **pp = &s->dns_cache->head;
+        while ((*pp)->next)
+            pp = &(*pp)->next;
+        cache_free(*pp);
+        *pp = NULL;
+        s->dns_cache->n--;
+    }
+}
+
+static int run_checks(struct session *s, struct outcome *o);
+
+/* An answer arrived: remember it and go on where evaluation stopped. */
+static void resume_checks(struct session *s)
+{
+    int code = 0;
+    char text[ADDRESS_MAX + 256];
+    struct outcome o = {&code, text, sizeof(text)};
+    if (run_checks(s, &o))
+        session_check_done(s, code, text);
+}
+
+static void rbl_answer(void *ctx, enum dns_status status, const struct dns_addr *addr, size_t n,
+                       const char *why)
+{
+    struct session *s = ctx;
+    char list[512] = "";
+    size_t off = 0;
+    for (size_t i = 0; status == DNS_OK && i < n; i++) {
+        char a[INET6_ADDRSTRLEN];
+        dns_addr_str(&addr[i], a, sizeof(a));
+        int w = snprintf(list + off, sizeof(list) - off, "%s%s", off ? "," : "", a);
+        if (w < 0 || off + (size_t)w >= sizeof(list))
+            break;
+        off += (size_t)w;
+    }
+    if (status == DNS_TEMPFAIL)
+        msg_warn("%s: RBL lookup error: %s", s->check->dns_key, why ? why : "temporary failure");
+    s->check->query = NULL;
+    cache_put(s, DK_RBL, s->check->dns_key, status == DNS_OK && n > 0, list);
+    resume_checks(s);
+}
+
+static void domain_addr_answer(void *ctx, enum dns_status status, const struct dns_addr *addr,
+                               size_t n, const char *why)
+{
+    struct session *s = ctx;
+    int result = status == DNS_OK && n > 0 ? DOMAIN_FOUND
+                 : status == DNS_TEMPFAIL  ? DOMAIN_TEMPFAIL
+                                           : DOMAIN_NOTFOUND;
+    s->check->query = NULL;
+    cache_put(s, DK_SENDER_DOMAIN, s->check->dns_key, result, NULL);
+    resume_checks(s);
+}
+
+static void domain_mx_answer(void *ctx, enum dns_status status, const struct dns_mx *mx, size_t n,
+                             const char *why)
+{
+    struct session *s = ctx;
+    s->check->query = NULL;
+    if (status == DNS_NODATA || (status == DNS_OK && n == 0)) {
+        /* No MX: the domain still receives mail if it has an address. */
+        s->check->query = dns_lookup_addr(smtpd_resolver(), s->check->dns_key,
+                                          DNS_INET4 | DNS_INET6, domain_addr_answer, s);
+        if (s->check->query)
+            return;
+        status = DNS_TEMPFAIL;
+    }
+    int result = status == DNS_OK         ? (n == 1 && !mx[0].host[0] ? DOMAIN_NULLMX : DOMAIN_FOUND)
+                 : status == DNS_TEMPFAIL ? DOMAIN_TEMPFAIL
+                                          : DOMAIN_NOTFOUND;
+    cache_put(s, DK_SENDER_DOMAIN, s->check->dns_key, result, NULL);
+    resume_checks(s);
+}
+
+/* "d.c.b.a.DOMAIN" or the 32 nibbles of an IPv6 address. */
+static int rbl_query_name(const char *addr, const char *domain, char *out, size_t outlen)
+{
+    unsigned char a[16];
+    int w;
+    if (inet_pton(AF_INET, addr, a) == 1) {
+        w = snprintf(out, outlen, "%u.%u.%u.%u.%s", a[3], a[2], a[1], a[0], domain);
+    } else if (inet_pton(AF_INET6, addr, a) == 1) {
+        char nibbles[64 + 1];
+        for (int i = 0; i < 16; i++) {
+            static const char hex[] = "0123456789abcdef";
+            nibbles[4 * i] = hex[a[15 - i] & 15];
+            nibbles[4 * i + 1] = '.';
+            nibbles[4 * i + 2] = hex[a[15 - i] >> 4];
+            nibbles[4 * i + 3] = '.';
+        }
+        nibbles[64] = 0;
+        w = snprintf(out, outlen, "%s%s", nibbles, domain);
+    } else {
+        return -1;
+    }
+    return w > 0 && (size_t)w < outlen ? 0 : -1;
+}
+
+/* Start a lookup; V_PENDING, or V_DUNNO when no resolver can be had. */
+static enum verdict start_lookup(struct session *s, enum dns_kind kind, const char *name)
+{
+    struct dns_resolver *r = smtpd_resolver();
+    if (!r || strlen(name) >= DNS_NAME_SIZE)
+        return V_DUNNO;
+    snprintf(s->check->dns_key, sizeof(s->check->dns_key), "%s", name);
+    s->check->dns_kind = kind;
+    s->check->query = kind == DK_RBL
+                          ? dns_lookup_addr(r, name, DNS_INET4, rbl_answer, s)
+                          : dns_lookup_mx(r, name, domain_mx_answer, s);
+    return s->check->query ? V_PENDING : V_DUNNO;
+}
+
+/* reject_rbl_client domain[=d.d.d.d]: only the given answer counts when
+ * one is given. */
+static enum verdict rbl_client(struct session *s, const char *arg, struct outcome *o)
+{
+    char domain[DNS_NAME_SIZE], name[QNAME_MAX];
+    const char *eq = strchr(arg, '=');
+    size_t dlen = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (dlen == 0 || dlen >= sizeof(domain))
+        return V_DUNNO;
+    memcpy(domain, arg, dlen);
+    domain[dlen] = 0;
+    if (rbl_query_name(s->addr, domain, name, sizeof(name)) < 0)
+        return V_DUNNO;
+    struct dns_cache_entry *e = cache_find(s, DK_RBL, name);
+    if (!e)
+        return start_lookup(s, DK_RBL, name);
+    if (!e->result)
+        return V_DUNNO;
+    if (eq) {
+        int match = 0;
+        char list[512];
+        snprintf(list, sizeof(list), "%s", e->addrs ? e->addrs : "");
+        char *save = NULL;
+        for (char *a = strtok_r(list, ",", &save); a && !match; a = strtok_r(NULL, ",", &save))
+            match = strcmp(a, eq + 1) == 0;
+        if (!match)
+            return V_DUNNO;
+    }
+    return reject_with(o, 554, "554 5.7.1 Service unavailable; Client host [%s] blocked using %s",
+                       s->addr, domain);
+}
+
+static enum verdict unknown_sender_domain(struct session *s, struct outcome *o)
+{
+    const char *domain = s->sender ? address_domain(s->sender) : NULL;
+    if (!domain || !*domain || domain[0] == '[')
+        return V_DUNNO;
+    struct dns_cache_entry *e = cache_find(s, DK_SENDER_DOMAIN, domain);
+    if (!e)
+        return start_lookup(s, DK_SENDER_DOMAIN, domain);
+    switch (e->result) {
+    case DOMAIN_NOTFOUND:
+    case DOMAIN_TEMPFAIL:
+        return reject_with(o, 450, "450 4.1.8 <%s>: Sender address rejected: Domain not found",
+                           s->check->sender);
+    case DOMAIN_NULLMX:
+        return reject_with(o, 556,
+                           "556 5.7.27 <%s>: Sender address rejected: Domain %s does not "
+                           "accept mail (nullMX)",
+                           s->check->sender, domain);
+    default:
+        return V_DUNNO;
+    }
+}
+
+/* --- the other restrictions --- */
+
+static int fqdn(const char *domain)
+{
+    return domain && (domain[0] == '[' || strchr(domain, '.'));
+}
+
+static int valid_hostname(const char *name)
+{
+    if (name[0] == '[')
+        return name[strlen(name) - 1] == ']';
+    size_t label = 0;
+    for (const char *p = name; *p; p++) {
+        if (*p == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+        } else if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') {
+            if (++label > 63)
+                return 0;
+        } else {
+            return 0;
+        }
+    }
+    return *name != 0 && strlen(name) <= 255;
+}
+
+/* Whether user is one of the owners ("a, b c") the login map gave. */
+static int owner_listed(const char *owners, const char *user)
+{
+    const char *p = owners;
+    char tok[SASL_NAME_MAX];
+    while (next_token(&p, tok, sizeof(tok)))
+        if (strcasecmp(tok, user) == 0)
+            return 1;
+    return 0;
+}
+
+/* reject_sender_login_mismatch: an authenticated client may only use a
+ * sender address it owns; an unauthenticated one may not use a sender
+ * address that someone owns. */
+static enum verdict login_mismatch(struct session *s, struct outcome *o)
+{
+    if (!s->sender || !*s->sender)
+        return V_DUNNO;
+    if (!smtpd_cfg.sender_login_maps) {
+        static int warned;
+        if (!warned++)
+            msg_warn("reject_sender_login_mismatch: smtpd_sender_login_maps is not set");
+        return V_DUNNO;
+    }
+    char *owners = NULL;
+    int rc = lookup_list_address(smtpd_cfg.sender_login_maps, s->sender,
+                                 domain_is_local(address_domain(s->sender)),
+                                 smtpd_cfg.recipient_delimiter, &owners);
+    if (rc == LOOKUP_TEMPFAIL)
+        return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", s->check->sender);
+    int owned = rc == LOOKUP_FOUND && s->sasl_user && owner_listed(owners, s->sasl_user);
+    free(owners);
+    if (s->sasl_user && !owned)
+        return reject_with(o, 553, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
+                           s->check->sender, s->sasl_user);
+    if (!s->sasl_user && rc == LOOKUP_FOUND)
+        return reject_with(o, 553, "553 5.7.1 <%s>: Sender address rejected: not logged in",
+                           s->check->sender);
+    return V_DUNNO;
+}
+
+/* The recipient of a local domain must exist. */
+static enum verdict unlisted_recipient(struct session *s, struct outcome *o)
+{
+    const char *rcpt = s->rcpt->addr;
+    if (!domain_is_local(address_domain(rcpt)))
+        return V_DUNNO;
+    int rc = local_recipient_check(rcpt);
+    if (rc == LOOKUP_NOTFOUND)
+        return reject_with(o, 550,
+                           "550 5.1.1 <%s>: Recipient address rejected: User unknown in local "
+                           "recipient table",
+                           s->check->rcpt);
+    if (rc == LOOKUP_TEMPFAIL)
+        return reject_with(o, 450,
+                           "450 4.3.0 <%s>: Recipient address rejected: Temporary lookup failure",
+                           s->check->rcpt);
+    return V_DUNNO;
+}
+
+static enum verdict evaluate(struct session *s, enum stage st, const struct restriction *r,
+                             struct outcome *o)
+{
+    const char *cls = stages[st].reply_class;
+    const char *name = reply_name(s, st);
+    const char *rcpt = s->rcpt->addr;
+    switch (r->kind) {
+    case R_PERMIT:
+        return V_PERMIT;
+    case R_DUNNO:
+        return V_DUNNO;
+    case R_REJECT:
+        return reject_with(o, 554, "554 5.7.1 <%s>: %s rejected: Access denied", name, cls);
+    case R_DEFER:
+        return reject_with(o, 450, "450 4.3.2 <%s>: %s rejected: Try again later", name, cls);
+    case R_PERMIT_MYNETWORKS:
+        return s->in_mynetworks ? V_PERMIT : V_DUNNO;
+    case R_PERMIT_SASL:
+        return s->sasl_user ? V_PERMIT : V_DUNNO;
+    case R_PERMIT_AUTH_DEST:
+        return authorized_destination(rcpt) ? V_PERMIT : V_DUNNO;
+    case R_REJECT_UNAUTH_DEST:
+        if (authorized_destination(rcpt))
+            return V_DUNNO;
+        return reject_with(o, 554, "554 5.7.1 <%s>: Relay access denied", s->check->rcpt);
+    case R_DEFER_UNAUTH_DEST:
+        if (authorized_destination(rcpt))
+            return V_DUNNO;
+        return reject_with(o, 450, "450 4.7.1 <%s>: Relay access denied", s->check->rcpt);
+    case R_CHECK_CLIENT:
+        return access_client(r->table, s, "Client host", o);
+    case R_CHECK_HELO:
+        if (!s->helo[0])
+            return V_DUNNO;
+        return access_domain(r->table, s->helo, s->helo, "Helo command", o);
+    case R_CHECK_SENDER:
+        return s->sender ? access_address(r->table, s->sender, s->check->sender, "Sender address", o)
+                         : V_DUNNO;
+    case R_CHECK_RECIPIENT:
+        return access_address(r->table, rcpt, s->check->rcpt, "Recipient address", o);
+    case R_UNKNOWN_SENDER_DOMAIN:
+        return unknown_sender_domain(s, o);
+    case R_NON_FQDN_SENDER:
+        if (!s->sender || !*s->sender || fqdn(address_domain(s->sender)))
+            return V_DUNNO;
+        return reject_with(o, 504,
+                           "504 5.5.2 <%s>: Sender address rejected: need fully-qualified address",
+                           s->check->sender);
+    case R_NON_FQDN_RECIPIENT:
+        if (fqdn(address_domain(rcpt)))
+            return V_DUNNO;
+        return reject_with(
+            o, 504, "504 5.5.2 <%s>: Recipient address rejected: need fully-qualified address",
+            s->check->rcpt);
+    case R_NON_FQDN_HELO:
+        if (!s->helo[0] || fqdn(s->helo))
+            return V_DUNNO;
+        return reject_with(
+            o, 504, "504 5.5.2 <%s>: Helo command rejected: need fully-qualified hostname",
+            s->helo);
+    case R_INVALID_HELO:
+        if (!s->helo[0] || valid_hostname(s->helo))
+            return V_DUNNO;
+        return reject_with(o, 501, "501 5.5.2 <%s>: Helo command rejected: Invalid name",
+                           s->helo);
+    case R_RBL_CLIENT:
+        return rbl_client(s, r->arg, o);
+    case R_LOGIN_MISMATCH:
+        return login_mismatch(s, o);
+    case R_UNLISTED_RECIPIENT:
+        return unlisted_recipient(s, o);
+    }
+    return V_DUNNO;
+}
+
+/* Evaluate from where s->check stands. 1 when decided (*o->code 0 means
+ * accepted), 0 while a DNS answer is awaited. */
+static int run_checks(struct session *s, struct outcome *o)
+{
+    struct check_state *c = s->check;
+    *o->code = 0;
+    o->text[0] = 0;
+    for (; c->stage < STAGE_COUNT; c->stage++, c->item = 0) {
+        for (; c->item < lists[c->stage].n; c->item++) {
+            enum verdict v = evaluate(s, (enum stage)c->stage, &lists[c->stage].items[c->item], o);
+            if (v == V_PENDING)
+                return 0;
+            if (v == V_REJECT) {
+                restrict_cancel(s);
+                return 1;
+            }
+            if (v == V_PERMIT)
+                break;
+        }
+    }
+    unlisted_recipient(s, o);
+    restrict_cancel(s);
+    return 1;
+}
+
+static void quote_for_reply(const char *addr, char *out, size_t outlen)
+{
+    if (address_quote(addr, out, outlen) < 0)
+        snprintf(out, outlen, "%s", addr);
+}
+
+int restrict_rcpt(struct session *s, int *code, char *text, size_t textlen)
+{
+    if (!s->check && !(s->check = calloc(1, sizeof(*s->check)))) {
+        *code = 451;
+        snprintf(text, textlen, "451 4.3.0 Error: out of memory");
+        return 1;
+    }
+    s->check->stage = 0;
+    s->check->item = 0;
+    quote_for_reply(s->sender ? s->sender : "", s->check->sender, sizeof(s->check->sender));
+    quote_for_reply(s->rcpt->addr, s->check->rcpt, sizeof(s->check->rcpt));
+    struct outcome o = {code, text, textlen};
+    return run_checks(s, &o);
+}
+
+void restrict_cancel(struct session *s)
+{
+    if (!s->check)
+        return;
+    if (s->check->query)
+        dns_cancel(s->check->query);
+    free(s->check);
+    s->check = NULL;
+}
+
+void restrict_session_end(struct session *s)
+{
+    restrict_cancel(s);
+    if (!s->dns_cache)
+        return;
+    struct dns_cache_entry *e = s->dns_cache->head;
+    while (e) {
+        struct dns_cache_entry *next = e->next;
+        cache_free(e);
+        e = next;
+    }
+    free(s->dns_cache);
+    s->dns_cache = NULL;
+}

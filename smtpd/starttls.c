@@ -1,0 +1,167 @@
+/* starttls.c - TLS for smtpd: STARTTLS (RFC 3207) and wrapper mode
+ * (smtpd_tls_wrappermode, port 465), on libevent's OpenSSL bufferevents.
+ *
+ * STARTTLS puts an OpenSSL filter over the session's socket bufferevent
+ * right after our "220 Ready" is queued. Whatever the client pipelined in
+ * plaintext behind the STARTTLS command is thrown away and everything
+ * learnt before TLS (HELO, AUTH, a transaction) is forgotten, so a
+ * man-in-the-middle cannot inject commands that would run inside the
+ * encrypted session (CVE-2011-0411).
+ */
+#include "smtpd.h"
+
+#include "config.h"
+#include "log.h"
+#include "tls.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <string.h>
+#include <unistd.h>
+
+#define INPUT_HIGH_WATER (256 * 1024)
+
+static SSL_CTX *server_ctx;
+
+int starttls_init(void)
+{
+    if (smtpd_cfg.tls_level == TLS_NONE && !smtpd_cfg.wrappermode)
+        return -1;
+    char err[512] = "";
+    server_ctx = tls_server_ctx(config_get("smtpd_tls_cert_file"),
+                                config_get("smtpd_tls_key_file"),
+                                config_get("smtpd_tls_protocols"),
+                                config_get("smtpd_tls_ciphers"), err, sizeof(err));
+    if (!server_ctx) {
+        msg_warn("TLS is not available: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
+int starttls_offered(const struct session *s)
+{
+    return server_ctx && !s->tls && smtpd_cfg.tls_level != TLS_NONE;
+}
+
+int starttls_required(const struct session *s)
+{
+    return smtpd_cfg.tls_level == TLS_ENCRYPT && !s->tls;
+}
+
+/* Settings every TLS bufferevent of a session gets. */
+static void setup_tls_bev(struct bufferevent *bev)
+{
+    struct timeval tmo = {.tv_sec = smtpd_cfg.timeout};
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    bufferevent_set_timeouts(bev, NULL, &tmo);
+    bufferevent_setwatermark(bev, EV_READ, 0, INPUT_HIGH_WATER);
+}
+
+struct bufferevent *starttls_wrap_socket(int fd)
+{
+    SSL *ssl = server_ctx ? SSL_new(server_ctx) : NULL;
+    if (!ssl) {
+        close(fd);
+        return NULL;
+    }
+    struct bufferevent *bev = bufferevent_openssl_socket_new(smtpd_base, fd, ssl,
+                                                             BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        close(fd);
+        return NULL;
+    }
+    setup_tls_bev(bev);
+    return bev;
+}
+
+void cmd_starttls(struct session *s, const char *arg)
+{
+    count(s, C_STARTTLS, 0);
+    if (*arg) {
+        reply(s, "501 5.5.4 Syntax: STARTTLS");
+        error_reply(s);
+        return;
+    }
+    if (s->tls) {
+        reply(s, "554 5.5.1 Error: TLS already active");
+        error_reply(s);
+        return;
+    }
+    if (smtpd_cfg.tls_level == TLS_NONE) {
+        reply(s, "502 5.5.1 Error: command not implemented");
+        error_reply(s);
+        return;
+    }
+    SSL *ssl = server_ctx ? SSL_new(server_ctx) : NULL;
+    if (!ssl) {
+        reply(s, "454 4.7.0 TLS not available due to local problem");
+        return;
+    }
+    reply(s, "220 2.0.0 Ready to start TLS");
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    evbuffer_drain(in, evbuffer_get_length(in));
+    session_reset_for_tls(s);
+    /* The 220 stays queued in the socket bufferevent and goes out in
+     * plaintext ahead of the handshake. */
+    struct bufferevent *tls = bufferevent_openssl_filter_new(
+        smtpd_base, s->bev, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!tls) {
+        SSL_free(ssl);
+        msg_warn("cannot start TLS for %s", s->namaddr);
+        session_close_after_reply(s);
+        return;
+    }
+    s->bev = tls;
+    setup_tls_bev(tls);
+    session_attach_bev(s);
+    s->state = ST_TLS_HANDSHAKE;
+    session_begin_request(s);
+}
+
+static void handshake_done(struct session *s)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+    s->tls = 1;
+    tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
+    msg_info("Anonymous TLS connection established from %s: %s", s->namaddr, s->tls_info);
+    if (!smtpd_cfg.wrappermode)
+        s->ok[C_STARTTLS]++;
+    s->state = ST_COMMAND;
+    session_begin_request(s);
+    session_process(s);
+}
+
+static void handshake_failed(struct session *s, short what)
+{
+    char why[256] = "lost connection";
+    unsigned long e = (what & BEV_EVENT_ERROR) ? bufferevent_get_openssl_error(s->bev) : 0;
+    if (e)
+        ERR_error_string_n(e, why, sizeof(why));
+    while (bufferevent_get_openssl_error(s->bev))
+        ;
+    msg_info("SSL_accept error from %s: %s", s->namaddr, why);
+    s->last_cmd = NULL;
+    session_free(s);
+}
+
+int starttls_event(struct session *s, short what)
+{
+    if (s->state != ST_TLS_HANDSHAKE)
+        return 0;
+    if (what & BEV_EVENT_CONNECTED) {
+        handshake_done(s);
+        return 1;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        handshake_failed(s, what);
+        return 1;
+    }
+    return 0;
+}

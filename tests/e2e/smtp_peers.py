@@ -1,0 +1,318 @@
+"""SMTP servers for the remote-delivery tests, all on 127.0.0.0/8:
+
+Receiver     Python's aiosmtpd in a thread: keeps every message it gets,
+             counts connections, can answer RCPT per address (250/450/550),
+             and offers STARTTLS with a certificate from make_cert().
+SmtpSink     Postfix's smtp-sink, a fast pipelining receiver.
+HostileServer  a raw socket server that runs a script per connection: the
+             malformed, oversized or truncated replies a real server never
+             sends, and that remote must survive.
+make_cert()  a CA and a server certificate for a host name, made with the
+             openssl command.
+"""
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
+
+
+def free_port_on(host):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(host, port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{host}:{port} does not accept connections")
+            time.sleep(0.05)
+
+
+# --- certificates ------------------------------------------------------------
+
+
+def make_cert(directory, hostname):
+    """A fresh CA and a certificate for hostname signed by it, in directory.
+    Returns (ca_file, cert_file, key_file)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt = d / "ca.key", d / "ca.crt"
+    key, csr, crt = d / "server.key", d / "server.csr", d / "server.crt"
+    ext = d / "ext.cnf"
+    ext.write_text(f"subjectAltName = DNS:{hostname}\n")
+
+    def run(*argv):
+        subprocess.run(["openssl", *argv], check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+        f"/CN=Postern test CA {os.getpid()}", "-keyout", str(ca_key), "-out", str(ca_crt))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={hostname}",
+        "-keyout", str(key), "-out", str(csr))
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    return str(ca_crt), str(crt), str(key)
+
+
+def server_tls_context(cert_file, key_file):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+# --- aiosmtpd ------------------------------------------------------------------
+
+
+class _Handler:
+    def __init__(self, owner):
+        self.owner = owner
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if session.ssl is None:
+            self.owner._count_connection()
+        return responses
+
+    async def handle_HELO(self, server, session, envelope, hostname):
+        session.host_name = hostname
+        self.owner._count_connection()
+        return f"250 {server.hostname}"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.owner.rcpt_replies.get(address.lower())
+        if reply is not None and not reply.startswith("2"):
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return reply or "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.owner._store(dict(
+            mail_from=envelope.mail_from,
+            rcpt_tos=list(envelope.rcpt_tos),
+            mail_options=list(envelope.mail_options),
+            rcpt_options=list(envelope.rcpt_options),
+            data=envelope.content,
+            tls=session.ssl is not None,
+            helo=session.host_name,
+        ))
+        return "250 2.0.0 Ok: queued as " + f"R{len(self.owner.messages)}"
+
+
+class Receiver:
+    """aiosmtpd on host:port. rcpt_replies maps a lower-case address to the
+    reply for its RCPT (e.g. "450 4.2.0 Try later"); tls=(cert, key) offers
+    STARTTLS; size_limit is the SIZE it announces (and enforces)."""
+
+    def __init__(self, host, port=None, rcpt_replies=None, tls=None, size_limit=None):
+        self.host = host
+        self.port = port or free_port_on(host)
+        self.rcpt_replies = {k.lower(): v for k, v in (rcpt_replies or {}).items()}
+        self.messages = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        kwargs = {}
+        if size_limit is not None:
+            kwargs["data_size_limit"] = size_limit
+        if tls is not None:
+            kwargs["tls_context"] = server_tls_context(*tls)
+            kwargs["require_starttls"] = False
+        self.controller = Controller(_Handler(self), hostname=host, port=self.port, **kwargs)
+
+    def _count_connection(self):
+        with self._lock:
+            self.connections += 1
+
+    def _store(self, msg):
+        with self._lock:
+            self.messages.append(msg)
+
+    def start(self):
+        self.controller.start()
+        return self
+
+    def stop(self):
+        try:
+            self.controller.stop()
+        except Exception:   # already stopped, or the loop died with a test
+            pass
+
+    def wait_messages(self, count=1, timeout=30):
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"receiver {self.host}:{self.port} got "
+                                     f"{len(self.messages)} of {count} messages")
+            time.sleep(0.05)
+        return self.messages
+
+
+# --- smtp-sink ------------------------------------------------------------------
+
+
+class SmtpSink:
+    """Postfix's smtp-sink on host:port; -c prints a running message count,
+    -d dumps every message to a file in dump_dir."""
+
+    def __init__(self, host, port=None, backlog=100, dump_dir=None):
+        self.host, self.port = host, port or free_port_on(host)
+        self.dump_dir = dump_dir
+        self.out = tempfile.TemporaryFile()
+        argv = [SMTP_SINK, "-u", "root", "-c"]
+        if dump_dir is not None:
+            argv += ["-d", str(Path(dump_dir) / "%M%S.")]
+        argv += [f"{host}:{self.port}", str(backlog)]
+        self.argv = argv
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+        wait_listening(self.host, self.port)
+        return self
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def dumped(self):
+        if self.dump_dir is None:
+            return []
+        return sorted(p for p in Path(self.dump_dir).iterdir() if p.is_file())
+
+
+# --- hostile servers -------------------------------------------------------------
+
+
+class Conn:
+    """What a HostileServer script gets: a connected socket with helpers."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+        self.lines = []
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def read_line(self, timeout=30):
+        self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("client closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        line = line.rstrip(b"\r").decode("utf-8", "replace")
+        self.lines.append(line)
+        return line
+
+    def expect(self, prefix, timeout=30):
+        line = self.read_line(timeout)
+        assert line.upper().startswith(prefix.upper()), (prefix, line)
+        return line
+
+    def wait_close(self, timeout=30):
+        """Read (and ignore) whatever comes until the client closes."""
+        self.sock.settimeout(timeout)
+        while self.sock.recv(65536):
+            pass
+
+    def read_data(self, timeout=30):
+        """The message after DATA's 354, up to the final dot."""
+        out = []
+        while True:
+            line = self.read_line(timeout)
+            if line == ".":
+                return out
+            out.append(line)
+
+    def greet_and_ehlo(self, extensions=("PIPELINING",)):
+        self.send("220 hostile.test ESMTP\r\n")
+        self.expect("EHLO")
+        ext = list(extensions)
+        lines = ["250-hostile.test"] + [f"250-{e}" for e in ext[:-1]] + \
+            ([f"250 {ext[-1]}"] if ext else [])
+        if not ext:
+            lines = ["250 hostile.test"]
+        self.send("".join(l + "\r\n" for l in lines))
+
+
+class HostileServer:
+    """Accepts connections on host:port and runs script(conn) for each, in
+    its own thread; exceptions in a script end only that connection."""
+
+    def __init__(self, host, script, port=None):
+        self.host = host
+        self.script = script
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((host, port or 0))
+        self.port = self.lsock.getsockname()[1]
+        self.lsock.listen(50)
+        self.lsock.settimeout(0.2)
+        self.connections = 0
+        self.transcripts = []
+        self._stop = threading.Event()
+        self._threads = []
+        self._thread = threading.Thread(target=self._accept_loop, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                sock, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            t = threading.Thread(target=self._serve, args=(sock,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _serve(self, sock):
+        conn = Conn(sock)
+        try:
+            self.script(conn)
+        except Exception:   # the client hung up or misbehaved: that is the point
+            pass
+        finally:
+            self.transcripts.append(conn.lines)
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.lsock.close()
+        for t in self._threads:
+            t.join(timeout=5)

@@ -1,0 +1,155 @@
+"""Helpers for the smtpd end-to-end tests (test_smtpd_*.py): a self-signed
+certificate made with the openssl command, crypt(3) SHA-512 hashes for
+smtpd_sasl_password_maps, main.cf lines for TLS and AUTH, TLS client
+contexts that accept our certificate, and a master.cf with an extra
+wrapper-mode (port 465 style) listener or without qmgr (so queue files stay
+in incoming/ to be read).
+"""
+
+import base64
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from postern_instance import HOSTNAME, free_port
+
+
+def make_cert(directory, cn=HOSTNAME):
+    """A self-signed RSA certificate and its key in directory; returns
+    (cert path, key path)."""
+    directory = Path(directory)
+    cert, key = directory / "smtpd-cert.pem", directory / "smtpd-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={cn}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+    return cert, key
+
+
+def crypt_sha512(password, salt="saltsaltsalt1234"):
+    """The "$6$..." crypt(3) hash of password."""
+    out = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, password], check=True,
+                         capture_output=True, text=True, timeout=30).stdout.strip()
+    assert out.startswith("$6$"), out
+    return out
+
+
+def main_cf_escape(value):
+    """main.cf expands $name: a literal $ is written $$."""
+    return value.replace("$", "$$")
+
+
+def tls_lines(cert, key, level="may"):
+    return [f"smtpd_tls_cert_file = {cert}", f"smtpd_tls_key_file = {key}",
+            f"smtpd_tls_security_level = {level}"]
+
+
+def sasl_lines(users):
+    """users: {name: password} -> main.cf lines enabling AUTH against an
+    inline table of crypt hashes."""
+    items = ", ".join(f"{u}={main_cf_escape(crypt_sha512(p))}" for u, p in users.items())
+    return ["smtpd_sasl_auth_enable = yes", f"smtpd_sasl_password_maps = inline:{{ {items} }}"]
+
+
+def client_context():
+    """A TLS client context that accepts our self-signed certificate."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def plain_response(user, password):
+    return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+def master_cf(port, wrapper_port=None, qmgr=True):
+    """The default services plus, optionally, a wrapper-mode smtpd on
+    wrapper_port; qmgr=False leaves messages in incoming/."""
+    lines = [f"127.0.0.1:{port} inet n - n - - smtpd"]
+    if wrapper_port:
+        lines.append(f"127.0.0.1:{wrapper_port} inet n - n - - smtpd -o smtpd_tls_wrappermode=yes")
+    lines.append("cleanup unix - - n - 0 cleanup")
+    if qmgr:
+        lines.append("qmgr fifo n - n 300 1 qmgr")
+    lines += ["local unix - n n - - local", "bounce unix - - n - 0 bounce"]
+    return "\n".join(lines) + "\n"
+
+
+class TLSRaw:
+    """A raw SMTP conversation that can switch to TLS in place (STARTTLS)
+    or start in TLS (wrapper mode); every read has a deadline."""
+
+    def __init__(self, port, wrapped=False, timeout=15.0, source=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=source)
+        if wrapped:
+            self.sock = client_context().wrap_socket(self.sock)
+        self.buf = b""
+
+    def starttls(self):
+        self.sock = client_context().wrap_socket(self.sock)
+        return self.sock
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def read_line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError(f"connection closed; pending {self.buf!r}")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def read_reply(self):
+        texts = []
+        while True:
+            line = self.read_line()
+            texts.append(line[4:])
+            if len(line) < 4 or line[3] == " ":
+                return int(line[:3]), texts
+
+    def cmd(self, line):
+        self.send(line.encode() + b"\r\n")
+        return self.read_reply()
+
+    def nothing_pending(self, wait=0.5):
+        """True when no byte arrives within wait seconds."""
+        if self.buf:
+            return False
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(1)
+        except (socket.timeout, ssl.SSLWantReadError):
+            return True
+        finally:
+            self.sock.settimeout(15.0)
+        self.buf += data
+        return False
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def elapsed(fn):
+    """(result, seconds) of fn()."""
+    t = time.monotonic()
+    r = fn()
+    return r, time.monotonic() - t
+
+
+__all__ = ["make_cert", "crypt_sha512", "tls_lines", "sasl_lines", "client_context",
+           "plain_response", "master_cf", "TLSRaw", "elapsed", "free_port", "main_cf_escape"]

@@ -1,0 +1,246 @@
+"""System mode, as root: `make install` into a scratch DESTDIR, `postern
+check` creates mail_owner and setgid_group and sets the modes, master
+starts as root on a test port and every other daemon but local runs as
+mail_owner (smtpd, cleanup and qmgr chrooted to the queue), local delivers
+as the recipient, the queue has DESIGN.md's owners and modes, an
+unprivileged user can neither list incoming/ nor read a queue file but can
+submit with sendmail and list the queue with mailq, and a daemon started
+by hand as root refuses to run. Skipped unless run as root."""
+
+import os
+import re
+import stat
+import pwd
+import grp
+import time
+from pathlib import Path
+
+import pytest
+
+import smtplib
+
+from postern_instance import SENDER, crlf, simple_message, wait_until
+from system_install import SystemInstall, uid_of
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="system mode needs root")
+
+# smtpd looks local recipients up in the password file, which a chroot
+# hides (Postfix needs its proxymap for that); these two need nothing
+# outside the queue.
+CHROOTED = ("cleanup", "qmgr")
+
+
+@pytest.fixture(scope="module")
+def system():
+    inst = SystemInstall()
+    try:
+        rc, out = inst.make_install()
+        assert rc == 0, out
+        inst.configure(chroot_services=CHROOTED)
+        rc, out = inst.postern("check")
+        inst.check_output = out
+        assert rc == 0, out
+        inst.recipient_pw = inst.add_user(inst.recipient)
+        inst.outsider_pw = inst.add_user(inst.outsider)
+        inst.start()
+        yield inst
+    finally:
+        print(inst.log_tail(80))
+        inst.cleanup()
+
+
+def mode_of(path):
+    st = os.lstat(path)
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def test_install_layout(system):
+    for name in ("postern", "postconf"):
+        assert os.access(system.sbin / name, os.X_OK), name
+    for name in ("master", "smtpd", "cleanup", "qmgr", "local"):
+        assert os.access(system.libexec / name, os.X_OK), name
+    unit = (system.dest / "lib" / "systemd" / "system" / "postern.service").read_text()
+    assert "ExecStart=/usr/sbin/postern start" in unit
+    assert "PIDFile=/var/spool/postern/pid/master.pid" in unit
+    # A second install keeps the edited configuration.
+    before = (system.etc / "main.cf").read_text()
+    rc, out = system.make_install()
+    assert rc == 0, out
+    assert (system.etc / "main.cf").read_text() == before
+    dist = (system.etc / "main.cf.dist").read_text()
+    assert "\nqueue_directory = /var/spool/postern\n" in dist
+    assert "\ndaemon_directory = /usr/libexec/postern\n" in dist
+    # The links point at $(PREFIX)/sbin/sendmail.
+    rc, out, links = system.make_links()
+    assert rc == 0, out
+    for link in ("usr/sbin/sendmail", "usr/bin/mailq", "usr/bin/newaliases"):
+        assert os.readlink(links / link) == "/usr/local/sbin/sendmail", link
+
+
+def test_check_created_accounts(system):
+    out = system.check_output
+    assert f"created group {system.group}" in out, out
+    assert f"created user {system.owner}" in out, out
+    pw = pwd.getpwnam(system.owner)
+    assert pw.pw_uid != 0 and pw.pw_shell.endswith("nologin"), pw
+    assert grp.getgrnam(system.group).gr_gid != pw.pw_gid
+    # A second check has nothing left to do.
+    rc, out = system.postern("check")
+    assert rc == 0 and "created" not in out and "fixed" not in out, out
+
+
+def test_process_owners(system):
+    owner = pwd.getpwnam(system.owner).pw_uid
+    # Mail to another domain makes qmgr start the remote agent, mail to a
+    # user who does not exist makes it start bounce (when they are built).
+    system_send(system, ["somebody@remote.example"], "to remote")
+    system_send(system, [f"{system.recipient}@localhost"], "to recipient")
+
+    # Every daemon that is built must show up (bounce: the deferred remote
+    # message is logged through the defer service).
+    expected = {"master", "smtpd", "cleanup", "qmgr", "local"} | {
+        p for p in ("pickup", "bounce", "remote") if os.access(system.libexec / p, os.X_OK)}
+
+    def seen():
+        procs = system.processes()
+        return procs if expected <= set(procs) else None
+    procs = wait_until(seen, 15, what=f"processes of {sorted(expected)}")
+    assert [u for _, u in procs["master"]] == [0], procs
+    for prog in expected - {"master", "local"}:
+        for pid, uid in procs[prog]:
+            assert uid == owner, (prog, pid, uid, owner)
+    for pid, uid in procs["local"]:
+        assert uid == 0, ("local runs as root to become each recipient", pid, uid)
+
+
+def test_chroot_column(system):
+    procs = system.processes()
+    assert procs.get("cleanup") and procs.get("qmgr"), procs
+    for prog in CHROOTED:
+        for pid, _ in procs.get(prog, []):
+            assert os.readlink(f"/proc/{pid}/root") == str(system.queue), (prog, pid)
+    for prog in ("master", "local", "smtpd"):
+        for pid, _ in procs.get(prog, []):
+            assert os.readlink(f"/proc/{pid}/root") == "/", (prog, pid)
+
+
+def system_send(system, rcpts, subject):
+    with smtplib.SMTP("127.0.0.1", system.port, timeout=20) as s:
+        s.ehlo("client.example")
+        s.sendmail(SENDER, rcpts, crlf(simple_message(subject=subject)))
+
+
+def test_local_delivers_as_recipient(system):
+    pw = system.recipient_pw
+    system_send(system, [f"{system.recipient}@localhost"], "as the recipient")
+
+    def delivered():
+        found = []
+        for root in (system.spool, Path(pw.pw_dir)):
+            for dirpath, _dirs, files in os.walk(root):
+                if Path(dirpath).name == "tmp":
+                    continue   # a Maildir file being written
+                found.extend(Path(dirpath) / f for f in files
+                             if "as the recipient" in (Path(dirpath) / f).read_text(
+                                 errors="replace"))
+        return found
+    files = wait_until(delivered, 20, what="the delivery to the recipient")
+    for f in files:
+        st = os.stat(f)
+        assert st.st_uid == pw.pw_uid, (f, st.st_uid, pw.pw_uid)
+
+
+def test_queue_modes(system):
+    owner = pwd.getpwnam(system.owner).pw_uid
+    gid = grp.getgrnam(system.group).gr_gid
+    q = system.queue
+    assert mode_of(q)[0] == 0o755 and mode_of(q)[1] == 0
+    assert mode_of(q / "maildrop") == (0o1730, owner, gid)
+    mode, uid, g = mode_of(q / "public")
+    assert (mode, uid, g) == (0o710, owner, gid)
+    for sub in ("private", "incoming", "active", "deferred", "hold", "corrupt"):
+        mode, uid, _ = mode_of(q / sub)
+        assert (mode, uid) == (0o700, owner), sub
+    # postdrop and postqueue are setgid setgid_group; nothing else is set-id.
+    for name in ("postdrop", "postqueue"):
+        if (system.sbin / name).exists():
+            assert mode_of(system.sbin / name)[0] == 0o2755, name
+            assert mode_of(system.sbin / name)[2] == gid, name
+    for d in (system.sbin, system.libexec):
+        for f in d.iterdir():
+            if f.name in ("postdrop", "postqueue"):
+                continue
+            assert not mode_of(f)[0] & 0o6000, f
+
+
+def test_outsider_cannot_see_the_queue(system):
+    # A message waiting in deferred/ (the relayhost does not answer).
+    system_send(system, ["waiting@remote.example"], "waits in deferred")
+    deferred = wait_until(lambda: [p for p in (system.queue / "deferred").rglob("*")
+                                   if p.is_file()], 30, what="a deferred message")
+    rc, out = system.as_user(system.outsider, ["ls", system.queue / "incoming"])
+    assert rc != 0 and "Permission denied" in out, out
+    rc, out = system.as_user(system.outsider, ["cat", deferred[0]])
+    assert rc != 0 and "Permission denied" in out, out
+    rc, out = system.as_user(system.outsider, ["ls", system.queue / "maildrop"])
+    assert rc != 0 and "Permission denied" in out, out
+
+
+def test_outsider_can_submit_with_sendmail(system):
+    for name in ("sendmail", "postdrop", "postqueue"):
+        if not os.access(system.sbin / name, os.X_OK):
+            pytest.skip(f"{name} is not built")
+    if not os.access(system.libexec / "pickup", os.X_OK):
+        pytest.skip("pickup is not built")
+    msg = (f"From: {system.outsider}@localhost\nTo: {system.recipient}@localhost\n"
+           "Subject: from the outsider\n\nsubmitted with sendmail\n").encode()
+    rc, out = system.as_user(system.outsider, [system.sbin / "sendmail", "-C", system.etc,
+                                               "-i", f"{system.recipient}@localhost"],
+                             stdin=msg)
+    assert rc == 0, out
+    pw = system.recipient_pw
+
+    def delivered():
+        for root in (system.spool, Path(pw.pw_dir)):
+            for dirpath, _dirs, files in os.walk(root):
+                for f in files:
+                    if b"submitted with sendmail" in (Path(dirpath) / f).read_bytes():
+                        return True
+        return False
+    wait_until(delivered, 30, what="the message submitted by the outsider")
+
+
+def test_outsider_can_list_the_queue_with_mailq(system):
+    # The queue directories are mail_owner's alone (0700), so a set-gid
+    # postqueue cannot read them: listing needs a daemon that runs as
+    # mail_owner and answers on public/ (Postfix's showq).
+    if not os.access(system.libexec / "showq", os.X_OK):
+        pytest.skip("no showq service: set-gid postqueue cannot read mail_owner's queue")
+    system_send(system, ["listed@remote.example"], "listed by mailq")
+    wait_until(lambda: "listed@remote.example" in system.log_text(), 20,
+               what="the remote message to be queued")
+    # mailq = sendmail -bp, with the installed (default) configuration.
+    rc, out = system.as_user_default_config(system.outsider, [system.sbin / "sendmail", "-bp"])
+    assert rc == 0, out
+    assert "listed@remote.example" in out, out
+
+
+def test_daemon_started_by_root_refuses(system):
+    # Without master's descriptors 3-5 it exits at once (its fatal message
+    # goes to syslog: the configuration, and so maillog_file, is not read
+    # yet).
+    for prog in ("smtpd", "cleanup", "qmgr"):
+        t0 = time.monotonic()
+        rc, out = system.as_user("root", [system.libexec / prog, "-c", system.etc,
+                                          "-n", prog, "-t", "unix"], timeout=10)
+        assert rc == 1, (prog, rc, out)
+        assert time.monotonic() - t0 < 5
+
+
+def test_stop_leaves_nothing(system):
+    rc, out = system.postern("stop")
+    assert rc == 0, out
+    wait_until(lambda: not system.live_pids(), 20, what="every process to exit")
+    rc, out = system.postern("status")
+    assert rc == 1 and "not running" in out, out
+    assert re.search(r"^deferred\s+[1-9]", out, re.M), out   # the waiting messages stay

@@ -334,12 +334,23 @@ void qmgr_rcpt_result(struct qmsg *m, size_t i, const char *relay, const char *s
 
 /* --- resolving --- */
 
+static int starts_with_dsn(const char *text)
+{
+    char first[16];
+    size_t n = strcspn(text, " ");
+    if (n == 0 || n >= sizeof(first))
+        return 0;
+    memcpy(first, text, n);
+    first[n] = 0;
+    return delivery_dsn_valid(first);
+}
+
 void qmgr_rcpt_fail(struct qmsg *m, size_t i, const char *status)
 {
     char dsn[16] = "4.3.0";
     const char *text = strchr(status, ' ');
     size_t dlen = text ? (size_t)(text - status) : 0;
-    if (dlen > 0 && dlen < sizeof(dsn) && delivery_dsn_valid(status)) {
+    if (dlen > 0 && dlen < sizeof(dsn) && starts_with_dsn(status)) {
         memcpy(dsn, status, dlen);
         dsn[dlen] = 0;
     }
@@ -357,17 +368,6 @@ void qmgr_rcpt_fail(struct qmsg *m, size_t i, const char *status)
     res.times.agent_start = res.times.conn_done = res.times.done;
     delivery_log(&res);
     qmgr_rcpt_result(m, i, "none", status);
-}
-
-static int starts_with_dsn(const char *text)
-{
-    char first[16];
-    size_t n = strcspn(text, " ");
-    if (n == 0 || n >= sizeof(first))
-        return 0;
-    memcpy(first, text, n);
-    first[n] = 0;
-    return delivery_dsn_valid(first);
 }
 
 /* error:text bounces, retry:text defers; text may start with its own DSN. */

@@ -336,6 +336,10 @@ class Instance:
             "mydestination = localhost, $myhostname",
             "mynetworks = 127.0.0.1/32",
             "inet_interfaces = loopback-only",
+            # No lookup may leave this machine: unless a test points
+            # dns_servers at its own dnsmasq (a later line wins), DNS goes
+            # to a closed loopback port and fails locally.
+            "dns_servers = 127.0.0.1:9",
             *extra,
         ]
 

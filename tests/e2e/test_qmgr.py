@@ -61,9 +61,18 @@ def test_back_off_waits_until_flush(make_instance):
     inst.wait_queue_empty(10)
 
 
-def test_mail_without_a_transport_waits_while_local_mail_flows(instance):
-    # The default test master.cf has no smtp service: remote mail from
-    # mynetworks is accepted, then deferred until a transport exists.
+def test_mail_without_a_transport_waits_while_local_mail_flows(make_instance):
+    # A master.cf without the smtp service: remote mail from mynetworks is
+    # accepted, then deferred until a transport exists.
+    instance = make_instance(master_cf=None)
+    instance.stop()
+    instance.write_master_cf(
+        f"127.0.0.1:{instance.port} inet n - n - - smtpd\n"
+        "cleanup unix - - n - 0 cleanup\n"
+        "qmgr fifo n - n 300 1 qmgr\n"
+        "local unix - n n - - local\n"
+        "bounce unix - - n - 0 bounce\n")
+    instance.start()
     remote = instance.send(simple_message(subject="for far away"), rcpts=["bob@example.com"])
     instance.wait_log(rf"^{remote}: to=<bob@example.com>, relay=none, .*dsn=4\.3\.0, "
                       r"status=deferred \(mail transport unavailable\)")
@@ -125,3 +134,16 @@ def test_ten_thousand_deferring_messages_bounded_memory_and_others_flow(make_ins
     assert peak < QMGR_RSS_BOUND_KB, peak
     assert (inst.mail / "alice").read_text() == "not a directory\n"
     assert not inst.find_log(r"to=<alice@localhost>.*status=sent")
+
+
+def test_error_and_retry_routes_are_logged_with_their_status(make_instance):
+    inst = make_instance(extra_main=[
+        "transport_maps = inline:{ gone.example=error:5.1.1 no such domain here, "
+        "later.example=retry:try again later }"])
+    gone = inst.send(simple_message(subject="gone"), rcpts=["x@gone.example"])
+    later = inst.send(simple_message(subject="later"), rcpts=["y@later.example"])
+    inst.wait_log(rf"^{gone}: to=<x@gone.example>, relay=none, .*dsn=5\.1\.1, "
+                  r"status=bounced \(no such domain here\)$")
+    inst.wait_log(rf"^{later}: to=<y@later.example>, relay=none, .*dsn=4\.3\.0, "
+                  r"status=deferred \(try again later\)$")
+    wait_until(lambda: later in deferred_files(inst), 10, what="the retry: message deferred")

@@ -138,8 +138,8 @@ def test_ten_thousand_deferring_messages_bounded_memory_and_others_flow(make_ins
 
 def test_error_and_retry_routes_are_logged_with_their_status(make_instance):
     inst = make_instance(extra_main=[
-        "transport_maps = inline:{ gone.example=error:5.1.1 no such domain here, "
-        "later.example=retry:try again later }"])
+        "transport_maps = inline:{ { gone.example = error:5.1.1 no such domain here }, "
+        "{ later.example = retry:try again later } }"])
     gone = inst.send(simple_message(subject="gone"), rcpts=["x@gone.example"])
     later = inst.send(simple_message(subject="later"), rcpts=["y@later.example"])
     inst.wait_log(rf"^{gone}: to=<x@gone.example>, relay=none, .*dsn=5\.1\.1, "

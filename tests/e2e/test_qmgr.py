@@ -147,3 +147,24 @@ def test_error_and_retry_routes_are_logged_with_their_status(make_instance):
     inst.wait_log(rf"^{later}: to=<y@later.example>, relay=none, .*dsn=4\.3\.0, "
                   r"status=deferred \(try again later\)$")
     wait_until(lambda: later in deferred_files(inst), 10, what="the retry: message deferred")
+
+
+def test_delay_warning_sent_once_while_mail_stays_queued(make_instance):
+    import email
+    inst = make_instance(extra_main=FAST_RETRY + ["delay_warning_time = 1s"])
+    block_mailbox(inst, "alice")
+    qid = inst.send(simple_message(subject="slow one"), sender="carol@localhost")
+    warnings = inst.wait_delivered("carol", 1, timeout=30)
+    report = email.message_from_bytes(warnings[0].read_bytes())
+    assert report.get_content_type() == "multipart/report", report.get_content_type()
+    status = [p for p in report.walk() if p.get_content_type() == "message/delivery-status"]
+    assert status, [p.get_content_type() for p in report.walk()]
+    text = status[0].as_string()
+    assert "Action: delayed" in text and "alice@localhost" in text, text
+    # The message itself stays queued, and the warning is sent only once
+    # even though several more attempts fail.
+    assert qid in deferred_files(inst) or any(p.name == qid for p in inst.queue_files())
+    inst.wait_log(rf"^{qid}: to=<alice@localhost>.*status=deferred", count=3, timeout=30)
+    assert len(inst.delivered("carol")) == 1
+    (inst.mail / "alice").unlink()
+    inst.wait_delivered("alice", 1, timeout=20)

@@ -249,9 +249,9 @@ static int request_flush(const struct attr_list *req, char *why, size_t why_len)
     struct original m;
     int rc = original_open(req, &m, why, why_len);
     if (rc == 0)
-        rc = report_and_remove(&m, DSN_LOG_BOUNCE, REPORT_FAILED, why, why_len);
+        rc = report_and_remove(&m, QUEUE_BOUNCE_LOG, REPORT_FAILED, why, why_len);
     if (rc == 0)
-        rc = report_and_remove(&m, DSN_LOG_SUCCESS, REPORT_DELIVERED, why, why_len);
+        rc = report_and_remove(&m, QUEUE_SUCCESS_LOG, REPORT_DELIVERED, why, why_len);
     original_close(&m);
     return rc;
 }
@@ -261,8 +261,8 @@ static int request_warn(const struct attr_list *req, char *why, size_t why_len)
     struct original m;
     struct dsn_log l = {0};
     int rc = original_open(req, &m, why, why_len);
-    if (rc == 0 && (rc = dsn_log_read(DSN_LOG_DEFER, m.id, &l)) < 0)
-        snprintf(why, why_len, "read %s/%s: %s", DSN_LOG_DEFER, m.id, strerror(errno));
+    if (rc == 0 && (rc = dsn_log_read(QUEUE_DEFER_LOG, m.id, &l)) < 0)
+        snprintf(why, why_len, "read %s/%s: %s", QUEUE_DEFER_LOG, m.id, strerror(errno));
     if (rc == 0 && l.count)
         rc = send_report(&m, REPORT_DELAYED, &l, why, why_len);
     dsn_log_free(&l);

@@ -537,13 +537,14 @@ static void check_queue_tree(struct check *c)
             j++;
         char was[64], now[64];
         describe(now, sizeof(now), &after->st[i]);
+        const char *sep = after->names[i][0] ? "/" : "";
         if (j == before->n || !before->exists[j]) {
-            say("created %s/%s (%s)", queue, after->names[i], now);
+            say("created %s%s%s (%s)", queue, sep, after->names[i], now);
             continue;
         }
         describe(was, sizeof(was), &before->st[j]);
         if (strcmp(was, now) != 0)
-            say("fixed %s/%s: %s -> %s", queue, after->names[i], was, now);
+            say("fixed %s%s%s: %s -> %s", queue, sep, after->names[i], was, now);
     }
     free(before);
     free(after);
@@ -648,6 +649,54 @@ static void check_programs(struct check *c)
         closedir(d);
 }
 
+/* 1 when an alias_database table is missing its .cdb or is newer than it
+ * (a fresh install: smtpd would answer every local recipient with a
+ * temporary lookup failure until newaliases runs). */
+static int alias_database_stale(void)
+{
+    const char *value = config_get("alias_database");
+    char *buf = malloc(strlen(value) + 1), *items[64];
+    if (!buf)
+        die("out of memory");
+    size_t n = config_split(value, buf, items, 64);
+    int stale = 0;
+    for (size_t i = 0; i < n && !stale; i++) {
+        char *colon = strchr(items[i], ':');
+        if (!colon || (strncmp(items[i], "cdb:", 4) != 0 && strncmp(items[i], "hash:", 5) != 0 &&
+                       strncmp(items[i], "btree:", 6) != 0))
+            continue;
+        char cdb[PATH_MAX];
+        struct stat src, db;
+        if (snprintf(cdb, sizeof(cdb), "%s.cdb", colon + 1) >= (int)sizeof(cdb) ||
+            stat(colon + 1, &src) < 0)
+            continue;
+        stale = stat(cdb, &db) < 0 || db.st_mtime < src.st_mtime;
+    }
+    free(buf);
+    return stale;
+}
+
+/* Like Postfix's installation, which runs newaliases: rebuild with
+ * postalias (no file argument: every alias_database table). */
+static void check_alias_database(struct check *c, const char *dir)
+{
+    if (!alias_database_stale())
+        return;
+    char exe[PATH_MAX];
+    if (!c->system_mode ||
+        snprintf(exe, sizeof(exe), "%s/postalias", config_get("command_directory")) >=
+            (int)sizeof(exe) || access(exe, X_OK) < 0) {
+        warn("alias_database %s is not built or is out of date: run newaliases",
+             config_get("alias_database"));
+        return;
+    }
+    char *argv[] = {exe, "-c", (char *)dir, NULL};
+    if (run_tool(argv) == 0)
+        say("rebuilt alias_database %s", config_get("alias_database"));
+    else
+        problem(c, "%s -c %s failed", exe, dir);
+}
+
 /* Whoever can write main.cf or master.cf runs code as root. */
 static void check_config_files(struct check *c, const char *dir)
 {
@@ -686,6 +735,7 @@ static int cmd_check(const char *dir)
             warn("queue_directory %s does not exist yet (master creates it)", queue);
     }
     check_programs(&c);
+    check_alias_database(&c, dir);
     if (verbose || c.problems)
         say("check: %d problem%s left", c.problems, c.problems == 1 ? "" : "s");
     return c.problems ? 1 : 0;

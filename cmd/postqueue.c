@@ -425,7 +425,7 @@ static void show_message(struct listing *L, const char *queue, const struct msg_
         return;
     }
     struct dsn_log defer;
-    if (dsn_log_read(DSN_LOG_DEFER, r->id, &defer) < 0)
+    if (dsn_log_read(QUEUE_DEFER_LOG, r->id, &defer) < 0)
         memset(&defer, 0, sizeof(defer));
     struct shown_msg m = {.queue = queue, .id = r->id, .arrival = env.arrival.tv_sec,
                           .size = env.content_size > 0 ? env.content_size : st.st_size,

@@ -189,7 +189,7 @@ static int apply(enum op op, const char *queue, const char *id)
         rc = strcmp(queue, QUEUE_INCOMING) == 0 ? access(path, F_OK)
                                                 : queue_file_move(id, queue, QUEUE_INCOMING);
         if (rc == 0)
-            dsn_log_remove(DSN_LOG_DEFER, id);
+            dsn_log_remove(QUEUE_DEFER_LOG, id);
         break;
     }
     if (rc < 0) {

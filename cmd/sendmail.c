@@ -938,7 +938,8 @@ static void option(struct options *o, int c, const char *arg)
     case 'q': option_q(o, arg); break;
     case 't': o->extract = 1; break;
     case ':': die(EX_USAGE, "option -%c requires an argument", optopt);
-    case '?': die(EX_USAGE, "usage: sendmail [options] [recipient...] (unknown option -%c)", optopt);
+    case '?':
+        die(EX_USAGE, "usage: sendmail [options] [recipient...] (unknown option -%c)", optopt);
     default: break;   /* -A -G -L -O -U -c -e -h -m -p -v -x: ignored */
     }
 }

@@ -88,7 +88,9 @@ static size_t skip_atom(const char *text, size_t len, size_t i)
 {
     while (i < len) {
         unsigned char c = (unsigned char)text[i];
-        if (c == '\\' && i + 1 < len) {
+        /* A quoted-pair escapes a visible character or a blank, never a
+         * line end (RFC 5322 3.2.1). */
+        if (c == '\\' && i + 1 < len && text[i + 1] != '\r' && text[i + 1] != '\n') {
             i += 2;
             continue;
         }
@@ -117,6 +119,11 @@ static int tokenize(const char *text, size_t len, struct tokens *t)
         if (c == '"' || c == '[') {
             int closed;
             end = skip_quoted(text, len, i, c == '"' ? '"' : ']', &closed);
+            /* An unterminated one stops before trailing white space (a
+             * header's line end): a caller appending "@domain" after the
+             * span must stay inside the header. */
+            while (!closed && end > i + 1 && is_space((unsigned char)text[end - 1]))
+                end--;
             rc = tokens_add(t, c == '"' ? TOK_QSTRING : TOK_LITERAL, (char)closed, i, end);
         } else if (c == '\\' || !is_special(c)) {
             end = skip_atom(text, len, i);

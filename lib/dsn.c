@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const dsn_logs[] = {DSN_LOG_BOUNCE, DSN_LOG_DEFER, DSN_LOG_SUCCESS};
+static const char *const dsn_logs[] = {QUEUE_BOUNCE_LOG, QUEUE_DEFER_LOG, QUEUE_SUCCESS_LOG};
 #define NLOGS (sizeof(dsn_logs) / sizeof(dsn_logs[0]))
 
 int dsn_log_name_valid(const char *log)
@@ -160,7 +160,7 @@ int dsn_log_append(const char *log, const char *queue_id, const struct dsn_entry
     int created;
     int fd = open_for_append(path, log, &created);
     int rc = fd < 0 ? -1 : write_all(fd, b.data, b.len);
-    int durable = strcmp(log, DSN_LOG_DEFER) != 0;
+    int durable = strcmp(log, QUEUE_DEFER_LOG) != 0;
     if (rc == 0 && durable)
         rc = fsync(fd);
     if (rc == 0 && durable && created)

@@ -25,9 +25,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#define DSN_LOG_BOUNCE "bounce"
-#define DSN_LOG_DEFER "defer"
-#define DSN_LOG_SUCCESS "success"
+#include "queue_file.h"   /* QUEUE_BOUNCE_LOG, QUEUE_DEFER_LOG, QUEUE_SUCCESS_LOG */
 
 #define DSN_LOG_MAX_ENTRIES (1 << 20)   /* entries read from one log, at most */
 

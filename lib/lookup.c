@@ -614,8 +614,8 @@ static int regexp_link_blocks(struct lookup_table *t, char *err, size_t errlen)
 }
 
 /* Logical lines of text (comments and blank lines dropped, continuation
- * lines joined) go to regexp_parse_line. line_no[] tracks where each came
- * from for error messages. Returns 0 or -1 with err set. */
+ * lines joined) go to regexp_parse_line; errors name the line a logical
+ * line started on. Returns 0 or -1 with err set. */
 static int regexp_parse_text(struct lookup_table *t, const char *text, char *err,
                              size_t errlen)
 {
@@ -626,19 +626,20 @@ static int regexp_parse_text(struct lookup_table *t, const char *text, char *err
     struct regexp_rule rule;
 
     for (;;) {
-        const char *line = text + pos, *nl;
-        size_t n;
+        const char *line = text + pos, *nl, *first;
+        size_t n = 0;
         int at_end = pos >= len;
-        int cont = 0, blank;
+        int cont = 0;
 
         if (!at_end) {
             nl = memchr(line, '\n', len - pos);
             n = nl ? (size_t)(nl - line) : len - pos;
             pos += n + (nl != NULL);
             lineno++;
-            blank = *skip_space(line) == 0 || *skip_space(line) == '#'
-                    || skip_space(line) >= line + n;
-            if (blank)
+            first = line;
+            while (first < line + n && isspace((unsigned char)*first))
+                first++;
+            if (first == line + n || *first == '#')
                 continue;
             cont = isspace((unsigned char)line[0]);
             if (cont && logical != NULL) {
@@ -905,6 +906,10 @@ struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen)
     }
     tlen = (size_t)(colon - spec);
     name = colon + 1;
+    /* Postfix's proxymap is a way to reach the same table; we always open
+     * tables directly, so "proxy:unix:passwd.byname" just works. */
+    if (tlen == 5 && strncasecmp(spec, "proxy", 5) == 0)
+        return lookup_open(name, err, errlen);
     t = xmalloc(sizeof(*t));
     memset(t, 0, sizeof(*t));
     t->fd = -1;

@@ -25,13 +25,12 @@
 #ifndef POSTERN_MAILDROP_H
 #define POSTERN_MAILDROP_H
 
+#include "record.h"
+
 #include <stddef.h>
 
 /* Envelope attributes of local submissions (cleanup consumes them; they do
  * not reach the queue file). */
-#define ATTR_FULL_NAME "full_name"    /* sender full name for an added From: (-F) */
-#define ATTR_EXTRACT "extract"        /* "1": recipients from To/Cc/Bcc (-t) */
-#define ATTR_DSN_NOTIFY "dsn_notify"  /* NOTIFY mask for recipients cleanup extracts */
 
 #define MAILDROP_TMP_PREFIX "tmp."   /* files postdrop is still writing */
 #define MAILDROP_RCPT_MAX 100000     /* recipients in one file */

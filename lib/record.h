@@ -48,6 +48,9 @@ enum rec_type {
 #define ATTR_SASL_METHOD "sasl_method"
 #define ATTR_ORIGIN "origin"              /* "smtp", "local" (pickup), "bounce" */
 #define ATTR_UID "uid"                    /* submitting user's uid (pickup) */
+#define ATTR_FULL_NAME "full_name"        /* sender full name for an added From: (-F) */
+#define ATTR_EXTRACT "extract"            /* "1": recipients from To/Cc/Bcc (-t) */
+#define ATTR_DSN_NOTIFY "dsn_notify"      /* NOTIFY mask for recipients cleanup extracts */
 
 #define REC_MAX_HEADER 11      /* type byte + up to 10 LEB128 bytes */
 #define REC_CHUNK_SIZE 65536   /* largest REC_CONTENT payload writers emit */

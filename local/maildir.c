@@ -22,11 +22,8 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include "address.h"
 #include "config.h"
 #include "log.h"
-#include "queue_file.h"
-#include "record.h"
 
 #define MAILDIR_MODE 0700
 #define MAILDIR_FILE_MODE 0600

@@ -191,7 +191,7 @@ int local_copy_message(const struct local_message *m, const struct local_trace *
 {
     struct copier *c = calloc(1, sizeof(*c));
     struct rec_buf chunk = {0};
-    int r, result;
+    int r = 0, result;
 
     if (c == NULL) {
         errno = ENOMEM;

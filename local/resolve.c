@@ -302,10 +302,14 @@ static const char *spec_end(const char *p)
 /* The file whose owner gives an alias table's rights, or NULL. */
 static char *table_file(const char *spec, int *pattern)
 {
-    const char *colon = strchr(spec, ':');
-    size_t tlen = colon != NULL ? (size_t)(colon - spec) : 0;
+    const char *colon;
+    size_t tlen;
     char *file;
 
+    while (strncasecmp(spec, "proxy:", 6) == 0)
+        spec += 6;
+    colon = strchr(spec, ':');
+    tlen = colon != NULL ? (size_t)(colon - spec) : 0;
     *pattern = 0;
     if (colon == NULL || colon[1] == 0 || colon[1] == '{')
         return NULL;
@@ -719,6 +723,7 @@ struct fwd_vars {
     const char *address;
     const char *local;
     const char *extension;
+    const char *delimiter;         /* the one that split off the extension */
     const char *domain;
 };
 
@@ -740,7 +745,7 @@ static const char *fwd_var(const struct fwd_vars *v, const char *name, size_t le
     if (VAR("local"))
         return v->local;
     if (VAR("recipient_delimiter"))
-        return *v->extension ? config_get("recipient_delimiter") : "";
+        return v->delimiter;
 #undef VAR
     return "";
 }
@@ -797,6 +802,7 @@ static int deliver_dotforward(struct expansion *x, const struct context *ctx,
                               const struct local_user *u)
 {
     char local[ADDRESS_MAX], expanded[PATH_MAX * 2], buf[PATH_MAX * 2], *paths[FORWARD_PATHS_MAX];
+    char delimiter[2] = "";
     const char *at = strrchr(address, '@');
     size_t bare = bare_length(name), n, i;
     struct fwd_vars v;
@@ -817,6 +823,9 @@ static int deliver_dotforward(struct expansion *x, const struct context *ctx,
     v.local = local;
     v.domain = at != NULL ? at + 1 : "";
     v.extension = bare < strlen(name) ? name + bare + 1 : "";
+    if (bare < strlen(name))
+        delimiter[0] = name[bare];
+    v.delimiter = delimiter;
     expand_forward_path(config_raw("forward_path"), &v, expanded, sizeof(expanded));
     n = config_split(expanded, buf, paths, FORWARD_PATHS_MAX);
     for (i = 0; i < n; i++) {
@@ -985,7 +994,9 @@ int local_deliver_system(const struct local_message *m, const char *rcpt, const 
     } else if (seen) {
         target_fail(x, rcpt, "5.4.6", "mail forwarding loop for %s", rcpt);
     } else {
-        deliver_address(x, &top, rcpt, 0, address_domain(rcpt) == NULL);
+        /* qmgr chose local for this recipient: its domain is ours,
+         * whatever mydestination says. */
+        deliver_address(x, &top, rcpt, 0, 1);
     }
     if (x->rank == 0 && !x->logged && x->result.dsn[0] == 0)
         local_status_set(&x->result, "2.0.0", "delivered");

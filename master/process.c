@@ -130,17 +130,52 @@ static _Noreturn void child_exec(const struct service *s, char **argv)
     _exit(1);
 }
 
+/* Until it execs, a child is a copy of master, "master" in ps; whoever
+ * counts master processes (postern, tests, an admin) must not see two.
+ * So the spawner waits for the exec: the child holds the write end of a
+ * close-on-exec pipe, and EOF on the read end means exec has happened (or
+ * the child died). The write end sits above fds 3-5, which the child
+ * overwrites. Returns the read end in *rfd and the write end, or -1. */
+static int exec_sync_open(int *rfd)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    int w = fcntl(p[1], F_DUPFD_CLOEXEC, SERVICE_ALIVE_FD + 1);
+    close(p[1]);
+    if (w < 0) {
+        close(p[0]);
+        return -1;
+    }
+    *rfd = p[0];
+    return w;
+}
+
+static void exec_sync_wait(int rfd)
+{
+    char c;
+    while (read(rfd, &c, 1) < 0 && errno == EINTR)
+        ;
+    close(rfd);
+}
+
 int process_spawn(struct service *s, long long now)
 {
     char **argv = build_argv(s);
     char *exe = strdup(s->exe), *key = strdup(s->spec.key);
     pid_t pid = -1;
+    int sync_r = -1, sync_w = -1;
     if (master.alive_rfd[service_alive_class(s)] < 0)
         errno = EPIPE;   /* its alive pipe is closed: a stop is under way */
-    else if (argv && exe && key && table_reserve() == 0)
+    else if (argv && exe && key && table_reserve() == 0 &&
+             (sync_w = exec_sync_open(&sync_r)) >= 0)
         pid = fork();
     if (pid == 0)
         child_exec(s, argv);
+    if (sync_w >= 0)
+        close(sync_w);
+    if (sync_r >= 0)
+        exec_sync_wait(sync_r);
     free(argv);
     if (pid < 0) {
         msg_warn("cannot start %s: %m", s->exe);
@@ -217,9 +252,10 @@ void process_reap(long long now)
         /* Deaths that master caused itself are not news. */
         if (abnormal && !master.stopping && !c->terminated)
             log_abnormal_exit(c, status);
-        /* Counts stay right during a stop: back services still spawn. */
+        /* Counts stay right during a stop: back services still spawn. A
+         * death master caused is no reason to throttle. */
         if (c->svc)
-            service_child_gone(c->svc, c, abnormal, now);
+            service_child_gone(c->svc, c, abnormal && !master.stopping && !c->terminated, now);
         child_remove(c);
     }
 }

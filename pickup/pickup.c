@@ -267,8 +267,9 @@ static enum open_result open_file(struct dropfile *f)
     struct stat st;
     f->fd = open(f->path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (f->fd < 0) {
-        snprintf(f->why, sizeof(f->why), "cannot open: %s", strerror(errno));
-        return errno == ENOENT ? VANISHED : errno == ELOOP ? UNFIT : UNREADABLE;
+        int e = errno;
+        snprintf(f->why, sizeof(f->why), "cannot open: %s", strerror(e));
+        return e == ENOENT ? VANISHED : e == ELOOP ? UNFIT : UNREADABLE;
     }
     if (fstat(f->fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
         snprintf(f->why, sizeof(f->why), "not a plain file with one link");

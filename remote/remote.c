@@ -45,6 +45,7 @@
 #define ENVELOPE_RCPT_MAX 1000000 /* recipients we accept in one queue file */
 #define OFFSET_DIGITS_MAX 18
 #define EXIT_WAIT_MAX 5           /* seconds to let QUITs go out at exit */
+#define CLIENT_INPUT_MAX (8 * IPC_VALUE_MAX)  /* request bytes buffered at most */
 
 struct remote_config remote_cfg;
 struct event_base *remote_base;
@@ -654,6 +655,9 @@ static void client_start(int fd)
         return;
     }
     bufferevent_setcb(c->bev, client_read_cb, client_write_cb, client_event_cb, c);
+    /* Reading pauses while a job runs and input piles up; one record
+     * (IPC_VALUE_MAX) always fits. */
+    bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
     bufferevent_set_timeouts(c->bev, &tmo, NULL);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
     evrec_put_attr(bufferevent_get_output(c->bev), "protocol", REMOTE_PROTOCOL);

@@ -59,7 +59,7 @@ static void derive_dsn(struct smtp_reply *r)
 
     if (r->len > 4 && p[0] == r->text[0] && p[1] == '.') {
         int dots = 0, digits = 0;
-        for (i = 0; p[i] != 0 && p[i] != ' ' && i < sizeof(r->dsn) - 1; i++) {
+        for (i = 0; p[i] != 0 && p[i] != ' ' && p[i] != '\n' && i < sizeof(r->dsn) - 1; i++) {
             if (p[i] == '.') {
                 if (digits == 0 || ++dots > 2)
                     break;
@@ -70,7 +70,7 @@ static void derive_dsn(struct smtp_reply *r)
                 break;
             }
         }
-        if (dots == 2 && digits > 0 && (p[i] == 0 || p[i] == ' ')) {
+        if (dots == 2 && digits > 0 && (p[i] == 0 || p[i] == ' ' || p[i] == '\n')) {
             memcpy(r->dsn, p, i);
             r->dsn[i] = 0;
             return;

@@ -217,6 +217,8 @@ static const char *current_doing(const struct session *s)
 
 /* --- failures --------------------------------------------------------- */
 
+static void tls_handshake_failed(struct session *s, const char *why);
+
 static void report_failure(struct session *s, struct session_failure *f)
 {
     enum phase phase = s->phase;
@@ -404,6 +406,8 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
         session_quit(s);   /* idle long enough */
     else if (s->phase == PH_QUIT)
         session_free(s);
+    else if (s->phase == PH_TLS_HANDSHAKE)
+        tls_handshake_failed(s, "timed out");
     else
         session_fail(s, "4.4.2", "conversation with %s timed out while %s", s->peer,
                      current_doing(s));
@@ -481,16 +485,19 @@ static void tls_established(struct session *s)
     send_ehlo(s);
 }
 
-static void tls_handshake_failed(struct session *s)
+/* why is NULL for an OpenSSL error, else e.g. "timed out". Under "may" the
+ * job tries the same server again without STARTTLS, as Postfix does. */
+static void tls_handshake_failed(struct session *s, const char *why)
 {
     char err[256];
     struct session_failure f;
 
-    tls_error_text(err, sizeof(err));
+    if (why == NULL)
+        tls_error_text(err, sizeof(err));
     memset(&f, 0, sizeof(f));
     snprintf(f.dsn, sizeof(f.dsn), "4.7.5");
-    text_printf(f.text, sizeof(f.text), "Cannot start TLS: handshake failure with %s: %s", s->peer,
-                err);
+    text_printf(f.text, sizeof(f.text), "Cannot start TLS: handshake failure with %s: %s",
+                s->peer, why != NULL ? why : err);
     f.retry_plain = remote_cfg.tls_level == TLS_LEVEL_MAY;
     report_failure(s, &f);
 }
@@ -615,8 +622,14 @@ static void setup_greeting(void *owner, const struct smtp_reply *r)
 
     s->greeted = 1;
     if (r->code / 100 != 2) {
+        /* Another MX may take the mail, and this one may talk tomorrow: a
+         * 5xx greeting only skips the server (Postfix's
+         * smtp_skip_5xx_greeting = yes), it never bounces. */
+        char dsn[sizeof(r->dsn)];
+        snprintf(dsn, sizeof(dsn), "%s", r->dsn);
+        dsn[0] = '4';
         delivery_text_clean(text, sizeof(text), r->text);
-        session_fail(s, r->dsn, "host %s refused to talk to me: %s", s->peer, text);
+        session_fail(s, dsn, "host %s refused to talk to me: %s", s->peer, text);
         return;
     }
     send_ehlo(s);
@@ -636,7 +649,7 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
         return;
     if (s->phase == PH_TLS_HANDSHAKE)
-        tls_handshake_failed(s);
+        tls_handshake_failed(s, NULL);
     else if (s->phase == PH_QUIT || s->phase == PH_CACHED)
         session_free(s);
     else

@@ -35,6 +35,7 @@ struct cleanup_stream {
     char status_text[512];
     int status;
     struct rec_buf rec;
+    int *freed;                /* set to 1 by cleanup_close while a callback runs */
 };
 
 static void cleanup_fail(struct cleanup_stream *c, const char *why)
@@ -90,23 +91,32 @@ static void cleanup_answer_end(struct cleanup_stream *c)
     }
 }
 
+/* The session callbacks made from here may end the transaction and free
+ * c (cleanup_close): c->freed tells the loop to stop touching it. */
 static void cleanup_read_cb(struct bufferevent *bev, void *arg)
 {
     struct cleanup_stream *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    int freed = 0;
+    c->freed = &freed;
     while (c->phase != CL_FAILED && c->phase != CL_DONE) {
         int type = evrec_get(in, &c->rec, IPC_VALUE_MAX);
         if (type == 0)
-            return;
-        if (type == REC_ATTR)
+            break;
+        if (type == REC_ATTR) {
             cleanup_attr_in(c, c->rec.data);
-        else if (type == REC_END)
-            cleanup_answer_end(c);
-        else {
-            cleanup_fail(c, "cleanup: malformed answer");
-            return;
+            continue;
         }
+        if (type == REC_END)
+            cleanup_answer_end(c);
+        else
+            cleanup_fail(c, "cleanup: malformed answer");
+        if (freed)
+            return;
+        if (type != REC_END)
+            break;
     }
+    c->freed = NULL;
 }
 
 static void cleanup_write_cb(struct bufferevent *bev, void *arg)
@@ -157,6 +167,8 @@ void cleanup_close(struct cleanup_stream *c)
 {
     if (!c)
         return;
+    if (c->freed)
+        *c->freed = 1;
     if (c->bev)
         bufferevent_free(c->bev);
     rec_buf_free(&c->rec);

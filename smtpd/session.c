@@ -39,6 +39,10 @@
 #include <unistd.h>
 
 #define INPUT_HIGH_WATER (256 * 1024)   /* stop reading the client above this */
+/* A client that pipelines without reading our replies: stop taking its
+ * commands above the high mark, go on below the low one. */
+#define OUTPUT_HIGH_WATER (256 * 1024)
+#define OUTPUT_LOW_WATER (64 * 1024)
 
 static const char *const counter_names[C_COUNT] = {
     "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data",
@@ -173,20 +177,32 @@ void session_free(struct session *s)
     smtpd_session_closed();
 }
 
-/* Nothing left to send, in the TLS layer or below it. */
+/* Bytes not yet sent, in the TLS layer and below it. */
+static size_t pending_output(struct session *s)
+{
+    size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
+    return under ? n + evbuffer_get_length(bufferevent_get_output(under)) : n;
+}
+
 static int output_flushed(struct session *s)
 {
-    if (evbuffer_get_length(bufferevent_get_output(s->bev)))
-        return 0;
-    struct bufferevent *under = bufferevent_get_underlying(s->bev);
-    return !under || evbuffer_get_length(bufferevent_get_output(under)) == 0;
+    return pending_output(s) == 0;
+}
+
+/* Output drained: the timer (never this callback, which runs inside
+ * libevent's write) frees a closing session or resumes a blocked one. */
+static void output_drained(struct session *s)
+{
+    if ((s->state == ST_CLOSING && output_flushed(s)) ||
+        (s->output_blocked && pending_output(s) <= OUTPUT_LOW_WATER))
+        timer_in(s, 0);
 }
 
 static void under_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
-    struct session *s = arg;
-    if (s->state == ST_CLOSING && info->n_deleted && output_flushed(s))
-        timer_in(s, 0);   /* free from the timer, not from inside libevent's write */
+    if (info->n_deleted)
+        output_drained(arg);
 }
 
 /* Never frees synchronously: callers may still touch s after this. */
@@ -202,9 +218,6 @@ void session_close_after_reply(struct session *s)
     s->req_start = now();
     bufferevent_disable(s->bev, EV_READ);
     bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
-    struct bufferevent *under = bufferevent_get_underlying(s->bev);
-    if (under)
-        evbuffer_add_cb(bufferevent_get_output(under), under_output_cb, s);
     timer_in(s, 0);
 }
 
@@ -291,6 +304,16 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
     double t = now();
+    if (s->output_blocked && s->state != ST_CLOSING && pending_output(s) <= OUTPUT_LOW_WATER) {
+        s->output_blocked = 0;
+        bufferevent_enable(s->bev, EV_READ);
+        session_process(s);
+        /* Unless that started a new request or a pause, the current
+         * request keeps its deadline. */
+        if (!evtimer_pending(s->timer, NULL) && reading_state(s->state))
+            timer_in(s, request_deadline(s) - t);
+        return;
+    }
     if (s->state == ST_PAUSED) {
         pause_end(s);
     } else if (s->state == ST_CLOSING) {
@@ -710,6 +733,11 @@ static void process_commands(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     while (s->state == ST_COMMAND || s->state == ST_AUTH) {
+        if (pending_output(s) > OUTPUT_HIGH_WATER) {
+            s->output_blocked = 1;   /* resumed from the timer once drained */
+            bufferevent_disable(s->bev, EV_READ);
+            return;
+        }
         size_t len;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
         if (!line) {
@@ -834,9 +862,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
 
 static void client_write_cb(struct bufferevent *bev, void *arg)
 {
-    struct session *s = arg;
-    if (s->state == ST_CLOSING && output_flushed(s))
-        timer_in(s, 0);
+    output_drained(arg);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -855,7 +881,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 
 void session_attach_bev(struct session *s)
 {
+    struct bufferevent *under = bufferevent_get_underlying(s->bev);
     bufferevent_setcb(s->bev, client_read_cb, client_write_cb, client_event_cb, s);
+    bufferevent_setwatermark(s->bev, EV_WRITE, OUTPUT_LOW_WATER, 0);
+    if (under)
+        evbuffer_add_cb(bufferevent_get_output(under), under_output_cb, s);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 

@@ -222,8 +222,12 @@ static void read_settings(void)
         smtpd_cfg.line_length_limit = 512;
     if (smtpd_cfg.timeout < 1)
         smtpd_cfg.timeout = 1;
-    if (smtpd_cfg.sasl_enable)
+    if (smtpd_cfg.sasl_enable) {
         smtpd_cfg.sasl_password_maps = open_maps("smtpd_sasl_password_maps");
+        if (!smtpd_cfg.sasl_password_maps)
+            msg_warn("smtpd_sasl_auth_enable = yes without smtpd_sasl_password_maps: "
+                     "every AUTH attempt will fail");
+    }
     smtpd_cfg.sender_login_maps = open_maps("smtpd_sender_login_maps");
 }
 

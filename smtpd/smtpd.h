@@ -115,6 +115,7 @@ struct session {
     int errors;
     int junk;
     int skip_line;                          /* discarding an over-long command */
+    int output_blocked;                     /* not reading: the client does not read */
     const char *last_cmd;                   /* for "lost connection after X" */
     unsigned ok[C_COUNT], total[C_COUNT];
     /* TLS */

@@ -26,10 +26,21 @@ from aiosmtpd.controller import Controller
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
 
-def free_port_on(host):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+def free_port_on(host, *others):
+    """A port nobody listens on at host, nor at the other addresses (where a
+    test expects "Connection refused")."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        try:
+            for other in others:
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as o:
+                    o.bind((other, port))
+        except OSError:
+            continue
+        return port
+    raise AssertionError(f"no port free on {host} and {others}")
 
 
 def wait_listening(host, port, timeout=10.0):
@@ -250,6 +261,30 @@ class Conn:
                 return out
             out.append(line)
 
+    def serve(self, final="250 2.0.0 Ok: queued", messages=None, on_mail=None):
+        """A plain, well-behaved session after the greeting and EHLO: answer
+        MAIL, RCPT, DATA (collecting each message's lines into messages),
+        RSET and QUIT until the client leaves. on_mail(conn) may take over a
+        MAIL command instead (return True when it did)."""
+        while True:
+            line = self.read_line()
+            verb = line.split(" ", 1)[0].split(":", 1)[0].upper()
+            if verb == "MAIL" and on_mail is not None and on_mail(self):
+                continue
+            if verb in ("MAIL", "RCPT", "RSET", "NOOP"):
+                self.send("250 2.0.0 Ok\r\n")
+            elif verb == "DATA":
+                self.send("354 End data with <CR><LF>.<CR><LF>\r\n")
+                data = self.read_data()
+                if messages is not None:
+                    messages.append(data)
+                self.send(final + "\r\n")
+            elif verb == "QUIT":
+                self.send("221 2.0.0 Bye\r\n")
+                return
+            else:
+                self.send("502 5.5.2 Error: command not recognized\r\n")
+
     def greet_and_ehlo(self, extensions=("PIPELINING",)):
         self.send("220 hostile.test ESMTP\r\n")
         self.expect("EHLO")
@@ -275,7 +310,8 @@ class HostileServer:
         self.lsock.listen(50)
         self.lsock.settimeout(0.2)
         self.connections = 0
-        self.transcripts = []
+        self.conns = []         # every Conn, live: .lines is its transcript so far
+        self.transcripts = []   # the transcripts of finished connections
         self._stop = threading.Event()
         self._threads = []
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -299,6 +335,7 @@ class HostileServer:
 
     def _serve(self, sock):
         conn = Conn(sock)
+        self.conns.append(conn)
         try:
             self.script(conn)
         except Exception:   # the client hung up or misbehaved: that is the point
@@ -314,5 +351,11 @@ class HostileServer:
         self._stop.set()
         self._thread.join(timeout=5)
         self.lsock.close()
+        # Wake scripts blocked on a connection the client keeps open.
+        for conn in self.conns:
+            try:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         for t in self._threads:
             t.join(timeout=5)

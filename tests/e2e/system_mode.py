@@ -16,8 +16,9 @@ These tests need root; without it they are skipped.
 
 import os
 import pwd
+import random
 import secrets
-import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,17 @@ def run_ok(argv, timeout=30):
     return out
 
 
+def run_account_tool(argv, deadline=60):
+    """useradd/userdel, retried while another process holds the passwd
+    lock (other tests may add users at the same time)."""
+    end = time.monotonic() + deadline
+    while True:
+        rc, out = run_logged([str(a) for a in argv], 30)
+        if rc == 0 or "lock" not in out or time.monotonic() > end:
+            return rc, out
+        time.sleep(0.2 + random.random() * 0.3)
+
+
 class Accounts:
     """Users made with useradd for one test; cleanup() removes them."""
 
@@ -43,7 +55,8 @@ class Accounts:
         self.names = []
 
     def _add(self, name, argv):
-        run_ok(argv + [name])
+        rc, out = run_account_tool(argv + [name])
+        assert rc == 0, f"{' '.join(argv)} {name} exited {rc}:\n{out}"
         self.names.append(name)
         return pwd.getpwnam(name)
 
@@ -59,8 +72,7 @@ class Accounts:
 
     def cleanup(self):
         for name in reversed(self.names):
-            subprocess.run(["userdel", "-r", "-f", name], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=30)
+            run_account_tool(["userdel", "-r", "-f", name])
         self.names = []
 
 
@@ -76,7 +88,10 @@ class SystemInstance(Instance):
         self.log.touch()
         os.chown(self.log, owner.pw_uid, owner.pw_gid)
         os.chmod(self.mail, 0o755)
+        # Bounces to the tests' remote senders must not reach for DNS or the
+        # network: everything not local goes to a port where nobody listens.
         self.append_main_cf(f"mail_owner = {owner.pw_name}",
+                            f"relayhost = [127.0.0.1]:{free_port()}",
                             f"alias_maps = cdb:{self.aliases}",
                             f"alias_database = cdb:{self.aliases}",
                             *extra_main)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from postern_instance import SENDER, simple_message, wait_until
+from postern_instance import SENDER, simple_message
 from system_mode import needs_root, system_mode  # noqa: F401 (fixture)
 
 pytestmark = needs_root
@@ -210,4 +210,3 @@ def test_mailbox_size_limit_bounces_and_leaves_the_mailbox_as_it_was(system_mode
     q2 = inst.send(simple_message("fits"), [rcpt])
     inst.wait_log(delivered_line(q2, rcpt, "delivered to mailbox"), program="local")
     assert [m["Subject"] for m in mailbox.mbox(str(path), create=False)] == ["primer", "fits"]
-    wait_until(lambda: not inst.queue_files(), 30, what="the queue to empty")

@@ -16,7 +16,8 @@ import time
 import pytest
 
 from dnsmasq_fixture import DnsServer, query_mx_prefs_tcp
-from postern_instance import HOSTNAME, SENDER, simple_message, wait_port, wait_until
+from postern_instance import (HOSTNAME, SENDER, process_table, simple_message, wait_port,
+                              wait_until)
 from smtp_peers import Receiver, SmtpSink, free_port_on
 
 LOCAL_SENDER = "alice@localhost"   # bounces of the tests stay on this host
@@ -96,7 +97,7 @@ def status_line(inst, qid, rcpt, timeout=30):
 
 
 def test_preferred_mx_down_goes_to_the_next(make_instance, dns, receivers):
-    port = free_port_on("127.0.0.3")
+    port = free_port_on("127.0.0.3", "127.0.0.2")
     rcv = receivers(Receiver("127.0.0.3", port))
     inst = remote_instance(make_instance, dns, port)
     qid = inst.send(simple_message("two mx", test_id="twomx"), rcpts=["bob@two.test"])
@@ -150,7 +151,7 @@ def test_backup_mx_that_is_myself_is_skipped(make_instance, dns, receivers):
 def test_more_than_100_mx_records_are_truncated(make_instance, dns, receivers):
     prefs = query_mx_prefs_tcp(dns.port, "big.test")
     assert len(prefs) == BIG_MX and min(prefs[:100]) == 10 and set(prefs[100:]) == {0}
-    port = free_port_on("127.0.0.13")
+    port = free_port_on("127.0.0.13", "127.0.0.14")
     rcv = receivers(Receiver("127.0.0.13", port))
     inst = remote_instance(make_instance, dns, port)
     qid = inst.send(simple_message("big"), rcpts=["fay@big.test"])
@@ -292,6 +293,19 @@ def test_transport_maps_route_per_domain(make_instance, dns, receivers):
     assert rcv.wait_messages(1)[0]["rcpt_tos"] == ["ned@routed.example"]
 
 
+def test_relay_domains_go_through_the_relay_service(make_instance, dns, receivers):
+    port = free_port_on("127.0.0.12")
+    rcv = receivers(Receiver("127.0.0.12", port))
+    inst = remote_instance(make_instance, dns, port, "relay_domains = relay.test")
+    qid = inst.send(simple_message("relay domain"), rcpts=["ray@relay.test"])
+    relay, dsn, status, _ = status_line(inst, qid, "ray@relay.test")
+    assert (relay, status) == (f"mx.relay.test[127.0.0.12]:{port}", "sent")
+    rcv.wait_messages(1)
+    services = [argv[argv.index("-n") + 1] for pid, argv in process_table()
+                if pid in inst.pids("remote") and "-n" in argv]
+    assert services == ["relay"]
+
+
 def test_delivery_to_another_postern(make_instance, dns):
     port = free_port_on("127.0.0.7")
     peer = make_instance(start=False, extra_main=["mydestination = p2.test, localhost"])
@@ -331,3 +345,21 @@ def test_thousand_messages_reuse_a_handful_of_connections(make_instance, dns, re
         == count
     print(f"{count} messages in {elapsed:.1f}s over {rcv.connections} connections")
     assert rcv.connections <= 25, rcv.connections
+
+
+def test_large_message_arrives_intact(make_instance, dns, receivers):
+    port = free_port_on("127.0.0.2")
+    rcv = receivers(Receiver("127.0.0.2", port))
+    inst = make_instance(extra_main=[f"dns_servers = {dns.servers}",
+                                     f"relayhost = [127.0.0.2]:{port}"])
+    # 3 MB in lines of varying length, some starting with dots, so that the
+    # content crosses many 64 KB chunks and output refills.
+    lines = [("." if n % 7 == 0 else "") + f"{n:07d} " + "abcdefghij" * (n % 13)
+             for n in range(60000)]
+    body = "\n".join(lines) + "\n"
+    qid = inst.send(simple_message("large", test_id="large", body=body),
+                    rcpts=["quinn@example.com"])
+    assert status_line(inst, qid, "quinn@example.com", timeout=60)[2] == "sent"
+    data = rcv.wait_messages(1)[0]["data"].replace(b"\r\n", b"\n")
+    assert data.endswith(body.encode())
+    assert b"X-Test-Id: large" in data

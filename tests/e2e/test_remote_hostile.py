@@ -1,6 +1,6 @@
 """Hostile SMTP servers against remote: malformed multi-line replies, a 1 MB
 reply line, NUL bytes, a reply cut off by a close, a garbage greeting, a
-reply of too many lines, escape sequences in a rejection, plain text
+5xx greeting, a reply of too many lines, escape sequences in a rejection, plain text
 injected behind the STARTTLS reply, and a server that stops answering.
 
 Each message is deferred (or, for the rejection, bounced) with a clean,
@@ -60,6 +60,11 @@ def garbage_greeting(c):
     c.read_line(10)
 
 
+def greeting_554(c):
+    c.send("554 5.7.1 No service for you\r\n")
+    c.wait_close(10)
+
+
 def too_many_lines(c):
     c.greet_and_ehlo()
     c.expect("MAIL")
@@ -105,6 +110,10 @@ CASES = {
     "garbage.test": (garbage_greeting, "4.5.0",
                      f"host {PEER} sent a malformed reply while receiving the initial "
                      "server greeting"),
+    # A 5xx greeting skips the server and defers, as Postfix's default
+    # smtp_skip_5xx_greeting does; it never bounces.
+    "reject.test": (greeting_554, "4.7.1",
+                    f"host {PEER} refused to talk to me: 554 5.7.1 No service for you"),
     "lines.test": (too_many_lines, "4.5.0",
                    f"host {PEER} sent a malformed reply while sending MAIL FROM"),
     "escape.test": (escape_sequences, "5.7.1",

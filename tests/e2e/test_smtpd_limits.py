@@ -99,6 +99,33 @@ def test_60_connections_from_one_address(instance):
                       r"unknown\[127\.0\.0\.2\] for service ", program="smtpd")
 
 
+def smtpd_rss_mib(inst):
+    total = 0
+    for pid in inst.pids("smtpd"):
+        with open(f"/proc/{pid}/status") as f:
+            total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+    return total / 1024
+
+
+def test_client_that_never_reads_its_replies(instance):
+    """Pipelined commands from a client that reads nothing: smtpd stops
+    reading once its unsent replies pile up, so memory stays bounded."""
+    with session(instance) as c:
+        c.send(f"MAIL FROM:<{SENDER}>\r\n".encode())
+        chunk = b"RCPT TO:<alice@localhost>\r\n" * 40_000      # about 1 MB
+        c.sock.settimeout(3.0)
+        sent, blocked = 0, False
+        try:
+            while sent < 64 * len(chunk):
+                c.sock.sendall(chunk)
+                sent += len(chunk)
+        except socket.timeout:
+            blocked = True
+        assert blocked, f"smtpd took {sent} bytes without their replies being read"
+        assert smtpd_rss_mib(instance) < 64
+        served_at_once(instance)
+
+
 def drip(sock, data, interval, stop):
     for i in range(len(data)):
         if stop.is_set():

@@ -80,11 +80,12 @@ def test_relay_domains_and_defer_unauth_destination(make_instance):
 def test_access_tables_and_fqdn_checks(make_instance):
     inst = make_instance(extra_main=[
         "smtpd_client_restrictions = check_client_access "
-        "inline:{127.0.0.3=REJECT, 127.0.0.4=DEFER, 127.0.0.5=OK}",
+        "inline:{127.0.0.3=REJECT, {127.0.0.4=DEFER go away}, 127.0.0.5=OK}",
         "smtpd_sender_restrictions = reject_non_fqdn_sender, check_sender_access "
         "inline:{spammer@example.net=REJECT, example.biz=REJECT, <>=REJECT}",
         "smtpd_recipient_restrictions = reject_non_fqdn_recipient, check_recipient_access "
-        "inline:{blocked@mx.test.example=REJECT, closed@mx.test.example=550}, permit_mynetworks, "
+        "inline:{blocked@mx.test.example=REJECT, {closed@mx.test.example=550 5.1.1 Mailbox closed}, "
+        "gone@mx.test.example=550}, permit_mynetworks, "
         "reject_unauth_destination"])
     with session(inst, ("127.0.0.3", 0)) as c:
         assert c.cmd(f"MAIL FROM:<{SENDER}>")[0] == 250
@@ -93,7 +94,7 @@ def test_access_tables_and_fqdn_checks(make_instance):
     with session(inst, ("127.0.0.4", 0)) as c:
         assert c.cmd(f"MAIL FROM:<{SENDER}>")[0] == 250
         assert c.cmd("RCPT TO:<alice@localhost>") == (
-            450, ["4.7.1 <unknown[127.0.0.4]>: Client host rejected: Access denied"])
+            450, ["4.7.1 <unknown[127.0.0.4]>: Client host rejected: go away"])
     with session(inst) as c:
         for sender, reply in [
             ("spammer@example.net", "<spammer@example.net>: Sender address rejected: Access denied"),
@@ -115,7 +116,9 @@ def test_access_tables_and_fqdn_checks(make_instance):
         assert c.cmd("RCPT TO:<blocked@mx.test.example>") == (
             554, ["5.7.1 <blocked@mx.test.example>: Recipient address rejected: Access denied"])
         assert c.cmd("RCPT TO:<closed@mx.test.example>") == (
-            550, ["5.7.1 <closed@mx.test.example>: Recipient address rejected: Access denied"])
+            550, ["5.1.1 <closed@mx.test.example>: Recipient address rejected: Mailbox closed"])
+        assert c.cmd("RCPT TO:<gone@mx.test.example>") == (
+            550, ["5.7.1 <gone@mx.test.example>: Recipient address rejected: Access denied"])
         assert c.cmd("RCPT TO:<alice@mx.test.example>") == (250, ["2.1.5 Ok"])
     # OK in the client table ends the client restrictions only: relaying is
     # still refused.

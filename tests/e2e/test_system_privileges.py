@@ -84,6 +84,9 @@ def test_check_created_accounts(system):
     pw = pwd.getpwnam(system.owner)
     assert pw.pw_uid != 0 and pw.pw_shell.endswith("nologin"), pw
     assert grp.getgrnam(system.group).gr_gid != pw.pw_gid
+    # ... and built the alias database a fresh install lacks.
+    assert "rebuilt alias_database" in out, out
+    assert (system.dest / "etc" / "aliases.cdb").exists()
     # A second check has nothing left to do.
     rc, out = system.postern("check")
     assert rc == 0 and "created" not in out and "fixed" not in out, out

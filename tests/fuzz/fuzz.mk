@@ -27,8 +27,14 @@ FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(FUZZ_SAN) -Ilib $(PKG_CFL
 # is a finding too; leaks are (ASan's default).
 FUZZ_OPTS   := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 
-# Daemon sources some targets compile in (not linked into libpostern).
+# Daemon sources some targets compile in (not linked into libpostern), and
+# the include directories they need.
 FUZZ_EXTRA_remote_reply := remote/reply.c
+FUZZ_CFLAGS_remote_reply := -Iremote
+FUZZ_EXTRA_remote_nexthop := remote/route.c
+FUZZ_CFLAGS_remote_nexthop := -Iremote
+FUZZ_EXTRA_cleanup_header := cleanup/local.c
+FUZZ_CFLAGS_cleanup_header := -Icleanup
 
 FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_READY   := $(foreach t,$(FUZZ_ALL),$(if $(filter-out $(wildcard $(FUZZ_EXTRA_$(t))),$(FUZZ_EXTRA_$(t))),,$(t)))
@@ -45,12 +51,15 @@ build/fuzz/obj/%.o: %.c $(wildcard lib/*.h) $$(wildcard $$(dir $$*)*.h)
 build/fuzz/libpostern.a: $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 	rm -f $@ && ar rcs $@ $^
 
+# Objects of each target's FUZZ_EXTRA sources (computed here: a '%' inside
+# a pattern rule's prerequisites would be taken for the stem).
+$(foreach t,$(FUZZ_ALL),$(eval FUZZ_OBJ_$(t) := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_EXTRA_$(t)))))
+
 # The target's own file comes first, so a target that #includes a lib/ .c
 # file (to reach its static functions) wins over the archive's copy.
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libpostern.a \
-		$$(patsubst %.c,build/fuzz/obj/%.o,$$(FUZZ_EXTRA_$$*))
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Itests/fuzz -fsanitize=fuzzer -o $@ $< \
-	    $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_EXTRA_$*)) build/fuzz/libpostern.a $(PKG_LIBS)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libpostern.a $$(FUZZ_OBJ_$$*)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CFLAGS_$*) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ_$*) \
+	    build/fuzz/libpostern.a $(PKG_LIBS)
 
 fuzz-build: $(FUZZ_BIN)
 

@@ -115,6 +115,12 @@ static void test_empty_members_and_junk(void **state)
     assert_string_equal(f.addr[0], "unterminated");
     assert_int_equal(parse("a@b (open comment", &f), 1);
     assert_string_equal(f.addr[0], "a@b");
+    /* An unterminated quote ends before a header's line end, so text
+     * appended at the span stays on the header's own line. */
+    assert_int_equal(parse("\"open quote\n", &f), 1);
+    assert_string_equal(f.span[0], "\"open quote");
+    assert_int_equal(parse("esc\\\n", &f), 1);
+    assert_string_equal(f.span[0], "esc\\");
     /* Control characters never reach an address. */
     assert_int_equal(parse("ev\001il@x.example", &f), 1);
     assert_string_equal(f.addr[0], "evil@x.example");

@@ -84,10 +84,10 @@ static void test_append_read_round_trip(void **state)
     e.dsn_orcpt = (char *)"rfc822;robert@example.com";
     e.dsn_notify = DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY;
     e.when = 1700000000;
-    assert_int_equal(dsn_log_append(DSN_LOG_BOUNCE, ID1, &e), 0);
+    assert_int_equal(dsn_log_append(QUEUE_BOUNCE_LOG, ID1, &e), 0);
 
     struct dsn_log l;
-    assert_int_equal(dsn_log_read(DSN_LOG_BOUNCE, ID1, &l), 0);
+    assert_int_equal(dsn_log_read(QUEUE_BOUNCE_LOG, ID1, &l), 0);
     assert_int_equal(l.count, 1);
     const struct dsn_entry *r = &l.entry[0];
     assert_string_equal(r->rcpt, "bob@example.com");
@@ -108,7 +108,7 @@ static void test_missing_log_is_empty(void **state)
 {
     (void)state;
     struct dsn_log l;
-    assert_int_equal(dsn_log_read(DSN_LOG_DEFER, ID2, &l), 0);
+    assert_int_equal(dsn_log_read(QUEUE_DEFER_LOG, ID2, &l), 0);
     assert_int_equal(l.count, 0);
     assert_null(dsn_log_find(&l, 0));
     dsn_log_free(&l);
@@ -121,9 +121,9 @@ static void test_optional_fields_absent(void **state)
     struct dsn_entry e = {.rcpt = (char *)"a@b", .offset = 7, .dsn = (char *)"4.2.0",
                           .reason = (char *)"later"};
     time_t before = time(NULL);
-    assert_int_equal(dsn_log_append(DSN_LOG_DEFER, ID1, &e), 0);
+    assert_int_equal(dsn_log_append(QUEUE_DEFER_LOG, ID1, &e), 0);
     struct dsn_log l;
-    assert_int_equal(dsn_log_read(DSN_LOG_DEFER, ID1, &l), 0);
+    assert_int_equal(dsn_log_read(QUEUE_DEFER_LOG, ID1, &l), 0);
     assert_int_equal(l.count, 1);
     assert_null(l.entry[0].orig_rcpt);
     assert_null(l.entry[0].dsn_orcpt);
@@ -145,10 +145,10 @@ static void test_repeats_merge_to_latest(void **state)
     struct dsn_entry b3 = entry("b@x", 100, "4.3.0", "third try b");
     const struct dsn_entry *all[] = {&a1, &b1, &c1, &a2, &b2, &b3};
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
-        assert_int_equal(dsn_log_append(DSN_LOG_DEFER, ID1, all[i]), 0);
+        assert_int_equal(dsn_log_append(QUEUE_DEFER_LOG, ID1, all[i]), 0);
 
     struct dsn_log l;
-    assert_int_equal(dsn_log_read(DSN_LOG_DEFER, ID1, &l), 0);
+    assert_int_equal(dsn_log_read(QUEUE_DEFER_LOG, ID1, &l), 0);
     assert_int_equal(l.count, 3);
     assert_string_equal(l.entry[0].rcpt, "a@x");
     assert_string_equal(l.entry[0].reason, "second try a");
@@ -168,10 +168,10 @@ static void test_unknown_offsets_kept(void **state)
     (void)state;
     struct dsn_entry a = entry("a@x", -1, "5.0.0", "one");
     struct dsn_entry b = entry("a@x", -1, "5.0.0", "two");
-    assert_int_equal(dsn_log_append(DSN_LOG_BOUNCE, ID1, &a), 0);
-    assert_int_equal(dsn_log_append(DSN_LOG_BOUNCE, ID1, &b), 0);
+    assert_int_equal(dsn_log_append(QUEUE_BOUNCE_LOG, ID1, &a), 0);
+    assert_int_equal(dsn_log_append(QUEUE_BOUNCE_LOG, ID1, &b), 0);
     struct dsn_log l;
-    assert_int_equal(dsn_log_read(DSN_LOG_BOUNCE, ID1, &l), 0);
+    assert_int_equal(dsn_log_read(QUEUE_BOUNCE_LOG, ID1, &l), 0);
     assert_int_equal(l.count, 2);
     assert_null(dsn_log_find(&l, -1));
     dsn_log_free(&l);
@@ -182,7 +182,7 @@ static void test_torn_last_entry_ignored(void **state)
 {
     struct fixture *f = *state;
     struct dsn_entry a = entry("a@x", 10, "5.1.1", "gone");
-    assert_int_equal(dsn_log_append(DSN_LOG_BOUNCE, ID1, &a), 0);
+    assert_int_equal(dsn_log_append(QUEUE_BOUNCE_LOG, ID1, &a), 0);
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/bounce/%s", f->path, ID1);
     int fd = open(path, O_WRONLY | O_APPEND);
@@ -190,7 +190,7 @@ static void test_torn_last_entry_ignored(void **state)
     assert_int_equal(write(fd, "A\x10rcpt=b@", 8), 8);
     close(fd);
     struct dsn_log l;
-    assert_int_equal(dsn_log_read(DSN_LOG_BOUNCE, ID1, &l), 0);
+    assert_int_equal(dsn_log_read(QUEUE_BOUNCE_LOG, ID1, &l), 0);
     assert_int_equal(l.count, 1);
     assert_string_equal(l.entry[0].rcpt, "a@x");
     dsn_log_free(&l);
@@ -206,9 +206,9 @@ static void test_long_reason_truncated(void **state)
     memset(big, 'x', n);
     big[n] = 0;
     struct dsn_entry a = entry("a@x", 1, "4.0.0", big);
-    assert_int_equal(dsn_log_append(DSN_LOG_DEFER, ID1, &a), 0);
+    assert_int_equal(dsn_log_append(QUEUE_DEFER_LOG, ID1, &a), 0);
     struct dsn_log l;
-    assert_int_equal(dsn_log_read(DSN_LOG_DEFER, ID1, &l), 0);
+    assert_int_equal(dsn_log_read(QUEUE_DEFER_LOG, ID1, &l), 0);
     assert_int_equal(l.count, 1);
     assert_int_equal(strlen(l.entry[0].reason), 8192 - strlen("reason="));
     dsn_log_free(&l);
@@ -220,8 +220,8 @@ static void test_remove_and_rename(void **state)
 {
     struct fixture *f = *state;
     struct dsn_entry a = entry("a@x", 1, "2.0.0", "delivered");
-    assert_int_equal(dsn_log_append(DSN_LOG_SUCCESS, ID1, &a), 0);
-    assert_int_equal(dsn_log_append(DSN_LOG_DEFER, ID1, &a), 0);
+    assert_int_equal(dsn_log_append(QUEUE_SUCCESS_LOG, ID1, &a), 0);
+    assert_int_equal(dsn_log_append(QUEUE_DEFER_LOG, ID1, &a), 0);
     assert_int_equal(dsn_log_rename_all(ID1, ID2), 0);
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/success/%s", f->path, ID2);
@@ -233,7 +233,7 @@ static void test_remove_and_rename(void **state)
     assert_int_equal(access(path, F_OK), -1);
     snprintf(path, sizeof(path), "%s/defer/%s", f->path, ID2);
     assert_int_equal(access(path, F_OK), -1);
-    assert_int_equal(dsn_log_remove(DSN_LOG_BOUNCE, ID2), 0);   /* absent is fine */
+    assert_int_equal(dsn_log_remove(QUEUE_BOUNCE_LOG, ID2), 0);   /* absent is fine */
 }
 
 /* Names become paths: anything but the three logs and valid ids is refused. */
@@ -243,11 +243,11 @@ static void test_names_validated(void **state)
     char path[PATH_MAX];
     struct dsn_entry a = entry("a@x", 1, "5.0.0", "x");
     assert_int_equal(dsn_log_path(path, sizeof(path), "../etc", ID1), -1);
-    assert_int_equal(dsn_log_path(path, sizeof(path), DSN_LOG_DEFER, "../../x"), -1);
-    assert_int_equal(dsn_log_path(path, sizeof(path), DSN_LOG_DEFER, "tmp.1.2"), -1);
+    assert_int_equal(dsn_log_path(path, sizeof(path), QUEUE_DEFER_LOG, "../../x"), -1);
+    assert_int_equal(dsn_log_path(path, sizeof(path), QUEUE_DEFER_LOG, "tmp.1.2"), -1);
     assert_int_equal(dsn_log_append("hold", ID1, &a), -1);
     assert_int_equal(errno, EINVAL);
-    assert_true(dsn_log_name_valid(DSN_LOG_SUCCESS));
+    assert_true(dsn_log_name_valid(QUEUE_SUCCESS_LOG));
     assert_false(dsn_log_name_valid("trace"));
 }
 

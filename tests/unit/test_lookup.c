@@ -469,6 +469,12 @@ static void test_passwd(void **state)
 
     assert_int_equal(lookup_get(t, "ROOT", &value), LOOKUP_FOUND);
     assert_memory_equal(value, "root:", 5);
+    free(value);
+    lookup_close(t);
+    /* proxy: is accepted and means the table itself. */
+    t = open_ok("proxy:unix:passwd.byname");
+    assert_int_equal(lookup_get(t, "root", &value), LOOKUP_FOUND);
+    assert_memory_equal(value, "root:", 5);
     assert_non_null(strstr(value, ":0:0:"));
     free(value);
     expect_lookup(t, "no-such-user-postern", LOOKUP_NOTFOUND);

@@ -60,7 +60,12 @@ void log_set_file(const char *path)
         close(log_fd);
         log_fd = -1;
     }
-    if (path && *path) {
+    if (path && strcmp(path, "/dev/stdout") == 0) {
+        /* Under systemd stdout may be a socket, which open(2) refuses. */
+        log_fd = fcntl(1, F_DUPFD_CLOEXEC, 3);
+        if (log_fd < 0)
+            fprintf(stderr, "%s: warning: dup stdout: %s\n", log_prog, strerror(errno));
+    } else if (path && *path) {
         log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (log_fd < 0)
             fprintf(stderr, "%s: warning: open %s: %s\n", log_prog, path, strerror(errno));
@@ -113,7 +118,7 @@ static void write_file_line(const char *text)
     (void)ignored;
 }
 
-static void write_syslog_line(const char *prefix, const char *text)
+static void syslog_connect(void)
 {
     if (!log_syslog_open) {
         static char ident[160];
@@ -121,6 +126,22 @@ static void write_syslog_line(const char *prefix, const char *text)
         openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
         log_syslog_open = 1;
     }
+}
+
+void log_connect(void)
+{
+    if (log_fd < 0)
+        syslog_connect();
+}
+
+void log_set_flags(int flags)
+{
+    log_flags = flags;
+}
+
+static void write_syslog_line(const char *prefix, const char *text)
+{
+    syslog_connect();
     syslog(syslog_priority(prefix), "%s", text);
 }
 

@@ -61,6 +61,7 @@ static void enter_chroot(const char *dir, char *const *overrides, size_t nover)
     more[nover] = "queue_directory=/";
     config_load(dir, more, nover + 1);
     tzset();
+    log_connect();
     if (chroot(qdir) < 0 || chdir("/") < 0)
         msg_fatal("chroot %s: %m", qdir);
     free(qdir);
@@ -94,7 +95,9 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     size_t nover = 0;
     const char *dir = NULL;
     int opt;
-    log_init(progname, 0);
+    /* Until the log destination is known, errors also go to stderr, so a
+     * daemon started by hand says why it refuses to run. */
+    log_init(progname, LOG_TO_STDERR);
     while ((opt = getopt(argc, argv, "c:n:t:o:rv")) != -1) {
         switch (opt) {
         case 'c': dir = optarg; break;
@@ -118,6 +121,7 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     config_load(config_find_dir(dir), overrides, nover);
     log_set_syslog_name(config_get("syslog_name"));
     log_set_file(config_get("maillog_file"));
+    log_set_flags(0);
     for (int fd = SERVICE_LISTEN_FD; fd <= SERVICE_ALIVE_FD; fd++)
         fcntl(fd, F_SETFD, FD_CLOEXEC);
     signal(SIGPIPE, SIG_IGN);

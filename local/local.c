@@ -2,12 +2,14 @@
  * private/local for qmgr, one connection at a time.
  *
  * Each request names one queue file and some of its recipients; we open the
- * file, deliver to each recipient in turn (mailbox.c, maildir.c), log every
- * result in Postfix's format (delivery.h) and reply with one rcpt_status per
- * recipient, in request order. The request is checked against the queue file
- * before anything is written: a bad request is answered with 4.3.0 for every
- * recipient (or, when it cannot even be read, by closing the connection),
- * never by a crash.
+ * file, deliver to each recipient in turn (mailbox.c; in system mode
+ * resolve.c, which logs each alias or .forward destination itself), log
+ * every result in Postfix's format (delivery.h) and reply with one
+ * rcpt_status per recipient, in request order. In system mode we run as
+ * root only to take on each recipient's rights (privs.c). The request is
+ * checked against the queue file before anything is written: a bad request
+ * is answered with 4.3.0 for every recipient (or, when it cannot even be
+ * read, by closing the connection), never by a crash.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -48,7 +48,7 @@
 #include "lookup.h"
 #include "match.h"
 
-#define DEPTH_MAX 100                 /* nested aliases, .forward and :include: */
+#define DEPTH_MAX 20                  /* nested aliases, .forward and :include: */
 #define TARGETS_MAX 1000              /* distinct destinations per recipient */
 #define INCLUDE_FILE_MAX (1 << 20)    /* bytes of a .forward or :include: file */
 #define ALIAS_TABLES_MAX 32

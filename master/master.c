@@ -387,26 +387,6 @@ static int master_cf_load(const struct master_params *p, struct mastercf *cf, ch
     return mastercf_load(path, cf, err, errlen);
 }
 
-/* qmgr, running as mail_owner, takes its lock in pid/, which belongs to
- * root so that mail_owner cannot replace master.pid under master. In
- * system mode master therefore creates qmgr's lock file for it (a stopgap
- * until the lock lives in a directory of mail_owner's). */
-static void qmgr_lock_prepare(const struct master_params *p)
-{
-    char path[PATH_MAX];
-    if (!p->chown_sockets ||
-        snprintf(path, sizeof(path), "%s/pid/qmgr.lock", p->queue_dir) >= (int)sizeof(path))
-        return;
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        msg_warn("create %s: %m", path);
-        return;
-    }
-    if (fchown(fd, p->owner_uid, p->owner_gid) < 0)
-        msg_warn("chown %s: %m", path);
-    close(fd);
-}
-
 static void start(const char *dir)
 {
     char err[ERR_MAX];
@@ -420,7 +400,6 @@ static void start(const char *dir)
         startup_fatal("create queue directories under %s: %s", master.params.queue_dir,
                       strerror(errno));
     pid_lock_take(master.params.queue_dir);
-    qmgr_lock_prepare(&master.params);
     if (chdir(master.params.queue_dir) < 0)
         startup_fatal("chdir %s: %s", master.params.queue_dir, strerror(errno));
     msg_info("daemon started -- version %s, configuration %s", master.params.version, dir);

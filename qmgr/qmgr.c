@@ -589,7 +589,8 @@ static void master_gone(void *arg)
 static void lock_queue_manager(void)
 {
     char path[PATH_MAX];
-    if (queue_dir_path(path, sizeof(path), "pid/qmgr.lock") < 0)
+    /* private/ belongs to mail_owner (pid/ to root) and is inside a chroot. */
+    if (queue_dir_path(path, sizeof(path), "private/qmgr.lock") < 0)
         msg_fatal("queue_directory too long");
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)

@@ -151,6 +151,15 @@ def test_alias_loop_is_bounced(system_mode):
     assert len(inst.find_log(rf"^{qid}: to=", program="local")) == 2
     inst.wait_log(rf"^{qid}: removed$", program="qmgr")
 
+    # A chain of aliases too long to be anything but a loop ends the same way.
+    inst.write_aliases("".join(f"chain{i}: chain{i + 1}\n" for i in range(40))
+                       + f"chain40: {frank.pw_name}\n")
+    q2 = inst.send(simple_message("long chain"), ["chain0@localhost"])
+    inst.wait_log(rf"^{q2}: to=<chain\d+@{re.escape(HOSTNAME)}>, orig_to=<chain0@localhost>, "
+                  rf"relay=local, .*dsn=5\.4\.6, status=bounced \(mail forwarding loop",
+                  program="local")
+    assert subjects(inst.mbox(frank.pw_name)) == ["loop"]
+
 
 def test_delivered_to_loop_is_bounced(system_mode):
     accounts, make = system_mode

@@ -2,29 +2,26 @@
  * mailq format (-p) or as JSON lines (-j), flush it (-f), or schedule the
  * deferred mail of one message (-i ID) or one site (-s SITE) now.
  *
- * Listing reads the queue files directly (lib/queue_file.h's reader) and
- * the deferral reasons from defer/ID (lib/dsn.h); queues are shown in
- * Postfix's order (maildrop, active, incoming, deferred, hold), each sorted
- * by queue id, i.e. by arrival. The -p layout is Postfix's byte for byte:
- *   -Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------
- *   ID[*!]      SIZE ARRIVAL(asctime, 20 chars) SENDER
- *                                    (REASON, right-aligned to column 78)
- *                                            RECIPIENT
- * with a blank line between messages and "-- N Kbytes in M Requests." or
- * "Mail queue is empty" at the end; enable_long_queue_ids = yes selects
- * Postfix's wider long-id columns, which fit Postern's ids better.
+ * Listing asks the showq service first (public/showq, showq_protocol in
+ * ipc.h): in system mode the queue is mail_owner's alone and this set-gid
+ * program cannot read it. When showq cannot be reached (the mail system is
+ * down, or an instance without it) and the queue is readable (root,
+ * mail_owner, instance mode), postqueue lists the queue itself. Both paths
+ * format with lib/queue_list.c, so the bytes are the same; the formats are
+ * described in queue_list.h.
  * Flushing talks to qmgr through its fifo (ipc_trigger); -i and -s move the
  * chosen deferred files to incoming/, which qmgr takes in at once.
  */
 #include "address.h"
 #include "config.h"
-#include "dsn.h"
 #include "ipc.h"
 #include "log.h"
 #include "queue_file.h"
 #include "queue_id.h"
+#include "queue_list.h"
+#include "record.h"
+#include "stream.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -38,10 +35,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_RCPT_PER_MESSAGE 100000
-#define MAIL_DAEMON "MAILER-DAEMON"
-#define REASON_COLUMN 76   /* a reason's ')' ends in column 78 */
-
 static noreturn void fatal_status(int status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -54,416 +47,81 @@ static noreturn void fatal_status(int status, const char *fmt, ...)
     exit(status);
 }
 
-/* --- finding messages --- */
-
-struct msg_ref {
-    char id[QUEUE_ID_SIZE];
-    char path[PATH_MAX];
-};
-
-struct msg_list {
-    size_t count, cap;
-    struct msg_ref *ref;
-};
-
-static void msg_list_add(struct msg_list *l, const char *dir, const char *name)
-{
-    if (l->count == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        struct msg_ref *r = realloc(l->ref, cap * sizeof(*r));
-        if (!r)
-            fatal_status(EX_OSERR, "out of memory");
-        l->ref = r;
-        l->cap = cap;
-    }
-    struct msg_ref *r = &l->ref[l->count];
-    if (snprintf(r->path, sizeof(r->path), "%s/%s", dir, name) >= (int)sizeof(r->path))
-        return;
-    size_t n = strnlen(name, sizeof(r->id) - 1);   /* a valid id always fits */
-    memcpy(r->id, name, n);
-    r->id[n] = 0;
-    l->count++;
-}
-
-/* Queue files of one directory: names that are queue ids (cleanup's
- * temporary files and anything else are not messages). */
-static void scan_flat(const char *dir, struct msg_list *l)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno != ENOENT)
-            msg_warn("open directory %s: %s", dir, strerror(errno));
-        return;
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (queue_id_valid(de->d_name))
-            msg_list_add(l, dir, de->d_name);
-    closedir(d);
-}
-
-/* deferred/ is hashed one level: deferred/X/ID. */
-static void scan_hashed(const char *dir, struct msg_list *l)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        char sub[PATH_MAX];
-        if (de->d_name[0] == '.' || strlen(de->d_name) != 1 ||
-            snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) >= (int)sizeof(sub))
-            continue;
-        scan_flat(sub, l);
-    }
-    closedir(d);
-}
-
-static int by_id(const void *a, const void *b)
-{
-    return strcmp(((const struct msg_ref *)a)->id, ((const struct msg_ref *)b)->id);
-}
-
-/* The messages of one queue, sorted by id. Caller frees l->ref. */
-static void list_queue(const char *queue, struct msg_list *l)
-{
-    char dir[PATH_MAX];
-    memset(l, 0, sizeof(*l));
-    if (queue_dir_path(dir, sizeof(dir), queue) < 0)
-        fatal_status(EX_CONFIG, "queue_directory is too long");
-    if (strcmp(queue, QUEUE_DEFERRED) == 0)
-        scan_hashed(dir, l);
-    else
-        scan_flat(dir, l);
-    if (l->count > 1)
-        qsort(l->ref, l->count, sizeof(*l->ref), by_id);
-}
-
-/* --- one message as shown --- */
-
-struct shown_rcpt {
-    const char *address;   /* internal form */
-    const char *orig;      /* original recipient or NULL */
-    const char *reason;    /* deferral reason or NULL */
-};
-
-struct shown_msg {
-    const char *queue;
-    const char *id;
-    long long arrival;
-    long long size;
-    const char *sender;    /* internal form; NULL for an unreadable maildrop file */
-    unsigned uid;          /* maildrop: the owner */
-    size_t nrcpt;
-    struct shown_rcpt *rcpt;
-};
-
-/* Index of the recipient record at offset (offsets ascend in the file). */
-static long rcpt_at_offset(const struct queue_envelope *env, long long offset)
-{
-    size_t lo = 0, hi = env->nrcpt;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        long long o = (long long)env->rcpt[mid].offset;
-        if (o == offset)
-            return (long)mid;
-        if (o < offset)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
-static long rcpt_by_address(const struct queue_envelope *env, const char *addr,
-                            const char *taken)
-{
-    for (size_t i = 0; i < env->nrcpt; i++)
-        if (!taken[i] && !env->rcpt[i].done && strcmp(env->rcpt[i].address, addr) == 0)
-            return (long)i;
-    return -1;
-}
-
-/* The recipients still to be delivered: first those with a deferral
- * reason, in defer log order, then the others in queue file order (as
- * Postfix shows them). Fills m->rcpt; the strings stay owned by env and
- * defer. */
-static int collect_recipients(struct shown_msg *m, const struct queue_envelope *env,
-                              const struct dsn_log *defer)
-{
-    char *taken = calloc(env->nrcpt ? env->nrcpt : 1, 1);
-    m->rcpt = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*m->rcpt));
-    if (!taken || !m->rcpt) {
-        free(taken);
-        return -1;
-    }
-    m->nrcpt = 0;
-    for (size_t i = 0; i < defer->count; i++) {
-        const struct dsn_entry *e = &defer->entry[i];
-        long k = e->offset >= 0 ? rcpt_at_offset(env, e->offset)
-                                : rcpt_by_address(env, e->rcpt, taken);
-        if (k < 0 || taken[k] || env->rcpt[k].done)
-            continue;
-        taken[k] = 1;
-        m->rcpt[m->nrcpt++] = (struct shown_rcpt){env->rcpt[k].address, env->rcpt[k].orig,
-                                                  e->reason};
-    }
-    for (size_t k = 0; k < env->nrcpt; k++)
-        if (!taken[k] && !env->rcpt[k].done)
-            m->rcpt[m->nrcpt++] = (struct shown_rcpt){env->rcpt[k].address, env->rcpt[k].orig,
-                                                      NULL};
-    free(taken);
-    return 0;
-}
-
-/* --- output: shared --- */
-
-/* Address as shown: external form, MAILER-DAEMON for <>, control
- * characters as '?'. */
-static void shown_address(char *out, size_t len, const char *internal)
-{
-    if (!*internal) {
-        snprintf(out, len, "%s", MAIL_DAEMON);
-        return;
-    }
-    if (address_quote(internal, out, len) < 0)
-        snprintf(out, len, "%s", internal);
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-}
-
-static void printable_text(char *out, size_t len, const char *in)
-{
-    snprintf(out, len, "%s", in);
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-}
-
-/* --- output: -p --- */
-
-struct formats {
-    const char *string;   /* headings and recipient lines */
-    const char *sender;   /* the message line */
-};
-static const struct formats short_formats = {"%-11s %7s %-20s %s\n", "%-11s %7lld %20.20s %s\n"};
-static const struct formats long_formats = {"%-17s %8s %-19s %s\n", "%-17s %8lld %19.19s %s\n"};
-
-struct listing {
-    int json;
-    const struct formats *fmt;
-    int long_ids;
-    unsigned long count;
-    unsigned long long total;
-};
-
-static void print_heading(const struct listing *L)
-{
-    if (L->long_ids)
-        printf(L->fmt->string, "----Queue ID-----", "--Size--", "---Arrival Time----",
-               "--Sender/Recipient------");
-    else
-        printf(L->fmt->string, "-Queue ID-", "--Size--", "----Arrival Time----",
-               "-Sender/Recipient-------");
-}
-
-static void print_mailq(const struct listing *L, const struct shown_msg *m)
-{
-    char id_status[QUEUE_ID_SIZE + 2], when[64], addr[2 * ADDRESS_MAX], reason[IPC_VALUE_MAX];
-    time_t t = (time_t)m->arrival;
-    struct tm tm;
-    snprintf(id_status, sizeof(id_status), "%s%s", m->id,
-             strcmp(m->queue, QUEUE_ACTIVE) == 0 ? "*" : strcmp(m->queue, QUEUE_HOLD) == 0 ? "!" : "");
-    if (!localtime_r(&t, &tm) || !asctime_r(&tm, when))
-        snprintf(when, sizeof(when), "??");
-    if (m->sender)
-        shown_address(addr, sizeof(addr), m->sender);
-    else
-        snprintf(addr, sizeof(addr), "(maildrop queue, sender UID %u)", m->uid);
-    printf(L->fmt->sender, id_status, m->size, when, addr);
-    const char *saved = "";
-    for (size_t i = 0; i < m->nrcpt; i++) {
-        const char *why = m->rcpt[i].reason ? m->rcpt[i].reason : "";
-        if (strcmp(saved, why) != 0) {
-            saved = why;
-            printable_text(reason, sizeof(reason), *why ? why : "reason unavailable");
-            int pad = REASON_COLUMN - (int)strlen(reason);
-            printf("%*s(%s)\n", pad > 0 ? pad : 0, "", reason);
-        }
-        shown_address(addr, sizeof(addr), m->rcpt[i].address);
-        printf(L->fmt->string, "", "", "", addr);
-    }
-}
-
-/* --- output: -j --- */
-
-/* One JSON string: escapes as Postfix's showq does, and '?' for bytes
- * that are not UTF-8, so every line parses. */
-static size_t utf8_sequence_length(const unsigned char *p)
-{
-    size_t n = *p >= 0xf0 && *p <= 0xf4 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc2 && *p < 0xe0 ? 2 : 0;
-    if (n == 0 || *p >= 0xf5)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", stdout); continue;
-        case '\\': fputs("\\\\", stdout); continue;
-        case '\b': fputs("\\b", stdout); continue;
-        case '\f': fputs("\\f", stdout); continue;
-        case '\n': fputs("\\n", stdout); continue;
-        case '\r': fputs("\\r", stdout); continue;
-        case '\t': fputs("\\t", stdout); continue;
-        }
-        if (*p < 0x20 || *p == 0x7f) {
-            printf("\\u%04X", *p);
-        } else if (*p < 0x80) {
-            putchar(*p);
-        } else {
-            size_t n = utf8_sequence_length(p);
-            if (n == 0) {
-                putchar('?');
-            } else {
-                fwrite(p, 1, n, stdout);
-                p += n - 1;
-            }
-        }
-    }
-    putchar('"');
-}
-
-static void print_json(const struct shown_msg *m)
-{
-    char addr[2 * ADDRESS_MAX];
-    fputs("{\"queue_name\": ", stdout);
-    json_string(m->queue);
-    fputs(", \"queue_id\": ", stdout);
-    json_string(m->id);
-    printf(", \"arrival_time\": %lld, \"message_size\": %lld, \"forced_expire\": false, "
-           "\"sender\": ", m->arrival, m->size);
-    if (m->sender)
-        shown_address(addr, sizeof(addr), m->sender);
-    else
-        snprintf(addr, sizeof(addr), "%s", "");
-    json_string(addr);
-    fputs(", \"recipients\": [", stdout);
-    for (size_t i = 0; i < m->nrcpt; i++) {
-        fputs(i ? ", {\"address\": " : "{\"address\": ", stdout);
-        shown_address(addr, sizeof(addr), m->rcpt[i].address);
-        json_string(addr);
-        if (m->rcpt[i].orig && strcmp(m->rcpt[i].orig, m->rcpt[i].address) != 0) {
-            fputs(", \"orig_address\": ", stdout);
-            shown_address(addr, sizeof(addr), m->rcpt[i].orig);
-            json_string(addr);
-        }
-        if (m->rcpt[i].reason && *m->rcpt[i].reason) {
-            fputs(", \"delay_reason\": ", stdout);
-            json_string(m->rcpt[i].reason);
-        }
-        putchar('}');
-    }
-    fputs("]}\n", stdout);
-}
-
 /* --- listing --- */
 
-static void emit(struct listing *L, const struct shown_msg *m)
+/* Output to stdout failed: a reader that went away (EPIPE) ends the
+ * listing quietly, anything else is an error. */
+static int output_failed(void)
 {
-    if (L->json) {
-        print_json(m);
-    } else {
-        if (L->count == 0)
-            print_heading(L);
-        else
-            putchar('\n');
-        print_mailq(L, m);
-    }
-    L->count++;
-    L->total += m->size > 0 ? (unsigned long long)m->size : 0;
+    if (errno == EPIPE)
+        return 0;
+    fatal_status(EX_IOERR, "output write error: %s", strerror(errno));
 }
 
-/* A maildrop file postqueue cannot parse is still listed, as Postfix
- * does, by its owner. */
-static void emit_unreadable_maildrop(struct listing *L, const struct msg_ref *r,
-                                     const struct stat *st)
+/* Copy showq's answer to stdout: content records up to the end record. */
+static int copy_showq_answer(struct stream *s)
 {
-    struct shown_msg m = {.queue = QUEUE_MAILDROP, .id = r->id, .arrival = st->st_mtime,
-                          .size = st->st_size, .uid = (unsigned)st->st_uid};
-    emit(L, &m);
-}
-
-static void show_message(struct listing *L, const char *queue, const struct msg_ref *r)
-{
-    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        if (fd >= 0)
-            close(fd);
-        return;   /* gone meanwhile (delivered, moved), or not a message */
+    struct rec_buf b = {0};
+    int type;
+    while ((type = rec_get(s, &b, REC_CHUNK_SIZE, NULL)) == REC_CONTENT) {
+        if (fwrite(b.data, 1, b.len, stdout) != b.len) {
+            rec_buf_free(&b);
+            return output_failed();
+        }
     }
-    /* A file cleanup is still writing is not a message yet. */
-    if (strcmp(queue, QUEUE_INCOMING) == 0 && (st.st_mode & 0777) != QUEUE_MODE_COMPLETE) {
-        close(fd);
-        return;
-    }
-    struct queue_envelope env;
-    int ok = queue_envelope_read(fd, &env, MAX_RCPT_PER_MESSAGE) == 0 && env.sender;
-    close(fd);
-    if (!ok) {
-        if (strcmp(queue, QUEUE_MAILDROP) == 0)
-            emit_unreadable_maildrop(L, r, &st);
-        queue_envelope_free(&env);
-        return;
-    }
-    struct dsn_log defer;
-    if (dsn_log_read(QUEUE_DEFER_LOG, r->id, &defer) < 0)
-        memset(&defer, 0, sizeof(defer));
-    struct shown_msg m = {.queue = queue, .id = r->id, .arrival = env.arrival.tv_sec,
-                          .size = env.content_size > 0 ? env.content_size : st.st_size,
-                          .sender = env.sender};
-    if (collect_recipients(&m, &env, &defer) < 0)
-        fatal_status(EX_OSERR, "out of memory");
-    emit(L, &m);
-    free(m.rcpt);
-    dsn_log_free(&defer);
-    queue_envelope_free(&env);
-}
-
-static int show_queue(int json)
-{
-    static const char *const queues[] = {QUEUE_MAILDROP, QUEUE_ACTIVE, QUEUE_INCOMING,
-                                         QUEUE_DEFERRED, QUEUE_HOLD};
-    struct listing L = {.json = json};
-    L.long_ids = config_bool("enable_long_queue_ids");
-    L.fmt = L.long_ids ? &long_formats : &short_formats;
-    for (size_t q = 0; q < sizeof(queues) / sizeof(queues[0]); q++) {
-        struct msg_list l;
-        list_queue(queues[q], &l);
-        for (size_t i = 0; i < l.count; i++)
-            show_message(&L, queues[q], &l.ref[i]);
-        free(l.ref);
-        if (fflush(stdout) != 0 && errno == EPIPE)
-            return 0;
-    }
-    if (!json) {
-        if (L.count == 0)
-            printf("Mail queue is empty\n");
-        else
-            printf("\n-- %llu Kbytes in %lu Request%s.\n", L.total / 1024, L.count,
-                   L.count == 1 ? "" : "s");
-    }
-    if (fflush(stdout) != 0 && errno != EPIPE)
-        fatal_status(EX_IOERR, "output write error: %s", strerror(errno));
+    rec_buf_free(&b);
+    if (type != REC_END)
+        fatal_status(EX_SOFTWARE, "incomplete queue listing from the showq service: %s",
+                     stream_timed_out(s) ? "timeout" : "connection closed or malformed");
+    if (fflush(stdout) != 0)
+        return output_failed();
     return 0;
+}
+
+/* The listing from the showq service. -1 (nothing printed) when it cannot
+ * be reached or does not greet as showq. */
+static int list_via_showq(int format)
+{
+    int fd = ipc_connect(IPC_PUBLIC, "showq");
+    if (fd < 0)
+        return -1;
+    struct stream *s = stream_open(fd, (int)config_time("ipc_timeout"));
+    if (!s) {
+        close(fd);
+        return -1;
+    }
+    if (ipc_expect_greeting(s, "showq_protocol") < 0 ||
+        attr_send(s, "format", queue_list_format_name(format), (const char *)NULL) < 0) {
+        stream_abandon(s);
+        return -1;
+    }
+    int rc = copy_showq_answer(s);
+    stream_abandon(s);   /* nothing left to send */
+    return rc;
+}
+
+/* The listing read from the queue by this process. */
+static int list_directly(int format)
+{
+    if (queue_list_readable() < 0) {
+        if (errno == EACCES || errno == EPERM)
+            fatal_status(EX_UNAVAILABLE, "Queue report unavailable - mail system is down");
+        fatal_status(EX_UNAVAILABLE, "Queue report unavailable: %s", strerror(errno));
+    }
+    if (queue_list_write(stdout, format) == 0)
+        return 0;
+    if (errno == ENOMEM)
+        fatal_status(EX_OSERR, "out of memory");
+    if (errno == ENAMETOOLONG)
+        fatal_status(EX_CONFIG, "queue_directory is too long");
+    return output_failed();
+}
+
+static int show_queue(int format)
+{
+    if (list_via_showq(format) == 0)
+        return 0;
+    return list_directly(format);
 }
 
 /* --- flushing --- */
@@ -531,8 +189,13 @@ static int flush_site(const char *site)
 {
     if (!*site || strchr(site, '/'))
         fatal_status(EX_USAGE, "bad site name: %s", site);
-    struct msg_list l;
-    list_queue(QUEUE_DEFERRED, &l);
+    /* An ordinary user (system mode) cannot look into deferred/. */
+    if (queue_list_readable() < 0)
+        return wake_qmgr(0, errno == EACCES || errno == EPERM);
+    struct queue_msg_list l;
+    if (queue_msg_list_scan(QUEUE_DEFERRED, &l) < 0)
+        fatal_status(errno == ENOMEM ? EX_OSERR : EX_CONFIG, "cannot list deferred/: %s",
+                     strerror(errno));
     int moved = 0, denied = 0;
     for (size_t i = 0; i < l.count; i++) {
         int fd = open(l.ref[i].path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -541,7 +204,7 @@ static int flush_site(const char *site)
             continue;
         }
         struct queue_envelope env;
-        int match = queue_envelope_read(fd, &env, MAX_RCPT_PER_MESSAGE) == 0 &&
+        int match = queue_envelope_read(fd, &env, QUEUE_LIST_MAX_RCPT) == 0 &&
                     message_for_site(&env, site);
         close(fd);
         queue_envelope_free(&env);
@@ -552,7 +215,7 @@ static int flush_site(const char *site)
         else
             denied |= errno == EACCES || errno == EPERM;
     }
-    free(l.ref);
+    queue_msg_list_free(&l);
     return wake_qmgr(moved, denied);
 }
 
@@ -608,8 +271,8 @@ int main(int argc, char **argv)
     config_load(trusted_config_dir(dir), NULL, 0);
     open_log();
     switch (action) {
-    case 'p': return show_queue(0);
-    case 'j': return show_queue(1);
+    case 'p': return show_queue(QUEUE_LIST_TEXT);
+    case 'j': return show_queue(QUEUE_LIST_JSON);
     case 'f': return flush_queue();
     case 'i': return flush_message(arg);
     default: return flush_site(arg);

@@ -33,8 +33,12 @@ static const struct param params[] = {
     {"allow_mail_to_files", P_STR, "alias, forward", 0},
     {"append_at_myorigin", P_BOOL, "yes", 0},
     {"append_dot_mydomain", P_BOOL, "no", 0},
+    {"body_checks", P_STR, "", 0},
+    {"body_checks_size_limit", P_SIZE, "51200", 0},
     {"bounce_queue_lifetime", P_TIME, "5d", 'd'},
     {"bounce_size_limit", P_SIZE, "50000", 0},
+    {"canonical_classes", P_STR, "envelope_sender, envelope_recipient, header_sender, header_recipient", 0},
+    {"canonical_maps", P_STR, "", 0},
     {"command_directory", P_STR, "/usr/sbin", 0},
     {"command_time_limit", P_TIME, "1000s", 's'},
     {"config_directory", P_STR, DEF_CONFIG_DIR, 0},
@@ -51,6 +55,7 @@ static const struct param params[] = {
     {"double_bounce_sender", P_STR, "double-bounce", 0},
     {"enable_long_queue_ids", P_BOOL, "no", 0},
     {"forward_path", P_STR, "$home/.forward${recipient_delimiter}${extension}, $home/.forward", 0},
+    {"header_checks", P_STR, "", 0},
     {"header_size_limit", P_SIZE, "102400", 0},
     {"home_mailbox", P_STR, "", 0},
     {"inet_interfaces", P_STR, "all", 0},
@@ -59,6 +64,7 @@ static const struct param params[] = {
     {"line_length_limit", P_INT, "2048", 0},
     {"local_destination_concurrency_limit", P_INT, "2", 0},
     {"local_destination_recipient_limit", P_INT, "1", 0},
+    {"local_header_rewrite_clients", P_STR, "permit_inet_interfaces", 0},
     {"local_recipient_maps", P_STR, "unix:passwd.byname $alias_maps", 0},
     {"local_transport", P_STR, "local", 0},
     {"mail_name", P_STR, "Postern", 0},
@@ -69,25 +75,37 @@ static const struct param params[] = {
     {"mailbox_delivery_lock", P_STR, "fcntl, flock, dotlock", 0},
     {"mailbox_size_limit", P_SIZE, "51200000", 0},
     {"maillog_file", P_STR, "", 0},
+    {"masquerade_classes", P_STR, "envelope_sender, header_sender, header_recipient", 0},
+    {"masquerade_domains", P_STR, "", 0},
+    {"masquerade_exceptions", P_STR, "", 0},
     {"max_idle", P_TIME, "100s", 's'},
     {"max_use", P_INT, "100", 0},
     {"maximal_backoff_time", P_TIME, "4000s", 's'},
     {"maximal_queue_lifetime", P_TIME, "5d", 'd'},
     {"message_size_limit", P_SIZE, "10240000", 0},
+    {"mime_header_checks", P_STR, "$header_checks", 0},
     {"minimal_backoff_time", P_TIME, "300s", 's'},
     {"mydestination", P_STR, "$myhostname, localhost.$mydomain, localhost", 0},
     {"mydomain", P_STR, "", 0},
     {"myhostname", P_STR, "", 0},
     {"mynetworks", P_STR, "127.0.0.0/8 [::1]/128", 0},
     {"myorigin", P_STR, "$myhostname", 0},
+    {"nested_header_checks", P_STR, "$header_checks", 0},
+    {"propagate_unmatched_extensions", P_STR, "canonical, virtual", 0},
     {"qmgr_message_active_limit", P_INT, "20000", 0},
     {"queue_directory", P_STR, "/var/spool/postern", 0},
     {"queue_minfree", P_SIZE, "0", 0},
     {"queue_run_delay", P_TIME, "300s", 's'},
+    {"recipient_canonical_classes", P_STR, "envelope_recipient, header_recipient", 0},
+    {"recipient_canonical_maps", P_STR, "", 0},
     {"recipient_delimiter", P_STR, "", 0},
     {"relay_domains", P_STR, "", 0},
     {"relay_transport", P_STR, "relay", 0},
     {"relayhost", P_STR, "", 0},
+    {"relocated_maps", P_STR, "", 0},
+    {"remote_header_rewrite_domain", P_STR, "", 0},
+    {"sender_canonical_classes", P_STR, "envelope_sender, header_sender", 0},
+    {"sender_canonical_maps", P_STR, "", 0},
     {"service_throttle_time", P_TIME, "60s", 's'},
     {"setgid_group", P_STR, "postdrop", 0},
     {"smtp_connect_timeout", P_TIME, "30s", 's'},
@@ -97,6 +115,7 @@ static const struct param params[] = {
     {"smtp_data_done_timeout", P_TIME, "600s", 's'},
     {"smtp_data_init_timeout", P_TIME, "120s", 's'},
     {"smtp_data_xfer_timeout", P_TIME, "180s", 's'},
+    {"smtp_generic_maps", P_STR, "", 0},
     {"smtp_helo_name", P_STR, "$myhostname", 0},
     {"smtp_helo_timeout", P_TIME, "300s", 's'},
     {"smtp_mail_timeout", P_TIME, "300s", 's'},
@@ -145,6 +164,20 @@ static const struct param params[] = {
     {"stale_lock_time", P_TIME, "500s", 's'},
     {"syslog_name", P_STR, "postern", 0},
     {"transport_maps", P_STR, "", 0},
+    {"virtual_alias_domains", P_STR, "$virtual_alias_maps", 0},
+    {"virtual_alias_expansion_limit", P_INT, "1000", 0},
+    {"virtual_alias_maps", P_STR, "$virtual_maps", 0},
+    {"virtual_alias_recursion_limit", P_INT, "1000", 0},
+    {"virtual_gid_maps", P_STR, "", 0},
+    {"virtual_mailbox_base", P_STR, "", 0},
+    {"virtual_mailbox_domains", P_STR, "$virtual_mailbox_maps", 0},
+    {"virtual_mailbox_limit", P_SIZE, "51200000", 0},
+    {"virtual_mailbox_lock", P_STR, "fcntl, dotlock", 0},
+    {"virtual_mailbox_maps", P_STR, "", 0},
+    {"virtual_maps", P_STR, "", 0},
+    {"virtual_minimum_uid", P_INT, "100", 0},
+    {"virtual_transport", P_STR, "virtual", 0},
+    {"virtual_uid_maps", P_STR, "", 0},
 };
 #define NPARAMS (sizeof(params) / sizeof(params[0]))
 
@@ -604,6 +637,11 @@ static const char *value_raw(const char *name)
         return s->raw;
     const struct param *p = param_find(name);
     return p ? computed_default(p) : NULL;
+}
+
+const char *config_get_raw(const char *name)
+{
+    return value_raw(name);
 }
 
 const char *config_default(const char *name)

@@ -29,6 +29,9 @@ const char *config_directory(void);
 /* Expanded value; "" for a known parameter set to nothing; NULL for an
  * unknown one that main.cf does not set. Valid until the next config_load. */
 const char *config_get(const char *name);
+/* The value as written (or the default), without $name expansion: for
+ * parameters expanded later with per-recipient values ($home, $user). */
+const char *config_get_raw(const char *name);
 long config_int(const char *name);
 int config_bool(const char *name);
 /* Seconds; accepts s, m, h, d, w suffixes, default unit from the table. */

@@ -163,10 +163,23 @@ static int master_params_snapshot(struct master_params *p, const char *config_di
     return 0;
 }
 
+/* In system mode the daemons append to maillog_file as mail_owner, so a
+ * log file master creates as root must be theirs too. */
+static void give_log_to_owner(const struct master_params *p)
+{
+    struct stat st;
+    if (!p->chown_sockets || !p->maillog_file[0] || stat(p->maillog_file, &st) < 0 ||
+        !S_ISREG(st.st_mode) || st.st_uid == p->owner_uid)
+        return;
+    if (chown(p->maillog_file, p->owner_uid, p->owner_gid) < 0)
+        msg_warn("chown %s: %m", p->maillog_file);
+}
+
 static void apply_logging(const struct master_params *p)
 {
     log_set_syslog_name(p->syslog_name);
     log_set_file(p->maillog_file);
+    give_log_to_owner(p);
     /* In the foreground (-d, "postern start-fg") master also echoes to
      * stderr, unless the log already goes to a file: with maillog_file =
      * /dev/stdout a container would see every line twice. */

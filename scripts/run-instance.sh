@@ -88,6 +88,7 @@ EOF
         optional_service defer unix - - n - 0 bounce
         optional_service smtp unix - - n - - remote
         optional_service relay unix - - n - - remote
+        optional_service showq unix n - n - - showq
     } > "$abs/etc/master.cf"
 elif ! grep -q "^127\.0\.0\.1:$port[ 	]" "$abs/etc/master.cf"; then
     echo "run-instance.sh: warning: $abs/etc/master.cf does not listen on 127.0.0.1:$port;" \

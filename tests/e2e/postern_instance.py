@@ -364,6 +364,7 @@ class Instance:
                 "smtp unix - - n - - remote\n"
                 "relay unix - - n - - remote\n"
                 "bounce unix - - n - 0 bounce\n"
+                "showq unix n - n - - showq\n"
             )
         (self.etc / "master.cf").write_text(text)
 

@@ -22,6 +22,7 @@
 
 static char svc_name[128];
 static int svc_instance;
+static void (*svc_privileged_init)(void);
 static int svc_chroot;     /* -r: master.cf chroot column said y */
 
 const char *service_name(void)
@@ -67,6 +68,17 @@ static void enter_chroot(const char *dir, char *const *overrides, size_t nover)
     free(qdir);
 }
 
+void service_set_privileged_init(void (*fn)(void))
+{
+    svc_privileged_init = fn;
+}
+
+static void run_privileged_init(void)
+{
+    if (svc_privileged_init)
+        svc_privileged_init();
+}
+
 /* Instance mode when mail_owner is the user we run as (DESIGN.md). */
 static void drop_privileges(int flags, const char *dir, char *const *overrides, size_t nover)
 {
@@ -75,13 +87,16 @@ static void drop_privileges(int flags, const char *dir, char *const *overrides, 
     if (!pw)
         msg_fatal("mail_owner %s: no such user", owner);
     svc_instance = pw->pw_uid == getuid();
-    if (svc_instance || geteuid() != 0 || (flags & SERVICE_FLAG_ROOT))
+    if (svc_instance || geteuid() != 0 || (flags & SERVICE_FLAG_ROOT)) {
+        run_privileged_init();
         return;
+    }
     if (pw->pw_uid == 0)
         msg_fatal("mail_owner must not be root in system mode");
     uid_t uid = pw->pw_uid;
     if (setgid(pw->pw_gid) < 0 || initgroups(owner, pw->pw_gid) < 0)
         msg_fatal("cannot switch to mail_owner %s: %m", owner);
+    run_privileged_init();
     if (svc_chroot)
         enter_chroot(dir, overrides, nover);
     /* owner pointed into the configuration that enter_chroot re-read. */

@@ -32,6 +32,12 @@ struct service_status {
 
 #define SERVICE_FLAG_ROOT 1   /* may keep root (local); others drop to mail_owner */
 
+/* Register fn to run once inside service_init, with the configuration
+ * loaded and root privileges still held (before any chroot and setuid):
+ * e.g. loading a TLS key only root can read. Whatever fn keeps must not
+ * point into the configuration (config_get strings): a chroot reloads it. */
+void service_set_privileged_init(void (*fn)(void));
+
 /* Parse argv as above, load main.cf plus -o overrides, open the log, drop
  * privileges, ignore SIGPIPE. Exits with a fatal log line on any error. */
 void service_init(int argc, char **argv, const char *progname, int flags);

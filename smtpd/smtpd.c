@@ -243,15 +243,25 @@ static void raise_fd_limit(void)
     }
 }
 
-int main(int argc, char **argv)
+static int tls_ready;
+
+/* As root: the TLS key may be readable by root only, and outside a chroot. */
+static void privileged_init(void)
 {
-    service_init(argc, argv, "smtpd", 0);
     raise_fd_limit();
     read_settings();
+    tls_ready = starttls_init() == 0;
+}
+
+int main(int argc, char **argv)
+{
+    service_set_privileged_init(privileged_init);
+    service_init(argc, argv, "smtpd", 0);
+    read_settings();   /* again: a chroot reloads the configuration */
     smtpd_base = event_base_new();
     if (!smtpd_base)
         msg_fatal("event_base_new failed");
-    if (starttls_init() < 0 && smtpd_cfg.wrappermode)
+    if (!tls_ready && smtpd_cfg.wrappermode)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
     restrict_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);

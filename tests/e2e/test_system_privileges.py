@@ -7,6 +7,7 @@ unprivileged user can neither list incoming/ nor read a queue file but can
 submit with sendmail and list the queue with mailq, and a daemon started
 by hand as root refuses to run. Skipped unless run as root."""
 
+import json
 import os
 import re
 import stat
@@ -220,12 +221,41 @@ def test_outsider_can_list_the_queue_with_mailq(system):
     if not os.access(system.libexec / "showq", os.X_OK):
         pytest.skip("no showq service: set-gid postqueue cannot read mail_owner's queue")
     system_send(system, ["listed@remote.example"], "listed by mailq")
-    wait_until(lambda: "listed@remote.example" in system.log_text(), 20,
-               what="the remote message to be queued")
+
+    def deferred_id():
+        for p in (system.queue / "deferred").rglob("*"):
+            if p.is_file() and b"listed by mailq" in p.read_bytes():
+                return p.name
+        return None
+    qid = wait_until(deferred_id, 30, what="the remote message to wait in deferred/")
     # mailq = sendmail -bp, with the installed (default) configuration.
     rc, out = system.as_user_default_config(system.outsider, [system.sbin / "sendmail", "-bp"])
     assert rc == 0, out
-    assert "listed@remote.example" in out, out
+    assert out.startswith("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n")
+    assert re.search(rf"^{qid} +\d+ .* {re.escape(SENDER)}\n(.*\n)? +listed@remote\.example$",
+                     out, re.M), out
+    assert re.search(r"^-- \d+ Kbytes in \d+ Requests?\.$", out, re.M), out
+    rc, out = system.as_user_default_config(system.outsider, [system.sbin / "postqueue", "-j"])
+    assert rc == 0, out
+    listed = {o["queue_id"]: o for o in map(json.loads, out.splitlines())}
+    assert listed[qid]["queue_name"] == "deferred", out
+    assert [r["address"] for r in listed[qid]["recipients"]] == ["listed@remote.example"]
+    # The listing came from showq, running as mail_owner.
+    owner = pwd.getpwnam(system.owner).pw_uid
+    procs = system.processes().get("showq")
+    assert procs and all(uid == owner for _, uid in procs), procs
+    # Without showq the outsider gets nothing: the queue stays closed.
+    sock = system.queue / "public" / "showq"
+    hidden = system.queue / "public" / "showq.hidden"
+    os.rename(sock, hidden)
+    try:
+        rc, out = system.as_user_default_config(system.outsider,
+                                                [system.sbin / "postqueue", "-p"])
+    finally:
+        os.rename(hidden, sock)
+    assert rc == 69, out
+    assert "Queue report unavailable - mail system is down" in out, out
+    assert qid not in out, out
 
 
 def test_daemon_started_by_root_refuses(system):

@@ -114,7 +114,7 @@ class Sink:
     """smtp-sink on a free loopback port, counting the messages it takes
     (its -c counters, written to a file)."""
 
-    COUNTER = re.compile(rb"msg=(\d+)")
+    COUNTER = re.compile(rb"mesg=(\d+)")
 
     def __init__(self, workdir):
         self.port = free_port()

@@ -167,6 +167,9 @@ class Postern(MTA):
     def postqueue_argv(self):
         return [POSTERN_QUEUE, "-c", self.etc, "-p"]
 
+    def env(self):
+        return pi.clean_env()
+
     def stop(self):
         try:
             self.inst.stop(timeout=60)
@@ -193,7 +196,9 @@ class Postfix(MTA):
         for d in (self.etc, self.queue, self.data, self.mail, self.log.parent):
             d.mkdir(parents=True)
         owner = pwd.getpwnam("postfix")
-        for d in (self.data, self.mail):
+        # postlogd opens the log as root, but postsuper appends to it
+        # after dropping to mail_owner.
+        for d in (self.data, self.mail, self.log.parent):
             os.chown(d, owner.pw_uid, owner.pw_gid)
         relay = relay_port if relay_port else CLOSED_PORT
         self.write_main_cf(owner, relay, extra)

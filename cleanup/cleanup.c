@@ -1,18 +1,23 @@
 /* cleanup - the only writer of new queue files.
  *
  * A client (smtpd, pickup, bounce) streams envelope and content records
- * (cleanup_protocol, ipc.h). cleanup copies the envelope, buffers the header
- * block (bounded by header_size_limit) to append missing Message-ID, Date
- * and From headers, passes the body through chunk by chunk, and only after
- * the file and its directory entry are fsynced answers status=0 and wakes
- * qmgr. A client that disconnects early leaves nothing behind.
+ * (cleanup_protocol, ipc.h). cleanup rewrites the envelope (rcpt.c: canonical
+ * form and maps, masquerading, virtual alias expansion), inspects and
+ * rewrites the header block (headers.c; bounded by header_size_limit),
+ * appends missing Message-ID, Date and From headers, passes the body through
+ * chunk by chunk (line by line through the body walker when body or MIME
+ * checks are configured), and only after the file and its directory entry
+ * are fsynced answers status=0 and wakes qmgr. A client that disconnects
+ * early leaves nothing behind. A content check can instead reject the
+ * message (status 5 with its text, nothing queued), discard it (status 0,
+ * nothing queued) or hold it (committed into hold/, qmgr not woken); a
+ * table that cannot be read defers it (status 4).
  *
- * Local submissions (origin=local, from pickup) get Postfix's treatment
- * (cleanup.h, local.c): the sender and attributes are held until the
- * first recipient so the origin is known before the sender is written;
- * bare addresses are qualified with myorigin (the original kept as the
- * recipient's O record), Bcc: is removed, and with extract=1 the header
- * recipients are written after the content, as queue_file.h allows.
+ * The sender and attributes are held until the first recipient so the
+ * origin is known before the sender is written. Local submissions
+ * (origin=local, from pickup) get Postfix's treatment (cleanup.h): Bcc: is
+ * removed, and with extract=1 the header recipients are written after the
+ * content, as queue_file.h allows.
  */
 #include "cleanup.h"
 
@@ -23,11 +28,13 @@
 #include "maildrop.h"
 #include "queue_file.h"
 #include "record.h"
+#include "rewrite.h"
 #include "service.h"
 #include "stream.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,54 +42,38 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MSGID_MAX 1024
 #define ENVELOPE_ATTR_MAX 256   /* attributes held before the first recipient */
 
-struct cleanup_state {
-    struct stream *client;
-    struct queue_writer *writer;
-    struct stream *out;
-    int write_error;        /* errno of the first failed write, 0 if none */
-    int nrcpt;
-    char *sender;
-    long long content_size;
-    off_t content_offset;
-    int in_headers;         /* still collecting the header block */
-    char *hdr;              /* header block buffer */
-    size_t hdr_len, hdr_cap;
-    char message_id[MSGID_MAX];
-    /* envelope held until the first non-envelope record */
-    int envelope_open;
-    struct dynbuf held_attrs;   /* REC_ATTR payloads, each NUL-terminated */
-    size_t n_held;
-    /* local submissions */
-    int local;
-    int extract;
-    int extract_notify;     /* DSN NOTIFY mask for extracted recipients */
-    char *full_name;
-    int orcpt_given;        /* the client sent an O for the next R */
-    struct rcpt_list rcpts;     /* envelope recipients, when extracting */
-    struct rcpt_list extracted;
-};
-
 static struct queue_writer *current_writer;
+static char held_path[PATH_MAX];   /* the file, once renamed into hold/ */
 
 /* A fatal error must not leave a half-written file to be scheduled. */
 static void cleanup_fatal_hook(void)
 {
-    if (current_writer)
+    if (held_path[0])
+        unlink(held_path);
+    else if (current_writer)
         unlink(queue_writer_path(current_writer));
 }
 
-static void out_record(struct cleanup_state *st, int type, const void *data, size_t len)
+void out_record(struct cleanup_state *st, int type, const void *data, size_t len)
 {
-    if (st->write_error)
-        return;
+    if (st->write_error || st->outcome != OUTCOME_QUEUE)
+        return;   /* a message that will not be queued needs no more bytes */
     if (rec_put(st->out, type, data, len) < 0)
         st->write_error = errno ? errno : EIO;
 }
 
-static void out_content(struct cleanup_state *st, const char *data, size_t len)
+void cleanup_defer(struct cleanup_state *st, const char *why)
+{
+    if (st->outcome != OUTCOME_QUEUE)
+        return;
+    msg_warn("%s: %s -- message not accepted, try again later", queue_writer_id(st->writer), why);
+    st->outcome = OUTCOME_DEFER;
+    snprintf(st->reason, sizeof(st->reason), "4.3.0 Error: temporary lookup failure");
+}
+
+void out_content(struct cleanup_state *st, const char *data, size_t len)
 {
     while (len > 0) {
         size_t n = len < REC_CHUNK_SIZE ? len : REC_CHUNK_SIZE;
@@ -179,17 +170,12 @@ static void add_missing_headers(struct cleanup_state *st, const char *block, siz
     msg_info("%s: message-id=%s", queue_writer_id(st->writer), st->message_id);
 }
 
-/* The header block as it goes into the file: a local submission's
- * rewritten (local.c), anyone else's as received. */
+/* The header block as it goes into the file: inspected and rewritten
+ * (headers.c), then the headers that are missing. */
 static void write_header_block(struct cleanup_state *st, size_t header_end)
 {
     struct dynbuf b = {0};
-    if (!st->local) {
-        out_content(st, st->hdr, header_end);
-        add_missing_headers(st, st->hdr, header_end);
-        return;
-    }
-    if (local_header_block(st->hdr, header_end, st->extract, &b, &st->extracted) < 0) {
+    if (headers_process(st, st->hdr, header_end, &b) < 0) {
         st->write_error = ENOMEM;
     } else {
         out_content(st, b.p, b.len);
@@ -198,11 +184,21 @@ static void write_header_block(struct cleanup_state *st, size_t header_end)
     free(b.p);
 }
 
+/* Body bytes: through the body walker when one runs. */
+static void body_content(struct cleanup_state *st, const char *data, size_t len)
+{
+    if (st->body)
+        hc_body_feed(st->body, data, len);
+    else
+        out_content(st, data, len);
+}
+
 /* Write the header block, the added headers, and whatever body followed. */
 static void finish_headers(struct cleanup_state *st, size_t header_end)
 {
     write_header_block(st, header_end);
-    out_content(st, st->hdr + header_end, st->hdr_len - header_end);
+    checks_body_start(st);
+    body_content(st, st->hdr + header_end, st->hdr_len - header_end);
     free(st->hdr);
     st->hdr = NULL;
     st->hdr_len = st->hdr_cap = 0;
@@ -247,7 +243,7 @@ static int collect_header_bytes(struct cleanup_state *st, const char *data, size
 static void content_chunk(struct cleanup_state *st, const char *data, size_t len)
 {
     if (!st->in_headers) {
-        out_content(st, data, len);
+        body_content(st, data, len);
         return;
     }
     if (collect_header_bytes(st, data, len) < 0) {
@@ -261,8 +257,15 @@ static void content_chunk(struct cleanup_state *st, const char *data, size_t len
         finish_headers(st, st->hdr_len);   /* oversized: the rest is body */
 }
 
+/* Content checks apply to what SMTP clients and local users send, not to
+ * cleanup's internal clients. */
 static void start_content(struct cleanup_state *st)
 {
+    st->inspect = (st->origin == ORIGIN_SMTP || st->origin == ORIGIN_LOCAL) &&
+                  hc_headers_enabled();
+    if (!st->inspect && (st->origin == ORIGIN_SMTP || st->origin == ORIGIN_LOCAL))
+        st->inspect = hc_body_enabled();
+    headers_init(st);
     out_record(st, REC_CONTENT_START, "", 0);
     st->content_offset = stream_tell(st->out);
     st->in_headers = 1;
@@ -291,6 +294,40 @@ static int consume_local_attr(struct cleanup_state *st, const char *payload)
     return 0;
 }
 
+static void copy_attr(char *out, size_t outlen, const char *value)
+{
+    snprintf(out, outlen, "%s", value);
+}
+
+/* Remember what log lines and header rewriting need to know. */
+static void note_attr(struct cleanup_state *st, const char *payload)
+{
+    const char *eq = strchr(payload, '=');
+    if (!eq)
+        return;
+    size_t nlen = (size_t)(eq - payload);
+    const char *value = eq + 1;
+#define IS(name) (nlen == strlen(name) && strncmp(payload, name, nlen) == 0)
+    if (IS(ATTR_ORIGIN)) {
+        st->origin = strcmp(value, "smtp") == 0     ? ORIGIN_SMTP
+                     : strcmp(value, "local") == 0  ? ORIGIN_LOCAL
+                     : strcmp(value, "bounce") == 0 ? ORIGIN_BOUNCE
+                                                    : ORIGIN_OTHER;
+        st->local = st->origin == ORIGIN_LOCAL;
+    } else if (IS(ATTR_CLIENT_NAME)) {
+        copy_attr(st->client_name, sizeof(st->client_name), value);
+    } else if (IS(ATTR_CLIENT_ADDR)) {
+        copy_attr(st->client_addr, sizeof(st->client_addr), value);
+    } else if (IS(ATTR_HELO)) {
+        copy_attr(st->helo, sizeof(st->helo), value);
+    } else if (IS(ATTR_PROTOCOL)) {
+        copy_attr(st->proto, sizeof(st->proto), value);
+    } else if (IS(ATTR_SASL_USER)) {
+        st->sasl_authenticated = *value != 0;
+    }
+#undef IS
+}
+
 static void hold_attr(struct cleanup_state *st, const struct rec_buf *b)
 {
     if (st->n_held >= ENVELOPE_ATTR_MAX || dynbuf_add(&st->held_attrs, b->data, b->len + 1) < 0) {
@@ -298,8 +335,7 @@ static void hold_attr(struct cleanup_state *st, const struct rec_buf *b)
         return;
     }
     st->n_held++;
-    if (strcmp(b->data, ATTR_ORIGIN "=local") == 0)
-        st->local = 1;
+    note_attr(st, b->data);
 }
 
 /* Write the sender and the held attributes, now that the origin is known. */
@@ -309,15 +345,8 @@ static void flush_envelope(struct cleanup_state *st)
         return;
     st->envelope_open = 0;
     if (st->sender) {
-        char qualified[ADDRESS_MAX];
-        if (st->local && local_qualify(st->sender, qualified, sizeof(qualified)) == 0) {
-            free(st->sender);
-            st->sender = strdup(qualified);
-        }
-        if (!st->sender)
-            st->write_error = ENOMEM;
-        else
-            out_record(st, REC_SENDER, st->sender, strlen(st->sender));
+        rcpt_rewrite_sender(st);
+        out_record(st, REC_SENDER, st->sender, strlen(st->sender));
     }
     for (size_t off = 0, i = 0; i < st->n_held; i++) {
         const char *payload = st->held_attrs.p + off;
@@ -330,52 +359,43 @@ static void flush_envelope(struct cleanup_state *st)
     memset(&st->held_attrs, 0, sizeof(st->held_attrs));
 }
 
-/* A recipient; a local submission's bare address gets myorigin, and the
- * address as given is kept as its original recipient. */
-static void envelope_rcpt(struct cleanup_state *st, const struct rec_buf *b)
-{
-    char qualified[ADDRESS_MAX];
-    const char *addr = b->data;
-    if (st->local && local_qualify(b->data, qualified, sizeof(qualified)) == 0 &&
-        strcmp(qualified, b->data) != 0) {
-        if (!st->orcpt_given)
-            out_record(st, REC_ORCPT, b->data, b->len);
-        addr = qualified;
-    }
-    if (st->extract && rcpt_list_add(&st->rcpts, addr, b->data) < 0)
-        st->write_error = ENOMEM;
-    out_record(st, REC_RCPT, addr, strlen(addr));
-    st->orcpt_given = 0;
-    st->nrcpt++;
-}
-
-/* Recipients taken from the headers (sendmail -t), after the content;
- * each only once, and none that the envelope already has. */
-static void write_extracted(struct cleanup_state *st)
-{
-    char mask[8];
-    snprintf(mask, sizeof(mask), "%d", st->extract_notify);
-    for (size_t i = 0; i < st->extracted.n; i++) {
-        const char *addr = st->extracted.addr[i], *orig = st->extracted.orig[i];
-        if (rcpt_list_has(&st->rcpts, addr))
-            continue;
-        if (rcpt_list_add(&st->rcpts, addr, orig) < 0) {
-            st->write_error = ENOMEM;
-            return;
-        }
-        if (st->extract_notify)
-            out_record(st, REC_DSN_NOTIFY, mask, strlen(mask));
-        if (strcmp(addr, orig) != 0)
-            out_record(st, REC_ORCPT, orig, strlen(orig));
-        out_record(st, REC_RCPT, addr, strlen(addr));
-        st->nrcpt++;
-    }
-}
-
 /* Reply with a status; status 0 also wakes qmgr. */
 static void reply(struct cleanup_state *st, const char *status, const char *reason)
 {
     attr_send(st->client, "status", status, "reason", reason, (const char *)NULL);
+}
+
+/* HOLD: the file goes to hold/ while still mode 0600 (so qmgr would not
+ * take it even from incoming/), before the commit fsyncs it. */
+static int move_to_hold(struct cleanup_state *st, const char *id)
+{
+    if (queue_path(held_path, sizeof(held_path), QUEUE_HOLD, id) < 0 ||
+        rename(queue_writer_path(st->writer), held_path) < 0) {
+        held_path[0] = 0;
+        return -1;
+    }
+    return 0;
+}
+
+/* The outcomes that queue nothing; 1 when the reply has been sent. */
+static int refuse(struct cleanup_state *st)
+{
+    switch (st->outcome) {
+    case OUTCOME_REJECT:
+        queue_writer_abort(st->writer);
+        reply(st, st->status == 4 ? "4" : "5", st->reason);
+        return 1;
+    case OUTCOME_DISCARD:
+        queue_writer_abort(st->writer);
+        reply(st, "0", "");
+        return 1;
+    case OUTCOME_DEFER:
+        queue_writer_abort(st->writer);
+        reply(st, "4", st->reason);
+        return 1;
+    default:
+        return 0;
+    }
 }
 
 static void commit(struct cleanup_state *st)
@@ -383,10 +403,15 @@ static void commit(struct cleanup_state *st)
     flush_envelope(st);
     if (st->in_headers)
         finish_headers(st, st->hdr_len);
-    write_extracted(st);
+    if (st->body)
+        hc_body_finish(st->body);
+    rcpt_write_extracted(st);
+    rcpt_write_bcc(st);
     const char *id = queue_writer_id(st->writer);
     char saved_id[QUEUE_ID_SIZE];
     snprintf(saved_id, sizeof(saved_id), "%s", id);
+    if (refuse(st))
+        return;
     if (st->nrcpt == 0) {
         queue_writer_abort(st->writer);
         reply(st, "5", "5.1.3 Error: no recipients specified");
@@ -399,12 +424,27 @@ static void commit(struct cleanup_state *st)
                                                   : "4.3.0 Error: queue file write error");
         return;
     }
+    if (st->hold && move_to_hold(st, saved_id) < 0) {
+        msg_warn("%s: move to %s: %s", saved_id, QUEUE_HOLD, strerror(errno));
+        queue_writer_abort(st->writer);
+        reply(st, "4", "4.3.0 Error: queue file write error");
+        return;
+    }
     if (queue_writer_commit(st->writer, st->content_size, (long long)st->content_offset,
-                            st->nrcpt) < 0) {
+                            st->nrcpt) < 0 ||
+        (held_path[0] && queue_fsync_dir_of(held_path) < 0)) {
         int e = errno;
         msg_warn("%s: queue file commit error: %s", saved_id, strerror(e));
+        if (held_path[0])
+            unlink(held_path);
+        held_path[0] = 0;
         reply(st, "4", e == ENOSPC ? "4.3.1 Insufficient system storage"
                                    : "4.3.0 Error: queue file write error");
+        return;
+    }
+    if (held_path[0]) {
+        held_path[0] = 0;
+        reply(st, "0", "");   /* nothing for qmgr until postsuper releases it */
         return;
     }
     reply(st, "0", "");
@@ -425,21 +465,20 @@ static int client_record(struct cleanup_state *st, int type, struct rec_buf *b)
             out_record(st, type, b->data, b->len);
         return 0;
     case REC_ATTR:
-        if (st->envelope_open)
+        if (st->envelope_open) {
             hold_attr(st, b);
-        else if (!(st->local && consume_local_attr(st, b->data)))
+        } else if (!(st->local && consume_local_attr(st, b->data))) {
+            note_attr(st, b->data);
             out_record(st, type, b->data, b->len);
+        }
         return 0;
     case REC_RCPT:
-        envelope_rcpt(st, b);
+        rcpt_envelope(st, b->data);
         return 0;
     case REC_ORCPT:
-        st->orcpt_given = 1;
-        out_record(st, type, b->data, b->len);
-        return 0;
     case REC_DSN_ORCPT:
     case REC_DSN_NOTIFY:
-        out_record(st, type, b->data, b->len);
+        rcpt_hold_meta(st, type, b->data);
         return 0;
     case REC_CONTENT_START:
         start_content(st);
@@ -478,8 +517,15 @@ static void state_free(struct cleanup_state *st)
     free(st->hdr);
     free(st->full_name);
     free(st->held_attrs.p);
+    free(st->first_rcpt);
+    free(st->next_orcpt);
+    free(st->next_dsn_orcpt);
+    free(st->next_dsn_notify);
+    hc_body_free(st->body);
     rcpt_list_free(&st->rcpts);
     rcpt_list_free(&st->extracted);
+    rcpt_list_free(&st->bcc);
+    str_set_free(&st->written);
 }
 
 static void serve(int fd)

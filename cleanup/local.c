@@ -1,10 +1,8 @@
-/* local.c - cleanup's treatment of local submissions (cleanup.h): bare
- * addresses qualified with myorigin, Bcc: removed, recipients taken from
- * the headers for sendmail -t, the From: value with a full name.
+/* local.c - helpers of cleanup (cleanup.h): the From: value with a full
+ * name for local submissions, header names, and small containers.
  */
 #include "cleanup.h"
 
-#include "addrlist.h"
 #include "address.h"
 #include "config.h"
 
@@ -74,17 +72,6 @@ void rcpt_list_free(struct rcpt_list *l)
     memset(l, 0, sizeof(*l));
 }
 
-int local_qualify(const char *addr, char *out, size_t outlen)
-{
-    const char *origin = config_get("myorigin");
-    int n;
-    if (!*addr || strchr(addr, '@') || !config_bool("append_at_myorigin") || !origin || !*origin)
-        n = snprintf(out, outlen, "%s", addr);
-    else
-        n = snprintf(out, outlen, "%s@%s", addr, origin);
-    return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
 size_t header_name_len(const char *line, size_t len)
 {
     size_t i = 0;
@@ -98,7 +85,7 @@ int header_is(const char *line, size_t nlen, const char *name)
     return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
 }
 
-static int header_in(const char *line, size_t nlen, const char *const *names)
+int header_in(const char *line, size_t nlen, const char *const *names)
 {
     for (size_t i = 0; names[i]; i++)
         if (header_is(line, nlen, names[i]))
@@ -106,19 +93,7 @@ static int header_in(const char *line, size_t nlen, const char *const *names)
     return 0;
 }
 
-/* Headers whose addresses Postfix qualifies in local mail. */
-static const char *const address_headers[] = {
-    "From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Apparently-To",
-    "Errors-To", "Return-Receipt-To", "Disposition-Notification-To", "Mail-Followup-To",
-    "Resent-From", "Resent-Sender", "Resent-Reply-To", "Resent-To", "Resent-Cc",
-    "Resent-Bcc", NULL,
-};
-static const char *const rcpt_headers[] = {"To", "Cc", "Bcc", NULL};
-static const char *const resent_rcpt_headers[] = {"Resent-To", "Resent-Cc", "Resent-Bcc", NULL};
-static const char *const blind_headers[] = {"Bcc", "Resent-Bcc", NULL};
-
-/* End of the header that starts at p: its line and continuation lines. */
-static const char *header_end(const char *p, const char *end)
+const char *header_end(const char *p, const char *end)
 {
     for (;;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -130,90 +105,55 @@ static const char *header_end(const char *p, const char *end)
     }
 }
 
-static int any_header(const char *block, size_t len, const char *const *names)
+/* FNV-1a; recipients are short. */
+static size_t str_hash(const char *s)
 {
-    const char *end = block + len;
-    for (const char *p = block; p < end;) {
-        const char *next = header_end(p, end);
-        size_t nlen = header_name_len(p, (size_t)(next - p));
-        if (nlen && header_in(p, nlen, names))
-            return 1;
-        p = next;
-    }
-    return 0;
+    size_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h;
 }
 
-struct rewrite {
-    const char *value;     /* the header value the spans refer to */
-    size_t copied;         /* value bytes already in out */
-    struct dynbuf *out;
-    int failed;
-};
-
-static int qualify_span(const struct addrlist_item *item, void *ctx)
+static int str_set_grow(struct str_set *set)
 {
-    struct rewrite *r = ctx;
-    const char *origin = config_get("myorigin");
-    if (item->qualified || !origin || !*origin)
-        return 0;
-    if (dynbuf_add(r->out, r->value + r->copied, item->end - r->copied) < 0 ||
-        dynbuf_add(r->out, "@", 1) < 0 || dynbuf_add(r->out, origin, strlen(origin)) < 0)
-        r->failed = 1;
-    r->copied = item->end;
-    return r->failed;
-}
-
-/* Copy one header to out with "@myorigin" after each bare address. */
-static int rewrite_header(const char *h, size_t hlen, size_t nlen, struct dynbuf *out)
-{
-    if (!config_bool("append_at_myorigin"))
-        return dynbuf_add(out, h, hlen);
-    struct rewrite r = {.value = h + nlen + 1, .out = out};
-    size_t vlen = hlen - nlen - 1;
-    if (dynbuf_add(out, h, nlen + 1) < 0 || addrlist_parse(r.value, vlen, qualify_span, &r) < 0 ||
-        r.failed)
+    size_t cap = set->cap ? set->cap * 2 : 64;
+    char **slot = calloc(cap, sizeof(*slot));
+    if (!slot)
         return -1;
-    return dynbuf_add(out, r.value + r.copied, vlen - r.copied);
-}
-
-static int collect_rcpt(const struct addrlist_item *item, void *ctx)
-{
-    char addr[ADDRESS_MAX];
-    const char *at = strrchr(item->address, '@');
-    if (at == item->address || (at && !at[1]))
-        return 0;   /* no local part, or no domain after '@': not an address */
-    if (local_qualify(item->address, addr, sizeof(addr)) < 0)
-        return 0;
-    return rcpt_list_add(ctx, addr, item->address) < 0;
-}
-
-int local_header_block(const char *block, size_t len, int extract, struct dynbuf *out,
-                       struct rcpt_list *found)
-{
-    const char *const *from = any_header(block, len, resent_rcpt_headers) ? resent_rcpt_headers
-                                                                           : rcpt_headers;
-    const char *end = block + len;
-    for (const char *p = block; p < end;) {
-        const char *next = header_end(p, end);
-        size_t hlen = (size_t)(next - p);
-        size_t nlen = header_name_len(p, hlen);
-        if (nlen && extract && header_in(p, nlen, from) &&
-            addrlist_parse(p + nlen + 1, hlen - nlen - 1, collect_rcpt, found) < 0)
-            return -1;
-        int rc = 0;
-        if (!nlen)
-            rc = dynbuf_add(out, p, hlen);
-        else if (header_in(p, nlen, blind_headers))
-            rc = 0;   /* the point of a blind copy */
-        else if (header_in(p, nlen, address_headers))
-            rc = rewrite_header(p, hlen, nlen, out);
-        else
-            rc = dynbuf_add(out, p, hlen);
-        if (rc < 0)
-            return -1;
-        p = next;
+    for (size_t i = 0; i < set->cap; i++) {
+        if (!set->slot[i])
+            continue;
+        size_t j = str_hash(set->slot[i]) & (cap - 1);
+        while (slot[j])
+            j = (j + 1) & (cap - 1);
+        slot[j] = set->slot[i];
     }
+    free(set->slot);
+    set->slot = slot;
+    set->cap = cap;
     return 0;
+}
+
+int str_set_add(struct str_set *set, const char *s)
+{
+    if ((set->n + 1) * 2 > set->cap && str_set_grow(set) < 0)
+        return -1;
+    size_t j = str_hash(s) & (set->cap - 1);
+    for (; set->slot[j]; j = (j + 1) & (set->cap - 1))
+        if (strcmp(set->slot[j], s) == 0)
+            return 0;
+    if (!(set->slot[j] = strdup(s)))
+        return -1;
+    set->n++;
+    return 1;
+}
+
+void str_set_free(struct str_set *set)
+{
+    for (size_t i = 0; i < set->cap; i++)
+        free(set->slot[i]);
+    free(set->slot);
+    memset(set, 0, sizeof(*set));
 }
 
 /* A display name needs quotes unless it is words of atext. */

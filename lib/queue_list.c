@@ -274,6 +274,7 @@ struct listing {
     int long_ids;
     unsigned long count;
     unsigned long long total;
+    int out_errno;         /* of the first failed write to out, 0 while none */
 };
 
 static void print_heading(const struct listing *L)
@@ -395,8 +396,18 @@ static void print_json(FILE *out, const struct shown_msg *m)
 
 /* --- listing --- */
 
+/* Remember why writing failed, right after the writes (errno set before
+ * them to 0): later file operations overwrite errno, and stdio keeps only
+ * the error flag. */
+static void note_output_error(struct listing *L)
+{
+    if (ferror(L->out) && !L->out_errno)
+        L->out_errno = errno ? errno : EIO;
+}
+
 static void emit(struct listing *L, const struct shown_msg *m)
 {
+    errno = 0;
     if (L->format == QUEUE_LIST_JSON) {
         print_json(L->out, m);
     } else {
@@ -406,6 +417,7 @@ static void emit(struct listing *L, const struct shown_msg *m)
             fputc('\n', L->out);
         print_text(L, m);
     }
+    note_output_error(L);
     L->count++;
     L->total += m->size > 0 ? (unsigned long long)m->size : 0;
 }
@@ -459,18 +471,6 @@ static int show_message(struct listing *L, const char *queue, const struct queue
     return rc;
 }
 
-/* Whether writing to out failed. The failed write's errno may be
- * overwritten since (a missing defer log sets ENOENT), so it is renewed by
- * flushing again, which retries what is still buffered. */
-static int output_failed(FILE *out)
-{
-    if (!ferror(out))
-        return 0;
-    if (fflush(out) == 0)
-        errno = EIO;
-    return 1;
-}
-
 /* The messages of one queue; 0, or -1 with errno. */
 static int show_queue(struct listing *L, const char *queue)
 {
@@ -480,7 +480,8 @@ static int show_queue(struct listing *L, const char *queue)
         if (show_message(L, queue, &l.ref[i]) < 0) {
             errno = ENOMEM;
             rc = -1;
-        } else if (output_failed(L->out)) {
+        } else if (L->out_errno) {
+            errno = L->out_errno;
             rc = -1;
         }
     }
@@ -488,13 +489,15 @@ static int show_queue(struct listing *L, const char *queue)
     return rc;
 }
 
-static void print_summary(const struct listing *L)
+static void print_summary(struct listing *L)
 {
+    errno = 0;
     if (L->count == 0)
         fputs("Mail queue is empty\n", L->out);
     else
         fprintf(L->out, "\n-- %llu Kbytes in %lu Request%s.\n", L->total / 1024, L->count,
                 L->count == 1 ? "" : "s");
+    note_output_error(L);
 }
 
 int queue_list_write(FILE *out, int format)
@@ -507,7 +510,9 @@ int queue_list_write(FILE *out, int format)
             return -1;
     if (format == QUEUE_LIST_TEXT)
         print_summary(&L);
-    if (fflush(out) != 0)
+    if (L.out_errno) {
+        errno = L.out_errno;
         return -1;
-    return output_failed(out) ? -1 : 0;
+    }
+    return fflush(out) == 0 ? 0 : -1;
 }

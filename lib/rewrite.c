@@ -494,15 +494,34 @@ int rewrite_masquerade(int cls, const char *addr, char *out, size_t outlen)
     return REWRITE_OK;
 }
 
+/* Whether any of steps 2 and 3 is configured: most sites use none, and
+ * every recipient of every message asks. */
+static int anything_to_do(void)
+{
+    static const char *const params[] = {"canonical_maps", "sender_canonical_maps",
+                                         "recipient_canonical_maps", "masquerade_domains"};
+    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
+        const char *v = config_get(params[i]);
+        if (v && *v)
+            return 1;
+    }
+    return 0;
+}
+
 int rewrite_address(int cls, const char *addr, char *out, size_t outlen)
 {
     char cur[ADDRESS_MAX];
     int sender = (cls & (REWRITE_ENV_SENDER | REWRITE_HDR_SENDER)) != 0;
     int rc = REWRITE_OK;
-    int n = snprintf(cur, sizeof(cur), "%s", addr);
-    if (n < 0 || (size_t)n >= sizeof(cur) || strlen(addr) >= outlen)
+    size_t len = strlen(addr);
+    if (len >= outlen)
+        return REWRITE_TOOLONG;   /* out untouched: it cannot hold addr */
+    if (len >= sizeof(cur)) {
+        memmove(out, addr, len + 1);
         return REWRITE_TOOLONG;
-    if (*cur) {
+    }
+    memcpy(cur, addr, len + 1);
+    if (*cur && anything_to_do()) {
         if (classes_of(sender ? "sender_canonical_classes" : "recipient_canonical_classes") & cls)
             rc = map_one(sender ? "sender_canonical_maps" : "recipient_canonical_maps", cur);
         if (rc == REWRITE_OK && (classes_of("canonical_classes") & cls))

@@ -73,7 +73,8 @@ int rewrite_canonical_form(const char *addr, const char *origin, const char *dot
 
 /* Steps 2 and 3 for an address of class cls (one REWRITE_ENV_* or
  * REWRITE_HDR_* bit). out may be addr. Returns REWRITE_OK or a negative
- * REWRITE_* (out then holds addr unchanged). */
+ * REWRITE_* (out then holds addr unchanged, unless outlen is too small for
+ * addr itself: then REWRITE_TOOLONG and out is untouched). */
 int rewrite_address(int cls, const char *addr, char *out, size_t outlen);
 
 /* Step 3 alone: masquerading, when masquerade_classes names cls. */

@@ -45,6 +45,11 @@ static int address_in(const char *param, const char *addr, int domain_is_local, 
     return lookup_list_address(l, addr, domain_is_local, delim ? delim : "", value);
 }
 
+int virtual_map_lookup(const char *param, const char *addr, char **value)
+{
+    return address_in(param, addr, 0, value);
+}
+
 int virtual_mailbox_lookup(const char *addr, char **path)
 {
     return address_in("virtual_mailbox_maps", addr, 0, path);

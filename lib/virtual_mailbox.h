@@ -21,9 +21,12 @@
 int virtual_alias_domain(const char *domain);
 int virtual_mailbox_domain(const char *domain);
 
-/* virtual_mailbox_maps for addr: "user+ext@domain", "user@domain",
- * "@domain". LOOKUP_FOUND with the value in *path (malloc'd, caller
- * frees), LOOKUP_NOTFOUND or LOOKUP_TEMPFAIL. */
+/* The tables of main.cf parameter param (virtual_mailbox_maps,
+ * virtual_uid_maps, virtual_gid_maps) for addr, keyed as virtual(8) does:
+ * "user+ext@domain", "user@domain", "@domain". LOOKUP_FOUND with the value
+ * in *value (malloc'd, caller frees), LOOKUP_NOTFOUND or LOOKUP_TEMPFAIL. */
+int virtual_map_lookup(const char *param, const char *addr, char **value);
+/* The same for virtual_mailbox_maps. */
 int virtual_mailbox_lookup(const char *addr, char **path);
 
 /* A mailbox path from virtual_mailbox_maps made absolute under

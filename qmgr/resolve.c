@@ -4,7 +4,11 @@
  * Order: transport_maps (full address, then the domain, then each parent
  * ".domain", then "*"), then the domain class: mydestination -> local
  * transport; relay_domains -> relay_transport; anything else ->
- * default_transport. An empty nexthop means relayhost when set (for the
+ * default_transport. Postfix's other classes (lib/virtual_mailbox.h):
+ * virtual_alias_domains -> bounce (5.1.1: cleanup already expanded every
+ * known alias), virtual_mailbox_domains -> virtual_transport. Before all
+ * that, a recipient in relocated_maps bounces with 5.1.6 and its new
+ * address (lib/rewrite.h). An empty nexthop means relayhost when set (for the
  * relay and default transports), else the recipient domain. "error:text"
  * bounces and "retry:text" defers without delivery.
  */
@@ -15,6 +19,8 @@
 #include "log.h"
 #include "lookup.h"
 #include "match.h"
+#include "rewrite.h"
+#include "virtual_mailbox.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +29,7 @@
 static struct {
     struct lookup_list *transport_maps;
     const char *mydestination, *relay_domains, *relayhost;
-    const char *local_transport, *relay_transport, *default_transport;
+    const char *local_transport, *relay_transport, *default_transport, *virtual_transport;
     const char *myhostname;
 } rs;
 
@@ -39,7 +45,7 @@ static const char *transport_name(const char *value, char *buf, size_t len)
 
 void resolve_init(void)
 {
-    static char local[64], relay[64], deflt[64];
+    static char local[64], relay[64], deflt[64], virt[64];
     rs.mydestination = config_get("mydestination");
     rs.relay_domains = config_get("relay_domains");
     rs.relayhost = config_get("relayhost");
@@ -47,6 +53,7 @@ void resolve_init(void)
     rs.local_transport = transport_name(config_get("local_transport"), local, sizeof(local));
     rs.relay_transport = transport_name(config_get("relay_transport"), relay, sizeof(relay));
     rs.default_transport = transport_name(config_get("default_transport"), deflt, sizeof(deflt));
+    rs.virtual_transport = transport_name(config_get("virtual_transport"), virt, sizeof(virt));
     const char *maps = config_get("transport_maps");
     if (*maps) {
         char err[256];
@@ -90,12 +97,45 @@ static void route_from_table(const char *value, const char *class_transport, str
         snprintf(r->nexthop, sizeof(r->nexthop), "%s", nexthop);
 }
 
+/* relocated_maps, then the virtual alias class: recipients that bounce
+ * whatever transport_maps says. 1 when r is an error route, 0 when not,
+ * -1 on a temporary lookup failure. */
+static int resolve_unknown(const char *addr, const char *domain, int local, int *virtual_mailbox,
+                           struct route *r)
+{
+    char *newloc = NULL;
+    int rc = rewrite_relocated(addr, &newloc);
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
+    if (rc == LOOKUP_FOUND) {
+        snprintf(r->transport, sizeof(r->transport), "error");
+        snprintf(r->error, sizeof(r->error), "5.1.6 User has moved to %s", newloc);
+        free(newloc);
+        return 1;
+    }
+    if (local)
+        return 0;
+    int alias = virtual_alias_domain(domain);
+    if (alias == 1) {
+        snprintf(r->transport, sizeof(r->transport), "error");
+        snprintf(r->error, sizeof(r->error), "5.1.1 User unknown in virtual alias table");
+        return 1;
+    }
+    *virtual_mailbox = alias == 0 ? virtual_mailbox_domain(domain) : alias;
+    return *virtual_mailbox == LOOKUP_TEMPFAIL ? -1 : 0;
+}
+
 int resolve_recipient(const char *addr, struct route *r)
 {
     memset(r, 0, sizeof(*r));
     const char *domain = address_domain(addr);
     int local = !domain || match_domain_list(rs.mydestination, domain);
+    int virtual_mailbox = 0;
+    int unknown = resolve_unknown(addr, domain, local, &virtual_mailbox, r);
+    if (unknown != 0)
+        return unknown < 0 ? -1 : 0;
     const char *class_transport = local ? rs.local_transport
+                                  : virtual_mailbox ? rs.virtual_transport
                                   : *rs.relay_domains && match_domain_list(rs.relay_domains, domain)
                                       ? rs.relay_transport
                                       : rs.default_transport;

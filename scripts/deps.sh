@@ -4,7 +4,7 @@
 # only reports what is missing. Used by `make run`, `make check` and .ci/run.
 set -e
 PKGS="build-essential pkg-config libssl-dev libc-ares-dev libevent-dev libcdb-dev
-libcmocka-dev python3 python3-pytest swaks dnsmasq-base postfix openssl python3-aiosmtpd pflogsumm bsd-mailx"
+libcmocka-dev python3 python3-pytest swaks dnsmasq-base postfix openssl python3-aiosmtpd pflogsumm bsd-mailx clang libclang-rt-dev"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

@@ -14,7 +14,6 @@ import random
 import re
 import signal
 import smtplib
-import socket
 import threading
 import time
 from pathlib import Path
@@ -154,6 +153,47 @@ class TaggedLoad:
                 s.close()
 
 
+MAILDIR_NAME_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)")
+
+
+def deliveries_of(mail_root, tag):
+    """[(wall clock time, pid of the delivering process)] of every
+    delivered copy of tag, oldest first, from the Maildir file names
+    ("SECONDS.MMICROSECONDSPPID_N.host")."""
+    out = []
+    for f in Path(mail_root).glob("*/new/*"):
+        try:
+            head = f.read_bytes()[:8192]
+        except FileNotFoundError:
+            continue
+        m = TAG_RE.search(head.split(b"\n\n", 1)[0])
+        n = MAILDIR_NAME_RE.match(f.name)
+        if m and m[1].decode() == tag and n:
+            out.append((int(n[1]) + int(n[2]) / 1e6, int(n[3])))
+    return sorted(out)
+
+
+def unexplained_duplicates(mail_root, dups, kill_log):
+    """The duplicated tags that no kill explains. A copy is explained when
+    the process that delivered the first copy was killed (after its fsync,
+    before its answer reached qmgr), or when qmgr, or the whole instance,
+    was killed after the first copy was written (before the done mark)."""
+    killed_pids = {pid for _, name, pid in kill_log}
+    markers = [t for t, name, _ in kill_log if name in ("qmgr", "all")]
+    out = {}
+    for tag in dups:
+        copies = deliveries_of(mail_root, tag)
+        first_time, first_pid = copies[0]
+        if first_pid in killed_pids:
+            continue
+        # Maildir names carry the delivering host's clock, as does ours;
+        # allow for the microsecond rounding.
+        if any(t >= first_time - 0.001 for t in markers):
+            continue
+        out[tag] = copies
+    return out
+
+
 def delivered_tags(mail_root):
     """Counter of X-Test-Id tags over every mail_root/USER/new/ file, and
     the number of files that had no tag."""
@@ -205,6 +245,7 @@ class Killer:
         self.lo, self.hi, self.min_age = lo, hi, min_age
         self.rng = random.Random(seed)
         self.kills = collections.Counter()
+        self.log = []    # (wall clock time, daemon, pid) of every kill
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -239,15 +280,18 @@ class Killer:
             try:
                 os.kill(pid, signal.SIGKILL)
                 self.kills[name] += 1
+                self.log.append((time.time(), name, pid))
             except ProcessLookupError:
                 pass
 
 
-def kill_instance_now(instance):
+def kill_instance_now(instance, kill_log=None):
     """SIGKILL master and every process of the instance, all at once (as
     close to a power cut as processes can get), and wait until they are
-    gone."""
+    gone. When kill_log is given, (time, "all", 0) is appended to it."""
     pids = instance.live_pids()
+    if kill_log is not None:
+        kill_log.append((time.time(), "all", 0))
     # Stop them all first so that none reacts to another's death, then kill.
     for pid in pids:
         try:

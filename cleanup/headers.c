@@ -1,0 +1,324 @@
+/* headers.c - the message's own header block (cleanup.h), one logical
+ * header at a time, in Postfix's order:
+ *   1. header_checks (mime_header_checks for Content-* and MIME-Version)
+ *      see the header as received; checks.c handles the match, and
+ *      IGNORE, STRIP, REPLACE and PREPEND edit the header here.
+ *   2. local submissions: To/Cc/Bcc recipients collected for sendmail -t,
+ *      then Bcc: and Resent-Bcc: removed.
+ *   3. the addresses in sender and recipient headers get canonical form,
+ *      the canonical maps and masquerading (lib/rewrite.h, header classes)
+ *      when header rewriting applies: always for local and internal mail;
+ *      for SMTP mail when the client matches local_header_rewrite_clients,
+ *      else only when remote_header_rewrite_domain is set (that domain
+ *      then qualifies incomplete addresses).
+ *   4. Content-Type is noted, so the body walker knows the MIME structure.
+ * Headers cleanup adds afterwards (Message-ID, Date, From) are not
+ * inspected, as in Postfix.
+ */
+#include "cleanup.h"
+
+#include "addrlist.h"
+#include "address.h"
+#include "config.h"
+#include "log.h"
+#include "lookup.h"
+#include "match.h"
+#include "queue_file.h"
+#include "rewrite.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+/* Header classes, as Postfix's cleanup sorts them. */
+static const char *const sender_headers[] = {
+    "From", "Sender", "Errors-To", "Resent-From", "Resent-Sender", "Return-Receipt-To",
+    "Disposition-Notification-To", NULL,
+};
+static const char *const recipient_headers[] = {
+    "To", "Cc", "Bcc", "Apparently-To", "Reply-To", "Mail-Followup-To", "Resent-To",
+    "Resent-Cc", "Resent-Bcc", "Resent-Reply-To", NULL,
+};
+static const char *const rcpt_headers[] = {"To", "Cc", "Bcc", NULL};
+static const char *const resent_rcpt_headers[] = {"Resent-To", "Resent-Cc", "Resent-Bcc", NULL};
+static const char *const blind_headers[] = {"Bcc", "Resent-Bcc", NULL};
+
+/* --- whose headers are rewritten --- */
+
+/* Binary form of a printable address; IPv4-mapped IPv6 becomes IPv4.
+ * Returns the family, or 0 when text is no address. */
+static int parse_ip(const char *text, unsigned char out[16])
+{
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (inet_pton(AF_INET, text, out) == 1)
+        return AF_INET;
+    if (inet_pton(AF_INET6, text, out) != 1)
+        return 0;
+    if (memcmp(out, mapped, sizeof(mapped)) == 0) {
+        memmove(out, out + 12, 4);
+        return AF_INET;
+    }
+    return AF_INET6;
+}
+
+static int is_loopback(int family, const unsigned char *a)
+{
+    static const unsigned char v6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return family == AF_INET ? a[0] == 127 : memcmp(a, v6, 16) == 0;
+}
+
+/* Whether the address is one of this machine's interface addresses. */
+static int is_interface_address(int family, const unsigned char *a)
+{
+    struct ifaddrs *list, *i;
+    int found = 0;
+    if (getifaddrs(&list) < 0)
+        return 0;
+    for (i = list; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != family)
+            continue;
+        if (family == AF_INET)
+            found = memcmp(&((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, a, 4) == 0;
+        else
+            found = memcmp(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, a, 16) == 0;
+    }
+    freeifaddrs(list);
+    return found;
+}
+
+struct iface_match {
+    int family;
+    unsigned char addr[16];
+    int found;
+};
+
+static int iface_item(const char *item, void *ctx)
+{
+    struct iface_match *m = ctx;
+    unsigned char a[16];
+    int family;
+    if (strcasecmp(item, "all") == 0)
+        m->found = is_interface_address(m->family, m->addr);
+    else if (strcasecmp(item, "loopback-only") == 0 || strcasecmp(item, "localhost") == 0)
+        m->found = is_loopback(m->family, m->addr);
+    else if ((family = parse_ip(item, a)) != 0)
+        m->found = family == m->family && memcmp(a, m->addr, family == AF_INET ? 4 : 16) == 0;
+    return m->found;
+}
+
+/* permit_inet_interfaces: the client is this machine, on an address that
+ * inet_interfaces listens on (host names there are not resolved). */
+static int client_on_inet_interfaces(const char *client)
+{
+    struct iface_match m = {0};
+    if (!(m.family = parse_ip(client, m.addr)))
+        return 0;
+    rewrite_list_walk(config_get("inet_interfaces"), iface_item, &m);
+    return m.found;
+}
+
+struct client_match {
+    const struct cleanup_state *st;
+    int found;
+};
+
+static int client_item(const char *item, void *ctx)
+{
+    struct client_match *m = ctx;
+    const char *addr = m->st->client_addr;
+    if (strcasecmp(item, "permit_inet_interfaces") == 0)
+        m->found = client_on_inet_interfaces(addr);
+    else if (strcasecmp(item, "permit_mynetworks") == 0)
+        m->found = *addr && match_network_list_str(config_get("mynetworks"), addr);
+    else if (strcasecmp(item, "permit_sasl_authenticated") == 0)
+        m->found = m->st->sasl_authenticated;
+    else if (strchr(item, ':'))
+        m->found = rewrite_match_list(item, addr, 0) == 1;   /* static:all, tables */
+    else
+        msg_warn("local_header_rewrite_clients: unsupported item \"%s\" ignored", item);
+    return m->found;
+}
+
+void headers_init(struct cleanup_state *st)
+{
+    struct client_match m = {.st = st};
+    const char *remote = config_get("remote_header_rewrite_domain");
+    st->hdr_domain = NULL;
+    st->hdr_rewrite = 1;
+    if (st->origin != ORIGIN_SMTP)
+        return;
+    rewrite_list_walk(config_get("local_header_rewrite_clients"), client_item, &m);
+    if (m.found)
+        return;
+    st->hdr_rewrite = remote && *remote;
+    if (st->hdr_rewrite)
+        st->hdr_domain = remote;
+}
+
+/* --- one header --- */
+
+struct span_rewrite {
+    struct cleanup_state *st;
+    int cls;
+    const char *value;     /* the header value the spans refer to */
+    size_t copied;         /* value bytes already in out */
+    struct dynbuf *out;
+    int failed;
+};
+
+/* An address of the header, rewritten in place when it changes (its
+ * display name, comments and folding stay as they were). */
+static int rewrite_span(const struct addrlist_item *item, void *ctx)
+{
+    struct span_rewrite *r = ctx;
+    char addr[ADDRESS_MAX], ext[ADDRESS_MAX + 2];
+    if (rewrite_canonical_form(item->address, r->st->hdr_domain, r->st->hdr_domain, addr,
+                               sizeof(addr)) != REWRITE_OK)
+        return 0;
+    int rc = rewrite_address(r->cls, addr, addr, sizeof(addr));
+    if (rc == REWRITE_TEMPFAIL || rc == REWRITE_LIMIT) {
+        char why[ADDRESS_MAX + 64];
+        snprintf(why, sizeof(why), "header address lookup problem for %s", item->address);
+        cleanup_defer(r->st, why);
+        return 1;
+    }
+    if (rc != REWRITE_OK || strcmp(addr, item->address) == 0 ||
+        address_quote(addr, ext, sizeof(ext)) < 0)
+        return 0;
+    if (dynbuf_add(r->out, r->value + r->copied, item->start - r->copied) < 0 ||
+        dynbuf_add(r->out, ext, strlen(ext)) < 0)
+        r->failed = 1;
+    r->copied = item->end;
+    return r->failed;
+}
+
+static int rewrite_header(struct cleanup_state *st, int cls, const char *h, size_t hlen,
+                          size_t nlen, struct dynbuf *out)
+{
+    struct span_rewrite r = {.st = st, .cls = cls, .value = h + nlen + 1, .out = out};
+    size_t vlen = hlen - nlen - 1;
+    if (dynbuf_add(out, h, nlen + 1) < 0 || addrlist_parse(r.value, vlen, rewrite_span, &r) < 0 ||
+        r.failed)
+        return -1;
+    return dynbuf_add(out, r.value + r.copied, vlen - r.copied);
+}
+
+static int collect_rcpt(const struct addrlist_item *item, void *ctx)
+{
+    char addr[ADDRESS_MAX];
+    const char *at = strrchr(item->address, '@');
+    if (at == item->address || (at && !at[1]))
+        return 0;   /* no local part, or no domain after '@': not an address */
+    if (rewrite_canonical_form(item->address, NULL, NULL, addr, sizeof(addr)) != REWRITE_OK)
+        return 0;
+    return rcpt_list_add(ctx, addr, item->address) < 0;
+}
+
+/* Steps 2 to 4 for one header h[0..hlen) (its newline included). */
+static int emit_header(struct cleanup_state *st, const char *h, size_t hlen, size_t nlen,
+                       const char *const *extract_from, struct dynbuf *out)
+{
+    if (header_is(h, nlen, "Content-Type"))
+        st->mime_kind = hc_content_type(h, hlen, st->mime_boundary, sizeof(st->mime_boundary));
+    if (st->local && st->extract && header_in(h, nlen, extract_from) &&
+        addrlist_parse(h + nlen + 1, hlen - nlen - 1, collect_rcpt, &st->extracted) < 0)
+        return -1;
+    if (st->local && header_in(h, nlen, blind_headers))
+        return 0;   /* the point of a blind copy */
+    if (st->hdr_rewrite && header_in(h, nlen, sender_headers))
+        return rewrite_header(st, REWRITE_HDR_SENDER, h, hlen, nlen, out);
+    if (st->hdr_rewrite && header_in(h, nlen, recipient_headers))
+        return rewrite_header(st, REWRITE_HDR_RCPT, h, hlen, nlen, out);
+    return dynbuf_add(out, h, hlen);
+}
+
+/* Step 1: the checks. Returns the header to go on with: h itself, NULL
+ * when it is removed, or a REPLACE text (malloc'd into *replaced). */
+static const char *check_header(struct cleanup_state *st, const char *h, size_t *hlen,
+                                char **replaced, struct dynbuf *out)
+{
+    struct hc_result r;
+    size_t tlen = *hlen - (h[*hlen - 1] == '\n');
+    int rc = hc_check(HC_PRIMARY_HEADER, h, tlen, &r);
+    if (rc == LOOKUP_TEMPFAIL && checks_tempfail(st))
+        st->inspect = 0;
+    if (rc != LOOKUP_FOUND || r.action == HC_DUNNO)
+        return h;
+    if (checks_matched(st, "header", h, tlen, &r))
+        st->inspect = 0;
+    switch (r.action) {
+    case HC_IGNORE:
+    case HC_STRIP:
+        return NULL;
+    case HC_PREPEND:
+        if (dynbuf_add(out, r.text, strlen(r.text)) < 0 || dynbuf_add(out, "\n", 1) < 0)
+            st->write_error = ENOMEM;
+        return h;
+    case HC_REPLACE:
+        if (header_name_len(r.text, strlen(r.text)) == 0) {
+            msg_warn("%s: REPLACE text \"%.100s\" is not a header; header kept",
+                     queue_writer_id(st->writer), r.text);
+            return h;
+        }
+        if (asprintf(replaced, "%s\n", r.text) < 0) {
+            *replaced = NULL;
+            st->write_error = ENOMEM;
+            return h;
+        }
+        *hlen = strlen(*replaced);
+        return *replaced;
+    default:
+        return h;
+    }
+}
+
+static int any_header(const char *block, size_t len, const char *const *names)
+{
+    const char *end = block + len;
+    for (const char *p = block; p < end;) {
+        const char *next = header_end(p, end);
+        size_t nlen = header_name_len(p, (size_t)(next - p));
+        if (nlen && header_in(p, nlen, names))
+            return 1;
+        p = next;
+    }
+    return 0;
+}
+
+int headers_process(struct cleanup_state *st, const char *block, size_t len,
+                    struct dynbuf *out)
+{
+    const char *const *extract_from =
+        any_header(block, len, resent_rcpt_headers) ? resent_rcpt_headers : rcpt_headers;
+    const char *end = block + len;
+    for (const char *p = block; p < end;) {
+        const char *next = header_end(p, end), *h = p;
+        size_t hlen = (size_t)(next - p);
+        size_t nlen = header_name_len(p, hlen);
+        char *replaced = NULL;
+        int rc = 0;
+        p = next;
+        if (!nlen) {
+            if (dynbuf_add(out, h, hlen) < 0)
+                return -1;
+            continue;
+        }
+        if (st->inspect && st->outcome == OUTCOME_QUEUE) {
+            h = check_header(st, h, &hlen, &replaced, out);
+            if (!h)
+                continue;
+            nlen = header_name_len(h, hlen);
+        }
+        rc = emit_header(st, h, hlen, nlen, extract_from, out);
+        free(replaced);
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}

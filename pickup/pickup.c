@@ -16,8 +16,8 @@
  * Log lines as Postfix: "QUEUEID: uid=1000 from=<user>".
  */
 #include "address.h"
+#include "cleanup_client.h"
 #include "config.h"
-#include "ipc.h"
 #include "log.h"
 #include "maildrop.h"
 #include "queue_file.h"
@@ -140,18 +140,21 @@ static void format_date(char *buf, size_t len)
 }
 
 /* Our trace header, the first line of the content. */
-static int put_received(struct stream *c, const struct dropfile *f, const char *qid)
+static int put_received(struct cleanup_client *c, const struct dropfile *f, const char *qid)
 {
-    char date[64];
+    char date[64], line[512];
     format_date(date, sizeof(date));
-    return rec_putf(c, REC_CONTENT, "Received: by %s (%s, from userid %ld)\n\tid %s; %s\n",
-                    config_get("myhostname"), config_get("mail_name"), f->uid, qid, date);
+    int n = snprintf(line, sizeof(line), "Received: by %s (%s, from userid %ld)\n\tid %s; %s\n",
+                     config_get("myhostname"), config_get("mail_name"), f->uid, qid, date);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return -1;
+    return cleanup_client_write(c, line, (size_t)n);
 }
 
 /* One record of the file, as cleanup gets it. The file's own uid and any
  * attribute a user may not set are left out: pickup vouches for those. */
-static int forward_record(struct stream *c, const struct dropfile *f, const char *qid, int type,
-                          struct rec_buf *b)
+static int forward_record(struct cleanup_client *c, const struct dropfile *f, const char *qid,
+                          int type, struct rec_buf *b)
 {
     char uid[32];
     char *name, *value;
@@ -160,24 +163,27 @@ static int forward_record(struct stream *c, const struct dropfile *f, const char
         return 0;   /* cleanup stamps its own arrival time */
     case REC_SENDER:
         snprintf(uid, sizeof(uid), "%ld", f->uid);
-        if (rec_put(c, type, b->data, b->len) < 0 || attr_put(c, ATTR_ORIGIN, "local") < 0)
+        if (cleanup_client_record(c, type, b->data, b->len) < 0 ||
+            cleanup_client_attr(c, ATTR_ORIGIN, "local") < 0)
             return -1;
-        return attr_put(c, ATTR_UID, uid);
+        return cleanup_client_attr(c, ATTR_UID, uid);
     case REC_ATTR:
         if (rec_attr_split(b->data, &name, &value) < 0 || !maildrop_attr_ok(name, value))
             return 0;
-        return attr_put(c, name, value);
+        return cleanup_client_attr(c, name, value);
     case REC_CONTENT_START:
-        if (rec_put(c, type, "", 0) < 0)
+        if (cleanup_client_record(c, type, "", 0) < 0)
             return -1;
         return put_received(c, f, qid);
+    case REC_CONTENT:
+        return cleanup_client_write(c, b->data, b->len);
     default:
-        return rec_put(c, type, b->data, b->len);
+        return cleanup_client_record(c, type, b->data, b->len);
     }
 }
 
-/* Stream the (already checked) file to cleanup. 0 at the end record. */
-static int forward_file(struct stream *c, const struct dropfile *f, const char *qid)
+/* Stream the (already checked) file to cleanup, up to its end record. */
+static int forward_file(struct cleanup_client *c, const struct dropfile *f, const char *qid)
 {
     struct stream *s = file_stream(f);
     struct rec_buf b = {0};
@@ -186,76 +192,44 @@ static int forward_file(struct stream *c, const struct dropfile *f, const char *
         return -1;
     for (;;) {
         int type = rec_get(s, &b, REC_CHUNK_SIZE, NULL);
-        if (type < 0 || forward_record(c, f, qid, type, &b) < 0)
-            break;
         if (type == REC_END) {
-            rc = stream_flush(c);
+            rc = 0;
             break;
         }
+        if (type < 0 || forward_record(c, f, qid, type, &b) < 0)
+            break;
     }
     rec_buf_free(&b);
     stream_abandon(s);
     return rc;
 }
 
-/* Cleanup's final answer for the message. */
-static enum outcome final_status(struct stream *c, struct dropfile *f, const char *qid)
-{
-    struct attr_list ans;
-    if (attr_list_read(c, &ans) < 0) {
-        msg_warn("%s: no status from cleanup: %s", qid,
-                 stream_timed_out(c) ? "timeout" : "connection closed");
-        return RETRY_LATER;
-    }
-    const char *status = attr_get(&ans, "status");
-    const char *reason = attr_get(&ans, "reason");
-    enum outcome o = RETRY_LATER;
-    if (status && strcmp(status, "0") == 0) {
-        o = DONE;
-    } else if (status && status[0] == '5') {
-        snprintf(f->why, sizeof(f->why), "rejected by cleanup: %s", reason ? reason : "");
-        o = MOVE_ASIDE;
-    } else {
-        msg_warn("%s: cleanup: %s", qid, reason && *reason ? reason : "temporary failure");
-    }
-    attr_list_free(&ans);
-    return o;
-}
-
-/* Give the file to cleanup. */
+/* Give the file to cleanup; a rejection (5) moves it aside. */
 static enum outcome submit(struct dropfile *f)
 {
-    int fd = ipc_connect(IPC_PRIVATE, "cleanup");
-    if (fd < 0) {
-        msg_warn("connect to %s/cleanup: %s", IPC_PRIVATE, strerror(errno));
-        return RETRY_LATER;
-    }
-    struct stream *c = stream_open(fd, (int)config_time("ipc_timeout"));
-    struct attr_list ans = {0};
-    enum outcome o = RETRY_LATER;
+    char why[512], qid[QUEUE_ID_SIZE];
+    struct cleanup_client *c = cleanup_client_open(why, sizeof(why));
     if (!c) {
-        close(fd);
+        msg_warn("%s", why);
         return RETRY_LATER;
     }
-    if (ipc_expect_greeting(c, "cleanup_protocol") < 0 ||
-        attr_send(c, "flags", "0", (const char *)NULL) < 0 || attr_list_read(c, &ans) < 0) {
-        msg_warn("cleanup did not answer");
-    } else if (!attr_get(&ans, "queue_id")) {
-        const char *reason = attr_get(&ans, "reason");
-        msg_warn("cleanup: %s", reason && *reason ? reason : "no queue id");
-    } else {
-        char qid[QUEUE_ID_SIZE];
-        snprintf(qid, sizeof(qid), "%s", attr_get(&ans, "queue_id"));
-        msg_info("%s: uid=%ld from=<%s>", qid, f->uid, f->sender);
-        if (forward_file(c, f, qid) == 0)
-            o = final_status(c, f, qid);
-        else
-            msg_warn("%s: lost connection to cleanup or cannot read %s/%s", qid,
-                     QUEUE_MAILDROP, f->name);
+    snprintf(qid, sizeof(qid), "%s", cleanup_client_queue_id(c));
+    msg_info("%s: uid=%ld from=<%s>", qid, f->uid, f->sender);
+    if (forward_file(c, f, qid) < 0) {
+        msg_warn("%s: lost connection to cleanup or cannot read %s/%s", qid, QUEUE_MAILDROP,
+                 f->name);
+        cleanup_client_abort(c);   /* closing early makes cleanup drop its file */
+        return RETRY_LATER;
     }
-    attr_list_free(&ans);
-    stream_abandon(c);   /* closing early makes cleanup drop its file */
-    return o;
+    int status = cleanup_client_finish(c, why, sizeof(why));
+    if (status == 0)
+        return DONE;
+    if (status == 5) {
+        snprintf(f->why, sizeof(f->why), "rejected by cleanup: %.200s", why);
+        return MOVE_ASIDE;
+    }
+    msg_warn("%s: cleanup: %s", qid, why);
+    return RETRY_LATER;
 }
 
 enum open_result { OPENED, VANISHED, UNFIT, UNREADABLE };

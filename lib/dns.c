@@ -516,9 +516,7 @@ static void query_finish_cb(evutil_socket_t fd, short what, void *arg)
     query_unlink_free(q);
 }
 
-/* RFC 1035 host names, with the underscore real zones use, and an
- * optional trailing dot. */
-static int valid_name(const char *name)
+int dns_valid_name(const char *name)
 {
     size_t len = strlen(name), label = 0;
 
@@ -547,7 +545,7 @@ struct dns_query *dns_lookup_mx(struct dns_resolver *r, const char *name, dns_mx
     if (q == NULL)
         return NULL;
     q->mx_fn = fn;
-    if (!valid_name(name)) {
+    if (!dns_valid_name(name)) {
         set_part(&q->mx, DNS_NOTFOUND, WHY_BADNAME);
     } else {
         q->pending = 1;
@@ -567,7 +565,7 @@ struct dns_query *dns_lookup_addr(struct dns_resolver *r, const char *host, int 
         return NULL;
     q->addr_fn = fn;
     q->families = families & (DNS_INET4 | DNS_INET6);
-    if (!valid_name(host) || q->families == 0) {
+    if (!dns_valid_name(host) || q->families == 0) {
         /* The verdict then comes from the A part alone. */
         set_part(&q->a, DNS_NOTFOUND, WHY_BADNAME);
         q->families = DNS_INET4;

@@ -93,4 +93,8 @@ void dns_addr_str(const struct dns_addr *addr, char *out, size_t outlen);
  * allowed). Returns 0, or -1 when text is not an address. */
 int dns_addr_parse(const char *text, struct dns_addr *addr);
 
+/* 1 for an RFC 1035 host name (letters, digits, '-', and the '_' real
+ * zones use; labels of 1-63, at most 253 characters, optional trailing dot). */
+int dns_valid_name(const char *name);
+
 #endif

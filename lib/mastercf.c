@@ -293,7 +293,7 @@ static int entry_from_logical(const struct logical *l, struct mastercf_entry *e,
     return entry_set_args(e, l, file, err, errlen);
 }
 
-static const char *type_word(enum mastercf_type type)
+const char *mastercf_type_name(enum mastercf_type type)
 {
     switch (type) {
     case MASTERCF_INET: return "inet";
@@ -313,7 +313,7 @@ static int table_store(struct mastercf *out, struct mastercf_entry *e, const cha
         struct mastercf_entry *old = &out->entries[i];
         if (old->type == e->type && strcmp(old->name, e->name) == 0) {
             msg_warn("%s, line %d: duplicate service %s/%s (first defined at line %d), "
-                     "using this definition", file, e->line, e->name, type_word(e->type),
+                     "using this definition", file, e->line, e->name, mastercf_type_name(e->type),
                      old->line);
             entry_free(old);
             *old = *e;

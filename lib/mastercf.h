@@ -37,4 +37,7 @@ int mastercf_parse(const char *text, const char *filename, struct mastercf *out,
 int mastercf_load(const char *path, struct mastercf *out, char *err, size_t errlen);
 void mastercf_free(struct mastercf *cf);
 
+/* "inet", "unix", "fifo", "pass". */
+const char *mastercf_type_name(enum mastercf_type type);
+
 #endif

@@ -40,17 +40,6 @@ struct child {
 static struct child *children;
 static size_t nchildren, capchildren;
 
-static const char *type_word(enum mastercf_type type)
-{
-    switch (type) {
-    case MASTERCF_INET: return "inet";
-    case MASTERCF_UNIX: return "unix";
-    case MASTERCF_FIFO: return "fifo";
-    case MASTERCF_PASS: return "pass";
-    }
-    return "?";
-}
-
 static struct child *child_find(pid_t pid)
 {
     for (size_t i = 0; i < nchildren; i++)
@@ -93,7 +82,7 @@ static char **build_argv(const struct service *s)
     argv[n++] = "-n";
     argv[n++] = s->name;
     argv[n++] = "-t";
-    argv[n++] = (char *)type_word(s->spec.type);
+    argv[n++] = (char *)mastercf_type_name(s->spec.type);
     if (s->chroot)
         argv[n++] = "-r";
     for (size_t i = 0; i < s->nargs; i++)

@@ -18,17 +18,6 @@
 #define KEEP_RUNNING_CHECK_MS 1000    /* re-check while an old process drains */
 #define OLD_GENERATION_GRACE_MS 30000 /* then it gets SIGTERM */
 
-static const char *type_word(enum mastercf_type type)
-{
-    switch (type) {
-    case MASTERCF_INET: return "inet";
-    case MASTERCF_UNIX: return "unix";
-    case MASTERCF_FIFO: return "fifo";
-    case MASTERCF_PASS: return "pass";
-    }
-    return "?";
-}
-
 static void service_free(struct service *s)
 {
     listen_spec_free(&s->spec);
@@ -148,14 +137,14 @@ static int build_entry(const struct mastercf_entry *e, const struct master_param
     int rc = 0;
     if (listen_expand(e, p, &specs, &nspecs, why, sizeof(why)) < 0) {
         snprintf(err, errlen, "%s, line %d: service %s/%s: %s", file, e->line, e->name,
-                 type_word(e->type), why);
+                 mastercf_type_name(e->type), why);
         rc = -1;
     }
     for (size_t i = 0; rc == 0 && i < nspecs; i++) {
         struct service *other = find_key(*head, specs[i].key);
         if (other) {
             snprintf(err, errlen, "%s, line %d: service %s/%s: %s is already used by "
-                     "service %s", file, e->line, e->name, type_word(e->type),
+                     "service %s", file, e->line, e->name, mastercf_type_name(e->type),
                      specs[i].key, other->name);
             rc = -1;
             break;

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "lookup.h"
 #include "match.h"
+#include "virtual_mailbox.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -268,7 +269,8 @@ static int authorized_destination(const char *rcpt)
     if (!domain)
         return 1;
     return match_domain_list(smtpd_cfg.mydestination, domain) ||
-           match_domain_list(smtpd_cfg.relay_domains, domain);
+           match_domain_list(smtpd_cfg.relay_domains, domain) ||
+           virtual_alias_domain(domain) == 1 || virtual_mailbox_domain(domain) == 1;
 }
 
 /* --- access tables --- */
@@ -606,24 +608,12 @@ static int fqdn(const char *domain)
     return domain && (domain[0] == '[' || strchr(domain, '.'));
 }
 
+/* A HELO name is a host name or an address literal. */
 static int valid_hostname(const char *name)
 {
     if (name[0] == '[')
         return name[strlen(name) - 1] == ']';
-    size_t label = 0;
-    for (const char *p = name; *p; p++) {
-        if (*p == '.') {
-            if (label == 0)
-                return 0;
-            label = 0;
-        } else if (isalnum((unsigned char)*p) || *p == '-' || *p == '_') {
-            if (++label > 63)
-                return 0;
-        } else {
-            return 0;
-        }
-    }
-    return *name != 0 && strlen(name) <= 255;
+    return dns_valid_name(name);
 }
 
 /* Whether user is one of the owners ("a, b c") the login map gave. */
@@ -667,13 +657,31 @@ static enum verdict login_mismatch(struct session *s, struct outcome *o)
     return V_DUNNO;
 }
 
-/* The recipient of a local domain must exist. */
+/* The recipient of a hosted domain (virtual alias or virtual mailbox
+ * class, lib/virtual_mailbox.h) must exist. */
+static enum verdict unlisted_virtual(struct session *s, struct outcome *o)
+{
+    const char *table;
+    int rc = virtual_recipient_check(s->rcpt->addr, &table);
+    if (rc == LOOKUP_NOTFOUND)
+        return reject_with(o, 550, "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s",
+                           s->check->rcpt, table);
+    if (rc == LOOKUP_TEMPFAIL)
+        return reject_with(o, 450,
+                           "450 4.3.0 <%s>: Recipient address rejected: Temporary lookup failure",
+                           s->check->rcpt);
+    return V_DUNNO;
+}
+
+/* The recipient of a local domain must exist (a virtual alias counts). */
 static enum verdict unlisted_recipient(struct session *s, struct outcome *o)
 {
     const char *rcpt = s->rcpt->addr;
     if (!domain_is_local(address_domain(rcpt)))
-        return V_DUNNO;
+        return unlisted_virtual(s, o);
     int rc = local_recipient_check(rcpt);
+    if (rc == LOOKUP_NOTFOUND && virtual_alias_listed(rcpt) == 1)
+        rc = LOOKUP_FOUND;
     if (rc == LOOKUP_NOTFOUND)
         return reject_with(o, 550,
                            "550 5.1.1 <%s>: Recipient address rejected: User unknown in local "

@@ -121,3 +121,11 @@ install-sendmail-links:
 
 # --- fuzzing: libFuzzer targets in tests/fuzz (make fuzz, make fuzz-check) ---
 include tests/fuzz/fuzz.mk
+
+# --- benchmark: Postern against Postfix on this machine (bench/README.md) ---
+#   make bench [BENCH_SCALE=0.5] [BENCH_RUNS=3] [BENCH_SCENARIOS=abcdq]
+#   needs root (it runs a private Postfix instance); installs postfix if missing
+bench: deps
+	$(MAKE) all
+	$(PYTHON) bench/bench.py
+.PHONY: bench

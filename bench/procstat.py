@@ -184,8 +184,8 @@ class Sampler:
 
 def wait_quiet(pid, quiet_for=1.0, timeout=300.0, poll=0.02):
     """Wait until process pid has used no CPU for quiet_for seconds.
-    Returns (seconds from the call until its last CPU use, its CPU seconds
-    then), or None when it died. CPU is read at clock-tick resolution."""
+    Returns (time.monotonic() of its last CPU use, its CPU seconds then),
+    or None when it died. CPU is read at clock-tick resolution."""
     start = time.monotonic()
     st = read_stat(pid)
     if st is None:
@@ -200,6 +200,17 @@ def wait_quiet(pid, quiet_for=1.0, timeout=300.0, poll=0.02):
         if st[1] != last_ticks:
             last_ticks, last_change = st[1], now
         elif now - last_change >= quiet_for:
-            return last_change - start, last_ticks / CLK_TCK
+            return last_change, last_ticks / CLK_TCK
         if now - start > timeout:
             raise AssertionError(f"process {pid} still busy after {timeout}s")
+
+
+def started_monotonic(pid):
+    """When pid started, on the time.monotonic() clock (clock-tick
+    precision), or None."""
+    ticks = start_time(pid)
+    if ticks is None:
+        return None
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return time.monotonic() - (uptime - ticks / CLK_TCK)

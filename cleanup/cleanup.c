@@ -70,7 +70,7 @@ void cleanup_defer(struct cleanup_state *st, const char *why)
         return;
     msg_warn("%s: %s -- message not accepted, try again later", queue_writer_id(st->writer), why);
     st->outcome = OUTCOME_DEFER;
-    snprintf(st->reason, sizeof(st->reason), "4.3.0 Error: temporary lookup failure");
+    snprintf(st->reason, sizeof(st->reason), "4.3.0 Error: message not accepted, try again later");
 }
 
 void out_content(struct cleanup_state *st, const char *data, size_t len)
@@ -262,9 +262,7 @@ static void content_chunk(struct cleanup_state *st, const char *data, size_t len
 static void start_content(struct cleanup_state *st)
 {
     st->inspect = (st->origin == ORIGIN_SMTP || st->origin == ORIGIN_LOCAL) &&
-                  hc_headers_enabled();
-    if (!st->inspect && (st->origin == ORIGIN_SMTP || st->origin == ORIGIN_LOCAL))
-        st->inspect = hc_body_enabled();
+                  (hc_headers_enabled() || hc_body_enabled());
     headers_init(st);
     out_record(st, REC_CONTENT_START, "", 0);
     st->content_offset = stream_tell(st->out);

@@ -101,6 +101,7 @@ struct cleanup_state {
     /* header rewriting (headers.c) */
     int hdr_rewrite;            /* rewrite header addresses at all */
     const char *hdr_domain;     /* remote_header_rewrite_domain, or NULL */
+    int hdr_class;              /* of the header being rewritten */
     /* content inspection and its outcome */
     int inspect;                /* header/body checks apply to this message */
     struct hc_body *body;       /* the body walker, when body inspection is on */

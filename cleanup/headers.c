@@ -36,15 +36,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
-/* Header classes, as Postfix's cleanup sorts them. */
-static const char *const sender_headers[] = {
-    "From", "Sender", "Errors-To", "Resent-From", "Resent-Sender", "Return-Receipt-To",
-    "Disposition-Notification-To", NULL,
-};
-static const char *const recipient_headers[] = {
-    "To", "Cc", "Bcc", "Apparently-To", "Reply-To", "Mail-Followup-To", "Resent-To",
-    "Resent-Cc", "Resent-Bcc", "Resent-Reply-To", NULL,
-};
+/* Recipients for sendmail -t, and the headers a blind copy loses. */
 static const char *const rcpt_headers[] = {"To", "Cc", "Bcc", NULL};
 static const char *const resent_rcpt_headers[] = {"Resent-To", "Resent-Cc", "Resent-Bcc", NULL};
 static const char *const blind_headers[] = {"Bcc", "Resent-Bcc", NULL};
@@ -73,23 +65,28 @@ static int is_loopback(int family, const unsigned char *a)
     return family == AF_INET ? a[0] == 127 : memcmp(a, v6, 16) == 0;
 }
 
-/* Whether the address is one of this machine's interface addresses. */
+/* This machine's interface addresses, read once per process (a cleanup
+ * process lives for max_use connections): asking the kernel for every
+ * message would cost more than the rest of the decision. */
+static struct ifaddrs *interfaces;
+static int interfaces_read;
+
 static int is_interface_address(int family, const unsigned char *a)
 {
-    struct ifaddrs *list, *i;
-    int found = 0;
-    if (getifaddrs(&list) < 0)
-        return 0;
-    for (i = list; i && !found; i = i->ifa_next) {
+    if (!interfaces_read) {
+        interfaces_read = 1;
+        if (getifaddrs(&interfaces) < 0)
+            interfaces = NULL;
+    }
+    for (struct ifaddrs *i = interfaces; i; i = i->ifa_next) {
         if (!i->ifa_addr || i->ifa_addr->sa_family != family)
             continue;
-        if (family == AF_INET)
-            found = memcmp(&((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, a, 4) == 0;
-        else
-            found = memcmp(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, a, 16) == 0;
+        if (family == AF_INET
+                ? memcmp(&((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, a, 4) == 0
+                : memcmp(&((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, a, 16) == 0)
+            return 1;
     }
-    freeifaddrs(list);
-    return found;
+    return 0;
 }
 
 struct iface_match {
@@ -163,50 +160,34 @@ void headers_init(struct cleanup_state *st)
 
 /* --- one header --- */
 
-struct span_rewrite {
-    struct cleanup_state *st;
-    int cls;
-    const char *value;     /* the header value the spans refer to */
-    size_t copied;         /* value bytes already in out */
-    struct dynbuf *out;
-    int failed;
-};
-
-/* An address of the header, rewritten in place when it changes (its
- * display name, comments and folding stay as they were). */
-static int rewrite_span(const struct addrlist_item *item, void *ctx)
+/* One address of a header: canonical form (with the remote domain when
+ * that applies), then the canonical maps and masquerading. */
+static int rewrite_one(void *ctx, const char *addr, char *out, size_t outlen)
 {
-    struct span_rewrite *r = ctx;
-    char addr[ADDRESS_MAX], ext[ADDRESS_MAX + 2];
-    if (rewrite_canonical_form(item->address, r->st->hdr_domain, r->st->hdr_domain, addr,
-                               sizeof(addr)) != REWRITE_OK)
+    struct cleanup_state *st = ctx;
+    if (rewrite_canonical_form(addr, st->hdr_domain, st->hdr_domain, out, outlen) != REWRITE_OK)
         return 0;
-    int rc = rewrite_address(r->cls, addr, addr, sizeof(addr));
+    int rc = rewrite_address(st->hdr_class, out, out, outlen);
     if (rc == REWRITE_TEMPFAIL || rc == REWRITE_LIMIT) {
         char why[ADDRESS_MAX + 64];
-        snprintf(why, sizeof(why), "header address lookup problem for %s", item->address);
-        cleanup_defer(r->st, why);
-        return 1;
+        snprintf(why, sizeof(why), "header address lookup problem for %s", addr);
+        cleanup_defer(st, why);
+        return rc;
     }
-    if (rc != REWRITE_OK || strcmp(addr, item->address) == 0 ||
-        address_quote(addr, ext, sizeof(ext)) < 0)
-        return 0;
-    if (dynbuf_add(r->out, r->value + r->copied, item->start - r->copied) < 0 ||
-        dynbuf_add(r->out, ext, strlen(ext)) < 0)
-        r->failed = 1;
-    r->copied = item->end;
-    return r->failed;
+    return rc == REWRITE_OK;
 }
 
 static int rewrite_header(struct cleanup_state *st, int cls, const char *h, size_t hlen,
                           size_t nlen, struct dynbuf *out)
 {
-    struct span_rewrite r = {.st = st, .cls = cls, .value = h + nlen + 1, .out = out};
-    size_t vlen = hlen - nlen - 1;
-    if (dynbuf_add(out, h, nlen + 1) < 0 || addrlist_parse(r.value, vlen, rewrite_span, &r) < 0 ||
-        r.failed)
-        return -1;
-    return dynbuf_add(out, r.value + r.copied, vlen - r.copied);
+    char *edited = NULL;
+    size_t elen = 0;
+    st->hdr_class = cls;
+    if (rewrite_header_addresses(h, hlen, nlen, rewrite_one, st, &edited, &elen) != 1)
+        return dynbuf_add(out, h, hlen);
+    int rc = dynbuf_add(out, edited, elen);
+    free(edited);
+    return rc;
 }
 
 static int collect_rcpt(const struct addrlist_item *item, void *ctx)
@@ -231,10 +212,9 @@ static int emit_header(struct cleanup_state *st, const char *h, size_t hlen, siz
         return -1;
     if (st->local && header_in(h, nlen, blind_headers))
         return 0;   /* the point of a blind copy */
-    if (st->hdr_rewrite && header_in(h, nlen, sender_headers))
-        return rewrite_header(st, REWRITE_HDR_SENDER, h, hlen, nlen, out);
-    if (st->hdr_rewrite && header_in(h, nlen, recipient_headers))
-        return rewrite_header(st, REWRITE_HDR_RCPT, h, hlen, nlen, out);
+    int cls = st->hdr_rewrite ? rewrite_header_class(h, nlen) : 0;
+    if (cls)
+        return rewrite_header(st, cls, h, hlen, nlen, out);
     return dynbuf_add(out, h, hlen);
 }
 

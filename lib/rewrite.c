@@ -653,6 +653,127 @@ int rewrite_virtual_alias(const char *addr, struct rewrite_list *out, char *why,
     return rc;
 }
 
+/* --- smtp_generic_maps --- */
+
+int rewrite_generic(const char *addr, char *out, size_t outlen)
+{
+    int failed;
+    struct lookup_list *l = rewrite_param_maps("smtp_generic_maps", &failed);
+    char *value = NULL, ext[ADDRESS_MAX], result[ADDRESS_MAX];
+    struct rewrite_list results = {0};
+    if (strlen(addr) >= outlen)
+        return REWRITE_TOOLONG;
+    memmove(out, addr, strlen(addr) + 1);
+    if (!l)
+        return failed ? REWRITE_TEMPFAIL : REWRITE_OK;
+    if (!*addr)
+        return REWRITE_OK;
+    int rc = table_find(l, addr, &value, ext, sizeof(ext));
+    if (rc != LOOKUP_FOUND)
+        return rc == LOOKUP_TEMPFAIL ? REWRITE_TEMPFAIL : REWRITE_OK;
+    addrlist_parse(value, strlen(value), collect_address, &results);
+    free(value);
+    if (results.n > 0 && result_address(addr, results.addr[0], propagates("generic") ? ext : "",
+                                        result, sizeof(result)) == REWRITE_OK &&
+        strlen(result) < outlen)
+        memcpy(out, result, strlen(result) + 1);
+    rewrite_list_free(&results);
+    return REWRITE_OK;
+}
+
+/* --- header addresses --- */
+
+static const char *const sender_headers[] = {
+    "From", "Sender", "Errors-To", "Resent-From", "Resent-Sender", "Return-Receipt-To",
+    "Disposition-Notification-To", NULL,
+};
+static const char *const recipient_headers[] = {
+    "To", "Cc", "Bcc", "Apparently-To", "Reply-To", "Mail-Followup-To", "Resent-To",
+    "Resent-Cc", "Resent-Bcc", "Resent-Reply-To", NULL,
+};
+
+static int name_in(const char *name, size_t nlen, const char *const *names)
+{
+    for (size_t i = 0; names[i]; i++)
+        if (strlen(names[i]) == nlen && strncasecmp(name, names[i], nlen) == 0)
+            return 1;
+    return 0;
+}
+
+int rewrite_header_class(const char *name, size_t nlen)
+{
+    if (name_in(name, nlen, sender_headers))
+        return REWRITE_HDR_SENDER;
+    if (name_in(name, nlen, recipient_headers))
+        return REWRITE_HDR_RCPT;
+    return 0;
+}
+
+struct header_edit {
+    rewrite_header_fn fn;
+    void *ctx;
+    const char *value;     /* the header value the spans refer to */
+    size_t copied;         /* value bytes already in buf */
+    char *buf;
+    size_t len, cap;
+    int changed, error;
+};
+
+static void edit_add(struct header_edit *e, const char *data, size_t len)
+{
+    if (e->len + len + 1 > e->cap) {
+        size_t cap = e->cap ? e->cap : 256;
+        while (cap < e->len + len + 1)
+            cap *= 2;
+        char *p = realloc(e->buf, cap);
+        if (!p)
+            msg_fatal("out of memory");
+        e->buf = p;
+        e->cap = cap;
+    }
+    memcpy(e->buf + e->len, data, len);
+    e->len += len;
+    e->buf[e->len] = 0;
+}
+
+static int edit_span(const struct addrlist_item *item, void *ctx)
+{
+    struct header_edit *e = ctx;
+    char addr[ADDRESS_MAX], ext[ADDRESS_MAX + 2];
+    int rc = e->fn(e->ctx, item->address, addr, sizeof(addr));
+    if (rc < 0) {
+        e->error = rc;
+        return 1;
+    }
+    if (rc == 0 || strcmp(addr, item->address) == 0 || address_quote(addr, ext, sizeof(ext)) < 0)
+        return 0;
+    edit_add(e, e->value + e->copied, item->start - e->copied);
+    edit_add(e, ext, strlen(ext));
+    e->copied = item->end;
+    e->changed = 1;
+    return 0;
+}
+
+int rewrite_header_addresses(const char *h, size_t hlen, size_t nlen, rewrite_header_fn fn,
+                             void *ctx, char **out, size_t *outlen)
+{
+    struct header_edit e = {.fn = fn, .ctx = ctx, .value = h + nlen + 1};
+    size_t vlen = hlen - nlen - 1;
+    *out = NULL;
+    *outlen = 0;
+    edit_add(&e, h, nlen + 1);
+    if (addrlist_parse(e.value, vlen, edit_span, &e) < 0)
+        msg_fatal("out of memory");
+    if (e.error || !e.changed) {
+        free(e.buf);
+        return e.error ? e.error : 0;
+    }
+    edit_add(&e, e.value + e.copied, vlen - e.copied);
+    *out = e.buf;
+    *outlen = e.len;
+    return 1;
+}
+
 /* --- relocated --- */
 
 int rewrite_relocated(const char *addr, char **newloc)

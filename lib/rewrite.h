@@ -93,6 +93,33 @@ void rewrite_list_free(struct rewrite_list *l);
  * cleanup logs). */
 int rewrite_virtual_alias(const char *addr, struct rewrite_list *out, char *why, size_t whylen);
 
+/* smtp_generic_maps (Postfix's generic(5)), for the SMTP client: one lookup
+ * in canonical(5) order, no recursion; "@domain" results keep the local
+ * part, unmatched extensions carry over when propagate_unmatched_extensions
+ * names "generic". out may be addr. Returns REWRITE_OK (out holds the
+ * result, addr itself when nothing matched) or REWRITE_TEMPFAIL. */
+int rewrite_generic(const char *addr, char *out, size_t outlen);
+
+/* The address class of a header by its name (nlen bytes, no colon):
+ * REWRITE_HDR_SENDER for From, Sender, Errors-To, Resent-From,
+ * Resent-Sender, Return-Receipt-To, Disposition-Notification-To;
+ * REWRITE_HDR_RCPT for To, Cc, Bcc, Apparently-To, Reply-To,
+ * Mail-Followup-To and the Resent- recipients; 0 for the rest. */
+int rewrite_header_class(const char *name, size_t nlen);
+
+/* Called for each address of a header (internal form): fill out and
+ * return 1 when the address changes, 0 when it stays, or a negative
+ * REWRITE_* to stop. */
+typedef int (*rewrite_header_fn)(void *ctx, const char *addr, char *out, size_t outlen);
+
+/* The header h[0..hlen) (name, colon, value with its folding and final
+ * newline; nlen the name's length) with its addresses passed through fn;
+ * display names, comments and folding stay as they were. Returns 1 with
+ * a malloc'd new header in *out (*outlen bytes) when an address changed,
+ * 0 when none did, or fn's negative REWRITE_* (nothing allocated). */
+int rewrite_header_addresses(const char *h, size_t hlen, size_t nlen, rewrite_header_fn fn,
+                             void *ctx, char **out, size_t *outlen);
+
 /* relocated_maps: LOOKUP_FOUND with the new contact information in
  * *newloc (malloc'd, caller frees), LOOKUP_NOTFOUND or LOOKUP_TEMPFAIL. */
 int rewrite_relocated(const char *addr, char **newloc);

@@ -91,6 +91,15 @@ int virtual_mailbox_path(const char *value, char *out, size_t outlen, char *why,
     return 0;
 }
 
+int virtual_alias_listed(const char *addr)
+{
+    char *value = NULL;
+    const char *domain = address_domain(addr);
+    int rc = address_in("virtual_alias_maps", addr, rewrite_domain_is_local(domain), &value);
+    free(value);
+    return rc == LOOKUP_FOUND ? 1 : rc == LOOKUP_TEMPFAIL ? LOOKUP_TEMPFAIL : 0;
+}
+
 int virtual_recipient_check(const char *addr, const char **table)
 {
     const char *domain = address_domain(addr);
@@ -104,15 +113,14 @@ int virtual_recipient_check(const char *addr, const char **table)
         return LOOKUP_TEMPFAIL;
     if (alias_dom != 1 && mailbox_dom != 1)
         return LOOKUP_FOUND;
-    int rc = address_in("virtual_alias_maps", addr, rewrite_domain_is_local(domain), &value);
-    free(value);
-    if (rc != LOOKUP_NOTFOUND)
-        return rc;
+    int listed = virtual_alias_listed(addr);
+    if (listed != 0)
+        return listed == 1 ? LOOKUP_FOUND : LOOKUP_TEMPFAIL;
     if (alias_dom == 1) {
         *table = "virtual alias table";
         return LOOKUP_NOTFOUND;
     }
-    rc = virtual_mailbox_lookup(addr, &value);
+    int rc = virtual_mailbox_lookup(addr, &value);
     free(value);
     if (rc == LOOKUP_NOTFOUND)
         *table = "virtual mailbox table";

@@ -34,6 +34,10 @@ int virtual_mailbox_lookup(const char *addr, char **path);
  * ".." component, so a table cannot point outside the base. */
 int virtual_mailbox_path(const char *value, char *out, size_t outlen, char *why, size_t whylen);
 
+/* 1 when virtual_alias_maps has an entry for addr (then smtpd accepts it
+ * whatever its domain class), 0 when not, LOOKUP_TEMPFAIL. */
+int virtual_alias_listed(const char *addr);
+
 /* smtpd's RCPT check for an internal-form address. Addresses outside the
  * two classes, and any address with a virtual_alias_maps entry, pass.
  * Otherwise an address of a virtual alias domain is unknown, and one of a

@@ -216,6 +216,22 @@ typedef void (*transact_fn)(void *ctx, int broke_early);
 void transact_start(struct session *s, const char *key, struct message *m, struct rcpt *rcpts,
                     size_t n, transact_fn done, void *ctx);
 
+/* --- generic.c: smtp_generic_maps -------------------------------------- */
+
+int generic_enabled(void);
+/* addr rewritten into out (addr itself when the table has nothing);
+ * -1 (logged) when the table cannot be read. */
+int generic_address(const char *addr, char *out, size_t outlen);
+/* The message content as it goes out, sender and recipient headers
+ * rewritten: content in, content out through fn. */
+typedef void (*generic_out_fn)(void *ctx, const char *p, size_t len);
+struct generic_headers;
+struct generic_headers *generic_headers_new(void);
+void generic_headers_feed(struct generic_headers *g, const char *p, size_t len,
+                          generic_out_fn out, void *ctx);
+void generic_headers_finish(struct generic_headers *g, generic_out_fn out, void *ctx);
+void generic_headers_free(struct generic_headers *g);
+
 /* Set a recipient's result once. */
 void rcpt_set(struct rcpt *r, const char *dsn, const char *relay, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -45,6 +45,7 @@ struct transaction {
     struct stream *queue;       /* over a dup of the queue file descriptor */
     struct rec_buf chunk;
     int at_line_start;
+    struct generic_headers *generic;   /* smtp_generic_maps on the headers */
     transact_fn done;
     void *ctx;
 };
@@ -88,6 +89,7 @@ static void transaction_end(struct transaction *t, int reusable, int broke_early
         session_release(t->s, t->key, reusable);
     if (t->queue != NULL)
         stream_close(t->queue);
+    generic_headers_free(t->generic);
     rec_buf_free(&t->chunk);
     free(t->todo);
     free(t);
@@ -158,12 +160,29 @@ static void dot_reply(void *owner, const struct smtp_reply *r)
     transaction_end(t, 1, 0);
 }
 
+static void put_generic(void *ctx, const char *p, size_t len)
+{
+    struct transaction *t = ctx;
+    put_content(session_output(t->s), p, len, &t->at_line_start);
+}
+
+/* Content to the server, through smtp_generic_maps when that is set. */
+static void put_message(struct transaction *t, const char *p, size_t len)
+{
+    if (t->generic)
+        generic_headers_feed(t->generic, p, len, put_generic, t);
+    else
+        put_content(session_output(t->s), p, len, &t->at_line_start);
+}
+
 static void send_content(void *owner);
 
 static void content_done(struct transaction *t)
 {
     struct evbuffer *out = session_output(t->s);
 
+    if (t->generic)
+        generic_headers_finish(t->generic, put_generic, t);
     if (!t->at_line_start)
         evbuffer_add(out, "\r\n", 2);
     evbuffer_add(out, ".\r\n", 3);
@@ -193,7 +212,7 @@ static void send_content(void *owner)
             transaction_end(t, -1, 0);
             return;
         }
-        put_content(out, t->chunk.data, t->chunk.len, &t->at_line_start);
+        put_message(t, t->chunk.data, t->chunk.len);
     }
 }
 
@@ -239,6 +258,8 @@ static void data_reply(void *owner, const struct smtp_reply *r)
         return;
     }
     t->at_line_start = 1;
+    if (generic_enabled())
+        t->generic = generic_headers_new();
     session_on_drain(t->s, send_content, remote_cfg.data_xfer_timeout);
     send_content(t);
 }
@@ -256,12 +277,15 @@ static void rcpt_reply(void *owner, const struct smtp_reply *r);
 static void format_rcpt(const struct transaction *t, const struct rcpt *r, char *line,
                         size_t len)
 {
-    char quoted[2 * ADDRESS_MAX], orcpt[3 * ADDRESS_MAX];
+    char quoted[2 * ADDRESS_MAX], orcpt[3 * ADDRESS_MAX], mapped[ADDRESS_MAX];
     const struct smtp_features *f = session_features(t->s);
     size_t n;
+    const char *addr = r->address;
 
-    if (address_quote(r->address, quoted, sizeof(quoted)) < 0)
-        snprintf(quoted, sizeof(quoted), "%s", r->address);
+    if (generic_enabled() && generic_address(addr, mapped, sizeof(mapped)) == 0)
+        addr = mapped;
+    if (address_quote(addr, quoted, sizeof(quoted)) < 0)
+        snprintf(quoted, sizeof(quoted), "%s", addr);
     n = (size_t)snprintf(line, len, "RCPT TO:<%s>", quoted);
     if (!f->dsn || n >= len)
         return;
@@ -368,12 +392,15 @@ static int message_eightbit(struct message *m)
 
 static void format_mail(struct transaction *t, char *line, size_t len)
 {
-    char quoted[2 * ADDRESS_MAX], envid[3 * 100 + 1];
+    char quoted[2 * ADDRESS_MAX], envid[3 * 100 + 1], mapped[ADDRESS_MAX];
     const struct smtp_features *f = session_features(t->s);
     size_t n;
+    const char *sender = t->m->sender;
 
-    if (address_quote(t->m->sender, quoted, sizeof(quoted)) < 0)
-        snprintf(quoted, sizeof(quoted), "%s", t->m->sender);
+    if (generic_enabled() && generic_address(sender, mapped, sizeof(mapped)) == 0)
+        sender = mapped;
+    if (address_quote(sender, quoted, sizeof(quoted)) < 0)
+        snprintf(quoted, sizeof(quoted), "%s", sender);
     n = (size_t)snprintf(line, len, "MAIL FROM:<%s>", quoted);
     if (n < len && f->size_limit >= 0)
         n += (size_t)snprintf(line + n, len - n, " SIZE=%lld", t->m->content_size);
@@ -399,6 +426,21 @@ static size_t collect_todo(struct transaction *t, size_t n)
     return t->ntodo;
 }
 
+/* Whether smtp_generic_maps is set but cannot be read for the envelope:
+ * then nothing goes out with addresses the table was meant to change. */
+static int generic_unavailable(struct transaction *t)
+{
+    char mapped[ADDRESS_MAX];
+    if (!generic_enabled())
+        return 0;
+    if (generic_address(t->m->sender, mapped, sizeof(mapped)) < 0)
+        return 1;
+    for (size_t i = 0; i < t->ntodo; i++)
+        if (generic_address(todo_rcpt(t, i)->address, mapped, sizeof(mapped)) < 0)
+            return 1;
+    return 0;
+}
+
 void transact_start(struct session *s, const char *key, struct message *m, struct rcpt *rcpts,
                     size_t n, transact_fn done, void *ctx)
 {
@@ -416,6 +458,11 @@ void transact_start(struct session *s, const char *key, struct message *m, struc
     t->ctx = ctx;
     session_bind(s, t, on_session_error);
     if (collect_todo(t, n) == 0) {
+        transaction_end(t, 1, 0);
+        return;
+    }
+    if (generic_unavailable(t)) {
+        set_all(t, 0, "4.3.0", "smtp_generic_maps lookup failure");
         transaction_end(t, 1, 0);
         return;
     }

@@ -89,6 +89,7 @@ EOF
         optional_service smtp unix - - n - - remote
         optional_service relay unix - - n - - remote
         optional_service showq unix n - n - - showq
+        optional_service virtual unix - n n - - virtual
     } > "$abs/etc/master.cf"
 elif ! grep -q "^127\.0\.0\.1:$port[ 	]" "$abs/etc/master.cf"; then
     echo "run-instance.sh: warning: $abs/etc/master.cf does not listen on 127.0.0.1:$port;" \

@@ -365,6 +365,7 @@ class Instance:
                 "relay unix - - n - - remote\n"
                 "bounce unix - - n - 0 bounce\n"
                 "showq unix n - n - - showq\n"
+                "virtual unix - n n - - virtual\n"
             )
         (self.etc / "master.cf").write_text(text)
 

@@ -288,10 +288,10 @@ class Killer:
 def kill_instance_now(instance, kill_log=None):
     """SIGKILL master and every process of the instance, all at once (as
     close to a power cut as processes can get), and wait until they are
-    gone. When kill_log is given, (time, "all", 0) is appended to it."""
+    gone. When kill_log is given, (time, "all", 0) is appended to it, with
+    the time at which the last process was gone: a delivery that started
+    before then may have been interrupted."""
     pids = instance.live_pids()
-    if kill_log is not None:
-        kill_log.append((time.time(), "all", 0))
     # Stop them all first so that none reacts to another's death, then kill.
     for pid in pids:
         try:
@@ -307,6 +307,8 @@ def kill_instance_now(instance, kill_log=None):
     while time.monotonic() < end:
         left = [p for p in instance.live_pids() if is_alive(p)]
         if not left:
+            if kill_log is not None:
+                kill_log.append((time.time(), "all", 0))
             return len(pids)
         for p in left:
             try:

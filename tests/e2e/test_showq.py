@@ -15,13 +15,14 @@ read mail_owner's queue) is in test_system_privileges.py.
 
 import json
 import os
+import signal
 import socket
 import subprocess
 
 import pytest
 
-from postern_instance import LIBEXEC
-from queue_fixture import Rcpt, attr_list, make_queue_file, write_log
+from postern_instance import LIBEXEC, wait_until
+from queue_fixture import Rcpt, attr_list, make_queue_file, parse_records, write_log
 from test_postqueue import EXPECTED_MAILQ, POSTQUEUE, QUEUES, populate, postqueue
 
 pytestmark = pytest.mark.skipif(not os.access(LIBEXEC / "showq", os.X_OK),
@@ -117,13 +118,19 @@ def test_concurrent_clients(showq_instance):
 
 
 def test_falls_back_when_the_mail_system_is_down(showq_instance):
-    """Once master has stopped, the socket may still be in public/ but
-    nobody answers: a postqueue that can read the queue lists it itself."""
+    """A postqueue that can read the queue lists it itself when showq does
+    not answer: after a master crash the socket is still in public/ but
+    nobody listens; after a clean stop it is gone."""
     inst = showq_instance()
     populate(inst)
     inst.start()
     assert listings(inst, "UTC")[0] == EXPECTED_MAILQ
-    inst.stop()
+    os.kill(inst.master_pids()[0], signal.SIGKILL)
+    wait_until(lambda: not inst.master_pids(), 10, what="master to die")
+    assert (inst.queue / "public" / "showq").exists()
+    assert listings(inst, "UTC")[0] == EXPECTED_MAILQ
+    inst.kill_everything()
+    os.unlink(inst.queue / "public" / "showq")
     assert listings(inst, "UTC")[0] == EXPECTED_MAILQ
 
 
@@ -156,6 +163,23 @@ class ShowqClient:
 
 
 GREETING = attr_list([("protocol", "showq_protocol")])
+
+
+def test_answer_is_content_records_then_end(showq_instance):
+    """showq_protocol as lib/ipc.h documents it."""
+    inst = showq_instance()
+    populate(inst)
+    inst.start()
+    c = ShowqClient(inst)
+    try:
+        c.sock.sendall(attr_list([("format", "text")]))
+        data = c.recv_all()
+    finally:
+        c.close()
+    assert data.startswith(GREETING)
+    records = parse_records(data[len(GREETING):])
+    assert [t for t, _, _ in records] == ["C"] * (len(records) - 1) + ["E"]
+    assert b"".join(p for _, p, _ in records).decode() == EXPECTED_MAILQ
 
 
 def test_bad_request_gets_no_listing(showq_instance):

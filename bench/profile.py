@@ -1,0 +1,300 @@
+#!/usr/bin/python3
+"""Where the time goes: profiles of Postern (and syscall counts of Postfix
+for comparison) under scenario (a) of bench.py: 20 persistent sessions,
+2 KB messages, local Maildir delivery. Not a test; writes reports.
+
+    /usr/bin/python3 bench/profile.py perf      [--messages 4000] [--out DIR]
+    /usr/bin/python3 bench/profile.py strace    [--messages 1000] [--mta postern|postfix]
+    /usr/bin/python3 bench/profile.py callgrind [--messages 300]
+
+perf       Postern's master runs in the foreground (-d) under
+           `perf record -e cpu-clock -g` (the machine has no hardware
+           counters: a VM), which follows every daemon it forks. Reports:
+           CPU samples by program, then per program the top symbols by
+           self time, kernel included (perf-report.txt).
+strace     every process of the instance is traced (strace -f -ff: the
+           running ones are attached, new ones followed from master), one
+           file per process; the calls are counted per program and per
+           message (strace-summary.txt). Timing under strace is meaningless;
+           the counts are the point.
+callgrind  daemon_directory points at wrappers that run smtpd, cleanup,
+           qmgr and local under valgrind --tool=callgrind; one profile per
+           process, summed per program by callgrind_annotate
+           (callgrind-PROGRAM.txt). Instruction counts, exact and
+           independent of load.
+"""
+
+import argparse
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mta as mtamod  # noqa: E402
+from load import run_smtp_source  # noqa: E402
+from postern_instance import LIBEXEC, POSTERN, free_port, wait_port, wait_until  # noqa: E402
+from procstat import comm_of, process_tree  # noqa: E402
+
+SESSIONS, SIZE = 20, 2048
+CALL_RE = re.compile(r"^(?:\d+ +)?([a-z_][a-z0-9_]*)\(")
+EXEC_RE = re.compile(r'execve\("([^"]+)"')
+CALLGRIND_DAEMONS = ("smtpd", "cleanup", "qmgr", "local")
+
+
+def log(text):
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def drive(m, messages, deadline=900):
+    """smtp-source load of scenario (a) on m; waits until it is all
+    delivered and the queue is empty. Returns seconds taken."""
+    t0 = time.monotonic()
+    rc, out = run_smtp_source(m.port, SESSIONS, messages, SIZE, mtamod.SENDER,
+                              mtamod.LOCAL_RCPT, timeout=deadline)
+    if rc != 0:
+        raise AssertionError(f"smtp-source exited {rc}: {out[-1000:]}\n{m.log_tail()}")
+    wait_until(lambda: m.delivered() >= messages and m.queued() == 0, deadline, interval=0.1,
+               what=f"{messages} deliveries ({m.delivered()} so far)")
+    return time.monotonic() - t0
+
+
+# --- perf ---------------------------------------------------------------------------
+
+
+def foreground_postern(m, wrapper):
+    """Start m's master in the foreground under wrapper (argv prefix);
+    returns the Popen. `postern stop` ends it."""
+    argv = [*wrapper, str(LIBEXEC / "master"), "-c", str(m.etc), "-d"]
+    out = open(m.root / "foreground.out", "wb")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         cwd=str(m.root), env=mtamod.pi.clean_env())
+    try:
+        wait_port(m.port, 30)
+    except AssertionError:
+        p.kill()
+        p.wait()
+        raise
+    return p
+
+
+def stop_foreground(m, p):
+    subprocess.run([str(POSTERN), "-c", str(m.etc), "stop"], stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60,
+                   env=mtamod.pi.clean_env())
+    try:
+        p.wait(120)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGINT)
+        p.wait(30)
+
+
+def perf_report(data, args):
+    return subprocess.run(["perf", "report", "-i", str(data), "--stdio", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          timeout=600).stdout.decode("utf-8", "replace")
+
+
+def run_perf(messages, out):
+    m = mtamod.make("postern", free_port())
+    data = out / "perf.data"
+    try:
+        p = foreground_postern(m, ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999",
+                                   "-g", "-o", str(data)])
+        try:
+            time.sleep(1)
+            took = drive(m, messages)
+            log(f"perf: {messages} messages in {took:.1f} s")
+        finally:
+            stop_foreground(m, p)
+    finally:
+        m.cleanup()
+    by_comm = perf_report(data, ["--no-children", "--sort", "comm"])
+    parts = [f"# perf record -e cpu-clock -g, scenario (a), {messages} messages\n",
+             "## samples by program\n", strip_perf(by_comm, 20)]
+    for comm in ("smtpd", "cleanup", "qmgr", "local", "master"):
+        rep = perf_report(data, ["--no-children", "--comm", comm, "--sort", "dso,sym",
+                                 "-g", "none", "--percent-limit", "0.7"])
+        parts.append(f"\n## {comm}: self time by symbol\n")
+        parts.append(strip_perf(rep, 45))
+    (out / "perf-report.txt").write_text("\n".join(parts))
+    log(f"wrote {out / 'perf-report.txt'}")
+
+
+def strip_perf(text, limit):
+    lines = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
+    return "\n".join(lines[:limit])
+
+
+# --- strace -------------------------------------------------------------------------
+
+
+class CommWatcher:
+    """Maps the pids of an instance to program names while it runs (a
+    traced process that exec()s shows its program in its own trace too)."""
+
+    def __init__(self, m):
+        self.m, self.names = m, {}
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.scan()
+            self._stop.wait(0.05)
+
+    def scan(self):
+        root = self.m.master_pid()
+        if root:
+            for pid in process_tree(root):
+                if pid not in self.names:
+                    name = comm_of(pid)
+                    if name:
+                        self.names[pid] = name
+
+    def __enter__(self):
+        self.scan()
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(5)
+
+
+def count_trace(path):
+    """(program from execve or None, Counter of syscall names) of one
+    strace -ff output file."""
+    calls, prog = collections.Counter(), None
+    with open(path, errors="replace") as f:
+        for line in f:
+            mm = CALL_RE.match(line)
+            if not mm:
+                continue
+            calls[mm.group(1)] += 1
+            if mm.group(1) == "execve":
+                e = EXEC_RE.search(line)
+                if e and "= 0" in line[-10:]:
+                    prog = os.path.basename(e.group(1))
+    return prog, calls
+
+
+def run_strace(kind, messages, out):
+    m = mtamod.make(kind, free_port())
+    prefix = out / f"strace-{kind}" / "trace"
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        m.start()
+        m.qmgr_pid()
+        time.sleep(1)
+        with CommWatcher(m) as names:
+            pids = process_tree(m.master_pid())
+            argv = ["strace", "-f", "-ff", "-qq", "-o", str(prefix)]
+            for pid in pids:
+                argv += ["-p", str(pid)]
+            st = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+            time.sleep(2)   # attached
+            took = drive(m, messages)
+            log(f"strace {kind}: {messages} messages in {took:.1f} s")
+            time.sleep(1)
+            st.send_signal(signal.SIGINT)   # detach
+            st.wait(60)
+    finally:
+        m.cleanup()
+    per_prog = collections.defaultdict(collections.Counter)
+    for f in prefix.parent.iterdir():
+        pid = int(f.name.rsplit(".", 1)[1])
+        prog, calls = count_trace(f)
+        per_prog[prog or names.names.get(pid, "?")].update(calls)
+    lines = [f"# {kind}: system calls per message, scenario (a), {messages} messages, "
+             f"strace -f -ff of every process of the instance", ""]
+    total = sum(sum(c.values()) for c in per_prog.values())
+    lines.append(f"all programs: {total / messages:.1f} calls per message")
+    for prog, calls in sorted(per_prog.items(), key=lambda kv: -sum(kv[1].values())):
+        n = sum(calls.values())
+        top = ", ".join(f"{name} {cnt / messages:.2f}" for name, cnt in calls.most_common(14))
+        lines.append(f"\n{prog}: {n / messages:.1f} per message\n    {top}")
+    text = "\n".join(lines) + "\n"
+    (out / f"strace-{kind}.txt").write_text(text)
+    print(text)
+
+
+# --- callgrind ----------------------------------------------------------------------
+
+
+def callgrind_wrappers(out):
+    """A daemon_directory whose smtpd, cleanup, qmgr and local run under
+    callgrind and whose other daemons are the real ones."""
+    wrap = out / "libexec"
+    wrap.mkdir(parents=True, exist_ok=True)
+    for real in LIBEXEC.iterdir():
+        w = wrap / real.name
+        if real.name in CALLGRIND_DAEMONS:
+            w.write_text("#!/bin/sh\n"
+                         f"exec valgrind --tool=callgrind -q --dump-instr=no "
+                         f"--callgrind-out-file={out}/callgrind.{real.name}.%p {real} \"$@\"\n")
+        else:
+            w.write_text(f"#!/bin/sh\nexec {real} \"$@\"\n")
+        w.chmod(0o755)
+    return wrap
+
+
+def run_callgrind(messages, out):
+    wrap = callgrind_wrappers(out)
+    m = mtamod.Postern(free_port(), extra=[f"daemon_directory = {wrap}"])
+    try:
+        m.start()
+        time.sleep(3)
+        took = drive(m, messages, deadline=1800)
+        log(f"callgrind: {messages} messages in {took:.1f} s")
+        m.stop()
+    finally:
+        m.cleanup()
+    for name in CALLGRIND_DAEMONS:
+        files = sorted(str(f) for f in out.glob(f"callgrind.{name}.*"))
+        if not files:
+            continue
+        rep = subprocess.run(["callgrind_annotate", "--inclusive=no", *files],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             timeout=600).stdout.decode("utf-8", "replace")
+        incl = subprocess.run(["callgrind_annotate", "--inclusive=yes", *files],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              timeout=600).stdout.decode("utf-8", "replace")
+        (out / f"callgrind-{name}.txt").write_text(
+            f"# {name}: {len(files)} processes, {messages} messages\n"
+            f"## self\n{head_lines(rep, 60)}\n## inclusive\n{head_lines(incl, 60)}\n")
+        log(f"wrote {out / f'callgrind-{name}.txt'}")
+
+
+def head_lines(text, n):
+    return "\n".join(text.splitlines()[:n])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("tool", choices=("perf", "strace", "callgrind"))
+    ap.add_argument("--messages", type=int)
+    ap.add_argument("--mta", choices=("postern", "postfix"), default="postern")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    out = Path(args.out or tempfile.mkdtemp(prefix=f"postern-{args.tool}.", dir="/tmp"))
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"{args.tool}: output in {out}, load {os.getloadavg()[0]:.1f}")
+    if args.tool == "perf":
+        run_perf(args.messages or 4000, out)
+    elif args.tool == "strace":
+        run_strace(args.mta, args.messages or 1000, out)
+    else:
+        run_callgrind(args.messages or 300, out)
+
+
+if __name__ == "__main__":
+    main()

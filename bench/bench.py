@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -265,8 +266,15 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     uptime_start = Path("/proc/loadavg").read_text().strip()
-    log(f"scale {args.scale}, {args.runs} runs, scenarios {args.scenarios}, "
-        f"{os.cpu_count()} CPUs, loadavg {uptime_start}; results in {out}")
+    version = subprocess.run(["git", "-C", str(mtamod.REPO), "describe", "--always", "--dirty"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             timeout=30).stdout.decode().strip() or "unknown"
+    postfix_version = subprocess.run(["postconf", "-d", "-h", "mail_version"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     timeout=30).stdout.decode().strip()
+    log(f"Postern {version}, Postfix {postfix_version}; scale {args.scale}, {args.runs} runs, "
+        f"scenarios {args.scenarios}, {os.cpu_count()} CPUs, loadavg {uptime_start}; "
+        f"results in {out}")
 
     results, report = {}, []
     for key in args.scenarios:
@@ -289,7 +297,8 @@ def main():
             sys.exit(f"unknown scenario {key!r}")
 
     elapsed = time.monotonic() - started
-    footer = (f"scale {args.scale}, {args.runs} runs per MTA, {elapsed / 60:.1f} minutes; "
+    footer = (f"Postern {version} against Postfix {postfix_version}; "
+              f"scale {args.scale}, {args.runs} runs per MTA, {elapsed / 60:.1f} minutes; "
               f"loadavg at start {uptime_start}, at end "
               f"{Path('/proc/loadavg').read_text().strip()}")
     report.append(footer)

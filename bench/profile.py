@@ -116,16 +116,40 @@ def run_perf(messages, out):
             stop_foreground(m, p)
     finally:
         m.cleanup()
-    by_comm = perf_report(data, ["--no-children", "--sort", "comm"])
-    parts = [f"# perf record -e cpu-clock -g, scenario (a), {messages} messages\n",
-             "## samples by program\n", strip_perf(by_comm, 20)]
-    for comm in ("smtpd", "cleanup", "qmgr", "local", "master"):
-        rep = perf_report(data, ["--no-children", "--comm", comm, "--sort", "dso,sym",
-                                 "-g", "none", "--percent-limit", "0.7"])
-        parts.append(f"\n## {comm}: self time by symbol\n")
-        parts.append(strip_perf(rep, 45))
-    (out / "perf-report.txt").write_text("\n".join(parts))
+    (out / "perf-report.txt").write_text(summarize_perf(data, messages))
     log(f"wrote {out / 'perf-report.txt'}")
+
+
+SELF_RE = re.compile(r"^\s*([\d.]+)%\s+(\[[.k]\])\s+(\S+)")
+CHILDREN_RE = re.compile(r"^\s*([\d.]+)%\s+([\d.]+)%\s+\[k\]\s+(__x64_sys_\w+)")
+
+
+def summarize_perf(data, messages):
+    """Samples by program; per program the share of user and kernel time,
+    the system calls that the kernel time went to (inclusive, from the
+    kernel's reliable call chains), and the top symbols by self time."""
+    by_comm = perf_report(data, ["--no-children", "--sort", "comm", "-g", "none"])
+    parts = [f"# perf record -e cpu-clock -g, scenario (a), {messages} messages",
+             "", "## CPU samples by program (share of all samples of the instance)",
+             strip_perf(by_comm, 12)]
+    for comm in ("cleanup", "local", "qmgr", "smtpd", "master"):
+        flat = perf_report(data, ["--no-children", "--comm", comm, "--sort", "sym", "-g", "none",
+                                  "--percentage", "relative"])
+        rows = [SELF_RE.match(l) for l in flat.splitlines()]
+        rows = [(float(r.group(1)), r.group(2), r.group(3)) for r in rows if r]
+        if not rows:
+            continue
+        user = sum(p for p, kind, _ in rows if kind == "[.]")
+        incl = perf_report(data, ["--children", "--comm", comm, "--sort", "sym", "-g", "none",
+                                  "--percentage", "relative"])
+        calls = [CHILDREN_RE.match(l) for l in incl.splitlines()]
+        calls = [(float(c.group(1)), c.group(3)[len("__x64_sys_"):]) for c in calls if c]
+        parts.append(f"\n## {comm}: user {user:.0f}%, kernel {100 - user:.0f}% of its samples")
+        parts.append("system calls, inclusive share of its samples: " + ", ".join(
+            f"{name} {pct:.1f}%" for pct, name in sorted(calls, reverse=True) if pct >= 0.5))
+        parts.append("top symbols by self time:")
+        parts.extend(f"  {pct:5.1f}% {kind} {sym}" for pct, kind, sym in rows[:18] if pct >= 0.5)
+    return "\n".join(parts) + "\n"
 
 
 def strip_perf(text, limit):
@@ -259,19 +283,49 @@ def run_callgrind(messages, out):
     finally:
         m.cleanup()
     for name in CALLGRIND_DAEMONS:
-        files = sorted(str(f) for f in out.glob(f"callgrind.{name}.*"))
-        if not files:
-            continue
-        rep = subprocess.run(["callgrind_annotate", "--inclusive=no", *files],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                             timeout=600).stdout.decode("utf-8", "replace")
-        incl = subprocess.run(["callgrind_annotate", "--inclusive=yes", *files],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              timeout=600).stdout.decode("utf-8", "replace")
-        (out / f"callgrind-{name}.txt").write_text(
-            f"# {name}: {len(files)} processes, {messages} messages\n"
-            f"## self\n{head_lines(rep, 60)}\n## inclusive\n{head_lines(incl, 60)}\n")
-        log(f"wrote {out / f'callgrind-{name}.txt'}")
+        files = sorted(out.glob(f"callgrind.{name}.*"))
+        if files:
+            text = callgrind_summary(name, files, messages)
+            (out / f"callgrind-{name}.txt").write_text(text)
+            print(text)
+
+
+IR_RE = re.compile(r"^\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S.*)$")
+
+
+def annotate(path, inclusive):
+    """{function: Ir} of one callgrind profile (callgrind_annotate reads
+    one profile at a time; further arguments are source files to it)."""
+    text = subprocess.run(["callgrind_annotate", f"--inclusive={'yes' if inclusive else 'no'}",
+                           "--threshold=100", "--auto=no", str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, timeout=600).stdout.decode("utf-8", "replace")
+    out = collections.Counter()
+    for line in text.splitlines():
+        mm = IR_RE.match(line)
+        if mm and "=>" not in mm.group(2):
+            fn = re.sub(r"^\./[^:]*/", "", mm.group(2))   # libc's source paths are long
+            out[fn] += int(mm.group(1).replace(",", ""))
+    return out
+
+
+def callgrind_summary(name, files, messages):
+    """Instructions per message of one program, summed over its processes:
+    the top functions by self and by inclusive cost."""
+    self_ir, incl_ir = collections.Counter(), collections.Counter()
+    for f in files:
+        self_ir.update(annotate(f, False))
+        incl_ir.update(annotate(f, True))
+    total = self_ir.pop("PROGRAM TOTALS", 0)
+    incl_ir.pop("PROGRAM TOTALS", 0)
+    lines = [f"# {name}: {len(files)} processes, {messages} messages, "
+             f"{total / messages:,.0f} instructions per message (start-up included)", "",
+             "## self cost, instructions per message (share)"]
+    for fn, ir in self_ir.most_common(25):
+        lines.append(f"{ir / messages:12,.0f} ({100 * ir / total:5.1f}%)  {fn}")
+    lines += ["", "## inclusive cost, instructions per message (share)"]
+    for fn, ir in incl_ir.most_common(40):
+        lines.append(f"{ir / messages:12,.0f} ({100 * ir / total:5.1f}%)  {fn}")
+    return "\n".join(lines) + "\n"
 
 
 def head_lines(text, n):

@@ -4,7 +4,6 @@
 #include "cleanup.h"
 
 #include "address.h"
-#include "config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -14,7 +14,6 @@
 
 #include "address.h"
 #include "log.h"
-#include "queue_file.h"
 #include "record.h"
 #include "rewrite.h"
 

@@ -457,9 +457,12 @@ static int masq_item(const char *item, void *ctx)
         return 0;
     if (strcasecmp(m->domain, item) == 0)
         return 1;   /* already that domain: nothing to strip */
-    if (dl > il + 1 && m->domain[dl - il - 1] == '.' && strcasecmp(m->domain + dl - il, item) == 0) {
+    if (dl <= il + 1)
+        return 0;
+    const char *tail = m->domain + dl - il;
+    if (tail[-1] == '.' && strcasecmp(tail, item) == 0) {
         if (!negate)
-            m->result = m->domain + dl - il;
+            m->result = tail;
         return 1;
     }
     return 0;

@@ -836,7 +836,8 @@ void session_cleanup_done(struct session *s, int status, const char *reason)
         s->ok[C_DATA]++;
         reply(s, "250 2.0.0 Ok: queued as %s", id);
     } else if (status == 5) {
-        reply(s, "554 %s", reason && *reason ? reason : "5.3.0 Error: message rejected");
+        /* Postfix answers a message cleanup refused (content checks) with 550. */
+        reply(s, "550 %s", reason && *reason ? reason : "5.3.0 Error: message rejected");
     } else {
         reply(s, "451 %s", reason && *reason ? reason : "4.3.0 Error: queue file write error");
     }

@@ -65,7 +65,7 @@ def test_header_reject_refuses_at_end_of_data_and_queues_nothing(make_instance):
     inst = checked_instance(make_instance, header_checks=[
         "/^Subject:.*cheap pills/ REJECT No pharmacy spam here"])
     qid, code, text = transaction(inst, message("cheap pills today"))
-    assert (code, text) == (554, "5.7.1 No pharmacy spam here")
+    assert (code, text) == (550, "5.7.1 No pharmacy spam here")
     inst.wait_log(rf"^{qid}: reject: header Subject: cheap pills today{FROM_CLIENT}: "
                   r"5\.7\.1 No pharmacy spam here$", program="cleanup")
     assert_nothing_queued(inst, qid)
@@ -112,7 +112,7 @@ def test_body_checks_match_a_body_line(make_instance):
         "/^click here to win/ REJECT 5.7.0 Lottery spam"])
     body = "Dear friend,\nclick here to win a prize\nbye\n"
     qid, code, text = transaction(inst, message("hello", body=body))
-    assert (code, text) == (554, "5.7.0 Lottery spam")
+    assert (code, text) == (550, "5.7.0 Lottery spam")
     inst.wait_log(rf"^{qid}: reject: body click here to win a prize{FROM_CLIENT}: "
                   r"5\.7\.0 Lottery spam$", program="cleanup")
     assert_nothing_queued(inst, qid)
@@ -200,7 +200,7 @@ def test_mime_parts_meet_their_own_tables(make_instance):
 
     qid, code, text = transaction(inst, message("with an exe", content_type=outer,
                                                 body=MULTIPART.format(name="setup.exe")))
-    assert (code, text) == (554, "5.7.1 No executables")
+    assert (code, text) == (550, "5.7.1 No executables")
     inst.wait_log(rf'^{qid}: reject: header Content-Type: application/octet-stream; '
                   rf'name="setup\.exe"{FROM_CLIENT}: 5\.7\.1 No executables$', program="cleanup")
     assert len(inst.delivered("alice")) == 1

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from postern_instance import SENDER, simple_message, wait_until
+from postern_instance import SENDER, crlf, simple_message, wait_until
 from tables_fixture import cdb_table, header_values, maildir_new, wait_maildir
 
 ROOT = os.geteuid() == 0
@@ -100,6 +100,25 @@ def test_unknown_hosted_and_alias_addresses_are_refused_at_rcpt(make_instance):
                   r"Recipient address rejected: User unknown in virtual mailbox table;",
                   program="smtpd")
     assert not maildir_new(base / "hosted.example" / "nobody")
+
+
+def test_hosted_domains_are_destinations_for_clients_outside_mynetworks(make_instance):
+    inst, base = hosted_instance(
+        make_instance,
+        aliases=["info@example.com alice@localhost"],
+        mailboxes=["user@hosted.example hosted.example/user/"])
+    with inst.smtp(source=("127.0.0.2", 0)) as s:
+        s.ehlo()
+        assert s.mail(SENDER) == (250, b"2.1.0 Ok")
+        assert s.rcpt("user@hosted.example") == (250, b"2.1.5 Ok")
+        assert s.rcpt("info@example.com") == (250, b"2.1.5 Ok")
+        assert s.rcpt("nobody@hosted.example")[0] == 550
+        assert s.rcpt("bob@elsewhere.example") == (
+            554, b"5.7.1 <bob@elsewhere.example>: Relay access denied")
+        code, resp = s.data(crlf(simple_message("from outside")))
+        assert code == 250, resp
+    wait_maildir(base / "hosted.example" / "user")
+    inst.wait_delivered("alice")
 
 
 def test_hosted_mbox_and_unknown_user_bounce_from_the_agent(make_instance):

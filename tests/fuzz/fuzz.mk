@@ -43,25 +43,28 @@ FUZZ_READY   := $(foreach t,$(FUZZ_ALL),$(if $(filter-out $(wildcard $(FUZZ_EXTR
 FUZZ_TARGETS ?= $(FUZZ_READY)
 FUZZ_BIN     := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
-# An object depends on lib/*.h and the headers of its own directory only,
-# so that headers edited elsewhere in the tree do not rebuild all of lib/.
-.SECONDEXPANSION:
-build/fuzz/obj/%.o: %.c $(wildcard lib/*.h) $$(wildcard $$(dir $$*)*.h)
+# lib/ objects depend on lib/*.h only, so that headers edited elsewhere in
+# the tree do not rebuild them; a daemon's source also on its own headers.
+$(LIB_SRC:%.c=build/fuzz/obj/%.o): build/fuzz/obj/%.o: %.c $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
 build/fuzz/libpostern.a: $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 	rm -f $@ && ar rcs $@ $^
 
-# Objects of each target's FUZZ_EXTRA sources (computed here: a '%' inside
-# a pattern rule's prerequisites would be taken for the stem).
-$(foreach t,$(FUZZ_ALL),$(eval FUZZ_OBJ_$(t) := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_EXTRA_$(t)))))
-
-# The target's own file comes first, so a target that #includes a lib/ .c
-# file (to reach its static functions) wins over the archive's copy.
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz.h build/fuzz/libpostern.a $$(FUZZ_OBJ_$$*)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CFLAGS_$*) -Itests/fuzz -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJ_$*) \
-	    build/fuzz/libpostern.a $(PKG_LIBS)
+# One target: its own file comes first on the link line, so a target that
+# #includes a lib/ .c file (to reach its static functions) wins over the
+# archive's copy; then the objects of its FUZZ_EXTRA sources.
+define fuzz_target_rule
+FUZZ_OBJ_$(1) := $$(patsubst %.c,build/fuzz/obj/%.o,$$(FUZZ_EXTRA_$(1)))
+$$(FUZZ_OBJ_$(1)): build/fuzz/obj/%.o: %.c $$(wildcard lib/*.h) $$(wildcard $$(dir $$(firstword $$(FUZZ_EXTRA_$(1))))*.h)
+	@mkdir -p $$(dir $$@)
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $$@ $$<
+build/fuzz/fuzz_$(1): tests/fuzz/fuzz_$(1).c tests/fuzz/fuzz.h build/fuzz/libpostern.a $$(FUZZ_OBJ_$(1))
+	$$(FUZZ_CC) $$(FUZZ_CFLAGS) $$(FUZZ_CFLAGS_$(1)) -Itests/fuzz -fsanitize=fuzzer -o $$@ $$< \
+	    $$(FUZZ_OBJ_$(1)) build/fuzz/libpostern.a $$(PKG_LIBS)
+endef
+$(foreach t,$(FUZZ_READY),$(eval $(call fuzz_target_rule,$(t))))
 
 fuzz-build: $(FUZZ_BIN)
 

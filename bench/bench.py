@@ -152,7 +152,7 @@ def run_once(kind, sc, messages, workdir):
                 total = src_messages + lat.sent
                 t_done, got = wait_done(m, sink, total, t_accept + max(300, messages * 0.1))
                 cpu1 = cpu_seconds(master)
-            split = sampler.cpu_split()
+            split, waits = sampler.cpu_split(), sampler.wait_split()
             return {
                 "mta": kind,
                 "messages": total,
@@ -165,6 +165,7 @@ def run_once(kind, sc, messages, workdir):
                 "cpu_per_1000": (cpu1 - cpu0) / total * 1000,
                 "cpu_total": cpu1 - cpu0,
                 "cpu_split": {n: round(v, 2) for n, v in sorted(split.items(), key=lambda x: -x[1])},
+                "wait_split": {n: round(v, 2) for n, v in sorted(waits.items(), key=lambda x: -x[1])},
                 "peak_rss_mib": sampler.peak_rss / 1024,
                 "peak_pss_mib": sampler.peak_pss / 1024,
                 "peak_procs": sampler.peak_procs,
@@ -222,13 +223,16 @@ def scenario_table(sc, messages, runs):
 
 
 def split_table(runs):
-    """The CPU split of the last Postern and Postfix runs, seconds."""
+    """The CPU split of the last Postern and Postfix runs (seconds), with
+    each program's process count and its time spent waiting for a CPU."""
     lines = []
     for kind in ("postfix", "postern"):
         if runs[kind]:
-            split = runs[kind][-1]["cpu_split"]
-            lines.append(f"- {kind} CPU by program (last run, s): " +
-                         ", ".join(f"{n} {v:.2f}" for n, v in split.items() if v >= 0.01))
+            r = runs[kind][-1]
+            split, waits = r["cpu_split"], r.get("wait_split", {})
+            lines.append(f"- {kind}, last run, CPU s (run-queue wait s) by program: " +
+                         ", ".join(f"{n} {v:.2f} ({waits.get(n, 0):.1f})"
+                                   for n, v in split.items() if v >= 0.01))
     return "\n".join(lines)
 
 

@@ -16,7 +16,9 @@ once, so that is at most a few clock ticks.
 
 Memory: a sampler thread (Sampler) sums VmRSS (and Pss from smaps_rollup)
 over the instance's processes every interval and keeps the largest sum
-seen. RSS
+seen. It also keeps, per program, the CPU time and the time spent waiting
+for a CPU (schedstat), which shows when one busy process (Postern's single
+smtpd) is starved by a loaded machine. RSS
 counts shared library pages once per process, Pss divides them among the
 sharers; both are reported, RSS is the issue's figure.
 """
@@ -115,6 +117,16 @@ def pss_kib(pid):
     return 0
 
 
+def run_delay_ns(pid):
+    """Nanoseconds pid has spent runnable on a run queue without a CPU
+    (/proc/PID/schedstat, second field), or None."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def comm_of(pid):
     try:
         with open(f"/proc/{pid}/comm") as f:
@@ -134,6 +146,7 @@ class Sampler:
         self.root_pid, self.interval = root_pid, interval
         self.peak_rss = self.peak_pss = self.peak_procs = 0
         self._ticks = {}    # pid -> [comm, ticks at first sight, ticks last seen]
+        self._waits = {}    # pid -> [run-queue wait ns at first sight, last seen]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._first = True
@@ -154,6 +167,12 @@ class Sampler:
                 # A process born after the start counts from zero.
                 entry = self._ticks[pid] = [comm_of(pid) or "?", st[1] if self._first else 0, st[1]]
             entry[2] = st[1]
+            w = run_delay_ns(pid)
+            if w is not None:
+                we = self._waits.get(pid)
+                if we is None:
+                    we = self._waits[pid] = [w if self._first else 0, w]
+                we[1] = w
             r = status_kib(pid, "VmRSS")
             if r:
                 rss += r
@@ -163,6 +182,15 @@ class Sampler:
         self.peak_rss = max(self.peak_rss, rss)
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_procs = max(self.peak_procs, n)
+
+    def wait_split(self):
+        """{program: seconds its processes spent runnable but waiting for a
+        CPU while sampling} (schedstat run_delay)."""
+        out = {}
+        for pid, (first, last) in self._waits.items():
+            comm = self._ticks.get(pid, ["?"])[0]
+            out[comm] = out.get(comm, 0.0) + (last - first) / 1e9
+        return out
 
     def cpu_split(self):
         """{program: CPU seconds used while sampling}."""

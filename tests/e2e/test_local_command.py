@@ -45,7 +45,7 @@ def read_env(path):
 
 
 EXACT = ("From: Sender <sender@example.org>\n"
-         "To: somebody\n"
+         "To: somebody@example.com\n"
          "Subject: exact bytes\n"
          "Message-ID: <exact-pipe@client.example>\n"
          "Date: Mon, 01 Jan 2024 00:00:00 +0000\n"

@@ -3,7 +3,7 @@ HELP, unknown commands, QUIT, and the size and recipient limits."""
 
 import re
 
-from postern_instance import HELO, HOSTNAME, SENDER, RawSMTP, crlf, simple_message, send_in_session
+from postern_instance import wait_until, HELO, HOSTNAME, SENDER, RawSMTP, crlf, simple_message, send_in_session
 
 
 def test_greeting_and_ehlo_keywords(instance):
@@ -84,7 +84,9 @@ def test_message_size_limit(make_instance):
         # final dot is returned.
         assert s.data(crlf(big)) == (552, b"5.3.4 Message size exceeds fixed limit")
         # Nothing was queued, and the session is still usable.
-        assert inst.queue_files() == []
+        # cleanup removes its file when smtpd drops the stream; that
+        # happens just after (not before) the 552 reaches the client.
+        wait_until(lambda: inst.queue_files() == [], 5, what="the refused message's file removed")
         assert s.rset()[0] == 250
         send_in_session(s, simple_message(subject="small"), ["alice@localhost"])
     files = inst.wait_delivered("alice", 1)

@@ -168,18 +168,24 @@ int ipc_greet(struct stream *s, const char *protocol)
     return attr_send(s, "protocol", protocol, (const char *)NULL);
 }
 
-int ipc_expect_greeting(struct stream *s, const char *protocol)
+int ipc_check_greeting(struct stream *s, const char *protocol)
 {
     struct attr_list list;
-    if (attr_list_read(s, &list) < 0) {
-        msg_warn("no %s greeting from server: %s", protocol,
-                 stream_timed_out(s) ? "timeout" : "connection closed or malformed");
+    if (attr_list_read(s, &list) < 0)
         return -1;
-    }
     const char *got = attr_get(&list, "protocol");
-    int rc = got && strcmp(got, protocol) == 0 ? 0 : -1;
-    if (rc < 0)
-        msg_warn("unexpected server protocol: wanted %s, got %s", protocol, got ? got : "(none)");
+    int rc = got && strcmp(got, protocol) == 0 ? 0 : -2;
     attr_list_free(&list);
     return rc;
+}
+
+int ipc_expect_greeting(struct stream *s, const char *protocol)
+{
+    int rc = ipc_check_greeting(s, protocol);
+    if (rc == -1)
+        msg_warn("no %s greeting from server: %s", protocol,
+                 stream_timed_out(s) ? "timeout" : "connection closed or malformed");
+    else if (rc < 0)
+        msg_warn("unexpected server protocol: wanted %s", protocol);
+    return rc < 0 ? -1 : 0;
 }

@@ -96,6 +96,10 @@ int attr_put(struct stream *s, const char *name, const char *value);
 int attr_end(struct stream *s);   /* REC_END and flush */
 
 int ipc_greet(struct stream *s, const char *protocol);
+/* Read the greeting without logging: 0 when it names protocol, -1 when
+ * none came (EOF, timeout, malformed), -2 for another protocol. For callers
+ * with a fallback (postqueue without showq). */
+int ipc_check_greeting(struct stream *s, const char *protocol);
 /* Read the greeting; -1 (logged) unless it names protocol. */
 int ipc_expect_greeting(struct stream *s, const char *protocol);
 

@@ -35,8 +35,6 @@ FUZZ_EXTRA_remote_reply := remote/reply.c
 FUZZ_CFLAGS_remote_reply := -Iremote
 FUZZ_EXTRA_remote_nexthop := remote/route.c
 FUZZ_CFLAGS_remote_nexthop := -Iremote
-FUZZ_EXTRA_cleanup_header := cleanup/local.c
-FUZZ_CFLAGS_cleanup_header := -Icleanup
 
 FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_READY   := $(foreach t,$(FUZZ_ALL),$(if $(filter-out $(wildcard $(FUZZ_EXTRA_$(t))),$(FUZZ_EXTRA_$(t))),,$(t)))

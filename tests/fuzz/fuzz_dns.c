@@ -103,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct dns_addr a;
     dns_addr_parse(text, &a);
     dns_families(text);
-    valid_name(text);
+    dns_valid_name(text);
     free(text);
     return 0;
 }

@@ -78,6 +78,7 @@ e2e: all
 check: deps
 	$(MAKE) all
 	$(MAKE) unit
+	$(MAKE) fuzz-check
 	$(MAKE) e2e
 
 run: deps

@@ -188,9 +188,10 @@ def ratio(a, b):
 def summarize(runs):
     """{metric: (postfix median, postern median, median of paired ratios)}."""
     out = {}
-    pairs = list(zip(runs["postfix"], runs["postern"]))
+    postern_by_run = {r["run"]: r for r in runs["postern"]}
+    pairs = [(a, postern_by_run[a["run"]]) for a in runs["postfix"] if a["run"] in postern_by_run]
     for name, _unit, _hib in METRICS:
-        pf = [r[name] for r in runs["postfix"]]
+        pf = [r[name] for r in runs["postfix"]]  # medians over the successful runs
         pe = [r[name] for r in runs["postern"]]
         ratios = [ratio(b[name], a[name]) for a, b in pairs]
         ratios = [x for x in ratios if x is not None]
@@ -210,9 +211,12 @@ def fmt(v, digits=1):
 
 def scenario_table(sc, messages, runs):
     s = summarize(runs)
-    loads = [r["load_before"] for k in runs for r in runs[k]]
-    lines = [f"### ({sc.key}) {sc.title}: {messages:,} messages, {len(runs['postern'])} pairs, "
-             f"load1 {min(loads):.1f}-{max(loads):.1f}", "",
+    loads = [r["load_before"] for k in ("postfix", "postern") for r in runs[k]] or [0]
+    failed = len(runs.get("failed", []))
+    lines = [f"### ({sc.key}) {sc.title}: {messages:,} messages, "
+             f"{len(runs['postfix'])} Postfix and {len(runs['postern'])} Postern runs"
+             + (f" ({failed} failed)" if failed else "")
+             + f", load1 {min(loads):.1f}-{max(loads):.1f}", "",
              "| metric | Postfix | Postern | Postern/Postfix |", "|---|---|---|---|"]
     for name, unit, hib in METRICS:
         pf, pe, r = s[name]
@@ -244,13 +248,25 @@ def run_scenario(sc, scale, nruns, workdir):
         for kind in order:
             log(f"({sc.key}) run {i + 1}/{nruns} {kind}: {messages} messages, "
                 f"{sc.sessions} sessions, {sc.size} bytes, load1 {load1()}")
-            r = run_once(kind, sc, messages, workdir)
+            try:
+                r = run_once(kind, sc, messages, workdir)
+            except Exception as e:   # one failed run must not lose the others
+                log(f"   {kind}: run failed: {e}")
+                runs.setdefault("failed", []).append({"mta": kind, "run": i + 1, "error": str(e)})
+                continue
+            r["run"] = i + 1
             log(f"   {kind}: accept {r['accept_rate']:.0f}/s, e2e {r['e2e_rate']:.0f}/s, "
                 f"p50 {r['lat_p50_ms']:.1f} ms, p99 {r['lat_p99_ms']:.1f} ms, "
                 f"CPU {r['cpu_per_1000']:.2f} s/1000, RSS {r['peak_rss_mib']:.1f} MiB, "
                 f"PSS {r['peak_pss_mib']:.1f} MiB, procs {r['peak_procs']}")
             runs[kind].append(r)
     return messages, runs
+
+
+def write_results(out, results, report):
+    """Written after every scenario, so that a late failure loses nothing."""
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "results.md").write_text("\n\n".join(report) + "\n")
 
 
 def main():
@@ -299,6 +315,7 @@ def main():
             print("\n" + table + "\n", flush=True)
         else:
             sys.exit(f"unknown scenario {key!r}")
+        write_results(out, results, report)
 
     elapsed = time.monotonic() - started
     footer = (f"Postern {version} against Postfix {postfix_version}; "
@@ -306,8 +323,7 @@ def main():
               f"loadavg at start {uptime_start}, at end "
               f"{Path('/proc/loadavg').read_text().strip()}")
     report.append(footer)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    (out / "results.md").write_text("\n\n".join(report) + "\n")
+    write_results(out, results, report)
     log(footer)
     log(f"wrote {out / 'results.md'} and results.json")
 

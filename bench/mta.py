@@ -82,6 +82,17 @@ def run_quiet(argv, timeout, env=None):
     return pi.run_logged([str(a) for a in argv], timeout, env=env)
 
 
+def pid_from_file(path):
+    """The live process whose pid a pid file holds (both MTAs write
+    queue_directory/pid/master.pid), or None."""
+    try:
+        pid = int(Path(path).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    st = read_stat(pid)
+    return pid if st and st[2] != "Z" else None
+
+
 class MTA:
     """Common interface. Subclasses set .name, .root, .port, .queue, .mail."""
 
@@ -125,9 +136,12 @@ class MTA:
         processes."""
         known = dict(getattr(self, "_known", {}))
         known.update({p: start_time(p) for p in self.tree()})
+        def still_ours(pid, born):
+            st = read_stat(pid)
+            return born is not None and start_time(pid) == born and st is not None and st[2] != "Z"
+
         for _ in range(3):
-            alive = [p for p, t in known.items() if t is not None and start_time(p) == t
-                     and read_stat(p) and read_stat(p)[2] != "Z"]
+            alive = [p for p, t in known.items() if still_ours(p, t)]
             if not alive:
                 return
             pi.kill_pids(alive, signal.SIGKILL)
@@ -146,17 +160,14 @@ class Postern(MTA):
         ])
         self.port, self.root = port, self.inst.root
         self.queue, self.mail, self.etc = self.inst.queue, self.inst.mail, self.inst.etc
-        self._master = None
 
     def start(self):
         self.inst.start()
-        self._master = None
 
     def master_pid(self):
-        if self._master is None or read_stat(self._master) is None:
-            pids = self.inst.master_pids()
-            self._master = pids[0] if pids else None
-        return self._master
+        # The pid file, not a process-table scan: master's children are
+        # also called "master" for a moment between fork and exec.
+        return pid_from_file(self.queue / "pid" / "master.pid")
 
     def queued(self):
         return count_tree(self.queue, ("incoming", "active", "deferred"))
@@ -171,10 +182,7 @@ class Postern(MTA):
         return pi.clean_env()
 
     def stop(self):
-        try:
-            self.inst.stop(timeout=60)
-        finally:
-            self._master = None
+        self.inst.stop(timeout=60)
 
     def cleanup(self, keep=False):
         self.inst.cleanup(keep=keep)
@@ -279,12 +287,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         pi.wait_port(self.port, 30)
 
     def master_pid(self):
-        try:
-            pid = int((self.queue / "pid" / "master.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        st = read_stat(pid)
-        return pid if st and st[2] != "Z" else None
+        return pid_from_file(self.queue / "pid" / "master.pid")
 
     def queued(self):
         return count_tree(self.queue, ("maildrop", "incoming", "active", "deferred"))

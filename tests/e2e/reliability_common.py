@@ -156,68 +156,58 @@ class TaggedLoad:
 MAILDIR_NAME_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)")
 
 
-def deliveries_of(mail_root, tag):
-    """[(wall clock time, pid of the delivering process)] of every
-    delivered copy of tag, oldest first, from the Maildir file names
-    ("SECONDS.MMICROSECONDSPPID_N.host")."""
-    out = []
+def scan_deliveries(mail_root):
+    """One pass over every mail_root/USER/new/ file: {tag: [(wall clock
+    time, pid of the delivering process), ...] oldest first} from the
+    X-Test-Id header and the Maildir file name ("SECONDS.MMICROSECONDSPPID
+    _N.host"), and the number of files without a tag."""
+    out = collections.defaultdict(list)
+    untagged = 0
     for f in Path(mail_root).glob("*/new/*"):
         try:
-            head = f.read_bytes()[:8192]
+            with open(f, "rb") as fh:
+                head = fh.read(8192)
         except FileNotFoundError:
             continue
         m = TAG_RE.search(head.split(b"\n\n", 1)[0])
+        if not m:
+            untagged += 1
+            continue
         n = MAILDIR_NAME_RE.match(f.name)
-        if m and m[1].decode() == tag and n:
-            out.append((int(n[1]) + int(n[2]) / 1e6, int(n[3])))
-    return sorted(out)
+        when = (int(n[1]) + int(n[2]) / 1e6, int(n[3])) if n else (0.0, 0)
+        out[m[1].decode()].append(when)
+    for copies in out.values():
+        copies.sort()
+    return out, untagged
 
 
-def unexplained_duplicates(mail_root, dups, kill_log):
-    """The duplicated tags that no kill explains. A copy is explained when
-    the process that delivered the first copy was killed (after its fsync,
-    before its answer reached qmgr), or when qmgr, or the whole instance,
-    was killed after the first copy was written (before the done mark)."""
+def delivered_tags(mail_root):
+    """Counter of delivered X-Test-Id tags, and the number of untagged
+    files."""
+    deliveries, untagged = scan_deliveries(mail_root)
+    return collections.Counter({t: len(c) for t, c in deliveries.items()}), untagged
+
+
+def unexplained_duplicates(deliveries, kill_log):
+    """The duplicated tags of deliveries (scan_deliveries) that no kill
+    explains. A copy is explained when the process that delivered the
+    first copy was killed (after its fsync, before its answer reached
+    qmgr), or when qmgr, or the whole instance, was killed after the first
+    copy was written (before the done mark)."""
     killed_pids = {pid for _, name, pid in kill_log}
     markers = [t for t, name, _ in kill_log if name in ("qmgr", "all")]
     out = {}
-    for tag in dups:
-        copies = deliveries_of(mail_root, tag)
+    for tag, copies in deliveries.items():
+        if len(copies) < 2:
+            continue
         first_time, first_pid = copies[0]
         if first_pid in killed_pids:
             continue
-        # Maildir names carry the delivering host's clock, as does ours;
-        # allow for the microsecond rounding.
+        # Maildir names carry the clock we read too; allow for rounding.
         if any(t >= first_time - 0.001 for t in markers):
             continue
         out[tag] = copies
     return out
-
-
-def delivered_tags(mail_root):
-    """Counter of X-Test-Id tags over every mail_root/USER/new/ file, and
-    the number of files that had no tag."""
-    seen = collections.Counter()
-    untagged = 0
-    root = Path(mail_root)
-    if not root.is_dir():
-        return seen, untagged
-    for user in root.iterdir():
-        new = user / "new"
-        if not new.is_dir():
-            continue
-        for f in new.iterdir():
-            try:
-                with open(f, "rb") as fh:
-                    head = fh.read(8192)
-            except FileNotFoundError:
-                continue
-            m = TAG_RE.search(head.split(b"\n\n", 1)[0])
-            if m:
-                seen[m[1].decode()] += 1
-            else:
-                untagged += 1
-    return seen, untagged
 
 
 def process_age(pid):
@@ -348,21 +338,24 @@ def complete_queue_files(instance):
 
 
 def wait_all_delivered(instance, tags, timeout):
-    """Wait until every tag in tags has been delivered at least once and
-    nothing deliverable is left in the queue. Returns the Counter of
-    delivered tags. Raises AssertionError naming what is missing."""
+    """Wait until nothing deliverable is left in the queue and every tag in
+    tags has been delivered at least once (the Maildirs are read only once
+    the queue is empty). Returns scan_deliveries' result. Raises
+    AssertionError naming what is missing."""
     end = time.monotonic() + timeout
+    missing, pending = list(tags), []
     while True:
-        seen, _ = delivered_tags(instance.mail)
-        missing = [t for t in tags if seen[t] == 0]
         pending = complete_queue_files(instance)
-        if not missing and not pending:
-            return seen
+        if not pending:
+            deliveries, untagged = scan_deliveries(instance.mail)
+            missing = [t for t in tags if not deliveries.get(t)]
+            if not missing:
+                return deliveries, untagged
         if time.monotonic() >= end:
             raise AssertionError(
-                f"after {timeout}s: {len(missing)} acknowledged messages not delivered "
-                f"(e.g. {missing[:5]}), queue still holds {pending[:10]}")
-        time.sleep(0.2)
+                f"after {timeout}s: queue still holds {pending[:10]}; acknowledged "
+                f"messages not delivered (last look): {len(missing)}, e.g. {missing[:5]}")
+        time.sleep(0.3)
 
 
 def report(title, **counts):

@@ -58,9 +58,15 @@ def maildrop_files(inst):
 
 def complete_incoming(inst, timeout=15):
     """Wait for one complete (mode 0700) queue file in incoming/."""
+    def mode(p):
+        try:
+            return p.stat().st_mode & 0o777
+        except FileNotFoundError:   # cleanup's temporary name, just linked away
+            return None
+
     def one():
         d = inst.queue / "incoming"
-        done = [p for p in d.iterdir() if (p.stat().st_mode & 0o777) == 0o700]
+        done = [p for p in d.iterdir() if mode(p) == 0o700]
         return done[0] if len(done) == 1 else None
     return wait_until(one, timeout, what="one complete file in incoming/")
 

@@ -63,7 +63,7 @@ build/unit/libpostern.a: $(LIB_SRC:lib/%.c=build/unit/lib/%.o)
 # A unit test that includes a daemon's source file rebuilds when it changes.
 build/unit/test_remote_reply: remote/reply.c remote/remote.h
 build/unit/test_%: tests/unit/test_%.c build/unit/libpostern.a
-	$(CC) $(UNIT_CFLAGS) -o $@ $< build/unit/libpostern.a $(PKG_LIBS) -lcmocka
+	$(CC) $(UNIT_CFLAGS) -Itests/unit -o $@ $< build/unit/libpostern.a $(PKG_LIBS) -lcmocka
 
 deps:
 	@sh scripts/deps.sh

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_support.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,33 +27,14 @@
 #include "log.h"
 #include "lookup.h"
 
-struct fixture {
-    char dir[64];
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    char log[PATH_MAX];
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_header_checks.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(log, sizeof(log), "%s/log", f->dir);
-    log_init("test_header_checks", 0);
-    log_set_file(log);
-    *state = f;
-    return 0;
+    return unit_tmpdir_setup(state, "test_header_checks");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    char cmd[PATH_MAX + 16];
-    log_set_file(NULL);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
+    return unit_tmpdir_teardown(state);
 }
 
 /* Write NAME as a regexp table and return its main.cf line in line. */

@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "unit_support.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,33 +28,14 @@
 #include "lookup.h"
 #include "rewrite.h"
 
-struct fixture {
-    char dir[64];
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    char log[PATH_MAX];
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_rewrite.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(log, sizeof(log), "%s/log", f->dir);
-    log_init("test_rewrite", 0);
-    log_set_file(log);
-    *state = f;
-    return 0;
+    return unit_tmpdir_setup(state, "test_rewrite");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    char cmd[PATH_MAX + 16];
-    log_set_file(NULL);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
+    return unit_tmpdir_teardown(state);
 }
 
 static void load(const struct fixture *f, const char *extra)

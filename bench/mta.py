@@ -35,7 +35,6 @@ import pwd
 import grp
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time

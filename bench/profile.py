@@ -3,7 +3,7 @@
 for comparison) under scenario (a) of bench.py: 20 persistent sessions,
 2 KB messages, local Maildir delivery. Not a test; writes reports.
 
-    /usr/bin/python3 bench/profile.py perf      [--messages 4000] [--out DIR]
+    /usr/bin/python3 bench/profile.py perf      [--messages 4000] [--relay] [--out DIR]
     /usr/bin/python3 bench/profile.py strace    [--messages 1000] [--mta postern|postfix]
     /usr/bin/python3 bench/profile.py callgrind [--messages 300]
 
@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mta as mtamod  # noqa: E402
-from load import run_smtp_source  # noqa: E402
+from load import Sink, run_smtp_source  # noqa: E402
 from postern_instance import LIBEXEC, POSTERN, free_port, wait_port, wait_until  # noqa: E402
 from procstat import comm_of, process_tree  # noqa: E402
 
@@ -53,16 +53,17 @@ def log(text):
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def drive(m, messages, deadline=900):
-    """smtp-source load of scenario (a) on m; waits until it is all
-    delivered and the queue is empty. Returns seconds taken."""
+def drive(m, messages, deadline=900, sink=None):
+    """smtp-source load of scenario (a) on m (of (b) with a sink); waits
+    until it is all delivered and the queue is empty. Returns seconds."""
     t0 = time.monotonic()
     rc, out = run_smtp_source(m.port, SESSIONS, messages, SIZE, mtamod.SENDER,
-                              mtamod.LOCAL_RCPT, timeout=deadline)
+                              mtamod.RELAY_RCPT if sink else mtamod.LOCAL_RCPT, timeout=deadline)
     if rc != 0:
         raise AssertionError(f"smtp-source exited {rc}: {out[-1000:]}\n{m.log_tail()}")
-    wait_until(lambda: m.delivered() >= messages and m.queued() == 0, deadline, interval=0.1,
-               what=f"{messages} deliveries ({m.delivered()} so far)")
+    done = sink.count if sink else m.delivered
+    wait_until(lambda: done() >= messages and m.queued() == 0, deadline, interval=0.1,
+               what=f"{messages} deliveries ({done()} so far)")
     return time.monotonic() - t0
 
 
@@ -102,21 +103,24 @@ def perf_report(data, args):
                           timeout=600).stdout.decode("utf-8", "replace")
 
 
-def run_perf(messages, out):
-    m = mtamod.make("postern", free_port())
+def run_perf(messages, out, relay=False):
+    sink = Sink(str(out)) if relay else None
+    m = mtamod.make("postern", free_port(), sink.port if sink else None)
     data = out / "perf.data"
     try:
         p = foreground_postern(m, ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999",
                                    "-g", "-o", str(data)])
         try:
             time.sleep(1)
-            took = drive(m, messages)
+            took = drive(m, messages, sink=sink)
             log(f"perf: {messages} messages in {took:.1f} s")
         finally:
             stop_foreground(m, p)
     finally:
         m.cleanup()
-    (out / "perf-report.txt").write_text(summarize_perf(data, messages))
+        if sink:
+            sink.close()
+    (out / "perf-report.txt").write_text(summarize_perf(data, messages, "b" if relay else "a"))
     log(f"wrote {out / 'perf-report.txt'}")
 
 
@@ -124,15 +128,15 @@ SELF_RE = re.compile(r"^\s*([\d.]+)%\s+(\[[.k]\])\s+(\S+)")
 CHILDREN_RE = re.compile(r"^\s*([\d.]+)%\s+([\d.]+)%\s+\[k\]\s+(__x64_sys_\w+)")
 
 
-def summarize_perf(data, messages):
+def summarize_perf(data, messages, scenario="a"):
     """Samples by program; per program the share of user and kernel time,
     the system calls that the kernel time went to (inclusive, from the
     kernel's reliable call chains), and the top symbols by self time."""
     by_comm = perf_report(data, ["--no-children", "--sort", "comm", "-g", "none"])
-    parts = [f"# perf record -e cpu-clock -g, scenario (a), {messages} messages",
+    parts = [f"# perf record -e cpu-clock -g, scenario ({scenario}), {messages} messages",
              "", "## CPU samples by program (share of all samples of the instance)",
              strip_perf(by_comm, 12)]
-    for comm in ("cleanup", "local", "qmgr", "smtpd", "master"):
+    for comm in ("cleanup", "local", "remote", "qmgr", "smtpd", "master"):
         flat = perf_report(data, ["--no-children", "--comm", comm, "--sort", "sym", "-g", "none",
                                   "--percentage", "relative"])
         rows = [SELF_RE.match(l) for l in flat.splitlines()]
@@ -337,13 +341,15 @@ def main():
     ap.add_argument("tool", choices=("perf", "strace", "callgrind"))
     ap.add_argument("--messages", type=int)
     ap.add_argument("--mta", choices=("postern", "postfix"), default="postern")
+    ap.add_argument("--relay", action="store_true",
+                    help="perf: scenario (b), relayed to smtp-sink, instead of (a)")
     ap.add_argument("--out")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix=f"postern-{args.tool}.", dir="/tmp"))
     out.mkdir(parents=True, exist_ok=True)
     log(f"{args.tool}: output in {out}, load {os.getloadavg()[0]:.1f}")
     if args.tool == "perf":
-        run_perf(args.messages or 4000, out)
+        run_perf(args.messages or 4000, out, relay=args.relay)
     elif args.tool == "strace":
         run_strace(args.mta, args.messages or 1000, out)
     else:

@@ -420,6 +420,26 @@ static void test_find_dir(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
 
+/* Found by fuzzing: two parameters that expand each other twice per
+ * reference made expansion explore ~2^100 paths; it must end with an
+ * error instead of hanging every daemon at start. */
+static void test_exponential_expansion_is_refused(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "a = $b$b\nb = $a\nmyhostname = $a\n"), -1);
+    assert_non_null(strstr(f->err, "expansion too deep or too large"));
+}
+
+/* Found by fuzzing: myhostname refers to mydomain, whose default is derived
+ * from myhostname; the cycle must not recurse forever. */
+static void test_mydomain_myhostname_cycle_terminates(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = mail.$mydomain\n");
+    assert_string_equal(config_get("mydomain"), "localdomain");
+    assert_string_equal(config_get("myhostname"), "mail.localdomain");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +459,8 @@ int main(void)
         T(test_reload_discards_previous_state),
         T(test_missing_main_cf),
         T(test_syntax_error_names_line),
+        T(test_exponential_expansion_is_refused),
+        T(test_mydomain_myhostname_cycle_terminates),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_find_dir),
     };

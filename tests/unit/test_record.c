@@ -321,6 +321,20 @@ static void test_attr_split(void **state)
     assert_int_equal(rec_attr_split(d, &name, &value), -1);
 }
 
+/* Found by fuzzing: only the shortest LEB128 form is accepted, because
+ * in-place updates (the Z record's warn field) assume the header length the
+ * writer produces. 0x3F encoded as BF 00 is refused. */
+static void test_non_minimal_length_is_malformed(void **state)
+{
+    const unsigned char padded[] = {'Z', 0xBF, 0x00};
+    const unsigned char minimal[] = {'Z', 0x3F};
+    int type;
+    size_t len;
+    assert_int_equal(rec_header_decode(padded, sizeof(padded), &type, &len), -1);
+    assert_int_equal(rec_header_decode(minimal, sizeof(minimal), &type, &len), 2);
+    assert_int_equal(len, 0x3F);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_read_timeout),
         cmocka_unit_test(test_buf_set),
         cmocka_unit_test(test_attr_split),
+        cmocka_unit_test(test_non_minimal_length_is_malformed),
     };
     return cmocka_run_group_tests_name("record", tests, NULL, NULL);
 }

@@ -1,6 +1,8 @@
 # Postern: one Makefile for the whole tree (DESIGN.md, "Repository layout").
 #   make            build commands into build/bin, daemons into build/libexec
 #   make check      unit tests under ASan/UBSan, then the end-to-end suite
+#   make check SANITIZE=1   the same with every program built with ASan/UBSan
+#                   (in build/san/, never mixed with build/)
 #   make run        start a local instance on 127.0.0.1:$(PORT) in $(RUN_DIR)
 #   make stop       stop it
 CC       ?= cc
@@ -17,9 +19,17 @@ WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib $(PKG_CFLAGS)
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+# BUILD is the tree everything is built into. Sanitized objects get their own
+# tree: mixed with plain ones they would link into programs that are half
+# instrumented, and switching SANITIZE would not rebuild anything.
 ifeq ($(SANITIZE),1)
+BUILD    := build/san
 ALL_CFLAGS += $(SAN)
 LDSAN := $(SAN)
+# Linked into every program: turns LeakSanitizer off where it cannot work.
+SAN_HOOKS := $(BUILD)/obj/tests/san/san_hooks.o
+else
+BUILD    := build
 endif
 
 # Every daemon directory that has sources; new daemons join by existing.
@@ -27,43 +37,43 @@ DAEMONS  := $(foreach d,master smtpd cleanup qmgr local pickup bounce remote vir
 COMMANDS := $(basename $(notdir $(wildcard cmd/*.c)))
 
 LIB_SRC  := $(wildcard lib/*.c)
-LIB_OBJ  := $(LIB_SRC:%.c=build/obj/%.o)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
-UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=build/unit/%)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-all: $(DAEMONS:%=build/libexec/%) $(COMMANDS:%=build/bin/%)
+all: $(DAEMONS:%=$(BUILD)/libexec/%) $(COMMANDS:%=$(BUILD)/bin/%)
 
-build/obj/%.o: %.c $(wildcard lib/*.h */*.h)
+$(BUILD)/obj/%.o: %.c $(wildcard lib/*.h */*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-build/libpostern.a: $(LIB_OBJ)
+$(BUILD)/libpostern.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 # A daemon is every .c file in its own directory.
 define daemon_rule
-build/libexec/$(1): $(patsubst %.c,build/obj/%.o,$(wildcard $(1)/*.c)) build/libpostern.a
+$(BUILD)/libexec/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SAN_HOOKS) $(BUILD)/libpostern.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDSAN) -o $$@ $$(filter %.o,$$^) build/libpostern.a $$(PKG_LIBS)
+	$$(CC) $$(LDSAN) -o $$@ $$(filter %.o,$$^) $(BUILD)/libpostern.a $$(PKG_LIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
-build/bin/%: build/obj/cmd/%.o build/libpostern.a
+$(BUILD)/bin/%: $(BUILD)/obj/cmd/%.o $(SAN_HOOKS) $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $< build/libpostern.a $(PKG_LIBS)
+	$(CC) $(LDSAN) -o $@ $(filter %.o,$^) $(BUILD)/libpostern.a $(PKG_LIBS)
 
 # Unit tests always build under ASan/UBSan, against their own copy of lib/.
 UNIT_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(SAN) -Ilib $(PKG_CFLAGS)
-build/unit/lib/%.o: lib/%.c $(wildcard lib/*.h)
+$(BUILD)/unit/lib/%.o: lib/%.c $(wildcard lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
-build/unit/libpostern.a: $(LIB_SRC:lib/%.c=build/unit/lib/%.o)
+$(BUILD)/unit/libpostern.a: $(LIB_SRC:lib/%.c=$(BUILD)/unit/lib/%.o)
 	rm -f $@ && ar rcs $@ $^
 # A unit test that includes a daemon's source file rebuilds when it changes.
-build/unit/test_remote_reply: remote/reply.c remote/remote.h
-build/unit/test_%: tests/unit/test_%.c build/unit/libpostern.a
-	$(CC) $(UNIT_CFLAGS) -Itests/unit -o $@ $< build/unit/libpostern.a $(PKG_LIBS) -lcmocka
+$(BUILD)/unit/test_remote_reply: remote/reply.c remote/remote.h
+$(BUILD)/unit/test_%: tests/unit/test_%.c $(BUILD)/unit/libpostern.a
+	$(CC) $(UNIT_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/unit/libpostern.a $(PKG_LIBS) -lcmocka
 
 deps:
 	@sh scripts/deps.sh
@@ -72,8 +82,11 @@ unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
+# The suite finds the programs under test through POSTERN_BUILD; with
+# SANITIZE=1 it also fails any test during which a program wrote a sanitizer
+# report (tests/README.md).
 e2e: all
-	$(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
+	POSTERN_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 check: deps
 	$(MAKE) all
@@ -83,10 +96,10 @@ check: deps
 
 run: deps
 	$(MAKE) all
-	@sh scripts/run-instance.sh "$(RUN_DIR)" "$(PORT)"
+	@POSTERN_BUILD=$(abspath $(BUILD)) sh scripts/run-instance.sh "$(RUN_DIR)" "$(PORT)"
 
 stop:
-	@if [ -d "$(RUN_DIR)/etc" ]; then build/bin/postern -c "$(abspath $(RUN_DIR))/etc" stop; fi
+	@if [ -d "$(RUN_DIR)/etc" ]; then $(BUILD)/bin/postern -c "$(abspath $(RUN_DIR))/etc" stop; fi
 
 clean:
 	rm -rf build
@@ -113,7 +126,7 @@ SYSTEMD_DIR  ?= /lib/systemd/system
 
 install: all
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SETGID_GROUP="$(SETGID_GROUP)" \
-	    SYSTEMD_DIR="$(SYSTEMD_DIR)" sh scripts/install.sh install
+	    POSTERN_BUILD="$(BUILD)" SYSTEMD_DIR="$(SYSTEMD_DIR)" sh scripts/install.sh install
 
 install-sendmail-links:
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" sh scripts/install.sh links

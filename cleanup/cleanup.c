@@ -45,43 +45,12 @@
 #define ENVELOPE_ATTR_MAX 256   /* attributes held before the first recipient */
 
 static struct queue_writer *current_writer;
-static char held_path[PATH_MAX];   /* the file, once renamed into hold/ */
 
 /* A fatal error must not leave a half-written file to be scheduled. */
 static void cleanup_fatal_hook(void)
 {
-    if (held_path[0])
-        unlink(held_path);
-    else if (current_writer)
-        unlink(queue_writer_path(current_writer));
-}
-
-void out_record(struct cleanup_state *st, int type, const void *data, size_t len)
-{
-    if (st->write_error || st->outcome != OUTCOME_QUEUE)
-        return;   /* a message that will not be queued needs no more bytes */
-    if (rec_put(st->out, type, data, len) < 0)
-        st->write_error = errno ? errno : EIO;
-}
-
-void cleanup_defer(struct cleanup_state *st, const char *why)
-{
-    if (st->outcome != OUTCOME_QUEUE)
-        return;
-    msg_warn("%s: %s -- message not accepted, try again later", queue_writer_id(st->writer), why);
-    st->outcome = OUTCOME_DEFER;
-    snprintf(st->reason, sizeof(st->reason), "4.3.0 Error: message not accepted, try again later");
-}
-
-void out_content(struct cleanup_state *st, const char *data, size_t len)
-{
-    while (len > 0) {
-        size_t n = len < REC_CHUNK_SIZE ? len : REC_CHUNK_SIZE;
-        out_record(st, REC_CONTENT, data, n);
-        st->content_size += (long long)n;
-        data += n;
-        len -= n;
-    }
+    if (current_writer)
+        unlink(queue_writer_path(current_writer));   /* may have no name yet */
 }
 
 /* Copy the (unfolded, trimmed) value of the header at line into out. */
@@ -205,24 +174,6 @@ static void finish_headers(struct cleanup_state *st, size_t header_end)
     st->in_headers = 0;
 }
 
-/* Offset where the header block ends in the buffer (the empty line or the
- * first line that is neither a header nor a continuation), or -1 when the
- * buffer ends inside the header block. */
-static long find_header_end(const struct cleanup_state *st)
-{
-    const char *buf = st->hdr, *end = buf + st->hdr_len;
-    for (const char *p = buf; p < end;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            return -1;
-        int continuation = (*p == ' ' || *p == '\t') && p != buf;
-        if (*p == '\n' || (!continuation && header_name_len(p, (size_t)(nl - p + 1)) == 0))
-            return p - buf;
-        p = nl + 1;
-    }
-    return -1;
-}
-
 static int collect_header_bytes(struct cleanup_state *st, const char *data, size_t len)
 {
     if (st->hdr_len + len > st->hdr_cap) {
@@ -250,11 +201,11 @@ static void content_chunk(struct cleanup_state *st, const char *data, size_t len
         st->write_error = ENOMEM;
         return;
     }
-    long end = find_header_end(st);
+    long end = headers_block_end(st->hdr, st->hdr_len, 0);
     if (end >= 0)
         finish_headers(st, (size_t)end);
-    else if ((long long)st->hdr_len > config_size("header_size_limit"))
-        finish_headers(st, st->hdr_len);   /* oversized: the rest is body */
+    else if ((long long)st->hdr_len > config_size("header_size_limit"))   /* the rest is body */
+        finish_headers(st, (size_t)headers_block_end(st->hdr, st->hdr_len, 1));
 }
 
 /* Content checks apply to what SMTP clients and local users send, not to
@@ -363,18 +314,6 @@ static void reply(struct cleanup_state *st, const char *status, const char *reas
     attr_send(st->client, "status", status, "reason", reason, (const char *)NULL);
 }
 
-/* HOLD: the file goes to hold/ while still mode 0600 (so qmgr would not
- * take it even from incoming/), before the commit fsyncs it. */
-static int move_to_hold(struct cleanup_state *st, const char *id)
-{
-    if (queue_path(held_path, sizeof(held_path), QUEUE_HOLD, id) < 0 ||
-        rename(queue_writer_path(st->writer), held_path) < 0) {
-        held_path[0] = 0;
-        return -1;
-    }
-    return 0;
-}
-
 /* The outcomes that queue nothing; 1 when the reply has been sent. */
 static int refuse(struct cleanup_state *st)
 {
@@ -399,8 +338,8 @@ static int refuse(struct cleanup_state *st)
 static void commit(struct cleanup_state *st)
 {
     flush_envelope(st);
-    if (st->in_headers)
-        finish_headers(st, st->hdr_len);
+    if (st->in_headers)   /* a last line without newline may end the block */
+        finish_headers(st, (size_t)headers_block_end(st->hdr, st->hdr_len, 1));
     if (st->body)
         hc_body_finish(st->body);
     rcpt_write_extracted(st);
@@ -422,26 +361,23 @@ static void commit(struct cleanup_state *st)
                                                   : "4.3.0 Error: queue file write error");
         return;
     }
-    if (st->hold && move_to_hold(st, saved_id) < 0) {
+    /* HOLD: the file goes to hold/ before the commit makes it complete,
+     * so qmgr never takes it from incoming/. */
+    if (st->hold && queue_writer_set_queue(st->writer, QUEUE_HOLD) < 0) {
         msg_warn("%s: move to %s: %s", saved_id, QUEUE_HOLD, strerror(errno));
         queue_writer_abort(st->writer);
         reply(st, "4", "4.3.0 Error: queue file write error");
         return;
     }
     if (queue_writer_commit(st->writer, st->content_size, (long long)st->content_offset,
-                            st->nrcpt) < 0 ||
-        (held_path[0] && queue_fsync_dir_of(held_path) < 0)) {
+                            st->nrcpt) < 0) {
         int e = errno;
         msg_warn("%s: queue file commit error: %s", saved_id, strerror(e));
-        if (held_path[0])
-            unlink(held_path);
-        held_path[0] = 0;
         reply(st, "4", e == ENOSPC ? "4.3.1 Insufficient system storage"
                                    : "4.3.0 Error: queue file write error");
         return;
     }
-    if (held_path[0]) {
-        held_path[0] = 0;
+    if (st->hold) {
         reply(st, "0", "");   /* nothing for qmgr until postsuper releases it */
         return;
     }

@@ -2,6 +2,9 @@
  *
  *   cleanup.c  the cleanup_protocol server: envelope, content, commit (the
  *              fsync before the ack, a held message into hold/)
+ *   output.c   records into the queue file, and the deferred outcome:
+ *              apart from cleanup.c so the files below link without
+ *              cleanup's main() (the fuzz target for headers.c does)
  *   rcpt.c     envelope recipients: canonical form, canonical maps,
  *              masquerading, virtual alias expansion (lib/rewrite.h), the
  *              original recipient (O), duplicates
@@ -114,7 +117,7 @@ struct cleanup_state {
     struct rcpt_list bcc;       /* BCC action recipients */
 };
 
-/* cleanup.c: content bytes into the queue file (nothing once the message
+/* output.c: content bytes into the queue file (nothing once the message
  * will not be queued). */
 void out_content(struct cleanup_state *st, const char *data, size_t len);
 void out_record(struct cleanup_state *st, int type, const void *data, size_t len);
@@ -134,10 +137,17 @@ void rcpt_write_bcc(struct cleanup_state *st);
 void rcpt_rewrite_sender(struct cleanup_state *st);
 
 /* headers.c */
+/* Offset where the header block ends in buf[0..len) (the empty line or the
+ * first line that is neither a header nor a continuation), or -1 when the
+ * buffer ends inside the header block. With at_end, buf is all there is:
+ * a last line without newline counts as a line, and the result is never
+ * -1. */
+long headers_block_end(const char *buf, size_t len, int at_end);
 /* Decide header rewriting for this message (origin, client). */
 void headers_init(struct cleanup_state *st);
-/* The header block block[0..len), inspected and rewritten into out;
- * -1 when out of memory. */
+/* The header block block[0..len), inspected and rewritten into out (its
+ * last header ends in a newline, even when the block's did not); -1 when
+ * out of memory. */
 int headers_process(struct cleanup_state *st, const char *block, size_t len,
                     struct dynbuf *out);
 
@@ -152,9 +162,11 @@ int checks_tempfail(struct cleanup_state *st);
 void checks_body_start(struct cleanup_state *st);
 
 /* local.c */
-/* Length of the header name at line (up to the colon), 0 if the line
- * does not start a header; header_is compares such a name. */
+/* Length of the header name at line up to the colon (white space before
+ * the colon included: obsolete syntax), 0 if the line does not start a
+ * header; header_name_trim gives the name alone; header_is compares it. */
 size_t header_name_len(const char *line, size_t len);
+size_t header_name_trim(const char *line, size_t nlen);
 int header_is(const char *line, size_t nlen, const char *name);
 int header_in(const char *line, size_t nlen, const char *const *names);
 /* End of the header that starts at p: its line and continuation lines. */

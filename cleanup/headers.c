@@ -158,6 +158,24 @@ void headers_init(struct cleanup_state *st)
         st->hdr_domain = remote;
 }
 
+/* --- where the block ends --- */
+
+long headers_block_end(const char *buf, size_t len, int at_end)
+{
+    const char *end = buf + len;
+    for (const char *p = buf; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl && !at_end)
+            return -1;
+        const char *next = nl ? nl + 1 : end;
+        int continuation = (*p == ' ' || *p == '\t') && p != buf;
+        if (*p == '\n' || (!continuation && header_name_len(p, (size_t)(next - p)) == 0))
+            return p - buf;
+        p = next;
+    }
+    return at_end ? (long)len : -1;
+}
+
 /* --- one header --- */
 
 /* One address of a header: canonical form (with the remote domain when
@@ -212,7 +230,7 @@ static int emit_header(struct cleanup_state *st, const char *h, size_t hlen, siz
         return -1;
     if (st->local && header_in(h, nlen, blind_headers))
         return 0;   /* the point of a blind copy */
-    int cls = st->hdr_rewrite ? rewrite_header_class(h, nlen) : 0;
+    int cls = st->hdr_rewrite ? rewrite_header_class(h, header_name_trim(h, nlen)) : 0;
     if (cls)
         return rewrite_header(st, cls, h, hlen, nlen, out);
     return dynbuf_add(out, h, hlen);
@@ -237,7 +255,11 @@ static const char *check_header(struct cleanup_state *st, const char *h, size_t 
     case HC_STRIP:
         return NULL;
     case HC_PREPEND:
-        if (dynbuf_add(out, r.text, strlen(r.text)) < 0 || dynbuf_add(out, "\n", 1) < 0)
+        /* Text that is no header would end the header block early. */
+        if (header_name_len(r.text, strlen(r.text)) == 0)
+            msg_warn("%s: PREPEND text \"%.100s\" is not a header; not added",
+                     queue_writer_id(st->writer), r.text);
+        else if (dynbuf_add(out, r.text, strlen(r.text)) < 0 || dynbuf_add(out, "\n", 1) < 0)
             st->write_error = ENOMEM;
         return h;
     case HC_REPLACE:
@@ -271,9 +293,27 @@ static int any_header(const char *block, size_t len, const char *const *names)
     return 0;
 }
 
+/* A block that ends inside a line (the message ended there, or
+ * header_size_limit cut it): the header gets its newline, or the headers
+ * cleanup adds next would run into it. */
+static int process_terminated(struct cleanup_state *st, const char *block, size_t len,
+                              struct dynbuf *out)
+{
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, block, len);
+    copy[len] = '\n';
+    int rc = headers_process(st, copy, len + 1, out);
+    free(copy);
+    return rc;
+}
+
 int headers_process(struct cleanup_state *st, const char *block, size_t len,
                     struct dynbuf *out)
 {
+    if (len > 0 && block[len - 1] != '\n')
+        return process_terminated(st, block, len, out);
     const char *const *extract_from =
         any_header(block, len, resent_rcpt_headers) ? resent_rcpt_headers : rcpt_headers;
     const char *end = block + len;

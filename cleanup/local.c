@@ -71,16 +71,31 @@ void rcpt_list_free(struct rcpt_list *l)
     memset(l, 0, sizeof(*l));
 }
 
+/* White space before the colon is RFC 5322's obsolete syntax, still
+ * sent and still read as a header by mail readers (and by sendmail -t):
+ * taking "Bcc : x" for the end of the header block would put it where
+ * readers show it. */
 size_t header_name_len(const char *line, size_t len)
 {
     size_t i = 0;
     while (i < len && line[i] > ' ' && line[i] < 0x7f && line[i] != ':')
         i++;
-    return i > 0 && i < len && line[i] == ':' ? i : 0;
+    size_t name = i;
+    while (i < len && (line[i] == ' ' || line[i] == '\t'))
+        i++;
+    return name > 0 && i < len && line[i] == ':' ? i : 0;
+}
+
+size_t header_name_trim(const char *line, size_t nlen)
+{
+    while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
+        nlen--;
+    return nlen;
 }
 
 int header_is(const char *line, size_t nlen, const char *name)
 {
+    nlen = header_name_trim(line, nlen);
     return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
 }
 

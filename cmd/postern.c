@@ -5,7 +5,8 @@
  * It finds master through the pid lock: queue_directory/pid/master.pid names
  * the master process, and is believed only while master holds its fcntl
  * lock on it (a stale file after a crash names nobody). "start" checks the
- * configuration (main.cf and master.cf, refusing with file and line) and
+ * configuration (main.cf and master.cf, refusing with file and line),
+ * removes the queue files a crash left unfinished (lib/queue_purge.h) and
  * runs daemon_directory/master, which returns only once every listener is
  * bound; "start-fg" runs master in the foreground instead (containers,
  * maillog_file = /dev/stdout). The other commands signal master (stop:
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "mastercf.h"
 #include "queue_file.h"
+#include "queue_purge.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -208,11 +210,22 @@ static void master_exe(char *buf, size_t len)
         die("cannot run %s: %s", buf, strerror(errno));
 }
 
+/* No master, so no cleanup is writing: a queue file without its completion
+ * bit is what a crash left, never to be scheduled, and goes before the
+ * daemons start (each one logged, and shown, as postsuper -p does). */
+static void purge_unfinished_queue_files(void)
+{
+    log_set_flags(LOG_TO_STDERR);
+    queue_purge_leftovers(0);
+    log_set_flags(0);
+}
+
 static int cmd_start(const char *dir)
 {
     if (master_pid() > 0)
         die("the Postern mail system is already running");
     master_cf_validate(dir);
+    purge_unfinished_queue_files();
     char exe[PATH_MAX];
     master_exe(exe, sizeof(exe));
     say("starting the Postern mail system");
@@ -242,6 +255,7 @@ static int cmd_start_fg(const char *dir)
     if (master_pid() > 0)
         die("the Postern mail system is already running");
     master_cf_validate(dir);
+    purge_unfinished_queue_files();
     char exe[PATH_MAX];
     master_exe(exe, sizeof(exe));
     char *argv[] = {"master", "-c", (char *)dir, "-d", NULL};

@@ -16,7 +16,8 @@
  *       a file outside its deferred/ hash directory is moved into it; a
  *       file that does not parse or lacks its end record goes to corrupt/
  *   -p  remove cleanup's "tmp.PID.N" files whose process is gone, and
- *       incoming/ files cleanup never finished, once clearly abandoned
+ *       incoming/ (and hold/) files cleanup never finished, once clearly
+ *       abandoned (lib/queue_purge.h; postern start removes them all)
  * Every change is logged (QUEUEID: removed, placed on hold, ...) with a
  * count at the end, on standard error and in the mail log, as Postfix does.
  */
@@ -26,6 +27,7 @@
 #include "log.h"
 #include "queue_file.h"
 #include "queue_id.h"
+#include "queue_purge.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -35,17 +37,14 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pwd.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_RCPT_PER_MESSAGE 100000
 #define MAX_REQUESTS 100000          /* ids taken from the command line and stdin */
-#define ABANDONED_AGE (24 * 3600)    /* seconds before an unfinished file is litter */
 
 enum op { OP_DELETE, OP_HOLD, OP_RELEASE, OP_REQUEUE, NOPS };
 
@@ -330,13 +329,6 @@ static void move_to_corrupt(const char *path, const char *queue, const char *nam
     c->corrupt++;
 }
 
-/* cleanup is still writing an incoming file that is not mode 0700; that is
- * for -p to judge once it is old, not for -s. */
-static int being_written(const char *queue, const struct stat *st)
-{
-    return strcmp(queue, QUEUE_INCOMING) == 0 && (st->st_mode & 0777) != QUEUE_MODE_COMPLETE;
-}
-
 /* Check one file found as dir/name in queue (hash directory or not). */
 static void check_file(const char *queue, const char *dir, const char *name, int misplaced,
                        struct repair_counts *c)
@@ -345,7 +337,8 @@ static void check_file(const char *queue, const char *dir, const char *name, int
     struct stat st;
     if (strncmp(name, "tmp.", 4) == 0 ||
         snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
-        lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || being_written(queue, &st))
+        lstat(path, &st) < 0 || !S_ISREG(st.st_mode) ||
+        queue_file_unfinished(queue, &st))   /* for -p to judge once old, not for -s */
         return;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -460,55 +453,6 @@ static void structure_check(void)
         msg_info("Moved to corrupt queue: %ld message%s", c.corrupt, c.corrupt == 1 ? "" : "s");
 }
 
-/* --- -p --- */
-
-/* cleanup names its temporary files tmp.PID.N: litter once PID is gone
- * (or, if the pid was reused, once old). */
-static int temp_file_abandoned(const char *name, const struct stat *st, time_t now)
-{
-    char *end;
-    long pid = strtol(name + 4, &end, 10);
-    if (now - st->st_mtime > ABANDONED_AGE)
-        return 1;
-    return pid > 0 && *end == '.' && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-}
-
-static void purge_dir(const char *queue, long *purged)
-{
-    char dir[PATH_MAX];
-    if (queue_dir_path(dir, sizeof(dir), queue) < 0)
-        return;
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    time_t now = time(NULL);
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        char path[PATH_MAX];
-        struct stat st;
-        if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
-            lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
-            continue;
-        int temp = strncmp(de->d_name, "tmp.", 4) == 0 && temp_file_abandoned(de->d_name, &st, now);
-        /* A queue file cleanup never finished (mode 0600) after a crash. */
-        int unfinished = queue_id_valid(de->d_name) && being_written(queue, &st) &&
-                         now - st.st_mtime > ABANDONED_AGE;
-        if ((temp || unfinished) && unlink(path) == 0) {
-            msg_info("%s/%s: removed temporary file", queue, de->d_name);
-            (*purged)++;
-        }
-    }
-    closedir(d);
-}
-
-static void purge_temporary_files(void)
-{
-    long purged = 0;
-    purge_dir(QUEUE_INCOMING, &purged);
-    if (purged)
-        msg_info("Deleted: %ld temporary file%s", purged, purged == 1 ? "" : "s");
-}
-
 /* --- main --- */
 
 static noreturn void usage(void)
@@ -596,7 +540,7 @@ int main(int argc, char **argv)
     log_set_file(config_get("maillog_file"));
     become_mail_owner();
     if (purge)
-        purge_temporary_files();
+        queue_purge_leftovers(QUEUE_PURGE_ABANDONED_AGE);
     if (structure)
         structure_check();
     for (size_t i = 0; i < S.nreq; i++) {

@@ -2,6 +2,7 @@
  * watch of event-driven daemons (events.h).
  */
 #include "events.h"
+#include "log.h"
 #include "record.h"
 #include "service.h"
 
@@ -10,6 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+struct event_base *events_base_new(void)
+{
+    struct event_config *cfg = event_config_new();
+    if (!cfg)
+        msg_fatal("event_config_new failed");
+    event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    struct event_base *base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    if (!base)
+        msg_fatal("event_base_new failed");
+    return base;
+}
 
 int evrec_put(struct evbuffer *out, int type, const void *data, size_t len)
 {

@@ -1,9 +1,10 @@
 /* queue_file.c - queue directories and queue files (see queue_file.h).
  *
- * The writer creates the file under a temporary name, learns its inode, and
- * link(2)s it to the queue id (link refuses to replace, so ids never
- * collide); the file stays mode 0600 until commit sets 0700 just before the
- * fsync, and readers schedule only 0700 files with an E record.
+ * The writer names the file after its inode and link(2)s it to that queue
+ * id (link refuses to replace, so ids never collide): at commit when the
+ * file was made with O_TMPFILE, else at once from a temporary name. The
+ * file stays mode 0600 until commit sets 0700 just before the fsync, and
+ * readers schedule only 0700 files with an E record.
  */
 #include "queue_file.h"
 #include "config.h"
@@ -132,63 +133,140 @@ int queue_file_move(const char *id, const char *from_queue, const char *to_queue
 
 /* --- writer --- */
 
+/* Two ways to create a file. Where the file system supports O_TMPFILE the
+ * file has no name until queue_writer_commit links it, fsynced and mode
+ * 0700, under its queue id: one directory operation per message instead
+ * of three (create, link, unlink), and a writer that dies leaves nothing
+ * behind. Elsewhere (or without /proc) it is created under a temporary
+ * name and linked to its id at once, as the header describes. */
 struct queue_writer {
     char id[QUEUE_ID_SIZE];
     char path[PATH_MAX];
+    char queue[32];           /* where the file lives, or will */
     struct stream *stream;
     off_t size_offset;
+    struct timeval arrival;
+    ino_t ino;
+    int named;                /* path exists (0: an O_TMPFILE not yet linked) */
 };
 
-/* Give the new file its queue id name; retry on the (rare) collision. */
-static int writer_name_file(struct queue_writer *w, const char *queue, const char *tmp,
-                            const struct timeval *arrival, ino_t ino)
+/* The id and path for the file's inode at arrival time tv. */
+static int writer_make_name(struct queue_writer *w, const struct timeval *tv, ino_t ino)
 {
-    struct timeval tv = *arrival;
-    for (int attempt = 0; attempt < 100; attempt++) {
-        queue_id_make(w->id, &tv, ino);
-        if (queue_path(w->path, sizeof(w->path), queue, w->id) < 0) {
-            errno = ENAMETOOLONG;
+    queue_id_make(w->id, tv, ino);
+    if (queue_path(w->path, sizeof(w->path), w->queue, w->id) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return 0;
+}
+
+static void timeval_bump(struct timeval *tv)
+{
+    if (++tv->tv_usec >= 1000000) {
+        tv->tv_usec = 0;
+        tv->tv_sec++;
+    }
+}
+
+/* Link the file (by `from`, a name of it) to its queue id name. A
+ * collision needs a foreign file named after our inode at the same
+ * microsecond; a new file (retry set) then tries the next microsecond. An
+ * O_TMPFILE's id was already given out, so it must not change: no retry. */
+static int writer_link(struct queue_writer *w, const char *from, int follow, ino_t ino,
+                       int retry)
+{
+    struct timeval tv = w->arrival;
+    for (int attempt = 0; attempt < (retry ? 100 : 1); attempt++) {
+        if (writer_make_name(w, &tv, ino) < 0)
             return -1;
-        }
-        if (link(tmp, w->path) == 0)
-            return unlink(tmp);
+        if (linkat(AT_FDCWD, from, AT_FDCWD, w->path, follow ? AT_SYMLINK_FOLLOW : 0) == 0)
+            return 0;
         if (errno != EEXIST)
             return -1;
-        if (++tv.tv_usec >= 1000000) {
-            tv.tv_usec = 0;
-            tv.tv_sec++;
-        }
+        timeval_bump(&tv);
     }
     errno = EEXIST;
     return -1;
 }
 
-struct queue_writer *queue_writer_create(const char *queue, const struct timeval *arrival)
+/* A file without a name in the queue directory; -1 when unsupported. */
+static int writer_open_unnamed(struct queue_writer *w)
+{
+    char dir[PATH_MAX];
+    if (queue_dir_path(dir, sizeof(dir), w->queue) < 0)
+        return -1;
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, QUEUE_MODE_WRITING);
+    if (fd < 0)
+        return -1;
+    static int have_proc = -1;   /* linkat needs /proc/self/fd (not in a chroot) */
+    if (have_proc < 0)
+        have_proc = access("/proc/self/fd", F_OK) == 0;
+    if (!have_proc) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* A file under a temporary name, then linked to its id at once. */
+static int writer_open_named(struct queue_writer *w)
 {
     static unsigned counter;
     char tmp[PATH_MAX], name[64];
     snprintf(name, sizeof(name), "tmp.%ld.%u", (long)getpid(), counter++);
-    if (queue_path(tmp, sizeof(tmp), queue, name) < 0) {
+    if (queue_path(tmp, sizeof(tmp), w->queue, name) < 0) {
         errno = ENAMETOOLONG;
-        return NULL;
+        return -1;
     }
     int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, QUEUE_MODE_WRITING);
     if (fd < 0)
-        return NULL;
-    struct queue_writer *w = calloc(1, sizeof(*w));
+        return -1;
     struct stat st;
-    if (!w || fstat(fd, &st) < 0 || writer_name_file(w, queue, tmp, arrival, st.st_ino) < 0) {
+    if (fstat(fd, &st) < 0 || writer_link(w, tmp, 0, st.st_ino, 1) < 0) {
         int saved = errno;
         close(fd);
         unlink(tmp);
-        free(w);
         errno = saved;
+        return -1;
+    }
+    unlink(tmp);
+    w->named = 1;
+    return fd;
+}
+
+static int writer_open(struct queue_writer *w)
+{
+    int fd = writer_open_unnamed(w);
+    if (fd >= 0) {
+        struct stat st;
+        if (fstat(fd, &st) == 0 && writer_make_name(w, &w->arrival, st.st_ino) == 0) {
+            w->ino = st.st_ino;
+            return fd;
+        }
+        close(fd);
+        return -1;
+    }
+    return writer_open_named(w);
+}
+
+struct queue_writer *queue_writer_create(const char *queue, const struct timeval *arrival)
+{
+    struct queue_writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    snprintf(w->queue, sizeof(w->queue), "%s", queue);
+    w->arrival = *arrival;
+    int fd = writer_open(w);
+    if (fd < 0) {
+        free(w);
         return NULL;
     }
     w->stream = stream_open(fd, 0);
     if (!w->stream) {
         close(fd);
-        unlink(w->path);
+        if (w->named)
+            unlink(w->path);
         free(w);
         errno = ENOMEM;
         return NULL;
@@ -220,6 +298,31 @@ struct stream *queue_writer_stream(struct queue_writer *w)
     return w->stream;
 }
 
+int queue_writer_set_queue(struct queue_writer *w, const char *queue)
+{
+    char to[PATH_MAX];
+    if (queue_path(to, sizeof(to), queue, w->id) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    if (w->named && rename(w->path, to) < 0)
+        return -1;
+    snprintf(w->queue, sizeof(w->queue), "%s", queue);
+    memcpy(w->path, to, sizeof(to));
+    return 0;
+}
+
+/* Give a complete O_TMPFILE its name. */
+static int writer_link_unnamed(struct queue_writer *w)
+{
+    char proc[64];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", stream_fd(w->stream));
+    if (writer_link(w, proc, 1, w->ino, 0) < 0)
+        return -1;
+    w->named = 1;
+    return 0;
+}
+
 int queue_writer_commit(struct queue_writer *w, long long content_size,
                         long long content_offset, int nrcpt)
 {
@@ -230,11 +333,11 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
     if (rec_put(w->stream, REC_END, "", 0) == 0 && stream_flush(w->stream) == 0 &&
         pwrite(fd, size, REC_SIZE_WIDTH, w->size_offset + 2) == REC_SIZE_WIDTH &&
         fchmod(fd, QUEUE_MODE_COMPLETE) == 0 && fsync(fd) == 0 &&
-        queue_fsync_dir_of(w->path) == 0)
+        (w->named || writer_link_unnamed(w) == 0) && queue_fsync_dir_of(w->path) == 0)
         rc = 0;
     int saved = errno;
     stream_abandon(w->stream);
-    if (rc < 0)
+    if (rc < 0 && w->named)
         unlink(w->path);
     free(w);
     errno = saved;
@@ -244,7 +347,8 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
 void queue_writer_abort(struct queue_writer *w)
 {
     stream_abandon(w->stream);
-    unlink(w->path);
+    if (w->named)
+        unlink(w->path);
     free(w);
 }
 
@@ -387,14 +491,13 @@ int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt)
         off_t off;
         unsigned char hdr[REC_MAX_HEADER];
         /* Content chunks are skipped without reading their payload. */
-        off = stream_tell(s);
-        int c = stream_getc(s);
+        int c = stream_peek(s);
         if (c < 0)
             break;
         if (c == REC_CONTENT) {
             size_t have = 1, len = 0;
             int t, h;
-            hdr[0] = (unsigned char)c;
+            hdr[0] = (unsigned char)stream_getc(s);
             while ((h = rec_header_decode(hdr, have, &t, &len)) == 0 && have < REC_MAX_HEADER &&
                    (c = stream_getc(s)) >= 0)
                 hdr[have++] = (unsigned char)c;
@@ -402,7 +505,6 @@ int queue_envelope_read(int fd, struct queue_envelope *env, size_t max_rcpt)
                 break;
             continue;
         }
-        stream_seek(s, off);
         int type = rec_get(s, &b, ENVELOPE_RECORD_MAX, &off);
         if (type < 0)
             break;

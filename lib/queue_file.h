@@ -48,18 +48,22 @@ int queue_file_move(const char *id, const char *from_queue, const char *to_queue
 
 /* --- writing (cleanup) --- */
 struct queue_writer;
-/* Create a new file in queue "incoming" with a fresh id, mode 0600, and write
- * the Z and T records. Caller owns the result (queue_writer_commit or
- * queue_writer_abort frees it). NULL with errno on failure. */
+/* Create a new file in queue (incoming) with a fresh id, mode 0600, and
+ * write the Z and T records. The file may have no name until the commit
+ * (O_TMPFILE, queue_file.c): do not open it by queue_writer_path before.
+ * Caller owns the result (queue_writer_commit or queue_writer_abort
+ * frees it). NULL with errno on failure. */
 struct queue_writer *queue_writer_create(const char *queue, const struct timeval *arrival);
 const char *queue_writer_id(const struct queue_writer *w);
 const char *queue_writer_path(const struct queue_writer *w);
 struct stream *queue_writer_stream(struct queue_writer *w);
+/* Commit into queue instead (hold/): renames the file if it has a name. */
+int queue_writer_set_queue(struct queue_writer *w, const char *queue);
 /* Write E, rewrite Z, flush, fchmod 0700, fsync file and directory.
  * Frees w. Returns 0, or -1 with errno (the file is then removed). */
 int queue_writer_commit(struct queue_writer *w, long long content_size,
                         long long content_offset, int nrcpt);
-/* Remove the file and free w. */
+/* Remove the file (if it has a name) and free w. */
 void queue_writer_abort(struct queue_writer *w);
 
 /* --- reading (qmgr, local, bounce, postqueue) --- */

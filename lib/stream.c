@@ -191,6 +191,13 @@ int stream_getc(struct stream *s)
     return stream_read(s, &c, 1) == 1 ? c : -1;
 }
 
+int stream_peek(struct stream *s)
+{
+    if ((s->rstart == s->rend || (s->seekable && s->wlen > 0)) && stream_fill(s) <= 0)
+        return -1;
+    return s->rbuf[s->rstart];
+}
+
 int stream_skip(struct stream *s, size_t len)
 {
     size_t avail = s->rend - s->rstart;

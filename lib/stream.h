@@ -30,6 +30,8 @@ ssize_t stream_read(struct stream *s, void *buf, size_t len);
 int stream_read_exact(struct stream *s, void *buf, size_t len);
 /* Next byte, or -1 at EOF/error. */
 int stream_getc(struct stream *s);
+/* The next byte without consuming it, or -1 at EOF/error. */
+int stream_peek(struct stream *s);
 /* Skip len bytes (lseek on a regular file when it pays). -1 on error/EOF. */
 int stream_skip(struct stream *s, size_t len);
 

@@ -604,9 +604,7 @@ int main(int argc, char **argv)
 {
     service_init(argc, argv, "qmgr", 0);
     lock_queue_manager();
-    q.base = event_base_new();
-    if (!q.base)
-        msg_fatal("event_base_new failed");
+    q.base = events_base_new();
     q.active_limit = config_int("qmgr_message_active_limit");
     resolve_init();
     sched_init(q.base);

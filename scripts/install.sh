@@ -3,7 +3,8 @@
 # install-sendmail-links" (see the end of the Makefile), run from the
 # repository root after the build. Environment: DESTDIR (a staging root,
 # empty for the real system), PREFIX (/usr), SETGID_GROUP (postdrop),
-# SYSTEMD_DIR (/lib/systemd/system).
+# SYSTEMD_DIR (/lib/systemd/system), POSTERN_BUILD (the build tree to install
+# from: build, or build/san for "make install SANITIZE=1").
 #
 # Layout: $PREFIX/sbin commands, $PREFIX/libexec/postern daemons,
 # /etc/postern main.cf and master.cf (an existing file is never replaced;
@@ -16,7 +17,7 @@
 set -eu
 
 : "${DESTDIR:=}" "${PREFIX:=/usr}" "${SETGID_GROUP:=postdrop}"
-: "${SYSTEMD_DIR:=/lib/systemd/system}"
+: "${SYSTEMD_DIR:=/lib/systemd/system}" "${POSTERN_BUILD:=build}"
 sbin=$PREFIX/sbin
 libexec=$PREFIX/libexec/postern
 etc=/etc/postern
@@ -47,7 +48,7 @@ install_config() {
 
 install_commands() {
     install -d -m 0755 "$DESTDIR$sbin"
-    for f in build/bin/*; do
+    for f in "$POSTERN_BUILD"/bin/*; do
         name=${f##*/}
         case $name in
             postdrop|postqueue)
@@ -64,7 +65,7 @@ install_commands() {
 
 install_daemons() {
     install -d -m 0755 "$DESTDIR$libexec"
-    for f in build/libexec/*; do
+    for f in "$POSTERN_BUILD"/libexec/*; do
         install -m 0755 "$f" "$DESTDIR$libexec/${f##*/}"
     done
 }
@@ -78,7 +79,7 @@ install_unit() {
 }
 
 do_install() {
-    for p in build/bin/postern build/libexec/master; do
+    for p in "$POSTERN_BUILD"/bin/postern "$POSTERN_BUILD"/libexec/master; do
         [ -x "$p" ] || { echo "install.sh: $p is not built; run make first" >&2; exit 1; }
     done
     need_check=0

@@ -6,7 +6,8 @@
 # absent so local edits survive), queue/, mail/ (one Maildir per local part
 # of mydestination) and log/maillog. It runs in instance mode (mail_owner is
 # you), listens on 127.0.0.1:PORT only, relays for nobody but this host, and
-# is stopped by "make stop" (postern -c RUN_DIR/etc stop).
+# is stopped by "make stop" (postern -c RUN_DIR/etc stop). The programs are
+# those in $POSTERN_BUILD (the Makefile's build tree; default build/).
 set -eu
 
 usage() {
@@ -29,8 +30,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd -P)
 mkdir -p "$run_dir/etc" "$run_dir/queue" "$run_dir/mail" "$run_dir/log"
 abs=$(cd "$run_dir" && pwd -P)
 touch "$abs/log/maillog"
-postern="$repo/build/bin/postern"
-for prog in "$postern" "$repo/build/libexec/master"; do
+build=${POSTERN_BUILD:-$repo/build}
+postern="$build/bin/postern"
+for prog in "$postern" "$build/libexec/master"; do
     if [ ! -x "$prog" ]; then
         echo "run-instance.sh: $prog is not built; run make first" >&2
         exit 1
@@ -50,8 +52,8 @@ if [ ! -f "$abs/etc/main.cf" ]; then
 queue_directory = $abs/queue
 mail_spool_directory = $abs/mail
 maillog_file = $abs/log/maillog
-daemon_directory = $repo/build/libexec
-command_directory = $repo/build/bin
+daemon_directory = $build/libexec
+command_directory = $build/bin
 
 # Instance mode: everything runs as you, no user id switching.
 mail_owner = $(id -un)
@@ -68,7 +70,7 @@ fi
 # is left out of the generated master.cf rather than listed for master to
 # warn about; delete etc/master.cf after building it to get it in.
 optional_service() {   # name type private unpriv chroot wakeup maxproc command
-    if [ -x "$repo/build/libexec/$8" ]; then
+    if [ -x "$build/libexec/$8" ]; then
         printf '%-16s %-5s %-7s %-7s %-7s %-7s %-7s %s\n' "$@"
     fi
 }

@@ -381,26 +381,6 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
         reply(s, "250%c%s", i + 1 == n ? ' ' : '-', kw[i]);
 }
 
-/* "FROM:" / "TO:" followed by the path; returns the argument after it. */
-static const char *skip_keyword(const char *arg, const char *kw)
-{
-    size_t n = strlen(kw);
-    if (strncasecmp(arg, kw, n) != 0)
-        return NULL;
-    arg += n;
-    while (*arg == ' ')
-        arg++;
-    return arg;
-}
-
-static int has_8bit(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s >= 0x80)
-            return 1;
-    return 0;
-}
-
 static void reject_utf8_undeclared(struct session *s)
 {
     reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
@@ -417,13 +397,13 @@ static void cmd_mail(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    const char *path = skip_keyword(arg, "FROM:");
+    const char *path = smtpd_path_argument(arg, "FROM:");
     if (!path) {
         reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
         error_reply(s);
         return;
     }
-    if (parse_path(s, path, addr, sizeof(addr), &params, "sender") < 0) {
+    if (parse_path(s, path, addr, sizeof(addr), &params, SMTPD_PATH_SENDER) < 0) {
         error_reply(s);
         return;
     }
@@ -432,7 +412,7 @@ static void cmd_mail(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    if (has_8bit(addr) && !s->smtputf8) {
+    if (smtpd_has_8bit(addr) && !s->smtputf8) {
         transaction_reset(s);
         reject_utf8_undeclared(s);
         return;
@@ -443,6 +423,8 @@ static void cmd_mail(struct session *s, const char *arg)
         reply(s, "451 4.3.0 Error: out of memory");
         return;
     }
+    if (storage_check_mail(s, params) < 0)
+        return;
     s->have_mail = 1;
     s->ok[C_MAIL]++;
     reply(s, "250 2.1.0 Ok");
@@ -542,7 +524,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    const char *path = skip_keyword(arg, "TO:");
+    const char *path = smtpd_path_argument(arg, "TO:");
     if (!path) {
         reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
         error_reply(s);
@@ -554,14 +536,8 @@ static void cmd_rcpt(struct session *s, const char *arg)
         return;
     }
     s->rcpt = r;
-    if (parse_path(s, path, r->addr, sizeof(r->addr), &params, "recipient") < 0) {
+    if (parse_path(s, path, r->addr, sizeof(r->addr), &params, SMTPD_PATH_RECIPIENT) < 0) {
         free_rcpt_request(s);
-        error_reply(s);
-        return;
-    }
-    if (!r->addr[0]) {
-        free_rcpt_request(s);
-        reply(s, "501 5.1.3 Bad recipient address syntax");
         error_reply(s);
         return;
     }
@@ -570,7 +546,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    if (has_8bit(r->addr) && !s->smtputf8) {
+    if (smtpd_has_8bit(r->addr) && !s->smtputf8) {
         free_rcpt_request(s);
         reject_utf8_undeclared(s);
         return;
@@ -681,14 +657,8 @@ static int allowed_without_tls(const char *verb)
 
 static void command(struct session *s, char *line)
 {
-    char *arg = line;
-    while (*arg && *arg != ' ')
-        arg++;
-    if (*arg)
-        *arg++ = 0;
-    while (*arg == ' ')
-        arg++;
-    const char *verb = line;
+    char *verb, *arg;
+    smtpd_split_command(line, &verb, &arg);
     s->last_cmd = "UNKNOWN";
     for (size_t i = 0; i < sizeof(known_verbs) / sizeof(known_verbs[0]); i++)
         if (strcasecmp(verb, known_verbs[i]) == 0)
@@ -839,7 +809,8 @@ void session_cleanup_done(struct session *s, int status, const char *reason)
         /* Postfix answers a message cleanup refused (content checks) with 550. */
         reply(s, "550 %s", reason && *reason ? reason : "5.3.0 Error: message rejected");
     } else {
-        reply(s, "451 %s", reason && *reason ? reason : "4.3.0 Error: queue file write error");
+        reply(s, "%d %s", storage_reply_code(reason),
+              reason && *reason ? reason : "4.3.0 Error: queue file write error");
     }
     transaction_reset(s);
     session_begin_request(s);

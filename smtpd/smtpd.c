@@ -258,9 +258,7 @@ int main(int argc, char **argv)
     service_set_privileged_init(privileged_init);
     service_init(argc, argv, "smtpd", 0);
     read_settings();   /* again: a chroot reloads the configuration */
-    smtpd_base = event_base_new();
-    if (!smtpd_base)
-        msg_fatal("event_base_new failed");
+    smtpd_base = events_base_new();
     if (!tls_ready && smtpd_cfg.wrappermode)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
     restrict_init();

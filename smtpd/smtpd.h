@@ -5,12 +5,16 @@
  * session.c   one SMTP session: I/O, deadlines, replies, command dispatch,
  *             HELO/EHLO, MAIL, RCPT, DATA, the simple commands
  * data.c      message content: dot-unstuffing, bare CR/LF policy, size
- * params.c    ESMTP parameters of MAIL and RCPT (SIZE, BODY, SMTPUTF8,
- *             RET, ENVID, NOTIFY, ORCPT, AUTH) and UTF-8 paths
+ * parse.c     session-free parsing (parse.h): command line, paths (UTF-8
+ *             too), ESMTP parameters of MAIL and RCPT (SIZE, BODY,
+ *             SMTPUTF8, RET, ENVID, NOTIFY, ORCPT, AUTH)
+ * params.c    parse.c's results into the session, its refusals as replies
  * starttls.c  STARTTLS and wrapper mode on libevent's OpenSSL bufferevents
  * auth.c      the AUTH command (lib/sasl.h) with its delay and limit
  * restrict.c  smtpd_*_restrictions, evaluated at RCPT, DNS lookups async
  * cleanup.c   the per-transaction stream to the cleanup service
+ * storage.c   room in the queue file system (queue_minfree, SIZE=) and
+ *             the 452 of "insufficient system storage"
  */
 #ifndef POSTERN_SMTPD_H
 #define POSTERN_SMTPD_H
@@ -20,6 +24,7 @@
 #include <sys/socket.h>
 
 #include "address.h"
+#include "parse.h"
 #include "sasl.h"
 
 struct event;
@@ -191,14 +196,15 @@ void session_check_done(struct session *s, int code, const char *text);
 void data_begin(struct session *s);
 void process_data(struct session *s);
 
-/* params.c: -1 after replying with the error (the caller counts it). */
+/* params.c, over parse.c: -1 after replying with the error (the caller
+ * counts it). */
 int mail_params(struct session *s, const char *params);
 int rcpt_params(struct session *s, const char *params, struct rcpt_request *r);
 /* Parse a MAIL/RCPT path (UTF-8 allowed when smtputf8_enable; whether it
- * was declared is the caller's check); -1 after replying 501. what is
- * "sender" or "recipient". */
+ * was declared is the caller's check; a recipient may not be <>); -1 after
+ * replying 501. */
 int parse_path(struct session *s, const char *path, char *addr, size_t addrlen,
-               const char **params, const char *what);
+               const char **params, enum smtpd_path_role role);
 
 /* starttls.c */
 int starttls_init(void);               /* load the server context; 0 = usable */
@@ -240,5 +246,14 @@ int cleanup_content(struct cleanup_stream *c, struct evbuffer *buf, size_t len);
 int cleanup_finish(struct cleanup_stream *c);
 /* Bytes queued towards cleanup (for back-pressure). */
 size_t cleanup_backlog(const struct cleanup_stream *c);
+
+/* storage.c */
+/* At MAIL FROM: when the queue file system is at or below queue_minfree,
+ * or cannot hold 1.5 times the SIZE= of params, reply 452 4.3.1 (logged as
+ * a reject), reset the transaction, count the error and return -1. */
+int storage_check_mail(struct session *s, const char *params);
+/* The reply code for cleanup's temporary failure with this reason: 452
+ * for 4.3.1 (insufficient system storage, RFC 5321), 451 otherwise. */
+int storage_reply_code(const char *reason);
 
 #endif

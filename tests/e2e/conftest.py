@@ -5,11 +5,46 @@
 main.cf lines. Teardown always runs `postern -c ETC stop` and then kills
 anything still naming the instance's config directory, and prints the end
 of the maillog, which pytest shows only when the test failed.
+
+Against a sanitized build (make e2e SANITIZE=1), a sanitizer report written
+by any program during a test fails that test, at its teardown.
 """
+
+import shutil
 
 import pytest
 
+import postern_instance
 from postern_instance import Instance, free_port
+
+_san_seen = set()
+
+
+def _san_failure(reports):
+    return "sanitizer report(s):\n" + "\n".join(
+        f"--- {path}\n{text}" for path, text in reports.items())
+
+
+@pytest.fixture(autouse=True)
+def sanitizer_check():
+    """Runs its teardown after every other function-scoped fixture's, so
+    after the test's instances have stopped (LeakSanitizer reports at exit).
+    A report that a module-scoped fixture's processes write after its last
+    test fails the next test, or the session (pytest_sessionfinish)."""
+    yield
+    reports = postern_instance.sanitizer_reports(_san_seen)
+    if reports:
+        pytest.fail(_san_failure(reports), pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    reports = postern_instance.sanitizer_reports(_san_seen)
+    if reports:
+        print("\n" + _san_failure(reports))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    log_dir = postern_instance.SAN_LOG_DIR
+    if log_dir is not None and not _san_seen:
+        shutil.rmtree(log_dir, ignore_errors=True)
 
 
 @pytest.fixture

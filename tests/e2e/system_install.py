@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from postern_instance import (HOSTNAME, REPO, clean_env, free_port, is_alive, kill_pids,
-                              pids_mentioning, run_logged, wait_port, wait_until)
+from postern_instance import (HOSTNAME, MAKE_VARS, REPO, clean_env, free_port, is_alive,
+                              kill_pids, pids_mentioning, run_logged, wait_port, wait_until)
 
 ACCOUNT_TOOL_TRIES = 20   # useradd/userdel fail while another holds /etc/passwd's lock
 
@@ -80,7 +80,8 @@ class SystemInstall:
     def make_install(self):
         # -o all: the e2e suite runs after the build; do not rebuild here.
         return run_logged(["make", "-s", "-o", "all", "install", f"DESTDIR={self.dest}",
-                           "PREFIX=/usr", f"SETGID_GROUP={self.group}"], 120, cwd=str(REPO))
+                           "PREFIX=/usr", f"SETGID_GROUP={self.group}", *MAKE_VARS], 120,
+                          cwd=str(REPO))
 
     def make_links(self):
         """install-sendmail-links into DESTDIR dest/links (returned): as if

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from postern_instance import (REPO, clean_env, free_port, is_alive, kill_pids, maildir_files,
-                              pids_mentioning, run_logged, wait_port, wait_until)
+from postern_instance import (MAKE_VARS, REPO, clean_env, free_port, is_alive, kill_pids,
+                              maildir_files, pids_mentioning, run_logged, wait_port, wait_until)
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def run_dir():
     yield rd
     live = lambda: [p for p in pids_mentioning(rd) if is_alive(p)]  # noqa: E731
     if live():
-        run_logged(["make", "stop", f"RUN_DIR={rd}"], 60, cwd=str(REPO), env=clean_env())
+        run_logged(["make", "stop", f"RUN_DIR={rd}", *MAKE_VARS], 60, cwd=str(REPO),
+                   env=clean_env())
         try:
             wait_until(lambda: not live(), 10)
         except AssertionError:
@@ -35,8 +36,8 @@ def run_dir():
 @pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
 def test_make_run_swaks_make_stop(run_dir):
     port = free_port()
-    rc, out = run_logged(["make", "run", f"PORT={port}", f"RUN_DIR={run_dir}"], 300,
-                         cwd=str(REPO), env=clean_env())
+    rc, out = run_logged(["make", "run", f"PORT={port}", f"RUN_DIR={run_dir}", *MAKE_VARS],
+                         300, cwd=str(REPO), env=clean_env())
     assert rc == 0, out
     wait_port(port, 15)
 
@@ -54,7 +55,7 @@ def test_make_run_swaks_make_stop(run_dir):
     assert b"X-Mailer: swaks" in data
 
     assert [p for p in pids_mentioning(run_dir) if is_alive(p)], "no process of the instance?"
-    rc, out = run_logged(["make", "stop", f"RUN_DIR={run_dir}"], 60, cwd=str(REPO),
+    rc, out = run_logged(["make", "stop", f"RUN_DIR={run_dir}", *MAKE_VARS], 60, cwd=str(REPO),
                          env=clean_env())
     assert rc == 0, out
     wait_until(lambda: not [p for p in pids_mentioning(run_dir) if is_alive(p)], 15,

@@ -4,7 +4,10 @@ leave them. A truncated or garbled complete queue file (in incoming/ or in
 deferred/) goes to corrupt/ with a log line naming it; an incomplete file
 (no end record, mode 0600: cleanup still writing) is never scheduled; a
 maildrop file that does not parse is moved aside to corrupt/. Meanwhile
-every message sent normally is delivered exactly once.
+every message sent normally is delivered exactly once. After a crash,
+`postern start` removes the unfinished files (mode 0600, in incoming/ and
+hold/) and cleanup's tmp.PID.N files before the daemons start, logging
+each, while a complete file left in incoming/ is delivered.
 """
 
 import collections
@@ -15,7 +18,8 @@ from pathlib import Path
 
 from postern_instance import simple_message, wait_until
 from queue_fixture import build_queue_file, queue_id, rec
-from reliability_common import FAST_RETRY, TaggedLoad, delivered_tags, queue_state
+from reliability_common import (FAST_RETRY, TaggedLoad, delivered_tags, kill_instance_now,
+                                queue_state)
 
 
 def plant(queue_dir, queue, data, mode, arrival=None, mtime=None):
@@ -101,3 +105,38 @@ def test_corrupt_files_set_aside_while_mail_flows(make_instance):
     assert not instance.find_log(rf"\b{incomplete}\b"), instance.find_log(rf"\b{incomplete}\b")
     assert "planted-truncated" not in seen and "planted-incomplete" not in seen
     assert not instance.delivered("victim")
+
+
+def test_start_purges_unfinished_files(make_instance):
+    instance = make_instance(extra_main=FAST_RETRY)
+    instance.send(simple_message(subject="warm-up", test_id="warm-up"))
+    instance.wait_delivered("alice", 1)
+    kill_instance_now(instance)   # a crash: whatever cleanup was writing stays
+
+    # A fresh one too: with master down no cleanup is writing it.
+    unfinished = [plant(instance.queue, "incoming", tagged_file("planted-unfinished")[:-2],
+                        0o600, mtime=time.time() - 3600),
+                  plant(instance.queue, "incoming", tagged_file("planted-fresh")[:-2], 0o600)]
+    held = plant(instance.queue, "hold", tagged_file("planted-held")[:-2], 0o600)
+    temp = instance.queue / "incoming" / f"tmp.{os.getpid()}.0"
+    temp.write_bytes(b"Z")
+    complete = plant(instance.queue, "incoming", tagged_file("planted-complete"), 0o700)
+
+    instance.start()
+    # Gone before master started: nothing of them may ever be scheduled.
+    state = queue_state(instance)
+    left = {n for q in ("incoming", "hold") for n, _ in state[q]}
+    assert not left & {*unfinished, held, temp.name}, state
+    for queue, name in [("incoming", q) for q in unfinished] + [("hold", held),
+                                                                 ("incoming", temp.name)]:
+        assert instance.find_log(rf"^{queue}/{name}: removed temporary file$",
+                                 program="postern-script"), (queue, name)
+    assert instance.find_log(r"^Deleted: 4 temporary files$", program="postern-script")
+
+    [f] = instance.wait_delivered("victim", 1, timeout=30)
+    assert b"X-Test-Id: planted-complete\n" in f.read_bytes()
+    instance.wait_log(rf"^{complete}: removed$", program="qmgr", timeout=20)
+    for qid in unfinished + [held]:
+        assert not instance.find_log(rf"\b{qid}\b", program="qmgr"), qid
+    delivered = {t for t in delivered_tags(instance.mail)[0]}
+    assert delivered == {"warm-up", "planted-complete"}, delivered

@@ -35,6 +35,11 @@ FUZZ_EXTRA_remote_reply := remote/reply.c
 FUZZ_CFLAGS_remote_reply := -Iremote
 FUZZ_EXTRA_remote_nexthop := remote/route.c
 FUZZ_CFLAGS_remote_nexthop := -Iremote
+FUZZ_EXTRA_cleanup_header := cleanup/headers.c cleanup/checks.c cleanup/rcpt.c cleanup/local.c \
+                             cleanup/output.c
+FUZZ_CFLAGS_cleanup_header := -Icleanup
+FUZZ_EXTRA_smtpd_command := smtpd/parse.c
+FUZZ_CFLAGS_smtpd_command := -Ismtpd
 
 FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_READY   := $(foreach t,$(FUZZ_ALL),$(if $(filter-out $(wildcard $(FUZZ_EXTRA_$(t))),$(FUZZ_EXTRA_$(t))),,$(t)))

@@ -1,0 +1,77 @@
+/* storage.c - whether the queue file system has room for one more message.
+ *
+ * At MAIL FROM (Postfix's rule, smtpd(8) and postconf(5) queue_minfree):
+ * the free space of the file system that holds incoming/ must exceed
+ * queue_minfree, and a SIZE= estimate must fit in what is left above it
+ * with room to spare (free - queue_minfree, divided by 1.5: the queue file
+ * is larger than the message). Otherwise "452 4.3.1 Insufficient system
+ * storage", so that the client retries later instead of sending a message
+ * that cannot be written. One statvfs per MAIL: cheap enough. cleanup
+ * still has the last word: its ENOSPC at the end of DATA is the same 452.
+ */
+#include "smtpd.h"
+
+#include "config.h"
+#include "queue_file.h"
+
+#include <limits.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+#define STORAGE_REPLY "452 4.3.1 Insufficient system storage"
+#define STORAGE_STATUS "4.3.1"   /* cleanup's reason for ENOSPC starts with it */
+
+/* Bytes an unprivileged writer (cleanup runs as mail_owner) may still use
+ * where new queue files go; -1 when unknown. incoming/ is found under
+ * queue_directory, which a chrooted smtpd has reset to "/". */
+static long long queue_free_bytes(void)
+{
+    char dir[PATH_MAX];
+    struct statvfs fs;
+    if (queue_dir_path(dir, sizeof(dir), QUEUE_INCOMING) < 0 || statvfs(dir, &fs) < 0)
+        return -1;
+    long double bytes = (long double)fs.f_bavail * fs.f_frsize;
+    return bytes > (long double)LLONG_MAX ? LLONG_MAX : (long long)bytes;
+}
+
+/* The SIZE= of MAIL's parameters (already accepted by mail_params), 0
+ * when not given. */
+static long long declared_size(const char *params)
+{
+    struct smtpd_mail_params p;
+    char why[SMTPD_REPLY_MAX];
+    if (smtpd_parse_mail_params(params, 0, smtpd_cfg.smtputf8, &p, why, sizeof(why)) < 0)
+        return 0;
+    smtpd_mail_params_free(&p);
+    return p.size > 0 ? p.size : 0;
+}
+
+/* Whether a message of size bytes fits above queue_minfree; an unknown
+ * free space lets cleanup find out. */
+static int room_for(long long size)
+{
+    long long free_bytes = queue_free_bytes();
+    if (free_bytes < 0)
+        return 1;
+    long long minfree = config_size("queue_minfree");
+    if (free_bytes <= minfree)
+        return 0;
+    return (long double)size * 1.5L <= (long double)(free_bytes - minfree);
+}
+
+int storage_check_mail(struct session *s, const char *params)
+{
+    if (room_for(declared_size(params)))
+        return 0;
+    log_reject(s, "MAIL", NULL, STORAGE_REPLY);
+    reply(s, "%s", STORAGE_REPLY);
+    transaction_reset(s);
+    error_reply(s);
+    return -1;
+}
+
+int storage_reply_code(const char *reason)
+{
+    return reason && strncmp(reason, STORAGE_STATUS " ", strlen(STORAGE_STATUS) + 1) == 0 ? 452
+                                                                                         : 451;
+}

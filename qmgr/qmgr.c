@@ -548,14 +548,24 @@ static void work_cb(evutil_socket_t fd, short what, void *arg)
 {
     if (q.draining)
         return;
+    /* New mail first: when both are due (at start), incoming/ is scanned
+     * and dispatched in this pass and the deferred/ scan, which can take
+     * a while with a large queue, waits for the next one, after the
+     * requests to the delivery agents have been written. */
+    if (q.want_incoming) {
+        q.want_incoming = 0;
+        scan_dir(QUEUE_INCOMING, NULL, incoming_ready);
+        if (q.want_deferred) {
+            sched_kick();
+            struct timeval next_pass = {0, 0};   /* after the loop's next I/O poll */
+            event_add(q.work_ev, &next_pass);
+            return;
+        }
+    }
     if (q.want_deferred) {
         q.want_deferred = 0;
         scan_deferred();
         q.force_deferred = 0;
-    }
-    if (q.want_incoming) {
-        q.want_incoming = 0;
-        scan_dir(QUEUE_INCOMING, NULL, incoming_ready);
     }
     sched_kick();
 }

@@ -61,21 +61,35 @@ static void add_received(struct session *s)
         evbuffer_add_printf(s->content, ";\n\t%s\n", date);
 }
 
-void data_begin(struct session *s)
+int data_prepare(struct session *s)
 {
     if (!s->content && !(s->content = evbuffer_new())) {
         reply(s, "451 4.3.0 Error: out of memory");
         transaction_reset(s);
         s->state = ST_COMMAND;
-        return;
+        return -1;
     }
-    cleanup_record(s->cleanup, REC_CONTENT_START, "", 0);
-    add_received(s);
+    return 0;
+}
+
+void data_go_ahead(struct session *s)
+{
+    s->go_ahead = 1;
+    reply(s, "354 End data with <CR><LF>.<CR><LF>");
+    session_begin_request(s);
+}
+
+/* When cleanup failed after the 354, the content is read and dropped and
+ * the end of data is answered 451 (cleanup_finish refuses). */
+void data_begin(struct session *s)
+{
+    if (cleanup_record(s->cleanup, REC_CONTENT_START, "", 0) == 0)
+        add_received(s);
     s->at_line_start = 1;
     s->prev_crlf = 1;
     s->state = ST_DATA;
-    reply(s, "354 End data with <CR><LF>.<CR><LF>");
-    session_begin_request(s);
+    if (!s->go_ahead)
+        data_go_ahead(s);
 }
 
 static void flush_content(struct session *s, int all)

@@ -15,6 +15,7 @@
 #include "record.h"
 #include "xtext.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -204,7 +205,8 @@ static int size_param(const char *value, long long size_limit, struct smtpd_mail
     char *end;
     errno = 0;
     long long size = strtoll(value, &end, 10);
-    if (errno || *end || end == value || size < 0)
+    /* RFC 1870: digits only (strtoll would also take a sign or spaces). */
+    if (errno || *end || !isdigit((unsigned char)value[0]) || size < 0)
         return refuse(why, whylen, "501 5.5.4 Bad message size syntax");
     if (size_limit > 0 && size > size_limit)
         return refuse(why, whylen, "552 5.3.4 Message size exceeds fixed limit");

@@ -151,6 +151,7 @@ void transaction_reset(struct session *s)
     s->nrcpt = 0;
     s->client_logged = 0;
     s->too_big = 0;
+    s->go_ahead = 0;
     s->has_nul = 0;
     s->msg_size = 0;
     if (s->content) {
@@ -588,7 +589,13 @@ static void cmd_data(struct session *s, const char *arg)
         transaction_reset(s);
         return;
     }
+    if (data_prepare(s) < 0)
+        return;
     if (!cleanup_queue_id(s->cleanup)) {
+        /* The client sends while cleanup creates the file; its content
+         * waits in the input buffer (bounded by INPUT_HIGH_WATER) until
+         * the queue id for our Received: header arrives. */
+        data_go_ahead(s);
         s->state = ST_WAIT_QUEUE_ID;   /* resumed by session_cleanup_ready */
         return;
     }
@@ -785,7 +792,7 @@ void session_cleanup_ready(struct session *s)
     }
     if (s->state != ST_WAIT_QUEUE_ID)
         return;
-    if (!id || cleanup_failed(s->cleanup)) {
+    if ((!id || cleanup_failed(s->cleanup)) && !s->go_ahead) {
         s->state = ST_COMMAND;
         reply(s, "451 4.3.0 Error: queue file write error");
         transaction_reset(s);

@@ -222,6 +222,11 @@ static void read_settings(void)
         smtpd_cfg.line_length_limit = 512;
     if (smtpd_cfg.timeout < 1)
         smtpd_cfg.timeout = 1;
+    /* Called twice (as root, then after the chroot): the first opening's
+     * tables go, or they leak. */
+    lookup_list_close(smtpd_cfg.sasl_password_maps);
+    smtpd_cfg.sasl_password_maps = NULL;
+    lookup_list_close(smtpd_cfg.sender_login_maps);
     if (smtpd_cfg.sasl_enable) {
         smtpd_cfg.sasl_password_maps = open_maps("smtpd_sasl_password_maps");
         if (!smtpd_cfg.sasl_password_maps)

@@ -149,6 +149,7 @@ struct session {
     int at_line_start, prev_crlf;
     long long msg_size;
     int too_big;
+    int go_ahead;          /* 354 sent for this transaction */
     int has_nul;
     struct evbuffer *content;
 };
@@ -193,6 +194,11 @@ void session_cleanup_drained(struct session *s);
 void session_check_done(struct session *s, int code, const char *text);
 
 /* data.c */
+/* DATA: data_prepare (-1: refused, replied), data_go_ahead (the 354,
+ * possibly before cleanup has the queue id), data_begin (the content
+ * phase, once the id is known or cleanup failed). */
+int data_prepare(struct session *s);
+void data_go_ahead(struct session *s);
 void data_begin(struct session *s);
 void process_data(struct session *s);
 

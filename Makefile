@@ -24,6 +24,11 @@ SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # instrumented, and switching SANITIZE would not rebuild anything.
 ifeq ($(SANITIZE),1)
 BUILD    := build/san
+# clang, whose ASan and UBSan share one runtime: UBSan's reports then go to
+# ASan's log files too. With gcc's separate libubsan they go to stderr,
+# which is /dev/null for a daemon.
+SAN_CC   ?= clang
+CC       := $(SAN_CC)
 ALL_CFLAGS += $(SAN)
 LDSAN := $(SAN)
 # Linked into every program: turns LeakSanitizer off where it cannot work.

@@ -71,13 +71,22 @@ def sanitizer_setup():
     included: master passes its environment on) go to files in one directory,
     SAN_LOG_DIR/asan.PROGRAM.PID, not to a stderr that may be /dev/null;
     conftest.py fails the test during which one appears. Set-id programs
-    cannot read these options (tests/san/san_hooks.c): theirs go to stderr."""
+    cannot read these options (tests/san/san_hooks.c): theirs go to stderr.
+    A helper script the tests run that imports this module keeps the test
+    session's directory and options."""
+    if os.environ.get("POSTERN_SAN_LOG_DIR"):
+        return Path(os.environ["POSTERN_SAN_LOG_DIR"])
     log_dir = Path(tempfile.mkdtemp(prefix="pe2e-san.", dir="/tmp"))
+    os.environ["POSTERN_SAN_LOG_DIR"] = str(log_dir)
     # System-mode daemons report as mail_owner or a recipient.
     os.chmod(log_dir, 0o1777)
     common = f"log_path={log_dir}/asan:log_exe_name=1"
+    # ASan keeps freed memory unused for a while to catch use after free;
+    # its default 256 MB of it would count in the RSS that tests bound
+    # (smtpd, qmgr). 16 MB still covers what a daemon freed recently.
+    asan = f"{common}:detect_leaks=1:halt_on_error=1:quarantine_size_mb=16"
     # A user's own settings (earlier in the environment) come last and win.
-    for name, opts in (("ASAN_OPTIONS", f"{common}:detect_leaks=1:halt_on_error=1"),
+    for name, opts in (("ASAN_OPTIONS", asan),
                        ("UBSAN_OPTIONS", f"{common}:print_stacktrace=1:halt_on_error=1")):
         user = os.environ.get(name)
         os.environ[name] = opts + (":" + user if user else "")
@@ -87,16 +96,25 @@ def sanitizer_setup():
 SAN_LOG_DIR = sanitizer_setup() if SANITIZED else None
 
 
+# What every ASan, LSan and UBSan finding contains.
+SAN_FINDING_RE = re.compile(r"ERROR: |runtime error: ")
+
+
 def sanitizer_reports(seen):
-    """{path: text} of report files in SAN_LOG_DIR not in seen (which gets
-    them added)."""
+    """{path: text} of the findings in SAN_LOG_DIR not in seen (which gets
+    them added). A file without one is left for later (its report may still
+    be being written) and otherwise ignored: a process SIGKILLed during its
+    exit-time leak check (teardown kills what is left of an instance) leaves
+    an empty file or LSan's "Unable to get registers from thread"."""
     out = {}
     if SAN_LOG_DIR is None:
         return out
     for p in sorted(SAN_LOG_DIR.iterdir()):
         if p not in seen:
-            seen.add(p)
-            out[p] = p.read_text(errors="replace")[:20000]
+            text = p.read_text(errors="replace")
+            if SAN_FINDING_RE.search(text):
+                seen.add(p)
+                out[p] = text[:20000]
     return out
 
 

@@ -10,6 +10,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#define UNIT_OWN_FIXTURE
+#include "unit_support.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -37,20 +40,12 @@ static int fixture_setup(void **state)
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_dsn.XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (unit_make_tmpdir(f->dir, sizeof(f->dir), "test_dsn") < 0) {
         free(f);
         return -1;
     }
-    char main_cf[PATH_MAX], err[512];
-    snprintf(main_cf, sizeof(main_cf), "%s/main.cf", f->dir);
-    FILE *fp = fopen(main_cf, "w");
-    if (!fp)
-        return -1;
-    fprintf(fp, "queue_directory = %s/queue\n", f->dir);
-    fclose(fp);
     log_init("test_dsn", 0);
-    if (config_try_load(f->dir, NULL, 0, err, sizeof(err)) < 0)
+    if (unit_load_queue_config(f->dir, "") < 0)
         return -1;
     snprintf(f->path, sizeof(f->path), "%s/queue", f->dir);
     mkdir(f->path, 0700);
@@ -61,9 +56,7 @@ static int fixture_setup(void **state)
 static int fixture_teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    if (system(cmd) != 0)
+    if (unit_remove_tree(f->dir) < 0)
         return -1;
     free(f);
     return 0;

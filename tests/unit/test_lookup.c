@@ -14,6 +14,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#define UNIT_OWN_FIXTURE
+#include "unit_support.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,11 +51,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[PATH_MAX + 16];
 
     log_set_file(NULL);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(unit_remove_tree(f->dir), 0);
     free(f);
     return 0;
 }

@@ -13,6 +13,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#define UNIT_OWN_FIXTURE
+#include "unit_support.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -34,32 +37,19 @@ struct fixture {
     char dir[64];
 };
 
-static int load_config(struct fixture *f, const char *extra)
-{
-    char main_cf[PATH_MAX], err[512];
-    snprintf(main_cf, sizeof(main_cf), "%s/main.cf", f->dir);
-    FILE *fp = fopen(main_cf, "w");
-    if (!fp)
-        return -1;
-    fprintf(fp, "queue_directory = %s/queue\n%s", f->dir, extra);
-    fclose(fp);
-    return config_try_load(f->dir, NULL, 0, err, sizeof(err));
-}
-
 static int fixture_setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     if (!f)
         return -1;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_queue_list.XXXXXX");
-    if (!mkdtemp(f->dir)) {
+    if (unit_make_tmpdir(f->dir, sizeof(f->dir), "test_queue_list") < 0) {
         free(f);
         return -1;
     }
     log_init("test_queue_list", 0);
     setenv("TZ", "UTC", 1);
     tzset();
-    if (load_config(f, "") < 0 || queue_dirs_create() < 0)
+    if (unit_load_queue_config(f->dir, "") < 0 || queue_dirs_create() < 0)
         return -1;
     *state = f;
     return 0;
@@ -68,9 +58,7 @@ static int fixture_setup(void **state)
 static int fixture_teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    if (system(cmd) != 0)
+    if (unit_remove_tree(f->dir) < 0)
         return -1;
     free(f);
     return 0;
@@ -212,7 +200,7 @@ static void test_skips_what_is_not_a_message(void **state)
 static void test_long_ids(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(load_config(f, "enable_long_queue_ids = yes\n"), 0);
+    assert_int_equal(unit_load_queue_config(f->dir, "enable_long_queue_ids = yes\n"), 0);
     const char *rcpt[] = {"r@example.com"};
     off_t off[1];
     char id[QUEUE_ID_SIZE];

@@ -19,7 +19,7 @@ int parse_path(struct session *s, const char *path, char *addr, size_t addrlen,
     return 0;
 }
 
-int mail_params(struct session *s, const char *params)
+int mail_params(struct session *s, const char *params, long long *size)
 {
     struct smtpd_mail_params p;
     char why[SMTPD_REPLY_MAX];
@@ -33,6 +33,7 @@ int mail_params(struct session *s, const char *params)
     s->dsn_ret = p.ret;
     free(s->dsn_envid);
     s->dsn_envid = p.envid;   /* the session owns it now */
+    *size = p.size > 0 ? p.size : 0;
     return 0;
 }
 

@@ -408,7 +408,8 @@ static void cmd_mail(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    if (mail_params(s, params) < 0) {
+    long long size;
+    if (mail_params(s, params, &size) < 0) {
         transaction_reset(s);
         error_reply(s);
         return;
@@ -424,7 +425,7 @@ static void cmd_mail(struct session *s, const char *arg)
         reply(s, "451 4.3.0 Error: out of memory");
         return;
     }
-    if (storage_check_mail(s, params) < 0)
+    if (storage_check_mail(s, size) < 0)
         return;
     s->have_mail = 1;
     s->ok[C_MAIL]++;

@@ -203,8 +203,8 @@ void data_begin(struct session *s);
 void process_data(struct session *s);
 
 /* params.c, over parse.c: -1 after replying with the error (the caller
- * counts it). */
-int mail_params(struct session *s, const char *params);
+ * counts it). mail_params gives the SIZE= declared (0 when none). */
+int mail_params(struct session *s, const char *params, long long *size);
 int rcpt_params(struct session *s, const char *params, struct rcpt_request *r);
 /* Parse a MAIL/RCPT path (UTF-8 allowed when smtputf8_enable; whether it
  * was declared is the caller's check; a recipient may not be <>); -1 after
@@ -255,9 +255,10 @@ size_t cleanup_backlog(const struct cleanup_stream *c);
 
 /* storage.c */
 /* At MAIL FROM: when the queue file system is at or below queue_minfree,
- * or cannot hold 1.5 times the SIZE= of params, reply 452 4.3.1 (logged as
- * a reject), reset the transaction, count the error and return -1. */
-int storage_check_mail(struct session *s, const char *params);
+ * or cannot hold 1.5 times the declared size (SIZE=, 0 when none), reply
+ * 452 4.3.1 (logged as a reject), reset the transaction, count the error
+ * and return -1. */
+int storage_check_mail(struct session *s, long long size);
 /* The reply code for cleanup's temporary failure with this reason: 452
  * for 4.3.1 (insufficient system storage, RFC 5321), 451 otherwise. */
 int storage_reply_code(const char *reason);

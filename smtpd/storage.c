@@ -34,18 +34,6 @@ static long long queue_free_bytes(void)
     return bytes > (long double)LLONG_MAX ? LLONG_MAX : (long long)bytes;
 }
 
-/* The SIZE= of MAIL's parameters (already accepted by mail_params), 0
- * when not given. */
-static long long declared_size(const char *params)
-{
-    struct smtpd_mail_params p;
-    char why[SMTPD_REPLY_MAX];
-    if (smtpd_parse_mail_params(params, 0, smtpd_cfg.smtputf8, &p, why, sizeof(why)) < 0)
-        return 0;
-    smtpd_mail_params_free(&p);
-    return p.size > 0 ? p.size : 0;
-}
-
 /* Whether a message of size bytes fits above queue_minfree; an unknown
  * free space lets cleanup find out. */
 static int room_for(long long size)
@@ -59,9 +47,9 @@ static int room_for(long long size)
     return (long double)size * 1.5L <= (long double)(free_bytes - minfree);
 }
 
-int storage_check_mail(struct session *s, const char *params)
+int storage_check_mail(struct session *s, long long size)
 {
-    if (room_for(declared_size(params)))
+    if (room_for(size))
         return 0;
     log_reject(s, "MAIL", NULL, STORAGE_REPLY);
     reply(s, "%s", STORAGE_REPLY);

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from postern_instance import HOSTNAME, free_port
+from postern_instance import HOSTNAME, RawSMTP, free_port
 
 
 def make_cert(directory, cn=HOSTNAME):
@@ -78,44 +78,19 @@ def master_cf(port, wrapper_port=None, qmgr=True):
     return "\n".join(lines) + "\n"
 
 
-class TLSRaw:
+class TLSRaw(RawSMTP):
     """A raw SMTP conversation that can switch to TLS in place (STARTTLS)
     or start in TLS (wrapper mode); every read has a deadline."""
 
     def __init__(self, port, wrapped=False, timeout=15.0, source=None):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=source)
+        super().__init__(port, source=source, timeout=timeout)
+        self.timeout = timeout
         if wrapped:
             self.sock = client_context().wrap_socket(self.sock)
-        self.buf = b""
 
     def starttls(self):
         self.sock = client_context().wrap_socket(self.sock)
         return self.sock
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def read_line(self):
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"connection closed; pending {self.buf!r}")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
-
-    def read_reply(self):
-        texts = []
-        while True:
-            line = self.read_line()
-            texts.append(line[4:])
-            if len(line) < 4 or line[3] == " ":
-                return int(line[:3]), texts
-
-    def cmd(self, line):
-        self.send(line.encode() + b"\r\n")
-        return self.read_reply()
 
     def nothing_pending(self, wait=0.5):
         """True when no byte arrives within wait seconds."""
@@ -127,21 +102,9 @@ class TLSRaw:
         except (socket.timeout, ssl.SSLWantReadError):
             return True
         finally:
-            self.sock.settimeout(15.0)
+            self.sock.settimeout(self.timeout)
         self.buf += data
         return False
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def elapsed(fn):

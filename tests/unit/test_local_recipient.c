@@ -12,7 +12,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define UNIT_OWN_FIXTURE
 #include "unit_support.h"
 
 #include <limits.h>
@@ -28,35 +27,14 @@
 #include "lookup.h"
 #include "table_file.h"
 
-struct fixture {
-    char dir[64];
-    char main_cf[PATH_MAX];
-    char log[PATH_MAX];
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_local_recipient.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->main_cf, sizeof(f->main_cf), "%s/main.cf", f->dir);
-    snprintf(f->log, sizeof(f->log), "%s/log", f->dir);
-    log_init("test_local_recipient", 0);
-    log_set_file(f->log);
-    *state = f;
-    return 0;
+    return unit_tmpdir_setup(state, "test_local_recipient");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-
-    log_set_file(NULL);
-    assert_int_equal(unit_remove_tree(f->dir), 0);
-    free(f);
-    return 0;
+    return unit_tmpdir_teardown(state);
 }
 
 /* A user that is not us, so that the configuration is not an instance. */
@@ -67,7 +45,9 @@ static const char *other_user(void)
 
 static void load(const struct fixture *f, const char *owner, const char *extra)
 {
-    FILE *fp = fopen(f->main_cf, "w");
+    char main_cf[PATH_MAX];
+    snprintf(main_cf, sizeof(main_cf), "%s/main.cf", f->dir);
+    FILE *fp = fopen(main_cf, "w");
 
     assert_non_null(fp);
     fprintf(fp, "mail_owner = %s\nrecipient_delimiter = +\n%s\n", owner, extra);

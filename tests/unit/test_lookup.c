@@ -14,7 +14,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#define UNIT_OWN_FIXTURE
 #include "unit_support.h"
 
 #include <limits.h>
@@ -29,33 +28,14 @@
 #include "lookup.h"
 #include "table_file.h"
 
-struct fixture {
-    char dir[64];
-    char log[PATH_MAX];
-};
-
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-
-    assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_lookup.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    snprintf(f->log, sizeof(f->log), "%s/log", f->dir);
-    log_init("test_lookup", 0);
-    log_set_file(f->log);
-    *state = f;
-    return 0;
+    return unit_tmpdir_setup(state, "test_lookup");
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-
-    log_set_file(NULL);
-    assert_int_equal(unit_remove_tree(f->dir), 0);
-    free(f);
-    return 0;
+    return unit_tmpdir_teardown(state);
 }
 
 static void path_in(const struct fixture *f, const char *name, char *out, size_t len)

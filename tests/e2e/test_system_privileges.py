@@ -50,6 +50,25 @@ def system():
         inst.cleanup()
 
 
+def files_containing(roots, needle):
+    """Files under roots whose bytes contain needle. Mail moves while we
+    look: a file gone between listing and reading (a mailbox dotlock, a
+    queue file moved on) is skipped, as is a Maildir tmp/ file still being
+    written."""
+    found = []
+    for root in roots:
+        for dirpath, _dirs, files in os.walk(root):
+            if Path(dirpath).name == "tmp":
+                continue
+            for f in files:
+                try:
+                    if needle in (Path(dirpath) / f).read_bytes():
+                        found.append(Path(dirpath) / f)
+                except FileNotFoundError:
+                    pass
+    return found
+
+
 def mode_of(path):
     st = os.lstat(path)
     return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
@@ -147,21 +166,8 @@ def test_local_delivers_as_recipient(system):
     pw = system.recipient_pw
     system_send(system, [f"{system.recipient}@localhost"], "as the recipient")
 
-    def text_of(path):
-        try:
-            return path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""   # gone since the listing: a mailbox dotlock, say
-
     def delivered():
-        found = []
-        for root in (system.spool, Path(pw.pw_dir)):
-            for dirpath, _dirs, files in os.walk(root):
-                if Path(dirpath).name == "tmp":
-                    continue   # a Maildir file being written
-                found.extend(Path(dirpath) / f for f in files
-                             if "as the recipient" in text_of(Path(dirpath) / f))
-        return found
+        return files_containing((system.spool, Path(pw.pw_dir)), b"as the recipient")
     files = wait_until(delivered, 20, what="the delivery to the recipient")
     for f in files:
         st = os.stat(f)
@@ -219,12 +225,7 @@ def test_outsider_can_submit_with_sendmail(system):
     pw = system.recipient_pw
 
     def delivered():
-        for root in (system.spool, Path(pw.pw_dir)):
-            for dirpath, _dirs, files in os.walk(root):
-                for f in files:
-                    if b"submitted with sendmail" in (Path(dirpath) / f).read_bytes():
-                        return True
-        return False
+        return files_containing((system.spool, Path(pw.pw_dir)), b"submitted with sendmail")
     wait_until(delivered, 30, what="the message submitted by the outsider")
 
 
@@ -237,10 +238,8 @@ def test_outsider_can_list_the_queue_with_mailq(system):
     system_send(system, ["listed@remote.example"], "listed by mailq")
 
     def deferred_id():
-        for p in (system.queue / "deferred").rglob("*"):
-            if p.is_file() and b"listed by mailq" in p.read_bytes():
-                return p.name
-        return None
+        found = files_containing((system.queue / "deferred",), b"listed by mailq")
+        return found[0].name if found else None
     qid = wait_until(deferred_id, 30, what="the remote message to wait in deferred/")
     # mailq = sendmail -bp, with the installed (default) configuration.
     rc, out = system.as_user_default_config(system.outsider, [system.sbin / "sendmail", "-bp"])

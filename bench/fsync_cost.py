@@ -22,6 +22,13 @@ again by the writer, as qmgr would after delivery):
                 started after it (another writer's) skips its own; the
                 coordination is a lock and two counters in shared memory,
                 as a group commit among cleanup processes could do it
+  slots         inode reuse: the writer claims a finished file from a pool
+                of 64 fixed slot names (rename of a random slot to the final
+                name; a missing slot costs a failed lookup, after 8 misses
+                it falls back to O_TMPFILE), overwrites it from offset 0,
+                ftruncates, fchmods, fsyncs the file and the directory; a
+                finished file goes back with fchmod and a rename into a free
+                slot (RENAME_NOREPLACE) instead of unlink
 The difference between postfix and postern is what Postern's extra
 directory fsync and link/unlink cost on this file system; tmpfile and
 group show how much of it a change in cleanup could win back.
@@ -96,6 +103,44 @@ def commit_group(d, name, shared):
     group_sync_dir(d, shared)
 
 
+SLOTS = 64
+RENAME_NOREPLACE = 1
+
+
+def slot_path(d, slot):
+    return f"{d}.pool/{slot}"
+
+
+def commit_slots(d, name, shared):
+    import random
+    final = f"{d}/{name}"
+    for _ in range(8):
+        try:
+            os.rename(slot_path(d, random.randrange(SLOTS)), final)
+        except FileNotFoundError:
+            continue
+        fd = os.open(final, os.O_RDWR)
+        os.pwrite(fd, PAYLOAD, 0)
+        os.ftruncate(fd, len(PAYLOAD))
+        os.fchmod(fd, 0o700)
+        os.fsync(fd)
+        os.close(fd)
+        sync_dir(d, shared)
+        return
+    commit_tmpfile(d, name, shared)
+
+
+def release_slots(d, name):
+    import random
+    final = f"{d}/{name}"
+    os.chmod(final, 0o600)
+    for _ in range(4):
+        dst = slot_path(d, random.randrange(SLOTS)).encode()
+        if libc.renameat2(AT_FDCWD, final.encode(), AT_FDCWD, dst, RENAME_NOREPLACE) == 0:
+            return
+    os.unlink(final)
+
+
 def sync_dir(d, _shared):
     dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
     os.fsync(dfd)
@@ -121,7 +166,8 @@ def group_sync_dir(d, shared):
 
 
 PROTOCOLS = {"postfix": commit_postfix, "postern": commit_postern,
-             "tmpfile": commit_tmpfile, "group": commit_group}
+             "tmpfile": commit_tmpfile, "group": commit_group,
+             "slots": commit_slots}
 
 
 def writer(proto, d, wid, seconds, shared, counts):
@@ -130,13 +176,17 @@ def writer(proto, d, wid, seconds, shared, counts):
     while time.monotonic() < end:
         name = f"{wid}.{n}"
         commit(d, name, shared)
-        os.unlink(f"{d}/{name}")
+        if proto == "slots":
+            release_slots(d, name)
+        else:
+            os.unlink(f"{d}/{name}")
         n += 1
     counts[wid] = n
 
 
 def run(proto, writers, seconds, base):
     d = tempfile.mkdtemp(prefix=f"fsync-{proto}.", dir=base)
+    os.mkdir(f"{d}.pool")
     mem = mmap.mmap(-1, 16)
     shared = (mp.Lock(), mem)
     counts = mp.Array("l", writers)
@@ -151,6 +201,7 @@ def run(proto, writers, seconds, base):
     elapsed = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     shutil.rmtree(d, ignore_errors=True)
+    shutil.rmtree(f"{d}.pool", ignore_errors=True)
     n = max(1, sum(counts))
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return n / elapsed, cpu / n * 1000, struct.unpack_from("q", mem, 0)[0]
@@ -161,7 +212,7 @@ def main():
     ap.add_argument("--writers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--dir", default="/tmp")
-    ap.add_argument("--protocols", default="postfix,postern,tmpfile,group")
+    ap.add_argument("--protocols", default="postfix,postern,tmpfile,group,slots")
     args = ap.parse_args()
     print(f"{args.writers} writers, {args.seconds:g} s each, in {args.dir}, "
           f"load {os.getloadavg()[0]:.1f}")

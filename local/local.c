@@ -24,6 +24,7 @@
 #include "delivery.h"
 #include "ipc.h"
 #include "local.h"
+#include "maildir.h"
 #include "log.h"
 #include "queue_file.h"
 #include "queue_id.h"
@@ -370,7 +371,7 @@ static void serve(int fd)
 static void cleanup_on_fatal(void)
 {
     privs_leave();
-    maildir_cleanup();
+    maildir_fatal_cleanup();
     mbox_cleanup();
 }
 

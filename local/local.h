@@ -100,8 +100,6 @@ int local_delivered_to_seen(const struct local_message *m, const char *address);
  * or tmp/. limit is mailbox_size_limit for the file (0 = none). */
 void maildir_deliver(const char *dir, const struct local_message *m,
                      const struct local_trace *t, long long limit, struct local_status *st);
-/* For the fatal-error hook: remove a tmp/ file being written, if any. */
-void maildir_cleanup(void);
 
 /* --- privs.c --- */
 struct local_user {

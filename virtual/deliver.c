@@ -14,6 +14,8 @@
  */
 #include "virtual.h"
 
+#include "maildir.h"
+
 #include "config.h"
 #include "log.h"
 #include "lookup.h"
@@ -62,7 +64,7 @@ static void restore(void)
 
 void virtual_cleanup(void)
 {
-    maildir_cleanup();
+    maildir_fatal_cleanup();
     mbox_cleanup();
     restore();
 }

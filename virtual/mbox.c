@@ -12,6 +12,8 @@
  */
 #include "virtual.h"
 
+#include "maildir.h"
+
 #include "config.h"
 #include "log.h"
 #include "rewrite.h"
@@ -180,7 +182,7 @@ void mbox_deliver(const char *path, const struct vmessage *m, const struct vtrac
     struct stat sb;
     int methods = 0;
     rewrite_list_walk(config_get("virtual_mailbox_lock"), lock_method, &methods);
-    if (make_parents(path) < 0) {
+    if (maildir_make_parents(path) < 0) {
         vstatus_io_error(st, "create mailbox directory", errno);
         return;
     }

@@ -74,17 +74,11 @@ int copy_delivered_to_seen(const struct vmessage *m, const char *rcpt);
  * fsynced. */
 void maildir_deliver(const char *dir, const struct vmessage *m, const struct vtrace *t,
                      struct vstatus *st);
-void maildir_cleanup(void);
 
 /* mbox.c: append m to the mbox file path, locked as virtual_mailbox_lock
  * says; on any error the file is cut back to its old size. */
 void mbox_deliver(const char *path, const struct vmessage *m, const struct vtrace *t,
                   struct vstatus *st);
 void mbox_cleanup(void);
-
-/* Shared by maildir.c and mbox.c: mkdir -p of the directories above path
- * (path itself too when it ends in '/'), each new one made durable. */
-int make_parents(const char *path);
-int fsync_dir(const char *path);
 
 #endif

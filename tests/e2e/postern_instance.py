@@ -398,8 +398,8 @@ class Instance:
     queue_files() wait_queue_empty() pids() postern()
     """
 
-    def __init__(self, port, extra_main=(), master_cf=None):
-        self.root = Path(tempfile.mkdtemp(prefix="pe2e.", dir="/tmp"))
+    def __init__(self, port, extra_main=(), master_cf=None, root=None):
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="pe2e.", dir="/tmp"))
         self.port = port
         self.etc = self.root / "etc"
         self.queue = self.root / "queue"

@@ -1,0 +1,48 @@
+/* maildir.h - putting one message file into a Maildir, for the local and
+ * virtual delivery agents (each copies the content itself, between
+ * maildir_file_create and maildir_file_publish).
+ *
+ * A message is wholly in new/ or absent: it is written in tmp/ and renamed
+ * into new/ once complete and fsynced. new/ is fsynced too before publish
+ * returns, so a reported delivery survives a crash.
+ */
+#ifndef POSTERN_MAILDIR_H
+#define POSTERN_MAILDIR_H
+
+#include <limits.h>
+
+/* The step that failed (errno says why), for the agent's own wording. */
+enum maildir_step {
+    MAILDIR_STEP_PARENTS = 1,   /* creating the Maildir's parent directories */
+    MAILDIR_STEP_DIRS,          /* creating the Maildir, tmp/, new/, cur/ */
+    MAILDIR_STEP_CREATE,        /* creating the message file */
+    MAILDIR_STEP_FSYNC,         /* fsync or close of the file */
+    MAILDIR_STEP_NAME,          /* naming it in new/ */
+    MAILDIR_STEP_FSYNC_NEW,     /* fsync of new/ (the file is taken back) */
+    MAILDIR_STEP_PATH,          /* a path too long (errno ENAMETOOLONG) */
+};
+
+/* One message being written; fd is where the content goes. */
+struct maildir_file {
+    int fd;
+    char dir[PATH_MAX];         /* the Maildir, ending in '/' */
+    char tmp[PATH_MAX];         /* tmp/UNIQUE while it exists, else "" */
+};
+
+/* Open a new message file in Maildir dir (ending in '/'), creating the
+ * Maildir and its missing parents. 0, or -1 with errno and *failed. */
+int maildir_file_create(struct maildir_file *f, const char *dir, enum maildir_step *failed);
+/* fsync and close the file, give it its unique name in new/, fsync new/.
+ * 0, or -1 with errno and *failed; either way f is finished with (a file
+ * that did not make it is removed). */
+int maildir_file_publish(struct maildir_file *f, enum maildir_step *failed);
+/* Close and remove a file that will not be published. */
+void maildir_file_discard(struct maildir_file *f);
+/* For a fatal-error hook: remove the file being written, if it has a name. */
+void maildir_fatal_cleanup(void);
+
+/* mkdir -p of path's parent directories (mode 0700); each one created is
+ * made durable by fsyncing its own parent. 0, or -1 with errno. */
+int maildir_make_parents(const char *path);
+
+#endif

@@ -50,7 +50,7 @@ static struct queue_writer *current_writer;
 static void cleanup_fatal_hook(void)
 {
     if (current_writer)
-        queue_writer_unlink(current_writer);
+        unlink(queue_writer_path(current_writer));   /* may have no name yet */
 }
 
 /* Copy the (unfolded, trimmed) value of the header at line into out. */

@@ -600,8 +600,7 @@ static void fix_file_owners(struct check *c, const char *dir, int depth, gid_t g
 static void check_queue_files(struct check *c)
 {
     static const char *const owned[] = {"incoming", "active", "deferred", "hold", "corrupt",
-                                        "bounce",   "defer",  "trace",    "saved",
-                                        "reuse"};
+                                        "bounce",   "defer",  "trace",    "saved"};
     for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
         char path[PATH_MAX];
         if (queue_dir_path(path, sizeof(path), owned[i]) == 0)

@@ -95,7 +95,6 @@ static const struct param params[] = {
     {"qmgr_message_active_limit", P_INT, "20000", 0},
     {"queue_directory", P_STR, "/var/spool/postern", 0},
     {"queue_minfree", P_SIZE, "0", 0},
-    {"queue_reuse_slots", P_INT, "64", 0},
     {"queue_run_delay", P_TIME, "300s", 's'},
     {"recipient_canonical_classes", P_STR, "envelope_recipient, header_recipient", 0},
     {"recipient_canonical_maps", P_STR, "", 0},

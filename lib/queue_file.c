@@ -5,13 +5,6 @@
  * file was made with O_TMPFILE, else at once from a temporary name. The
  * file stays mode 0600 until commit sets 0700 just before the fsync, and
  * readers schedule only 0700 files with an E record.
- *
- * Inode reuse: qmgr hands the file of a delivered message back into one of
- * queue_reuse_slots fixed names in reuse/ instead of unlinking it, and a
- * writer claims one (rename to a private name there), overwrites it and
- * renames it to its queue id at commit. Allocating and freeing an inode
- * per message is the costliest part of a commit on ext4 (without a
- * journal it walks past every inode freed in the last half minute).
  */
 #include "queue_file.h"
 #include "config.h"
@@ -28,9 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 int queue_dir_path(char *buf, size_t len, const char *sub)
@@ -88,7 +79,7 @@ int queue_dirs_create(void)
         {"", 0755},          {"incoming", 0700}, {"active", 0700},  {"deferred", 0700},
         {"hold", 0700},      {"corrupt", 0700},  {"bounce", 0700},  {"defer", 0700},
         {"trace", 0700},     {"success", 0700},     {"private", 0700},  {"public", 0710},  {"pid", 0755},
-        {"maildrop", 01730}, {"saved", 0700},   {QUEUE_REUSE, 0700},
+        {"maildrop", 01730}, {"saved", 0700},
     };
     char path[PATH_MAX];
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
@@ -151,7 +142,6 @@ int queue_file_move(const char *id, const char *from_queue, const char *to_queue
 struct queue_writer {
     char id[QUEUE_ID_SIZE];
     char path[PATH_MAX];
-    char claim[PATH_MAX];     /* reuse/tmp.PID.N of a claimed inode, or "" */
     char queue[32];           /* where the file lives, or will */
     struct stream *stream;
     off_t size_offset;
@@ -245,118 +235,9 @@ static int writer_open_named(struct queue_writer *w)
     return fd;
 }
 
-/* --- inode reuse pool --- */
-
-/* Slots probed before a writer falls back to a new inode, and before qmgr
- * gives up and unlinks: a few failed lookups cost less than one inode. */
-#define REUSE_PROBES 8
-/* Larger files are freed: the pool holds at most slots x this much disk. */
-#define REUSE_MAX_SIZE (128 * 1024)
-
-static unsigned reuse_slots(void)
-{
-    long n = config_int("queue_reuse_slots");
-    return n <= 0 ? 0 : n > 4096 ? 4096 : (unsigned)n;
-}
-
-/* A cheap per-process random slot (xorshift), seeded from the pid so that
- * concurrent cleanups probe in different orders. */
-static unsigned reuse_random_slot(unsigned slots)
-{
-    static uint32_t state;
-    if (state == 0)
-        state = (uint32_t)getpid() * 2654435761u ^ (uint32_t)time(NULL) ^ 1u;
-    state ^= state << 13;
-    state ^= state >> 17;
-    state ^= state << 5;
-    return state % slots;
-}
-
-static int reuse_slot_path(char *buf, size_t len, unsigned slot)
-{
-    char name[16];
-    snprintf(name, sizeof(name), "%u", slot);
-    return queue_path(buf, len, QUEUE_REUSE, name);
-}
-
-/* Claim a pooled inode by renaming a slot to a name only this writer
- * knows (a rename is atomic, so no two writers get the same inode), then
- * open it. -1 when the pool is off, empty or unusable. */
-static int writer_open_reused(struct queue_writer *w)
-{
-    static unsigned counter;
-    unsigned slots = reuse_slots();
-    if (slots == 0)
-        return -1;
-    char name[64], slot[PATH_MAX];
-    snprintf(name, sizeof(name), "tmp.%ld.%u", (long)getpid(), counter++);
-    if (queue_path(w->claim, sizeof(w->claim), QUEUE_REUSE, name) < 0)
-        goto fail;
-    for (int probe = 0;; probe++) {
-        if (probe == REUSE_PROBES || reuse_slot_path(slot, sizeof(slot),
-                                                     reuse_random_slot(slots)) < 0)
-            goto fail;
-        if (rename(slot, w->claim) == 0)
-            break;
-        if (errno != ENOENT)
-            goto fail;
-    }
-    int fd = open(w->claim, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-        writer_make_name(w, &w->arrival, st.st_ino) == 0) {
-        w->ino = st.st_ino;
-        return fd;
-    }
-    if (fd >= 0)
-        close(fd);
-    unlink(w->claim);
-fail:
-    w->claim[0] = 0;
-    return -1;
-}
-
-/* Name a claimed inode after its queue id; RENAME_NOREPLACE for link's
- * no-collision guarantee. */
-static int writer_rename_claimed(struct queue_writer *w)
-{
-    if (renameat2(AT_FDCWD, w->claim, AT_FDCWD, w->path, RENAME_NOREPLACE) < 0)
-        return -1;
-    w->claim[0] = 0;
-    w->named = 1;
-    return 0;
-}
-
-int queue_file_remove(const char *queue, const char *id)
-{
-    char path[PATH_MAX];
-    if (queue_path(path, sizeof(path), queue, id) < 0) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    unsigned slots = reuse_slots();
-    struct stat st;
-    if (slots && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-        st.st_size <= REUSE_MAX_SIZE) {
-        for (int probe = 0; probe < REUSE_PROBES; probe++) {
-            char slot[PATH_MAX];
-            if (reuse_slot_path(slot, sizeof(slot), reuse_random_slot(slots)) < 0)
-                break;
-            if (renameat2(AT_FDCWD, path, AT_FDCWD, slot, RENAME_NOREPLACE) == 0)
-                return 0;
-            if (errno != EEXIST)
-                break;
-        }
-    }
-    return unlink(path);
-}
-
 static int writer_open(struct queue_writer *w)
 {
-    int fd = writer_open_reused(w);
-    if (fd >= 0)
-        return fd;
-    fd = writer_open_unnamed(w);
+    int fd = writer_open_unnamed(w);
     if (fd >= 0) {
         struct stat st;
         if (fstat(fd, &st) == 0 && writer_make_name(w, &w->arrival, st.st_ino) == 0) {
@@ -384,7 +265,8 @@ struct queue_writer *queue_writer_create(const char *queue, const struct timeval
     w->stream = stream_open(fd, 0);
     if (!w->stream) {
         close(fd);
-        queue_writer_unlink(w);
+        if (w->named)
+            unlink(w->path);
         free(w);
         errno = ENOMEM;
         return NULL;
@@ -430,19 +312,9 @@ int queue_writer_set_queue(struct queue_writer *w, const char *queue)
     return 0;
 }
 
-void queue_writer_unlink(const struct queue_writer *w)
+/* Give a complete O_TMPFILE its name. */
+static int writer_link_unnamed(struct queue_writer *w)
 {
-    if (w->named)
-        unlink(w->path);
-    else if (w->claim[0])
-        unlink(w->claim);
-}
-
-/* Give a complete O_TMPFILE or claimed inode its name. */
-static int writer_name_file(struct queue_writer *w)
-{
-    if (w->claim[0])
-        return writer_rename_claimed(w);
     char proc[64];
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", stream_fd(w->stream));
     if (writer_link(w, proc, 1, w->ino, 0) < 0)
@@ -460,14 +332,13 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
     int rc = -1;
     if (rec_put(w->stream, REC_END, "", 0) == 0 && stream_flush(w->stream) == 0 &&
         pwrite(fd, size, REC_SIZE_WIDTH, w->size_offset + 2) == REC_SIZE_WIDTH &&
-        (!w->claim[0] || ftruncate(fd, stream_tell(w->stream)) == 0) &&
         fchmod(fd, QUEUE_MODE_COMPLETE) == 0 && fsync(fd) == 0 &&
-        (w->named || writer_name_file(w) == 0) && queue_fsync_dir_of(w->path) == 0)
+        (w->named || writer_link_unnamed(w) == 0) && queue_fsync_dir_of(w->path) == 0)
         rc = 0;
     int saved = errno;
     stream_abandon(w->stream);
-    if (rc < 0)
-        queue_writer_unlink(w);
+    if (rc < 0 && w->named)
+        unlink(w->path);
     free(w);
     errno = saved;
     return rc;
@@ -476,7 +347,8 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
 void queue_writer_abort(struct queue_writer *w)
 {
     stream_abandon(w->stream);
-    queue_writer_unlink(w);
+    if (w->named)
+        unlink(w->path);
     free(w);
 }
 

@@ -29,7 +29,6 @@ struct rec_buf;
 #define QUEUE_BOUNCE_LOG "bounce"     /* per-message logs kept by bounce */
 #define QUEUE_DEFER_LOG "defer"
 #define QUEUE_SUCCESS_LOG "success"
-#define QUEUE_REUSE "reuse"           /* inodes of delivered messages, for reuse */
 
 #define QUEUE_MODE_WRITING 0600
 #define QUEUE_MODE_COMPLETE 0700
@@ -46,10 +45,6 @@ int queue_dirs_create(void);
 int queue_fsync_dir_of(const char *path);
 /* rename(2) a message between queues (creating a deferred hash dir as needed). */
 int queue_file_move(const char *id, const char *from_queue, const char *to_queue);
-/* Remove a finished message's file. A small file goes into a free reuse/
- * slot, when there is one, for the next writer to overwrite instead of
- * being freed. 0, or -1 with errno (unlink's). */
-int queue_file_remove(const char *queue, const char *id);
 
 /* --- writing (cleanup) --- */
 struct queue_writer;
@@ -70,9 +65,6 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
                         long long content_offset, int nrcpt);
 /* Remove the file (if it has a name) and free w. */
 void queue_writer_abort(struct queue_writer *w);
-/* Unlink whatever name the file has now, leaving w as it is: for a fatal
- * error handler that must not leave a half-written file behind. */
-void queue_writer_unlink(const struct queue_writer *w);
 
 /* --- reading (qmgr, local, bounce, postqueue) --- */
 struct queue_rcpt {

@@ -19,9 +19,6 @@
 
 /* The queues cleanup writes into before a message is complete. */
 static const char *const written_queues[] = {QUEUE_INCOMING, QUEUE_HOLD};
-/* Where leftovers can be: those, and reuse/ (an inode claimed by a writer
- * that died, tmp.PID.N; the numbered slots are meant to stay). */
-static const char *const purged_queues[] = {QUEUE_INCOMING, QUEUE_HOLD, QUEUE_REUSE};
 
 int queue_file_unfinished(const char *queue, const struct stat *st)
 {
@@ -81,8 +78,8 @@ static void purge_queue(const char *queue, long min_age, long *purged)
 long queue_purge_leftovers(long min_age)
 {
     long purged = 0;
-    for (size_t i = 0; i < sizeof(purged_queues) / sizeof(purged_queues[0]); i++)
-        purge_queue(purged_queues[i], min_age, &purged);
+    for (size_t i = 0; i < sizeof(written_queues) / sizeof(written_queues[0]); i++)
+        purge_queue(written_queues[i], min_age, &purged);
     if (purged)
         msg_info("Deleted: %ld temporary file%s", purged, purged == 1 ? "" : "s");
     return purged;

@@ -138,8 +138,10 @@ static void defer_message(struct qmsg *m)
 
 static void remove_message(struct qmsg *m)
 {
-    if (queue_file_remove(QUEUE_ACTIVE, m->env.id) < 0 && errno != ENOENT) {
-        msg_warn("%s: remove %s/%s: %s", m->env.id, QUEUE_ACTIVE, m->env.id, strerror(errno));
+    char path[PATH_MAX];
+    if (queue_path(path, sizeof(path), QUEUE_ACTIVE, m->env.id) == 0 && unlink(path) < 0 &&
+        errno != ENOENT) {
+        msg_warn("%s: remove %s: %s", m->env.id, path, strerror(errno));
         return;
     }
     unlink_log(QUEUE_DEFER_LOG, m->env.id);

@@ -25,6 +25,7 @@
 #include "addrlist.h"
 #include "address.h"
 #include "config.h"
+#include "smtp_command.h"
 #include "ipc.h"
 #include "log.h"
 #include "maildrop.h"
@@ -623,17 +624,6 @@ static int smtp_read_command(struct smtp *c, char *buf, size_t cap)
 }
 
 /* The argument after "FROM:" / "TO:", or NULL when the verb lacks it. */
-static const char *smtp_path_arg(const char *arg, const char *word)
-{
-    size_t len = strlen(word);
-    if (strncasecmp(arg, word, len) != 0)
-        return NULL;
-    arg += len;
-    while (*arg == ' ')
-        arg++;
-    return arg;
-}
-
 static void smtp_ehlo(struct smtp *c, const char *arg, int esmtp)
 {
     const char *host = config_get("myhostname");
@@ -682,7 +672,7 @@ static int smtp_mail_params(struct smtp *c, const char *params)
 
 static void smtp_mail(struct smtp *c, const char *arg)
 {
-    const char *path = smtp_path_arg(arg, "FROM:"), *params, *err;
+    const char *path = smtp_path_argument(arg, "FROM:"), *params, *err;
     if (c->have_mail) {
         smtp_reply(c, "503 5.5.1 Error: nested MAIL command");
         return;
@@ -703,7 +693,7 @@ static void smtp_mail(struct smtp *c, const char *arg)
 
 static void smtp_rcpt(struct smtp *c, const char *arg)
 {
-    const char *path = smtp_path_arg(arg, "TO:"), *params, *err;
+    const char *path = smtp_path_argument(arg, "TO:"), *params, *err;
     char addr[ADDRESS_MAX];
     if (!c->have_mail) {
         smtp_reply(c, "503 5.5.1 Error: need MAIL command");
@@ -773,31 +763,26 @@ static void smtp_data(struct smtp *c, const char *arg)
 /* One command; returns 1 after QUIT. */
 static int smtp_command(struct smtp *c, char *line)
 {
-    char *arg = line;
-    while (*arg && *arg != ' ')
-        arg++;
-    if (*arg)
-        *arg++ = 0;
-    while (*arg == ' ')
-        arg++;
-    if (strcasecmp(line, "EHLO") == 0 || strcasecmp(line, "HELO") == 0)
-        smtp_ehlo(c, arg, strcasecmp(line, "EHLO") == 0);
-    else if (strcasecmp(line, "MAIL") == 0)
+    char *verb, *arg;
+    smtp_split_command(line, &verb, &arg);
+    if (strcasecmp(verb, "EHLO") == 0 || strcasecmp(verb, "HELO") == 0)
+        smtp_ehlo(c, arg, strcasecmp(verb, "EHLO") == 0);
+    else if (strcasecmp(verb, "MAIL") == 0)
         smtp_mail(c, arg);
-    else if (strcasecmp(line, "RCPT") == 0)
+    else if (strcasecmp(verb, "RCPT") == 0)
         smtp_rcpt(c, arg);
-    else if (strcasecmp(line, "DATA") == 0)
+    else if (strcasecmp(verb, "DATA") == 0)
         smtp_data(c, arg);
-    else if (strcasecmp(line, "RSET") == 0) {
+    else if (strcasecmp(verb, "RSET") == 0) {
         smtp_reset(c);
         smtp_reply(c, "250 2.0.0 Ok");
-    } else if (strcasecmp(line, "NOOP") == 0)
+    } else if (strcasecmp(verb, "NOOP") == 0)
         smtp_reply(c, "250 2.0.0 Ok");
-    else if (strcasecmp(line, "VRFY") == 0)
+    else if (strcasecmp(verb, "VRFY") == 0)
         smtp_reply(c, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
-    else if (strcasecmp(line, "HELP") == 0)
+    else if (strcasecmp(verb, "HELP") == 0)
         smtp_reply(c, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
-    else if (strcasecmp(line, "QUIT") == 0) {
+    else if (strcasecmp(verb, "QUIT") == 0) {
         smtp_reply(c, "221 2.0.0 Bye");
         return 1;
     } else

@@ -44,32 +44,6 @@ static int refuse(char *why, size_t whylen, const char *fmt, ...)
     return -1;
 }
 
-/* --- the command line --- */
-
-void smtpd_split_command(char *line, char **verb, char **arg)
-{
-    char *p = line;
-    while (*p && *p != ' ')
-        p++;
-    if (*p)
-        *p++ = 0;
-    while (*p == ' ')
-        p++;
-    *verb = line;
-    *arg = p;
-}
-
-const char *smtpd_path_argument(const char *arg, const char *keyword)
-{
-    size_t n = strlen(keyword);
-    if (strncasecmp(arg, keyword, n) != 0)
-        return NULL;
-    arg += n;
-    while (*arg == ' ')
-        arg++;
-    return arg;
-}
-
 /* --- paths --- */
 
 /* Well-formed UTF-8: no overlong forms, no surrogates, nothing past

@@ -1,6 +1,6 @@
 /* parse.h - smtpd's parsing of what a client sends in a command line,
- * without a session: splitting verb and argument, MAIL FROM/RCPT TO paths
- * (ASCII, or UTF-8 under SMTPUTF8, RFC 6531), the ESMTP parameters of MAIL
+ * without a session (lib/smtp_command.h splits off the verb and finds the
+ * path): MAIL FROM/RCPT TO paths (ASCII, or UTF-8 under SMTPUTF8, RFC 6531), the ESMTP parameters of MAIL
  * (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH) and of RCPT (NOTIFY, ORCPT).
  *
  * Settings come in as arguments and results go out in plain structs, so
@@ -20,23 +20,13 @@
 #define SMTPD_ORCPT_MAX 500   /* decoded ORCPT address bytes (section 4.2) */
 #define SMTPD_ADDR_TYPE_MAX 31 /* ORCPT address type, before the ';' */
 
-/* Split a command line in place: *verb is the line up to the first space
- * (NUL-terminated there), *arg what follows after any spaces ("" when
- * nothing does). Both point into line. */
-void smtpd_split_command(char *line, char **verb, char **arg);
-
-/* The path after "FROM:" or "TO:" (keyword matched without regard to case,
- * then spaces skipped), pointing into arg; NULL when arg does not start
- * with keyword. */
-const char *smtpd_path_argument(const char *arg, const char *keyword);
-
 /* 1 when s has a byte >= 0x80 (an address that needs SMTPUTF8). */
 int smtpd_has_8bit(const char *s);
 
 enum smtpd_path_role { SMTPD_PATH_SENDER, SMTPD_PATH_RECIPIENT };
 
 /* Parse the path of MAIL FROM: or RCPT TO: (arg as returned by
- * smtpd_path_argument) into addr, its internal form (lib/address.h).
+ * smtp_path_argument, lib/smtp_command.h) into addr, its internal form (lib/address.h).
  * With smtputf8 (smtputf8_enable) the path may hold well-formed UTF-8,
  * kept as is; whether the client declared SMTPUTF8 is the caller's check.
  * A recipient may not be the null path. On success returns 0 and points

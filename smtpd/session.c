@@ -17,6 +17,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "smtp_command.h"
 #include "log.h"
 #include "match.h"
 #include "record.h"
@@ -398,7 +399,7 @@ static void cmd_mail(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    const char *path = smtpd_path_argument(arg, "FROM:");
+    const char *path = smtp_path_argument(arg, "FROM:");
     if (!path) {
         reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
         error_reply(s);
@@ -526,7 +527,7 @@ static void cmd_rcpt(struct session *s, const char *arg)
         error_reply(s);
         return;
     }
-    const char *path = smtpd_path_argument(arg, "TO:");
+    const char *path = smtp_path_argument(arg, "TO:");
     if (!path) {
         reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
         error_reply(s);
@@ -666,7 +667,7 @@ static int allowed_without_tls(const char *verb)
 static void command(struct session *s, char *line)
 {
     char *verb, *arg;
-    smtpd_split_command(line, &verb, &arg);
+    smtp_split_command(line, &verb, &arg);
     s->last_cmd = "UNKNOWN";
     for (size_t i = 0; i < sizeof(known_verbs) / sizeof(known_verbs[0]); i++)
         if (strcasecmp(verb, known_verbs[i]) == 0)

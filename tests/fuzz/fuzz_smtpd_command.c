@@ -23,6 +23,7 @@
 #include "address.h"
 #include "fuzz.h"
 #include "parse.h"
+#include "smtp_command.h"
 #include "record.h"
 
 #include <strings.h>
@@ -242,7 +243,7 @@ static void run_all_mail_params(const char *params)
 /* MAIL FROM: / RCPT TO: with SMTPUTF8 off and on. */
 static void run_mail_rcpt(const char *arg, enum smtpd_path_role role)
 {
-    const char *path = smtpd_path_argument(arg, role == SMTPD_PATH_SENDER ? "FROM:" : "TO:");
+    const char *path = smtp_path_argument(arg, role == SMTPD_PATH_SENDER ? "FROM:" : "TO:");
     if (path == NULL)
         return;
     FUZZ_ASSERT(path >= arg && path <= arg + strlen(arg) && *path != ' ');
@@ -277,7 +278,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = strlen(line);
     char *verb, *arg;
 
-    smtpd_split_command(line, &verb, &arg);
+    smtp_split_command(line, &verb, &arg);
     FUZZ_ASSERT(verb == line && strchr(verb, ' ') == NULL);
     FUZZ_ASSERT(arg >= line && arg <= line + len && *arg != ' ');
     FUZZ_ASSERT(strlen(verb) + strlen(arg) <= len);

@@ -31,21 +31,14 @@
 #define ID2 "0AbCdE0002XyZ"
 
 struct fixture {
-    char dir[64];
+    char dir[UNIT_FIXTURE_DIR_SIZE];   /* first: unit_queue_fixture_new */
     char path[128];   /* the queue directory */
 };
 
 static int fixture_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
+    struct fixture *f = unit_queue_fixture_new(sizeof(*f), "test_dsn");
     if (!f)
-        return -1;
-    if (unit_make_tmpdir(f->dir, sizeof(f->dir), "test_dsn") < 0) {
-        free(f);
-        return -1;
-    }
-    log_init("test_dsn", 0);
-    if (unit_load_queue_config(f->dir, "") < 0)
         return -1;
     snprintf(f->path, sizeof(f->path), "%s/queue", f->dir);
     mkdir(f->path, 0700);
@@ -55,11 +48,7 @@ static int fixture_setup(void **state)
 
 static int fixture_teardown(void **state)
 {
-    struct fixture *f = *state;
-    if (unit_remove_tree(f->dir) < 0)
-        return -1;
-    free(f);
-    return 0;
+    return unit_queue_fixture_free(*state);
 }
 
 static struct dsn_entry entry(const char *rcpt, long long offset, const char *dsn,

@@ -34,22 +34,15 @@
 #include "stream.h"
 
 struct fixture {
-    char dir[64];
+    char dir[UNIT_FIXTURE_DIR_SIZE];   /* first: unit_queue_fixture_new */
 };
 
 static int fixture_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -1;
-    if (unit_make_tmpdir(f->dir, sizeof(f->dir), "test_queue_list") < 0) {
-        free(f);
-        return -1;
-    }
-    log_init("test_queue_list", 0);
+    struct fixture *f = unit_queue_fixture_new(sizeof(*f), "test_queue_list");
     setenv("TZ", "UTC", 1);
     tzset();
-    if (unit_load_queue_config(f->dir, "") < 0 || queue_dirs_create() < 0)
+    if (!f || queue_dirs_create() < 0)
         return -1;
     *state = f;
     return 0;
@@ -57,11 +50,7 @@ static int fixture_setup(void **state)
 
 static int fixture_teardown(void **state)
 {
-    struct fixture *f = *state;
-    if (unit_remove_tree(f->dir) < 0)
-        return -1;
-    free(f);
-    return 0;
+    return unit_queue_fixture_free(*state);
 }
 
 /* A complete message in queue (moved there from incoming/ when needed)

@@ -34,21 +34,14 @@
 #include "queue_purge.h"
 
 struct fixture {
-    char dir[64];
+    char dir[UNIT_FIXTURE_DIR_SIZE];   /* first: unit_queue_fixture_new */
     unsigned next_ino;    /* makes distinct queue ids */
 };
 
 static int fixture_setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
-    if (!f)
-        return -1;
-    if (unit_make_tmpdir(f->dir, sizeof(f->dir), "test_queue_purge") < 0) {
-        free(f);
-        return -1;
-    }
-    log_init("test_queue_purge", 0);
-    if (unit_load_queue_config(f->dir, "") < 0 || queue_dirs_create() < 0)
+    struct fixture *f = unit_queue_fixture_new(sizeof(*f), "test_queue_purge");
+    if (!f || queue_dirs_create() < 0)
         return -1;
     f->next_ino = 1000;
     *state = f;
@@ -57,11 +50,7 @@ static int fixture_setup(void **state)
 
 static int fixture_teardown(void **state)
 {
-    struct fixture *f = *state;
-    if (unit_remove_tree(f->dir) < 0)
-        return -1;
-    free(f);
-    return 0;
+    return unit_queue_fixture_free(*state);
 }
 
 /* A file queue/name with mode, last modified age seconds ago; its path

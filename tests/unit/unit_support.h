@@ -2,7 +2,8 @@
  * directory per test (for main.cf, tables, logs) with the log going into
  * it, removed afterwards. Header-only, since each test is built from its
  * own .c file. Include after cmocka.h. A test file with a fixture of its
- * own defines UNIT_OWN_FIXTURE first and uses unit_remove_tree only.
+ * own (its first member char dir[UNIT_FIXTURE_DIR_SIZE]) defines
+ * UNIT_OWN_FIXTURE first and sets it up with unit_queue_fixture_new.
  */
 #ifndef POSTERN_UNIT_SUPPORT_H
 #define POSTERN_UNIT_SUPPORT_H
@@ -43,9 +44,40 @@ static inline int unit_remove_tree(const char *dir)
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* For the queue tests' own fixtures, whose first member is char dir[64]:
+ * a zeroed fixture of size bytes, dir made (/tmp/NAME.XXXXXX), the log
+ * initialised and a main.cf with queue_directory = DIR/queue loaded.
+ * Caller frees it with unit_queue_fixture_free. NULL on failure. */
+#define UNIT_FIXTURE_DIR_SIZE 64
+static inline void *unit_queue_fixture_new(size_t size, const char *name)
+{
+    char *dir = calloc(1, size);
+    if (!dir)
+        return NULL;
+    if (unit_make_tmpdir(dir, UNIT_FIXTURE_DIR_SIZE, name) < 0) {
+        free(dir);
+        return NULL;
+    }
+    log_init(name, 0);
+    if (unit_load_queue_config(dir, "") < 0) {
+        unit_remove_tree(dir);
+        free(dir);
+        return NULL;
+    }
+    return dir;
+}
+
+/* Remove the fixture's directory and free it; 0, or -1. */
+static inline int unit_queue_fixture_free(void *fixture)
+{
+    int rc = unit_remove_tree(fixture);
+    free(fixture);
+    return rc;
+}
+
 #ifndef UNIT_OWN_FIXTURE
 struct fixture {
-    char dir[64];
+    char dir[UNIT_FIXTURE_DIR_SIZE];
 };
 
 /* cmocka setup: mkdtemp /tmp/NAME.XXXXXX, log to DIR/log. */
@@ -54,8 +86,7 @@ static inline int unit_tmpdir_setup(void **state, const char *name)
     struct fixture *f = calloc(1, sizeof(*f));
     char log[PATH_MAX];
     assert_non_null(f);
-    snprintf(f->dir, sizeof(f->dir), "/tmp/%s.XXXXXX", name);
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(unit_make_tmpdir(f->dir, sizeof(f->dir), name), 0);
     snprintf(log, sizeof(log), "%s/log", f->dir);
     log_init(name, 0);
     log_set_file(log);

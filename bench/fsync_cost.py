@@ -40,6 +40,7 @@ import mmap
 import resource
 import multiprocessing as mp
 import os
+import random
 import shutil
 import struct
 import tempfile
@@ -112,7 +113,6 @@ def slot_path(d, slot):
 
 
 def commit_slots(d, name, shared):
-    import random
     final = f"{d}/{name}"
     for _ in range(8):
         try:
@@ -131,7 +131,6 @@ def commit_slots(d, name, shared):
 
 
 def release_slots(d, name):
-    import random
     final = f"{d}/{name}"
     os.chmod(final, 0o600)
     for _ in range(4):

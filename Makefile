@@ -94,6 +94,7 @@ e2e: all
 	POSTERN_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/e2e $(PYTEST_ARGS)
 
 check: deps
+	$(PYTHON) scripts/check-tools.py
 	$(MAKE) all
 	$(MAKE) unit
 	$(MAKE) fuzz-check

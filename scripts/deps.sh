@@ -1,10 +1,12 @@
 #!/bin/sh
-# Installs the Debian packages Postern builds and tests with (DESIGN.md,
-# "Dependencies"). Does nothing when everything is present; as non-root it
-# only reports what is missing. Used by `make run`, `make check` and .ci/run.
+# Installs the Debian packages Postern builds, runs and tests with: the list
+# is scripts/packages.txt (docs/DESIGN.md, "Dependencies"). Does nothing when
+# everything is present; as non-root it only reports what is missing. Used by
+# `make run`, `make check` and .ci/run; scripts/check-tools.py then proves the
+# list covers every program the tests run.
 set -e
-PKGS="build-essential pkg-config libssl-dev libc-ares-dev libevent-dev libcdb-dev
-libcmocka-dev python3 python3-pytest swaks dnsmasq-base postfix openssl python3-aiosmtpd pflogsumm bsd-mailx clang libclang-rt-dev"
+here=$(dirname "$0")
+PKGS=$(sed -e 's/#.*//' "$here/packages.txt" | tr -s ' \n' '  ')
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
@@ -19,6 +21,13 @@ echo "deps.sh: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
 # postfix must not grab port 25 or start on install: we only use its tools.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+# Peers installed as packages must not start system services: each test
+# session starts its own private server.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
 # A policy-rc.d-less container may have started postfix; stop it.

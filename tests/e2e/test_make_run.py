@@ -33,7 +33,6 @@ def run_dir():
     shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.skipif(shutil.which("swaks") is None, reason="swaks is not installed")
 def test_make_run_swaks_make_stop(run_dir):
     port = free_port()
     rc, out = run_logged(["make", "run", f"PORT={port}", f"RUN_DIR={run_dir}", *MAKE_VARS],

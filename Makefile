@@ -17,7 +17,14 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcdb -lcrypt
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -Ilib $(PKG_CFLAGS)
+# lib/ has two layers (docs/DESIGN.md, "lib/ in two layers"): lib/util is
+# generic and is compiled seeing only its own headers, so an include of a
+# lib/mail header (configuration, queue, services) from it fails to build.
+UTIL_INC := -Ilib/util
+LIB_INC  := -Ilib/mail -Ilib/util
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LIB_INC) $(PKG_CFLAGS)
+# Per-object header dependencies: an edited header rebuilds what includes it.
+DEPFLAGS = -MMD -MP
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 # BUILD is the tree everything is built into. Sanitized objects get their own
 # tree: mixed with plain ones they would link into programs that are half
@@ -41,16 +48,19 @@ endif
 DAEMONS  := $(foreach d,master smtpd cleanup qmgr local pickup bounce remote virtual showq,$(if $(wildcard $(d)/*.c),$(d)))
 COMMANDS := $(basename $(notdir $(wildcard cmd/*.c)))
 
-LIB_SRC  := $(wildcard lib/*.c)
+LIB_SRC  := $(wildcard lib/util/*.c lib/mail/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/unit/%)
 
-all: $(DAEMONS:%=$(BUILD)/libexec/%) $(COMMANDS:%=$(BUILD)/bin/%)
+all: layers $(DAEMONS:%=$(BUILD)/libexec/%) $(COMMANDS:%=$(BUILD)/bin/%)
 
-$(BUILD)/obj/%.o: %.c $(wildcard lib/*.h */*.h)
+$(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+$(BUILD)/obj/lib/util/%.o: lib/util/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(subst $(LIB_INC),$(UTIL_INC),$(ALL_CFLAGS)) $(DEPFLAGS) -c -o $@ $<
 
 $(BUILD)/libpostern.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
@@ -69,16 +79,24 @@ $(BUILD)/bin/%: $(BUILD)/obj/cmd/%.o $(SAN_HOOKS) $(BUILD)/libpostern.a
 	$(CC) $(LDSAN) -o $@ $(filter %.o,$^) $(BUILD)/libpostern.a $(PKG_LIBS)
 
 # Unit tests always build under ASan/UBSan, against their own copy of lib/.
-UNIT_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(SAN) -Ilib $(PKG_CFLAGS)
-$(BUILD)/unit/lib/%.o: lib/%.c $(wildcard lib/*.h)
+UNIT_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(SAN) $(LIB_INC) $(PKG_CFLAGS)
+$(BUILD)/unit/lib/%.o: lib/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(UNIT_CFLAGS) -c -o $@ $<
+	$(CC) $(UNIT_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 $(BUILD)/unit/libpostern.a: $(LIB_SRC:lib/%.c=$(BUILD)/unit/lib/%.o)
 	rm -f $@ && ar rcs $@ $^
 # A unit test that includes a daemon's source file rebuilds when it changes.
 $(BUILD)/unit/test_remote_reply: remote/reply.c remote/remote.h
 $(BUILD)/unit/test_%: tests/unit/test_%.c $(BUILD)/unit/libpostern.a
-	$(CC) $(UNIT_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/unit/libpostern.a $(PKG_LIBS) -lcmocka
+	$(CC) $(UNIT_CFLAGS) $(DEPFLAGS) -Itests/unit -o $@ $< $(BUILD)/unit/libpostern.a $(PKG_LIBS) -lcmocka
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# A daemon includes only its own files and lib/: no path that climbs out of
+# its directory (docs/DESIGN.md, "Repository layout").
+layers:
+	@bad=$$(grep -nE '^\s*#\s*include\s*"[^"]*(\.\./|/)' $(foreach d,$(DAEMONS) cmd lib/util lib/mail,$(d)/*.[ch]) || true); \
+	    if [ -n "$$bad" ]; then echo "include outside the program's own directory and lib/:"; echo "$$bad"; exit 1; fi
 
 deps:
 	@sh scripts/deps.sh
@@ -110,7 +128,7 @@ stop:
 clean:
 	rm -rf build
 
-.PHONY: all deps unit e2e check run stop clean
+.PHONY: all deps unit e2e check run stop clean layers
 .DELETE_ON_ERROR:
 # Objects are not throw-away intermediates: parallel builds share them.
 .SECONDARY:

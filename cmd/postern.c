@@ -19,6 +19,7 @@
  * postfix-script; status's queue table goes to stdout.
  */
 #include "config.h"
+#include "strlist.h"
 #include "ipc.h"
 #include "log.h"
 #include "mastercf.h"
@@ -672,7 +673,7 @@ static int alias_database_stale(void)
     char *buf = malloc(strlen(value) + 1), *items[64];
     if (!buf)
         die("out of memory");
-    size_t n = config_split(value, buf, items, 64);
+    size_t n = strlist_split(value, buf, items, 64);
     int stale = 0;
     for (size_t i = 0; i < n && !stale; i++) {
         char *colon = strchr(items[i], ':');

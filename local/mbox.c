@@ -19,6 +19,7 @@
  * opened with the user's rights (privs.c).
  */
 #include "local.h"
+#include "strlist.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -58,7 +59,7 @@ static int lock_methods(void)
 
     if (value == NULL || strlen(value) >= sizeof(buf))
         return LOCK_FCNTL | LOCK_FLOCK | LOCK_DOTLOCK;
-    n = config_split(value, buf, items, 8);
+    n = strlist_split(value, buf, items, 8);
     for (i = 0; i < n; i++) {
         if (strcmp(items[i], "fcntl") == 0)
             methods |= LOCK_FCNTL;

@@ -29,6 +29,7 @@
  * if any bounced.
  */
 #include "local.h"
+#include "strlist.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -138,7 +139,7 @@ static int list_has(const char *param, const char *item)
 
     if (value == NULL || strlen(value) >= sizeof(buf))
         return 0;
-    n = config_split(value, buf, items, 16);
+    n = strlist_split(value, buf, items, 16);
     for (i = 0; i < n; i++)
         if (strcasecmp(items[i], item) == 0)
             return 1;
@@ -827,7 +828,7 @@ static int deliver_dotforward(struct expansion *x, const struct context *ctx,
         delimiter[0] = name[bare];
     v.delimiter = delimiter;
     expand_forward_path(config_raw("forward_path"), &v, expanded, sizeof(expanded));
-    n = config_split(expanded, buf, paths, FORWARD_PATHS_MAX);
+    n = strlist_split(expanded, buf, paths, FORWARD_PATHS_MAX);
     for (i = 0; i < n; i++) {
         char *text = read_list_file(paths[i], u, &sb, &err);
         if (text == NULL && (err == ENOENT || err == ENOTDIR))

@@ -9,6 +9,7 @@
  * queue_directory/private or queue_directory/public (the private column).
  */
 #include "master.h"
+#include "strlist.h"
 #include "config.h"
 #include "log.h"
 
@@ -53,7 +54,7 @@ static size_t split_list(const char *value, char **buf, char **items, size_t max
     *buf = malloc(strlen(value) + 1);
     if (!*buf)
         return 0;
-    return config_split(value, *buf, items, max);
+    return strlist_split(value, *buf, items, max);
 }
 
 static void protocols_parse(const char *value, struct protocols *pr)

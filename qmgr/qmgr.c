@@ -647,7 +647,7 @@ int main(int argc, char **argv)
     if (!q.work_ev || !q.fifo_ev || !timer || event_add(q.fifo_ev, NULL) < 0 ||
         event_add(timer, &tv) < 0)
         msg_fatal("cannot set up events");
-    events_watch_master(q.base, master_gone, NULL);
+    events_watch_eof(q.base, SERVICE_ALIVE_FD, master_gone, NULL);
     scan_dir(QUEUE_ACTIVE, NULL, any_file);   /* what a previous qmgr left */
     request_scan(1, 1, 0);
     event_base_dispatch(q.base);

@@ -826,7 +826,7 @@ int main(int argc, char **argv)
     if (rm.accept_ev == NULL || idle == NULL || event_add(rm.accept_ev, NULL) < 0
         || event_add(idle, &tick) < 0)
         msg_fatal("cannot set up events");
-    events_watch_master(remote_base, master_gone, NULL);
+    events_watch_eof(remote_base, SERVICE_ALIVE_FD, master_gone, NULL);
     event_base_dispatch(remote_base);
     return 0;
 }

@@ -12,6 +12,7 @@
  * flattened, best MX first, to at most smtp_mx_address_limit targets.
  */
 #include "remote.h"
+#include "strlist.h"
 
 #include "config.h"
 #include "log.h"
@@ -169,7 +170,7 @@ void route_init_self(void)
 
     if (buf == NULL)
         msg_fatal("out of memory");
-    n = config_split(value, buf, items, SELF_ADDR_MAX);
+    n = strlist_split(value, buf, items, SELF_ADDR_MAX);
     for (size_t i = 0; i < n; i++) {
         struct dns_addr a;
         char *item = items[i];

@@ -275,7 +275,7 @@ int main(int argc, char **argv)
     struct event *idle = event_new(smtpd_base, -1, EV_PERSIST, idle_cb, NULL);
     if (!sm.accept_ev || !idle || event_add(sm.accept_ev, NULL) < 0 || event_add(idle, &tick) < 0)
         msg_fatal("cannot set up events");
-    events_watch_master(smtpd_base, master_gone, NULL);
+    events_watch_eof(smtpd_base, SERVICE_ALIVE_FD, master_gone, NULL);
     event_base_dispatch(smtpd_base);
     return 0;
 }

@@ -22,7 +22,7 @@ FUZZ_SECONDS       ?= 60
 FUZZ_CHECK_SECONDS ?= 1
 FUZZ_SAN    := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                -fno-omit-frame-pointer
-FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(FUZZ_SAN) -Ilib $(PKG_CFLAGS)
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(FUZZ_SAN) $(LIB_INC) $(PKG_CFLAGS)
 # libFuzzer options for every run: a slow input (10 s) or 2 GB of memory
 # is a finding too; leaks are (ASan's default).
 FUZZ_OPTS   := -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
@@ -48,7 +48,7 @@ FUZZ_BIN     := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
 
 # lib/ objects depend on lib/*.h only, so that headers edited elsewhere in
 # the tree do not rebuild them; a daemon's source also on its own headers.
-$(LIB_SRC:%.c=build/fuzz/obj/%.o): build/fuzz/obj/%.o: %.c $(wildcard lib/*.h)
+$(LIB_SRC:%.c=build/fuzz/obj/%.o): build/fuzz/obj/%.o: %.c $(wildcard lib/*/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 
@@ -60,7 +60,7 @@ build/fuzz/libpostern.a: $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 # archive's copy; then the objects of its FUZZ_EXTRA sources.
 define fuzz_target_rule
 FUZZ_OBJ_$(1) := $$(patsubst %.c,build/fuzz/obj/%.o,$$(FUZZ_EXTRA_$(1)))
-$$(FUZZ_OBJ_$(1)): build/fuzz/obj/%.o: %.c $$(wildcard lib/*.h) $$(wildcard $$(dir $$(firstword $$(FUZZ_EXTRA_$(1))))*.h)
+$$(FUZZ_OBJ_$(1)): build/fuzz/obj/%.o: %.c $$(wildcard lib/*/*.h) $$(wildcard $$(dir $$(firstword $$(FUZZ_EXTRA_$(1))))*.h)
 	@mkdir -p $$(dir $$@)
 	$$(FUZZ_CC) $$(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $$@ $$<
 build/fuzz/fuzz_$(1): tests/fuzz/fuzz_$(1).c tests/fuzz/fuzz.h build/fuzz/libpostern.a $$(FUZZ_OBJ_$(1))

@@ -15,7 +15,7 @@
  * names NUL-terminated within DNS_NAME_SIZE; every failure has a reason;
  * dns_mx_sort leaves preferences in order.
  */
-#include "../../lib/dns.c"
+#include "../../lib/util/dns.c"
 #include "fuzz.h"
 
 static int calls;

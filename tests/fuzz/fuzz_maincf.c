@@ -11,6 +11,7 @@
  * "-o ".
  */
 #include "config.h"
+#include "strlist.h"
 #include "fuzz.h"
 
 #include <limits.h>
@@ -35,7 +36,7 @@ static void walk_one(const char *name, const char *value, int is_set, void *ctx)
     size_t len = strlen(value);
     char *buf = malloc(len + 1);
     char *items[64];
-    size_t n = config_split(value, buf, items, 64);
+    size_t n = strlist_split(value, buf, items, 64);
     FUZZ_ASSERT(n <= 64);
     for (size_t i = 0; i < n; i++)
         FUZZ_ASSERT(items[i] >= buf && items[i] + strlen(items[i]) <= buf + len);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "strlist.h"
 #include "log.h"
 
 struct fixture {
@@ -169,7 +170,7 @@ static void test_continuation_lines(void **state)
     char *items[8];
     const char *v = config_get("mydestination");
     assert_true(strlen(v) < sizeof(buf));
-    size_t n = config_split(v, buf, items, 8);
+    size_t n = strlist_split(v, buf, items, 8);
     assert_int_equal(n, 3);
     assert_string_equal(items[0], "localhost");
     assert_string_equal(items[1], "mx.test.example");
@@ -398,13 +399,13 @@ static void test_split(void **state)
 {
     char buf[128];
     char *items[4];
-    assert_int_equal(config_split("a, b  c,,d\t e", buf, items, 4), 4);
+    assert_int_equal(strlist_split("a, b  c,,d\t e", buf, items, 4), 4);
     assert_string_equal(items[0], "a");
     assert_string_equal(items[1], "b");
     assert_string_equal(items[2], "c");
     assert_string_equal(items[3], "d");
-    assert_int_equal(config_split("  , ,", buf, items, 4), 0);
-    assert_int_equal(config_split("one", buf, items, 4), 1);
+    assert_int_equal(strlist_split("  , ,", buf, items, 4), 0);
+    assert_int_equal(strlist_split("one", buf, items, 4), 1);
     assert_string_equal(items[0], "one");
 }
 

@@ -902,13 +902,3 @@ void config_walk(int raw, int defaults_only, config_walk_fn fn, void *ctx)
     }
 }
 
-size_t config_split(const char *value, char *buf, char **items, size_t max)
-{
-    size_t n = 0;
-    strcpy(buf, value);
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ", \t\r\n", &save); tok && n < max;
-         tok = strtok_r(NULL, ", \t\r\n", &save))
-        items[n++] = tok;
-    return n;
-}

@@ -1,5 +1,5 @@
-/* events.h - libevent glue: record framing on evbuffers, and the watch on
- * master that every event-driven daemon (smtpd, qmgr) needs.
+/* events.h - libevent glue: record framing on evbuffers, and the EOF watch
+ * with which every event-driven daemon (smtpd, qmgr, remote) follows master.
  */
 #ifndef POSTERN_EVENTS_H
 #define POSTERN_EVENTS_H
@@ -24,8 +24,9 @@ int evrec_get(struct evbuffer *in, struct rec_buf *b, size_t max);
  * descriptor, which is the case libevent warns this mode gets wrong. */
 struct event_base *events_base_new(void);
 
-/* Call on_gone(ctx) once when master goes away or reloads (EOF on the
- * master-alive descriptor); the daemon then finishes its work and exits. */
-void events_watch_master(struct event_base *base, void (*on_gone)(void *), void *ctx);
+/* Call on_gone(ctx) once when fd, a pipe nothing writes to, reaches EOF: the
+ * daemons pass master's alive descriptor (service.h), so they learn that
+ * master went away or reloads, finish their work and exit. */
+void events_watch_eof(struct event_base *base, int fd, void (*on_gone)(void *), void *ctx);
 
 #endif

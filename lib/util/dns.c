@@ -9,7 +9,7 @@
  * so it never runs inside dns_lookup_* or inside c-ares.
  */
 #include "dns.h"
-#include "config.h"
+#include "strlist.h"
 
 #include <ares.h>
 #include <arpa/inet.h>
@@ -622,7 +622,7 @@ int dns_families(const char *inet_protocols)
 
     if (inet_protocols == NULL || strlen(inet_protocols) >= sizeof(buf))
         return 0;
-    n = config_split(inet_protocols, buf, items, 8);
+    n = strlist_split(inet_protocols, buf, items, 8);
     for (size_t i = 0; i < n; i++) {
         if (strcasecmp(items[i], "all") == 0)
             families |= DNS_INET4 | DNS_INET6;

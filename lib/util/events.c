@@ -4,7 +4,6 @@
 #include "events.h"
 #include "log.h"
 #include "record.h"
-#include "service.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -91,14 +90,14 @@ static void master_watch_cb(evutil_socket_t fd, short what, void *arg)
     free(w);
 }
 
-void events_watch_master(struct event_base *base, void (*on_gone)(void *), void *ctx)
+void events_watch_eof(struct event_base *base, int fd, void (*on_gone)(void *), void *ctx)
 {
     struct master_watch *w = calloc(1, sizeof(*w));
     if (!w)
         return;
     w->on_gone = on_gone;
     w->ctx = ctx;
-    w->ev = event_new(base, SERVICE_ALIVE_FD, EV_READ | EV_PERSIST, master_watch_cb, w);
+    w->ev = event_new(base, fd, EV_READ | EV_PERSIST, master_watch_cb, w);
     if (!w->ev || event_add(w->ev, NULL) < 0) {
         free(w);
         return;

@@ -47,8 +47,5 @@ typedef void (*config_walk_fn)(const char *name, const char *value, int is_set,
 void config_walk(int raw, int defaults_only, config_walk_fn fn, void *ctx);
 const char *config_default(const char *name);
 
-/* Split a list value on commas and white space. Returns the number of items
- * stored (at most max); items point into buf, which must hold strlen(value)+1. */
-size_t config_split(const char *value, char *buf, char **items, size_t max);
 
 #endif

@@ -5,6 +5,7 @@
  * .cdb directly.
  */
 #include "table_cmd.h"
+#include "strlist.h"
 #include "config.h"
 #include "log.h"
 #include "lookup.h"
@@ -89,7 +90,7 @@ static void default_alias_tables(struct table_cmd *c)
 
     if (value == NULL || strlen(value) >= sizeof(c->tables_buf))
         msg_fatal("parameter %s is too long", param);
-    c->ntables = config_split(value, c->tables_buf, c->tables, MAX_TABLES);
+    c->ntables = strlist_split(value, c->tables_buf, c->tables, MAX_TABLES);
     if (c->ntables == 0)
         msg_fatal("no tables given and %s is empty", param);
 }

@@ -10,6 +10,7 @@ Against a sanitized build (make e2e SANITIZE=1), a sanitizer report written
 by any program during a test fails that test, at its teardown.
 """
 
+import os
 import shutil
 
 import pytest
@@ -68,3 +69,11 @@ def make_instance():
 @pytest.fixture
 def instance(make_instance):
     return make_instance()
+
+
+@pytest.fixture
+def require_root():
+    """Tests that need root (system mode, mounts) fail without it: make
+    check runs as root, as CI does, and a skip would hide that."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root: run make check as root, as CI does")

@@ -14,7 +14,6 @@ is root's (as /var/mail is), and the alias database is built with the real
 These tests need root; without it they fail.
 """
 
-import functools
 import os
 import pwd
 import random
@@ -29,15 +28,9 @@ from postern_instance import BUILD, Instance, free_port, run_logged
 POSTALIAS = BUILD / "bin" / "postalias"
 POSTMAP = BUILD / "bin" / "postmap"
 
-def needs_root(fn):
-    """System mode needs root; make check runs as root (as CI does), and a
-    run without it fails here rather than passing on skipped tests."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if os.geteuid() != 0:
-            pytest.fail("system-mode tests need root: run make check as root, as CI does")
-        return fn(*args, **kwargs)
-    return wrapper
+# System mode needs root; make check runs as root (as CI does), and a run
+# without it fails (conftest.py's require_root) rather than passing on skips.
+needs_root = pytest.mark.usefixtures("require_root")
 
 
 def run_ok(argv, timeout=30):

@@ -97,11 +97,24 @@ $(BUILD)/unit/test_%: tests/unit/test_%.c $(BUILD)/unit/libpostern.a
 layers:
 	@bad=$$(grep -nE '^\s*#\s*include\s*"[^"]*(\.\./|/)' $(foreach d,$(DAEMONS) cmd lib/util lib/mail,$(d)/*.[ch]) || true); \
 	    if [ -n "$$bad" ]; then echo "include outside the program's own directory and lib/:"; echo "$$bad"; exit 1; fi
+	@bad=$$(grep -nE 'config_get\(\s*"' $(foreach d,$(DAEMONS) cmd lib/util lib/mail,$(d)/*.c) || true); \
+	    if [ -n "$$bad" ]; then echo "a parameter read by a literal name: read its field of var (lib/mail/params.h)"; echo "$$bad"; exit 1; fi
+
+# A parameter that params.def does not declare must not compile: this
+# compiles tests/unit/undeclared_param.c, which reads one, and fails unless
+# the compiler refuses it for exactly that reason.
+params-check:
+	@mkdir -p $(BUILD)
+	@if $(CC) $(ALL_CFLAGS) -fsyntax-only tests/unit/undeclared_param.c 2>$(BUILD)/params-check.err; then \
+	    echo "params-check: a parameter params.def does not declare compiled"; exit 1; fi; \
+	    grep -q 'no member named.*no_such_parameter' $(BUILD)/params-check.err || \
+	    { echo "params-check: refused for another reason:"; cat $(BUILD)/params-check.err; exit 1; }; \
+	    echo "params-check: an undeclared parameter name does not compile"
 
 deps:
 	@sh scripts/deps.sh
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) params-check
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 	    ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
 
@@ -128,7 +141,7 @@ stop:
 clean:
 	rm -rf build
 
-.PHONY: all deps unit e2e check run stop clean layers
+.PHONY: all deps unit e2e check run stop clean layers params-check
 .DELETE_ON_ERROR:
 # Objects are not throw-away intermediates: parallel builds share them.
 .SECONDARY:

@@ -140,13 +140,12 @@ static int recipient_done(const struct queue_envelope *env, long long offset)
 
 /* A parameter that names an address, with @myorigin added when it has no
  * domain (cleanup does not qualify addresses for us). */
-static void qualified_address(char *out, size_t len, const char *param)
+static void qualified_address(char *out, size_t len, const char *value)
 {
-    const char *value = config_get(param);
     if (strchr(value, '@'))
         snprintf(out, len, "%s", value);
     else
-        snprintf(out, len, "%s@%s", value, config_get("myorigin"));
+        snprintf(out, len, "%s@%s", value, var.myorigin);
 }
 
 static const char *kind_word(enum report_kind kind)
@@ -191,8 +190,8 @@ static int send_report(struct original *m, enum report_kind kind, const struct d
                        char *why, size_t why_len)
 {
     char double_bounce[ADDRESS_MAX], postmaster[ADDRESS_MAX];
-    qualified_address(double_bounce, sizeof(double_bounce), "double_bounce_sender");
-    qualified_address(postmaster, sizeof(postmaster), "2bounce_notice_recipient");
+    qualified_address(double_bounce, sizeof(double_bounce), var.double_bounce_sender);
+    qualified_address(postmaster, sizeof(postmaster), var.twobounce_notice_recipient);
     const char *sender = m->env.sender;
     if (strcasecmp(sender, double_bounce) == 0) {
         if (kind == REPORT_FAILED)
@@ -288,7 +287,7 @@ static int dispatch(const struct attr_list *req, char *why, size_t why_len)
 /* One client (qmgr keeps its connection): requests until it hangs up. */
 static void serve(int fd)
 {
-    struct stream *s = stream_open(fd, (int)config_time("ipc_timeout"));
+    struct stream *s = stream_open(fd, (int)var.ipc_timeout);
     if (!s) {
         close(fd);
         return;

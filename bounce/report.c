@@ -12,6 +12,7 @@
  * follow Postfix so that filters that recognise bounces keep working.
  */
 #include "bounce.h"
+#include "mail_date.h"
 
 #include "address.h"
 #include "config.h"
@@ -34,17 +35,6 @@
 #define MAIL_DAEMON "MAILER-DAEMON"
 
 /* --- small formatting helpers --- */
-
-/* RFC 5322 date, as cleanup writes Date: headers. */
-static void format_date(char *buf, size_t len, time_t when)
-{
-    struct tm tm;
-    char zone[16];
-    localtime_r(&when, &tm);
-    strftime(zone, sizeof(zone), "%Z", &tm);
-    size_t n = strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    snprintf(buf + n, len - n, " (%s)", zone);
-}
 
 /* A value that goes into a header field: control characters would break
  * the message structure (or forge fields), so they become spaces. */
@@ -109,7 +99,7 @@ static int walk_original(const struct report *r, int headers_only, original_fn f
             close(fd);
         return -1;
     }
-    long long limit = config_size("header_size_limit"), sent = 0;
+    long long limit = var.header_size_limit, sent = 0;
     struct rec_buf chunk = {0};
     int rc = queue_content_begin(s, r->env->content_offset), more = 0;
     int at_bol = 1, done = 0;
@@ -157,7 +147,7 @@ static int return_full_message(const struct report *r)
     const char *ret = queue_envelope_attr(r->env, ATTR_DSN_RET);
     if (r->kind != REPORT_FAILED || (ret && strcasecmp(ret, "HDRS") == 0))
         return 0;
-    return r->env->content_size <= config_size("bounce_size_limit");
+    return r->env->content_size <= var.bounce_size_limit;
 }
 
 /* --- the parts --- */
@@ -188,7 +178,7 @@ static void write_top_headers(struct submission *sub, const struct report *r,
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
-    format_date(date, sizeof(date), now);
+    mail_date(date, sizeof(date), now);
     external_address(to, sizeof(to), r->to);
     submission_printf(sub, "From: %s@%s (Mail Delivery System)\n", MAIL_DAEMON, lo->host);
     submission_printf(sub, "Subject: %s\n", subject_of(r));
@@ -205,7 +195,7 @@ static void write_top_headers(struct submission *sub, const struct report *r,
 static void write_intro(struct submission *sub, const struct report *r, const struct layout *lo)
 {
     submission_printf(sub, "This report comes from the mail system at %s (%s).\n\n", lo->host,
-                      config_get("mail_name"));
+                      var.mail_name);
     if (r->postmaster_copy) {
         submission_puts(sub,
             "A message with the null sender (a delivery status notification) could\n"
@@ -216,8 +206,8 @@ static void write_intro(struct submission *sub, const struct report *r, const st
     switch (r->kind) {
     case REPORT_DELAYED: {
         char until[64];
-        format_date(until, sizeof(until),
-                    r->env->arrival.tv_sec + config_time("maximal_queue_lifetime"));
+        mail_date(until, sizeof(until),
+                    r->env->arrival.tv_sec + var.maximal_queue_lifetime);
         submission_printf(sub,
             "This is a warning only: you do not need to send your message again.\n\n"
             "Your message has not been delivered yet to the recipients listed\n"
@@ -323,7 +313,7 @@ static void write_message_fields(struct submission *sub, const struct report *r,
     submission_printf(sub, "X-Postern-Queue-ID: %s\n", r->queue_id);
     external_address(buf, sizeof(buf), r->env->sender[0] ? r->env->sender : "");
     submission_printf(sub, "X-Postern-Sender: %s; %s\n", address_type(r->env->sender), buf);
-    format_date(date, sizeof(date), r->env->arrival.tv_sec);
+    mail_date(date, sizeof(date), r->env->arrival.tv_sec);
     submission_printf(sub, "Arrival-Date: %s\n", date);
 }
 
@@ -349,8 +339,8 @@ static void write_recipient_fields(struct submission *sub, const struct report *
     diagnostic_code(diag, sizeof(diag), reason);
     submission_printf(sub, "Diagnostic-Code: %s\n", diag);
     if (r->kind == REPORT_DELAYED) {
-        format_date(buf, sizeof(buf),
-                    r->env->arrival.tv_sec + config_time("maximal_queue_lifetime"));
+        mail_date(buf, sizeof(buf),
+                    r->env->arrival.tv_sec + var.maximal_queue_lifetime);
         submission_printf(sub, "Will-Retry-Until: %s\n", buf);
     }
 }
@@ -395,7 +385,7 @@ static int write_original(struct submission *sub, const struct report *r, const 
  * that announce it are written. */
 static int plan_layout(const struct report *r, struct layout *lo, const char *new_id)
 {
-    snprintf(lo->host, sizeof(lo->host), "%s", config_get("myhostname"));
+    snprintf(lo->host, sizeof(lo->host), "%s", var.myhostname);
     snprintf(lo->boundary, sizeof(lo->boundary), "%s.%lld/%s", new_id, (long long)time(NULL),
              lo->host);
     lo->full = return_full_message(r);

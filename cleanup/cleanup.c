@@ -20,6 +20,7 @@
  * content, as queue_file.h allows.
  */
 #include "cleanup.h"
+#include "mail_date.h"
 
 #include "address.h"
 #include "config.h"
@@ -94,17 +95,6 @@ static void scan_headers(struct cleanup_state *st, const char *block, size_t len
     }
 }
 
-static void format_date(char *buf, size_t len, time_t when)
-{
-    struct tm tm;
-    localtime_r(&when, &tm);
-    char zone[16];
-    strftime(zone, sizeof(zone), "%Z", &tm);
-    strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    size_t n = strlen(buf);
-    snprintf(buf + n, len - n, " (%s)", zone);
-}
-
 static void add_missing_headers(struct cleanup_state *st, const char *block, size_t len)
 {
     int have_date = 0, have_from = 0;
@@ -117,13 +107,13 @@ static void add_missing_headers(struct cleanup_state *st, const char *block, siz
         gmtime_r(&now, &tm);
         strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
         snprintf(st->message_id, sizeof(st->message_id), "<%s.%s@%s>", stamp,
-                 queue_writer_id(st->writer), config_get("myhostname"));
+                 queue_writer_id(st->writer), var.myhostname);
         int n = snprintf(line, sizeof(line), "Message-ID: %s\n", st->message_id);
         out_content(st, line, (size_t)n);
     }
     if (!have_date) {
         char date[64];
-        format_date(date, sizeof(date), now);
+        mail_date(date, sizeof(date), now);
         int n = snprintf(line, sizeof(line), "Date: %s\n", date);
         out_content(st, line, (size_t)n);
     }
@@ -204,7 +194,7 @@ static void content_chunk(struct cleanup_state *st, const char *data, size_t len
     long end = headers_block_end(st->hdr, st->hdr_len, 0);
     if (end >= 0)
         finish_headers(st, (size_t)end);
-    else if ((long long)st->hdr_len > config_size("header_size_limit"))   /* the rest is body */
+    else if ((long long)st->hdr_len > var.header_size_limit)   /* the rest is body */
         finish_headers(st, (size_t)headers_block_end(st->hdr, st->hdr_len, 1));
 }
 
@@ -466,7 +456,7 @@ static void serve(int fd)
 {
     struct cleanup_state st = {.envelope_open = 1};
     struct attr_list req;
-    st.client = stream_open(fd, (int)config_time("ipc_timeout"));
+    st.client = stream_open(fd, (int)var.ipc_timeout);
     if (!st.client) {
         close(fd);
         return;

@@ -116,7 +116,7 @@ static int client_on_inet_interfaces(const char *client)
     struct iface_match m = {0};
     if (!(m.family = parse_ip(client, m.addr)))
         return 0;
-    rewrite_list_walk(config_get("inet_interfaces"), iface_item, &m);
+    rewrite_list_walk(var.inet_interfaces, iface_item, &m);
     return m.found;
 }
 
@@ -132,7 +132,7 @@ static int client_item(const char *item, void *ctx)
     if (strcasecmp(item, "permit_inet_interfaces") == 0)
         m->found = client_on_inet_interfaces(addr);
     else if (strcasecmp(item, "permit_mynetworks") == 0)
-        m->found = *addr && match_network_list_str(config_get("mynetworks"), addr);
+        m->found = *addr && match_network_list_str(var.mynetworks, addr);
     else if (strcasecmp(item, "permit_sasl_authenticated") == 0)
         m->found = m->st->sasl_authenticated;
     else if (strchr(item, ':'))
@@ -145,12 +145,12 @@ static int client_item(const char *item, void *ctx)
 void headers_init(struct cleanup_state *st)
 {
     struct client_match m = {.st = st};
-    const char *remote = config_get("remote_header_rewrite_domain");
+    const char *remote = var.remote_header_rewrite_domain;
     st->hdr_domain = NULL;
     st->hdr_rewrite = 1;
     if (st->origin != ORIGIN_SMTP)
         return;
-    rewrite_list_walk(config_get("local_header_rewrite_clients"), client_item, &m);
+    rewrite_list_walk(var.local_header_rewrite_clients, client_item, &m);
     if (m.found)
         return;
     st->hdr_rewrite = remote && *remote;

@@ -132,8 +132,8 @@ static const char *choose_config_dir(const char *given)
  * postdrop falls back to syslog rather than complain on stderr. */
 static void open_log(void)
 {
-    log_set_syslog_name(config_get("syslog_name"));
-    const char *path = config_get("maillog_file");
+    log_set_syslog_name(var.syslog_name);
+    const char *path = var.maillog_file;
     if (path && *path && access(path, W_OK) == 0)
         log_set_file(path);
 }
@@ -193,7 +193,7 @@ static void copy_records(struct stream *in, struct stream *out)
     struct maildrop_check chk;
     struct rec_buf b = {0};
     long uid = (long)getuid();
-    maildrop_check_init(&chk, 0, config_size("message_size_limit"));
+    maildrop_check_init(&chk, 0, var.message_size_limit);
     for (;;) {
         int type = rec_get(in, &b, REC_CHUNK_SIZE, NULL);
         if (type == REC_EOF)

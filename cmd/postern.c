@@ -56,7 +56,7 @@ static void vreport(const char *level, const char *fmt, va_list ap)
 {
     char text[ERR_MAX];
     vsnprintf(text, sizeof(text), fmt, ap);
-    const char *name = config_get("syslog_name");
+    const char *name = var.syslog_name;
     fprintf(stderr, "%s/postern-script: %s%s%s\n", name && *name ? name : "postern",
             level ? level : "", level ? ": " : "", text);
     if (!level)
@@ -100,7 +100,7 @@ static _Noreturn void die(const char *fmt, ...)
 
 static void pid_file_path(char *buf, size_t len)
 {
-    if (snprintf(buf, len, "%s/pid/master.pid", config_get("queue_directory")) >= (int)len)
+    if (snprintf(buf, len, "%s/pid/master.pid", var.queue_directory) >= (int)len)
         die("queue_directory path too long");
 }
 
@@ -205,7 +205,7 @@ static void master_cf_validate(const char *dir)
 
 static void master_exe(char *buf, size_t len)
 {
-    if (snprintf(buf, len, "%s/master", config_get("daemon_directory")) >= (int)len)
+    if (snprintf(buf, len, "%s/master", var.daemon_directory) >= (int)len)
         die("daemon_directory path too long");
     if (access(buf, X_OK) < 0)
         die("cannot run %s: %s", buf, strerror(errno));
@@ -413,7 +413,7 @@ static void check_unknown_param(const char *name, const char *value, int is_set,
 /* The postdrop group: created as a system group when missing. */
 static void check_group(struct check *c)
 {
-    const char *name = config_get("setgid_group");
+    const char *name = var.setgid_group;
     struct group *gr = getgrnam(name);
     if (!gr && c->root && c->system_mode) {
         char *argv[] = {"/usr/sbin/groupadd", "--system", (char *)name, NULL};
@@ -434,10 +434,10 @@ static void check_group(struct check *c)
  * his own instance (mail_owner = himself) or cannot fix anything. */
 static void check_owner(struct check *c)
 {
-    const char *name = config_get("mail_owner");
+    const char *name = var.mail_owner;
     struct passwd *pw = getpwnam(name);
     if (!pw && c->root) {
-        const char *queue = config_get("queue_directory");
+        const char *queue = var.queue_directory;
         char *argv[] = {"/usr/sbin/useradd", "--system", "--user-group",
                         "--home-dir", (char *)queue, "--no-create-home",
                         "--shell", "/usr/sbin/nologin",
@@ -462,7 +462,7 @@ static void check_account_separation(struct check *c)
         return;
     if (c->owner_gid == c->setgid_gid)
         problem(c, "mail_owner's group must not be setgid_group %s: postdrop would get "
-                   "access to the whole queue", config_get("setgid_group"));
+                   "access to the whole queue", var.setgid_group);
 }
 
 /* master.cf: every program exists; chroot only where it means something. */
@@ -472,7 +472,7 @@ static void check_master_cf(struct check *c, const char *dir)
     char path[PATH_MAX];
     master_cf_path(path, sizeof(path), dir);
     master_cf_load_or_die(dir, &cf);
-    const char *ddir = config_get("daemon_directory");
+    const char *ddir = var.daemon_directory;
     for (size_t i = 0; i < cf.count; i++) {
         const struct mastercf_entry *e = &cf.entries[i];
         char exe[PATH_MAX];
@@ -527,7 +527,7 @@ static void snapshot_tree(const char *queue, struct tree_snapshot *t)
  * check reports the difference it made. */
 static void check_queue_tree(struct check *c)
 {
-    const char *queue = config_get("queue_directory");
+    const char *queue = var.queue_directory;
     struct tree_snapshot *before = calloc(1, sizeof(*before));
     struct tree_snapshot *after = calloc(1, sizeof(*after));
     if (!before || !after)
@@ -644,14 +644,14 @@ static void check_programs(struct check *c)
 {
     static const char *const commands[] = {"postern",  "postconf", "postsuper", "postmap",
                                            "postalias", "sendmail", "postdrop",  "postqueue"};
-    const char *cdir = config_get("command_directory");
+    const char *cdir = var.command_directory;
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         char path[PATH_MAX];
         if (snprintf(path, sizeof(path), "%s/%s", cdir, commands[i]) < (int)sizeof(path))
             check_setgid(c, path, strcmp(commands[i], "postdrop") == 0 ||
                                       strcmp(commands[i], "postqueue") == 0);
     }
-    const char *ddir = config_get("daemon_directory");
+    const char *ddir = var.daemon_directory;
     DIR *d = opendir(ddir);
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -669,7 +669,7 @@ static void check_programs(struct check *c)
  * temporary lookup failure until newaliases runs). */
 static int alias_database_stale(void)
 {
-    const char *value = config_get("alias_database");
+    const char *value = var.alias_database;
     char *buf = malloc(strlen(value) + 1), *items[64];
     if (!buf)
         die("out of memory");
@@ -699,15 +699,15 @@ static void check_alias_database(struct check *c, const char *dir)
         return;
     char exe[PATH_MAX];
     if (!c->system_mode ||
-        snprintf(exe, sizeof(exe), "%s/postalias", config_get("command_directory")) >=
+        snprintf(exe, sizeof(exe), "%s/postalias", var.command_directory) >=
             (int)sizeof(exe) || access(exe, X_OK) < 0) {
         warn("alias_database %s is not built or is out of date: run newaliases",
-             config_get("alias_database"));
+             var.alias_database);
         return;
     }
     char *argv[] = {exe, "-c", (char *)dir, NULL};
     if (run_tool(argv) == 0)
-        say("rebuilt alias_database %s", config_get("alias_database"));
+        say("rebuilt alias_database %s", var.alias_database);
     else
         problem(c, "%s -c %s failed", exe, dir);
 }
@@ -745,7 +745,7 @@ static int cmd_check(const char *dir)
         check_queue_files(&c);
     } else {
         struct stat st;
-        const char *queue = config_get("queue_directory");
+        const char *queue = var.queue_directory;
         if (stat(queue, &st) < 0 || !S_ISDIR(st.st_mode))
             warn("queue_directory %s does not exist yet (master creates it)", queue);
     }
@@ -787,8 +787,8 @@ int main(int argc, char **argv)
     char err[ERR_MAX];
     if (config_try_load(dir, NULL, 0, err, sizeof(err)) < 0)
         die("%s", err);
-    log_set_syslog_name(config_get("syslog_name"));
-    log_set_file(config_get("maillog_file"));
+    log_set_syslog_name(var.syslog_name);
+    log_set_file(var.maillog_file);
 
     int rc;
     if (strcmp(command, "start") == 0)

@@ -85,7 +85,7 @@ static int list_via_showq(int format)
     int fd = ipc_connect(IPC_PUBLIC, "showq");
     if (fd < 0)
         return -1;
-    struct stream *s = stream_open(fd, (int)config_time("ipc_timeout"));
+    struct stream *s = stream_open(fd, (int)var.ipc_timeout);
     if (!s) {
         close(fd);
         return -1;
@@ -240,8 +240,8 @@ static const char *trusted_config_dir(const char *cmdline_dir)
 
 static void open_log(void)
 {
-    log_set_syslog_name(config_get("syslog_name"));
-    const char *file = config_get("maillog_file");
+    log_set_syslog_name(var.syslog_name);
+    const char *file = var.maillog_file;
     if (file && *file && access(file, W_OK) == 0)
         log_set_file(file);
 }

@@ -465,7 +465,7 @@ static noreturn void usage(void)
  * the mail system; in instance mode mail_owner itself may run us. */
 static void become_mail_owner(void)
 {
-    const char *owner = config_get("mail_owner");
+    const char *owner = var.mail_owner;
     struct passwd *pw = getpwnam(owner);
     if (!pw)
         msg_fatal("mail_owner %s: no such user", owner);
@@ -536,8 +536,8 @@ int main(int argc, char **argv)
     if (!structure && !purge && S.nreq == 0 && !reads_stdin)
         structure = purge = 1;
     config_load(config_find_dir(dir), NULL, 0);
-    log_set_syslog_name(config_get("syslog_name"));
-    log_set_file(config_get("maillog_file"));
+    log_set_syslog_name(var.syslog_name);
+    log_set_file(var.maillog_file);
     become_mail_owner();
     if (purge)
         queue_purge_leftovers(QUEUE_PURGE_ABANDONED_AGE);

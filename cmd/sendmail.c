@@ -626,7 +626,7 @@ static int smtp_read_command(struct smtp *c, char *buf, size_t cap)
 /* The argument after "FROM:" / "TO:", or NULL when the verb lacks it. */
 static void smtp_ehlo(struct smtp *c, const char *arg, int esmtp)
 {
-    const char *host = config_get("myhostname");
+    const char *host = var.myhostname;
     if (!*arg) {
         smtp_reply(c, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
         return;
@@ -794,19 +794,19 @@ static int smtp_session(void)
 {
     struct smtp c = {0};
     char line[SMTP_LINE_MAX];
-    c.in = stream_open(0, (int)config_time("smtpd_timeout"));
-    c.out = stream_open(1, (int)config_time("smtpd_timeout"));
+    c.in = stream_open(0, (int)var.smtpd_timeout);
+    c.out = stream_open(1, (int)var.smtpd_timeout);
     if (!c.in || !c.out)
         die(EX_OSERR, "out of memory");
-    c.size_limit = config_size("message_size_limit");
-    c.rcpt_limit = config_int("smtpd_recipient_limit");
+    c.size_limit = var.message_size_limit;
+    c.rcpt_limit = var.smtpd_recipient_limit;
     signal(SIGPIPE, SIG_IGN);
-    smtp_reply(&c, "220 %s", config_get("smtpd_banner"));
+    smtp_reply(&c, "220 %s", var.smtpd_banner);
     for (;;) {
         int rc = smtp_read_command(&c, line, sizeof(line));
         if (rc < 0) {
             if (stream_timed_out(c.in))
-                smtp_reply(&c, "421 4.4.2 %s Error: timeout exceeded", config_get("myhostname"));
+                smtp_reply(&c, "421 4.4.2 %s Error: timeout exceeded", var.myhostname);
             break;
         }
         if (rc > 0) {
@@ -956,8 +956,8 @@ static void load_config(const struct options *o)
     char err[512];
     if (config_try_load(config_find_dir(o->config_dir), NULL, 0, err, sizeof(err)) < 0)
         die(EX_CONFIG, "%s", err);
-    log_set_syslog_name(config_get("syslog_name"));
-    const char *path = config_get("maillog_file");
+    log_set_syslog_name(var.syslog_name);
+    const char *path = var.maillog_file;
     if (path && *path && access(path, W_OK) == 0)
         log_set_file(path);
 }

@@ -78,7 +78,7 @@ static char **build_env(const struct local_user *u, const struct local_trace *t,
     char **env = calloc(ENV_COUNT, sizeof(char *));
     char local[DELIVERY_TEXT_MAX], user[DELIVERY_TEXT_MAX];
     const char *at = strrchr(e->recipient, '@');
-    const char *delims = config_get("recipient_delimiter");
+    const char *delims = var.recipient_delimiter;
     size_t n = 0, cut, i;
 
     if (env == NULL)
@@ -400,7 +400,7 @@ void command_deliver(const char *command, const struct local_user *u,
     }
     envp = build_env(u, t, env);
     clock_gettime(CLOCK_MONOTONIC, &io.deadline);
-    io.deadline.tv_sec += config_time("command_time_limit");
+    io.deadline.tv_sec += var.command_time_limit;
     if ((io.pid = fork()) < 0) {
         local_status_set(st, "4.3.0", "cannot fork: %s", strerror(errno));
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);

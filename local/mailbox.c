@@ -62,7 +62,7 @@ void local_status_target_error(struct local_status *st, const char *target, cons
  * delimiter at the very start is kept, so no local part becomes empty. */
 static void strip_extension(char *local)
 {
-    const char *delims = config_get("recipient_delimiter");
+    const char *delims = var.recipient_delimiter;
     size_t cut;
 
     if (delims == NULL || *delims == 0)
@@ -88,7 +88,7 @@ static int usable_as_path(const char *local)
 int local_mailbox_path(const char *rcpt, char *path, size_t len, struct local_status *st)
 {
     char local[ADDRESS_MAX], lower[ADDRESS_MAX];
-    const char *spool = config_get("mail_spool_directory");
+    const char *spool = var.mail_spool_directory;
     int n;
 
     if (address_localpart(rcpt, local, sizeof(local)) < 0
@@ -124,6 +124,6 @@ int local_deliver_recipient(const struct local_message *m, const char *rcpt, con
         return local_deliver_system(m, rcpt, orig, st);
     if (local_mailbox_path(rcpt, dir, sizeof(dir), st) < 0)
         return 0;
-    maildir_deliver(dir, m, &t, config_size("mailbox_size_limit"), st);
+    maildir_deliver(dir, m, &t, var.mailbox_size_limit, st);
     return 0;
 }

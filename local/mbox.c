@@ -52,7 +52,7 @@ void mbox_cleanup(void)
 
 static int lock_methods(void)
 {
-    const char *value = config_get("mailbox_delivery_lock");
+    const char *value = var.mailbox_delivery_lock;
     char buf[256], *items[8];
     size_t n, i;
     int methods = 0;
@@ -99,7 +99,7 @@ static int dotlock_try(const char *path)
         if (errno != EEXIST)
             return -1;
         /* A lock left behind by a crashed writer would block us forever. */
-        if (lstat(lock, &st) < 0 || time(NULL) - st.st_mtime < config_time("stale_lock_time"))
+        if (lstat(lock, &st) < 0 || time(NULL) - st.st_mtime < var.stale_lock_time)
             return 1;
         msg_warn("removing stale lock file %s", lock);
         if (unlink(lock) < 0 && errno != ENOENT)
@@ -158,8 +158,8 @@ static int lock_try(int fd, const char *path, int methods)
 static int lock_mailbox(int fd, const char *path, int methods, const char *target,
                         struct local_status *st)
 {
-    long attempts = config_int("deliver_lock_attempts");
-    long delay = config_time("deliver_lock_delay");
+    long attempts = var.deliver_lock_attempts;
+    long delay = var.deliver_lock_delay;
     long i;
     int r;
 
@@ -261,7 +261,7 @@ static int fsync_parent(const char *path)
 static void append_locked(int fd, const struct local_message *m, const struct local_trace *t,
                           const char *target, const char *what, struct local_status *st)
 {
-    long long limit = config_size("mailbox_size_limit"), room = 0;
+    long long limit = var.mailbox_size_limit, room = 0;
     struct stat sb;
     off_t old;
     int r;

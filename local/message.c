@@ -288,7 +288,7 @@ static int is_delivered_to(const char *line, size_t len, const char *address)
 
 int local_delivered_to_seen(const struct local_message *m, const char *address)
 {
-    long long max = config_size("header_size_limit");
+    long long max = var.header_size_limit;
     size_t len, i, start = 0;
     char *block;
     int seen = 0;

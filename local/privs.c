@@ -125,7 +125,7 @@ int local_user_by_uid(uid_t uid, struct local_user *u)
 
 int local_default_privs(struct local_user *u, struct local_status *st)
 {
-    const char *name = config_get("default_privs");
+    const char *name = var.default_privs;
     int r = local_user_by_name(name, u);
 
     if (r <= 0 || u->uid == 0) {

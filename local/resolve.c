@@ -121,7 +121,7 @@ static void lowercase(char *s)
 /* Length of the part of name before its extension (recipient_delimiter). */
 static size_t bare_length(const char *name)
 {
-    const char *delims = config_get("recipient_delimiter");
+    const char *delims = var.recipient_delimiter;
     size_t cut;
 
     if (delims == NULL || *delims == 0)
@@ -131,9 +131,8 @@ static size_t bare_length(const char *name)
 }
 
 /* Whether item is in a list parameter such as allow_mail_to_commands. */
-static int list_has(const char *param, const char *item)
+static int list_has(const char *value, const char *item)
 {
-    const char *value = config_get(param);
     char buf[512], *items[16];
     size_t n, i;
 
@@ -146,29 +145,7 @@ static int list_has(const char *param, const char *item)
     return 0;
 }
 
-struct raw_find {
-    const char *name;
-    const char *value;
-};
 
-static void raw_match(const char *name, const char *value, int is_set, void *ctx)
-{
-    struct raw_find *f = ctx;
-
-    if (strcmp(name, f->name) == 0)
-        f->value = value;
-}
-
-/* A parameter as written in main.cf, before $name expansion: forward_path
- * names per-recipient variables ($home, $user) that main.cf expansion
- * would wipe out, and mailbox_command is shell text, never expanded. */
-static const char *config_raw(const char *name)
-{
-    struct raw_find f = {name, NULL};
-
-    config_walk(1, 0, raw_match, &f);
-    return f.value != NULL ? f.value : "";
-}
 
 /* --- results --- */
 
@@ -346,7 +323,7 @@ static void aliases_close(void)
 /* Open alias_maps (again only when its value changed). -1 with st set. */
 static int aliases_ready(struct local_status *st)
 {
-    const char *value = config_get("alias_maps");
+    const char *value = var.alias_maps;
     const char *p = value;
     char err[1024], spec[PATH_MAX + 64];
 
@@ -421,7 +398,7 @@ static void owner_sender(const char *key, char *sender, size_t len)
     if (snprintf(owner, sizeof(owner), "owner-%s", key) >= (int)sizeof(owner))
         return;
     if (alias_lookup(owner, &value, &which) == 1
-        && snprintf(sender, len, "%s@%s", owner, config_get("myorigin")) >= (int)len)
+        && snprintf(sender, len, "%s@%s", owner, var.myorigin) >= (int)len)
         msg_warn("owner alias %s: address too long, sender unchanged", owner);
     free(value);
 }
@@ -478,7 +455,7 @@ static void deliver_command(struct expansion *x, const struct context *ctx, cons
     struct local_status st;
     char what[PATH_MAX + 32];
 
-    if (ctx->from_pattern || !list_has("allow_mail_to_commands", source_word[ctx->source])) {
+    if (ctx->from_pattern || !list_has(var.allow_mail_to_commands, source_word[ctx->source])) {
         target_fail(x, ctx->address, "5.7.1", "mail to command is restricted%s", "");
         return;
     }
@@ -497,7 +474,7 @@ static void deliver_file(struct expansion *x, const struct context *ctx, const c
     char what[PATH_MAX + 32];
     size_t len = strlen(path);
 
-    if (ctx->from_pattern || !list_has("allow_mail_to_files", source_word[ctx->source])) {
+    if (ctx->from_pattern || !list_has(var.allow_mail_to_files, source_word[ctx->source])) {
         target_fail(x, ctx->address, "5.7.1", "mail to file is restricted%s", "");
         return;
     }
@@ -506,7 +483,7 @@ static void deliver_file(struct expansion *x, const struct context *ctx, const c
     make_trace(x, ctx, &t);
     if (path[len - 1] == '/') {
         privs_enter(&ctx->privs);
-        maildir_deliver(path, x->m, &t, config_size("mailbox_size_limit"), &st);
+        maildir_deliver(path, x->m, &t, var.mailbox_size_limit, &st);
         privs_leave();
     } else {
         snprintf(what, sizeof(what), "delivered to file: %s", path);
@@ -611,7 +588,7 @@ static void deliver_token(struct expansion *x, const struct context *ctx, char *
         if (strchr(token, '@') != NULL) {
             deliver_address(x, ctx, token, literal, 0);
         } else {
-            snprintf(address, sizeof(address), "%s@%s", token, config_get("myorigin"));
+            snprintf(address, sizeof(address), "%s@%s", token, var.myorigin);
             deliver_address(x, ctx, address, literal, 1);
         }
     }
@@ -827,7 +804,7 @@ static int deliver_dotforward(struct expansion *x, const struct context *ctx,
     if (bare < strlen(name))
         delimiter[0] = name[bare];
     v.delimiter = delimiter;
-    expand_forward_path(config_raw("forward_path"), &v, expanded, sizeof(expanded));
+    expand_forward_path(config_raw(PARAM_forward_path), &v, expanded, sizeof(expanded));
     n = strlist_split(expanded, buf, paths, FORWARD_PATHS_MAX);
     for (i = 0; i < n; i++) {
         char *text = read_list_file(paths[i], u, &sb, &err);
@@ -886,10 +863,10 @@ static int spool_maildir(const char *spool, const struct local_user *u, char *di
 static void deliver_mailbox(struct expansion *x, const struct context *ctx,
                             const char *address, const struct local_user *u)
 {
-    const char *command = config_raw("mailbox_command");
-    const char *home_mailbox = config_get("home_mailbox");
-    const char *spool = config_get("mail_spool_directory");
-    long long limit = config_size("mailbox_size_limit");
+    const char *command = config_raw(PARAM_mailbox_command);
+    const char *home_mailbox = var.home_mailbox;
+    const char *spool = var.mail_spool_directory;
+    long long limit = var.mailbox_size_limit;
     char path[PATH_MAX];
     struct local_trace t;
     struct local_status st;
@@ -958,7 +935,7 @@ static void deliver_address(struct expansion *x, const struct context *ctx,
     char name[ADDRESS_MAX];
     const char *domain = address_domain(address);
 
-    if (!bare && domain != NULL && !match_domain_list(config_get("mydestination"), domain)) {
+    if (!bare && domain != NULL && !match_domain_list(var.mydestination, domain)) {
         deliver_remote(x, ctx, address);
         return;
     }

@@ -104,10 +104,9 @@ static void master_params_free(struct master_params *p)
     memset(p, 0, sizeof(*p));
 }
 
-static char *dup_param(const char *name)
+static char *dup_param(const char *value)
 {
-    const char *v = config_get(name);
-    return strdup(v ? v : "");
+    return strdup(value ? value : "");
 }
 
 /* System mode (root, mail_owner someone else): sockets must belong to
@@ -131,14 +130,14 @@ static int master_params_snapshot(struct master_params *p, const char *config_di
 {
     memset(p, 0, sizeof(*p));
     p->config_dir = strdup(config_dir);
-    p->queue_dir = dup_param("queue_directory");
-    p->daemon_dir = dup_param("daemon_directory");
-    p->inet_interfaces = dup_param("inet_interfaces");
-    p->inet_protocols = dup_param("inet_protocols");
-    p->mail_owner = dup_param("mail_owner");
-    p->maillog_file = dup_param("maillog_file");
-    p->syslog_name = dup_param("syslog_name");
-    p->version = dup_param("mail_version");
+    p->queue_dir = dup_param(var.queue_directory);
+    p->daemon_dir = dup_param(var.daemon_directory);
+    p->inet_interfaces = dup_param(var.inet_interfaces);
+    p->inet_protocols = dup_param(var.inet_protocols);
+    p->mail_owner = dup_param(var.mail_owner);
+    p->maillog_file = dup_param(var.maillog_file);
+    p->syslog_name = dup_param(var.syslog_name);
+    p->version = dup_param(var.mail_version);
     if (!p->config_dir || !p->queue_dir || !p->daemon_dir || !p->inet_interfaces ||
         !p->inet_protocols || !p->mail_owner || !p->maillog_file || !p->syslog_name ||
         !p->version) {
@@ -146,8 +145,8 @@ static int master_params_snapshot(struct master_params *p, const char *config_di
         master_params_free(p);
         return -1;
     }
-    p->process_limit = config_int("default_process_limit");
-    p->throttle_ms = config_time("service_throttle_time") * 1000;
+    p->process_limit = var.default_process_limit;
+    p->throttle_ms = var.service_throttle_time * 1000;
     /* master runs in queue_directory; relative paths would move with it. */
     if (p->queue_dir[0] != '/' || p->daemon_dir[0] != '/') {
         snprintf(err, errlen, "%s must be an absolute path: %s",
@@ -246,7 +245,7 @@ static int test_running(const char *dir)
     char err[ERR_MAX], path[PATH_MAX];
     if (config_try_load(dir, NULL, 0, err, sizeof(err)) < 0)
         msg_fatal("%s", err);
-    if (pid_file_path(path, sizeof(path), config_get("queue_directory")) < 0)
+    if (pid_file_path(path, sizeof(path), var.queue_directory) < 0)
         msg_fatal("queue_directory path too long");
     if (pid_lock_owner(path) > 0)
         msg_fatal("the Postern mail system is already running");

@@ -16,6 +16,7 @@
  * Log lines as Postfix: "QUEUEID: uid=1000 from=<user>".
  */
 #include "address.h"
+#include "mail_date.h"
 #include "cleanup_client.h"
 #include "config.h"
 #include "log.h"
@@ -101,7 +102,7 @@ static int check_file(struct dropfile *f)
         snprintf(f->why, sizeof(f->why), "cannot read: %s", strerror(errno));
         return -1;
     }
-    maildrop_check_init(&chk, 1, config_size("message_size_limit"));
+    maildrop_check_init(&chk, 1, var.message_size_limit);
     for (;;) {
         int type = rec_get(s, &b, REC_CHUNK_SIZE, NULL);
         if (type < 0) {
@@ -128,24 +129,13 @@ static int check_file(struct dropfile *f)
     return rc;
 }
 
-static void format_date(char *buf, size_t len)
-{
-    time_t now = time(NULL);
-    struct tm tm;
-    char zone[16];
-    localtime_r(&now, &tm);
-    strftime(zone, sizeof(zone), "%Z", &tm);
-    size_t n = strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    snprintf(buf + n, len - n, " (%s)", zone);
-}
-
 /* Our trace header, the first line of the content. */
 static int put_received(struct cleanup_client *c, const struct dropfile *f, const char *qid)
 {
     char date[64], line[512];
-    format_date(date, sizeof(date));
+    mail_date(date, sizeof(date), time(NULL));
     int n = snprintf(line, sizeof(line), "Received: by %s (%s, from userid %ld)\n\tid %s; %s\n",
-                     config_get("myhostname"), config_get("mail_name"), f->uid, qid, date);
+                     var.myhostname, var.mail_name, f->uid, qid, date);
     if (n < 0 || (size_t)n >= sizeof(line))
         return -1;
     return cleanup_client_write(c, line, (size_t)n);

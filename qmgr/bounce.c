@@ -115,7 +115,7 @@ static int bounce_connect(void)
         close(fd);
         return -1;
     }
-    struct timeval tmo = {.tv_sec = config_time("ipc_timeout")};
+    struct timeval tmo = {.tv_sec = var.ipc_timeout};
     bufferevent_setcb(bc.bev, bounce_read_cb, NULL, bounce_event_cb, NULL);
     bufferevent_set_timeouts(bc.bev, &tmo, NULL);
     bufferevent_enable(bc.bev, EV_READ | EV_WRITE);

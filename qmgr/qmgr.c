@@ -115,7 +115,7 @@ static time_t next_attempt(const struct qmsg *m)
 {
     time_t now = time(NULL);
     long age = (long)(now - m->env.arrival.tv_sec);
-    long lo = config_time("minimal_backoff_time"), hi = config_time("maximal_backoff_time");
+    long lo = var.minimal_backoff_time, hi = var.maximal_backoff_time;
     long delay = age < lo ? lo : age > hi ? hi : age;
     return now + delay;
 }
@@ -164,7 +164,7 @@ static int wants_notify(const struct queue_rcpt *r, int bit);
  * some deferred recipient did not turn DELAY notices off. */
 static int warning_due(const struct qmsg *m)
 {
-    long after = config_time("delay_warning_time");
+    long after = var.delay_warning_time;
     if (after <= 0 || m->env.warn_time || !m->env.warn_capable ||
         time(NULL) - m->env.arrival.tv_sec < after)
         return 0;
@@ -185,8 +185,8 @@ static void warned(void *ctx, int ok)
 
 static int rcpt_expired(const struct qmsg *m)
 {
-    long life = m->env.sender && *m->env.sender ? config_time("maximal_queue_lifetime")
-                                                  : config_time("bounce_queue_lifetime");
+    long life = m->env.sender && *m->env.sender ? var.maximal_queue_lifetime
+                                                  : var.bounce_queue_lifetime;
     return time(NULL) - m->env.arrival.tv_sec >= life;
 }
 
@@ -491,7 +491,7 @@ static int scan_dir(const char *queue, const char *sub, int (*ready)(const char 
 {
     char dir[PATH_MAX];
     int full = 0;
-    if (snprintf(dir, sizeof(dir), "%s/%s%s%s", config_get("queue_directory"), queue,
+    if (snprintf(dir, sizeof(dir), "%s/%s%s%s", var.queue_directory, queue,
                  sub ? "/" : "", sub ? sub : "") >= (int)sizeof(dir))
         return 0;
     DIR *d = opendir(dir);
@@ -635,13 +635,13 @@ int main(int argc, char **argv)
     service_init(argc, argv, "qmgr", 0);
     lock_queue_manager();
     q.base = events_base_new();
-    q.active_limit = config_int("qmgr_message_active_limit");
+    q.active_limit = var.qmgr_message_active_limit;
     resolve_init();
     sched_init(q.base);
     bounce_client_init(q.base);
     q.work_ev = event_new(q.base, -1, 0, work_cb, NULL);
     q.fifo_ev = event_new(q.base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, fifo_cb, NULL);
-    long delay = config_time("queue_run_delay");
+    long delay = var.queue_run_delay;
     struct timeval tv = {.tv_sec = delay > 0 ? delay : 1};
     struct event *timer = event_new(q.base, -1, EV_PERSIST, timer_cb, NULL);
     if (!q.work_ev || !q.fifo_ev || !timer || event_add(q.fifo_ev, NULL) < 0 ||

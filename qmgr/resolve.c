@@ -46,15 +46,15 @@ static const char *transport_name(const char *value, char *buf, size_t len)
 void resolve_init(void)
 {
     static char local[64], relay[64], deflt[64], virt[64];
-    rs.mydestination = config_get("mydestination");
-    rs.relay_domains = config_get("relay_domains");
-    rs.relayhost = config_get("relayhost");
-    rs.myhostname = config_get("myhostname");
-    rs.local_transport = transport_name(config_get("local_transport"), local, sizeof(local));
-    rs.relay_transport = transport_name(config_get("relay_transport"), relay, sizeof(relay));
-    rs.default_transport = transport_name(config_get("default_transport"), deflt, sizeof(deflt));
-    rs.virtual_transport = transport_name(config_get("virtual_transport"), virt, sizeof(virt));
-    const char *maps = config_get("transport_maps");
+    rs.mydestination = var.mydestination;
+    rs.relay_domains = var.relay_domains;
+    rs.relayhost = var.relayhost;
+    rs.myhostname = var.myhostname;
+    rs.local_transport = transport_name(var.local_transport, local, sizeof(local));
+    rs.relay_transport = transport_name(var.relay_transport, relay, sizeof(relay));
+    rs.default_transport = transport_name(var.default_transport, deflt, sizeof(deflt));
+    rs.virtual_transport = transport_name(var.virtual_transport, virt, sizeof(virt));
+    const char *maps = var.transport_maps;
     if (*maps) {
         char err[256];
         rs.transport_maps = lookup_list_open(maps, err, sizeof(err));

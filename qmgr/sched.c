@@ -52,7 +52,7 @@ size_t sched_busy(void)
     return sc.jobs;
 }
 
-static long transport_param(const char *tp, const char *suffix, const char *fallback)
+static long transport_param(const char *tp, const char *suffix, long fallback)
 {
     char name[128];
     snprintf(name, sizeof(name), "%s_%s", tp, suffix);
@@ -64,7 +64,7 @@ static long transport_param(const char *tp, const char *suffix, const char *fall
             return n;
         msg_warn("bad %s value: %s", name, v);
     }
-    return config_int(fallback);
+    return fallback;
 }
 
 static struct transport *transport_get(const char *name)
@@ -76,12 +76,12 @@ static struct transport *transport_get(const char *name)
     if (!t)
         msg_fatal("out of memory");
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->is_local = strcmp(name, config_get("local_transport")) == 0;
+    t->is_local = strcmp(name, var.local_transport) == 0;
     t->dest_limit = (int)transport_param(name, "destination_concurrency_limit",
-                                         "default_destination_concurrency_limit");
+                                         var.default_destination_concurrency_limit);
     t->rcpt_limit = (int)transport_param(name, "destination_recipient_limit",
-                                         "default_destination_recipient_limit");
-    t->pool_limit = (int)config_int("default_process_limit");
+                                         var.default_destination_recipient_limit);
+    t->pool_limit = (int)var.default_process_limit;
     t->next = sc.transports;
     sc.transports = t;
     return t;
@@ -343,7 +343,7 @@ static void dest_note_outcome(struct dest *d, int reached, const char *last)
     }
     if (++d->fail_streak < DEAD_AFTER_FAILURES)
         return;
-    long rest = config_time("minimal_backoff_time");
+    long rest = var.minimal_backoff_time;
     d->dead_until = time(NULL) + (rest < 60 ? rest : 60);
     const char *text = last ? strchr(last, ' ') : NULL;
     snprintf(d->dead_reason, sizeof(d->dead_reason), "%s", text ? text + 1 : "unknown error");

@@ -165,7 +165,7 @@ static int conn_open(struct transport *t)
         close(fd);
         return -1;
     }
-    struct timeval tmo = {.tv_sec = config_time("ipc_timeout")};
+    struct timeval tmo = {.tv_sec = var.ipc_timeout};
     bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
     bufferevent_set_timeouts(c->bev, &tmo, &tmo);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);

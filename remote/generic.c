@@ -26,7 +26,7 @@ struct generic_headers {
 
 int generic_enabled(void)
 {
-    const char *v = config_get("smtp_generic_maps");
+    const char *v = var.smtp_generic_maps;
     return v && *v;
 }
 
@@ -41,7 +41,7 @@ int generic_address(const char *addr, char *out, size_t outlen)
 struct generic_headers *generic_headers_new(void)
 {
     struct generic_headers *g = calloc(1, sizeof(*g));
-    long long max = config_size("header_size_limit");
+    long long max = var.header_size_limit;
     if (!g)
         msg_fatal("out of memory");
     g->max = max > 0 ? (size_t)max : 102400;

@@ -342,7 +342,7 @@ static void job_finish(struct job *j)
         maybe_exit();
         return;
     }
-    struct timeval tmo = {.tv_sec = config_time("ipc_timeout")};
+    struct timeval tmo = {.tv_sec = var.ipc_timeout};
     bufferevent_set_timeouts(c->bev, &tmo, NULL);
     /* job_finish never runs inside this client's read callback (job_run
      * defers the work), so reading on from here is safe. */
@@ -645,7 +645,7 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 static void client_start(int fd)
 {
     struct client *c = calloc(1, sizeof(*c));
-    struct timeval tmo = {.tv_sec = config_time("ipc_timeout")};
+    struct timeval tmo = {.tv_sec = var.ipc_timeout};
 
     if (c == NULL || (c->bev = bufferevent_socket_new(remote_base, fd, BEV_OPT_CLOSE_ON_FREE))
                          == NULL) {
@@ -723,7 +723,7 @@ static void maybe_exit(void)
 
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
-    long max_idle = config_time("max_idle");
+    long max_idle = var.max_idle;
 
     if (rm.nclients == 0 && time(NULL) - rm.last_activity >= max_idle)
         begin_exit();
@@ -768,37 +768,37 @@ static enum tls_level parse_tls_level(const char *value)
 
 static void read_settings(void)
 {
-    remote_cfg.myhostname = config_get("myhostname");
-    remote_cfg.helo_name = config_get("smtp_helo_name");
+    remote_cfg.myhostname = var.myhostname;
+    remote_cfg.helo_name = var.smtp_helo_name;
     if (remote_cfg.helo_name == NULL || *remote_cfg.helo_name == 0)
         remote_cfg.helo_name = remote_cfg.myhostname;
-    remote_cfg.connect_timeout = config_time("smtp_connect_timeout");
-    remote_cfg.helo_timeout = config_time("smtp_helo_timeout");
-    remote_cfg.mail_timeout = config_time("smtp_mail_timeout");
-    remote_cfg.rcpt_timeout = config_time("smtp_rcpt_timeout");
-    remote_cfg.data_init_timeout = config_time("smtp_data_init_timeout");
-    remote_cfg.data_xfer_timeout = config_time("smtp_data_xfer_timeout");
-    remote_cfg.data_done_timeout = config_time("smtp_data_done_timeout");
-    remote_cfg.rset_timeout = config_time("smtp_rset_timeout");
-    remote_cfg.quit_timeout = config_time("smtp_quit_timeout");
-    remote_cfg.starttls_timeout = config_time("smtp_starttls_timeout");
-    remote_cfg.tls_level = parse_tls_level(config_get("smtp_tls_security_level"));
-    remote_cfg.tls_cafile = config_get("smtp_tls_CAfile");
-    remote_cfg.tls_protocols = config_get("smtp_tls_protocols");
-    remote_cfg.tls_ciphers = config_get("smtp_tls_ciphers");
-    remote_cfg.tls_mandatory_protocols = config_get("smtp_tls_mandatory_protocols");
-    remote_cfg.tls_mandatory_ciphers = config_get("smtp_tls_mandatory_ciphers");
-    remote_cfg.families = dns_families(config_get("inet_protocols"));
+    remote_cfg.connect_timeout = var.smtp_connect_timeout;
+    remote_cfg.helo_timeout = var.smtp_helo_timeout;
+    remote_cfg.mail_timeout = var.smtp_mail_timeout;
+    remote_cfg.rcpt_timeout = var.smtp_rcpt_timeout;
+    remote_cfg.data_init_timeout = var.smtp_data_init_timeout;
+    remote_cfg.data_xfer_timeout = var.smtp_data_xfer_timeout;
+    remote_cfg.data_done_timeout = var.smtp_data_done_timeout;
+    remote_cfg.rset_timeout = var.smtp_rset_timeout;
+    remote_cfg.quit_timeout = var.smtp_quit_timeout;
+    remote_cfg.starttls_timeout = var.smtp_starttls_timeout;
+    remote_cfg.tls_level = parse_tls_level(var.smtp_tls_security_level);
+    remote_cfg.tls_cafile = var.smtp_tls_CAfile;
+    remote_cfg.tls_protocols = var.smtp_tls_protocols;
+    remote_cfg.tls_ciphers = var.smtp_tls_ciphers;
+    remote_cfg.tls_mandatory_protocols = var.smtp_tls_mandatory_protocols;
+    remote_cfg.tls_mandatory_ciphers = var.smtp_tls_mandatory_ciphers;
+    remote_cfg.families = dns_families(var.inet_protocols);
     if (remote_cfg.families == 0)
-        msg_fatal("inet_protocols: no usable protocol in \"%s\"", config_get("inet_protocols"));
-    remote_cfg.default_port = port_parse(config_get("smtp_tcp_port"));
+        msg_fatal("inet_protocols: no usable protocol in \"%s\"", var.inet_protocols);
+    remote_cfg.default_port = port_parse(var.smtp_tcp_port);
     if (remote_cfg.default_port == 0)
-        msg_fatal("smtp_tcp_port: bad port \"%s\"", config_get("smtp_tcp_port"));
-    remote_cfg.mx_address_limit = config_int("smtp_mx_address_limit");
-    remote_cfg.mx_session_limit = config_int("smtp_mx_session_limit");
-    remote_cfg.cache_time_limit = config_time("smtp_connection_cache_time_limit");
-    remote_cfg.reuse_time_limit = config_time("smtp_connection_reuse_time_limit");
-    remote_cfg.reuse_count_limit = config_int("smtp_connection_reuse_count_limit");
+        msg_fatal("smtp_tcp_port: bad port \"%s\"", var.smtp_tcp_port);
+    remote_cfg.mx_address_limit = var.smtp_mx_address_limit;
+    remote_cfg.mx_session_limit = var.smtp_mx_session_limit;
+    remote_cfg.cache_time_limit = var.smtp_connection_cache_time_limit;
+    remote_cfg.reuse_time_limit = var.smtp_connection_reuse_time_limit;
+    remote_cfg.reuse_count_limit = var.smtp_connection_reuse_count_limit;
 }
 
 int main(int argc, char **argv)
@@ -814,13 +814,13 @@ int main(int argc, char **argv)
     route_init_self();
     if ((remote_base = event_base_new()) == NULL)
         msg_fatal("event_base_new failed");
-    remote_dns = dns_resolver_new(remote_base, config_get("dns_servers"), err, sizeof(err));
+    remote_dns = dns_resolver_new(remote_base, var.dns_servers, err, sizeof(err));
     if (remote_dns == NULL)
         msg_fatal("%s", err);
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     rm.last_activity = time(NULL);
     rm.accept_ev = event_new(remote_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);
-    max_idle = config_time("max_idle");
+    max_idle = var.max_idle;
     tick = (struct timeval){.tv_sec = max_idle > 0 ? max_idle : 100};
     idle = event_new(remote_base, -1, EV_PERSIST, idle_cb, NULL);
     if (rm.accept_ev == NULL || idle == NULL || event_add(rm.accept_ev, NULL) < 0

@@ -163,7 +163,7 @@ static void self_add_interfaces(void)
 
 void route_init_self(void)
 {
-    const char *value = config_get("inet_interfaces");
+    const char *value = var.inet_interfaces;
     char *buf = malloc(strlen(value) + 1);
     char *items[SELF_ADDR_MAX];
     size_t n;

@@ -112,7 +112,7 @@ static void serve(int fd)
         stream_abandon(s);
         return;
     }
-    stream_set_timeout(s, (int)config_time("ipc_timeout"));
+    stream_set_timeout(s, (int)var.ipc_timeout);
     if (send_listing(s, format) < 0)
         stream_abandon(s);
     else

@@ -152,7 +152,7 @@ struct cleanup_stream *cleanup_open(struct session *s)
         c->phase = CL_FAILED;
         return c;
     }
-    struct timeval tmo = {.tv_sec = config_time("ipc_timeout")};
+    struct timeval tmo = {.tv_sec = var.ipc_timeout};
     bufferevent_setcb(c->bev, cleanup_read_cb, cleanup_write_cb, cleanup_event_cb, c);
     bufferevent_set_timeouts(c->bev, &tmo, &tmo);
     bufferevent_setwatermark(c->bev, EV_WRITE, CLEANUP_LOW_WATER, 0);

@@ -15,6 +15,7 @@
  * from the client pauses (back-pressure).
  */
 #include "smtpd.h"
+#include "mail_date.h"
 
 #include "address.h"
 #include "log.h"
@@ -30,23 +31,12 @@
 #define DATA_PIECE_MAX 65536          /* longest run of content without LF handled at once */
 #define CLEANUP_HIGH_WATER (1024 * 1024)
 
-static void format_received_date(char *buf, size_t len)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    char zone[16];
-    localtime_r(&t, &tm);
-    strftime(zone, sizeof(zone), "%Z", &tm);
-    size_t n = strftime(buf, len, "%a, %d %b %Y %H:%M:%S %z", &tm);
-    snprintf(buf + n, len - n, " (%s)", zone);
-}
-
 /* Received: in Postfix's layout, with the TLS line when TLS is on. */
 static void add_received(struct session *s)
 {
     char date[64];
     const char *id = cleanup_queue_id(s->cleanup);
-    format_received_date(date, sizeof(date));
+    mail_date(date, sizeof(date), time(NULL));
     evbuffer_add_printf(s->content, "Received: from %s (unknown [%s])\n",
                         s->helo[0] ? s->helo : s->addr, s->addr);
     if (s->tls)

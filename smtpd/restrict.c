@@ -42,14 +42,14 @@
 enum stage { STAGE_CLIENT, STAGE_HELO, STAGE_SENDER, STAGE_RELAY, STAGE_RECIPIENT, STAGE_COUNT };
 
 static const struct {
-    const char *param;
+    enum param_id param;
     const char *reply_class;
 } stages[STAGE_COUNT] = {
-    {"smtpd_client_restrictions", "Client host"},
-    {"smtpd_helo_restrictions", "Helo command"},
-    {"smtpd_sender_restrictions", "Sender address"},
-    {"smtpd_relay_restrictions", "Recipient address"},
-    {"smtpd_recipient_restrictions", "Recipient address"},
+    {PARAM_smtpd_client_restrictions, "Client host"},
+    {PARAM_smtpd_helo_restrictions, "Helo command"},
+    {PARAM_smtpd_sender_restrictions, "Sender address"},
+    {PARAM_smtpd_relay_restrictions, "Recipient address"},
+    {PARAM_smtpd_recipient_restrictions, "Recipient address"},
 };
 
 enum r_kind {
@@ -171,8 +171,8 @@ static int next_token(const char **pp, char *out, size_t outlen)
 
 static void parse_list(enum stage st)
 {
-    const char *param = stages[st].param;
-    const char *p = config_get(param);
+    const char *param = config_name(stages[st].param);
+    const char *p = config_value(stages[st].param);
     char tok[TOKEN_MAX], arg[TOKEN_MAX];
     while (p && next_token(&p, tok, sizeof(tok))) {
         size_t k = 0;

@@ -107,7 +107,7 @@ struct dns_resolver *smtpd_resolver(void)
 {
     if (!sm.resolver && !sm.resolver_failed) {
         char err[256] = "";
-        sm.resolver = dns_resolver_new(smtpd_base, config_get("dns_servers"), err, sizeof(err));
+        sm.resolver = dns_resolver_new(smtpd_base, var.dns_servers, err, sizeof(err));
         if (!sm.resolver) {
             msg_warn("DNS resolver: %s", err);
             sm.resolver_failed = 1;
@@ -141,7 +141,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
 {
-    long max_idle = config_time("max_idle");
+    long max_idle = var.max_idle;
     if (sm.sessions == 0 && time(NULL) - sm.last_activity >= max_idle)
         event_base_loopbreak(smtpd_base);
 }
@@ -155,21 +155,21 @@ static void master_gone(void *arg)
 
 /* --- settings --- */
 
-static struct lookup_list *open_maps(const char *param)
+static struct lookup_list *open_maps(enum param_id param)
 {
-    const char *spec = config_get(param);
+    const char *spec = config_value(param);
     if (!spec || !*spec)
         return NULL;
     char err[256] = "";
     struct lookup_list *l = lookup_list_open(spec, err, sizeof(err));
     if (!l)
-        msg_fatal("%s: %s", param, err);
+        msg_fatal("%s: %s", config_name(param), err);
     return l;
 }
 
 static enum bare_newline bare_newline_setting(void)
 {
-    const char *v = config_get("smtpd_forbid_bare_newline");
+    const char *v = var.smtpd_forbid_bare_newline;
     if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "reject") == 0)
         return BARE_REJECT;
     if (strcasecmp(v, "normalize") == 0)
@@ -181,7 +181,7 @@ static enum bare_newline bare_newline_setting(void)
 
 static enum tls_level tls_level_setting(void)
 {
-    const char *v = config_get("smtpd_tls_security_level");
+    const char *v = var.smtpd_tls_security_level;
     if (!*v || strcasecmp(v, "none") == 0)
         return TLS_NONE;
     if (strcasecmp(v, "may") == 0)
@@ -193,31 +193,31 @@ static enum tls_level tls_level_setting(void)
 
 static void read_settings(void)
 {
-    smtpd_cfg.myhostname = config_get("myhostname");
-    smtpd_cfg.mydestination = config_get("mydestination");
-    smtpd_cfg.relay_domains = config_get("relay_domains");
-    smtpd_cfg.mynetworks = config_get("mynetworks");
-    smtpd_cfg.banner = config_get("smtpd_banner");
-    smtpd_cfg.mail_name = config_get("mail_name");
-    smtpd_cfg.limit_exceptions = config_get("smtpd_client_event_limit_exceptions");
-    smtpd_cfg.message_size_limit = config_size("message_size_limit");
-    smtpd_cfg.recipient_limit = config_int("smtpd_recipient_limit");
-    smtpd_cfg.timeout = config_time("smtpd_timeout");
-    smtpd_cfg.line_length_limit = config_int("line_length_limit");
-    smtpd_cfg.hard_error_limit = config_int("smtpd_hard_error_limit");
-    smtpd_cfg.soft_error_limit = config_int("smtpd_soft_error_limit");
-    smtpd_cfg.junk_command_limit = config_int("smtpd_junk_command_limit");
-    smtpd_cfg.error_sleep_time = config_time("smtpd_error_sleep_time");
-    smtpd_cfg.min_data_rate = config_int("smtpd_min_data_rate");
-    smtpd_cfg.connection_count_limit = config_int("smtpd_client_connection_count_limit");
+    smtpd_cfg.myhostname = var.myhostname;
+    smtpd_cfg.mydestination = var.mydestination;
+    smtpd_cfg.relay_domains = var.relay_domains;
+    smtpd_cfg.mynetworks = var.mynetworks;
+    smtpd_cfg.banner = var.smtpd_banner;
+    smtpd_cfg.mail_name = var.mail_name;
+    smtpd_cfg.limit_exceptions = var.smtpd_client_event_limit_exceptions;
+    smtpd_cfg.message_size_limit = var.message_size_limit;
+    smtpd_cfg.recipient_limit = var.smtpd_recipient_limit;
+    smtpd_cfg.timeout = var.smtpd_timeout;
+    smtpd_cfg.line_length_limit = var.line_length_limit;
+    smtpd_cfg.hard_error_limit = var.smtpd_hard_error_limit;
+    smtpd_cfg.soft_error_limit = var.smtpd_soft_error_limit;
+    smtpd_cfg.junk_command_limit = var.smtpd_junk_command_limit;
+    smtpd_cfg.error_sleep_time = var.smtpd_error_sleep_time;
+    smtpd_cfg.min_data_rate = var.smtpd_min_data_rate;
+    smtpd_cfg.connection_count_limit = var.smtpd_client_connection_count_limit;
     smtpd_cfg.bare_newline = bare_newline_setting();
-    smtpd_cfg.smtputf8 = config_bool("smtputf8_enable");
+    smtpd_cfg.smtputf8 = var.smtputf8_enable;
     smtpd_cfg.tls_level = tls_level_setting();
-    smtpd_cfg.wrappermode = config_bool("smtpd_tls_wrappermode");
-    smtpd_cfg.sasl_enable = config_bool("smtpd_sasl_auth_enable");
-    smtpd_cfg.tls_auth_only = config_bool("smtpd_tls_auth_only");
-    smtpd_cfg.sasl_failure_limit = config_int("smtpd_sasl_auth_failure_limit");
-    smtpd_cfg.recipient_delimiter = config_get("recipient_delimiter");
+    smtpd_cfg.wrappermode = var.smtpd_tls_wrappermode;
+    smtpd_cfg.sasl_enable = var.smtpd_sasl_auth_enable;
+    smtpd_cfg.tls_auth_only = var.smtpd_tls_auth_only;
+    smtpd_cfg.sasl_failure_limit = var.smtpd_sasl_auth_failure_limit;
+    smtpd_cfg.recipient_delimiter = var.recipient_delimiter;
     if (smtpd_cfg.line_length_limit < 512)
         smtpd_cfg.line_length_limit = 512;
     if (smtpd_cfg.timeout < 1)
@@ -228,12 +228,12 @@ static void read_settings(void)
     smtpd_cfg.sasl_password_maps = NULL;
     lookup_list_close(smtpd_cfg.sender_login_maps);
     if (smtpd_cfg.sasl_enable) {
-        smtpd_cfg.sasl_password_maps = open_maps("smtpd_sasl_password_maps");
+        smtpd_cfg.sasl_password_maps = open_maps(PARAM_smtpd_sasl_password_maps);
         if (!smtpd_cfg.sasl_password_maps)
             msg_warn("smtpd_sasl_auth_enable = yes without smtpd_sasl_password_maps: "
                      "every AUTH attempt will fail");
     }
-    smtpd_cfg.sender_login_maps = open_maps("smtpd_sender_login_maps");
+    smtpd_cfg.sender_login_maps = open_maps(PARAM_smtpd_sender_login_maps);
 }
 
 /* Every session holds a descriptor (two with a cleanup stream): use the
@@ -270,7 +270,7 @@ int main(int argc, char **argv)
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     sm.last_activity = time(NULL);
     sm.accept_ev = event_new(smtpd_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);
-    long max_idle = config_time("max_idle");
+    long max_idle = var.max_idle;
     struct timeval tick = {.tv_sec = max_idle > 0 ? max_idle : 100};
     struct event *idle = event_new(smtpd_base, -1, EV_PERSIST, idle_cb, NULL);
     if (!sm.accept_ev || !idle || event_add(sm.accept_ev, NULL) < 0 || event_add(idle, &tick) < 0)

@@ -32,10 +32,10 @@ int starttls_init(void)
     if (smtpd_cfg.tls_level == TLS_NONE && !smtpd_cfg.wrappermode)
         return -1;
     char err[512] = "";
-    server_ctx = tls_server_ctx(config_get("smtpd_tls_cert_file"),
-                                config_get("smtpd_tls_key_file"),
-                                config_get("smtpd_tls_protocols"),
-                                config_get("smtpd_tls_ciphers"), err, sizeof(err));
+    server_ctx = tls_server_ctx(var.smtpd_tls_cert_file,
+                                var.smtpd_tls_key_file,
+                                var.smtpd_tls_protocols,
+                                var.smtpd_tls_ciphers, err, sizeof(err));
     if (!server_ctx) {
         msg_warn("TLS is not available: %s", err);
         return -1;

@@ -41,7 +41,7 @@ static int room_for(long long size)
     long long free_bytes = queue_free_bytes();
     if (free_bytes < 0)
         return 1;
-    long long minfree = config_size("queue_minfree");
+    long long minfree = var.queue_minfree;
     if (free_bytes <= minfree)
         return 0;
     return (long double)size * 1.5L <= (long double)(free_bytes - minfree);

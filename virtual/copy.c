@@ -209,7 +209,7 @@ static int delivered_to(const char *h, size_t len, const char *rcpt)
 
 int copy_delivered_to_seen(const struct vmessage *m, const char *rcpt)
 {
-    long long max = config_size("header_size_limit");
+    long long max = var.header_size_limit;
     struct rec_buf chunk = {0};
     size_t len = 0;
     int r = 0, seen = 0;

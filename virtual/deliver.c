@@ -70,16 +70,16 @@ void virtual_cleanup(void)
 }
 
 /* A number from virtual_uid_maps or virtual_gid_maps. */
-static int lookup_id(const char *param, const char *rcpt, long *id, struct vstatus *st)
+static int lookup_id(enum param_id param, const char *rcpt, long *id, struct vstatus *st)
 {
     char *value = NULL, *end;
     int rc = virtual_map_lookup(param, rcpt, &value);
     if (rc == LOOKUP_TEMPFAIL) {
-        vstatus_set(st, "4.3.0", "%s lookup failure", param);
+        vstatus_set(st, "4.3.0", "%s lookup failure", config_name(param));
         return -1;
     }
     if (rc == LOOKUP_NOTFOUND) {
-        msg_warn("recipient %s: not found in %s", rcpt, param);
+        msg_warn("recipient %s: not found in %s", rcpt, config_name(param));
         vstatus_set(st, "4.3.0", "mail system configuration error");
         return -1;
     }
@@ -87,7 +87,7 @@ static int lookup_id(const char *param, const char *rcpt, long *id, struct vstat
     *id = strtol(value, &end, 10);
     int bad = errno || end == value || *end || *id < 0;
     if (bad)
-        msg_warn("recipient %s: bad %s value \"%.50s\"", rcpt, param, value);
+        msg_warn("recipient %s: bad %s value \"%.50s\"", rcpt, config_name(param), value);
     free(value);
     if (bad) {
         vstatus_set(st, "4.3.0", "mail system configuration error");
@@ -117,12 +117,12 @@ static int find_mailbox(const char *rcpt, char *path, size_t len, long *uid, lon
         vstatus_set(st, "4.3.0", "mail system configuration error");
         return -1;
     }
-    if (lookup_id("virtual_uid_maps", rcpt, uid, st) < 0 ||
-        lookup_id("virtual_gid_maps", rcpt, gid, st) < 0)
+    if (lookup_id(PARAM_virtual_uid_maps, rcpt, uid, st) < 0 ||
+        lookup_id(PARAM_virtual_gid_maps, rcpt, gid, st) < 0)
         return -1;
-    if (*uid < config_int("virtual_minimum_uid")) {
+    if (*uid < var.virtual_minimum_uid) {
         msg_warn("recipient %s: uid %ld is below virtual_minimum_uid %ld", rcpt, *uid,
-                 config_int("virtual_minimum_uid"));
+                 var.virtual_minimum_uid);
         vstatus_set(st, "4.3.0", "mail system configuration error");
         return -1;
     }

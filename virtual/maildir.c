@@ -33,7 +33,7 @@ static void maildir_failed(struct vstatus *st, enum maildir_step step, int err)
 static int fill(struct maildir_file *f, const struct vmessage *m, const struct vtrace *t,
                 struct vstatus *st)
 {
-    long long limit = config_size("virtual_mailbox_limit");
+    long long limit = var.virtual_mailbox_limit;
     int r = copy_message(f->fd, m, t, 0, limit);
     if (r == COPY_EREAD)
         vstatus_set(st, "4.3.0", "error reading queue file");

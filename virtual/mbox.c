@@ -75,7 +75,7 @@ static int dot_lock_try(const char *path)
     }
     int saved = errno;
     if (saved == EEXIST && stat(dot_lock, &st) == 0 &&
-        time(NULL) - st.st_mtime > config_time("stale_lock_time")) {
+        time(NULL) - st.st_mtime > var.stale_lock_time) {
         msg_warn("removing stale lock file %s", dot_lock);
         unlink(dot_lock);
     }
@@ -127,7 +127,7 @@ static int lock_once(int fd, const char *path, int methods)
 
 static int lock_mailbox(int fd, const char *path, int methods, struct vstatus *st)
 {
-    long attempts = config_int("deliver_lock_attempts");
+    long attempts = var.deliver_lock_attempts;
     for (long i = 0; i < (attempts > 0 ? attempts : 1); i++) {
         int held = lock_once(fd, path, methods);
         if (held >= 0)
@@ -137,7 +137,7 @@ static int lock_mailbox(int fd, const char *path, int methods, struct vstatus *s
             return -1;
         }
         if (i + 1 < attempts)
-            sleep((unsigned)config_time("deliver_lock_delay"));
+            sleep((unsigned)var.deliver_lock_delay);
     }
     vstatus_set(st, "4.2.0", "cannot lock mailbox %s: it stays busy", path);
     return -1;
@@ -146,7 +146,7 @@ static int lock_mailbox(int fd, const char *path, int methods, struct vstatus *s
 /* Append under the lock; cut back on any error. */
 static void append(int fd, const struct vmessage *m, const struct vtrace *t, struct vstatus *st)
 {
-    long long limit = config_size("virtual_mailbox_limit");
+    long long limit = var.virtual_mailbox_limit;
     off_t old = lseek(fd, 0, SEEK_END);
     if (old < 0) {
         vstatus_io_error(st, "seek mailbox", errno);
@@ -181,7 +181,7 @@ void mbox_deliver(const char *path, const struct vmessage *m, const struct vtrac
 {
     struct stat sb;
     int methods = 0;
-    rewrite_list_walk(config_get("virtual_mailbox_lock"), lock_method, &methods);
+    rewrite_list_walk(var.virtual_mailbox_lock, lock_method, &methods);
     if (maildir_make_parents(path) < 0) {
         vstatus_io_error(st, "create mailbox directory", errno);
         return;

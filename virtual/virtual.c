@@ -234,7 +234,7 @@ static int send_reply(struct stream *s, const struct vrequest *req)
 /* One qmgr connection: request, delivery, reply, until it closes. */
 static void serve(int fd)
 {
-    struct stream *s = stream_open(fd, (int)config_time("ipc_timeout"));
+    struct stream *s = stream_open(fd, (int)var.ipc_timeout);
     struct attr_list list = {0};
     if (!s) {
         close(fd);

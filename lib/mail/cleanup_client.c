@@ -53,7 +53,7 @@ struct cleanup_client *cleanup_client_open(char *why, size_t whylen)
     }
     struct cleanup_client *c = calloc(1, sizeof(*c));
     if (c)
-        c->s = stream_open(fd, (int)config_time("ipc_timeout"));
+        c->s = stream_open(fd, (int)var.ipc_timeout);
     if (!c || !c->s) {
         snprintf(why, whylen, "out of memory");
         close(fd);

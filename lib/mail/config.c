@@ -5,181 +5,43 @@
  * are kept raw; values are expanded on first read and cached until reload.
  */
 #include "config.h"
+#include "params.h"
 #include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-enum ptype { P_STR, P_INT, P_BOOL, P_TIME, P_SIZE };
+enum ptype { T_STR, T_INT, T_BOOL, T_TIME, T_SIZE };
 
 struct param {
     const char *name;
     enum ptype type;
     const char *def;
-    char unit;            /* P_TIME: unit of a bare number */
+    char unit;            /* T_TIME: unit of a bare number */
+    long long min, max;   /* T_INT, T_TIME, T_SIZE: bounds of the value */
+    size_t field;         /* offset of its field in struct params */
 };
 
-/* Keep sorted by name: config_walk prints in this order. */
-static const struct param params[] = {
-    {"2bounce_notice_recipient", P_STR, "postmaster", 0},
-    {"alias_database", P_STR, "cdb:/etc/aliases", 0},
-    {"alias_maps", P_STR, "cdb:/etc/aliases", 0},
-    {"allow_mail_to_commands", P_STR, "alias, forward", 0},
-    {"allow_mail_to_files", P_STR, "alias, forward", 0},
-    {"append_at_myorigin", P_BOOL, "yes", 0},
-    {"append_dot_mydomain", P_BOOL, "no", 0},
-    {"body_checks", P_STR, "", 0},
-    {"body_checks_size_limit", P_SIZE, "51200", 0},
-    {"bounce_queue_lifetime", P_TIME, "5d", 'd'},
-    {"bounce_size_limit", P_SIZE, "50000", 0},
-    {"canonical_classes", P_STR, "envelope_sender, envelope_recipient, header_sender, header_recipient", 0},
-    {"canonical_maps", P_STR, "", 0},
-    {"command_directory", P_STR, "/usr/sbin", 0},
-    {"command_time_limit", P_TIME, "1000s", 's'},
-    {"config_directory", P_STR, DEF_CONFIG_DIR, 0},
-    {"daemon_directory", P_STR, "", 0},
-    {"default_destination_concurrency_limit", P_INT, "20", 0},
-    {"default_destination_recipient_limit", P_INT, "50", 0},
-    {"default_privs", P_STR, "nobody", 0},
-    {"default_process_limit", P_INT, "100", 0},
-    {"default_transport", P_STR, "smtp", 0},
-    {"delay_warning_time", P_TIME, "0h", 'h'},
-    {"deliver_lock_attempts", P_INT, "20", 0},
-    {"deliver_lock_delay", P_TIME, "1s", 's'},
-    {"dns_servers", P_STR, "", 0},
-    {"double_bounce_sender", P_STR, "double-bounce", 0},
-    {"enable_long_queue_ids", P_BOOL, "no", 0},
-    {"forward_path", P_STR, "$home/.forward${recipient_delimiter}${extension}, $home/.forward", 0},
-    {"header_checks", P_STR, "", 0},
-    {"header_size_limit", P_SIZE, "102400", 0},
-    {"home_mailbox", P_STR, "", 0},
-    {"inet_interfaces", P_STR, "all", 0},
-    {"inet_protocols", P_STR, "all", 0},
-    {"ipc_timeout", P_TIME, "3600s", 's'},
-    {"line_length_limit", P_INT, "2048", 0},
-    {"local_destination_concurrency_limit", P_INT, "2", 0},
-    {"local_destination_recipient_limit", P_INT, "1", 0},
-    {"local_header_rewrite_clients", P_STR, "permit_inet_interfaces", 0},
-    {"local_recipient_maps", P_STR, "unix:passwd.byname $alias_maps", 0},
-    {"local_transport", P_STR, "local", 0},
-    {"mail_name", P_STR, "Postern", 0},
-    {"mail_owner", P_STR, "postern", 0},
-    {"mail_spool_directory", P_STR, "/var/mail", 0},
-    {"mail_version", P_STR, "0.1", 0},
-    {"mailbox_command", P_STR, "", 0},
-    {"mailbox_delivery_lock", P_STR, "fcntl, flock, dotlock", 0},
-    {"mailbox_size_limit", P_SIZE, "51200000", 0},
-    {"maillog_file", P_STR, "", 0},
-    {"masquerade_classes", P_STR, "envelope_sender, header_sender, header_recipient", 0},
-    {"masquerade_domains", P_STR, "", 0},
-    {"masquerade_exceptions", P_STR, "", 0},
-    {"max_idle", P_TIME, "100s", 's'},
-    {"max_use", P_INT, "100", 0},
-    {"maximal_backoff_time", P_TIME, "4000s", 's'},
-    {"maximal_queue_lifetime", P_TIME, "5d", 'd'},
-    {"message_size_limit", P_SIZE, "10240000", 0},
-    {"mime_header_checks", P_STR, "$header_checks", 0},
-    {"minimal_backoff_time", P_TIME, "300s", 's'},
-    {"mydestination", P_STR, "$myhostname, localhost.$mydomain, localhost", 0},
-    {"mydomain", P_STR, "", 0},
-    {"myhostname", P_STR, "", 0},
-    {"mynetworks", P_STR, "127.0.0.0/8 [::1]/128", 0},
-    {"myorigin", P_STR, "$myhostname", 0},
-    {"nested_header_checks", P_STR, "$header_checks", 0},
-    {"propagate_unmatched_extensions", P_STR, "canonical, virtual", 0},
-    {"qmgr_message_active_limit", P_INT, "20000", 0},
-    {"queue_directory", P_STR, "/var/spool/postern", 0},
-    {"queue_minfree", P_SIZE, "0", 0},
-    {"queue_run_delay", P_TIME, "300s", 's'},
-    {"recipient_canonical_classes", P_STR, "envelope_recipient, header_recipient", 0},
-    {"recipient_canonical_maps", P_STR, "", 0},
-    {"recipient_delimiter", P_STR, "", 0},
-    {"relay_domains", P_STR, "", 0},
-    {"relay_transport", P_STR, "relay", 0},
-    {"relayhost", P_STR, "", 0},
-    {"relocated_maps", P_STR, "", 0},
-    {"remote_header_rewrite_domain", P_STR, "", 0},
-    {"sender_canonical_classes", P_STR, "envelope_sender, header_sender", 0},
-    {"sender_canonical_maps", P_STR, "", 0},
-    {"service_throttle_time", P_TIME, "60s", 's'},
-    {"setgid_group", P_STR, "postdrop", 0},
-    {"smtp_connect_timeout", P_TIME, "30s", 's'},
-    {"smtp_connection_cache_time_limit", P_TIME, "2s", 's'},
-    {"smtp_connection_reuse_count_limit", P_INT, "0", 0},
-    {"smtp_connection_reuse_time_limit", P_TIME, "300s", 's'},
-    {"smtp_data_done_timeout", P_TIME, "600s", 's'},
-    {"smtp_data_init_timeout", P_TIME, "120s", 's'},
-    {"smtp_data_xfer_timeout", P_TIME, "180s", 's'},
-    {"smtp_generic_maps", P_STR, "", 0},
-    {"smtp_helo_name", P_STR, "$myhostname", 0},
-    {"smtp_helo_timeout", P_TIME, "300s", 's'},
-    {"smtp_mail_timeout", P_TIME, "300s", 's'},
-    {"smtp_mx_address_limit", P_INT, "5", 0},
-    {"smtp_mx_session_limit", P_INT, "2", 0},
-    {"smtp_quit_timeout", P_TIME, "300s", 's'},
-    {"smtp_rcpt_timeout", P_TIME, "300s", 's'},
-    {"smtp_rset_timeout", P_TIME, "20s", 's'},
-    {"smtp_starttls_timeout", P_TIME, "300s", 's'},
-    {"smtp_tcp_port", P_STR, "25", 0},
-    {"smtp_tls_CAfile", P_STR, "", 0},
-    {"smtp_tls_ciphers", P_STR, "medium", 0},
-    {"smtp_tls_mandatory_ciphers", P_STR, "medium", 0},
-    {"smtp_tls_mandatory_protocols", P_STR, ">=TLSv1", 0},
-    {"smtp_tls_protocols", P_STR, ">=TLSv1", 0},
-    {"smtp_tls_security_level", P_STR, "", 0},
-    {"smtpd_banner", P_STR, "$myhostname ESMTP $mail_name", 0},
-    {"smtpd_client_connection_count_limit", P_INT, "50", 0},
-    {"smtpd_client_event_limit_exceptions", P_STR, "$mynetworks", 0},
-    {"smtpd_client_restrictions", P_STR, "", 0},
-    {"smtpd_error_sleep_time", P_TIME, "1s", 's'},
-    {"smtpd_forbid_bare_newline", P_STR, "yes", 0},
-    {"smtpd_hard_error_limit", P_INT, "20", 0},
-    {"smtpd_helo_restrictions", P_STR, "", 0},
-    {"smtpd_junk_command_limit", P_INT, "100", 0},
-    {"smtpd_min_data_rate", P_INT, "500", 0},
-    {"smtpd_recipient_limit", P_INT, "1000", 0},
-    {"smtpd_recipient_restrictions", P_STR, "", 0},
-    {"smtpd_relay_restrictions", P_STR,
-     "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination", 0},
-    {"smtpd_sasl_auth_enable", P_BOOL, "no", 0},
-    {"smtpd_sasl_auth_failure_limit", P_INT, "3", 0},
-    {"smtpd_sasl_password_maps", P_STR, "", 0},
-    {"smtpd_sender_login_maps", P_STR, "", 0},
-    {"smtpd_sender_restrictions", P_STR, "", 0},
-    {"smtpd_soft_error_limit", P_INT, "10", 0},
-    {"smtpd_timeout", P_TIME, "300s", 's'},
-    {"smtpd_tls_auth_only", P_BOOL, "yes", 0},
-    {"smtpd_tls_cert_file", P_STR, "", 0},
-    {"smtpd_tls_ciphers", P_STR, "medium", 0},
-    {"smtpd_tls_key_file", P_STR, "$smtpd_tls_cert_file", 0},
-    {"smtpd_tls_protocols", P_STR, ">=TLSv1.2", 0},
-    {"smtpd_tls_security_level", P_STR, "", 0},
-    {"smtpd_tls_wrappermode", P_BOOL, "no", 0},
-    {"smtputf8_enable", P_BOOL, "yes", 0},
-    {"stale_lock_time", P_TIME, "500s", 's'},
-    {"syslog_name", P_STR, "postern", 0},
-    {"transport_maps", P_STR, "", 0},
-    {"virtual_alias_domains", P_STR, "$virtual_alias_maps", 0},
-    {"virtual_alias_expansion_limit", P_INT, "1000", 0},
-    {"virtual_alias_maps", P_STR, "$virtual_maps", 0},
-    {"virtual_alias_recursion_limit", P_INT, "1000", 0},
-    {"virtual_gid_maps", P_STR, "", 0},
-    {"virtual_mailbox_base", P_STR, "", 0},
-    {"virtual_mailbox_domains", P_STR, "$virtual_mailbox_maps", 0},
-    {"virtual_mailbox_limit", P_SIZE, "51200000", 0},
-    {"virtual_mailbox_lock", P_STR, "fcntl, dotlock", 0},
-    {"virtual_mailbox_maps", P_STR, "", 0},
-    {"virtual_maps", P_STR, "", 0},
-    {"virtual_minimum_uid", P_INT, "100", 0},
-    {"virtual_transport", P_STR, "virtual", 0},
-    {"virtual_uid_maps", P_STR, "", 0},
+struct params var;
+
+/* The table of known parameters, from params.def: sorted by name, so
+ * config_walk prints in that order and param_find can bisect. */
+static const struct param param_table[] = {
+#define P_STR(f, d) {#f, T_STR, d, 0, 0, 0, offsetof(struct params, f)},
+#define P_STR_AS(f, n, d) {n, T_STR, d, 0, 0, 0, offsetof(struct params, f)},
+#define P_BOOL(f, d) {#f, T_BOOL, d, 0, 0, 0, offsetof(struct params, f)},
+#define P_INT(f, d, lo, hi) {#f, T_INT, d, 0, lo, hi, offsetof(struct params, f)},
+#define P_TIME(f, d, u, lo, hi) {#f, T_TIME, d, u, lo, hi, offsetof(struct params, f)},
+#define P_SIZE(f, d, lo, hi) {#f, T_SIZE, d, 0, lo, hi, offsetof(struct params, f)},
+#include "params.def"
 };
-#define NPARAMS (sizeof(params) / sizeof(params[0]))
+#define NPARAMS (sizeof(param_table) / sizeof(param_table[0]))
 
 struct setting {
     char *name;
@@ -201,9 +63,9 @@ static const struct param *param_find(const char *name)
     size_t lo = 0, hi = NPARAMS;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(name, params[mid].name);
+        int c = strcmp(name, param_table[mid].name);
         if (c == 0)
-            return &params[mid];
+            return &param_table[mid];
         if (c < 0)
             hi = mid;
         else
@@ -614,7 +476,7 @@ static char *default_daemon_directory(void)
 
 static const char *computed_default(const struct param *p)
 {
-    size_t i = (size_t)(p - params);
+    size_t i = (size_t)(p - param_table);
     if (cfg.computed[i])
         return cfg.computed[i];
     if (strcmp(p->name, "myhostname") == 0)
@@ -639,9 +501,20 @@ static const char *value_raw(const char *name)
     return p ? computed_default(p) : NULL;
 }
 
-const char *config_get_raw(const char *name)
+
+const char *config_name(enum param_id id)
 {
-    return value_raw(name);
+    return param_table[id].name;
+}
+
+const char *config_raw(enum param_id id)
+{
+    return value_raw(param_table[id].name);
+}
+
+const char *config_value(enum param_id id)
+{
+    return config_get(param_table[id].name);
 }
 
 const char *config_default(const char *name)
@@ -654,7 +527,7 @@ const char *config_get(const char *name)
 {
     const struct param *p = param_find(name);
     if (p) {
-        size_t i = (size_t)(p - params);
+        size_t i = (size_t)(p - param_table);
         if (!cfg.expanded[i]) {
             const char *raw = value_raw(name);
             cfg.expanded[i] = expand(raw ? raw : "");
@@ -727,11 +600,11 @@ static int validate_param(const struct param *p, const char *v)
     long long n;
     int b;
     switch (p->type) {
-    case P_STR: return 0;
-    case P_INT: return parse_long(v, &n) == 0 && n >= INT_MIN && n <= INT_MAX ? 0 : -1;
-    case P_SIZE: return parse_long(v, &n) == 0 && n >= 0 ? 0 : -1;
-    case P_BOOL: return parse_bool(v, &b);
-    case P_TIME: return parse_time(v, p->unit, &n);
+    case T_STR: return 0;
+    case T_INT: return parse_long(v, &n) == 0 && n >= INT_MIN && n <= INT_MAX ? 0 : -1;
+    case T_SIZE: return parse_long(v, &n) == 0 && n >= 0 ? 0 : -1;
+    case T_BOOL: return parse_bool(v, &b);
+    case T_TIME: return parse_time(v, p->unit, &n);
     }
     return -1;
 }
@@ -739,32 +612,79 @@ static int validate_param(const struct param *p, const char *v)
 static const char *type_word(enum ptype t)
 {
     switch (t) {
-    case P_INT: case P_SIZE: return "numerical";
-    case P_BOOL: return "boolean";
-    case P_TIME: return "time";
+    case T_INT: case T_SIZE: return "numerical";
+    case T_BOOL: return "boolean";
+    case T_TIME: return "time";
     default: return "string";
+    }
+}
+
+/* The value of a number or time parameter, already validated. */
+static long long number_value(const struct param *p, const char *v)
+{
+    long long n = 0;
+    int b = 0;
+    if (p->type == T_BOOL)
+        return parse_bool(v, &b) == 0 ? b : 0;
+    if (p->type == T_TIME)
+        return parse_time(v, p->unit, &n) == 0 ? n : 0;
+    return parse_long(v, &n) == 0 ? n : 0;
+}
+
+static int check_bounds(const struct param *p, const char *v, const char *file, char *err,
+                        size_t errlen)
+{
+    if (p->type == T_STR || p->type == T_BOOL)
+        return 0;
+    long long n = number_value(p, v);
+    if (n >= p->min && n <= p->max)
+        return 0;
+    const struct setting *s = setting_find(p->name);
+    char where[PATH_MAX + 32] = "";
+    if (s && s->line)
+        snprintf(where, sizeof(where), "%s, line %d: ", file, s->line);
+    snprintf(err, errlen, "%sinvalid %s parameter value %lld %s %lld", where, p->name, n,
+             n < p->min ? "<" : ">", n < p->min ? p->min : p->max);
+    return -1;
+}
+
+/* Typed values into struct params, from the validated expansions. */
+static void params_fill(void)
+{
+    for (size_t i = 0; i < NPARAMS; i++) {
+        const struct param *p = &param_table[i];
+        char *field = (char *)&var + p->field;
+        const char *v = cfg.expanded[i] ? cfg.expanded[i] : "";
+        switch (p->type) {
+        case T_STR: *(const char **)field = v; break;
+        case T_BOOL: *(int *)field = (int)number_value(p, v); break;
+        case T_INT: case T_TIME: *(long *)field = (long)number_value(p, v); break;
+        case T_SIZE: *(long long *)field = number_value(p, v); break;
+        }
     }
 }
 
 static int validate_all(const char *file, char *err, size_t errlen)
 {
     for (size_t i = 0; i < NPARAMS; i++) {
-        const char *v = config_get(params[i].name);
+        const char *v = config_get(param_table[i].name);
         if (!cfg.expanded[i]) {
             snprintf(err, errlen, "%s: parameter %s: expansion too deep or too large",
-                     file, params[i].name);
+                     file, param_table[i].name);
             return -1;
         }
-        if (validate_param(&params[i], v) < 0) {
-            const struct setting *s = setting_find(params[i].name);
+        if (validate_param(&param_table[i], v) < 0) {
+            const struct setting *s = setting_find(param_table[i].name);
             if (s && s->line)
                 snprintf(err, errlen, "%s, line %d: bad %s parameter value: %s = %s", file,
-                         s->line, type_word(params[i].type), params[i].name, v);
+                         s->line, type_word(param_table[i].type), param_table[i].name, v);
             else
                 snprintf(err, errlen, "bad %s parameter value: %s = %s",
-                         type_word(params[i].type), params[i].name, v);
+                         type_word(param_table[i].type), param_table[i].name, v);
             return -1;
         }
+        if (check_bounds(&param_table[i], v, file, err, errlen) < 0)
+            return -1;
     }
     return 0;
 }
@@ -804,6 +724,7 @@ int config_try_load(const char *dir, char *const *overrides, size_t n_overrides,
     cfg = old;
     config_reset();
     cfg = fresh;
+    params_fill();
     warn_unknown(cfg.dir);
     return 0;
 }
@@ -846,52 +767,17 @@ int config_load(const char *dir, char *const *overrides, size_t n_overrides)
     return 0;
 }
 
-static long long typed_value(const char *name, enum ptype want)
-{
-    const struct param *p = param_find(name);
-    if (!p || p->type != want)
-        msg_panic("config: %s is not a %s parameter", name, type_word(want));
-    const char *v = config_get(name);
-    long long n = 0;
-    int b = 0;
-    int bad = want == P_BOOL ? parse_bool(v, &b)
-              : want == P_TIME ? parse_time(v, p->unit, &n)
-                               : parse_long(v, &n);
-    if (bad)
-        msg_fatal("bad %s parameter value: %s = %s", type_word(want), name, v);
-    return want == P_BOOL ? b : n;
-}
-
-long config_int(const char *name)
-{
-    return (long)typed_value(name, P_INT);
-}
-
-int config_bool(const char *name)
-{
-    return (int)typed_value(name, P_BOOL);
-}
-
-long config_time(const char *name)
-{
-    return (long)typed_value(name, P_TIME);
-}
-
-long long config_size(const char *name)
-{
-    return typed_value(name, P_SIZE);
-}
 
 void config_walk(int raw, int defaults_only, config_walk_fn fn, void *ctx)
 {
     for (size_t i = 0; i < NPARAMS; i++) {
-        const struct setting *s = defaults_only ? NULL : setting_find(params[i].name);
+        const struct setting *s = defaults_only ? NULL : setting_find(param_table[i].name);
         const char *v;
         if (defaults_only)
-            v = computed_default(&params[i]);
+            v = computed_default(&param_table[i]);
         else
-            v = raw ? (s ? s->raw : computed_default(&params[i])) : config_get(params[i].name);
-        fn(params[i].name, v, s != NULL, ctx);
+            v = raw ? (s ? s->raw : computed_default(&param_table[i])) : config_get(param_table[i].name);
+        fn(param_table[i].name, v, s != NULL, ctx);
     }
     if (defaults_only)
         return;

@@ -1,18 +1,19 @@
 /* config.h - main.cf: the one configuration reader.
  *
- * Every known parameter has an entry in config.c's table with its type and
- * default. main.cf is "name = value" lines, continuation lines start with
+ * Every known parameter is declared once in params.def (type, default,
+ * bounds); programs read the typed fields of `var` (params.h). main.cf is "name = value" lines, continuation lines start with
  * white space, '#' comments; when a name is set twice the last line wins.
  * Values expand $name, ${name}, ${name?text}, ${name:text} and $$ when read.
- * Unknown names warn; a value of the wrong type is fatal with file and line.
+ * Unknown names warn; a value of the wrong type or out of its bounds is
+ * fatal with file and line.
  * Overrides (master.cf -o, command line -o) win over main.cf.
  */
 #ifndef POSTERN_CONFIG_H
 #define POSTERN_CONFIG_H
 
-#include <stddef.h>
+#include "params.h"
 
-#define DEF_CONFIG_DIR "/etc/postern"
+#include <stddef.h>
 
 /* -c DIR if given, else $MAIL_CONFIG, else DEF_CONFIG_DIR. */
 const char *config_find_dir(const char *cmdline_dir);
@@ -26,18 +27,12 @@ int config_try_load(const char *dir, char *const *overrides, size_t n_overrides,
                     char *err, size_t errlen);
 const char *config_directory(void);
 
-/* Expanded value; "" for a known parameter set to nothing; NULL for an
- * unknown one that main.cf does not set. Valid until the next config_load. */
+/* A parameter by name, for names built at run time (a transport's
+ * "<transport>_destination_concurrency_limit") and for postconf: the
+ * expanded value; "" for a known parameter set to nothing; NULL for an
+ * unknown one that main.cf does not set. Valid until the next config_load.
+ * Code that knows the name reads the typed field instead (params.h). */
 const char *config_get(const char *name);
-/* The value as written (or the default), without $name expansion: for
- * parameters expanded later with per-recipient values ($home, $user). */
-const char *config_get_raw(const char *name);
-long config_int(const char *name);
-int config_bool(const char *name);
-/* Seconds; accepts s, m, h, d, w suffixes, default unit from the table. */
-long config_time(const char *name);
-/* Bytes or counts with no unit. */
-long long config_size(const char *name);
 
 /* For postconf: every known parameter in name order, plus unknown set ones.
  * is_set is 1 when main.cf or an override sets it. value is unexpanded when
@@ -46,6 +41,5 @@ typedef void (*config_walk_fn)(const char *name, const char *value, int is_set,
                                void *ctx);
 void config_walk(int raw, int defaults_only, config_walk_fn fn, void *ctx);
 const char *config_default(const char *name);
-
 
 #endif

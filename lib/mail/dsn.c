@@ -36,7 +36,7 @@ int dsn_log_path(char *buf, size_t len, const char *log, const char *queue_id)
 {
     if (!dsn_log_name_valid(log) || !queue_id_valid(queue_id))
         return -1;
-    int n = snprintf(buf, len, "%s/%s/%s", config_get("queue_directory"), log, queue_id);
+    int n = snprintf(buf, len, "%s/%s/%s", var.queue_directory, log, queue_id);
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 

@@ -144,22 +144,21 @@ void hc_reject_reason(const char *text, char *out, size_t outlen, int *status)
 
 /* --- tables --- */
 
-static int param_set(const char *name)
+static int param_set(const char *value)
 {
-    const char *v = config_get(name);
-    return v && *v;
+    return value && *value;
 }
 
 int hc_headers_enabled(void)
 {
-    return param_set("header_checks") || param_set("mime_header_checks") ||
-           param_set("nested_header_checks");
+    return param_set(var.header_checks) || param_set(var.mime_header_checks) ||
+           param_set(var.nested_header_checks);
 }
 
 int hc_body_enabled(void)
 {
-    return param_set("body_checks") || param_set("mime_header_checks") ||
-           param_set("nested_header_checks");
+    return param_set(var.body_checks) || param_set(var.mime_header_checks) ||
+           param_set(var.nested_header_checks);
 }
 
 int hc_is_mime_header(const char *name, size_t len)
@@ -177,20 +176,20 @@ static size_t name_len(const char *text, size_t len)
     return i > 0 && i < len && text[i] == ':' ? i : 0;
 }
 
-static const char *table_for(enum hc_class cls, const char *text, size_t len)
+static enum param_id table_for(enum hc_class cls, const char *text, size_t len)
 {
     if (cls == HC_BODY)
-        return "body_checks";
+        return PARAM_body_checks;
     size_t nlen = name_len(text, len);
     int mime = nlen && hc_is_mime_header(text, nlen);
     if (cls == HC_PART_HEADER || mime)
-        return "mime_header_checks";
-    return cls == HC_NESTED_HEADER ? "nested_header_checks" : "header_checks";
+        return PARAM_mime_header_checks;
+    return cls == HC_NESTED_HEADER ? PARAM_nested_header_checks : PARAM_header_checks;
 }
 
 int hc_check(enum hc_class cls, const char *text, size_t len, struct hc_result *r)
 {
-    const char *param = table_for(cls, text, len);
+    enum param_id param = table_for(cls, text, len);
     int failed;
     r->action = HC_DUNNO;
     r->text[0] = 0;
@@ -207,7 +206,7 @@ int hc_check(enum hc_class cls, const char *text, size_t len, struct hc_result *
     if (rc == LOOKUP_FOUND)
         hc_parse_action(value, r);
     else if (rc == LOOKUP_TEMPFAIL)
-        msg_warn("%s map lookup problem", param);
+        msg_warn("%s map lookup problem", config_name(param));
     free(value);
     return rc;
 }
@@ -596,14 +595,14 @@ struct hc_body *hc_body_new(const struct hc_body_hooks *hooks, enum hc_mime_kind
                             const char *boundary)
 {
     struct hc_body *b = calloc(1, sizeof(*b));
-    long line_max = config_int("line_length_limit");
-    long long hdr_max = config_size("header_size_limit");
+    long line_max = var.line_length_limit;
+    long long hdr_max = var.header_size_limit;
     if (!b)
         msg_fatal("out of memory");
     b->h = *hooks;
     b->checking = 1;
-    b->body_checks = param_set("body_checks");
-    b->seg_limit = config_size("body_checks_size_limit");
+    b->body_checks = param_set(var.body_checks);
+    b->seg_limit = var.body_checks_size_limit;
     b->line_max = line_max < LINE_LIMIT_MIN ? LINE_LIMIT_MIN : (size_t)line_max;
     b->hdr_max = hdr_max < (long long)b->line_max ? b->line_max : (size_t)hdr_max;
     b->line = malloc(b->line_max);

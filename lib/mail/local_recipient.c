@@ -30,7 +30,7 @@ static int instance_mode(void)
 
     if (service_name()[0] != 0)
         return service_instance_mode();
-    owner = config_get("mail_owner");
+    owner = var.mail_owner;
     pw = owner != NULL ? getpwnam(owner) : NULL;
     return pw != NULL && pw->pw_uid == getuid();
 }
@@ -58,7 +58,7 @@ static struct lookup_list *current_maps(const char *value)
 
 int local_recipient_check(const char *addr)
 {
-    const char *value = config_get("local_recipient_maps");
+    const char *value = var.local_recipient_maps;
     struct lookup_list *l;
     char *found = NULL;
     int r;
@@ -67,7 +67,7 @@ int local_recipient_check(const char *addr)
         return LOOKUP_FOUND;
     if ((l = current_maps(value)) == NULL)
         return LOOKUP_TEMPFAIL;
-    r = lookup_list_address(l, addr, 1, config_get("recipient_delimiter"), &found);
+    r = lookup_list_address(l, addr, 1, var.recipient_delimiter, &found);
     free(found);
     return r;
 }

@@ -98,7 +98,7 @@ static int make_maildir(const char *dir, enum maildir_step *failed)
  * are written as \057 and \072 (the Maildir convention). */
 static void unique_host(char *out, size_t len)
 {
-    const char *host = config_get("myhostname");
+    const char *host = var.myhostname;
     size_t n = 0;
     if (host == NULL || *host == 0)
         host = "localhost";

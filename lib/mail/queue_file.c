@@ -26,7 +26,7 @@
 
 int queue_dir_path(char *buf, size_t len, const char *sub)
 {
-    int n = snprintf(buf, len, "%s/%s", config_get("queue_directory"), sub);
+    int n = snprintf(buf, len, "%s/%s", var.queue_directory, sub);
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -34,10 +34,10 @@ int queue_path(char *buf, size_t len, const char *queue, const char *id)
 {
     int n;
     if (strcmp(queue, QUEUE_DEFERRED) == 0 && id[0])
-        n = snprintf(buf, len, "%s/%s/%c/%s", config_get("queue_directory"), queue,
+        n = snprintf(buf, len, "%s/%s/%c/%s", var.queue_directory, queue,
                      id[strlen(id) - 1], id);
     else
-        n = snprintf(buf, len, "%s/%s/%s", config_get("queue_directory"), queue, id);
+        n = snprintf(buf, len, "%s/%s/%s", var.queue_directory, queue, id);
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -55,12 +55,12 @@ static int queue_dir_chown(const char *path, const char *name)
 {
     if (geteuid() != 0)
         return 0;
-    struct passwd *pw = getpwnam(config_get("mail_owner"));
+    struct passwd *pw = getpwnam(var.mail_owner);
     if (!pw || pw->pw_uid == 0)
         return 0;
     gid_t gid = pw->pw_gid;
     if (strcmp(name, "maildrop") == 0 || strcmp(name, "public") == 0) {
-        struct group *gr = getgrnam(config_get("setgid_group"));
+        struct group *gr = getgrnam(var.setgid_group);
         if (gr)
             gid = gr->gr_gid;
     }

@@ -503,7 +503,7 @@ static void print_summary(struct listing *L)
 int queue_list_write(FILE *out, int format)
 {
     struct listing L = {.out = out, .format = format};
-    L.long_ids = config_bool("enable_long_queue_ids");
+    L.long_ids = var.enable_long_queue_ids;
     L.fmt = L.long_ids ? &long_formats : &short_formats;
     for (size_t q = 0; q < NQUEUES; q++)
         if (show_queue(&L, listed_queues[q]) < 0)

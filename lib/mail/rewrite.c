@@ -101,9 +101,9 @@ static struct lookup_list *cached_maps(const char *key, const char *value, int *
     return l;
 }
 
-struct lookup_list *rewrite_param_maps(const char *param, int *failed)
+struct lookup_list *rewrite_param_maps(enum param_id param, int *failed)
 {
-    return cached_maps(param, config_get(param), failed);
+    return cached_maps(config_name(param), config_value(param), failed);
 }
 
 /* --- list parameters --- */
@@ -238,21 +238,21 @@ int rewrite_parse_classes(const char *value)
     return bits;
 }
 
-static int classes_of(const char *param)
+static int classes_of(const char *value)
 {
-    return rewrite_parse_classes(config_get(param));
+    return rewrite_parse_classes(value);
 }
 
 /* --- canonical form --- */
 
 int rewrite_domain_is_local(const char *domain)
 {
-    const char *origin = config_get("myorigin");
+    const char *origin = var.myorigin;
     if (!domain)
         return 1;
     if (origin && *origin && strcasecmp(domain, origin) == 0)
         return 1;
-    return match_domain_list(config_get("mydestination"), domain);
+    return match_domain_list(var.mydestination, domain);
 }
 
 int rewrite_canonical_form(const char *addr, const char *origin, const char *dot_domain,
@@ -261,13 +261,13 @@ int rewrite_canonical_form(const char *addr, const char *origin, const char *dot
     const char *at = strrchr(addr, '@');
     int n;
     if (!origin)
-        origin = config_get("myorigin");
+        origin = var.myorigin;
     if (!dot_domain)
-        dot_domain = config_get("mydomain");
+        dot_domain = var.mydomain;
     if (!*addr) {
         n = snprintf(out, outlen, "%s", "");
     } else if (!at) {
-        if (config_bool("append_at_myorigin") && origin && *origin)
+        if (var.append_at_myorigin && origin && *origin)
             n = snprintf(out, outlen, "%s@%s", addr, origin);
         else
             n = snprintf(out, outlen, "%s", addr);
@@ -276,7 +276,7 @@ int rewrite_canonical_form(const char *addr, const char *origin, const char *dot
         size_t dlen = strlen(domain);
         while (dlen > 1 && domain[dlen - 1] == '.')
             dlen--;   /* "host." is "host" */
-        int dot = config_bool("append_dot_mydomain") && dot_domain && *dot_domain && dlen > 0 &&
+        int dot = var.append_dot_mydomain && dot_domain && *dot_domain && dlen > 0 &&
                   domain[0] != '[' && !memchr(domain, '.', dlen);
         n = snprintf(out, outlen, "%.*s@%.*s%s%s", (int)(at - addr), addr, (int)dlen, domain,
                      dot ? "." : "", dot ? dot_domain : "");
@@ -288,7 +288,7 @@ int rewrite_canonical_form(const char *addr, const char *origin, const char *dot
 
 static int propagates(const char *table_class)
 {
-    return rewrite_match_list(config_get("propagate_unmatched_extensions"), table_class, 0) == 1;
+    return rewrite_match_list(var.propagate_unmatched_extensions, table_class, 0) == 1;
 }
 
 /* Find addr in l in canonical(5) order. On LOOKUP_FOUND *value is malloc'd
@@ -297,7 +297,7 @@ static int propagates(const char *table_class)
 static int table_find(struct lookup_list *l, const char *addr, char **value, char *ext,
                       size_t extlen)
 {
-    const char *delim = config_get("recipient_delimiter");
+    const char *delim = var.recipient_delimiter;
     const char *domain = address_domain(addr);
     int local = rewrite_domain_is_local(domain);
     ext[0] = 0;
@@ -386,7 +386,7 @@ static int result_address(const char *input, const char *result, const char *ext
     } else {
         const char *at = strrchr(result, '@');
         size_t llen = at ? (size_t)(at - result) : strlen(result);
-        const char *delim = config_get("recipient_delimiter");
+        const char *delim = var.recipient_delimiter;
         int has_ext = delim && *delim && strcspn(result, delim) < llen;
         if (!*ext || has_ext)
             n = snprintf(tmp, sizeof(tmp), "%s", result);
@@ -402,7 +402,7 @@ static int result_address(const char *input, const char *result, const char *ext
 
 /* Map addr (in place, ADDRESS_MAX bytes) through the tables of param,
  * following the chain until an address maps to itself or to nothing. */
-static int map_one(const char *param, char *addr)
+static int map_one(enum param_id param, char *addr)
 {
     int failed;
     struct lookup_list *l = rewrite_param_maps(param, &failed);
@@ -416,7 +416,7 @@ static int map_one(const char *param, char *addr)
         if (rc == LOOKUP_NOTFOUND)
             return REWRITE_OK;
         if (rc == LOOKUP_TEMPFAIL) {
-            msg_warn("%s map lookup problem for %s", param, addr);
+            msg_warn("%s map lookup problem for %s", config_name(param), addr);
             return REWRITE_TEMPFAIL;
         }
         addrlist_parse(value, strlen(value), collect_address, &results);
@@ -426,7 +426,7 @@ static int map_one(const char *param, char *addr)
             return REWRITE_OK;   /* an empty result changes nothing */
         }
         if (results.n > 1)
-            msg_warn("multi-valued %s entry for %s", param, addr);
+            msg_warn("multi-valued %s entry for %s", config_name(param), addr);
         rc = result_address(addr, results.addr[0], prop ? ext : "", next, sizeof(next));
         rewrite_list_free(&results);
         if (rc != REWRITE_OK)
@@ -435,7 +435,7 @@ static int map_one(const char *param, char *addr)
             return REWRITE_OK;
         memcpy(addr, next, strlen(next) + 1);
     }
-    msg_warn("unreasonable %s map nesting for %s", param, addr);
+    msg_warn("unreasonable %s map nesting for %s", config_name(param), addr);
     return REWRITE_LIMIT;
 }
 
@@ -470,18 +470,18 @@ static int masq_item(const char *item, void *ctx)
 
 int rewrite_masquerade(int cls, const char *addr, char *out, size_t outlen)
 {
-    const char *domains = config_get("masquerade_domains");
+    const char *domains = var.masquerade_domains;
     const char *at = strrchr(addr, '@');
     char local[ADDRESS_MAX], result[ADDRESS_MAX];
     if (strlen(addr) >= outlen)
         return REWRITE_TOOLONG;
     memmove(out, addr, strlen(addr) + 1);   /* out may be addr */
-    if (!(classes_of("masquerade_classes") & cls) || !domains || !*domains || !at ||
+    if (!(classes_of(var.masquerade_classes) & cls) || !domains || !*domains || !at ||
         (size_t)(at - addr) >= sizeof(local))
         return REWRITE_OK;
     memcpy(local, addr, (size_t)(at - addr));
     local[at - addr] = 0;
-    int except = rewrite_match_list(config_get("masquerade_exceptions"), local, 0);
+    int except = rewrite_match_list(var.masquerade_exceptions, local, 0);
     if (except == LOOKUP_TEMPFAIL)
         return REWRITE_TEMPFAIL;
     if (except == 1)
@@ -501,14 +501,8 @@ int rewrite_masquerade(int cls, const char *addr, char *out, size_t outlen)
  * every recipient of every message asks. */
 static int anything_to_do(void)
 {
-    static const char *const params[] = {"canonical_maps", "sender_canonical_maps",
-                                         "recipient_canonical_maps", "masquerade_domains"};
-    for (size_t i = 0; i < sizeof(params) / sizeof(params[0]); i++) {
-        const char *v = config_get(params[i]);
-        if (v && *v)
-            return 1;
-    }
-    return 0;
+    return *var.canonical_maps || *var.sender_canonical_maps ||
+           *var.recipient_canonical_maps || *var.masquerade_domains;
 }
 
 int rewrite_address(int cls, const char *addr, char *out, size_t outlen)
@@ -525,10 +519,10 @@ int rewrite_address(int cls, const char *addr, char *out, size_t outlen)
     }
     memcpy(cur, addr, len + 1);
     if (*cur && anything_to_do()) {
-        if (classes_of(sender ? "sender_canonical_classes" : "recipient_canonical_classes") & cls)
-            rc = map_one(sender ? "sender_canonical_maps" : "recipient_canonical_maps", cur);
-        if (rc == REWRITE_OK && (classes_of("canonical_classes") & cls))
-            rc = map_one("canonical_maps", cur);
+        if (classes_of(sender ? var.sender_canonical_classes : var.recipient_canonical_classes) & cls)
+            rc = map_one(sender ? PARAM_sender_canonical_maps : PARAM_recipient_canonical_maps, cur);
+        if (rc == REWRITE_OK && (classes_of(var.canonical_classes) & cls))
+            rc = map_one(PARAM_canonical_maps, cur);
         if (rc == REWRITE_OK)
             rc = rewrite_masquerade(cls, cur, cur, sizeof(cur));
     }
@@ -629,7 +623,7 @@ static int expand(struct expansion *x, const char *addr, long depth)
 int rewrite_virtual_alias(const char *addr, struct rewrite_list *out, char *why, size_t whylen)
 {
     int failed;
-    struct lookup_list *l = rewrite_param_maps("virtual_alias_maps", &failed);
+    struct lookup_list *l = rewrite_param_maps(PARAM_virtual_alias_maps, &failed);
     why[0] = 0;
     if (!l) {
         if (failed) {
@@ -643,8 +637,8 @@ int rewrite_virtual_alias(const char *addr, struct rewrite_list *out, char *why,
         .maps = l,
         .out = out,
         .top = addr,
-        .size_limit = config_int("virtual_alias_expansion_limit"),
-        .depth_limit = config_int("virtual_alias_recursion_limit"),
+        .size_limit = var.virtual_alias_expansion_limit,
+        .depth_limit = var.virtual_alias_recursion_limit,
         .prop = propagates("virtual"),
         .why = why,
         .whylen = whylen,
@@ -661,7 +655,7 @@ int rewrite_virtual_alias(const char *addr, struct rewrite_list *out, char *why,
 int rewrite_generic(const char *addr, char *out, size_t outlen)
 {
     int failed;
-    struct lookup_list *l = rewrite_param_maps("smtp_generic_maps", &failed);
+    struct lookup_list *l = rewrite_param_maps(PARAM_smtp_generic_maps, &failed);
     char *value = NULL, ext[ADDRESS_MAX], result[ADDRESS_MAX];
     struct rewrite_list results = {0};
     if (strlen(addr) >= outlen)
@@ -782,8 +776,8 @@ int rewrite_header_addresses(const char *h, size_t hlen, size_t nlen, rewrite_he
 int rewrite_relocated(const char *addr, char **newloc)
 {
     int failed;
-    struct lookup_list *l = rewrite_param_maps("relocated_maps", &failed);
-    const char *delim = config_get("recipient_delimiter");
+    struct lookup_list *l = rewrite_param_maps(PARAM_relocated_maps, &failed);
+    const char *delim = var.recipient_delimiter;
     *newloc = NULL;
     if (!l)
         return failed ? LOOKUP_TEMPFAIL : LOOKUP_NOTFOUND;

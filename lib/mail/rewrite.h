@@ -28,6 +28,8 @@
 #ifndef POSTERN_REWRITE_H
 #define POSTERN_REWRITE_H
 
+#include "params.h"
+
 #include <stddef.h>
 
 struct lookup_list;
@@ -47,7 +49,7 @@ struct lookup_list;
  * value changes. NULL when the value is empty (*failed = 0) or does not
  * parse (*failed = 1, logged). Owned here; valid until the next call for
  * the same parameter with a different value. */
-struct lookup_list *rewrite_param_maps(const char *param, int *failed);
+struct lookup_list *rewrite_param_maps(enum param_id param, int *failed);
 
 /* Walk a list parameter's value ("a, b c, inline:{x=1, y=2}"): items are
  * split at commas and white space outside braces. fn's first nonzero

@@ -54,7 +54,7 @@ static int fd_is_open(int fd)
  * /etc/group) and before the user switch (chroot needs root). */
 static void enter_chroot(const char *dir, char *const *overrides, size_t nover)
 {
-    char *qdir = strdup(config_get("queue_directory"));
+    char *qdir = strdup(var.queue_directory);
     char *more[MAX_OVERRIDES + 1];
     if (!qdir)
         msg_fatal("out of memory");
@@ -83,7 +83,7 @@ static void run_privileged_init(void)
 /* Instance mode when mail_owner is the user we run as (DESIGN.md). */
 static void drop_privileges(int flags, const char *dir, char *const *overrides, size_t nover)
 {
-    const char *owner = config_get("mail_owner");
+    const char *owner = var.mail_owner;
     struct passwd *pw = getpwnam(owner);
     if (!pw)
         msg_fatal("mail_owner %s: no such user", owner);
@@ -135,8 +135,8 @@ void service_init(int argc, char **argv, const char *progname, int flags)
         !fd_is_open(SERVICE_ALIVE_FD))
         msg_fatal("%s must be started by master", progname);
     config_load(config_find_dir(dir), overrides, nover);
-    log_set_syslog_name(config_get("syslog_name"));
-    log_set_file(config_get("maillog_file"));
+    log_set_syslog_name(var.syslog_name);
+    log_set_file(var.maillog_file);
     log_set_flags(0);
     for (int fd = SERVICE_LISTEN_FD; fd <= SERVICE_ALIVE_FD; fd++)
         fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -181,8 +181,8 @@ static int single_wait_set(void)
 
 void service_run_single(service_conn_fn handler)
 {
-    long max_idle = config_time("max_idle");
-    long max_use = config_int("max_use");
+    long max_idle = var.max_idle;
+    long max_use = var.max_use;
     long used = 0;
     int ep = single_wait_set();
     for (;;) {

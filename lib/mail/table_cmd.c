@@ -51,8 +51,8 @@ static void load_config(const char *cmdline_dir)
     if (cmdline_dir == NULL && access(path, F_OK) < 0 && errno == ENOENT)
         return;
     config_load(dir, NULL, 0);
-    log_set_syslog_name(config_get("syslog_name"));
-    log_set_file(config_get("maillog_file"));
+    log_set_syslog_name(var.syslog_name);
+    log_set_file(var.maillog_file);
 }
 
 static void parse_args(struct table_cmd *c, int argc, char **argv)
@@ -85,8 +85,8 @@ static void parse_args(struct table_cmd *c, int argc, char **argv)
 /* postalias with no table: alias_database, or alias_maps for -q. */
 static void default_alias_tables(struct table_cmd *c)
 {
-    const char *param = c->query != NULL ? "alias_maps" : "alias_database";
-    const char *value = config_get(param);
+    enum param_id id = c->query != NULL ? PARAM_alias_maps : PARAM_alias_database;
+    const char *param = config_name(id), *value = config_value(id);
 
     if (value == NULL || strlen(value) >= sizeof(c->tables_buf))
         msg_fatal("parameter %s is too long", param);

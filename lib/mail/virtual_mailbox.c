@@ -15,9 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int domain_in(const char *param, const char *domain)
+static int domain_in(const char *value, const char *domain)
 {
-    const char *value = config_get(param);
     if (!domain || !*domain || !value || !*value)
         return 0;
     return rewrite_match_list(value, domain, 1);
@@ -25,34 +24,34 @@ static int domain_in(const char *param, const char *domain)
 
 int virtual_alias_domain(const char *domain)
 {
-    return domain_in("virtual_alias_domains", domain);
+    return domain_in(var.virtual_alias_domains, domain);
 }
 
 int virtual_mailbox_domain(const char *domain)
 {
-    return domain_in("virtual_mailbox_domains", domain);
+    return domain_in(var.virtual_mailbox_domains, domain);
 }
 
 /* addr in the tables of param, keyed as virtual(5) and virtual(8) say. */
-static int address_in(const char *param, const char *addr, int domain_is_local, char **value)
+static int address_in(enum param_id param, const char *addr, int domain_is_local, char **value)
 {
     int failed;
     struct lookup_list *l = rewrite_param_maps(param, &failed);
-    const char *delim = config_get("recipient_delimiter");
+    const char *delim = var.recipient_delimiter;
     *value = NULL;
     if (!l)
         return failed ? LOOKUP_TEMPFAIL : LOOKUP_NOTFOUND;
     return lookup_list_address(l, addr, domain_is_local, delim ? delim : "", value);
 }
 
-int virtual_map_lookup(const char *param, const char *addr, char **value)
+int virtual_map_lookup(enum param_id param, const char *addr, char **value)
 {
     return address_in(param, addr, 0, value);
 }
 
 int virtual_mailbox_lookup(const char *addr, char **path)
 {
-    return address_in("virtual_mailbox_maps", addr, 0, path);
+    return address_in(PARAM_virtual_mailbox_maps, addr, 0, path);
 }
 
 /* Whether the path has a ".." component. */
@@ -69,7 +68,7 @@ static int climbs(const char *path)
 
 int virtual_mailbox_path(const char *value, char *out, size_t outlen, char *why, size_t whylen)
 {
-    const char *base = config_get("virtual_mailbox_base");
+    const char *base = var.virtual_mailbox_base;
     while (*value == ' ' || *value == '\t')
         value++;
     if (!*value) {
@@ -95,7 +94,7 @@ int virtual_alias_listed(const char *addr)
 {
     char *value = NULL;
     const char *domain = address_domain(addr);
-    int rc = address_in("virtual_alias_maps", addr, rewrite_domain_is_local(domain), &value);
+    int rc = address_in(PARAM_virtual_alias_maps, addr, rewrite_domain_is_local(domain), &value);
     free(value);
     return rc == LOOKUP_FOUND ? 1 : rc == LOOKUP_TEMPFAIL ? LOOKUP_TEMPFAIL : 0;
 }

@@ -14,6 +14,8 @@
 #ifndef POSTERN_VIRTUAL_MAILBOX_H
 #define POSTERN_VIRTUAL_MAILBOX_H
 
+#include "params.h"
+
 #include <stddef.h>
 
 /* Domain classes: 1 when domain is in the class, 0 when not,
@@ -25,7 +27,7 @@ int virtual_mailbox_domain(const char *domain);
  * virtual_uid_maps, virtual_gid_maps) for addr, keyed as virtual(8) does:
  * "user+ext@domain", "user@domain", "@domain". LOOKUP_FOUND with the value
  * in *value (malloc'd, caller frees), LOOKUP_NOTFOUND or LOOKUP_TEMPFAIL. */
-int virtual_map_lookup(const char *param, const char *addr, char **value);
+int virtual_map_lookup(enum param_id param, const char *addr, char **value);
 /* The same for virtual_mailbox_maps. */
 int virtual_mailbox_lookup(const char *addr, char **path);
 

@@ -51,14 +51,14 @@ static void read_back(void)
     config_walk(1, 0, walk_one, &w);
     FUZZ_ASSERT(w.params > 0);
     /* One parameter of each type; their values were validated by the load. */
-    config_int("default_process_limit");
-    config_bool("append_at_myorigin");
-    config_time("bounce_queue_lifetime");
-    config_size("header_size_limit");
-    const char *v = config_get("myhostname");
+    var.default_process_limit;
+    var.append_at_myorigin;
+    var.bounce_queue_lifetime;
+    var.header_size_limit;
+    const char *v = var.myhostname;
     FUZZ_ASSERT(v != NULL);
-    config_get("mydestination");
-    config_get("queue_directory");
+    var.mydestination;
+    var.queue_directory;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -80,7 +80,7 @@ static void test_default_is_passwd_and_aliases(void **state)
     snprintf(extra, sizeof(extra), "alias_maps = cdb:%s", src);
     load(f, other_user(), extra);
     snprintf(want, sizeof(want), "unix:passwd.byname cdb:%s", src);
-    assert_string_equal(config_get("local_recipient_maps"), want);
+    assert_string_equal(var.local_recipient_maps, want);
     /* The alias table does not exist yet: any recipient may be an alias,
      * so this is a temporary failure, not "unknown" (the whole address
      * is looked up in every table before its local part is). */

@@ -94,7 +94,7 @@ static void test_mailbox_lookup_order(void **state)
     expect_mailbox("user@hosted.example", LOOKUP_NOTFOUND, NULL);
     char *v = NULL;
     load(*state, "virtual_uid_maps = static:5000");
-    assert_int_equal(virtual_map_lookup("virtual_uid_maps", "a@b.example", &v), LOOKUP_FOUND);
+    assert_int_equal(virtual_map_lookup(PARAM_virtual_uid_maps, "a@b.example", &v), LOOKUP_FOUND);
     assert_string_equal(v, "5000");
     free(v);
 }

@@ -28,8 +28,8 @@ from sendmail_helpers import (EX_NOPERM, POSTDROP, SENDMAIL, header_values, mail
 
 USERS = ("pe2e-submit1", "pe2e-submit2")
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create users and "
-                                "a set-gid postdrop")
+# Needs root to create users and a set-gid postdrop: fails without it.
+pytestmark = pytest.mark.usefixtures("require_root")
 
 
 def ensure_group(name):

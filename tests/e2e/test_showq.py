@@ -21,12 +21,10 @@ import subprocess
 
 import pytest
 
-from postern_instance import LIBEXEC, wait_until
+from postern_instance import wait_until
 from queue_fixture import Rcpt, attr_list, make_queue_file, parse_records, write_log
 from test_postqueue import EXPECTED_MAILQ, POSTQUEUE, QUEUES, populate, postqueue
 
-pytestmark = pytest.mark.skipif(not os.access(LIBEXEC / "showq", os.X_OK),
-                                reason="showq is not built")
 
 CLIENT_TZ = "JST-9"   # POSIX form, no tzdata needed: a listing formatted here differs
 

@@ -80,7 +80,15 @@ static int print_params(const struct options *o, char **names, int n)
         p.only = names[i];
         p.found = 0;
         config_walk(1, o->defaults, print_cb, &p);
-        if (!p.found && !o->non_default)
+        const char *how;
+        enum config_kind kind = config_kind(names[i], &how);
+        if (kind == CONFIG_POSTFIX_IGNORED)
+            msg_warn("%s: a Postfix parameter that Postern does not implement", names[i]);
+        else if (kind == CONFIG_POSTFIX_OTHERWISE)
+            msg_info("%s: a Postfix parameter that Postern does not need: %s", names[i], how);
+        if (!p.found && !o->non_default && kind != CONFIG_UNKNOWN)
+            print_param(o, names[i], "");
+        else if (!p.found && !o->non_default)
             msg_warn("%s: unknown parameter", names[i]);
     }
     return 0;
@@ -88,16 +96,6 @@ static int print_params(const struct options *o, char **names, int n)
 
 /* --- master.cf --- */
 
-static const char *type_word(enum mastercf_type t)
-{
-    switch (t) {
-    case MASTERCF_INET: return "inet";
-    case MASTERCF_UNIX: return "unix";
-    case MASTERCF_FIFO: return "fifo";
-    case MASTERCF_PASS: return "pass";
-    }
-    return "?";
-}
 
 /* "name" or "name/type" matches e. */
 static int service_selected(const struct mastercf_entry *e, char **sel, int n)
@@ -108,7 +106,7 @@ static int service_selected(const struct mastercf_entry *e, char **sel, int n)
         const char *slash = strchr(sel[i], '/');
         size_t len = slash ? (size_t)(slash - sel[i]) : strlen(sel[i]);
         if (strlen(e->name) == len && strncmp(e->name, sel[i], len) == 0 &&
-            (!slash || strcmp(slash + 1, type_word(e->type)) == 0))
+            (!slash || strcmp(slash + 1, mastercf_type_name(e->type)) == 0))
             return 1;
     }
     return 0;
@@ -125,7 +123,7 @@ static void print_service(const struct mastercf_entry *e)
         snprintf(maxproc, sizeof(maxproc), "%d", e->maxproc);
     else
         snprintf(maxproc, sizeof(maxproc), "-");
-    printf("%-10s %-5s %-7s %-7s %-7s %-7s %-7s %s", e->name, type_word(e->type),
+    printf("%-10s %-5s %-7s %-7s %-7s %-7s %-7s %s", e->name, mastercf_type_name(e->type),
            e->private_ ? "y" : "n", e->unpriv ? "y" : "n", e->chroot ? "y" : "n", wakeup,
            maxproc, e->command);
     for (size_t i = 0; i < e->nargs; i++)

@@ -37,7 +37,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -221,11 +223,31 @@ static void purge_unfinished_queue_files(void)
     log_set_flags(0);
 }
 
+/* Without maillog_file every program logs to syslog through /dev/log; on a
+ * host with no syslog daemon (a container, a minimal install) every line
+ * would be lost without a word, so say it at start. */
+static void warn_if_logs_go_nowhere(void)
+{
+    if (*var.maillog_file)
+        return;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+    int saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (!ok)
+        warn("maillog_file is not set and no syslog daemon listens on /dev/log (%s): "
+             "log lines will be lost; set maillog_file (e.g. /var/log/postern.log or "
+             "/dev/stdout)", strerror(saved));
+}
+
 static int cmd_start(const char *dir)
 {
     if (master_pid() > 0)
         die("the Postern mail system is already running");
     master_cf_validate(dir);
+    warn_if_logs_go_nowhere();
     purge_unfinished_queue_files();
     char exe[PATH_MAX];
     master_exe(exe, sizeof(exe));
@@ -404,10 +426,27 @@ static int run_tool(char *const argv[])
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
-static void check_unknown_param(const char *name, const char *value, int is_set, void *ctx)
+/* The migration report, parameters: every main.cf setting that Postern
+ * ignores or covers another way, with its value, and the misspelt ones. */
+static void check_param_migration(const char *name, const char *value, int is_set, void *ctx)
 {
-    if (!config_default(name))
-        warn("%s/main.cf: unknown parameter: %s = %s", config_directory(), name, value);
+    const char *how;
+    if (!is_set)
+        return;
+    switch (config_kind(name, &how)) {
+    case CONFIG_KNOWN:
+        break;
+    case CONFIG_UNKNOWN:
+        warn("%s/main.cf: unused parameter: %s=%s", config_directory(), name, value);
+        break;
+    case CONFIG_POSTFIX_IGNORED:
+        say("migration: main.cf: %s = %s: a Postfix parameter that Postern does not "
+            "implement; ignored", name, value);
+        break;
+    case CONFIG_POSTFIX_OTHERWISE:
+        say("migration: main.cf: %s = %s: not needed, %s", name, value, how);
+        break;
+    }
 }
 
 /* The postdrop group: created as a system group when missing. */
@@ -475,8 +514,16 @@ static void check_master_cf(struct check *c, const char *dir)
     const char *ddir = var.daemon_directory;
     for (size_t i = 0; i < cf.count; i++) {
         const struct mastercf_entry *e = &cf.entries[i];
+        struct mastercf_program prog = mastercf_classify(e);
+        if (prog.role != MASTERCF_RUN) {
+            say("migration: master.cf, line %d: service %s/%s (%s): %s, %s%s", e->line,
+                e->name, mastercf_type_name(e->type), e->command,
+                prog.role == MASTERCF_OTHERWISE ? "not needed" : "not available yet", prog.why,
+                prog.role == MASTERCF_MISSING ? "; mail routed to it stays in the queue" : "");
+            continue;
+        }
         char exe[PATH_MAX];
-        if (snprintf(exe, sizeof(exe), "%s/%s", ddir, e->command) >= (int)sizeof(exe) ||
+        if (snprintf(exe, sizeof(exe), "%s/%s", ddir, prog.program) >= (int)sizeof(exe) ||
             access(exe, X_OK) < 0)
             /* Not fatal: master leaves such a service out and runs the rest. */
             warn("%s, line %d: service %s: cannot run %s", path, e->line, e->name, exe);
@@ -734,7 +781,7 @@ static void check_config_files(struct check *c, const char *dir)
 static int cmd_check(const char *dir)
 {
     struct check c = {.root = geteuid() == 0};
-    config_walk(1, 0, check_unknown_param, NULL);
+    config_walk(1, 0, check_param_migration, NULL);
     check_master_cf(&c, dir);
     check_owner(&c);
     check_group(&c);

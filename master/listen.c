@@ -356,10 +356,11 @@ int listen_expand(const struct mastercf_entry *e, const struct master_params *p,
     case MASTERCF_UNIX:
     case MASTERCF_FIFO:
         return expand_local(e, p, specs, nspecs, err, errlen);
+    case MASTERCF_UNIX_DGRAM:
     case MASTERCF_PASS:
         break;
     }
-    snprintf(err, errlen, "service type \"pass\" is not supported");
+    snprintf(err, errlen, "service type \"%s\" is not run by master", mastercf_type_name(e->type));
     return -1;
 }
 
@@ -488,10 +489,11 @@ int listen_open(const struct listen_spec *s, const struct master_params *p, char
         return listen_open_unix(s, s->private_, p, err, errlen);
     case MASTERCF_FIFO:
         return listen_open_fifo(s, s->private_, p, err, errlen);
+    case MASTERCF_UNIX_DGRAM:
     case MASTERCF_PASS:
         break;
     }
-    snprintf(err, errlen, "service type \"pass\" is not supported");
+    snprintf(err, errlen, "service type \"%s\" is not run by master", mastercf_type_name(s->type));
     return -1;
 }
 

@@ -407,6 +407,7 @@ static void start(const char *dir)
     if (master_params_snapshot(&master.params, dir, err, sizeof(err)) < 0)
         startup_fatal("%s", err);
     apply_logging(&master.params);
+    config_report_unimplemented();
     umask(022);
     if (queue_dirs_create() < 0)
         startup_fatal("create queue directories under %s: %s", master.params.queue_dir,

@@ -164,6 +164,44 @@ static int build_entry(const struct mastercf_entry *e, const struct master_param
     return rc;
 }
 
+/* Postern's wake-up services read a fifo; Postfix's master.cf may declare
+ * them as unix sockets. */
+static int wakes_by_fifo(const char *program)
+{
+    return strcmp(program, "qmgr") == 0 || strcmp(program, "pickup") == 0;
+}
+
+/* The entry as Postern runs it, or 0 when it is not run (said in the log:
+ * a Postfix master.cf names daemons whose work Postern does another way,
+ * and some it does not have yet). */
+static int entry_to_run(const struct mastercf_entry *e, const char *file,
+                        struct mastercf_entry *out)
+{
+    struct mastercf_program prog = mastercf_classify(e);
+    if (prog.role == MASTERCF_OTHERWISE) {
+        msg_info("%s, line %d: service %s/%s (%s): not needed, %s", file, e->line, e->name,
+                 mastercf_type_name(e->type), e->command, prog.why);
+        return 0;
+    }
+    if (prog.role == MASTERCF_MISSING) {
+        msg_warn("%s, line %d: service %s/%s (%s): not started, %s; mail routed to it stays "
+                 "in the queue", file, e->line, e->name, mastercf_type_name(e->type),
+                 e->command, prog.why);
+        return 0;
+    }
+    *out = *e;
+    out->command = (char *)prog.program;
+    if (strcmp(prog.program, e->command) != 0)
+        msg_info("%s, line %d: service %s: Postfix's %s runs as Postern's %s", file, e->line,
+                 e->name, e->command, prog.program);
+    if (e->type == MASTERCF_UNIX && wakes_by_fifo(prog.program)) {
+        out->type = MASTERCF_FIFO;
+        msg_info("%s, line %d: service %s: Postern's %s is woken through a fifo; type unix "
+                 "runs as fifo", file, e->line, e->name, prog.program);
+    }
+    return 1;
+}
+
 int services_build(const struct mastercf *cf, const struct master_params *p,
                    int fatal_errors, struct service **out, char *err, size_t errlen)
 {
@@ -171,12 +209,10 @@ int services_build(const struct mastercf *cf, const struct master_params *p,
     snprintf(file, sizeof(file), "%s/master.cf", p->config_dir);
     struct service *head = NULL, **tail = &head;
     for (size_t i = 0; i < cf->count; i++) {
-        const struct mastercf_entry *e = &cf->entries[i];
-        if (e->type == MASTERCF_PASS) {
-            msg_warn("%s, line %d: service %s: type pass is not supported yet; skipped",
-                     file, e->line, e->name);
+        struct mastercf_entry run;
+        if (!entry_to_run(&cf->entries[i], file, &run))
             continue;
-        }
+        const struct mastercf_entry *e = &run;
         warn_unsupported_columns(e, p, file);
         if (!program_exists(e, p, file))
             continue;

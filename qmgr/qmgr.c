@@ -372,10 +372,17 @@ void qmgr_rcpt_fail(struct qmsg *m, size_t i, const char *status)
     qmgr_rcpt_result(m, i, "none", status);
 }
 
-/* error:text bounces, retry:text defers; text may start with its own DSN. */
+/* error:text bounces, retry:text defers, discard:text drops the recipient
+ * as delivered (Postfix's error(8) and discard(8), done here without a
+ * process); text may start with its own DSN. */
 static void route_error(struct qmsg *m, size_t i, const struct route *r)
 {
     char status[600];
+    if (strcmp(r->transport, "discard") == 0) {
+        snprintf(status, sizeof(status), "2.0.0 %s", r->error);
+        qmgr_rcpt_fail(m, i, status);
+        return;
+    }
     int retry = strcmp(r->transport, "retry") == 0;
     if (starts_with_dsn(r->error))
         snprintf(status, sizeof(status), "%s", r->error);

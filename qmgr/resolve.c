@@ -93,6 +93,8 @@ static void route_from_table(const char *value, const char *class_transport, str
     }
     if (strcmp(r->transport, "error") == 0 || strcmp(r->transport, "retry") == 0)
         snprintf(r->error, sizeof(r->error), "%s", *nexthop ? nexthop : "mail delivery disabled");
+    else if (strcmp(r->transport, "discard") == 0)
+        snprintf(r->error, sizeof(r->error), "%s", *nexthop ? nexthop : "discarded");
     else if (*nexthop)
         snprintf(r->nexthop, sizeof(r->nexthop), "%s", nexthop);
 }

@@ -43,6 +43,61 @@ static const struct param param_table[] = {
 };
 #define NPARAMS (sizeof(param_table) / sizeof(param_table[0]))
 
+/* Postfix's parameters that Postern does not implement (sorted). */
+static const char *const postfix_only[] = {
+#define PF(name) name,
+#include "params_postfix.def"
+};
+
+/* Of those, the ones whose job Postern does another way, and how: a stock
+ * Postfix main.cf sets several of them, and none needs the admin's care. */
+static const struct {
+    const char *name;
+    const char *how;
+} postfix_otherwise[] = {
+    {"biff", "local delivery never notifies comsat"},
+    {"data_directory", "Postern keeps no state files outside the queue"},
+    {"html_directory", "documentation paths are not used"},
+    {"lmtp_tls_session_cache_database", "TLS sessions are cached in each process"},
+    {"mailq_path", "the commands are in command_directory"},
+    {"manpage_directory", "documentation paths are not used"},
+    {"meta_directory", "Postern keeps no files there"},
+    {"mynetworks_style", "mynetworks defaults to the loopback networks"},
+    {"newaliases_path", "the commands are in command_directory"},
+    {"readme_directory", "documentation paths are not used"},
+    {"sample_directory", "documentation paths are not used"},
+    {"sendmail_path", "the commands are in command_directory"},
+    {"shlib_directory", "Postern has no shared libraries of its own"},
+    {"smtp_tls_session_cache_database", "TLS sessions are cached in each process"},
+    {"smtp_tls_session_cache_timeout", "TLS sessions are cached in each process"},
+    {"smtpd_tls_session_cache_database", "TLS sessions are cached in each process"},
+    {"smtpd_tls_session_cache_timeout", "TLS sessions are cached in each process"},
+    {"tls_random_source", "OpenSSL seeds itself"},
+};
+
+static const struct param *param_find(const char *name);
+
+static int name_cmp(const void *key, const void *item)
+{
+    return strcmp(key, *(const char *const *)item);
+}
+
+enum config_kind config_kind(const char *name, const char **how)
+{
+    *how = NULL;
+    if (param_find(name))
+        return CONFIG_KNOWN;
+    if (!bsearch(name, postfix_only, sizeof(postfix_only) / sizeof(postfix_only[0]),
+                 sizeof(postfix_only[0]), name_cmp))
+        return CONFIG_UNKNOWN;
+    for (size_t i = 0; i < sizeof(postfix_otherwise) / sizeof(postfix_otherwise[0]); i++)
+        if (strcmp(name, postfix_otherwise[i].name) == 0) {
+            *how = postfix_otherwise[i].how;
+            return CONFIG_POSTFIX_OTHERWISE;
+        }
+    return CONFIG_POSTFIX_IGNORED;
+}
+
 struct setting {
     char *name;
     char *raw;
@@ -55,6 +110,7 @@ struct config_state {
     size_t nset, capset;
     char *expanded[NPARAMS];      /* cache for known parameters */
     char *computed[NPARAMS];      /* runtime defaults (myhostname, ...) */
+    char *from_file[NPARAMS];     /* values read from a file (myorigin) */
 };
 static struct config_state cfg;
 
@@ -101,7 +157,8 @@ static void config_reset(void)
     for (size_t i = 0; i < NPARAMS; i++) {
         free(cfg.expanded[i]);
         free(cfg.computed[i]);
-        cfg.expanded[i] = cfg.computed[i] = NULL;
+        free(cfg.from_file[i]);
+        cfg.expanded[i] = cfg.computed[i] = cfg.from_file[i] = NULL;
     }
 }
 
@@ -474,11 +531,51 @@ static char *default_daemon_directory(void)
     return strdup("/usr/libexec/postern");
 }
 
+/* Defaults that depend on compatibility_level, as in Postfix 3. Only when
+ * main.cf sets compatibility_level: without it Postern's own defaults hold
+ * (relaying refused with 554, not deferred). At a level below `level` the
+ * default is `below`, at or above it `above` (NULL: the table's). */
+static const struct {
+    const char *name;
+    double level;
+    const char *below, *above;
+} compat_defaults[] = {
+    {"append_dot_mydomain", 1, "yes", NULL},
+    {"relay_domains", 2, "$mydestination", NULL},
+    {"smtpd_relay_restrictions", 1, "",
+     "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination"},
+    {"smtputf8_enable", 1, "no", NULL},
+};
+
+/* compatibility_level as a number ("3.6" -> 3.6); -1 when unset. */
+static double compat_level(void)
+{
+    const struct setting *s = setting_find("compatibility_level");
+    if (!s || !*s->raw)
+        return -1;
+    return strtod(s->raw, NULL);
+}
+
+static const char *compat_default(const struct param *p)
+{
+    double level = compat_level();
+    if (level < 0)
+        return NULL;
+    for (size_t i = 0; i < sizeof(compat_defaults) / sizeof(compat_defaults[0]); i++)
+        if (strcmp(p->name, compat_defaults[i].name) == 0)
+            return level < compat_defaults[i].level ? compat_defaults[i].below
+                                                    : compat_defaults[i].above;
+    return NULL;
+}
+
 static const char *computed_default(const struct param *p)
 {
     size_t i = (size_t)(p - param_table);
     if (cfg.computed[i])
         return cfg.computed[i];
+    const char *compat = compat_default(p);
+    if (compat)
+        return compat;
     if (strcmp(p->name, "myhostname") == 0)
         cfg.computed[i] = default_myhostname();
     else if (strcmp(p->name, "mydomain") == 0)
@@ -492,12 +589,42 @@ static const char *computed_default(const struct param *p)
     return cfg.computed[i] ? cfg.computed[i] : p->def;
 }
 
+/* Debian's Postfix takes myorigin from a file when it is given as an
+ * absolute path (its installer writes "myorigin = /etc/mailname"): the
+ * file's first line, trimmed. An unreadable or empty file means
+ * $myhostname, with a warning. */
+static const char *value_from_file(const struct param *p, const char *path)
+{
+    size_t i = (size_t)(p - param_table);
+    if (cfg.from_file[i])
+        return cfg.from_file[i];
+    char line[256] = "";
+    FILE *fp = fopen(path, "r");
+    if (fp) {
+        if (!fgets(line, sizeof(line), fp))
+            line[0] = 0;
+        fclose(fp);
+    }
+    const char *start = line, *end = line + strcspn(line, "\r\n");
+    trim(&start, &end);
+    if (start == end) {
+        msg_warn("%s = %s: %s; using $myhostname", p->name, path,
+                 fp ? "the file is empty" : strerror(errno));
+        cfg.from_file[i] = strdup("$myhostname");
+    } else {
+        cfg.from_file[i] = strndup(start, (size_t)(end - start));
+    }
+    return cfg.from_file[i] ? cfg.from_file[i] : "";
+}
+
 static const char *value_raw(const char *name)
 {
     const struct setting *s = setting_find(name);
+    const struct param *p = param_find(name);
+    if (s && p && s->raw[0] == '/' && strcmp(name, "myorigin") == 0)
+        return value_from_file(p, s->raw);
     if (s)
         return s->raw;
-    const struct param *p = param_find(name);
     return p ? computed_default(p) : NULL;
 }
 
@@ -689,20 +816,37 @@ static int validate_all(const char *file, char *err, size_t errlen)
     return 0;
 }
 
-/* Commands and master warn about names they do not know; daemons stay
- * quiet since master already said it at start. */
-static void warn_unknown(const char *dir)
+/* What Postern makes of the names main.cf sets that it does not implement
+ * (config.h): postern and postconf say it when they load main.cf, master
+ * once its log is set up; daemons stay quiet. A misspelt
+ * name gets Postfix's "unused parameter" warning; a Postfix parameter
+ * Postern ignores gets a warning that says so, one it covers another way a
+ * note. */
+void config_report_unimplemented(void)
 {
     char file[PATH_MAX + 16];
-    snprintf(file, sizeof(file), "%s/main.cf", dir);
-    const char *prog = log_progname();
-    if (strcmp(prog, "master") != 0 && strcmp(prog, "postern") != 0 &&
-        strcmp(prog, "postconf") != 0)
-        return;
-    for (size_t i = 0; i < cfg.nset; i++)
-        if (!param_find(cfg.set[i].name) && cfg.set[i].line)
-            msg_warn("%s, line %d: unknown parameter: %s=%s", file, cfg.set[i].line,
-                     cfg.set[i].name, cfg.set[i].raw);
+    snprintf(file, sizeof(file), "%s/main.cf", cfg.dir);
+    for (size_t i = 0; i < cfg.nset; i++) {
+        const struct setting *s = &cfg.set[i];
+        const char *how;
+        if (!s->line || setting_find(s->name) != s)
+            continue;
+        switch (config_kind(s->name, &how)) {
+        case CONFIG_KNOWN:
+            break;
+        case CONFIG_UNKNOWN:
+            msg_warn("%s, line %d: unused parameter: %s=%s", file, s->line, s->name, s->raw);
+            break;
+        case CONFIG_POSTFIX_IGNORED:
+            msg_warn("%s, line %d: %s=%s: a Postfix parameter that Postern does not "
+                     "implement; ignored", file, s->line, s->name, s->raw);
+            break;
+        case CONFIG_POSTFIX_OTHERWISE:
+            msg_info("%s, line %d: %s=%s: not needed, %s", file, s->line, s->name, s->raw,
+                     how);
+            break;
+        }
+    }
 }
 
 static int config_parse_all(const char *dir, char *const *overrides, size_t n_overrides,
@@ -725,7 +869,9 @@ int config_try_load(const char *dir, char *const *overrides, size_t n_overrides,
     config_reset();
     cfg = fresh;
     params_fill();
-    warn_unknown(cfg.dir);
+    const char *prog = log_progname();
+    if (strcmp(prog, "postern") == 0 || strcmp(prog, "postconf") == 0)
+        config_report_unimplemented();
     return 0;
 }
 

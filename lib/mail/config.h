@@ -42,4 +42,13 @@ typedef void (*config_walk_fn)(const char *name, const char *value, int is_set,
 void config_walk(int raw, int defaults_only, config_walk_fn fn, void *ctx);
 const char *config_default(const char *name);
 
+/* What Postern makes of a parameter name: one it implements, one of
+ * Postfix's that it covers another way (how says how), one of Postfix's
+ * that it ignores, or a name nobody knows (a typo: "unused parameter"). */
+enum config_kind { CONFIG_KNOWN, CONFIG_POSTFIX_OTHERWISE, CONFIG_POSTFIX_IGNORED, CONFIG_UNKNOWN };
+enum config_kind config_kind(const char *name, const char **how);
+/* Log each main.cf setting that is not CONFIG_KNOWN, with file and line:
+ * postern and postconf do it on load; master once its log is open. */
+void config_report_unimplemented(void);
+
 #endif

@@ -24,7 +24,34 @@ static int service_path(char *buf, size_t len, const char *klass, const char *se
     return queue_dir_path(buf, len, sub);
 }
 
+/* A Postfix master.cf may put any service in either class (cleanup and
+ * pickup are public there, private in Postern's): the other class is where
+ * a service is looked for when its own has no such name. */
+static const char *other_class(const char *klass)
+{
+    return strcmp(klass, IPC_PRIVATE) == 0 ? IPC_PUBLIC : IPC_PRIVATE;
+}
+
+static int connect_in(const char *klass, const char *service);
+static int trigger_in(const char *klass, const char *service, char what);
+
 int ipc_connect(const char *klass, const char *service)
+{
+    int fd = connect_in(klass, service);
+    if (fd < 0 && errno == ENOENT)
+        fd = connect_in(other_class(klass), service);
+    return fd;
+}
+
+int ipc_trigger(const char *klass, const char *service, char what)
+{
+    int rc = trigger_in(klass, service, what);
+    if (rc < 0 && errno == ENOENT)
+        rc = trigger_in(other_class(klass), service, what);
+    return rc;
+}
+
+static int connect_in(const char *klass, const char *service)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     if (service_path(sun.sun_path, sizeof(sun.sun_path), klass, service) < 0) {
@@ -43,7 +70,7 @@ int ipc_connect(const char *klass, const char *service)
     return fd;
 }
 
-int ipc_trigger(const char *klass, const char *service, char what)
+static int trigger_in(const char *klass, const char *service, char what)
 {
     char path[PATH_MAX];
     if (service_path(path, sizeof(path), klass, service) < 0) {

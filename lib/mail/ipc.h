@@ -68,9 +68,12 @@ struct stream;
 #define IPC_PRIVATE "private"
 #define IPC_PUBLIC "public"
 
-/* Connect to queue_directory/CLASS/SERVICE. Returns fd or -1 with errno. */
+/* Connect to queue_directory/CLASS/SERVICE, or to the other class's
+ * SERVICE when CLASS has none (a Postfix master.cf makes cleanup, pickup and
+ * qmgr public). Returns fd or -1 with errno. */
 int ipc_connect(const char *klass, const char *service);
-/* Write one byte to the fifo queue_directory/CLASS/SERVICE without blocking;
+/* Write one byte to the fifo queue_directory/CLASS/SERVICE (or the other
+ * class's, as ipc_connect) without blocking;
  * -1 when nobody listens (the daemon will scan on its own later). */
 int ipc_trigger(const char *klass, const char *service, char what);
 

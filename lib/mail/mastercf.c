@@ -93,6 +93,8 @@ static int parse_type(const struct token *t, enum mastercf_type *type)
         *type = MASTERCF_INET;
     else if (token_is(t, "unix"))
         *type = MASTERCF_UNIX;
+    else if (token_is(t, "unix-dgram"))
+        *type = MASTERCF_UNIX_DGRAM;
     else if (token_is(t, "fifo"))
         *type = MASTERCF_FIFO;
     else if (token_is(t, "pass"))
@@ -159,7 +161,7 @@ static int parse_maxproc(const struct token *t, int *maxproc)
 /* unix and fifo names become file names under private/ or public/. */
 static int service_name_ok(const struct token *t, enum mastercf_type type)
 {
-    if (type != MASTERCF_UNIX && type != MASTERCF_FIFO && type != MASTERCF_PASS)
+    if (type == MASTERCF_INET)
         return 1;
     if (token_is(t, ".") || token_is(t, "..") || t->len > 100)
         return 0;
@@ -265,7 +267,7 @@ static int entry_from_logical(const struct logical *l, struct mastercf_entry *e,
         return -1;                                                                      \
     } while (0)
     if (parse_type(&t[1], &e->type) < 0)
-        COLUMN_ERROR(1, "service type (need inet, unix, fifo or pass)");
+        COLUMN_ERROR(1, "service type (need inet, unix, unix-dgram, fifo or pass)");
     if (!service_name_ok(&t[0], e->type))
         COLUMN_ERROR(0, "service name");
     if (parse_yes_no(&t[2], 1, &e->private_) < 0)
@@ -298,6 +300,7 @@ const char *mastercf_type_name(enum mastercf_type type)
     switch (type) {
     case MASTERCF_INET: return "inet";
     case MASTERCF_UNIX: return "unix";
+    case MASTERCF_UNIX_DGRAM: return "unix-dgram";
     case MASTERCF_FIFO: return "fifo";
     case MASTERCF_PASS: return "pass";
     }
@@ -503,4 +506,59 @@ int mastercf_load(const char *path, struct mastercf *out, char *err, size_t errl
     int rc = mastercf_parse(text, path, out, err, errlen);
     free(text);
     return rc;
+}
+
+/* --- Postfix's programs --- */
+
+static const struct {
+    const char *name;
+    enum mastercf_role role;
+    const char *program_or_why;
+} postfix_programs[] = {
+    {"smtp", MASTERCF_RUN, "remote"},
+    {"oqmgr", MASTERCF_RUN, "qmgr"},
+    {"postscreen", MASTERCF_RUN, "smtpd"},
+    {"tlsmgr", MASTERCF_OTHERWISE, "TLS session caches live in each smtpd and remote process"},
+    {"trivial-rewrite", MASTERCF_OTHERWISE, "addresses are rewritten and resolved inside cleanup "
+                                            "and qmgr"},
+    {"scache", MASTERCF_OTHERWISE, "remote keeps its own connection cache"},
+    {"postlogd", MASTERCF_OTHERWISE, "each program writes maillog_file itself"},
+    {"proxymap", MASTERCF_OTHERWISE, "each program opens its lookup tables itself"},
+    {"flush", MASTERCF_OTHERWISE, "postqueue -f and postern flush ask qmgr directly"},
+    {"verify", MASTERCF_MISSING, "address verification (reject_unverified_*) is not available"},
+    {"anvil", MASTERCF_MISSING, "client rate limits across smtpd processes are not available"},
+    {"dnsblog", MASTERCF_MISSING, "postscreen's DNSBL lookups are not available"},
+    {"tlsproxy", MASTERCF_MISSING, "postscreen's TLS proxy is not available"},
+    {"lmtp", MASTERCF_MISSING, "the LMTP client is not available"},
+    {"pipe", MASTERCF_MISSING, "the pipe delivery agent is not available"},
+    {"spawn", MASTERCF_MISSING, "spawn is not available"},
+    {"qmqpd", MASTERCF_MISSING, "QMQP is not available"},
+    {"error", MASTERCF_OTHERWISE, "qmgr bounces error: and defers retry: routes itself"},
+    {"discard", MASTERCF_OTHERWISE, "qmgr drops discard: routes itself"},
+};
+
+struct mastercf_program mastercf_classify(const struct mastercf_entry *e)
+{
+    struct mastercf_program p = {MASTERCF_RUN, e->command, NULL};
+    if (e->type == MASTERCF_PASS || e->type == MASTERCF_UNIX_DGRAM) {
+        /* postscreen's hand-off to smtpd and postlogd's socket: Postern's
+         * smtpd listens itself and each program logs itself. */
+        p.role = MASTERCF_OTHERWISE;
+        p.why = e->type == MASTERCF_PASS ? "smtpd accepts its connections itself"
+                                         : "each program writes maillog_file itself";
+        return p;
+    }
+    for (size_t i = 0; i < sizeof(postfix_programs) / sizeof(postfix_programs[0]); i++) {
+        if (strcmp(e->command, postfix_programs[i].name) != 0)
+            continue;
+        p.role = postfix_programs[i].role;
+        if (p.role == MASTERCF_RUN)
+            p.program = postfix_programs[i].program_or_why;
+        else {
+            p.program = NULL;
+            p.why = postfix_programs[i].program_or_why;
+        }
+        break;
+    }
+    return p;
 }

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-enum mastercf_type { MASTERCF_INET, MASTERCF_UNIX, MASTERCF_FIFO, MASTERCF_PASS };
+enum mastercf_type { MASTERCF_INET, MASTERCF_UNIX, MASTERCF_UNIX_DGRAM, MASTERCF_FIFO, MASTERCF_PASS };
 
 struct mastercf_entry {
     char *name;               /* "smtp", "127.0.0.1:2525", "cleanup" */
@@ -37,7 +37,29 @@ int mastercf_parse(const char *text, const char *filename, struct mastercf *out,
 int mastercf_load(const char *path, struct mastercf *out, char *err, size_t errlen);
 void mastercf_free(struct mastercf *cf);
 
-/* "inet", "unix", "fifo", "pass". */
+/* "inet", "unix", "unix-dgram", "fifo", "pass". */
 const char *mastercf_type_name(enum mastercf_type type);
+
+/* What Postern does with the program in a master.cf command column. A
+ * Postfix master.cf names Postfix's daemons; each is one of these. */
+enum mastercf_role {
+    MASTERCF_RUN,        /* a Postern program runs it (program says which) */
+    MASTERCF_OTHERWISE,  /* Postern does that job another way: not started */
+    MASTERCF_MISSING,    /* Postern has no such service yet: not started, and
+                          * mail routed to it waits in the queue (deferred) */
+};
+
+struct mastercf_program {
+    enum mastercf_role role;
+    const char *program;   /* MASTERCF_RUN: the file in daemon_directory */
+    const char *why;       /* MASTERCF_OTHERWISE/MISSING: for the report */
+};
+
+/* Classify entry e: Postfix names map to Postern's programs ("smtp" ->
+ * "remote", "oqmgr" -> "qmgr", "postscreen" -> "smtpd"), services whose
+ * work Postern does another way (tlsmgr, trivial-rewrite, scache, postlogd,
+ * proxymap, flush, ...) and those it lacks (pipe, lmtp, ...). A name it
+ * does not know is run as it is (a program of the admin's own). */
+struct mastercf_program mastercf_classify(const struct mastercf_entry *e);
 
 #endif

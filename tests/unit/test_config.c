@@ -263,6 +263,9 @@ static void test_unknown_name_warns_but_loads(void **state)
         fail_msg("unknown parameter logged without \"warning\": %s", bol);
     if (!strstr(bol, "line 2"))
         fail_msg("unknown parameter warning does not name line 2: %s", bol);
+    /* Postfix's words for a name nobody knows. */
+    if (!strstr(bol, "unused parameter: frobnicate_level=11"))
+        fail_msg("not Postfix's \"unused parameter\" wording: %s", bol);
     free(log);
 }
 
@@ -419,6 +422,76 @@ static void test_mydomain_myhostname_cycle_terminates(void **state)
     assert_string_equal(var.myhostname, "mail.localdomain");
 }
 
+/* Postfix's parameters are told apart from typos: implemented, covered
+ * another way, ignored, unknown. */
+static void test_parameter_kinds(void **state)
+{
+    (void)state;
+    const char *how;
+    assert_int_equal(config_kind("myhostname", &how), CONFIG_KNOWN);
+    assert_int_equal(config_kind("biff", &how), CONFIG_POSTFIX_OTHERWISE);
+    assert_non_null(how);
+    assert_int_equal(config_kind("readme_directory", &how), CONFIG_POSTFIX_OTHERWISE);
+    assert_int_equal(config_kind("smtpd_tls_loglevel", &how), CONFIG_POSTFIX_IGNORED);
+    assert_null(how);
+    assert_int_equal(config_kind("frobnicate_level", &how), CONFIG_UNKNOWN);
+    assert_int_equal(config_kind("", &how), CONFIG_UNKNOWN);
+}
+
+/* compatibility_level chooses Postfix 3's level-dependent defaults; without
+ * it Postern's own stay (relaying refused with reject, not defer). */
+static void test_compatibility_level_defaults(void **state)
+{
+    struct fixture *f = *state;
+    load_ok(f, "myhostname = mx.test.example\n");
+    assert_non_null(strstr(var.smtpd_relay_restrictions, "reject_unauth_destination"));
+    assert_string_equal(var.relay_domains, "");
+    assert_int_equal(var.smtputf8_enable, 1);
+    load_ok(f, "myhostname = mx.test.example\ncompatibility_level = 3.6\n");
+    assert_string_equal(var.smtpd_relay_restrictions,
+                        "permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination");
+    assert_string_equal(var.relay_domains, "");
+    assert_int_equal(var.append_dot_mydomain, 0);
+    load_ok(f, "myhostname = mx.test.example\ncompatibility_level = 0\n");
+    assert_string_equal(var.smtpd_relay_restrictions, "");
+    assert_string_equal(var.relay_domains, "mx.test.example, localhost.test.example, localhost");
+    assert_int_equal(var.append_dot_mydomain, 1);
+    assert_int_equal(var.smtputf8_enable, 0);
+    /* An explicit setting wins over any level's default. */
+    load_ok(f, "compatibility_level = 0\nsmtputf8_enable = yes\n");
+    assert_int_equal(var.smtputf8_enable, 1);
+}
+
+/* Debian writes "myorigin = /etc/mailname": the file's first line is the
+ * domain; a missing file falls back to $myhostname. */
+static void test_myorigin_from_file(void **state)
+{
+    struct fixture *f = *state;
+    char path[PATH_MAX], text[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/mailname", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("  origin.example  \nsecond.example\n", fp);
+    fclose(fp);
+    snprintf(text, sizeof(text), "myhostname = mx.test.example\nmyorigin = %s\n", path);
+    load_ok(f, text);
+    assert_string_equal(var.myorigin, "origin.example");
+    snprintf(text, sizeof(text), "myhostname = mx.test.example\nmyorigin = %s.missing\n", path);
+    load_ok(f, text);
+    assert_string_equal(var.myorigin, "mx.test.example");
+}
+
+/* params.def bounds: a value outside them is fatal with file and line. */
+static void test_out_of_bounds_value(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(load_text(f, "myhostname = mx.test.example\nipc_timeout = 0\n"), -1);
+    assert_error_names_line(f, 2);
+    assert_non_null(strstr(f->err, "invalid ipc_timeout parameter value 0 < 1"));
+    load_ok(f, "ipc_timeout = 1s\n");
+    assert_int_equal(var.ipc_timeout, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +513,10 @@ int main(void)
         T(test_syntax_error_names_line),
         T(test_exponential_expansion_is_refused),
         T(test_mydomain_myhostname_cycle_terminates),
+        T(test_compatibility_level_defaults),
+        T(test_myorigin_from_file),
+        T(test_out_of_bounds_value),
+        cmocka_unit_test(test_parameter_kinds),
         cmocka_unit_test(test_split),
         cmocka_unit_test(test_find_dir),
     };

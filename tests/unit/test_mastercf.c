@@ -258,6 +258,48 @@ static void test_load_file(void **state)
     rmdir(dir);
 }
 
+/* Debian's stock master.cf: postlogd's unix-dgram socket parses. */
+static void test_unix_dgram_type(void **state)
+{
+    (void)state;
+    struct mastercf cf = parse_ok("postlog   unix-dgram n  -       n       -       1       postlogd\n");
+    assert_int_equal(cf.count, 1);
+    assert_int_equal(cf.entries[0].type, MASTERCF_UNIX_DGRAM);
+    assert_string_equal(mastercf_type_name(cf.entries[0].type), "unix-dgram");
+    mastercf_free(&cf);
+}
+
+/* Postfix's daemon names: run as Postern's program, done another way, or
+ * not available; a name of the admin's own runs as it is. */
+static void test_postfix_programs_classified(void **state)
+{
+    (void)state;
+    struct mastercf cf = parse_ok("smtp unix - - y - - smtp\n"
+                                  "qmgr unix n - n 300 1 oqmgr\n"
+                                  "tlsmgr unix - - y 1000? 1 tlsmgr\n"
+                                  "rewrite unix - - y - - trivial-rewrite\n"
+                                  "maildrop unix - n n - - pipe flags=DRXhu user=vmail argv=/x\n"
+                                  "postlog unix-dgram n - n - 1 postlogd\n"
+                                  "smtpd pass - - y - - smtpd\n"
+                                  "mine unix - - n - - my-filter\n");
+    struct mastercf_program p = mastercf_classify(&cf.entries[0]);
+    assert_int_equal(p.role, MASTERCF_RUN);
+    assert_string_equal(p.program, "remote");
+    p = mastercf_classify(&cf.entries[1]);
+    assert_string_equal(p.program, "qmgr");
+    assert_int_equal(mastercf_classify(&cf.entries[2]).role, MASTERCF_OTHERWISE);
+    assert_int_equal(mastercf_classify(&cf.entries[3]).role, MASTERCF_OTHERWISE);
+    p = mastercf_classify(&cf.entries[4]);
+    assert_int_equal(p.role, MASTERCF_MISSING);
+    assert_non_null(strstr(p.why, "pipe"));
+    assert_int_equal(mastercf_classify(&cf.entries[5]).role, MASTERCF_OTHERWISE);
+    assert_int_equal(mastercf_classify(&cf.entries[6]).role, MASTERCF_OTHERWISE);
+    p = mastercf_classify(&cf.entries[7]);
+    assert_int_equal(p.role, MASTERCF_RUN);
+    assert_string_equal(p.program, "my-filter");
+    mastercf_free(&cf);
+}
+
 int main(void)
 {
     /* Duplicate services are warned about; keep that out of syslog. */
@@ -279,6 +321,8 @@ int main(void)
         cmocka_unit_test(test_duplicate_replaces),
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_load_file),
+        cmocka_unit_test(test_unix_dgram_type),
+        cmocka_unit_test(test_postfix_programs_classified),
     };
     int rc = cmocka_run_group_tests_name("mastercf", tests, NULL, NULL);
     log_set_file(NULL);

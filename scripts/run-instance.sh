@@ -60,11 +60,24 @@ mail_owner = $(id -un)
 
 myhostname = localhost.localdomain
 mydestination = localhost, localhost.localdomain, \$myhostname
+# The instance's own aliases(5); newaliases rebuilds $abs/etc/aliases.cdb.
+alias_maps = cdb:$abs/etc/aliases
+alias_database = cdb:$abs/etc/aliases
+recipient_delimiter = +
 # Relay for this host only: never an open relay.
 mynetworks = 127.0.0.0/8 [::1]/128
 inet_interfaces = loopback-only
 EOF
 fi
+
+if [ ! -f "$abs/etc/aliases" ]; then
+    cat > "$abs/etc/aliases" <<EOF
+# aliases(5) of the development instance; run newaliases (or
+# build/bin/postalias -c $abs/etc) after editing.
+postmaster: $(id -un)
+EOF
+fi
+"$build/bin/postalias" -c "$abs/etc" "cdb:$abs/etc/aliases"
 
 # A daemon that is not built yet (pickup, bounce, remote arrive one by one)
 # is left out of the generated master.cf rather than listed for master to

@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -568,6 +569,25 @@ static const char *compat_default(const struct param *p)
     return NULL;
 }
 
+/* Instance mode (docs/DESIGN.md): mail_owner is whoever runs us. An
+ * instance never touches files outside its own directory, so the alias
+ * table defaults to one beside its main.cf instead of /etc/aliases. */
+static int instance_mode(void)
+{
+    const char *owner = value_raw("mail_owner");
+    struct passwd *pw = owner ? getpwnam(owner) : NULL;
+    return pw && pw->pw_uid == getuid();
+}
+
+static char *instance_default(const struct param *p)
+{
+    char *value = NULL;
+    if ((strcmp(p->name, "alias_database") == 0 || strcmp(p->name, "alias_maps") == 0) &&
+        cfg.dir[0] && instance_mode() && asprintf(&value, "cdb:%s/aliases", cfg.dir) < 0)
+        value = NULL;
+    return value;
+}
+
 static const char *computed_default(const struct param *p)
 {
     size_t i = (size_t)(p - param_table);
@@ -576,6 +596,8 @@ static const char *computed_default(const struct param *p)
     const char *compat = compat_default(p);
     if (compat)
         return compat;
+    if ((cfg.computed[i] = instance_default(p)) != NULL)
+        return cfg.computed[i];
     if (strcmp(p->name, "myhostname") == 0)
         cfg.computed[i] = default_myhostname();
     else if (strcmp(p->name, "mydomain") == 0)

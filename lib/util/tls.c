@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <strings.h>
 
 /* Protocol names in Postfix's spelling, oldest first, with OpenSSL versions. */
@@ -232,6 +233,32 @@ void tls_describe(const SSL *ssl, char *out, size_t outlen)
              SSL_CIPHER_get_name(cipher), bits, alg_bits);
 }
 
+/* An IP-literal nexthop ("127.0.0.1", "[::1]", "[IPv6:::1]") is matched
+ * against the certificate's IP address subjectAltNames, as Postfix does;
+ * any other name against its DNS names. */
+static int name_matches(X509 *cert, const char *hostname)
+{
+    char ip[64];
+    const char *start = hostname;
+    size_t len = strlen(hostname);
+    if (len >= 2 && hostname[0] == '[' && hostname[len - 1] == ']') {
+        start++;
+        len -= 2;
+    }
+    if (len > 5 && strncasecmp(start, "IPv6:", 5) == 0) {
+        start += 5;
+        len -= 5;
+    }
+    unsigned char bin[16];
+    if (len < sizeof(ip)) {
+        memcpy(ip, start, len);
+        ip[len] = 0;
+        if (inet_pton(AF_INET, ip, bin) == 1 || inet_pton(AF_INET6, ip, bin) == 1)
+            return X509_check_ip_asc(cert, ip, 0) == 1;
+    }
+    return X509_check_host(cert, hostname, 0, 0, NULL) == 1;
+}
+
 int tls_peer_verified(SSL *ssl, const char *hostname, char *why, size_t whylen)
 {
     X509 *cert = SSL_get1_peer_certificate(ssl);
@@ -251,7 +278,7 @@ int tls_peer_verified(SSL *ssl, const char *hostname, char *why, size_t whylen)
                  X509_verify_cert_error_string(result));
     } else if (!hostname || !*hostname) {
         snprintf(why, whylen, "no name to match the certificate against");
-    } else if (X509_check_host(cert, hostname, 0, 0, NULL) != 1) {
+    } else if (!name_matches(cert, hostname)) {
         snprintf(why, whylen, "certificate does not match name %s", hostname);
     } else {
         ok = 1;

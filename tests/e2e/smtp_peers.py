@@ -58,15 +58,16 @@ def wait_listening(host, port, timeout=10.0):
 # --- certificates ------------------------------------------------------------
 
 
-def make_cert(directory, hostname):
+def make_cert(directory, hostname, san=None):
     """A fresh CA and a certificate for hostname signed by it, in directory.
-    Returns (ca_file, cert_file, key_file)."""
+    san: the subjectAltName value (default DNS:hostname; "IP:127.0.0.1"
+    for an address). Returns (ca_file, cert_file, key_file)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt = d / "ca.key", d / "ca.crt"
     key, csr, crt = d / "server.key", d / "server.csr", d / "server.crt"
     ext = d / "ext.cnf"
-    ext.write_text(f"subjectAltName = DNS:{hostname}\n")
+    ext.write_text(f"subjectAltName = {san or 'DNS:' + hostname}\n")
 
     def run(*argv):
         subprocess.run(["openssl", *argv], check=True, stdin=subprocess.DEVNULL,

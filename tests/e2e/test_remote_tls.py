@@ -125,3 +125,28 @@ def test_verify_with_right_ca_delivers(make_instance, dns, certs, receiver):
     assert rcv.wait_messages(1)[0]["tls"] is True
     assert inst.find_log(rf"^Verified TLS connection established to {re.escape(TLS_HOST)}",
                          program="smtp")
+
+
+def test_verify_matches_ip_literal_nexthop_against_ip_san(make_instance, dns, receiver,
+                                                          tmp_path):
+    """[127.0.0.20]:port as relayhost: the certificate names the address in
+    an IP subjectAltName (and no DNS name), which verify accepts as Postfix
+    does; a certificate for another address is refused."""
+    port = free_port_on("127.0.0.20")
+    ca, crt, key = make_cert(tmp_path / "ip", "127.0.0.20", san="IP:127.0.0.20")
+    rcv = receiver("127.0.0.20", port, tls=(crt, key))
+    inst = tls_instance(make_instance, dns, port, "verify", f"smtp_tls_CAfile = {ca}",
+                        f"relayhost = [127.0.0.20]:{port}")
+    qid = inst.send(simple_message("tls verify ip"), rcpts=["gil@tls.test"])
+    assert delivery(inst, qid, "gil@tls.test")[2] == "sent"
+    assert rcv.wait_messages(1)[0]["tls"] is True
+
+    port2 = free_port_on("127.0.0.20")
+    ca2, crt2, key2 = make_cert(tmp_path / "other-ip", "127.0.0.99", san="IP:127.0.0.99")
+    rcv2 = receiver("127.0.0.20", port2, tls=(crt2, key2))
+    inst2 = tls_instance(make_instance, dns, port2, "verify", f"smtp_tls_CAfile = {ca2}",
+                         f"relayhost = [127.0.0.20]:{port2}")
+    qid2 = inst2.send(simple_message("tls verify wrong ip"), rcpts=["hal@tls.test"])
+    relay, dsn, status, text = delivery(inst2, qid2, "hal@tls.test")
+    assert (dsn, status) == ("4.7.5", "deferred"), text
+    assert rcv2.messages == []

@@ -1,6 +1,7 @@
 /* fuzz_lookup_regexp.c - libFuzzer target for the regexp: table file
- * parser of lib/lookup.c ("/pattern/flags result" lines, if/endif blocks,
- * $1 substitution), which daemons read from files an administrator edits.
+ * parser of lib/util/lookup_regexp.c ("/pattern/flags result" lines,
+ * if/endif blocks, $1 substitution), which daemons read from files an
+ * administrator edits.
  *
  * Input: the file's text up to the first NUL byte, written to DIR/regexp
  * and opened as regexp:DIR/regexp; after the NUL, one key per line (a few

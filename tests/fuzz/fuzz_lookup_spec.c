@@ -1,5 +1,5 @@
 /* fuzz_lookup_spec.c - libFuzzer target for the table specifications of
- * lib/lookup.c as main.cf writes them: "static:value", "inline:{ k=v,
+ * lib/util/lookup*.c as main.cf writes them: "static:value", "inline:{ k=v,
  * { k2 = v w } }", "regexp:{ {/re/ result} ... }", lists of them.
  *
  * Input: the first line is the maps value given to lookup_list_open; each

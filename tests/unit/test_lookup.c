@@ -1,7 +1,8 @@
-/* test_lookup.c - unit tests for lib/lookup.c (tables: cdb, hash/btree as
- * cdb, static, inline, regexp, unix:passwd.byname, lists and Postfix's
- * address lookup order) and lib/table_file.c (building a .cdb from
- * postmap and aliases(5) source, listing it).
+/* test_lookup.c - unit tests for lib/util/lookup.c and its table types in
+ * lib/util/lookup_*.c (cdb, hash/btree as cdb, static, inline, regexp,
+ * unix:passwd.byname, lists and Postfix's address lookup order) and
+ * lib/util/table_file.c (building a .cdb from postmap and aliases(5)
+ * source, listing it).
  *
  * Tables are real files in a fresh mkdtemp directory; .cdb files are built
  * by table_file_build, the code postmap and postalias run. The cases that

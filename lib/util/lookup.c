@@ -57,6 +57,16 @@ static const struct lookup_type *type_of(const char *spec, size_t tlen, const ch
     return NULL;
 }
 
+int lookup_type_supported(const char *type)
+{
+    if (strcasecmp(type, "proxy") == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof(lookup_types) / sizeof(lookup_types[0]); i++)
+        if (strcasecmp(type, lookup_types[i].word) == 0)
+            return 1;
+    return 0;
+}
+
 struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen)
 {
     const char *colon = strchr(spec, ':');

@@ -23,6 +23,10 @@ struct lookup_table;
  * spec; a table file that is missing opens fine and fails at lookup time
  * (so a daemon started before postmap ran recovers once the file exists).
  * Caller owns the result (lookup_close). */
+/* 1 when type (the word before ':' of a spec, "cdb", "regexp", "proxy"...)
+ * is a table type Postern has; for reports of what a configuration lacks. */
+int lookup_type_supported(const char *type);
+
 struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen);
 void lookup_close(struct lookup_table *t);
 /* Look key up. On LOOKUP_FOUND *value is a malloc'd string the caller frees. */

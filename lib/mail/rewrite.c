@@ -6,6 +6,7 @@
  * opens each table once and notices when a reload changed the parameter.
  */
 #include "rewrite.h"
+#include "strlist.h"
 
 #include "addrlist.h"
 #include "address.h"
@@ -108,52 +109,19 @@ struct lookup_list *rewrite_param_maps(enum param_id param, int *failed)
 
 /* --- list parameters --- */
 
-static int is_list_separator(char c)
-{
-    return c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 int rewrite_list_walk(const char *value, int (*fn)(const char *item, void *ctx), void *ctx)
 {
     char item[LIST_ITEM_MAX];
     const char *p = value ? value : "";
-    while (*p) {
-        while (*p && is_list_separator(*p))
-            p++;
-        const char *start = p;
-        int depth = 0;
-        while (*p && (depth > 0 || !is_list_separator(*p))) {
-            if (*p == '{')
-                depth++;
-            else if (*p == '}' && depth > 0)
-                depth--;
-            p++;
-        }
-        size_t len = (size_t)(p - start);
-        if (len == 0)
+    int r;
+    while ((r = strlist_next(&p, item, sizeof(item))) != 0) {
+        if (r < 0)
             continue;
-        if (len >= sizeof(item)) {
-            msg_warn("list item too long, skipped: \"%.40s...\"", start);
-            continue;
-        }
-        memcpy(item, start, len);
-        item[len] = 0;
         int rc = fn(item, ctx);
         if (rc)
             return rc;
     }
     return 0;
-}
-
-/* "type:name", type being letters and digits. */
-static int looks_like_table(const char *item)
-{
-    const char *p = item;
-    if (!isalpha((unsigned char)*p))
-        return 0;
-    while (isalnum((unsigned char)*p))
-        p++;
-    return *p == ':';
 }
 
 struct list_match {
@@ -169,7 +137,7 @@ static int match_item(const char *item, void *ctx)
     int hit;
     if (negate)
         item++;
-    if (looks_like_table(item)) {
+    if (strlist_is_table(item)) {
         int failed;
         char *value = NULL;
         struct lookup_list *l = cached_maps(item, item, &failed);

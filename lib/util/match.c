@@ -2,8 +2,8 @@
  * (match.h): mydestination/relay_domains style domain lists and mynetworks
  * style network lists.
  *
- * Lists are walked in place, item by item (separated by commas and/or white
- * space), so there is no allocation and no limit on the number of items.
+ * Lists are walked in place, item by item (strlist_next), so there is no
+ * allocation and no limit on the number of items.
  * An item "!pattern" negates: the first item that matches decides, as in
  * Postfix. type:table items (lookup tables) are not supported yet: they are
  * skipped with a warning. No DNS is ever used.
@@ -18,54 +18,9 @@
 #include <sys/socket.h>
 
 #include "log.h"
+#include "strlist.h"
 
 #define ITEM_MAX 256   /* longest list item we look at; longer ones are skipped */
-
-static int is_separator(char c)
-{
-    return c == ',' || c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
-/* Copy the next list item into item (NUL-terminated) and advance *pp past
- * it. Returns 1 for an item, 0 at the end of the list, -1 for an item too
- * long for item (already skipped, with a warning). */
-static int next_item(const char **pp, char *item, size_t size)
-{
-    const char *p = *pp;
-    const char *start;
-    size_t len;
-
-    while (*p != 0 && is_separator(*p))
-        p++;
-    if (*p == 0) {
-        *pp = p;
-        return 0;
-    }
-    start = p;
-    while (*p != 0 && !is_separator(*p))
-        p++;
-    *pp = p;
-    len = (size_t)(p - start);
-    if (len >= size) {
-        msg_warn("list item too long, skipped: \"%.40s...\"", start);
-        return -1;
-    }
-    memcpy(item, start, len);
-    item[len] = 0;
-    return 1;
-}
-
-/* "type:name" where type is a lookup table type (letters and digits). */
-static int looks_like_table(const char *item)
-{
-    const char *p = item;
-
-    if (!isalpha((unsigned char)*p))
-        return 0;
-    while (isalnum((unsigned char)*p))
-        p++;
-    return *p == ':';
-}
 
 /* Length without one trailing dot. */
 static size_t domain_len(const char *s)
@@ -90,7 +45,7 @@ int match_domain_list(const char *list, const char *domain)
 
     if (list == NULL || domain == NULL || domain_len(domain) == 0)
         return 0;
-    while ((r = next_item(&p, item, sizeof(item))) != 0) {
+    while ((r = strlist_next(&p, item, sizeof(item))) != 0) {
         const char *pattern = item;
         int negate = 0;
 
@@ -253,7 +208,7 @@ static int match_network_addr(const char *list, const struct net_addr *client)
 
     if (list == NULL)
         return 0;
-    while ((r = next_item(&p, item, sizeof(item))) != 0) {
+    while ((r = strlist_next(&p, item, sizeof(item))) != 0) {
         char *pattern = item;
         struct net_addr net;
         int prefix, negate = 0;
@@ -265,7 +220,7 @@ static int match_network_addr(const char *list, const struct net_addr *client)
             pattern++;
         }
         if (parse_network(pattern, &net, &prefix) < 0) {
-            if (looks_like_table(pattern) || pattern[0] == '/')
+            if (strlist_is_table(pattern) || pattern[0] == '/')
                 msg_warn("lookup table \"%s\" in network list not supported yet, skipped",
                          pattern);
             else

@@ -5,6 +5,7 @@
 #                   (in build/san/, never mixed with build/)
 #   make run        start a local instance on 127.0.0.1:$(PORT) in $(RUN_DIR)
 #   make stop       stop it
+#   make install / uninstall / deb   see "install" at the end
 CC       ?= cc
 PORT     ?= 2525
 RUN_DIR  ?= run
@@ -22,7 +23,9 @@ CFLAGS   ?= -O2 -g
 # lib/mail header (configuration, queue, services) from it fails to build.
 UTIL_INC := -Ilib/util
 LIB_INC  := -Ilib/mail -Ilib/util
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(LIB_INC) $(PKG_CFLAGS)
+# CPPFLAGS and LDFLAGS are empty unless given (the Debian package build
+# passes dpkg-buildflags' hardening flags through them).
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CPPFLAGS) $(CFLAGS) $(LIB_INC) $(PKG_CFLAGS)
 # Per-object header dependencies: an edited header rebuilds what includes it.
 DEPFLAGS = -MMD -MP
 SAN      := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -70,13 +73,13 @@ $(BUILD)/libpostern.a: $(LIB_OBJ)
 define daemon_rule
 $(BUILD)/libexec/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(1)/*.c)) $(SAN_HOOKS) $(BUILD)/libpostern.a
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(LDSAN) -o $$@ $$(filter %.o,$$^) $(BUILD)/libpostern.a $$(PKG_LIBS)
+	$$(CC) $$(LDSAN) $$(LDFLAGS) -o $$@ $$(filter %.o,$$^) $(BUILD)/libpostern.a $$(PKG_LIBS)
 endef
 $(foreach d,$(DAEMONS),$(eval $(call daemon_rule,$(d))))
 
 $(BUILD)/bin/%: $(BUILD)/obj/cmd/%.o $(SAN_HOOKS) $(BUILD)/libpostern.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDSAN) -o $@ $(filter %.o,$^) $(BUILD)/libpostern.a $(PKG_LIBS)
+	$(CC) $(LDSAN) $(LDFLAGS) -o $@ $(filter %.o,$^) $(BUILD)/libpostern.a $(PKG_LIBS)
 
 # Unit tests always build under ASan/UBSan, against their own copy of lib/.
 UNIT_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g $(SAN) $(LIB_INC) $(PKG_CFLAGS)
@@ -146,29 +149,43 @@ clean:
 # Objects are not throw-away intermediates: parallel builds share them.
 .SECONDARY:
 
-# --- install (DESIGN.md, "Processes and privileges") ---
+# --- install (DESIGN.md, "Processes and privileges", "Packaging") ---
 #   make install [DESTDIR=/scratch] [PREFIX=/usr]
 #     commands in $(PREFIX)/sbin, daemons in $(PREFIX)/libexec/postern,
 #     main.cf/master.cf in /etc/postern (never overwritten), the queue in
 #     /var/spool/postern, the systemd unit in $(SYSTEMD_DIR). postdrop and
 #     postqueue become setgid $(SETGID_GROUP) when that group exists; then
 #     "postern check" as root creates mail_owner and the group if missing
-#     and sets the modes (scripts/install.sh says so at the end).
+#     and sets the modes (scripts/install.sh says so at the end). Without
+#     DESTDIR it refuses, before writing anything, to overwrite a file a
+#     Debian package owns (use make deb then).
 #   make install-sendmail-links: sendmail, mailq, newaliases in /usr/sbin
 #     and /usr/bin, pointing at $(PREFIX)/sbin/sendmail.
+#   make uninstall [PREFIX=/usr] [PURGE=1]: removes every file the two
+#     above wrote (listed in $(PREFIX)/share/postern/install-manifest);
+#     keeps /etc/postern and the queue unless PURGE=1.
+#   make deb: a Debian package built with debhelper from debian/, into
+#     $(BUILD)/deb/ (scripts/make-deb.sh); apt install ./$(BUILD)/deb/postern_*.deb
 PREFIX       ?= /usr
 DESTDIR      ?=
 SETGID_GROUP ?= postdrop
 SYSTEMD_DIR  ?= /lib/systemd/system
+PURGE        ?=
 
 install: all
 	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" SETGID_GROUP="$(SETGID_GROUP)" \
 	    POSTERN_BUILD="$(BUILD)" SYSTEMD_DIR="$(SYSTEMD_DIR)" sh scripts/install.sh install
 
 install-sendmail-links:
-	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" sh scripts/install.sh links
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" POSTERN_BUILD="$(BUILD)" sh scripts/install.sh links
 
-.PHONY: install install-sendmail-links
+uninstall:
+	@DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PURGE="$(PURGE)" sh scripts/install.sh uninstall
+
+deb:
+	@sh scripts/make-deb.sh "$(abspath $(BUILD))/deb"
+
+.PHONY: install install-sendmail-links uninstall deb
 
 # --- fuzzing: libFuzzer targets in tests/fuzz (make fuzz, make fuzz-check) ---
 include tests/fuzz/fuzz.mk

@@ -24,6 +24,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "header_line.h"
 #include "ipc.h"
 #include "log.h"
 #include "maildrop.h"

@@ -162,16 +162,6 @@ int checks_tempfail(struct cleanup_state *st);
 void checks_body_start(struct cleanup_state *st);
 
 /* local.c */
-/* Length of the header name at line up to the colon (white space before
- * the colon included: obsolete syntax), 0 if the line does not start a
- * header; header_name_trim gives the name alone; header_is compares it. */
-size_t header_name_len(const char *line, size_t len);
-size_t header_name_trim(const char *line, size_t nlen);
-int header_is(const char *line, size_t nlen, const char *name);
-int header_in(const char *line, size_t nlen, const char *const *names);
-/* End of the header that starts at p: its line and continuation lines. */
-const char *header_end(const char *p, const char *end);
-
 /* "Full Name <addr>" as a From: value: the name quoted when it is not
  * plain words; just the address when there is no name. addr is internal
  * form. */

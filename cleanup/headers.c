@@ -20,6 +20,7 @@
 #include "addrlist.h"
 #include "address.h"
 #include "config.h"
+#include "header_line.h"
 #include "log.h"
 #include "lookup.h"
 #include "match.h"

@@ -1,5 +1,6 @@
 /* local.c - helpers of cleanup (cleanup.h): the From: value with a full
- * name for local submissions, header names, and small containers.
+ * name for local submissions, and small containers. Header names are
+ * lib/util/header_line.h's.
  */
 #include "cleanup.h"
 
@@ -69,54 +70,6 @@ void rcpt_list_free(struct rcpt_list *l)
     free(l->addr);
     free(l->orig);
     memset(l, 0, sizeof(*l));
-}
-
-/* White space before the colon is RFC 5322's obsolete syntax, still
- * sent and still read as a header by mail readers (and by sendmail -t):
- * taking "Bcc : x" for the end of the header block would put it where
- * readers show it. */
-size_t header_name_len(const char *line, size_t len)
-{
-    size_t i = 0;
-    while (i < len && line[i] > ' ' && line[i] < 0x7f && line[i] != ':')
-        i++;
-    size_t name = i;
-    while (i < len && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    return name > 0 && i < len && line[i] == ':' ? i : 0;
-}
-
-size_t header_name_trim(const char *line, size_t nlen)
-{
-    while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
-        nlen--;
-    return nlen;
-}
-
-int header_is(const char *line, size_t nlen, const char *name)
-{
-    nlen = header_name_trim(line, nlen);
-    return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
-}
-
-int header_in(const char *line, size_t nlen, const char *const *names)
-{
-    for (size_t i = 0; names[i]; i++)
-        if (header_is(line, nlen, names[i]))
-            return 1;
-    return 0;
-}
-
-const char *header_end(const char *p, const char *end)
-{
-    for (;;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            return end;
-        p = nl + 1;
-        if (p >= end || (*p != ' ' && *p != '\t'))
-            return p;
-    }
 }
 
 /* FNV-1a; recipients are short. */

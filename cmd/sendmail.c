@@ -25,6 +25,7 @@
 #include "addrlist.h"
 #include "address.h"
 #include "config.h"
+#include "header_line.h"
 #include "smtp_command.h"
 #include "ipc.h"
 #include "log.h"
@@ -346,29 +347,11 @@ struct header_scan {
     int rcpt_headers;
 };
 
-static int is_rcpt_header(const char *line, size_t len)
+static int is_rcpt_header(const char *line, size_t colon)
 {
-    static const char *const names[] = {"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"};
-    const char *colon = memchr(line, ':', len);
-    if (!colon)
-        return 0;
-    size_t nlen = (size_t)(colon - line);
-    while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
-        nlen--;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strlen(names[i]) == nlen && strncasecmp(line, names[i], nlen) == 0)
-            return 1;
-    return 0;
-}
-
-static int looks_like_header(const char *line, size_t len)
-{
-    size_t i = 0;
-    while (i < len && line[i] > ' ' && line[i] < 0x7f && line[i] != ':')
-        i++;
-    while (i < len && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    return i > 0 && i < len && line[i] == ':';
+    static const char *const names[] = {"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc",
+                                        NULL};
+    return header_in(line, colon, names);
 }
 
 /* A complete line (LF end) at the start of the message or after others. */
@@ -376,11 +359,16 @@ static void scan_header_line(struct header_scan *h, const char *line, size_t len
 {
     if (!h->in_headers)
         return;
-    if (len <= 1 || (line[0] != ' ' && line[0] != '\t' && !looks_like_header(line, len))) {
+    if (len <= 1) {
         h->in_headers = 0;
         return;
     }
-    if (line[0] != ' ' && line[0] != '\t' && is_rcpt_header(line, len))
+    if (line[0] == ' ' || line[0] == '\t')
+        return;   /* a continuation line */
+    size_t colon = header_name_len(line, len);
+    if (!colon)
+        h->in_headers = 0;
+    else if (is_rcpt_header(line, colon))
         h->rcpt_headers = 1;
 }
 

@@ -48,6 +48,17 @@ def test_t_delivers_to_to_cc_and_bcc_and_no_copy_has_bcc(instance):
     instance.wait_log(rf"^{qid}: removed$", program="qmgr")
 
 
+def test_bcc_with_white_space_before_the_colon_is_still_removed(instance):
+    msg = "To: a@localhost\nBcc : c@localhost\nSubject: spaced\n\nbody\n"
+    r = run_sendmail(instance, ["-t"], msg)
+    assert (r.returncode, r.stderr) == (0, b"")
+    for user in ("a", "c"):
+        [copy] = instance.wait_delivered(user, 1)
+        data = copy.read_bytes()
+        assert b"bcc" not in data.lower(), data
+        assert header_values(data, "Subject") == ["spaced"], data
+
+
 def test_bare_addresses_get_myorigin_and_from_gets_the_full_name(instance):
     msg = ("To: bob, Carol Q <carol>\nReply-To: (me) alice\nSubject: qualify\n\nhi\n")
     r = run_sendmail(instance, ["-F", "Alice Example", "-f", "alice", "--", "bob", "carol"], msg)

@@ -8,6 +8,9 @@
  * went away (or reloaded) and the last session finished.
  */
 #include "smtpd.h"
+#include "restrict.h"
+#include "session.h"
+#include "starttls.h"
 
 #include "config.h"
 #include "dns.h"
@@ -135,7 +138,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         sm.sessions++;
         sm.last_activity = time(NULL);
-        session_start(fd, &peer);
+        smtpd_session_start(fd, &peer);
     }
 }
 
@@ -167,27 +170,27 @@ static struct lookup_list *open_maps(enum param_id param)
     return l;
 }
 
-static enum bare_newline bare_newline_setting(void)
+static enum smtpd_bare_newline bare_newline_setting(void)
 {
     const char *v = var.smtpd_forbid_bare_newline;
     if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "reject") == 0)
-        return BARE_REJECT;
+        return SMTPD_BARE_REJECT;
     if (strcasecmp(v, "normalize") == 0)
-        return BARE_NORMALIZE;
+        return SMTPD_BARE_NORMALIZE;
     if (strcasecmp(v, "no") == 0)
-        return BARE_ALLOW;
+        return SMTPD_BARE_ALLOW;
     msg_fatal("smtpd_forbid_bare_newline: bad value \"%s\" (yes, normalize or no)", v);
 }
 
-static enum tls_level tls_level_setting(void)
+static enum smtpd_tls_level tls_level_setting(void)
 {
     const char *v = var.smtpd_tls_security_level;
     if (!*v || strcasecmp(v, "none") == 0)
-        return TLS_NONE;
+        return SMTPD_TLS_NONE;
     if (strcasecmp(v, "may") == 0)
-        return TLS_MAY;
+        return SMTPD_TLS_MAY;
     if (strcasecmp(v, "encrypt") == 0)
-        return TLS_ENCRYPT;
+        return SMTPD_TLS_ENCRYPT;
     msg_fatal("smtpd_tls_security_level: bad value \"%s\" (none, may or encrypt)", v);
 }
 
@@ -255,7 +258,7 @@ static void privileged_init(void)
 {
     raise_fd_limit();
     read_settings();
-    tls_ready = starttls_init() == 0;
+    tls_ready = smtpd_starttls_init() == 0;
 }
 
 int main(int argc, char **argv)
@@ -266,7 +269,7 @@ int main(int argc, char **argv)
     smtpd_base = events_base_new();
     if (!tls_ready && smtpd_cfg.wrappermode)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
-    restrict_init();
+    smtpd_restrict_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     sm.last_activity = time(NULL);
     sm.accept_ev = event_new(smtpd_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

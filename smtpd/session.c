@@ -11,6 +11,11 @@
  * state; the callback that ends the wait resumes processing of whatever
  * the client pipelined meanwhile.
  *
+ * The end of the client's input normally ends the session at once. In
+ * stand-alone mode (standalone.c) it only means that nothing more will
+ * come: whatever came before it is answered first, and the session ends
+ * when it needs more input than there is.
+ *
  * Each request (command line, AUTH line, DATA content) has a deadline:
  * smtpd_timeout from its start, plus for DATA one second per
  * smtpd_min_data_rate bytes received. A client that trickles bytes cannot
@@ -130,8 +135,9 @@ void smtpd_session_free(struct session *s)
         evbuffer_free(s->held);
     event_free(s->timer);
     bufferevent_free(s->bev);
+    int clean = s->clean;
     free(s);
-    smtpd_session_closed();
+    smtpd_session_closed(clean);
 }
 
 /* Bytes not yet sent, in the TLS layer and below it. */
@@ -369,6 +375,7 @@ static void cmd_simple(struct session *s, const char *verb, const char *arg)
     } else if (strcasecmp(verb, "QUIT") == 0) {
         smtpd_count(s, C_QUIT, 1);
         smtpd_reply(s, "221 2.0.0 Bye");
+        s->clean = 1;
         smtpd_session_close_after_reply(s);
     } else {
         smtpd_count(s, C_UNKNOWN, 0);
@@ -443,15 +450,15 @@ static int line_too_long(struct session *s)
 }
 
 /* Command lines (and AUTH responses) end in LF, CR LF expected; NUL bytes
- * are refused. */
-static void process_commands(struct session *s)
+ * are refused. Returns 1 when it stopped for want of input. */
+static int process_commands(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     while (s->state == ST_COMMAND || s->state == ST_AUTH) {
         if (pending_output(s) > OUTPUT_HIGH_WATER) {
             s->output_blocked = 1;   /* resumed from the timer once drained */
             bufferevent_disable(s->bev, EV_READ);
-            return;
+            return 0;
         }
         size_t len;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
@@ -459,9 +466,9 @@ static void process_commands(struct session *s)
             if (evbuffer_get_length(in) > (size_t)smtpd_cfg.line_length_limit) {
                 evbuffer_drain(in, evbuffer_get_length(in));
                 if (line_too_long(s) < 0)
-                    return;
+                    return 0;
             }
-            return;
+            return 1;
         }
         if (s->skip_line) {
             s->skip_line = 0;
@@ -471,7 +478,7 @@ static void process_commands(struct session *s)
         if (len > (size_t)smtpd_cfg.line_length_limit) {
             free(line);
             if (line_too_long(s) < 0)
-                return;
+                return 0;
             s->skip_line = 0;
             continue;
         }
@@ -479,7 +486,7 @@ static void process_commands(struct session *s)
             smtpd_reply(s, "500 5.5.2 Error: NUL character in command");
             free(line);
             if (smtpd_error_reply(s) < 0)
-                return;
+                return 0;
             continue;
         }
         if (s->state == ST_AUTH)
@@ -490,16 +497,35 @@ static void process_commands(struct session *s)
         if (reading_state(s->state) && s->state != ST_TLS_HANDSHAKE && s->state != ST_DATA)
             smtpd_session_begin_request(s);
     }
+    return 0;
+}
+
+/* Stand-alone mode: the input ended and the session wants more. Between
+ * transactions that is a normal end (a script's last command was its
+ * last); the replies made so far still go out. */
+static void input_ended(struct session *s)
+{
+    if (s->last_cmd)
+        msg_info("lost connection after %s from %s", s->last_cmd, s->namaddr);
+    s->last_cmd = NULL;
+    s->clean = s->state == ST_COMMAND && !s->tx;
+    smtpd_tx_reset(s);
+    smtpd_session_close_after_reply(s);
 }
 
 void smtpd_session_process(struct session *s)
 {
     for (;;) {
         enum sess_state before = s->state;
+        int starved = 0;
         if (s->state == ST_COMMAND || s->state == ST_AUTH)
-            process_commands(s);
+            starved = process_commands(s);
         else if (s->state == ST_DATA)
-            smtpd_tx_read_content(s);
+            starved = smtpd_tx_read_content(s);
+        if (starved && s->input_ended) {
+            input_ended(s);
+            return;
+        }
         if (s->state == before || !(s->state == ST_COMMAND || s->state == ST_AUTH ||
                                      s->state == ST_DATA))
             return;
@@ -539,6 +565,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct session *s = arg;
     if (smtpd_starttls_event(s, what))
         return;
+    if (smtpd_cfg.stand_alone && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        s->input_ended = 1;   /* libevent stopped reading */
+        smtpd_session_process(s);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         /* Only writes have a libevent timeout: the client stopped reading. */
         msg_info("timeout after %s from %s", s->last_cmd ? s->last_cmd : "CONNECT", s->namaddr);
@@ -558,7 +589,8 @@ void smtpd_session_attach_bev(struct session *s)
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-static void peer_address(struct session *s, const struct sockaddr_storage *peer)
+static void peer_address(struct session *s, const struct sockaddr_storage *peer,
+                         const char *name)
 {
     const void *a = peer->ss_family == AF_INET6
                         ? (const void *)&((const struct sockaddr_in6 *)peer)->sin6_addr
@@ -568,7 +600,7 @@ static void peer_address(struct session *s, const struct sockaddr_storage *peer)
     /* Show v4-mapped clients as plain IPv4, as Postfix does. */
     if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
         memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
-    snprintf(s->namaddr, sizeof(s->namaddr), "unknown[%s]", s->addr);
+    snprintf(s->namaddr, sizeof(s->namaddr), "%s[%s]", name, s->addr);
     s->in_mynetworks = match_network_list(smtpd_cfg.mynetworks, (const struct sockaddr *)peer);
 }
 
@@ -587,12 +619,12 @@ static int over_connection_limit(struct session *s, const struct sockaddr_storag
     return 1;
 }
 
-void smtpd_session_start(int fd, const struct sockaddr_storage *peer)
+void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
         close(fd);
-        smtpd_session_closed();
+        smtpd_session_closed(0);
         return;
     }
     s->bev = smtpd_cfg.wrappermode ? smtpd_starttls_wrap_socket(fd)
@@ -606,10 +638,10 @@ void smtpd_session_start(int fd, const struct sockaddr_storage *peer)
         if (s->timer)
             event_free(s->timer);
         free(s);
-        smtpd_session_closed();
+        smtpd_session_closed(0);
         return;
     }
-    peer_address(s, peer);
+    peer_address(s, peer, name);
     msg_info("connect from %s", s->namaddr);
     struct timeval tmo = {.tv_sec = smtpd_cfg.timeout};
     bufferevent_set_timeouts(s->bev, NULL, &tmo);

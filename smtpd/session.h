@@ -46,7 +46,7 @@ struct session {
     double req_start;                       /* when the current request began */
     long long req_bytes;                    /* DATA bytes of this request */
     char addr[INET6_ADDRSTRLEN];
-    char namaddr[INET6_ADDRSTRLEN + 16];    /* "unknown[addr]" */
+    char namaddr[INET6_ADDRSTRLEN + 16];    /* "unknown[addr]", "localhost[addr]" */
     int in_mynetworks;
     int counted;                            /* in the per-client connection count */
     char helo[HELO_MAX];
@@ -56,6 +56,8 @@ struct session {
     int skip_line;                          /* discarding an over-long command */
     int output_blocked;                     /* not reading: the client does not read */
     const char *last_cmd;                   /* for "lost connection after X" */
+    int input_ended;                        /* stand-alone: the client sent all */
+    int clean;                              /* ended by QUIT or between transactions */
     unsigned ok[C_COUNT], total[C_COUNT];
     /* TLS (starttls.c) */
     int tls;
@@ -72,8 +74,9 @@ struct session {
     struct smtpd_tx *tx;
 };
 
-/* A new session on an accepted connection. */
-void smtpd_session_start(int fd, const struct sockaddr_storage *peer);
+/* A new session on an accepted connection; name is the client's as
+ * logs show it ("unknown" until reverse lookups exist). */
+void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name);
 
 void smtpd_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* After an error reply: counts towards the soft and hard error limits.

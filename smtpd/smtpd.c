@@ -5,11 +5,13 @@
  * counts (smtpd_client_connection_count_limit is enforced per process:
  * master runs one smtpd per listener unless it is full), and decides when
  * the process ends: after max_idle seconds without sessions, or once master
- * went away (or reloaded) and the last session finished.
+ * went away (or reloaded) and the last session finished. With -S it runs
+ * one session on standard input and output instead (standalone.h).
  */
 #include "smtpd.h"
 #include "restrict.h"
 #include "session.h"
+#include "standalone.h"
 #include "starttls.h"
 
 #include "config.h"
@@ -59,11 +61,14 @@ static void maybe_exit(void)
         event_base_loopbreak(smtpd_base);
 }
 
-void smtpd_session_closed(void)
+void smtpd_session_closed(int clean)
 {
     sm.sessions--;
     sm.last_activity = time(NULL);
-    maybe_exit();
+    if (smtpd_cfg.stand_alone)
+        smtpd_standalone_session_closed(clean);
+    else
+        maybe_exit();
 }
 
 /* --- per-client connection counts --- */
@@ -138,7 +143,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         sm.sessions++;
         sm.last_activity = time(NULL);
-        smtpd_session_start(fd, &peer);
+        smtpd_session_start(fd, &peer, "unknown");
     }
 }
 
@@ -194,6 +199,16 @@ static enum smtpd_tls_level tls_level_setting(void)
     msg_fatal("smtpd_tls_security_level: bad value \"%s\" (none, may or encrypt)", v);
 }
 
+/* One local user's session (sendmail -bs): no TLS, no AUTH, no
+ * restrictions (restrict.c), one client. */
+static void stand_alone_settings(void)
+{
+    smtpd_cfg.tls_level = SMTPD_TLS_NONE;
+    smtpd_cfg.wrappermode = 0;
+    smtpd_cfg.sasl_enable = 0;
+    smtpd_cfg.connection_count_limit = 0;
+}
+
 static void read_settings(void)
 {
     smtpd_cfg.myhostname = var.myhostname;
@@ -225,18 +240,23 @@ static void read_settings(void)
         smtpd_cfg.line_length_limit = 512;
     if (smtpd_cfg.timeout < 1)
         smtpd_cfg.timeout = 1;
+    smtpd_cfg.stand_alone = service_stand_alone();
+    if (smtpd_cfg.stand_alone)
+        stand_alone_settings();
     /* Called twice (as root, then after the chroot): the first opening's
      * tables go, or they leak. */
     lookup_list_close(smtpd_cfg.sasl_password_maps);
     smtpd_cfg.sasl_password_maps = NULL;
     lookup_list_close(smtpd_cfg.sender_login_maps);
+    smtpd_cfg.sender_login_maps = NULL;
     if (smtpd_cfg.sasl_enable) {
         smtpd_cfg.sasl_password_maps = open_maps(PARAM_smtpd_sasl_password_maps);
         if (!smtpd_cfg.sasl_password_maps)
             msg_warn("smtpd_sasl_auth_enable = yes without smtpd_sasl_password_maps: "
                      "every AUTH attempt will fail");
     }
-    smtpd_cfg.sender_login_maps = open_maps(PARAM_smtpd_sender_login_maps);
+    if (!smtpd_cfg.stand_alone)
+        smtpd_cfg.sender_login_maps = open_maps(PARAM_smtpd_sender_login_maps);
 }
 
 /* Every session holds a descriptor (two with a cleanup stream): use the
@@ -264,8 +284,10 @@ static void privileged_init(void)
 int main(int argc, char **argv)
 {
     service_set_privileged_init(privileged_init);
-    service_init(argc, argv, "smtpd", 0);
+    service_init(argc, argv, "smtpd", SERVICE_FLAG_STAND_ALONE);
     read_settings();   /* again: a chroot reloads the configuration */
+    if (smtpd_cfg.stand_alone)
+        return smtpd_standalone_run();
     smtpd_base = events_base_new();
     if (!tls_ready && smtpd_cfg.wrappermode)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");

@@ -5,6 +5,8 @@
  *
  * smtpd.c        accepting, per-client connection counts, the event loop,
  *                settings, process lifetime
+ * standalone.c   stand-alone mode (standalone.h; smtpd -S, run by
+ *                sendmail -bs): one session on standard input and output
  * session.c      one SMTP session (session.h): I/O, deadlines, replies,
  *                reading commands and dispatching them; HELO/EHLO and the
  *                simple commands
@@ -12,7 +14,9 @@
  *                the stream of the message, Received:, the end-of-data reply
  * data.c         decoding DATA content (data.h): dot-unstuffing, line ends,
  *                bare CR/LF policy, NUL, size
- * submit.c       the stream of a message to the cleanup service (submit.h)
+ * submit.c       where a message goes (submit.h): the cleanup service, or
+ *                postdrop in stand-alone mode
+ * postdrop.c     running postdrop without blocking (postdrop.h)
  * parse.c        session-free parsing (parse.h): paths (UTF-8 too), ESMTP
  *                parameters of MAIL and RCPT
  * restrict.c     smtpd_*_restrictions at RCPT (restrict.h), DNS async
@@ -34,6 +38,7 @@ enum smtpd_tls_level { SMTPD_TLS_NONE, SMTPD_TLS_MAY, SMTPD_TLS_ENCRYPT };
 /* Settings read once per process (main.cf can change only on reload, and
  * reload replaces the process). */
 struct smtpd_config {
+    int stand_alone;   /* smtpd -S: one local user's session (standalone.h) */
     const char *myhostname;
     const char *mydestination;
     const char *relay_domains;
@@ -67,7 +72,9 @@ struct smtpd_config {
 extern struct smtpd_config smtpd_cfg;
 extern struct event_base *smtpd_base;
 
-void smtpd_session_closed(void);
+/* A session ended; clean: by QUIT, or at the end of its input between
+ * transactions (stand-alone mode's exit status). */
+void smtpd_session_closed(int clean);
 /* Per-client connection counts: returns the count including this one. */
 long smtpd_client_count_add(const char *addr);
 void smtpd_client_count_remove(const char *addr);

@@ -1,17 +1,23 @@
-/* submit.c - the stream of a message to the cleanup service (submit.h).
+/* submit.c - the stream of a message out of smtpd (submit.h).
  *
- * Opened at the first accepted recipient so the queue id is known early;
- * records are written without waiting for cleanup's greeting (the protocol
- * is strictly sequential), and cleanup's three answers (greeting, queue id,
- * final status) are read as they arrive.
+ * To cleanup: records are written without waiting for cleanup's greeting
+ * (the protocol is strictly sequential), and cleanup's three answers
+ * (greeting, queue id, final status) are read as they arrive.
+ *
+ * To postdrop (stand-alone mode): the same records through a pipe, minus
+ * what postdrop refuses from a user; the pipe is closed after the end
+ * record, and postdrop's exit status is the answer. postdrop names the
+ * file only once it is complete, so the queue id is never known here.
  */
 #include "submit.h"
+#include "postdrop.h"
 #include "smtpd.h"
 
 #include "config.h"
 #include "events.h"
 #include "ipc.h"
 #include "log.h"
+#include "maildrop.h"
 #include "record.h"
 
 #include <errno.h>
@@ -30,6 +36,10 @@ enum phase { PH_GREETING, PH_QUEUE_ID, PH_STREAMING, PH_STATUS, PH_DONE, PH_FAIL
 struct smtpd_submit {
     const struct smtpd_submit_events *ev;
     void *ctx;
+    const char *peer;          /* "cleanup" or "postdrop", for warnings */
+    pid_t postdrop;            /* running postdrop, 0 when none (or cleanup) */
+    int local;                 /* to postdrop */
+    struct event *deadline;    /* postdrop's exit after the end record */
     struct bufferevent *bev;
     enum phase phase;
     int finished;              /* REC_END sent */
@@ -130,18 +140,20 @@ static void write_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct smtpd_submit *m = arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-        submit_fail(m, what & BEV_EVENT_TIMEOUT ? "timeout talking to cleanup"
-                                                : "lost connection to cleanup");
+    char why[64];
+    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
+        return;
+    snprintf(why, sizeof(why), "%s %s", what & BEV_EVENT_TIMEOUT ? "timeout talking to"
+                                                                   : "lost connection to",
+             m->peer);
+    submit_fail(m, why);
 }
 
-struct smtpd_submit *smtpd_submit_open(const struct smtpd_submit_events *ev, void *ctx)
+/* --- to cleanup --- */
+
+static struct smtpd_submit *open_cleanup(struct smtpd_submit *m)
 {
-    struct smtpd_submit *m = calloc(1, sizeof(*m));
-    if (!m)
-        return NULL;
-    m->ev = ev;
-    m->ctx = ctx;
+    m->peer = "cleanup";
     int fd = ipc_connect(IPC_PRIVATE, "cleanup");
     if (fd < 0) {
         msg_warn("connect to private/cleanup: %s", strerror(errno));
@@ -166,21 +178,108 @@ struct smtpd_submit *smtpd_submit_open(const struct smtpd_submit_events *ev, voi
     return m;
 }
 
+/* --- to postdrop --- */
+
+static void postdrop_exited(void *ctx, int status)
+{
+    struct smtpd_submit *m = ctx;
+    m->postdrop = 0;
+    if (status != 0) {
+        char why[64];
+        snprintf(why, sizeof(why), "postdrop exit status %d", status);
+        submit_fail(m, why);
+    } else if (m->phase == PH_STATUS) {
+        m->phase = PH_DONE;
+        m->ev->done(m->ctx, 0, "");
+    } else {
+        submit_fail(m, "postdrop ended early");
+    }
+}
+
+static void postdrop_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    submit_fail(arg, "timeout waiting for postdrop");
+}
+
+/* Once the end record is out, the closed pipe tells postdrop to commit. */
+static void postdrop_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct smtpd_submit *m = arg;
+    if (!m->finished) {
+        m->ev->drained(m->ctx);
+        return;
+    }
+    bufferevent_free(m->bev);
+    m->bev = NULL;
+}
+
+static struct smtpd_submit *open_postdrop(struct smtpd_submit *m)
+{
+    m->peer = "postdrop";
+    m->local = 1;
+    int fd = smtpd_postdrop_start(&m->postdrop);
+    if (fd < 0) {
+        m->phase = PH_FAILED;
+        return m;
+    }
+    smtpd_postdrop_watch(m->postdrop, postdrop_exited, m);
+    m->bev = bufferevent_socket_new(smtpd_base, fd, BEV_OPT_CLOSE_ON_FREE);
+    m->deadline = evtimer_new(smtpd_base, postdrop_timeout, m);
+    if (!m->bev || !m->deadline) {
+        if (!m->bev)
+            close(fd);
+        m->phase = PH_FAILED;
+        return m;
+    }
+    struct timeval tmo = {.tv_sec = var.ipc_timeout};
+    bufferevent_setcb(m->bev, NULL, postdrop_write_cb, event_cb, m);
+    bufferevent_set_timeouts(m->bev, NULL, &tmo);
+    bufferevent_setwatermark(m->bev, EV_WRITE, SUBMIT_LOW_WATER, 0);
+    bufferevent_enable(m->bev, EV_WRITE);
+    m->phase = PH_STREAMING;
+    return m;
+}
+
+/* What postdrop takes from a user (maildrop.h): the DSN attributes, not
+ * the client's or ORCPT; anything else would fail the whole message. */
+static int postdrop_takes(int type, const char *attr, const char *value)
+{
+    if (type == REC_ATTR)
+        return maildrop_attr_ok(attr, value);
+    return type != REC_DSN_ORCPT;
+}
+
+/* --- either --- */
+
+struct smtpd_submit *smtpd_submit_open(const struct smtpd_submit_events *ev, void *ctx)
+{
+    struct smtpd_submit *m = calloc(1, sizeof(*m));
+    if (!m)
+        return NULL;
+    m->ev = ev;
+    m->ctx = ctx;
+    return smtpd_cfg.stand_alone ? open_postdrop(m) : open_cleanup(m);
+}
+
 void smtpd_submit_close(struct smtpd_submit *m)
 {
     if (!m)
         return;
     if (m->freed)
         *m->freed = 1;
+    if (m->postdrop)
+        smtpd_postdrop_stop(m->postdrop);
     if (m->bev)
         bufferevent_free(m->bev);
+    if (m->deadline)
+        event_free(m->deadline);
     rec_buf_free(&m->rec);
     free(m);
 }
 
 int smtpd_submit_ready(const struct smtpd_submit *m)
 {
-    return m->queue_id[0] || m->phase == PH_FAILED;
+    return m->queue_id[0] || m->local || m->phase == PH_FAILED;
 }
 
 const char *smtpd_submit_queue_id(const struct smtpd_submit *m)
@@ -202,6 +301,8 @@ int smtpd_submit_record(struct smtpd_submit *m, int type, const char *data, size
 {
     if (!writable(m))
         return -1;
+    if (m->local && !postdrop_takes(type, NULL, NULL))
+        return 0;
     return evrec_put(bufferevent_get_output(m->bev), type, data, len);
 }
 
@@ -209,6 +310,8 @@ int smtpd_submit_attr(struct smtpd_submit *m, const char *name, const char *valu
 {
     if (!writable(m))
         return -1;
+    if (m->local && !postdrop_takes(REC_ATTR, name, value))
+        return 0;
     return evrec_put_attr(bufferevent_get_output(m->bev), name, value);
 }
 
@@ -238,6 +341,11 @@ int smtpd_submit_finish(struct smtpd_submit *m)
         return -1;
     m->finished = 1;
     m->phase = PH_STATUS;
+    if (m->local) {
+        struct timeval tmo = {.tv_sec = var.ipc_timeout};
+        bufferevent_setwatermark(m->bev, EV_WRITE, 0, 0);   /* write_cb once all is out */
+        evtimer_add(m->deadline, &tmo);
+    }
     /* Any answer already buffered is handled by the read callback. */
     return 0;
 }

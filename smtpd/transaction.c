@@ -392,13 +392,16 @@ static void go_ahead(struct session *s)
     smtpd_session_begin_request(s);
 }
 
-/* The content phase, once the queue id is known. When the stream failed
- * after the 354, the content is read and dropped and the end of data is
- * answered 451 (smtpd_submit_finish refuses). */
+/* The content phase, once the stream is ready. When it failed after the
+ * 354, the content is read and dropped and the end of data is answered 451
+ * (smtpd_submit_finish refuses). Through postdrop (stand-alone mode) no
+ * queue id is known, so Received: is left to pickup, whose line names the
+ * queue id and the submitting user. */
 static void begin_content(struct session *s)
 {
     struct smtpd_tx *tx = s->tx;
-    if (smtpd_submit_record(tx->submit, REC_CONTENT_START, "", 0) == 0)
+    if (smtpd_submit_record(tx->submit, REC_CONTENT_START, "", 0) == 0 &&
+        smtpd_submit_queue_id(tx->submit))
         add_received(tx);
     smtpd_data_start(&tx->data, smtpd_cfg.bare_newline, smtpd_cfg.message_size_limit);
     s->state = ST_DATA;
@@ -498,18 +501,18 @@ static void refuse_bare_newline(struct session *s, const char *which)
     smtpd_session_close_after_reply(s);
 }
 
-void smtpd_tx_read_content(struct session *s)
+int smtpd_tx_read_content(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     while (s->state == ST_DATA) {
         struct smtpd_tx *tx = s->tx;
         if (smtpd_submit_backlog(tx->submit) > SUBMIT_HIGH_WATER) {
             bufferevent_disable(s->bev, EV_READ);   /* resumed by submit_drained */
-            return;
+            return 0;
         }
         switch (smtpd_data_decode(&tx->data, in, tx->content, REC_CHUNK_SIZE, &s->req_bytes)) {
         case SMTPD_DATA_MORE:
-            return;
+            return 1;
         case SMTPD_DATA_FULL:
             flush_content(tx, 0);
             break;
@@ -524,6 +527,7 @@ void smtpd_tx_read_content(struct session *s)
             break;
         }
     }
+    return 0;
 }
 
 /* --- the stream's callbacks --- */
@@ -558,11 +562,14 @@ static void submit_done(void *ctx, int status, const char *reason)
     struct session *s = ctx;
     if (s->state != ST_WAIT_QUEUED)
         return;   /* failure before DATA: reported when DATA comes */
-    const char *id = queue_id_or_noqueue(s->tx);
+    const char *id = smtpd_submit_queue_id(s->tx->submit);
     s->state = ST_COMMAND;
     if (status == 0) {
         s->ok[C_DATA]++;
-        smtpd_reply(s, "250 2.0.0 Ok: queued as %s", id);
+        if (id)
+            smtpd_reply(s, "250 2.0.0 Ok: queued as %s", id);
+        else
+            smtpd_reply(s, "250 2.0.0 Ok: queued");   /* postdrop: pickup names it */
     } else if (status == 5) {
         /* Postfix answers a message cleanup refused (content checks) with 550. */
         smtpd_reply(s, "550 %s", reason && *reason ? reason : "5.3.0 Error: message rejected");

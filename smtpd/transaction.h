@@ -14,8 +14,9 @@ struct session;
 void smtpd_tx_mail(struct session *s, const char *arg);
 void smtpd_tx_rcpt(struct session *s, const char *arg);
 void smtpd_tx_data(struct session *s, const char *arg);
-/* ST_DATA: take the message from the client's input. */
-void smtpd_tx_read_content(struct session *s);
+/* ST_DATA: take the message from the client's input. Returns 1 when it
+ * stopped for want of input. */
+int smtpd_tx_read_content(struct session *s);
 /* Decoded bytes of the message so far (for "timeout after DATA"). */
 long long smtpd_tx_content_size(const struct session *s);
 /* Abort and forget the transaction, if any (RSET, HELO, errors, end of

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-int dynbuf_add(struct dynbuf *b, const void *data, size_t len)
+int cleanup_dynbuf_add(struct dynbuf *b, const void *data, size_t len)
 {
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap : 8192;
@@ -28,7 +28,7 @@ int dynbuf_add(struct dynbuf *b, const void *data, size_t len)
     return 0;
 }
 
-int rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig)
+int cleanup_rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -53,7 +53,7 @@ int rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig)
     return 0;
 }
 
-int rcpt_list_has(const struct rcpt_list *l, const char *addr)
+int cleanup_rcpt_list_has(const struct rcpt_list *l, const char *addr)
 {
     for (size_t i = 0; i < l->n; i++)
         if (strcmp(l->addr[i], addr) == 0)
@@ -61,7 +61,7 @@ int rcpt_list_has(const struct rcpt_list *l, const char *addr)
     return 0;
 }
 
-void rcpt_list_free(struct rcpt_list *l)
+void cleanup_rcpt_list_free(struct rcpt_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         free(l->addr[i]);
@@ -101,7 +101,7 @@ static int str_set_grow(struct str_set *set)
     return 0;
 }
 
-int str_set_add(struct str_set *set, const char *s)
+int cleanup_str_set_add(struct str_set *set, const char *s)
 {
     if ((set->n + 1) * 2 > set->cap && str_set_grow(set) < 0)
         return -1;
@@ -115,7 +115,7 @@ int str_set_add(struct str_set *set, const char *s)
     return 1;
 }
 
-void str_set_free(struct str_set *set)
+void cleanup_str_set_free(struct str_set *set)
 {
     for (size_t i = 0; i < set->cap; i++)
         free(set->slot[i]);
@@ -133,7 +133,7 @@ static int phrase_needs_quotes(const char *s)
     return 0;
 }
 
-void local_from_value(const char *full_name, const char *addr, char *out, size_t outlen)
+void cleanup_local_from_value(const char *full_name, const char *addr, char *out, size_t outlen)
 {
     char ext[ADDRESS_MAX + 2];
     if (address_quote(addr, ext, sizeof(ext)) < 0)

@@ -240,8 +240,9 @@ static struct smtpd_submit *open_postdrop(struct smtpd_submit *m)
     return m;
 }
 
-/* What postdrop takes from a user (maildrop.h): the DSN attributes, not
- * the client's or ORCPT; anything else would fail the whole message. */
+/* What postdrop takes from a user (maildrop.h): the DSN attributes and
+ * NOTIFY. It would drop the client's attributes with a warning each, and
+ * refuse the whole message for an ORCPT record. */
 static int postdrop_takes(int type, const char *attr, const char *value)
 {
     if (type == REC_ATTR)

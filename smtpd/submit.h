@@ -1,8 +1,10 @@
 /* submit.h - the stream of one message out of smtpd: records (envelope,
- * content, end) to the cleanup service over cleanup_protocol, written
- * without waiting and without blocking. transaction.c owns one per
- * transaction and learns through its callbacks when content may follow,
- * when the message is queued (or not), and when the stream has room again.
+ * content, end) to the cleanup service over cleanup_protocol, or in
+ * stand-alone mode to postdrop (maildrop.h) as a local submission, which
+ * gets only what a user may submit. Written without waiting and without
+ * blocking. transaction.c owns one per transaction and learns through its
+ * callbacks when content may follow, when the message is queued (or not),
+ * and when the stream has room again.
  */
 #ifndef POSTERN_SMTPD_SUBMIT_H
 #define POSTERN_SMTPD_SUBMIT_H
@@ -31,7 +33,8 @@ struct smtpd_submit *smtpd_submit_open(const struct smtpd_submit_events *ev, voi
 void smtpd_submit_close(struct smtpd_submit *m);
 
 int smtpd_submit_ready(const struct smtpd_submit *m);       /* see ready() */
-const char *smtpd_submit_queue_id(const struct smtpd_submit *m);   /* NULL until known */
+/* NULL until cleanup names the file; always NULL to postdrop. */
+const char *smtpd_submit_queue_id(const struct smtpd_submit *m);
 int smtpd_submit_failed(const struct smtpd_submit *m);
 
 /* Writers: -1 once the stream failed or was finished. */

@@ -13,7 +13,8 @@
  * content; it goes out in chunks, and when the other side falls behind,
  * reading from the client pauses (back-pressure). The 250 goes out only
  * once the message is queued: after cleanup's status 0, which it sends
- * once the queue file is safe on disk.
+ * once the queue file is safe on disk (in stand-alone mode, after
+ * postdrop's exit status 0, once the maildrop file is).
  */
 #include "transaction.h"
 #include "data.h"

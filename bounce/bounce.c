@@ -214,7 +214,7 @@ static int send_report(struct original *m, enum report_kind kind, const struct d
                            .sender = postmaster_copy ? double_bounce : "",
                            .to = postmaster_copy ? postmaster : sender};
         char new_id[QUEUE_ID_SIZE];
-        rc = report_send(&r, new_id, sizeof(new_id), why, why_len);
+        rc = bounce_report_send(&r, new_id, sizeof(new_id), why, why_len);
         if (rc == 0)
             msg_info("%s: %s %s notification: %s", m->id, postmaster_copy ? "postmaster" : "sender",
                      kind_word(kind), new_id);

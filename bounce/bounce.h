@@ -19,20 +19,20 @@ struct submission;
 /* Connect to cleanup and start a message from sender ("" = <>) to one
  * recipient (both internal form); the new queue id goes into queue_id
  * (at least QUEUE_ID_SIZE bytes). Caller owns the result and must end it
- * with submission_finish or submission_abort. NULL (logged) on failure. */
-struct submission *submission_open(const char *sender, const char *rcpt, char *queue_id,
-                                   size_t id_len);
+ * with bounce_submission_finish or bounce_submission_abort. NULL (logged) on failure. */
+struct submission *bounce_submission_open(const char *sender, const char *rcpt, char *queue_id,
+                                          size_t id_len);
 /* Message content, LF line ends; buffered into REC_CONTENT records.
- * Errors are remembered and reported by submission_finish. */
-void submission_write(struct submission *sub, const char *data, size_t len);
-void submission_puts(struct submission *sub, const char *text);
-void submission_printf(struct submission *sub, const char *fmt, ...)
+ * Errors are remembered and reported by bounce_submission_finish. */
+void bounce_submission_write(struct submission *sub, const char *data, size_t len);
+void bounce_submission_puts(struct submission *sub, const char *text);
+void bounce_submission_printf(struct submission *sub, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* End the message and wait until cleanup has it safely queued. Frees sub.
  * Returns 0, or -1 with a reason in why. */
-int submission_finish(struct submission *sub, char *why, size_t why_len);
+int bounce_submission_finish(struct submission *sub, char *why, size_t why_len);
 /* Break off: cleanup discards the partial message. Frees sub. */
-void submission_abort(struct submission *sub);
+void bounce_submission_abort(struct submission *sub);
 
 /* --- report.c --- */
 
@@ -56,6 +56,7 @@ struct report {
 
 /* Build the report and queue it through cleanup; new_id receives the
  * report's queue id. Returns 0, or -1 with a reason in why. */
-int report_send(const struct report *r, char *new_id, size_t id_len, char *why, size_t why_len);
+int bounce_report_send(const struct report *r, char *new_id, size_t id_len, char *why,
+                       size_t why_len);
 
 #endif

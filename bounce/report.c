@@ -135,7 +135,7 @@ struct copy_state {
 static void copy_to_submission(void *ctx, const char *data, size_t len)
 {
     struct copy_state *c = ctx;
-    submission_write(c->sub, data, len);
+    bounce_submission_write(c->sub, data, len);
     if (len)
         c->last = data[len - 1];
 }
@@ -180,27 +180,30 @@ static void write_top_headers(struct submission *sub, const struct report *r,
     strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
     mail_date(date, sizeof(date), now);
     external_address(to, sizeof(to), r->to);
-    submission_printf(sub, "From: %s@%s (Mail Delivery System)\n", MAIL_DAEMON, lo->host);
-    submission_printf(sub, "Subject: %s\n", subject_of(r));
-    submission_printf(sub, "To: %s\n", to);
-    submission_printf(sub, "Date: %s\n", date);
-    submission_printf(sub, "Message-ID: <%s.%s@%s>\n", stamp, new_id, lo->host);
-    submission_puts(sub, "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
-    submission_printf(sub, "Content-Type: multipart/report; report-type=delivery-status;\n"
-                           "\tboundary=\"%s\"\n", lo->boundary);
-    submission_printf(sub, "Content-Transfer-Encoding: %s\n\n", lo->eight_bit ? "8bit" : "7bit");
-    submission_puts(sub, "This is a MIME-encapsulated message.\n\n");
+    bounce_submission_printf(sub, "From: %s@%s (Mail Delivery System)\n", MAIL_DAEMON, lo->host);
+    bounce_submission_printf(sub, "Subject: %s\n", subject_of(r));
+    bounce_submission_printf(sub, "To: %s\n", to);
+    bounce_submission_printf(sub, "Date: %s\n", date);
+    bounce_submission_printf(sub, "Message-ID: <%s.%s@%s>\n", stamp, new_id, lo->host);
+    bounce_submission_puts(sub, "Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
+    bounce_submission_printf(sub,
+                             "Content-Type: multipart/report; report-type=delivery-status;\n"
+                             "\tboundary=\"%s\"\n",
+                             lo->boundary);
+    bounce_submission_printf(sub, "Content-Transfer-Encoding: %s\n\n",
+                             lo->eight_bit ? "8bit" : "7bit");
+    bounce_submission_puts(sub, "This is a MIME-encapsulated message.\n\n");
 }
 
 static void write_intro(struct submission *sub, const struct report *r, const struct layout *lo)
 {
-    submission_printf(sub, "This report comes from the mail system at %s (%s).\n\n", lo->host,
-                      var.mail_name);
+    bounce_submission_printf(sub, "This report comes from the mail system at %s (%s).\n\n",
+                             lo->host, var.mail_name);
     if (r->postmaster_copy) {
-        submission_puts(sub,
-            "A message with the null sender (a delivery status notification) could\n"
-            "not be delivered. Such a message is never returned to its sender, so\n"
-            "it comes to the postmaster instead. It is attached below.\n\n");
+        bounce_submission_puts(
+            sub, "A message with the null sender (a delivery status notification) could\n"
+                 "not be delivered. Such a message is never returned to its sender, so\n"
+                 "it comes to the postmaster instead. It is attached below.\n\n");
         return;
     }
     switch (r->kind) {
@@ -208,21 +211,24 @@ static void write_intro(struct submission *sub, const struct report *r, const st
         char until[64];
         mail_date(until, sizeof(until),
                     r->env->arrival.tv_sec + var.maximal_queue_lifetime);
-        submission_printf(sub,
+        bounce_submission_printf(
+            sub,
             "This is a warning only: you do not need to send your message again.\n\n"
             "Your message has not been delivered yet to the recipients listed\n"
             "below. The mail system will keep trying until %s.\n"
-            "The headers of your message are attached.\n\n", until);
+            "The headers of your message are attached.\n\n",
+            until);
         break;
     }
     case REPORT_DELIVERED:
-        submission_puts(sub,
-            "Your message was delivered to the recipients listed below, as the\n"
-            "delivery status notification request that came with it asked.\n"
-            "The headers of your message are attached.\n\n");
+        bounce_submission_puts(sub,
+                               "Your message was delivered to the recipients listed below, as the\n"
+                               "delivery status notification request that came with it asked.\n"
+                               "The headers of your message are attached.\n\n");
         break;
     default:
-        submission_printf(sub,
+        bounce_submission_printf(
+            sub,
             "Your message could not be delivered to the recipients listed below,\n"
             "and the mail system has given up on them. %s\n\n"
             "If you need help, write to the postmaster of this site and include\n"
@@ -234,9 +240,10 @@ static void write_intro(struct submission *sub, const struct report *r, const st
 static void write_notification(struct submission *sub, const struct report *r,
                                const struct layout *lo)
 {
-    submission_printf(sub, "--%s\nContent-Description: Notification\n"
-                           "Content-Type: text/plain; charset=%s\n\n",
-                      lo->boundary, lo->eight_bit ? "utf-8" : "us-ascii");
+    bounce_submission_printf(sub,
+                             "--%s\nContent-Description: Notification\n"
+                             "Content-Type: text/plain; charset=%s\n\n",
+                             lo->boundary, lo->eight_bit ? "utf-8" : "us-ascii");
     write_intro(sub, r, lo);
     for (size_t i = 0; i < r->nrcpt; i++) {
         const struct dsn_entry *e = r->rcpt[i];
@@ -245,9 +252,9 @@ static void write_notification(struct submission *sub, const struct report *r,
         field_safe(reason, sizeof(reason), e->reason ? e->reason : "");
         if (e->orig_rcpt && strcasecmp(e->orig_rcpt, e->rcpt) != 0) {
             external_address(orig, sizeof(orig), e->orig_rcpt);
-            submission_printf(sub, "<%s> (expanded from <%s>): %s\n\n", addr, orig, reason);
+            bounce_submission_printf(sub, "<%s> (expanded from <%s>): %s\n\n", addr, orig, reason);
         } else {
-            submission_printf(sub, "<%s>: %s\n\n", addr, reason);
+            bounce_submission_printf(sub, "<%s>: %s\n\n", addr, reason);
         }
     }
 }
@@ -307,14 +314,14 @@ static void write_message_fields(struct submission *sub, const struct report *r,
     const char *envid = queue_envelope_attr(r->env, ATTR_DSN_ENVID);
     if (envid && *envid) {
         field_safe(buf, sizeof(buf), envid);
-        submission_printf(sub, "Original-Envelope-Id: %s\n", buf);
+        bounce_submission_printf(sub, "Original-Envelope-Id: %s\n", buf);
     }
-    submission_printf(sub, "Reporting-MTA: dns; %s\n", lo->host);
-    submission_printf(sub, "X-Postern-Queue-ID: %s\n", r->queue_id);
+    bounce_submission_printf(sub, "Reporting-MTA: dns; %s\n", lo->host);
+    bounce_submission_printf(sub, "X-Postern-Queue-ID: %s\n", r->queue_id);
     external_address(buf, sizeof(buf), r->env->sender[0] ? r->env->sender : "");
-    submission_printf(sub, "X-Postern-Sender: %s; %s\n", address_type(r->env->sender), buf);
+    bounce_submission_printf(sub, "X-Postern-Sender: %s; %s\n", address_type(r->env->sender), buf);
     mail_date(date, sizeof(date), r->env->arrival.tv_sec);
-    submission_printf(sub, "Arrival-Date: %s\n", date);
+    bounce_submission_printf(sub, "Arrival-Date: %s\n", date);
 }
 
 static void write_recipient_fields(struct submission *sub, const struct report *r,
@@ -322,38 +329,41 @@ static void write_recipient_fields(struct submission *sub, const struct report *
 {
     char buf[FIELD_MAX], diag[FIELD_MAX + 16], reason[FIELD_MAX];
     external_address(buf, sizeof(buf), e->rcpt);
-    submission_printf(sub, "\nFinal-Recipient: %s; %s\n", address_type(e->rcpt), buf);
+    bounce_submission_printf(sub, "\nFinal-Recipient: %s; %s\n", address_type(e->rcpt), buf);
     if (e->dsn_orcpt && strchr(e->dsn_orcpt, ';')) {
         field_safe(buf, sizeof(buf), e->dsn_orcpt);
-        submission_printf(sub, "Original-Recipient: %s\n", buf);
+        bounce_submission_printf(sub, "Original-Recipient: %s\n", buf);
     } else if (e->orig_rcpt && *e->orig_rcpt) {
         external_address(buf, sizeof(buf), e->orig_rcpt);
-        submission_printf(sub, "Original-Recipient: %s;%s\n", address_type(e->orig_rcpt), buf);
+        bounce_submission_printf(sub, "Original-Recipient: %s;%s\n", address_type(e->orig_rcpt),
+                                 buf);
     }
-    submission_printf(sub, "Action: %s\nStatus: %s\n", action_of(r), status_of(r, e));
+    bounce_submission_printf(sub, "Action: %s\nStatus: %s\n", action_of(r), status_of(r, e));
     if (remote_mta(buf, sizeof(buf), e->relay)) {
         field_safe(diag, sizeof(diag), buf);
-        submission_printf(sub, "Remote-MTA: dns; %s\n", diag);
+        bounce_submission_printf(sub, "Remote-MTA: dns; %s\n", diag);
     }
     field_safe(reason, sizeof(reason), e->reason ? e->reason : "");
     diagnostic_code(diag, sizeof(diag), reason);
-    submission_printf(sub, "Diagnostic-Code: %s\n", diag);
+    bounce_submission_printf(sub, "Diagnostic-Code: %s\n", diag);
     if (r->kind == REPORT_DELAYED) {
         mail_date(buf, sizeof(buf),
                     r->env->arrival.tv_sec + var.maximal_queue_lifetime);
-        submission_printf(sub, "Will-Retry-Until: %s\n", buf);
+        bounce_submission_printf(sub, "Will-Retry-Until: %s\n", buf);
     }
 }
 
 static void write_delivery_status(struct submission *sub, const struct report *r,
                                   const struct layout *lo)
 {
-    submission_printf(sub, "--%s\nContent-Description: Delivery report\n"
-                           "Content-Type: message/delivery-status\n\n", lo->boundary);
+    bounce_submission_printf(sub,
+                             "--%s\nContent-Description: Delivery report\n"
+                             "Content-Type: message/delivery-status\n\n",
+                             lo->boundary);
     write_message_fields(sub, r, lo);
     for (size_t i = 0; i < r->nrcpt; i++)
         write_recipient_fields(sub, r, r->rcpt[i]);
-    submission_puts(sub, "\n");
+    bounce_submission_puts(sub, "\n");
 }
 
 static const char *original_description(const struct report *r, int full)
@@ -367,17 +377,18 @@ static const char *original_description(const struct report *r, int full)
 
 static int write_original(struct submission *sub, const struct report *r, const struct layout *lo)
 {
-    submission_printf(sub, "--%s\nContent-Description: %s\nContent-Type: %s\n"
-                           "Content-Transfer-Encoding: %s\n\n",
-                      lo->boundary, original_description(r, lo->full),
-                      lo->full ? "message/rfc822" : "text/rfc822-headers",
-                      lo->eight_bit ? "8bit" : "7bit");
+    bounce_submission_printf(sub,
+                             "--%s\nContent-Description: %s\nContent-Type: %s\n"
+                             "Content-Transfer-Encoding: %s\n\n",
+                             lo->boundary, original_description(r, lo->full),
+                             lo->full ? "message/rfc822" : "text/rfc822-headers",
+                             lo->eight_bit ? "8bit" : "7bit");
     struct copy_state c = {.sub = sub, .last = '\n'};
     if (walk_original(r, !lo->full, copy_to_submission, &c) < 0)
         return -1;
     if (c.last != '\n')
-        submission_puts(sub, "\n");
-    submission_printf(sub, "\n--%s--\n", lo->boundary);
+        bounce_submission_puts(sub, "\n");
+    bounce_submission_printf(sub, "\n--%s--\n", lo->boundary);
     return 0;
 }
 
@@ -398,17 +409,18 @@ static int plan_layout(const struct report *r, struct layout *lo, const char *ne
     return 0;
 }
 
-int report_send(const struct report *r, char *new_id, size_t id_len, char *why, size_t why_len)
+int bounce_report_send(const struct report *r, char *new_id, size_t id_len, char *why,
+                       size_t why_len)
 {
     struct layout lo;
     char id[QUEUE_ID_SIZE];
-    struct submission *sub = submission_open(r->sender, r->to, id, sizeof(id));
+    struct submission *sub = bounce_submission_open(r->sender, r->to, id, sizeof(id));
     if (!sub) {
         snprintf(why, why_len, "cannot queue the report through cleanup");
         return -1;
     }
     if (plan_layout(r, &lo, id) < 0) {
-        submission_abort(sub);
+        bounce_submission_abort(sub);
         snprintf(why, why_len, "cannot read the original queue file");
         return -1;
     }
@@ -416,10 +428,10 @@ int report_send(const struct report *r, char *new_id, size_t id_len, char *why, 
     write_notification(sub, r, &lo);
     write_delivery_status(sub, r, &lo);
     if (write_original(sub, r, &lo) < 0) {
-        submission_abort(sub);
+        bounce_submission_abort(sub);
         snprintf(why, why_len, "cannot read the original queue file");
         return -1;
     }
     snprintf(new_id, id_len, "%s", id);
-    return submission_finish(sub, why, why_len);
+    return bounce_submission_finish(sub, why, why_len);
 }

@@ -22,8 +22,8 @@ struct submission {
     struct cleanup_client *cleanup;
 };
 
-struct submission *submission_open(const char *sender, const char *rcpt, char *queue_id,
-                                   size_t id_len)
+struct submission *bounce_submission_open(const char *sender, const char *rcpt, char *queue_id,
+                                          size_t id_len)
 {
     char why[512];
     struct submission *sub = calloc(1, sizeof(*sub));
@@ -42,24 +42,24 @@ struct submission *submission_open(const char *sender, const char *rcpt, char *q
         cleanup_client_attr(c, ATTR_ORIGIN, "bounce") < 0 ||
         cleanup_client_record(c, REC_RCPT, rcpt, strlen(rcpt)) < 0 ||
         cleanup_client_record(c, REC_CONTENT_START, "", 0) < 0) {
-        submission_abort(sub);
+        bounce_submission_abort(sub);
         return NULL;
     }
     snprintf(queue_id, id_len, "%s", cleanup_client_queue_id(c));
     return sub;
 }
 
-void submission_write(struct submission *sub, const char *data, size_t len)
+void bounce_submission_write(struct submission *sub, const char *data, size_t len)
 {
     cleanup_client_write(sub->cleanup, data, len);
 }
 
-void submission_puts(struct submission *sub, const char *text)
+void bounce_submission_puts(struct submission *sub, const char *text)
 {
-    submission_write(sub, text, strlen(text));
+    bounce_submission_write(sub, text, strlen(text));
 }
 
-void submission_printf(struct submission *sub, const char *fmt, ...)
+void bounce_submission_printf(struct submission *sub, const char *fmt, ...)
 {
     char small[2048];
     va_list ap;
@@ -69,7 +69,7 @@ void submission_printf(struct submission *sub, const char *fmt, ...)
     if (n < 0)
         return;
     if ((size_t)n < sizeof(small)) {
-        submission_write(sub, small, (size_t)n);
+        bounce_submission_write(sub, small, (size_t)n);
         return;
     }
     char *big = malloc((size_t)n + 1);
@@ -80,18 +80,18 @@ void submission_printf(struct submission *sub, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(big, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    submission_write(sub, big, (size_t)n);
+    bounce_submission_write(sub, big, (size_t)n);
     free(big);
 }
 
-int submission_finish(struct submission *sub, char *why, size_t why_len)
+int bounce_submission_finish(struct submission *sub, char *why, size_t why_len)
 {
     int status = cleanup_client_finish(sub->cleanup, why, why_len);
     free(sub);
     return status == 0 ? 0 : -1;
 }
 
-void submission_abort(struct submission *sub)
+void bounce_submission_abort(struct submission *sub)
 {
     cleanup_client_abort(sub->cleanup);
     free(sub);

@@ -49,8 +49,8 @@ static void log_match(const struct cleanup_state *st, const char *word, const ch
     msg_info("%s", line);
 }
 
-int checks_matched(struct cleanup_state *st, const char *what, const char *text, size_t len,
-                   const struct hc_result *r)
+int cleanup_checks_matched(struct cleanup_state *st, const char *what, const char *text, size_t len,
+                           const struct hc_result *r)
 {
     const char *word = hc_log_word(r->action), *detail = r->text;
     int stop = 0;
@@ -74,7 +74,7 @@ int checks_matched(struct cleanup_state *st, const char *what, const char *text,
         st->hold = 1;
         break;
     case HC_BCC:
-        if (rcpt_list_add(&st->bcc, r->text, r->text) < 0)
+        if (cleanup_rcpt_list_add(&st->bcc, r->text, r->text) < 0)
             st->write_error = ENOMEM;
         break;
     default:
@@ -85,7 +85,7 @@ int checks_matched(struct cleanup_state *st, const char *what, const char *text,
     return stop;
 }
 
-int checks_tempfail(struct cleanup_state *st)
+int cleanup_checks_tempfail(struct cleanup_state *st)
 {
     cleanup_defer(st, "header/body_checks map lookup problem");
     return 1;
@@ -93,21 +93,21 @@ int checks_tempfail(struct cleanup_state *st)
 
 static void walker_out(void *ctx, const char *data, size_t len)
 {
-    out_content(ctx, data, len);
+    cleanup_out_content(ctx, data, len);
 }
 
 static int walker_matched(void *ctx, const char *what, const char *text, size_t len,
                           const struct hc_result *r)
 {
-    return checks_matched(ctx, what, text, len, r);
+    return cleanup_checks_matched(ctx, what, text, len, r);
 }
 
 static int walker_tempfail(void *ctx)
 {
-    return checks_tempfail(ctx);
+    return cleanup_checks_tempfail(ctx);
 }
 
-void checks_body_start(struct cleanup_state *st)
+void cleanup_checks_body_start(struct cleanup_state *st)
 {
     if (!st->inspect || st->outcome != OUTCOME_QUEUE || !hc_body_enabled())
         return;

@@ -24,6 +24,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "header_line.h"
 #include "ipc.h"
 #include "log.h"
 #include "maildrop.h"
@@ -109,22 +110,23 @@ static void add_missing_headers(struct cleanup_state *st, const char *block, siz
         snprintf(st->message_id, sizeof(st->message_id), "<%s.%s@%s>", stamp,
                  queue_writer_id(st->writer), var.myhostname);
         int n = snprintf(line, sizeof(line), "Message-ID: %s\n", st->message_id);
-        out_content(st, line, (size_t)n);
+        cleanup_out_content(st, line, (size_t)n);
     }
     if (!have_date) {
         char date[64];
         mail_date(date, sizeof(date), now);
         int n = snprintf(line, sizeof(line), "Date: %s\n", date);
-        out_content(st, line, (size_t)n);
+        cleanup_out_content(st, line, (size_t)n);
     }
     if (!have_from) {
         char from[MSGID_MAX];
         if (st->sender && *st->sender)
-            local_from_value(st->local ? st->full_name : NULL, st->sender, from, sizeof(from));
+            cleanup_local_from_value(st->local ? st->full_name : NULL, st->sender, from,
+                                     sizeof(from));
         else
             snprintf(from, sizeof(from), "MAILER-DAEMON");
         int n = snprintf(line, sizeof(line), "From: %s\n", from);
-        out_content(st, line, (size_t)n);
+        cleanup_out_content(st, line, (size_t)n);
     }
     msg_info("%s: message-id=%s", queue_writer_id(st->writer), st->message_id);
 }
@@ -134,10 +136,10 @@ static void add_missing_headers(struct cleanup_state *st, const char *block, siz
 static void write_header_block(struct cleanup_state *st, size_t header_end)
 {
     struct dynbuf b = {0};
-    if (headers_process(st, st->hdr, header_end, &b) < 0) {
+    if (cleanup_headers_process(st, st->hdr, header_end, &b) < 0) {
         st->write_error = ENOMEM;
     } else {
-        out_content(st, b.p, b.len);
+        cleanup_out_content(st, b.p, b.len);
         add_missing_headers(st, b.p, b.len);
     }
     free(b.p);
@@ -149,14 +151,14 @@ static void body_content(struct cleanup_state *st, const char *data, size_t len)
     if (st->body)
         hc_body_feed(st->body, data, len);
     else
-        out_content(st, data, len);
+        cleanup_out_content(st, data, len);
 }
 
 /* Write the header block, the added headers, and whatever body followed. */
 static void finish_headers(struct cleanup_state *st, size_t header_end)
 {
     write_header_block(st, header_end);
-    checks_body_start(st);
+    cleanup_checks_body_start(st);
     body_content(st, st->hdr + header_end, st->hdr_len - header_end);
     free(st->hdr);
     st->hdr = NULL;
@@ -191,11 +193,11 @@ static void content_chunk(struct cleanup_state *st, const char *data, size_t len
         st->write_error = ENOMEM;
         return;
     }
-    long end = headers_block_end(st->hdr, st->hdr_len, 0);
+    long end = cleanup_headers_block_end(st->hdr, st->hdr_len, 0);
     if (end >= 0)
         finish_headers(st, (size_t)end);
     else if ((long long)st->hdr_len > var.header_size_limit)   /* the rest is body */
-        finish_headers(st, (size_t)headers_block_end(st->hdr, st->hdr_len, 1));
+        finish_headers(st, (size_t)cleanup_headers_block_end(st->hdr, st->hdr_len, 1));
 }
 
 /* Content checks apply to what SMTP clients and local users send, not to
@@ -204,8 +206,8 @@ static void start_content(struct cleanup_state *st)
 {
     st->inspect = (st->origin == ORIGIN_SMTP || st->origin == ORIGIN_LOCAL) &&
                   (hc_headers_enabled() || hc_body_enabled());
-    headers_init(st);
-    out_record(st, REC_CONTENT_START, "", 0);
+    cleanup_headers_init(st);
+    cleanup_out_record(st, REC_CONTENT_START, "", 0);
     st->content_offset = stream_tell(st->out);
     st->in_headers = 1;
 }
@@ -269,7 +271,8 @@ static void note_attr(struct cleanup_state *st, const char *payload)
 
 static void hold_attr(struct cleanup_state *st, const struct rec_buf *b)
 {
-    if (st->n_held >= ENVELOPE_ATTR_MAX || dynbuf_add(&st->held_attrs, b->data, b->len + 1) < 0) {
+    if (st->n_held >= ENVELOPE_ATTR_MAX ||
+        cleanup_dynbuf_add(&st->held_attrs, b->data, b->len + 1) < 0) {
         st->write_error = st->write_error ? st->write_error : E2BIG;
         return;
     }
@@ -284,14 +287,14 @@ static void flush_envelope(struct cleanup_state *st)
         return;
     st->envelope_open = 0;
     if (st->sender) {
-        rcpt_rewrite_sender(st);
-        out_record(st, REC_SENDER, st->sender, strlen(st->sender));
+        cleanup_rcpt_rewrite_sender(st);
+        cleanup_out_record(st, REC_SENDER, st->sender, strlen(st->sender));
     }
     for (size_t off = 0, i = 0; i < st->n_held; i++) {
         const char *payload = st->held_attrs.p + off;
         size_t len = strlen(payload);
         if (!(st->local && consume_local_attr(st, payload)))
-            out_record(st, REC_ATTR, payload, len);
+            cleanup_out_record(st, REC_ATTR, payload, len);
         off += len + 1;
     }
     free(st->held_attrs.p);
@@ -329,11 +332,11 @@ static void commit(struct cleanup_state *st)
 {
     flush_envelope(st);
     if (st->in_headers)   /* a last line without newline may end the block */
-        finish_headers(st, (size_t)headers_block_end(st->hdr, st->hdr_len, 1));
+        finish_headers(st, (size_t)cleanup_headers_block_end(st->hdr, st->hdr_len, 1));
     if (st->body)
         hc_body_finish(st->body);
-    rcpt_write_extracted(st);
-    rcpt_write_bcc(st);
+    cleanup_rcpt_write_extracted(st);
+    cleanup_rcpt_write_bcc(st);
     const char *id = queue_writer_id(st->writer);
     char saved_id[QUEUE_ID_SIZE];
     snprintf(saved_id, sizeof(saved_id), "%s", id);
@@ -386,23 +389,23 @@ static int client_record(struct cleanup_state *st, int type, struct rec_buf *b)
         free(st->sender);
         st->sender = strdup(b->data);
         if (!st->envelope_open)
-            out_record(st, type, b->data, b->len);
+            cleanup_out_record(st, type, b->data, b->len);
         return 0;
     case REC_ATTR:
         if (st->envelope_open) {
             hold_attr(st, b);
         } else if (!(st->local && consume_local_attr(st, b->data))) {
             note_attr(st, b->data);
-            out_record(st, type, b->data, b->len);
+            cleanup_out_record(st, type, b->data, b->len);
         }
         return 0;
     case REC_RCPT:
-        rcpt_envelope(st, b->data);
+        cleanup_rcpt_envelope(st, b->data);
         return 0;
     case REC_ORCPT:
     case REC_DSN_ORCPT:
     case REC_DSN_NOTIFY:
-        rcpt_hold_meta(st, type, b->data);
+        cleanup_rcpt_hold_meta(st, type, b->data);
         return 0;
     case REC_CONTENT_START:
         start_content(st);
@@ -446,10 +449,10 @@ static void state_free(struct cleanup_state *st)
     free(st->next_dsn_orcpt);
     free(st->next_dsn_notify);
     hc_body_free(st->body);
-    rcpt_list_free(&st->rcpts);
-    rcpt_list_free(&st->extracted);
-    rcpt_list_free(&st->bcc);
-    str_set_free(&st->written);
+    cleanup_rcpt_list_free(&st->rcpts);
+    cleanup_rcpt_list_free(&st->extracted);
+    cleanup_rcpt_list_free(&st->bcc);
+    cleanup_str_set_free(&st->written);
 }
 
 static void serve(int fd)

@@ -38,7 +38,7 @@ struct dynbuf {
     char *p;
     size_t len, cap;
 };
-int dynbuf_add(struct dynbuf *b, const void *data, size_t len);
+int cleanup_dynbuf_add(struct dynbuf *b, const void *data, size_t len);
 
 /* Recipients in internal form, each with the address it was written as
  * (before qualification). Owns its strings. */
@@ -46,9 +46,9 @@ struct rcpt_list {
     char **addr, **orig;
     size_t n, cap;
 };
-int rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig);
-int rcpt_list_has(const struct rcpt_list *l, const char *addr);
-void rcpt_list_free(struct rcpt_list *l);
+int cleanup_rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig);
+int cleanup_rcpt_list_has(const struct rcpt_list *l, const char *addr);
+void cleanup_rcpt_list_free(struct rcpt_list *l);
 
 /* A set of strings (the recipients already written). */
 struct str_set {
@@ -56,8 +56,8 @@ struct str_set {
     size_t n, cap;
 };
 /* 1 when s was added, 0 when it was there already, -1 out of memory. */
-int str_set_add(struct str_set *set, const char *s);
-void str_set_free(struct str_set *set);
+int cleanup_str_set_add(struct str_set *set, const char *s);
+void cleanup_str_set_free(struct str_set *set);
 
 enum cleanup_origin { ORIGIN_OTHER, ORIGIN_SMTP, ORIGIN_LOCAL, ORIGIN_BOUNCE };
 
@@ -119,22 +119,22 @@ struct cleanup_state {
 
 /* output.c: content bytes into the queue file (nothing once the message
  * will not be queued). */
-void out_content(struct cleanup_state *st, const char *data, size_t len);
-void out_record(struct cleanup_state *st, int type, const void *data, size_t len);
+void cleanup_out_content(struct cleanup_state *st, const char *data, size_t len);
+void cleanup_out_record(struct cleanup_state *st, int type, const void *data, size_t len);
 /* The message cannot be accepted now: status 4 with reason, logged. */
 void cleanup_defer(struct cleanup_state *st, const char *why);
 
 /* rcpt.c */
 /* Hold a REC_ORCPT, REC_DSN_ORCPT or REC_DSN_NOTIFY for the next R. */
-void rcpt_hold_meta(struct cleanup_state *st, int type, const char *data);
+void cleanup_rcpt_hold_meta(struct cleanup_state *st, int type, const char *data);
 /* An envelope recipient from the client, with the records held for it. */
-void rcpt_envelope(struct cleanup_state *st, const char *addr);
+void cleanup_rcpt_envelope(struct cleanup_state *st, const char *addr);
 /* Recipients taken from the headers (sendmail -t) and from BCC actions,
  * after the content. */
-void rcpt_write_extracted(struct cleanup_state *st);
-void rcpt_write_bcc(struct cleanup_state *st);
+void cleanup_rcpt_write_extracted(struct cleanup_state *st);
+void cleanup_rcpt_write_bcc(struct cleanup_state *st);
 /* The envelope sender, rewritten for the queue file. */
-void rcpt_rewrite_sender(struct cleanup_state *st);
+void cleanup_rcpt_rewrite_sender(struct cleanup_state *st);
 
 /* headers.c */
 /* Offset where the header block ends in buf[0..len) (the empty line or the
@@ -142,39 +142,29 @@ void rcpt_rewrite_sender(struct cleanup_state *st);
  * buffer ends inside the header block. With at_end, buf is all there is:
  * a last line without newline counts as a line, and the result is never
  * -1. */
-long headers_block_end(const char *buf, size_t len, int at_end);
+long cleanup_headers_block_end(const char *buf, size_t len, int at_end);
 /* Decide header rewriting for this message (origin, client). */
-void headers_init(struct cleanup_state *st);
+void cleanup_headers_init(struct cleanup_state *st);
 /* The header block block[0..len), inspected and rewritten into out (its
  * last header ends in a newline, even when the block's did not); -1 when
  * out of memory. */
-int headers_process(struct cleanup_state *st, const char *block, size_t len,
-                    struct dynbuf *out);
+int cleanup_headers_process(struct cleanup_state *st, const char *block, size_t len,
+                            struct dynbuf *out);
 
 /* checks.c */
 /* A content check matched text[0..len) ("header" or "body"): log it and
  * record its effect on the message. Nonzero: stop inspecting. */
-int checks_matched(struct cleanup_state *st, const char *what, const char *text, size_t len,
-                   const struct hc_result *r);
-/* A check table failed: defer the message. Nonzero, like checks_matched. */
-int checks_tempfail(struct cleanup_state *st);
+int cleanup_checks_matched(struct cleanup_state *st, const char *what, const char *text, size_t len,
+                           const struct hc_result *r);
+/* A check table failed: defer the message. Nonzero, like cleanup_checks_matched. */
+int cleanup_checks_tempfail(struct cleanup_state *st);
 /* Start the body walker when body inspection applies. */
-void checks_body_start(struct cleanup_state *st);
+void cleanup_checks_body_start(struct cleanup_state *st);
 
 /* local.c */
-/* Length of the header name at line up to the colon (white space before
- * the colon included: obsolete syntax), 0 if the line does not start a
- * header; header_name_trim gives the name alone; header_is compares it. */
-size_t header_name_len(const char *line, size_t len);
-size_t header_name_trim(const char *line, size_t nlen);
-int header_is(const char *line, size_t nlen, const char *name);
-int header_in(const char *line, size_t nlen, const char *const *names);
-/* End of the header that starts at p: its line and continuation lines. */
-const char *header_end(const char *p, const char *end);
-
 /* "Full Name <addr>" as a From: value: the name quoted when it is not
  * plain words; just the address when there is no name. addr is internal
  * form. */
-void local_from_value(const char *full_name, const char *addr, char *out, size_t outlen);
+void cleanup_local_from_value(const char *full_name, const char *addr, char *out, size_t outlen);
 
 #endif

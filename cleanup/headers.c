@@ -20,6 +20,7 @@
 #include "addrlist.h"
 #include "address.h"
 #include "config.h"
+#include "header_line.h"
 #include "log.h"
 #include "lookup.h"
 #include "match.h"
@@ -142,7 +143,7 @@ static int client_item(const char *item, void *ctx)
     return m->found;
 }
 
-void headers_init(struct cleanup_state *st)
+void cleanup_headers_init(struct cleanup_state *st)
 {
     struct client_match m = {.st = st};
     const char *remote = var.remote_header_rewrite_domain;
@@ -160,7 +161,7 @@ void headers_init(struct cleanup_state *st)
 
 /* --- where the block ends --- */
 
-long headers_block_end(const char *buf, size_t len, int at_end)
+long cleanup_headers_block_end(const char *buf, size_t len, int at_end)
 {
     const char *end = buf + len;
     for (const char *p = buf; p < end;) {
@@ -202,8 +203,8 @@ static int rewrite_header(struct cleanup_state *st, int cls, const char *h, size
     size_t elen = 0;
     st->hdr_class = cls;
     if (rewrite_header_addresses(h, hlen, nlen, rewrite_one, st, &edited, &elen) != 1)
-        return dynbuf_add(out, h, hlen);
-    int rc = dynbuf_add(out, edited, elen);
+        return cleanup_dynbuf_add(out, h, hlen);
+    int rc = cleanup_dynbuf_add(out, edited, elen);
     free(edited);
     return rc;
 }
@@ -216,7 +217,7 @@ static int collect_rcpt(const struct addrlist_item *item, void *ctx)
         return 0;   /* no local part, or no domain after '@': not an address */
     if (rewrite_canonical_form(item->address, NULL, NULL, addr, sizeof(addr)) != REWRITE_OK)
         return 0;
-    return rcpt_list_add(ctx, addr, item->address) < 0;
+    return cleanup_rcpt_list_add(ctx, addr, item->address) < 0;
 }
 
 /* Steps 2 to 4 for one header h[0..hlen) (its newline included). */
@@ -233,7 +234,7 @@ static int emit_header(struct cleanup_state *st, const char *h, size_t hlen, siz
     int cls = st->hdr_rewrite ? rewrite_header_class(h, header_name_trim(h, nlen)) : 0;
     if (cls)
         return rewrite_header(st, cls, h, hlen, nlen, out);
-    return dynbuf_add(out, h, hlen);
+    return cleanup_dynbuf_add(out, h, hlen);
 }
 
 /* Step 1: the checks. Returns the header to go on with: h itself, NULL
@@ -244,11 +245,11 @@ static const char *check_header(struct cleanup_state *st, const char *h, size_t 
     struct hc_result r;
     size_t tlen = *hlen - (h[*hlen - 1] == '\n');
     int rc = hc_check(HC_PRIMARY_HEADER, h, tlen, &r);
-    if (rc == LOOKUP_TEMPFAIL && checks_tempfail(st))
+    if (rc == LOOKUP_TEMPFAIL && cleanup_checks_tempfail(st))
         st->inspect = 0;
     if (rc != LOOKUP_FOUND || r.action == HC_DUNNO)
         return h;
-    if (checks_matched(st, "header", h, tlen, &r))
+    if (cleanup_checks_matched(st, "header", h, tlen, &r))
         st->inspect = 0;
     switch (r.action) {
     case HC_IGNORE:
@@ -259,7 +260,8 @@ static const char *check_header(struct cleanup_state *st, const char *h, size_t 
         if (header_name_len(r.text, strlen(r.text)) == 0)
             msg_warn("%s: PREPEND text \"%.100s\" is not a header; not added",
                      queue_writer_id(st->writer), r.text);
-        else if (dynbuf_add(out, r.text, strlen(r.text)) < 0 || dynbuf_add(out, "\n", 1) < 0)
+        else if (cleanup_dynbuf_add(out, r.text, strlen(r.text)) < 0 ||
+                 cleanup_dynbuf_add(out, "\n", 1) < 0)
             st->write_error = ENOMEM;
         return h;
     case HC_REPLACE:
@@ -304,13 +306,13 @@ static int process_terminated(struct cleanup_state *st, const char *block, size_
         return -1;
     memcpy(copy, block, len);
     copy[len] = '\n';
-    int rc = headers_process(st, copy, len + 1, out);
+    int rc = cleanup_headers_process(st, copy, len + 1, out);
     free(copy);
     return rc;
 }
 
-int headers_process(struct cleanup_state *st, const char *block, size_t len,
-                    struct dynbuf *out)
+int cleanup_headers_process(struct cleanup_state *st, const char *block, size_t len,
+                            struct dynbuf *out)
 {
     if (len > 0 && block[len - 1] != '\n')
         return process_terminated(st, block, len, out);
@@ -325,7 +327,7 @@ int headers_process(struct cleanup_state *st, const char *block, size_t len,
         int rc = 0;
         p = next;
         if (!nlen) {
-            if (dynbuf_add(out, h, hlen) < 0)
+            if (cleanup_dynbuf_add(out, h, hlen) < 0)
                 return -1;
             continue;
         }

@@ -1,5 +1,6 @@
 /* local.c - helpers of cleanup (cleanup.h): the From: value with a full
- * name for local submissions, header names, and small containers.
+ * name for local submissions, and small containers. Header names are
+ * lib/util/header_line.h's.
  */
 #include "cleanup.h"
 
@@ -10,7 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
-int dynbuf_add(struct dynbuf *b, const void *data, size_t len)
+int cleanup_dynbuf_add(struct dynbuf *b, const void *data, size_t len)
 {
     if (b->len + len > b->cap) {
         size_t cap = b->cap ? b->cap : 8192;
@@ -27,7 +28,7 @@ int dynbuf_add(struct dynbuf *b, const void *data, size_t len)
     return 0;
 }
 
-int rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig)
+int cleanup_rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -52,7 +53,7 @@ int rcpt_list_add(struct rcpt_list *l, const char *addr, const char *orig)
     return 0;
 }
 
-int rcpt_list_has(const struct rcpt_list *l, const char *addr)
+int cleanup_rcpt_list_has(const struct rcpt_list *l, const char *addr)
 {
     for (size_t i = 0; i < l->n; i++)
         if (strcmp(l->addr[i], addr) == 0)
@@ -60,7 +61,7 @@ int rcpt_list_has(const struct rcpt_list *l, const char *addr)
     return 0;
 }
 
-void rcpt_list_free(struct rcpt_list *l)
+void cleanup_rcpt_list_free(struct rcpt_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         free(l->addr[i]);
@@ -69,54 +70,6 @@ void rcpt_list_free(struct rcpt_list *l)
     free(l->addr);
     free(l->orig);
     memset(l, 0, sizeof(*l));
-}
-
-/* White space before the colon is RFC 5322's obsolete syntax, still
- * sent and still read as a header by mail readers (and by sendmail -t):
- * taking "Bcc : x" for the end of the header block would put it where
- * readers show it. */
-size_t header_name_len(const char *line, size_t len)
-{
-    size_t i = 0;
-    while (i < len && line[i] > ' ' && line[i] < 0x7f && line[i] != ':')
-        i++;
-    size_t name = i;
-    while (i < len && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    return name > 0 && i < len && line[i] == ':' ? i : 0;
-}
-
-size_t header_name_trim(const char *line, size_t nlen)
-{
-    while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
-        nlen--;
-    return nlen;
-}
-
-int header_is(const char *line, size_t nlen, const char *name)
-{
-    nlen = header_name_trim(line, nlen);
-    return strlen(name) == nlen && strncasecmp(line, name, nlen) == 0;
-}
-
-int header_in(const char *line, size_t nlen, const char *const *names)
-{
-    for (size_t i = 0; names[i]; i++)
-        if (header_is(line, nlen, names[i]))
-            return 1;
-    return 0;
-}
-
-const char *header_end(const char *p, const char *end)
-{
-    for (;;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        if (!nl)
-            return end;
-        p = nl + 1;
-        if (p >= end || (*p != ' ' && *p != '\t'))
-            return p;
-    }
 }
 
 /* FNV-1a; recipients are short. */
@@ -148,7 +101,7 @@ static int str_set_grow(struct str_set *set)
     return 0;
 }
 
-int str_set_add(struct str_set *set, const char *s)
+int cleanup_str_set_add(struct str_set *set, const char *s)
 {
     if ((set->n + 1) * 2 > set->cap && str_set_grow(set) < 0)
         return -1;
@@ -162,7 +115,7 @@ int str_set_add(struct str_set *set, const char *s)
     return 1;
 }
 
-void str_set_free(struct str_set *set)
+void cleanup_str_set_free(struct str_set *set)
 {
     for (size_t i = 0; i < set->cap; i++)
         free(set->slot[i]);
@@ -180,7 +133,7 @@ static int phrase_needs_quotes(const char *s)
     return 0;
 }
 
-void local_from_value(const char *full_name, const char *addr, char *out, size_t outlen)
+void cleanup_local_from_value(const char *full_name, const char *addr, char *out, size_t outlen)
 {
     char ext[ADDRESS_MAX + 2];
     if (address_quote(addr, ext, sizeof(ext)) < 0)

@@ -13,7 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-void out_record(struct cleanup_state *st, int type, const void *data, size_t len)
+void cleanup_out_record(struct cleanup_state *st, int type, const void *data, size_t len)
 {
     if (st->write_error || st->outcome != OUTCOME_QUEUE)
         return;   /* a message that will not be queued needs no more bytes */
@@ -30,11 +30,11 @@ void cleanup_defer(struct cleanup_state *st, const char *why)
     snprintf(st->reason, sizeof(st->reason), "4.3.0 Error: message not accepted, try again later");
 }
 
-void out_content(struct cleanup_state *st, const char *data, size_t len)
+void cleanup_out_content(struct cleanup_state *st, const char *data, size_t len)
 {
     while (len > 0) {
         size_t n = len < REC_CHUNK_SIZE ? len : REC_CHUNK_SIZE;
-        out_record(st, REC_CONTENT, data, n);
+        cleanup_out_record(st, REC_CONTENT, data, n);
         st->content_size += (long long)n;
         data += n;
         len -= n;

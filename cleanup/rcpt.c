@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void rcpt_hold_meta(struct cleanup_state *st, int type, const char *data)
+void cleanup_rcpt_hold_meta(struct cleanup_state *st, int type, const char *data)
 {
     char **slot = type == REC_ORCPT       ? &st->next_orcpt
                   : type == REC_DSN_ORCPT ? &st->next_dsn_orcpt
@@ -55,7 +55,7 @@ static int already_written(struct cleanup_state *st, const char *orig, const cha
     }
     snprintf(key, len, "%s\n%s\n%s\n%s", orig, addr, dsn_orcpt ? dsn_orcpt : "",
              notify ? notify : "");
-    int rc = str_set_add(&st->written, key);
+    int rc = cleanup_str_set_add(&st->written, key);
     free(key);
     if (rc < 0)
         st->write_error = ENOMEM;
@@ -68,12 +68,12 @@ static void write_one(struct cleanup_state *st, const char *orig, const char *ds
     if (already_written(st, orig, dsn_orcpt, notify, addr))
         return;
     if (strcmp(orig, addr) != 0)
-        out_record(st, REC_ORCPT, orig, strlen(orig));
+        cleanup_out_record(st, REC_ORCPT, orig, strlen(orig));
     if (dsn_orcpt)
-        out_record(st, REC_DSN_ORCPT, dsn_orcpt, strlen(dsn_orcpt));
+        cleanup_out_record(st, REC_DSN_ORCPT, dsn_orcpt, strlen(dsn_orcpt));
     if (notify)
-        out_record(st, REC_DSN_NOTIFY, notify, strlen(notify));
-    out_record(st, REC_RCPT, addr, strlen(addr));
+        cleanup_out_record(st, REC_DSN_NOTIFY, notify, strlen(notify));
+    cleanup_out_record(st, REC_RCPT, addr, strlen(addr));
     st->nrcpt++;
 }
 
@@ -115,26 +115,26 @@ static void canonical(const char *addr, char *out, size_t outlen)
         snprintf(out, outlen, "%s", addr);
 }
 
-void rcpt_envelope(struct cleanup_state *st, const char *addr)
+void cleanup_rcpt_envelope(struct cleanup_state *st, const char *addr)
 {
     char qualified[ADDRESS_MAX];
     canonical(addr, qualified, sizeof(qualified));
-    if (st->extract && rcpt_list_add(&st->rcpts, qualified, addr) < 0)
+    if (st->extract && cleanup_rcpt_list_add(&st->rcpts, qualified, addr) < 0)
         st->write_error = ENOMEM;
     add_recipient(st, qualified, st->next_orcpt ? st->next_orcpt : addr, st->next_dsn_orcpt,
                   st->next_dsn_notify);
     clear_meta(st);
 }
 
-void rcpt_write_extracted(struct cleanup_state *st)
+void cleanup_rcpt_write_extracted(struct cleanup_state *st)
 {
     char mask[8];
     snprintf(mask, sizeof(mask), "%d", st->extract_notify);
     for (size_t i = 0; i < st->extracted.n; i++) {
         const char *addr = st->extracted.addr[i], *orig = st->extracted.orig[i];
-        if (rcpt_list_has(&st->rcpts, addr))
+        if (cleanup_rcpt_list_has(&st->rcpts, addr))
             continue;
-        if (rcpt_list_add(&st->rcpts, addr, orig) < 0) {
+        if (cleanup_rcpt_list_add(&st->rcpts, addr, orig) < 0) {
             st->write_error = ENOMEM;
             return;
         }
@@ -142,7 +142,7 @@ void rcpt_write_extracted(struct cleanup_state *st)
     }
 }
 
-void rcpt_write_bcc(struct cleanup_state *st)
+void cleanup_rcpt_write_bcc(struct cleanup_state *st)
 {
     char mask[8], addr[ADDRESS_MAX];
     /* As Postfix does: the sender hears nothing about a BCC copy. */
@@ -153,7 +153,7 @@ void rcpt_write_bcc(struct cleanup_state *st)
     }
 }
 
-void rcpt_rewrite_sender(struct cleanup_state *st)
+void cleanup_rcpt_rewrite_sender(struct cleanup_state *st)
 {
     char addr[ADDRESS_MAX];
     if (!st->sender || !*st->sender)

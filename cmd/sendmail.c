@@ -18,14 +18,16 @@
  * -bp and mailq run "postqueue -p", -q "postqueue -f", -qRsite
  * "postqueue -s site", -qIid "postqueue -i id", -bi, -I and newaliases
  * "postalias" (its -oAfile, if given), -bd and -bl "postern start".
- * -bs speaks SMTP on standard input and output itself, each message going
- * through postdrop like any other. Options Postfix ignores are ignored.
+ * -bs runs smtpd in stand-alone mode (daemon_directory/smtpd -S), which
+ * speaks SMTP on standard input and output as the caller, each message
+ * going through postdrop like any other. Options Postfix ignores are
+ * ignored.
  * Exit statuses are sysexits(3) values.
  */
 #include "addrlist.h"
 #include "address.h"
 #include "config.h"
-#include "smtp_command.h"
+#include "header_line.h"
 #include "ipc.h"
 #include "log.h"
 #include "maildrop.h"
@@ -52,7 +54,6 @@
 
 #define OPTIONS "+:A:B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx"
 #define LINE_PIECE 8192      /* longest piece of an input line handled at once */
-#define SMTP_LINE_MAX 4096   /* longest SMTP command line */
 
 enum mode { M_ENQUEUE, M_MAILQ, M_NEWALIAS, M_FLUSH, M_DAEMON, M_SMTP, M_IGNORE };
 
@@ -346,29 +347,11 @@ struct header_scan {
     int rcpt_headers;
 };
 
-static int is_rcpt_header(const char *line, size_t len)
+static int is_rcpt_header(const char *line, size_t colon)
 {
-    static const char *const names[] = {"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc"};
-    const char *colon = memchr(line, ':', len);
-    if (!colon)
-        return 0;
-    size_t nlen = (size_t)(colon - line);
-    while (nlen > 0 && (line[nlen - 1] == ' ' || line[nlen - 1] == '\t'))
-        nlen--;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strlen(names[i]) == nlen && strncasecmp(line, names[i], nlen) == 0)
-            return 1;
-    return 0;
-}
-
-static int looks_like_header(const char *line, size_t len)
-{
-    size_t i = 0;
-    while (i < len && line[i] > ' ' && line[i] < 0x7f && line[i] != ':')
-        i++;
-    while (i < len && (line[i] == ' ' || line[i] == '\t'))
-        i++;
-    return i > 0 && i < len && line[i] == ':';
+    static const char *const names[] = {"to", "cc", "bcc", "resent-to", "resent-cc", "resent-bcc",
+                                        NULL};
+    return header_in(line, colon, names);
 }
 
 /* A complete line (LF end) at the start of the message or after others. */
@@ -376,11 +359,16 @@ static void scan_header_line(struct header_scan *h, const char *line, size_t len
 {
     if (!h->in_headers)
         return;
-    if (len <= 1 || (line[0] != ' ' && line[0] != '\t' && !looks_like_header(line, len))) {
+    if (len <= 1) {
         h->in_headers = 0;
         return;
     }
-    if (line[0] != ' ' && line[0] != '\t' && is_rcpt_header(line, len))
+    if (line[0] == ' ' || line[0] == '\t')
+        return;   /* a continuation line */
+    size_t colon = header_name_len(line, len);
+    if (!colon)
+        h->in_headers = 0;
+    else if (is_rcpt_header(line, colon))
         h->rcpt_headers = 1;
 }
 
@@ -568,258 +556,24 @@ static int enqueue(const struct options *o, char **args)
     return sub_finish(&s);
 }
 
-/* --- -bs: SMTP on standard input and output --- */
+/* --- -bs: smtpd's engine on standard input and output --- */
 
-struct smtp {
-    struct stream *in, *out;
-    char sender[ADDRESS_MAX];
-    int have_mail;
-    struct strlist rcpts;
-    long long size_limit;
-    long rcpt_limit;
-};
-
-static void smtp_reply(struct smtp *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void smtp_reply(struct smtp *c, const char *fmt, ...)
+/* As Postfix's sendmail does: smtpd in stand-alone mode (-S) runs the
+ * session as the caller and submits each message through postdrop; it
+ * finds postdrop where we do, next to us. */
+static noreturn void run_smtpd(void)
 {
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)sizeof(line) - 3;
-    memcpy(line + n, "\r\n", 2);
-    if (stream_write(c->out, line, (size_t)n + 2) < 0 || stream_flush(c->out) < 0)
-        exit(0);   /* the client went away */
-}
-
-static void smtp_reset(struct smtp *c)
-{
-    c->have_mail = 0;
-    c->sender[0] = 0;
-    strlist_free(&c->rcpts);
-}
-
-/* One command line without its line end; -1 at end of input, 1 when it
- * was too long (the rest of it is discarded). */
-static int smtp_read_command(struct smtp *c, char *buf, size_t cap)
-{
-    int complete;
-    size_t n = read_piece(c->in, buf, cap - 1, &complete);
-    if (n == 0 || stream_timed_out(c->in))
-        return -1;
-    if (!complete) {
-        char scratch[512];
-        while (!complete && read_piece(c->in, scratch, sizeof(scratch), &complete) > 0)
-            ;
-        return 1;
-    }
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-        n--;
-    buf[n] = 0;
-    return 0;
-}
-
-/* The argument after "FROM:" / "TO:", or NULL when the verb lacks it. */
-static void smtp_ehlo(struct smtp *c, const char *arg, int esmtp)
-{
-    const char *host = var.myhostname;
-    if (!*arg) {
-        smtp_reply(c, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-        return;
-    }
-    smtp_reset(c);
-    if (!esmtp) {
-        smtp_reply(c, "250 %s", host);
-        return;
-    }
-    smtp_reply(c, "250-%s", host);
-    smtp_reply(c, "250-PIPELINING");
-    smtp_reply(c, "250-SIZE %lld", c->size_limit);
-    smtp_reply(c, "250-VRFY");
-    smtp_reply(c, "250-ENHANCEDSTATUSCODES");
-    smtp_reply(c, "250 8BITMIME");
-}
-
-/* ESMTP parameters of MAIL: SIZE and BODY. 0, or -1 after a reply. */
-static int smtp_mail_params(struct smtp *c, const char *params)
-{
-    char buf[SMTP_LINE_MAX];
-    char *save, *p;
-    snprintf(buf, sizeof(buf), "%s", params);
-    for (p = strtok_r(buf, " ", &save); p; p = strtok_r(NULL, " ", &save)) {
-        if (strncasecmp(p, "SIZE=", 5) == 0) {
-            char *end;
-            long long size = strtoll(p + 5, &end, 10);
-            if (*end || size < 0) {
-                smtp_reply(c, "501 5.5.4 Bad message size syntax");
-                return -1;
-            }
-            if (c->size_limit > 0 && size > c->size_limit) {
-                smtp_reply(c, "552 5.3.4 Message size exceeds fixed limit");
-                return -1;
-            }
-        } else if (strncasecmp(p, "BODY=", 5) != 0) {
-            smtp_reply(c, "555 5.5.4 Unsupported option: %.100s", p);
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void smtp_mail(struct smtp *c, const char *arg)
-{
-    const char *path = smtp_path_argument(arg, "FROM:"), *params, *err;
-    if (c->have_mail) {
-        smtp_reply(c, "503 5.5.1 Error: nested MAIL command");
-        return;
-    }
-    if (!path) {
-        smtp_reply(c, "501 5.5.4 Syntax: MAIL FROM:<address>");
-        return;
-    }
-    if (address_parse_path(path, c->sender, sizeof(c->sender), &params, &err) < 0) {
-        smtp_reply(c, "501 5.1.7 Bad sender address syntax");
-        return;
-    }
-    if (smtp_mail_params(c, params) < 0)
-        return;
-    c->have_mail = 1;
-    smtp_reply(c, "250 2.1.0 Ok");
-}
-
-static void smtp_rcpt(struct smtp *c, const char *arg)
-{
-    const char *path = smtp_path_argument(arg, "TO:"), *params, *err;
-    char addr[ADDRESS_MAX];
-    if (!c->have_mail) {
-        smtp_reply(c, "503 5.5.1 Error: need MAIL command");
-        return;
-    }
-    if (!path) {
-        smtp_reply(c, "501 5.5.4 Syntax: RCPT TO:<address>");
-        return;
-    }
-    if (address_parse_path(path, addr, sizeof(addr), &params, &err) < 0 || !addr[0]) {
-        smtp_reply(c, "501 5.1.3 Bad recipient address syntax");
-        return;
-    }
-    if (*params) {
-        smtp_reply(c, "555 5.5.4 Unsupported option: %.100s", params);
-        return;
-    }
-    if (c->rcpt_limit > 0 && (long)c->rcpts.n >= c->rcpt_limit) {
-        smtp_reply(c, "452 4.5.3 Error: too many recipients");
-        return;
-    }
-    strlist_add(&c->rcpts, addr);
-    smtp_reply(c, "250 2.1.5 Ok");
-}
-
-/* DATA: the message goes through postdrop while it is read; the text up
- * to "." is always consumed, so the session stays in step. */
-static void smtp_data(struct smtp *c, const char *arg)
-{
-    if (*arg) {
-        smtp_reply(c, "501 5.5.4 Syntax: DATA");
-        return;
-    }
-    if (!c->have_mail) {
-        smtp_reply(c, "503 5.5.1 Error: need RCPT command");
-        return;
-    }
-    if (c->rcpts.n == 0) {
-        smtp_reply(c, "554 5.5.1 Error: no valid recipients");
-        return;
-    }
-    static struct submission s;
-    memset(&s, 0, sizeof(s));
-    s.out = postdrop_start();
-    struct envelope e = {.sender = c->sender, .rcpts = &c->rcpts};
-    sub_envelope(&s, &e);
-    smtp_reply(c, "354 End data with <CR><LF>.<CR><LF>");
-    struct reader r = {.dot_ends = 1, .smtp = 1};
-    copy_text(c->in, &r, &s, NULL);
-    if (r.eof) {
-        stop_postdrop();
-        exit(0);   /* lost the client in the middle: nothing is queued */
-    }
-    int too_big = c->size_limit > 0 && s.size > c->size_limit;
-    if (too_big) {
-        stop_postdrop();
-        stream_abandon(s.out);
-        smtp_reply(c, "552 5.3.4 Message size exceeds fixed limit");
-    } else if (sub_finish(&s) == 0) {
-        smtp_reply(c, "250 2.0.0 Ok: queued");
-    } else {
-        smtp_reply(c, "451 4.3.0 Error: queue file write error");
-    }
-    smtp_reset(c);
-}
-
-/* One command; returns 1 after QUIT. */
-static int smtp_command(struct smtp *c, char *line)
-{
-    char *verb, *arg;
-    smtp_split_command(line, &verb, &arg);
-    if (strcasecmp(verb, "EHLO") == 0 || strcasecmp(verb, "HELO") == 0)
-        smtp_ehlo(c, arg, strcasecmp(verb, "EHLO") == 0);
-    else if (strcasecmp(verb, "MAIL") == 0)
-        smtp_mail(c, arg);
-    else if (strcasecmp(verb, "RCPT") == 0)
-        smtp_rcpt(c, arg);
-    else if (strcasecmp(verb, "DATA") == 0)
-        smtp_data(c, arg);
-    else if (strcasecmp(verb, "RSET") == 0) {
-        smtp_reset(c);
-        smtp_reply(c, "250 2.0.0 Ok");
-    } else if (strcasecmp(verb, "NOOP") == 0)
-        smtp_reply(c, "250 2.0.0 Ok");
-    else if (strcasecmp(verb, "VRFY") == 0)
-        smtp_reply(c, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
-    else if (strcasecmp(verb, "HELP") == 0)
-        smtp_reply(c, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
-    else if (strcasecmp(verb, "QUIT") == 0) {
-        smtp_reply(c, "221 2.0.0 Bye");
-        return 1;
-    } else
-        smtp_reply(c, "502 5.5.2 Error: command not recognized");
-    return 0;
-}
-
-static int smtp_session(void)
-{
-    struct smtp c = {0};
-    char line[SMTP_LINE_MAX];
-    c.in = stream_open(0, (int)var.smtpd_timeout);
-    c.out = stream_open(1, (int)var.smtpd_timeout);
-    if (!c.in || !c.out)
-        die(EX_OSERR, "out of memory");
-    c.size_limit = var.message_size_limit;
-    c.rcpt_limit = var.smtpd_recipient_limit;
-    signal(SIGPIPE, SIG_IGN);
-    smtp_reply(&c, "220 %s", var.smtpd_banner);
-    for (;;) {
-        int rc = smtp_read_command(&c, line, sizeof(line));
-        if (rc < 0) {
-            if (stream_timed_out(c.in))
-                smtp_reply(&c, "421 4.4.2 %s Error: timeout exceeded", var.myhostname);
-            break;
-        }
-        if (rc > 0) {
-            smtp_reply(&c, "500 5.5.2 Error: command line too long");
-            continue;
-        }
-        if (smtp_command(&c, line))
-            break;
-    }
-    smtp_reset(&c);
-    stream_close(c.out);
-    stream_abandon(c.in);
-    return 0;
+    char path[PATH_MAX], cmd_dir[PATH_MAX + 32];
+    const char *argv[16];
+    if ((size_t)snprintf(path, sizeof(path), "%s/smtpd", var.daemon_directory) >= sizeof(path))
+        die(EX_OSERR, "daemon_directory is too long");
+    if ((size_t)snprintf(cmd_dir, sizeof(cmd_dir), "command_directory=%s", self_dir()) >=
+        sizeof(cmd_dir))
+        die(EX_OSERR, "path too long for command_directory");
+    const char *const args[] = {"-S", "-o", cmd_dir, NULL};
+    build_argv(argv, sizeof(argv) / sizeof(argv[0]), "smtpd", args);
+    execv(path, (char *const *)argv);
+    die(EX_UNAVAILABLE, "cannot run %s: %s", path, strerror(errno));
 }
 
 /* --- the command line --- */
@@ -1016,7 +770,7 @@ int main(int argc, char **argv)
     }
     case M_SMTP:
         no_recipients_allowed(args, "stand-alone");
-        return smtp_session();
+        run_smtpd();
     case M_IGNORE:
         return 0;
     }

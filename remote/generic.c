@@ -12,6 +12,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "header_line.h"
 #include "log.h"
 #include "rewrite.h"
 
@@ -64,31 +65,16 @@ static int header_one(void *ctx, const char *addr, char *out, size_t outlen)
     return strcmp(addr, out) != 0;
 }
 
-static size_t name_len(const char *p, size_t len)
-{
-    size_t i = 0;
-    while (i < len && p[i] > ' ' && p[i] < 0x7f && p[i] != ':')
-        i++;
-    return i > 0 && i < len && p[i] == ':' ? i : 0;
-}
-
 /* The held header block, rewritten, to out. */
 static void flush_block(struct generic_headers *g, generic_out_fn out, void *ctx)
 {
     const char *p = g->buf, *end = g->buf + g->len;
     while (p < end) {
-        const char *q = p;
-        /* a logical header: its line and the continuation lines */
-        for (;;) {
-            const char *nl = memchr(q, '\n', (size_t)(end - q));
-            q = nl ? nl + 1 : end;
-            if (q >= end || (*q != ' ' && *q != '\t'))
-                break;
-        }
-        size_t hlen = (size_t)(q - p), nlen = name_len(p, hlen);
+        const char *q = header_end(p, end);
+        size_t hlen = (size_t)(q - p), nlen = header_name_len(p, hlen);
         char *edited = NULL;
         size_t elen = 0;
-        int cls = nlen ? rewrite_header_class(p, nlen) : 0;
+        int cls = nlen ? rewrite_header_class(p, header_name_trim(p, nlen)) : 0;
         if (cls && rewrite_header_addresses(p, hlen, nlen, header_one, NULL, &edited, &elen) == 1)
             out(ctx, edited, elen);
         else
@@ -111,7 +97,7 @@ static long block_end(const struct generic_headers *g)
         if (!nl)
             return -1;
         int continuation = (*p == ' ' || *p == '\t') && p != buf;
-        if (*p == '\n' || (!continuation && name_len(p, (size_t)(nl - p + 1)) == 0))
+        if (*p == '\n' || (!continuation && header_name_len(p, (size_t)(nl - p + 1)) == 0))
             return p - buf;
         p = nl + 1;
     }

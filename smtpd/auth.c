@@ -1,4 +1,4 @@
-/* auth.c - the AUTH command (RFC 4954) with PLAIN and LOGIN (lib/sasl.h),
+/* auth.c - the AUTH command (RFC 4954, auth.h) with PLAIN and LOGIN (lib/util/sasl.h),
  * checked against smtpd_sasl_password_maps.
  *
  * Offered only over TLS unless smtpd_tls_auth_only = no. A failed attempt
@@ -6,6 +6,8 @@
  * guessing is slow for the client while the event loop serves everyone
  * else; after smtpd_sasl_auth_failure_limit failures the session ends.
  */
+#include "auth.h"
+#include "session.h"
 #include "smtpd.h"
 
 #include "log.h"
@@ -16,12 +18,12 @@
 
 #define CHALLENGE_MAX 64
 
-int auth_offered(const struct session *s)
+int smtpd_auth_offered(const struct session *s)
 {
     return smtpd_cfg.sasl_enable && (s->tls || !smtpd_cfg.tls_auth_only);
 }
 
-void auth_reset(struct session *s)
+void smtpd_auth_reset(struct session *s)
 {
     if (s->sasl) {
         sasl_exchange_clear(s->sasl);
@@ -49,16 +51,16 @@ static void auth_failed(struct session *s, const char *mech)
     msg_warn("%s: SASL %s authentication failed: authentication failure", s->namaddr, mech);
     s->auth_failures++;
     /* The answer waits out the delay; so does anything pipelined after. */
-    session_pause(s, smtpd_cfg.error_sleep_time);
-    reply(s, "535 5.7.8 Error: authentication failed: authentication failure");
+    smtpd_session_pause(s, smtpd_cfg.error_sleep_time);
+    smtpd_reply(s, "535 5.7.8 Error: authentication failed: authentication failure");
     if (smtpd_cfg.sasl_failure_limit > 0 && s->auth_failures >= smtpd_cfg.sasl_failure_limit) {
         msg_info("too many failed authentication attempts from %s", s->namaddr);
-        reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
+        smtpd_reply(s, "421 4.7.0 %s Error: too many failed authentication attempts",
               smtpd_cfg.myhostname);
-        session_close_after_reply(s);
+        smtpd_session_close_after_reply(s);
         return;
     }
-    error_reply(s);
+    smtpd_error_reply(s);
 }
 
 static void check_credentials(struct session *s)
@@ -72,11 +74,11 @@ static void check_credentials(struct session *s)
     if (rc == SASL_AUTH_OK) {
         s->sasl_method = mech;
         s->ok[C_AUTH]++;
-        reply(s, "235 2.7.0 Authentication successful");
+        smtpd_reply(s, "235 2.7.0 Authentication successful");
     } else if (rc == SASL_AUTH_TEMPFAIL) {
         msg_warn("%s: SASL %s authentication failed: temporary lookup failure", s->namaddr,
                  mech);
-        reply(s, "454 4.7.0 Temporary authentication failure");
+        smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
     } else {
         auth_failed(s, mech);
     }
@@ -87,20 +89,20 @@ static void exchange_step(struct session *s, enum sasl_step step, const char *ch
     switch (step) {
     case SASL_CONTINUE:
         s->state = ST_AUTH;
-        reply(s, "334 %s", challenge);
+        smtpd_reply(s, "334 %s", challenge);
         return;
     case SASL_CREDENTIALS:
         check_credentials(s);
         return;
     case SASL_CANCELLED:
         end_exchange(s);
-        reply(s, "501 5.7.0 Authentication aborted");
-        error_reply(s);
+        smtpd_reply(s, "501 5.7.0 Authentication aborted");
+        smtpd_error_reply(s);
         return;
     case SASL_BAD_RESPONSE:
         end_exchange(s);
-        reply(s, "501 5.5.2 Cannot decode response");
-        error_reply(s);
+        smtpd_reply(s, "501 5.5.2 Cannot decode response");
+        smtpd_error_reply(s);
         return;
     }
 }
@@ -108,20 +110,20 @@ static void exchange_step(struct session *s, enum sasl_step step, const char *ch
 /* Why AUTH cannot start now, or NULL. */
 static const char *auth_refusal(const struct session *s)
 {
-    if (!auth_offered(s))
+    if (!smtpd_auth_offered(s))
         return "503 5.5.1 Error: authentication not enabled";
     if (!s->esmtp)
         return "503 5.5.1 Error: send HELO/EHLO first";
     if (s->sasl_user)
         return "503 5.5.1 Error: already authenticated";
-    if (s->have_mail)
+    if (s->tx)
         return "503 5.5.1 Error: MAIL transaction in progress";
     return NULL;
 }
 
-void cmd_auth(struct session *s, const char *arg)
+void smtpd_auth_command(struct session *s, const char *arg)
 {
-    count(s, C_AUTH, 0);
+    smtpd_count(s, C_AUTH, 0);
     char mech_name[32];
     const char *sp = strchr(arg, ' ');
     size_t mlen = sp ? (size_t)(sp - arg) : strlen(arg);
@@ -136,8 +138,8 @@ void cmd_auth(struct session *s, const char *arg)
             refusal = "504 5.5.4 Unrecognized authentication type";
     }
     if (refusal) {
-        reply(s, "%s", refusal);
-        error_reply(s);
+        smtpd_reply(s, "%s", refusal);
+        smtpd_error_reply(s);
         return;
     }
     const char *initial = NULL;
@@ -150,7 +152,7 @@ void cmd_auth(struct session *s, const char *arg)
     }
     s->sasl = calloc(1, sizeof(*s->sasl));
     if (!s->sasl) {
-        reply(s, "454 4.7.0 Temporary authentication failure");
+        smtpd_reply(s, "454 4.7.0 Temporary authentication failure");
         return;
     }
     char challenge[CHALLENGE_MAX];
@@ -158,7 +160,7 @@ void cmd_auth(struct session *s, const char *arg)
                   challenge);
 }
 
-void auth_response(struct session *s, const char *line)
+void smtpd_auth_response(struct session *s, const char *line)
 {
     char challenge[CHALLENGE_MAX];
     if (!s->sasl) {

@@ -1,10 +1,11 @@
 /* parse.h - smtpd's parsing of what a client sends in a command line,
- * without a session (lib/smtp_command.h splits off the verb and finds the
- * path): MAIL FROM/RCPT TO paths (ASCII, or UTF-8 under SMTPUTF8, RFC 6531), the ESMTP parameters of MAIL
- * (SIZE, BODY, SMTPUTF8, RET, ENVID, AUTH) and of RCPT (NOTIFY, ORCPT).
+ * without a session (lib/util/smtp_command.h splits off the verb and
+ * finds the path): MAIL FROM/RCPT TO paths (ASCII, or UTF-8 under
+ * SMTPUTF8, RFC 6531), the ESMTP parameters of MAIL (SIZE, BODY, SMTPUTF8,
+ * RET, ENVID, AUTH) and of RCPT (NOTIFY, ORCPT).
  *
  * Settings come in as arguments and results go out in plain structs, so
- * the session code (params.c, session.c) and the fuzz target
+ * the transaction code (transaction.c) and the fuzz target
  * (tests/fuzz/fuzz_smtpd_command.c) call the same functions. A refusal
  * returns -1 and writes the complete SMTP reply ("501 5.5.4 ...") into the
  * caller's why buffer, which should hold SMTPD_REPLY_MAX bytes; the reply
@@ -26,7 +27,8 @@ int smtpd_has_8bit(const char *s);
 enum smtpd_path_role { SMTPD_PATH_SENDER, SMTPD_PATH_RECIPIENT };
 
 /* Parse the path of MAIL FROM: or RCPT TO: (arg as returned by
- * smtp_path_argument, lib/smtp_command.h) into addr, its internal form (lib/address.h).
+ * smtp_path_argument, lib/util/smtp_command.h) into addr, its internal
+ * form (lib/util/address.h).
  * With smtputf8 (smtputf8_enable) the path may hold well-formed UTF-8,
  * kept as is; whether the client declared SMTPUTF8 is the caller's check.
  * A recipient may not be the null path. On success returns 0 and points
@@ -56,7 +58,7 @@ void smtpd_mail_params_free(struct smtpd_mail_params *p);
 
 /* The parameters of one RCPT command. */
 struct smtpd_rcpt_params {
-    int notify;    /* DSN_NOTIFY_* mask (lib/record.h), 0 when not given */
+    int notify;    /* DSN_NOTIFY_* mask (lib/util/record.h), 0 when not given */
     char *orcpt;   /* ORCPT= as "type;address", decoded; malloc'd, NULL when not given */
 };
 

@@ -1,21 +1,28 @@
-/* restrict.c - smtpd_client/helo/sender/relay/recipient_restrictions.
+/* restrict.c - smtpd_client/helo/sender/relay/recipient_restrictions
+ * (restrict.h).
  *
  * As in Postfix with smtpd_delay_reject = yes, all five lists are evaluated
  * at RCPT time, in that order, for each recipient: in each list the first
  * restriction that decides (permit or reject) ends that list; a reject ends
  * everything; a permit moves on to the next list. When all lists pass, a
  * recipient in a local domain must be a known local recipient
- * (lib/local_recipient.h). Reply texts and codes are Postfix's.
+ * (lib/mail/local_recipient.h). Reply texts and codes are Postfix's.
  *
  * Relay decisions use the recipient after parsing and de-quoting: a local
  * part with '@', '%' or '!' is sender-specified routing and never counts as
  * an authorized destination, however the domain looks.
  *
+ * In stand-alone mode (sendmail -bs) none of this applies, as in Postfix:
+ * the client is a local user whose mail goes through postdrop like any
+ * other local submission, trusted as such.
+ *
  * DNS (reject_rbl_client, reject_unknown_sender_domain) goes through
- * lib/dns.h on smtpd's event loop: evaluation stops at the restriction
+ * lib/util/dns.h on smtpd's event loop: evaluation stops at the restriction
  * that needs an answer and starts again at that same restriction when the
  * answer is in the session's cache, so nothing ever blocks.
  */
+#include "restrict.h"
+#include "session.h"
 #include "smtpd.h"
 
 #include "address.h"
@@ -25,6 +32,7 @@
 #include "log.h"
 #include "lookup.h"
 #include "match.h"
+#include "sasl.h"
 #include "virtual_mailbox.h"
 
 #include <arpa/inet.h>
@@ -115,13 +123,16 @@ struct dns_cache_entry {
     char key[];
 };
 
-struct dns_cache {
+struct smtpd_dns_cache {
     struct dns_cache_entry *head;
     int n;
 };
 
 /* The evaluation in progress for one RCPT. */
-struct check_state {
+struct smtpd_check {
+    smtpd_restrict_done_fn done;
+    const char *sender_addr;        /* internal forms, the caller's */
+    const char *rcpt_addr;
     int stage;
     size_t item;
     struct dns_query *query;
@@ -206,8 +217,10 @@ static int stops_relaying(enum r_kind k)
            k == R_DEFER;
 }
 
-void restrict_init(void)
+void smtpd_restrict_init(void)
 {
+    if (smtpd_cfg.stand_alone)
+        return;   /* its tables may not even be readable by the user */
     for (int st = 0; st < STAGE_COUNT; st++)
         parse_list((enum stage)st);
     /* As Postfix: refuse to run as an open relay by configuration. */
@@ -451,8 +464,9 @@ static void resume_checks(struct session *s)
     int code = 0;
     char text[ADDRESS_MAX + 256];
     struct outcome o = {&code, text, sizeof(text)};
+    smtpd_restrict_done_fn done = s->check->done;   /* run_checks frees the check */
     if (run_checks(s, &o))
-        session_check_done(s, code, text);
+        done(s, code, text);
 }
 
 static void rbl_answer(void *ctx, enum dns_status status, const struct dns_addr *addr, size_t n,
@@ -580,7 +594,7 @@ static enum verdict rbl_client(struct session *s, const char *arg, struct outcom
 
 static enum verdict unknown_sender_domain(struct session *s, struct outcome *o)
 {
-    const char *domain = s->sender ? address_domain(s->sender) : NULL;
+    const char *domain = address_domain(s->check->sender_addr);
     if (!domain || !*domain || domain[0] == '[')
         return V_DUNNO;
     struct dns_cache_entry *e = cache_find(s, DK_SENDER_DOMAIN, domain);
@@ -632,7 +646,8 @@ static int owner_listed(const char *owners, const char *user)
  * address that someone owns. */
 static enum verdict login_mismatch(struct session *s, struct outcome *o)
 {
-    if (!s->sender || !*s->sender)
+    const char *sender = s->check->sender_addr;
+    if (!*sender)
         return V_DUNNO;
     if (!smtpd_cfg.sender_login_maps) {
         static int warned;
@@ -641,8 +656,8 @@ static enum verdict login_mismatch(struct session *s, struct outcome *o)
         return V_DUNNO;
     }
     char *owners = NULL;
-    int rc = lookup_list_address(smtpd_cfg.sender_login_maps, s->sender,
-                                 domain_is_local(address_domain(s->sender)),
+    int rc = lookup_list_address(smtpd_cfg.sender_login_maps, sender,
+                                 domain_is_local(address_domain(sender)),
                                  smtpd_cfg.recipient_delimiter, &owners);
     if (rc == LOOKUP_TEMPFAIL)
         return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", s->check->sender);
@@ -658,11 +673,11 @@ static enum verdict login_mismatch(struct session *s, struct outcome *o)
 }
 
 /* The recipient of a hosted domain (virtual alias or virtual mailbox
- * class, lib/virtual_mailbox.h) must exist. */
+ * class, lib/mail/virtual_mailbox.h) must exist. */
 static enum verdict unlisted_virtual(struct session *s, struct outcome *o)
 {
     const char *table;
-    int rc = virtual_recipient_check(s->rcpt->addr, &table);
+    int rc = virtual_recipient_check(s->check->rcpt_addr, &table);
     if (rc == LOOKUP_NOTFOUND)
         return reject_with(o, 550, "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s",
                            s->check->rcpt, table);
@@ -676,7 +691,7 @@ static enum verdict unlisted_virtual(struct session *s, struct outcome *o)
 /* The recipient of a local domain must exist (a virtual alias counts). */
 static enum verdict unlisted_recipient(struct session *s, struct outcome *o)
 {
-    const char *rcpt = s->rcpt->addr;
+    const char *rcpt = s->check->rcpt_addr;
     if (!domain_is_local(address_domain(rcpt)))
         return unlisted_virtual(s, o);
     int rc = local_recipient_check(rcpt);
@@ -699,7 +714,7 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
 {
     const char *cls = stages[st].reply_class;
     const char *name = reply_name(s, st);
-    const char *rcpt = s->rcpt->addr;
+    const char *sender = s->check->sender_addr, *rcpt = s->check->rcpt_addr;
     switch (r->kind) {
     case R_PERMIT:
         return V_PERMIT;
@@ -730,14 +745,13 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
             return V_DUNNO;
         return access_domain(r->table, s->helo, s->helo, "Helo command", o);
     case R_CHECK_SENDER:
-        return s->sender ? access_address(r->table, s->sender, s->check->sender, "Sender address", o)
-                         : V_DUNNO;
+        return access_address(r->table, sender, s->check->sender, "Sender address", o);
     case R_CHECK_RECIPIENT:
         return access_address(r->table, rcpt, s->check->rcpt, "Recipient address", o);
     case R_UNKNOWN_SENDER_DOMAIN:
         return unknown_sender_domain(s, o);
     case R_NON_FQDN_SENDER:
-        if (!s->sender || !*s->sender || fqdn(address_domain(s->sender)))
+        if (!*sender || fqdn(address_domain(sender)))
             return V_DUNNO;
         return reject_with(o, 504,
                            "504 5.5.2 <%s>: Sender address rejected: need fully-qualified address",
@@ -773,7 +787,7 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
  * accepted), 0 while a DNS answer is awaited. */
 static int run_checks(struct session *s, struct outcome *o)
 {
-    struct check_state *c = s->check;
+    struct smtpd_check *c = s->check;
     *o->code = 0;
     o->text[0] = 0;
     for (; c->stage < STAGE_COUNT; c->stage++, c->item = 0) {
@@ -782,7 +796,7 @@ static int run_checks(struct session *s, struct outcome *o)
             if (v == V_PENDING)
                 return 0;
             if (v == V_REJECT) {
-                restrict_cancel(s);
+                smtpd_restrict_cancel(s);
                 return 1;
             }
             if (v == V_PERMIT)
@@ -790,7 +804,7 @@ static int run_checks(struct session *s, struct outcome *o)
         }
     }
     unlisted_recipient(s, o);
-    restrict_cancel(s);
+    smtpd_restrict_cancel(s);
     return 1;
 }
 
@@ -800,22 +814,31 @@ static void quote_for_reply(const char *addr, char *out, size_t outlen)
         snprintf(out, outlen, "%s", addr);
 }
 
-int restrict_rcpt(struct session *s, int *code, char *text, size_t textlen)
+int smtpd_restrict_rcpt(struct session *s, const char *sender, const char *rcpt,
+                        smtpd_restrict_done_fn done, int *code, char *text, size_t textlen)
 {
+    if (smtpd_cfg.stand_alone) {
+        *code = 0;
+        text[0] = 0;
+        return 1;
+    }
     if (!s->check && !(s->check = calloc(1, sizeof(*s->check)))) {
         *code = 451;
         snprintf(text, textlen, "451 4.3.0 Error: out of memory");
         return 1;
     }
+    s->check->done = done;
+    s->check->sender_addr = sender;
+    s->check->rcpt_addr = rcpt;
     s->check->stage = 0;
     s->check->item = 0;
-    quote_for_reply(s->sender ? s->sender : "", s->check->sender, sizeof(s->check->sender));
-    quote_for_reply(s->rcpt->addr, s->check->rcpt, sizeof(s->check->rcpt));
+    quote_for_reply(sender, s->check->sender, sizeof(s->check->sender));
+    quote_for_reply(rcpt, s->check->rcpt, sizeof(s->check->rcpt));
     struct outcome o = {code, text, textlen};
     return run_checks(s, &o);
 }
 
-void restrict_cancel(struct session *s)
+void smtpd_restrict_cancel(struct session *s)
 {
     if (!s->check)
         return;
@@ -825,9 +848,9 @@ void restrict_cancel(struct session *s)
     s->check = NULL;
 }
 
-void restrict_session_end(struct session *s)
+void smtpd_restrict_session_end(struct session *s)
 {
-    restrict_cancel(s);
+    smtpd_restrict_cancel(s);
     if (!s->dns_cache)
         return;
     struct dns_cache_entry *e = s->dns_cache->head;

@@ -1,5 +1,8 @@
-/* session.c - one SMTP session: I/O, deadlines, replies and the commands
- * (RFC 5321) other than DATA content, STARTTLS and AUTH.
+/* session.c - one SMTP session (session.h): I/O, deadlines, replies,
+ * reading commands and dispatching them. HELO/EHLO and the commands that
+ * need no state (RSET, NOOP, VRFY, HELP, QUIT) are answered here; MAIL,
+ * RCPT, DATA and the content go to transaction.c, AUTH to auth.c,
+ * STARTTLS to starttls.c.
  *
  * Input is processed from the bufferevent's input buffer, command by
  * command, so pipelined commands are answered in one write. Anything that
@@ -8,20 +11,28 @@
  * state; the callback that ends the wait resumes processing of whatever
  * the client pipelined meanwhile.
  *
+ * The end of the client's input normally ends the session at once. In
+ * stand-alone mode (standalone.c) it only means that nothing more will
+ * come: whatever came before it is answered first, and the session ends
+ * when it needs more input than there is.
+ *
  * Each request (command line, AUTH line, DATA content) has a deadline:
  * smtpd_timeout from its start, plus for DATA one second per
  * smtpd_min_data_rate bytes received. A client that trickles bytes cannot
  * hold a session beyond that, whatever its pace.
  */
+#include "session.h"
+#include "auth.h"
+#include "restrict.h"
 #include "smtpd.h"
+#include "starttls.h"
+#include "transaction.h"
 
-#include "address.h"
-#include "config.h"
-#include "smtp_command.h"
 #include "log.h"
 #include "match.h"
-#include "record.h"
+#include "sasl.h"
 #include "service.h"
+#include "smtp_command.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -67,7 +78,7 @@ static void timer_in(struct session *s, double seconds)
 
 /* --- replies and logging --- */
 
-void reply(struct session *s, const char *fmt, ...)
+void smtpd_reply(struct session *s, const char *fmt, ...)
 {
     struct evbuffer *out = s->state == ST_PAUSED && s->held ? s->held
                                                             : bufferevent_get_output(s->bev);
@@ -78,32 +89,10 @@ void reply(struct session *s, const char *fmt, ...)
     evbuffer_add(out, "\r\n", 2);
 }
 
-void count(struct session *s, enum counter c, int ok)
+void smtpd_count(struct session *s, enum counter c, int ok)
 {
     s->total[c]++;
     s->ok[c] += ok != 0;
-}
-
-const char *queue_id_or_noqueue(struct session *s)
-{
-    const char *id = s->cleanup ? cleanup_queue_id(s->cleanup) : NULL;
-    return id ? id : "NOQUEUE";
-}
-
-/* Addresses in logs are in their external (quoted) form, as in replies. */
-static const char *quoted(const char *addr, char *buf, size_t len)
-{
-    return address_quote(addr, buf, len) == 0 ? buf : addr;
-}
-
-void log_reject(struct session *s, const char *cmd, const char *rcpt, const char *text)
-{
-    char to[ADDRESS_MAX + 16] = "", qrcpt[ADDRESS_MAX + 2], qsender[ADDRESS_MAX + 2];
-    if (rcpt)
-        snprintf(to, sizeof(to), " to=<%s>", quoted(rcpt, qrcpt, sizeof(qrcpt)));
-    msg_info("%s: reject: %s from %s: %s; from=<%s>%s proto=%s helo=<%s>", queue_id_or_noqueue(s),
-             cmd, s->namaddr, text, s->sender ? quoted(s->sender, qsender, sizeof(qsender)) : "",
-             to, s->esmtp ? "ESMTP" : "SMTP", s->helo);
 }
 
 static void log_disconnect(struct session *s)
@@ -130,53 +119,25 @@ static void log_disconnect(struct session *s)
         msg_info("disconnect from %s%s commands=%u/%u", s->namaddr, line, ok, total);
 }
 
-/* --- transaction and session lifetime --- */
+/* --- session lifetime --- */
 
-void transaction_reset(struct session *s)
-{
-    restrict_cancel(s);
-    cleanup_close(s->cleanup);
-    s->cleanup = NULL;
-    free(s->sender);
-    free(s->first_rcpt);
-    free(s->dsn_envid);
-    s->sender = s->first_rcpt = s->dsn_envid = NULL;
-    s->dsn_ret = NULL;
-    if (s->rcpt) {
-        free(s->rcpt->orcpt);
-        free(s->rcpt);
-        s->rcpt = NULL;
-    }
-    s->have_mail = 0;
-    s->smtputf8 = 0;
-    s->nrcpt = 0;
-    s->client_logged = 0;
-    s->too_big = 0;
-    s->go_ahead = 0;
-    s->has_nul = 0;
-    s->msg_size = 0;
-    if (s->content) {
-        evbuffer_free(s->content);
-        s->content = NULL;
-    }
-}
-
-void session_free(struct session *s)
+void smtpd_session_free(struct session *s)
 {
     if (s->state != ST_CLOSING && s->last_cmd)
         msg_info("lost connection after %s from %s", s->last_cmd, s->namaddr);
     log_disconnect(s);
-    transaction_reset(s);
-    restrict_session_end(s);
-    auth_reset(s);
+    smtpd_tx_reset(s);
+    smtpd_restrict_session_end(s);
+    smtpd_auth_reset(s);
     if (s->counted)
         smtpd_client_count_remove(s->addr);
     if (s->held)
         evbuffer_free(s->held);
     event_free(s->timer);
     bufferevent_free(s->bev);
+    int clean = s->clean;
     free(s);
-    smtpd_session_closed();
+    smtpd_session_closed(clean);
 }
 
 /* Bytes not yet sent, in the TLS layer and below it. */
@@ -208,7 +169,7 @@ static void under_output_cb(struct evbuffer *buf, const struct evbuffer_cb_info 
 }
 
 /* Never frees synchronously: callers may still touch s after this. */
-void session_close_after_reply(struct session *s)
+void smtpd_session_close_after_reply(struct session *s)
 {
     if (s->state == ST_CLOSING)
         return;
@@ -225,21 +186,21 @@ void session_close_after_reply(struct session *s)
 
 /* An error reply; past the soft limit each one slows the client down,
  * at the hard limit the session ends. */
-int error_reply(struct session *s)
+int smtpd_error_reply(struct session *s)
 {
     if (++s->errors >= smtpd_cfg.hard_error_limit) {
         msg_info("too many errors after %s from %s", s->last_cmd ? s->last_cmd : "CONNECT",
                  s->namaddr);
-        reply(s, "421 4.7.0 %s Error: too many errors", smtpd_cfg.myhostname);
-        session_close_after_reply(s);
+        smtpd_reply(s, "421 4.7.0 %s Error: too many errors", smtpd_cfg.myhostname);
+        smtpd_session_close_after_reply(s);
         return -1;
     }
     if (s->errors >= smtpd_cfg.soft_error_limit && s->state != ST_PAUSED)
-        session_pause(s, smtpd_cfg.error_sleep_time);
+        smtpd_session_pause(s, smtpd_cfg.error_sleep_time);
     return 0;
 }
 
-void session_pause(struct session *s, long seconds)
+void smtpd_session_pause(struct session *s, long seconds)
 {
     if (seconds <= 0 || s->state == ST_CLOSING)
         return;
@@ -255,11 +216,11 @@ static void pause_end(struct session *s)
     evbuffer_add_buffer(bufferevent_get_output(s->bev), s->held);
     s->state = s->resume_state;
     if (s->close_after_pause) {
-        session_close_after_reply(s);
+        smtpd_session_close_after_reply(s);
         return;
     }
-    session_begin_request(s);
-    session_process(s);
+    smtpd_session_begin_request(s);
+    smtpd_session_process(s);
 }
 
 /* --- deadlines --- */
@@ -269,7 +230,7 @@ static int reading_state(enum sess_state st)
     return st == ST_COMMAND || st == ST_AUTH || st == ST_DATA || st == ST_TLS_HANDSHAKE;
 }
 
-void session_begin_request(struct session *s)
+void smtpd_session_begin_request(struct session *s)
 {
     s->req_start = now();
     s->req_bytes = 0;
@@ -290,16 +251,17 @@ static void request_timed_out(struct session *s)
     if (s->state == ST_TLS_HANDSHAKE) {
         msg_info("timeout after %s from %s", after, s->namaddr);
         s->last_cmd = NULL;
-        session_free(s);
+        smtpd_session_free(s);
         return;
     }
     if (s->state == ST_DATA)
-        msg_info("timeout after DATA (%lld bytes) from %s", s->msg_size, s->namaddr);
+        msg_info("timeout after DATA (%lld bytes) from %s", smtpd_tx_content_size(s),
+                 s->namaddr);
     else
         msg_info("timeout after %s from %s", after, s->namaddr);
-    reply(s, "421 4.4.2 %s Error: timeout exceeded", smtpd_cfg.myhostname);
-    transaction_reset(s);
-    session_close_after_reply(s);
+    smtpd_reply(s, "421 4.4.2 %s Error: timeout exceeded", smtpd_cfg.myhostname);
+    smtpd_tx_reset(s);
+    smtpd_session_close_after_reply(s);
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -309,7 +271,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     if (s->output_blocked && s->state != ST_CLOSING && pending_output(s) <= OUTPUT_LOW_WATER) {
         s->output_blocked = 0;
         bufferevent_enable(s->bev, EV_READ);
-        session_process(s);
+        smtpd_session_process(s);
         /* Unless that started a new request or a pause, the current
          * request keeps its deadline. */
         if (!evtimer_pending(s->timer, NULL) && reading_state(s->state))
@@ -320,7 +282,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         pause_end(s);
     } else if (s->state == ST_CLOSING) {
         if (output_flushed(s) || t - s->req_start >= (double)smtpd_cfg.timeout)
-            session_free(s);
+            smtpd_session_free(s);
         else
             timer_in(s, s->req_start + (double)smtpd_cfg.timeout - t);
     } else if (reading_state(s->state)) {
@@ -330,7 +292,8 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         else
             request_timed_out(s);
     }
-    /* Other states wait for cleanup or DNS, which have their own timeouts;
+    /* Other states wait for the message to be queued or for DNS, which
+     * have their own timeouts;
      * the deadline restarts when the session reads again. */
 }
 
@@ -348,18 +311,18 @@ static void set_helo(struct session *s, const char *arg)
 
 static void cmd_helo(struct session *s, const char *arg, int esmtp)
 {
-    count(s, esmtp ? C_EHLO : C_HELO, 0);
+    smtpd_count(s, esmtp ? C_EHLO : C_HELO, 0);
     if (!*arg) {
-        reply(s, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-        error_reply(s);
+        smtpd_reply(s, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        smtpd_error_reply(s);
         return;
     }
     s->ok[esmtp ? C_EHLO : C_HELO]++;
     set_helo(s, arg);
     s->esmtp = esmtp;
-    transaction_reset(s);
+    smtpd_tx_reset(s);
     if (!esmtp) {
-        reply(s, "250 %s", smtpd_cfg.myhostname);
+        smtpd_reply(s, "250 %s", smtpd_cfg.myhostname);
         return;
     }
     char size[32];
@@ -369,239 +332,18 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
     kw[n++] = "PIPELINING";
     kw[n++] = size;
     kw[n++] = "VRFY";
-    if (starttls_offered(s))
+    if (smtpd_starttls_offered(s))
         kw[n++] = "STARTTLS";
-    if (auth_offered(s))
+    if (smtpd_auth_offered(s))
         kw[n++] = "AUTH " SASL_MECHANISMS;
     kw[n++] = "ENHANCEDSTATUSCODES";
     kw[n++] = "8BITMIME";
     kw[n++] = "DSN";
     if (smtpd_cfg.smtputf8)
         kw[n++] = "SMTPUTF8";
-    reply(s, "250-%s", smtpd_cfg.myhostname);
+    smtpd_reply(s, "250-%s", smtpd_cfg.myhostname);
     for (size_t i = 0; i < n; i++)
-        reply(s, "250%c%s", i + 1 == n ? ' ' : '-', kw[i]);
-}
-
-static void reject_utf8_undeclared(struct session *s)
-{
-    reply(s, "553 5.6.7 Must declare SMTPUTF8 to send unicode address");
-    error_reply(s);
-}
-
-static void cmd_mail(struct session *s, const char *arg)
-{
-    char addr[ADDRESS_MAX];
-    const char *params;
-    count(s, C_MAIL, 0);
-    if (s->have_mail) {
-        reply(s, "503 5.5.1 Error: nested MAIL command");
-        error_reply(s);
-        return;
-    }
-    const char *path = smtp_path_argument(arg, "FROM:");
-    if (!path) {
-        reply(s, "501 5.5.4 Syntax: MAIL FROM:<address>");
-        error_reply(s);
-        return;
-    }
-    if (parse_path(s, path, addr, sizeof(addr), &params, SMTPD_PATH_SENDER) < 0) {
-        error_reply(s);
-        return;
-    }
-    long long size;
-    if (mail_params(s, params, &size) < 0) {
-        transaction_reset(s);
-        error_reply(s);
-        return;
-    }
-    if (smtpd_has_8bit(addr) && !s->smtputf8) {
-        transaction_reset(s);
-        reject_utf8_undeclared(s);
-        return;
-    }
-    s->sender = strdup(addr);
-    if (!s->sender) {
-        transaction_reset(s);
-        reply(s, "451 4.3.0 Error: out of memory");
-        return;
-    }
-    if (storage_check_mail(s, size) < 0)
-        return;
-    s->have_mail = 1;
-    s->ok[C_MAIL]++;
-    reply(s, "250 2.1.0 Ok");
-}
-
-const char *session_protocol(const struct session *s)
-{
-    static const char *const names[2][2][2] = {
-        /* [utf8][tls][auth] */
-        {{"ESMTP", "ESMTPA"}, {"ESMTPS", "ESMTPSA"}},
-        {{"UTF8SMTP", "UTF8SMTPA"}, {"UTF8SMTPS", "UTF8SMTPSA"}},
-    };
-    if (!s->esmtp)
-        return "SMTP";
-    return names[s->smtputf8 != 0][s->tls != 0][s->sasl_user != NULL];
-}
-
-/* The first recipient opens the stream to cleanup and sends the envelope. */
-static int open_cleanup(struct session *s)
-{
-    s->cleanup = cleanup_open(s);
-    if (!s->cleanup)
-        return -1;
-    cleanup_record(s->cleanup, REC_SENDER, s->sender, strlen(s->sender));
-    cleanup_attr(s->cleanup, ATTR_CLIENT_NAME, "unknown");
-    cleanup_attr(s->cleanup, ATTR_CLIENT_ADDR, s->addr);
-    cleanup_attr(s->cleanup, ATTR_HELO, s->helo);
-    cleanup_attr(s->cleanup, ATTR_PROTOCOL, session_protocol(s));
-    cleanup_attr(s->cleanup, ATTR_ORIGIN, "smtp");
-    if (s->sasl_user) {
-        cleanup_attr(s->cleanup, ATTR_SASL_METHOD, s->sasl_method);
-        cleanup_attr(s->cleanup, ATTR_SASL_USER, s->sasl_user);
-    }
-    if (s->dsn_ret)
-        cleanup_attr(s->cleanup, ATTR_DSN_RET, s->dsn_ret);
-    if (s->dsn_envid)
-        cleanup_attr(s->cleanup, ATTR_DSN_ENVID, s->dsn_envid);
-    return 0;
-}
-
-static void free_rcpt_request(struct session *s)
-{
-    if (s->rcpt) {
-        free(s->rcpt->orcpt);
-        free(s->rcpt);
-        s->rcpt = NULL;
-    }
-}
-
-/* The restrictions have answered for s->rcpt. */
-static void finish_rcpt(struct session *s, int code, const char *text)
-{
-    struct rcpt_request *r = s->rcpt;
-    if (code != 0) {
-        log_reject(s, "RCPT", r->addr, text);
-        reply(s, "%s", text);
-        free_rcpt_request(s);
-        error_reply(s);
-        return;
-    }
-    if (!s->cleanup && open_cleanup(s) < 0) {
-        free_rcpt_request(s);
-        reply(s, "451 4.3.0 Error: queue file write error");
-        return;
-    }
-    if (r->orcpt)
-        cleanup_record(s->cleanup, REC_DSN_ORCPT, r->orcpt, strlen(r->orcpt));
-    if (r->notify) {
-        char mask[16];
-        snprintf(mask, sizeof(mask), "%d", r->notify);
-        cleanup_record(s->cleanup, REC_DSN_NOTIFY, mask, strlen(mask));
-    }
-    cleanup_record(s->cleanup, REC_RCPT, r->addr, strlen(r->addr));
-    if (s->nrcpt++ == 0)
-        s->first_rcpt = strdup(r->addr);
-    s->ok[C_RCPT]++;
-    free_rcpt_request(s);
-    reply(s, "250 2.1.5 Ok");
-}
-
-void session_check_done(struct session *s, int code, const char *text)
-{
-    s->state = ST_COMMAND;
-    finish_rcpt(s, code, text);
-    if (s->state == ST_COMMAND) {
-        session_begin_request(s);
-        session_process(s);
-    }
-}
-
-static void cmd_rcpt(struct session *s, const char *arg)
-{
-    const char *params;
-    count(s, C_RCPT, 0);
-    if (!s->have_mail) {
-        reply(s, "503 5.5.1 Error: need MAIL command");
-        error_reply(s);
-        return;
-    }
-    const char *path = smtp_path_argument(arg, "TO:");
-    if (!path) {
-        reply(s, "501 5.5.4 Syntax: RCPT TO:<address>");
-        error_reply(s);
-        return;
-    }
-    struct rcpt_request *r = calloc(1, sizeof(*r));
-    if (!r) {
-        reply(s, "451 4.3.0 Error: out of memory");
-        return;
-    }
-    s->rcpt = r;
-    if (parse_path(s, path, r->addr, sizeof(r->addr), &params, SMTPD_PATH_RECIPIENT) < 0) {
-        free_rcpt_request(s);
-        error_reply(s);
-        return;
-    }
-    if (rcpt_params(s, params, r) < 0) {
-        free_rcpt_request(s);
-        error_reply(s);
-        return;
-    }
-    if (smtpd_has_8bit(r->addr) && !s->smtputf8) {
-        free_rcpt_request(s);
-        reject_utf8_undeclared(s);
-        return;
-    }
-    if (s->nrcpt >= smtpd_cfg.recipient_limit) {
-        free_rcpt_request(s);
-        reply(s, "452 4.5.3 Error: too many recipients");
-        return;
-    }
-    int code;
-    char text[ADDRESS_MAX + 256];
-    if (!restrict_rcpt(s, &code, text, sizeof(text))) {
-        s->state = ST_WAIT_CHECK;   /* resumed by session_check_done */
-        return;
-    }
-    finish_rcpt(s, code, text);
-}
-
-static void cmd_data(struct session *s, const char *arg)
-{
-    count(s, C_DATA, 0);
-    if (*arg) {
-        reply(s, "501 5.5.4 Syntax: DATA");
-        error_reply(s);
-        return;
-    }
-    if (!s->have_mail) {
-        reply(s, "503 5.5.1 Error: need RCPT command");
-        error_reply(s);
-        return;
-    }
-    if (s->nrcpt == 0 || !s->cleanup) {
-        reply(s, "554 5.5.1 Error: no valid recipients");
-        error_reply(s);
-        return;
-    }
-    if (cleanup_failed(s->cleanup)) {
-        reply(s, "451 4.3.0 Error: queue file write error");
-        transaction_reset(s);
-        return;
-    }
-    if (data_prepare(s) < 0)
-        return;
-    if (!cleanup_queue_id(s->cleanup)) {
-        /* The client sends while cleanup creates the file; its content
-         * waits in the input buffer (bounded by INPUT_HIGH_WATER) until
-         * the queue id for our Received: header arrives. */
-        data_go_ahead(s);
-        s->state = ST_WAIT_QUEUE_ID;   /* resumed by session_cleanup_ready */
-        return;
-    }
-    data_begin(s);
+        smtpd_reply(s, "250%c%s", i + 1 == n ? ' ' : '-', kw[i]);
 }
 
 /* NOOP, VRFY, RSET: harmless one by one, but past smtpd_junk_command_limit
@@ -609,35 +351,36 @@ static void cmd_data(struct session *s, const char *arg)
 static void junk_command(struct session *s)
 {
     if (++s->junk > smtpd_cfg.junk_command_limit)
-        error_reply(s);
+        smtpd_error_reply(s);
 }
 
 static void cmd_simple(struct session *s, const char *verb, const char *arg)
 {
     if (strcasecmp(verb, "RSET") == 0) {
-        count(s, C_RSET, 1);
-        transaction_reset(s);
-        reply(s, "250 2.0.0 Ok");
+        smtpd_count(s, C_RSET, 1);
+        smtpd_tx_reset(s);
+        smtpd_reply(s, "250 2.0.0 Ok");
         junk_command(s);
     } else if (strcasecmp(verb, "NOOP") == 0) {
-        count(s, C_NOOP, 1);
-        reply(s, "250 2.0.0 Ok");
+        smtpd_count(s, C_NOOP, 1);
+        smtpd_reply(s, "250 2.0.0 Ok");
         junk_command(s);
     } else if (strcasecmp(verb, "VRFY") == 0) {
-        count(s, C_VRFY, 1);
-        reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+        smtpd_count(s, C_VRFY, 1);
+        smtpd_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
         junk_command(s);
     } else if (strcasecmp(verb, "HELP") == 0) {
-        count(s, C_HELP, 1);
-        reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
+        smtpd_count(s, C_HELP, 1);
+        smtpd_reply(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT");
     } else if (strcasecmp(verb, "QUIT") == 0) {
-        count(s, C_QUIT, 1);
-        reply(s, "221 2.0.0 Bye");
-        session_close_after_reply(s);
+        smtpd_count(s, C_QUIT, 1);
+        smtpd_reply(s, "221 2.0.0 Bye");
+        s->clean = 1;
+        smtpd_session_close_after_reply(s);
     } else {
-        count(s, C_UNKNOWN, 0);
-        reply(s, "502 5.5.2 Error: command not recognized");
-        error_reply(s);
+        smtpd_count(s, C_UNKNOWN, 0);
+        smtpd_reply(s, "502 5.5.2 Error: command not recognized");
+        smtpd_error_reply(s);
     }
 }
 
@@ -672,24 +415,24 @@ static void command(struct session *s, char *line)
     for (size_t i = 0; i < sizeof(known_verbs) / sizeof(known_verbs[0]); i++)
         if (strcasecmp(verb, known_verbs[i]) == 0)
             s->last_cmd = known_verbs[i];
-    if (starttls_required(s) && !allowed_without_tls(verb)) {
-        count(s, verb_counter(verb), 0);
-        reply(s, "530 5.7.0 Must issue a STARTTLS command first");
-        error_reply(s);
+    if (smtpd_starttls_required(s) && !allowed_without_tls(verb)) {
+        smtpd_count(s, verb_counter(verb), 0);
+        smtpd_reply(s, "530 5.7.0 Must issue a STARTTLS command first");
+        smtpd_error_reply(s);
         return;
     }
     if (strcasecmp(verb, "HELO") == 0 || strcasecmp(verb, "EHLO") == 0)
         cmd_helo(s, arg, toupper((unsigned char)verb[0]) == 'E');
     else if (strcasecmp(verb, "STARTTLS") == 0)
-        cmd_starttls(s, arg);
+        smtpd_starttls_command(s, arg);
     else if (strcasecmp(verb, "AUTH") == 0)
-        cmd_auth(s, arg);
+        smtpd_auth_command(s, arg);
     else if (strcasecmp(verb, "MAIL") == 0)
-        cmd_mail(s, arg);
+        smtpd_tx_mail(s, arg);
     else if (strcasecmp(verb, "RCPT") == 0)
-        cmd_rcpt(s, arg);
+        smtpd_tx_rcpt(s, arg);
     else if (strcasecmp(verb, "DATA") == 0)
-        cmd_data(s, arg);
+        smtpd_tx_data(s, arg);
     else
         cmd_simple(s, verb, arg);
 }
@@ -698,8 +441,8 @@ static void command(struct session *s, char *line)
 static int line_too_long(struct session *s)
 {
     if (!s->skip_line) {
-        reply(s, "500 5.5.2 Error: command line too long");
-        if (error_reply(s) < 0)
+        smtpd_reply(s, "500 5.5.2 Error: command line too long");
+        if (smtpd_error_reply(s) < 0)
             return -1;
     }
     s->skip_line = 1;
@@ -707,15 +450,15 @@ static int line_too_long(struct session *s)
 }
 
 /* Command lines (and AUTH responses) end in LF, CR LF expected; NUL bytes
- * are refused. */
-static void process_commands(struct session *s)
+ * are refused. Returns 1 when it stopped for want of input. */
+static int process_commands(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->bev);
     while (s->state == ST_COMMAND || s->state == ST_AUTH) {
         if (pending_output(s) > OUTPUT_HIGH_WATER) {
             s->output_blocked = 1;   /* resumed from the timer once drained */
             bufferevent_disable(s->bev, EV_READ);
-            return;
+            return 0;
         }
         size_t len;
         char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
@@ -723,9 +466,9 @@ static void process_commands(struct session *s)
             if (evbuffer_get_length(in) > (size_t)smtpd_cfg.line_length_limit) {
                 evbuffer_drain(in, evbuffer_get_length(in));
                 if (line_too_long(s) < 0)
-                    return;
+                    return 0;
             }
-            return;
+            return 1;
         }
         if (s->skip_line) {
             s->skip_line = 0;
@@ -735,110 +478,81 @@ static void process_commands(struct session *s)
         if (len > (size_t)smtpd_cfg.line_length_limit) {
             free(line);
             if (line_too_long(s) < 0)
-                return;
+                return 0;
             s->skip_line = 0;
             continue;
         }
         if (strlen(line) != len) {
-            reply(s, "500 5.5.2 Error: NUL character in command");
+            smtpd_reply(s, "500 5.5.2 Error: NUL character in command");
             free(line);
-            if (error_reply(s) < 0)
-                return;
+            if (smtpd_error_reply(s) < 0)
+                return 0;
             continue;
         }
         if (s->state == ST_AUTH)
-            auth_response(s, line);
+            smtpd_auth_response(s, line);
         else
             command(s, line);
         free(line);
         if (reading_state(s->state) && s->state != ST_TLS_HANDSHAKE && s->state != ST_DATA)
-            session_begin_request(s);
+            smtpd_session_begin_request(s);
     }
+    return 0;
 }
 
-void session_process(struct session *s)
+/* Stand-alone mode: the input ended and the session wants more. Between
+ * transactions that is a normal end (a script's last command was its
+ * last); the replies made so far still go out. */
+static void input_ended(struct session *s)
+{
+    if (s->last_cmd)
+        msg_info("lost connection after %s from %s", s->last_cmd, s->namaddr);
+    s->last_cmd = NULL;
+    s->clean = s->state == ST_COMMAND && !s->tx;
+    smtpd_tx_reset(s);
+    smtpd_session_close_after_reply(s);
+}
+
+void smtpd_session_process(struct session *s)
 {
     for (;;) {
         enum sess_state before = s->state;
+        int starved = 0;
         if (s->state == ST_COMMAND || s->state == ST_AUTH)
-            process_commands(s);
+            starved = process_commands(s);
         else if (s->state == ST_DATA)
-            process_data(s);
+            starved = smtpd_tx_read_content(s);
+        if (starved && s->input_ended) {
+            input_ended(s);
+            return;
+        }
         if (s->state == before || !(s->state == ST_COMMAND || s->state == ST_AUTH ||
                                      s->state == ST_DATA))
             return;
     }
 }
 
-void session_reset_for_tls(struct session *s)
+void smtpd_session_resume(struct session *s)
 {
-    transaction_reset(s);
-    auth_reset(s);
+    if (s->state == ST_COMMAND)
+        smtpd_session_begin_request(s);
+    smtpd_session_process(s);
+}
+
+void smtpd_session_reset_for_tls(struct session *s)
+{
+    smtpd_tx_reset(s);
+    smtpd_auth_reset(s);
     s->helo[0] = 0;
     s->esmtp = 0;
     s->skip_line = 0;
-}
-
-/* --- callbacks from cleanup.c --- */
-
-void session_cleanup_ready(struct session *s)
-{
-    const char *id = cleanup_queue_id(s->cleanup);
-    if (id && !s->client_logged) {
-        if (s->sasl_user)
-            msg_info("%s: client=%s, sasl_method=%s, sasl_username=%s", id, s->namaddr,
-                     s->sasl_method, s->sasl_user);
-        else
-            msg_info("%s: client=%s", id, s->namaddr);
-        s->client_logged = 1;
-    }
-    if (s->state != ST_WAIT_QUEUE_ID)
-        return;
-    if ((!id || cleanup_failed(s->cleanup)) && !s->go_ahead) {
-        s->state = ST_COMMAND;
-        reply(s, "451 4.3.0 Error: queue file write error");
-        transaction_reset(s);
-        session_begin_request(s);
-    } else {
-        data_begin(s);
-    }
-    session_process(s);
-}
-
-void session_cleanup_done(struct session *s, int status, const char *reason)
-{
-    if (s->state != ST_WAIT_CLEANUP)
-        return;   /* failure before DATA: reported when DATA comes */
-    const char *id = queue_id_or_noqueue(s);
-    s->state = ST_COMMAND;
-    if (status == 0) {
-        s->ok[C_DATA]++;
-        reply(s, "250 2.0.0 Ok: queued as %s", id);
-    } else if (status == 5) {
-        /* Postfix answers a message cleanup refused (content checks) with 550. */
-        reply(s, "550 %s", reason && *reason ? reason : "5.3.0 Error: message rejected");
-    } else {
-        reply(s, "%d %s", storage_reply_code(reason),
-              reason && *reason ? reason : "4.3.0 Error: queue file write error");
-    }
-    transaction_reset(s);
-    session_begin_request(s);
-    session_process(s);
-}
-
-void session_cleanup_drained(struct session *s)
-{
-    if (s->state == ST_DATA && !(bufferevent_get_enabled(s->bev) & EV_READ)) {
-        bufferevent_enable(s->bev, EV_READ);
-        session_process(s);
-    }
 }
 
 /* --- client callbacks --- */
 
 static void client_read_cb(struct bufferevent *bev, void *arg)
 {
-    session_process(arg);
+    smtpd_session_process(arg);
 }
 
 static void client_write_cb(struct bufferevent *bev, void *arg)
@@ -849,18 +563,23 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct session *s = arg;
-    if (starttls_event(s, what))
+    if (smtpd_starttls_event(s, what))
         return;
+    if (smtpd_cfg.stand_alone && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        s->input_ended = 1;   /* libevent stopped reading */
+        smtpd_session_process(s);
+        return;
+    }
     if (what & BEV_EVENT_TIMEOUT) {
         /* Only writes have a libevent timeout: the client stopped reading. */
         msg_info("timeout after %s from %s", s->last_cmd ? s->last_cmd : "CONNECT", s->namaddr);
         s->last_cmd = NULL;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
-        session_free(s);
+        smtpd_session_free(s);
 }
 
-void session_attach_bev(struct session *s)
+void smtpd_session_attach_bev(struct session *s)
 {
     struct bufferevent *under = bufferevent_get_underlying(s->bev);
     bufferevent_setcb(s->bev, client_read_cb, client_write_cb, client_event_cb, s);
@@ -870,7 +589,8 @@ void session_attach_bev(struct session *s)
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-static void peer_address(struct session *s, const struct sockaddr_storage *peer)
+static void peer_address(struct session *s, const struct sockaddr_storage *peer,
+                         const char *name)
 {
     const void *a = peer->ss_family == AF_INET6
                         ? (const void *)&((const struct sockaddr_in6 *)peer)->sin6_addr
@@ -880,7 +600,7 @@ static void peer_address(struct session *s, const struct sockaddr_storage *peer)
     /* Show v4-mapped clients as plain IPv4, as Postfix does. */
     if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
         memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
-    snprintf(s->namaddr, sizeof(s->namaddr), "unknown[%s]", s->addr);
+    snprintf(s->namaddr, sizeof(s->namaddr), "%s[%s]", name, s->addr);
     s->in_mynetworks = match_network_list(smtpd_cfg.mynetworks, (const struct sockaddr *)peer);
 }
 
@@ -899,15 +619,15 @@ static int over_connection_limit(struct session *s, const struct sockaddr_storag
     return 1;
 }
 
-void session_start(int fd, const struct sockaddr_storage *peer)
+void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name)
 {
     struct session *s = calloc(1, sizeof(*s));
     if (!s) {
         close(fd);
-        smtpd_session_closed();
+        smtpd_session_closed(0);
         return;
     }
-    s->bev = smtpd_cfg.wrappermode ? starttls_wrap_socket(fd)
+    s->bev = smtpd_cfg.wrappermode ? smtpd_starttls_wrap_socket(fd)
                                    : bufferevent_socket_new(smtpd_base, fd, BEV_OPT_CLOSE_ON_FREE);
     s->timer = evtimer_new(smtpd_base, timer_cb, s);
     if (!s->bev || !s->timer) {
@@ -918,29 +638,29 @@ void session_start(int fd, const struct sockaddr_storage *peer)
         if (s->timer)
             event_free(s->timer);
         free(s);
-        smtpd_session_closed();
+        smtpd_session_closed(0);
         return;
     }
-    peer_address(s, peer);
+    peer_address(s, peer, name);
     msg_info("connect from %s", s->namaddr);
     struct timeval tmo = {.tv_sec = smtpd_cfg.timeout};
     bufferevent_set_timeouts(s->bev, NULL, &tmo);
     bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
-    session_attach_bev(s);
+    smtpd_session_attach_bev(s);
     s->state = smtpd_cfg.wrappermode ? ST_TLS_HANDSHAKE : ST_COMMAND;
-    session_begin_request(s);
+    smtpd_session_begin_request(s);
     if (over_connection_limit(s, peer)) {
         if (smtpd_cfg.wrappermode) {
             s->last_cmd = NULL;
-            session_free(s);
+            smtpd_session_free(s);
             return;
         }
-        reply(s, "421 4.7.0 %s Error: too many connections from %s", smtpd_cfg.myhostname,
+        smtpd_reply(s, "421 4.7.0 %s Error: too many connections from %s", smtpd_cfg.myhostname,
               s->addr);
-        session_close_after_reply(s);
+        smtpd_session_close_after_reply(s);
         return;
     }
     /* In wrapper mode the banner waits in the output until the handshake
      * is done. */
-    reply(s, "220 %s", smtpd_cfg.banner);
+    smtpd_reply(s, "220 %s", smtpd_cfg.banner);
 }

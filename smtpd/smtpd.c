@@ -5,9 +5,14 @@
  * counts (smtpd_client_connection_count_limit is enforced per process:
  * master runs one smtpd per listener unless it is full), and decides when
  * the process ends: after max_idle seconds without sessions, or once master
- * went away (or reloaded) and the last session finished.
+ * went away (or reloaded) and the last session finished. With -S it runs
+ * one session on standard input and output instead (standalone.h).
  */
 #include "smtpd.h"
+#include "restrict.h"
+#include "session.h"
+#include "standalone.h"
+#include "starttls.h"
 
 #include "config.h"
 #include "dns.h"
@@ -56,11 +61,14 @@ static void maybe_exit(void)
         event_base_loopbreak(smtpd_base);
 }
 
-void smtpd_session_closed(void)
+void smtpd_session_closed(int clean)
 {
     sm.sessions--;
     sm.last_activity = time(NULL);
-    maybe_exit();
+    if (smtpd_cfg.stand_alone)
+        smtpd_standalone_session_closed(clean);
+    else
+        maybe_exit();
 }
 
 /* --- per-client connection counts --- */
@@ -135,7 +143,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         sm.sessions++;
         sm.last_activity = time(NULL);
-        session_start(fd, &peer);
+        smtpd_session_start(fd, &peer, "unknown");
     }
 }
 
@@ -167,28 +175,38 @@ static struct lookup_list *open_maps(enum param_id param)
     return l;
 }
 
-static enum bare_newline bare_newline_setting(void)
+static enum smtpd_bare_newline bare_newline_setting(void)
 {
     const char *v = var.smtpd_forbid_bare_newline;
     if (strcasecmp(v, "yes") == 0 || strcasecmp(v, "reject") == 0)
-        return BARE_REJECT;
+        return SMTPD_BARE_REJECT;
     if (strcasecmp(v, "normalize") == 0)
-        return BARE_NORMALIZE;
+        return SMTPD_BARE_NORMALIZE;
     if (strcasecmp(v, "no") == 0)
-        return BARE_ALLOW;
+        return SMTPD_BARE_ALLOW;
     msg_fatal("smtpd_forbid_bare_newline: bad value \"%s\" (yes, normalize or no)", v);
 }
 
-static enum tls_level tls_level_setting(void)
+static enum smtpd_tls_level tls_level_setting(void)
 {
     const char *v = var.smtpd_tls_security_level;
     if (!*v || strcasecmp(v, "none") == 0)
-        return TLS_NONE;
+        return SMTPD_TLS_NONE;
     if (strcasecmp(v, "may") == 0)
-        return TLS_MAY;
+        return SMTPD_TLS_MAY;
     if (strcasecmp(v, "encrypt") == 0)
-        return TLS_ENCRYPT;
+        return SMTPD_TLS_ENCRYPT;
     msg_fatal("smtpd_tls_security_level: bad value \"%s\" (none, may or encrypt)", v);
+}
+
+/* One local user's session (sendmail -bs): no TLS, no AUTH, no
+ * restrictions (restrict.c), one client. */
+static void stand_alone_settings(void)
+{
+    smtpd_cfg.tls_level = SMTPD_TLS_NONE;
+    smtpd_cfg.wrappermode = 0;
+    smtpd_cfg.sasl_enable = 0;
+    smtpd_cfg.connection_count_limit = 0;
 }
 
 static void read_settings(void)
@@ -222,18 +240,23 @@ static void read_settings(void)
         smtpd_cfg.line_length_limit = 512;
     if (smtpd_cfg.timeout < 1)
         smtpd_cfg.timeout = 1;
+    smtpd_cfg.stand_alone = service_stand_alone();
+    if (smtpd_cfg.stand_alone)
+        stand_alone_settings();
     /* Called twice (as root, then after the chroot): the first opening's
      * tables go, or they leak. */
     lookup_list_close(smtpd_cfg.sasl_password_maps);
     smtpd_cfg.sasl_password_maps = NULL;
     lookup_list_close(smtpd_cfg.sender_login_maps);
+    smtpd_cfg.sender_login_maps = NULL;
     if (smtpd_cfg.sasl_enable) {
         smtpd_cfg.sasl_password_maps = open_maps(PARAM_smtpd_sasl_password_maps);
         if (!smtpd_cfg.sasl_password_maps)
             msg_warn("smtpd_sasl_auth_enable = yes without smtpd_sasl_password_maps: "
                      "every AUTH attempt will fail");
     }
-    smtpd_cfg.sender_login_maps = open_maps(PARAM_smtpd_sender_login_maps);
+    if (!smtpd_cfg.stand_alone)
+        smtpd_cfg.sender_login_maps = open_maps(PARAM_smtpd_sender_login_maps);
 }
 
 /* Every session holds a descriptor (two with a cleanup stream): use the
@@ -255,18 +278,20 @@ static void privileged_init(void)
 {
     raise_fd_limit();
     read_settings();
-    tls_ready = starttls_init() == 0;
+    tls_ready = smtpd_starttls_init() == 0;
 }
 
 int main(int argc, char **argv)
 {
     service_set_privileged_init(privileged_init);
-    service_init(argc, argv, "smtpd", 0);
+    service_init(argc, argv, "smtpd", SERVICE_FLAG_STAND_ALONE);
     read_settings();   /* again: a chroot reloads the configuration */
+    if (smtpd_cfg.stand_alone)
+        return smtpd_standalone_run();
     smtpd_base = events_base_new();
     if (!tls_ready && smtpd_cfg.wrappermode)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
-    restrict_init();
+    smtpd_restrict_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     sm.last_activity = time(NULL);
     sm.accept_ev = event_new(smtpd_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

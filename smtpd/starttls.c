@@ -8,6 +8,8 @@
  * man-in-the-middle cannot inject commands that would run inside the
  * encrypted session (CVE-2011-0411).
  */
+#include "starttls.h"
+#include "session.h"
 #include "smtpd.h"
 
 #include "config.h"
@@ -27,9 +29,9 @@
 
 static SSL_CTX *server_ctx;
 
-int starttls_init(void)
+int smtpd_starttls_init(void)
 {
-    if (smtpd_cfg.tls_level == TLS_NONE && !smtpd_cfg.wrappermode)
+    if (smtpd_cfg.tls_level == SMTPD_TLS_NONE && !smtpd_cfg.wrappermode)
         return -1;
     char err[512] = "";
     server_ctx = tls_server_ctx(var.smtpd_tls_cert_file,
@@ -43,14 +45,14 @@ int starttls_init(void)
     return 0;
 }
 
-int starttls_offered(const struct session *s)
+int smtpd_starttls_offered(const struct session *s)
 {
-    return server_ctx && !s->tls && smtpd_cfg.tls_level != TLS_NONE;
+    return server_ctx && !s->tls && smtpd_cfg.tls_level != SMTPD_TLS_NONE;
 }
 
-int starttls_required(const struct session *s)
+int smtpd_starttls_required(const struct session *s)
 {
-    return smtpd_cfg.tls_level == TLS_ENCRYPT && !s->tls;
+    return smtpd_cfg.tls_level == SMTPD_TLS_ENCRYPT && !s->tls;
 }
 
 /* Settings every TLS bufferevent of a session gets. */
@@ -62,7 +64,7 @@ static void setup_tls_bev(struct bufferevent *bev)
     bufferevent_setwatermark(bev, EV_READ, 0, INPUT_HIGH_WATER);
 }
 
-struct bufferevent *starttls_wrap_socket(int fd)
+struct bufferevent *smtpd_starttls_wrap_socket(int fd)
 {
     SSL *ssl = server_ctx ? SSL_new(server_ctx) : NULL;
     if (!ssl) {
@@ -81,33 +83,33 @@ struct bufferevent *starttls_wrap_socket(int fd)
     return bev;
 }
 
-void cmd_starttls(struct session *s, const char *arg)
+void smtpd_starttls_command(struct session *s, const char *arg)
 {
-    count(s, C_STARTTLS, 0);
+    smtpd_count(s, C_STARTTLS, 0);
     if (*arg) {
-        reply(s, "501 5.5.4 Syntax: STARTTLS");
-        error_reply(s);
+        smtpd_reply(s, "501 5.5.4 Syntax: STARTTLS");
+        smtpd_error_reply(s);
         return;
     }
     if (s->tls) {
-        reply(s, "554 5.5.1 Error: TLS already active");
-        error_reply(s);
+        smtpd_reply(s, "554 5.5.1 Error: TLS already active");
+        smtpd_error_reply(s);
         return;
     }
-    if (smtpd_cfg.tls_level == TLS_NONE) {
-        reply(s, "502 5.5.1 Error: command not implemented");
-        error_reply(s);
+    if (smtpd_cfg.tls_level == SMTPD_TLS_NONE) {
+        smtpd_reply(s, "502 5.5.1 Error: command not implemented");
+        smtpd_error_reply(s);
         return;
     }
     SSL *ssl = server_ctx ? SSL_new(server_ctx) : NULL;
     if (!ssl) {
-        reply(s, "454 4.7.0 TLS not available due to local problem");
+        smtpd_reply(s, "454 4.7.0 TLS not available due to local problem");
         return;
     }
-    reply(s, "220 2.0.0 Ready to start TLS");
+    smtpd_reply(s, "220 2.0.0 Ready to start TLS");
     struct evbuffer *in = bufferevent_get_input(s->bev);
     evbuffer_drain(in, evbuffer_get_length(in));
-    session_reset_for_tls(s);
+    smtpd_session_reset_for_tls(s);
     /* The 220 stays queued in the socket bufferevent and goes out in
      * plaintext ahead of the handshake. */
     struct bufferevent *tls = bufferevent_openssl_filter_new(
@@ -115,14 +117,14 @@ void cmd_starttls(struct session *s, const char *arg)
     if (!tls) {
         SSL_free(ssl);
         msg_warn("cannot start TLS for %s", s->namaddr);
-        session_close_after_reply(s);
+        smtpd_session_close_after_reply(s);
         return;
     }
     s->bev = tls;
     setup_tls_bev(tls);
-    session_attach_bev(s);
+    smtpd_session_attach_bev(s);
     s->state = ST_TLS_HANDSHAKE;
-    session_begin_request(s);
+    smtpd_session_begin_request(s);
 }
 
 static void handshake_done(struct session *s)
@@ -134,8 +136,8 @@ static void handshake_done(struct session *s)
     if (!smtpd_cfg.wrappermode)
         s->ok[C_STARTTLS]++;
     s->state = ST_COMMAND;
-    session_begin_request(s);
-    session_process(s);
+    smtpd_session_begin_request(s);
+    smtpd_session_process(s);
 }
 
 static void handshake_failed(struct session *s, short what)
@@ -148,10 +150,10 @@ static void handshake_failed(struct session *s, short what)
         ;
     msg_info("SSL_accept error from %s: %s", s->namaddr, why);
     s->last_cmd = NULL;
-    session_free(s);
+    smtpd_session_free(s);
 }
 
-int starttls_event(struct session *s, short what)
+int smtpd_starttls_event(struct session *s, short what)
 {
     if (s->state != ST_TLS_HANDSHAKE)
         return 0;

@@ -1,4 +1,5 @@
-/* storage.c - whether the queue file system has room for one more message.
+/* storage.c - whether the queue file system has room for one more message
+ * (storage.h).
  *
  * At MAIL FROM (Postfix's rule, smtpd(8) and postconf(5) queue_minfree):
  * the free space of the file system that holds incoming/ must exceed
@@ -9,7 +10,7 @@
  * that cannot be written. One statvfs per MAIL: cheap enough. cleanup
  * still has the last word: its ENOSPC at the end of DATA is the same 452.
  */
-#include "smtpd.h"
+#include "storage.h"
 
 #include "config.h"
 #include "queue_file.h"
@@ -18,7 +19,6 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
-#define STORAGE_REPLY "452 4.3.1 Insufficient system storage"
 #define STORAGE_STATUS "4.3.1"   /* cleanup's reason for ENOSPC starts with it */
 
 /* Bytes an unprivileged writer (cleanup runs as mail_owner) may still use
@@ -34,9 +34,8 @@ static long long queue_free_bytes(void)
     return bytes > (long double)LLONG_MAX ? LLONG_MAX : (long long)bytes;
 }
 
-/* Whether a message of size bytes fits above queue_minfree; an unknown
- * free space lets cleanup find out. */
-static int room_for(long long size)
+/* An unknown free space lets cleanup find out. */
+int smtpd_storage_room(long long size)
 {
     long long free_bytes = queue_free_bytes();
     if (free_bytes < 0)
@@ -47,18 +46,7 @@ static int room_for(long long size)
     return (long double)size * 1.5L <= (long double)(free_bytes - minfree);
 }
 
-int storage_check_mail(struct session *s, long long size)
-{
-    if (room_for(size))
-        return 0;
-    log_reject(s, "MAIL", NULL, STORAGE_REPLY);
-    reply(s, "%s", STORAGE_REPLY);
-    transaction_reset(s);
-    error_reply(s);
-    return -1;
-}
-
-int storage_reply_code(const char *reason)
+int smtpd_storage_reply_code(const char *reason)
 {
     return reason && strncmp(reason, STORAGE_STATUS " ", strlen(STORAGE_STATUS) + 1) == 0 ? 452
                                                                                          : 451;

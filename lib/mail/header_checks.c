@@ -10,6 +10,7 @@
 #include "header_checks.h"
 
 #include "config.h"
+#include "header_line.h"
 #include "log.h"
 #include "lookup.h"
 #include "rewrite.h"
@@ -167,20 +168,11 @@ int hc_is_mime_header(const char *name, size_t len)
            (len == 12 && strncasecmp(name, "MIME-Version", 12) == 0);
 }
 
-/* Length of the header name at text (before the colon), 0 if none. */
-static size_t name_len(const char *text, size_t len)
-{
-    size_t i = 0;
-    while (i < len && text[i] > ' ' && text[i] < 0x7f && text[i] != ':')
-        i++;
-    return i > 0 && i < len && text[i] == ':' ? i : 0;
-}
-
 static enum param_id table_for(enum hc_class cls, const char *text, size_t len)
 {
     if (cls == HC_BODY)
         return PARAM_body_checks;
-    size_t nlen = name_len(text, len);
+    size_t nlen = header_name_trim(text, header_name_len(text, len));
     int mime = nlen && hc_is_mime_header(text, nlen);
     if (cls == HC_PART_HEADER || mime)
         return PARAM_mime_header_checks;
@@ -528,8 +520,7 @@ static void flush_header(struct hc_body *b)
     b->hdr_len = 0;
     int nl = b->hdr[len - 1] == '\n';
     size_t tlen = nl ? len - 1 : len;
-    size_t nlen = name_len(b->hdr, tlen);
-    if (nlen == 12 && strncasecmp(b->hdr, "Content-Type", 12) == 0)
+    if (header_is(b->hdr, header_name_len(b->hdr, tlen), "Content-Type"))
         b->part_kind = hc_content_type(b->hdr, tlen, b->part_boundary, sizeof(b->part_boundary));
     if (b->checking)
         inspect(b, b->hdr_class, b->hdr, tlen, nl);
@@ -568,7 +559,7 @@ static void header_piece(struct hc_body *b, const char *p, size_t n, int nl, int
         end_of_headers(b);
         return;
     }
-    if (name_len(p, n) > 0) {
+    if (header_name_len(p, n) > 0) {
         b->piece_in_header = 1;
         hdr_append(b, p, n, nl);
         return;

@@ -25,6 +25,7 @@ static char svc_name[128];
 static int svc_instance;
 static void (*svc_privileged_init)(void);
 static int svc_chroot;     /* -r: master.cf chroot column said y */
+static int svc_stand_alone;   /* -S */
 
 const char *service_name(void)
 {
@@ -36,9 +37,15 @@ int service_instance_mode(void)
     return svc_instance;
 }
 
+int service_stand_alone(void)
+{
+    return svc_stand_alone;
+}
+
 static void usage(const char *prog)
 {
-    msg_fatal("usage: %s -c config_dir -n service_name -t type [-o name=value]...", prog);
+    msg_fatal("usage: %s -c config_dir -n service_name -t type [-o name=value]... "
+              "(or -S [-c config_dir] [-o name=value]...)", prog);
 }
 
 static int fd_is_open(int fd)
@@ -105,6 +112,21 @@ static void drop_privileges(int flags, const char *dir, char *const *overrides, 
         msg_fatal("cannot switch to mail_owner uid %ld: %m", (long)uid);
 }
 
+/* -S: the caller's privileges, and the caller's log rights: maillog_file
+ * only when it may write it (else syslog), and never standard output,
+ * which is the client's. */
+static void stand_alone_init(const char *dir, char *const *overrides, size_t nover)
+{
+    config_load(config_find_dir(dir), overrides, nover);
+    log_set_syslog_name(var.syslog_name);
+    const char *path = var.maillog_file;
+    if (*path && strcmp(path, "/dev/stdout") != 0 && access(path, W_OK) == 0)
+        log_set_file(path);
+    log_set_flags(0);
+    signal(SIGPIPE, SIG_IGN);
+    run_privileged_init();
+}
+
 void service_init(int argc, char **argv, const char *progname, int flags)
 {
     char *overrides[MAX_OVERRIDES];
@@ -114,9 +136,14 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     /* Until the log destination is known, errors also go to stderr, so a
      * daemon started by hand says why it refuses to run. */
     log_init(progname, LOG_TO_STDERR);
-    while ((opt = getopt(argc, argv, "c:n:t:o:rv")) != -1) {
+    while ((opt = getopt(argc, argv, "c:n:t:o:rSv")) != -1) {
         switch (opt) {
         case 'c': dir = optarg; break;
+        case 'S':
+            if (!(flags & SERVICE_FLAG_STAND_ALONE))
+                usage(progname);
+            svc_stand_alone = 1;
+            break;
         case 'r': svc_chroot = 1; break;
         case 'n': snprintf(svc_name, sizeof(svc_name), "%s", optarg); break;
         case 't': break;
@@ -131,6 +158,10 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     }
     if (!svc_name[0])
         snprintf(svc_name, sizeof(svc_name), "%s", progname);
+    if (svc_stand_alone) {
+        stand_alone_init(dir, overrides, nover);
+        return;
+    }
     if (!fd_is_open(SERVICE_LISTEN_FD) || !fd_is_open(SERVICE_STATUS_FD) ||
         !fd_is_open(SERVICE_ALIVE_FD))
         msg_fatal("%s must be started by master", progname);

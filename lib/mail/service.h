@@ -14,6 +14,11 @@
  * serves a connection; a multi-client one (smtpd) only when full. Master
  * spawns another process when the listener is readable and no child of that
  * service is available, up to maxproc.
+ *
+ * Stand-alone mode (-S, for a daemon that allows it: smtpd, which
+ * sendmail -bs runs): one client on standard input and output, no master
+ * descriptors, and no change of privileges: the daemon runs as whoever
+ * started it.
  */
 #ifndef POSTERN_SERVICE_H
 #define POSTERN_SERVICE_H
@@ -30,7 +35,8 @@ struct service_status {
     int available;   /* 1 available, 0 busy */
 };
 
-#define SERVICE_FLAG_ROOT 1   /* may keep root (local); others drop to mail_owner */
+#define SERVICE_FLAG_ROOT 1          /* may keep root (local); others drop to mail_owner */
+#define SERVICE_FLAG_STAND_ALONE 2   /* -S is allowed (smtpd) */
 
 /* Register fn to run once inside service_init, with the configuration
  * loaded and root privileges still held (before any chroot and setuid):
@@ -41,6 +47,8 @@ void service_set_privileged_init(void (*fn)(void));
 /* Parse argv as above, load main.cf plus -o overrides, open the log, drop
  * privileges, ignore SIGPIPE. Exits with a fatal log line on any error. */
 void service_init(int argc, char **argv, const char *progname, int flags);
+/* Whether -S was given (SERVICE_FLAG_STAND_ALONE). */
+int service_stand_alone(void);
 const char *service_name(void);
 /* Whether master.cf "-o" or main.cf mail_owner says we are an instance
  * (mail_owner is the user running us). */

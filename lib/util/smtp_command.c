@@ -1,6 +1,5 @@
 /* smtp_command.c - splitting an SMTP command line (smtp_command.h). The
- * full parsing of paths and ESMTP parameters is smtpd's (smtpd/parse.c);
- * sendmail -bs needs only these two steps before lib/address.c.
+ * full parsing of paths and ESMTP parameters is smtpd's (smtpd/parse.c).
  */
 #include "smtp_command.h"
 

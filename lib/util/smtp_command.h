@@ -1,5 +1,5 @@
 /* smtp_command.h - the first steps of reading an SMTP command line, shared
- * by smtpd and sendmail -bs: splitting the verb from its argument, and
+ * by smtpd and its fuzz target: splitting the verb from its argument, and
  * finding the path after "FROM:" or "TO:".
  */
 #ifndef POSTERN_SMTP_COMMAND_H

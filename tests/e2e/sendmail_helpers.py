@@ -14,7 +14,7 @@ SENDMAIL = BUILD / "bin" / "sendmail"
 POSTDROP = BUILD / "bin" / "postdrop"
 
 # EX_* values of sysexits.h that the tests expect.
-EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_NOPERM = 64, 65, 69, 77
+EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_TEMPFAIL, EX_NOPERM = 64, 65, 69, 75, 77
 
 
 def sendmail_env(inst, **extra):

@@ -204,3 +204,27 @@ def test_mime_parts_meet_their_own_tables(make_instance):
     inst.wait_log(rf'^{qid}: reject: header Content-Type: application/octet-stream; '
                   rf'name="setup\.exe"{FROM_CLIENT}: 5\.7\.1 No executables$', program="cleanup")
     assert len(inst.delivered("alice")) == 1
+
+
+def test_white_space_before_the_colon_still_makes_a_mime_header(make_instance):
+    """"Content-Type : ..." (obsolete syntax) is a header for cleanup and
+    for the checks alike: mime_header_checks sees it at the top and in a
+    part, and the part's header block does not end at it."""
+    inst = checked_instance(
+        make_instance,
+        header_checks=["/^Content-Type/ WARN wrong table"],
+        mime_header_checks=["/^Content-Type *: *multipart/ WARN top-level type",
+                            '/^Content-Type *:.*name="?[^"]*\\.exe/ REJECT No executables'],
+        body_checks=["/^Content-Type/ WARN seen as body"])
+    body = MULTIPART.format(name="setup.exe").replace(
+        "Content-Type: application/octet-stream;", "Content-Type : application/octet-stream;")
+    msg = message("spaced", body=body).replace(
+        "\n\n", "\nMIME-Version: 1.0\nContent-Type : multipart/mixed; boundary=outer\n\n", 1)
+    qid, code, text = transaction(inst, msg)
+    assert (code, text) == (550, "5.7.1 No executables")
+    inst.wait_log(rf"^{qid}: warning: header Content-Type : multipart/mixed; boundary=outer"
+                  rf"{FROM_CLIENT}: top-level type$", program="cleanup")
+    inst.wait_log(rf'^{qid}: reject: header Content-Type : application/octet-stream; '
+                  rf'name="setup\.exe"{FROM_CLIENT}: 5\.7\.1 No executables$', program="cleanup")
+    assert not inst.find_log(r"wrong table|seen as body")
+    assert_nothing_queued(inst, qid)

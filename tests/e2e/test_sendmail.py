@@ -10,11 +10,11 @@ import re
 import shutil
 import subprocess
 
-from postern_instance import HOSTNAME, split_message, header_name
+from postern_instance import HOSTNAME, RawSMTP, split_message, header_name
 from queue_fixture import parse_records
-from sendmail_helpers import (EX_UNAVAILABLE, EX_USAGE, SENDMAIL, body_of, complete_incoming,
-                              header_values, maildrop_files, run_sendmail, sendmail_env,
-                              start_without_qmgr)
+from sendmail_helpers import (EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE, SENDMAIL, body_of,
+                              complete_incoming, header_values, maildrop_files, run_sendmail,
+                              sendmail_env, start_without_qmgr)
 
 ME = getpass.getuser()
 UID = os.getuid()
@@ -46,6 +46,17 @@ def test_t_delivers_to_to_cc_and_bcc_and_no_copy_has_bcc(instance):
     instance.wait_log(rf"^{qid}: from=<{ME}@{re.escape(HOSTNAME)}>, size=\d+, nrcpt=3 "
                       r"\(queue active\)$", program="qmgr")
     instance.wait_log(rf"^{qid}: removed$", program="qmgr")
+
+
+def test_bcc_with_white_space_before_the_colon_is_still_removed(instance):
+    msg = "To: a@localhost\nBcc : c@localhost\nSubject: spaced\n\nbody\n"
+    r = run_sendmail(instance, ["-t"], msg)
+    assert (r.returncode, r.stderr) == (0, b"")
+    for user in ("a", "c"):
+        [copy] = instance.wait_delivered(user, 1)
+        data = copy.read_bytes()
+        assert b"bcc" not in data.lower(), data
+        assert header_values(data, "Subject") == ["spaced"], data
 
 
 def test_bare_addresses_get_myorigin_and_from_gets_the_full_name(instance):
@@ -138,6 +149,89 @@ def test_bs_speaks_smtp_on_stdin_and_stdout(instance):
     data = instance.wait_delivered("bob", 1)[0].read_bytes()
     assert data.startswith(b"Return-Path: <sender@example.org>\n"), data
     assert body_of_bytes(data) == b".leading dot\nplain\n"
+
+
+def test_bs_answers_a_whole_pipelined_session_read_from_a_file(instance, tmp_path):
+    """smtpd -S behind sendmail -bs takes every command at once, even from a
+    regular file: replies in order, both messages queued through postdrop
+    (the DSN parameters a user may give pass, ORCPT is dropped quietly),
+    nothing read after QUIT, exit status 0."""
+    session = ("EHLO client.example\r\n"
+               "MAIL FROM:<a@example.org>\r\n"
+               "RCPT TO:<bob@localhost> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@localhost\r\n"
+               "DATA\r\nSubject: one\r\n\r\nfirst\r\n.\r\n"
+               "MAIL FROM:<b@example.org> RET=HDRS ENVID=env-2\r\n"
+               "RCPT TO:<carol@localhost>\r\nRCPT TO:<bob@localhost>\r\n"
+               "DATA\r\nSubject: two\r\n\r\nsecond\r\n.\r\n"
+               "RSET\r\nNOOP\r\nQUIT\r\nMAIL FROM:<after@example.org>\r\n")
+    path = tmp_path / "session"
+    path.write_bytes(session.encode())
+    with open(path, "rb") as f:
+        r = subprocess.run([str(SENDMAIL), "-bs"], stdin=f, capture_output=True,
+                           env=sendmail_env(instance), timeout=20)
+    assert (r.returncode, r.stderr) == (0, b"")
+    replies = smtp_replies(r.stdout.decode())
+    assert [c for c, _ in replies] == [220, 250, 250, 250, 354, 250, 250, 250, 250, 354, 250,
+                                       250, 250, 221], replies
+    assert "DSN" in replies[1][1] and not {"STARTTLS", "AUTH PLAIN LOGIN"} & set(replies[1][1])
+    assert replies[5][1] == replies[10][1] == ["2.0.0 Ok: queued"]
+    bob = sorted(f.read_bytes() for f in instance.wait_delivered("bob", 2))
+    [carol] = instance.wait_delivered("carol", 1)
+    assert [header_values(m, "Subject") for m in bob] == [["one"], ["two"]], bob
+    assert header_values(carol.read_bytes(), "Subject") == ["two"]
+    for sender in ("a@example.org", "b@example.org"):
+        pickup_qid(instance, sender)   # each came in as a local submission
+    instance.wait_log(r"^connect from localhost\[127\.0\.0\.1\]$", program="smtpd")
+    instance.wait_log(r"^disconnect from localhost\[127\.0\.0\.1\] ehlo=1 mail=2 rcpt=3 "
+                      r"data=2 rset=1 noop=1 quit=1 commands=11$", program="smtpd")
+    assert not instance.find_log(r"after@example\.org")
+
+
+def test_bs_end_of_input_inside_data_loses_that_message_only(instance):
+    """The input ends in the middle of a message: the message before it is
+    queued and delivered, the cut one leaves nothing behind (no maildrop
+    file, no delivery), and the exit status says something was lost."""
+    session = ("HELO client.example\r\nMAIL FROM:<a@example.org>\r\n"
+               "RCPT TO:<bob@localhost>\r\nDATA\r\nSubject: whole\r\n\r\nall of it\r\n.\r\n"
+               "MAIL FROM:<a@example.org>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\n"
+               "Subject: cut\r\n\r\nhalf of")
+    r = run_sendmail(instance, ["-bs"], session)
+    assert r.returncode == EX_TEMPFAIL, r
+    replies = smtp_replies(r.stdout.decode())
+    assert [c for c, _ in replies] == [220, 250, 250, 250, 354, 250, 250, 250, 354], replies
+    assert not [p for p in (instance.queue / "maildrop").iterdir() if p.name.startswith("tmp.")]
+    [whole] = instance.wait_delivered("bob", 1)
+    assert header_values(whole.read_bytes(), "Subject") == ["whole"]
+    instance.wait_log(r"^lost connection after DATA from localhost\[127\.0\.0\.1\]$",
+                      program="smtpd")
+    instance.wait_log(r"^\w+: removed$", program="qmgr")
+    assert maildrop_files(instance) == [] and not instance.delivered("carol")
+    assert len(instance.find_log(r"^\w+: uid=\d+ from=<a@example\.org>$", program="pickup")) == 1
+
+
+def test_bs_end_of_input_between_transactions_is_a_normal_end(instance):
+    r = run_sendmail(instance, ["-bs"], "EHLO client.example\r\nNOOP\r\nVRFY bob\r\n")
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert [c for c, _ in smtp_replies(r.stdout.decode())] == [220, 250, 250, 252]
+
+
+def test_bs_is_a_local_submission_that_smtpd_restrictions_do_not_apply_to(make_instance):
+    inst = make_instance(extra_main=["smtpd_client_restrictions = reject"])
+    with RawSMTP(inst.port) as c:
+        assert c.read_reply()[0] == 220
+        assert c.cmd("EHLO client.example")[0] == 250
+        assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250
+        assert c.cmd("RCPT TO:<bob@localhost>")[0] == 554
+    session = ("EHLO client.example\r\nMAIL FROM:<a@example.org>\r\n"
+               "RCPT TO:<bob@localhost>\r\nRCPT TO:<someone@elsewhere.example>\r\n"
+               "RSET\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<bob@localhost>\r\n"
+               "DATA\r\nSubject: trusted\r\n\r\nx\r\n.\r\nQUIT\r\n")
+    r = run_sendmail(inst, ["-bs"], session)
+    assert (r.returncode, r.stderr) == (0, b"")
+    assert [c for c, _ in smtp_replies(r.stdout.decode())] == [220, 250, 250, 250, 250, 250, 250,
+                                                              250, 354, 250, 221]
+    [copy] = inst.wait_delivered("bob", 1)
+    assert header_values(copy.read_bytes(), "Subject") == ["trusted"]
 
 
 def test_dsn_options_origin_and_uid_reach_the_queue_file(make_instance):

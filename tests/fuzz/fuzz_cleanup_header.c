@@ -16,7 +16,7 @@
  * same with sendmail -t, 2 SMTP from a remote client, 3 SMTP from
  * mynetworks; bit 2: the SMTP client authenticated). The rest is the
  * message content: the header block ends where cleanup ends it when the
- * message ends (headers_block_end with at_end), the body follows it.
+ * message ends (cleanup_headers_block_end with at_end), the body follows it.
  *
  * Properties:
  *  - the output block is header lines, each logical header ending in LF;
@@ -336,10 +336,10 @@ static void state_free(struct cleanup_state *st)
     free(st->sender);
     free(st->first_rcpt);
     hc_body_free(st->body);
-    rcpt_list_free(&st->rcpts);
-    rcpt_list_free(&st->extracted);
-    rcpt_list_free(&st->bcc);
-    str_set_free(&st->written);
+    cleanup_rcpt_list_free(&st->rcpts);
+    cleanup_rcpt_list_free(&st->extracted);
+    cleanup_rcpt_list_free(&st->bcc);
+    cleanup_str_set_free(&st->written);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -355,7 +355,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *content = malloc(len ? len : 1);
     memcpy(content, data + 1, len);
     /* As cleanup.c ends the block when the message ends. */
-    size_t block = (size_t)headers_block_end(content, len, 1);
+    size_t block = (size_t)cleanup_headers_block_end(content, len, 1);
 
     set_origin(&st, data[0]);
     st.sender = strdup("sender@example.com");
@@ -365,19 +365,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     st.out = queue_writer_stream(st.writer);
     /* As cleanup.c starts the content and writes the header block. */
     st.inspect = hc_headers_enabled() || hc_body_enabled();
-    headers_init(&st);
-    int rc = headers_process(&st, content, block, &out);
+    cleanup_headers_init(&st);
+    int rc = cleanup_headers_process(&st, content, block, &out);
     FUZZ_ASSERT(rc == 0);
-    out_content(&st, out.p, out.len);
-    checks_body_start(&st);
+    cleanup_out_content(&st, out.p, out.len);
+    cleanup_checks_body_start(&st);
     if (st.body) {
         hc_body_feed(st.body, content + block, len - block);
         hc_body_finish(st.body);
     } else {
-        out_content(&st, content + block, len - block);
+        cleanup_out_content(&st, content + block, len - block);
     }
-    rcpt_write_extracted(&st);
-    rcpt_write_bcc(&st);
+    cleanup_rcpt_write_extracted(&st);
+    cleanup_rcpt_write_bcc(&st);
 
     check_block(content, block, &out, st.local, st.hdr_rewrite);
     if (st.local) {

@@ -1,0 +1,29 @@
+/* restrict.h - smtpd_client/helo/sender/relay/recipient_restrictions,
+ * evaluated for each RCPT (restrict.c). DNS lookups run on the event loop:
+ * an evaluation that waits for one finishes later through its callback.
+ */
+#ifndef POSTERN_SMTPD_RESTRICT_H
+#define POSTERN_SMTPD_RESTRICT_H
+
+#include <stddef.h>
+
+struct session;
+
+/* Parse the lists; msg_fatal on a bad one or an open relay. */
+void smtpd_restrict_init(void);
+
+/* A pending evaluation decided: code 0 accepted, else the reply in text. */
+typedef void (*smtpd_restrict_done_fn)(struct session *s, int code, const char *text);
+
+/* Evaluate the restrictions for rcpt from sender (internal forms; both
+ * must stay valid until the evaluation ends or is cancelled). Returns 1
+ * with *code and text set (code 0: accepted), or 0 when DNS is pending:
+ * then done is called later, unless smtpd_restrict_cancel comes first. */
+int smtpd_restrict_rcpt(struct session *s, const char *sender, const char *rcpt,
+                        smtpd_restrict_done_fn done, int *code, char *text, size_t textlen);
+/* Drop a pending evaluation (its DNS lookup is cancelled). */
+void smtpd_restrict_cancel(struct session *s);
+/* smtpd_restrict_cancel plus the session's DNS answer cache. */
+void smtpd_restrict_session_end(struct session *s);
+
+#endif

@@ -1,0 +1,104 @@
+/* session.h - one SMTP session: the client connection, its state, its
+ * deadlines and replies (session.c). session.c reads commands and
+ * dispatches them: MAIL, RCPT and DATA to transaction.h, AUTH to auth.h,
+ * STARTTLS to starttls.h; the modules answer with smtpd_reply and, when
+ * they made the session wait, resume it with smtpd_session_resume.
+ */
+#ifndef POSTERN_SMTPD_SESSION_H
+#define POSTERN_SMTPD_SESSION_H
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+struct bufferevent;
+struct evbuffer;
+struct event;
+struct sasl_exchange;
+struct smtpd_tx;             /* transaction.h */
+struct smtpd_check;          /* restrict.h */
+struct smtpd_dns_cache;      /* restrict.h */
+
+enum sess_state {
+    ST_COMMAND,
+    ST_AUTH,           /* AUTH exchange: waiting for the client's next line */
+    ST_WAIT_CHECK,     /* RCPT restrictions waiting for DNS */
+    ST_WAIT_QUEUE_ID,  /* DATA received, waiting for cleanup's queue id */
+    ST_DATA,
+    ST_WAIT_QUEUED,    /* end of data seen, waiting for the message to be queued */
+    ST_TLS_HANDSHAKE,  /* STARTTLS accepted or wrapper mode: handshake running */
+    ST_PAUSED,         /* error or failed-AUTH delay; replies are held */
+    ST_CLOSING,        /* flushing the last reply */
+};
+
+enum counter { C_HELO, C_EHLO, C_STARTTLS, C_AUTH, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP,
+               C_VRFY, C_HELP, C_QUIT, C_UNKNOWN, C_COUNT };
+
+#define HELO_MAX 256
+#define TLS_INFO_MAX 160
+
+struct session {
+    struct bufferevent *bev;
+    enum sess_state state;
+    enum sess_state resume_state;           /* after ST_PAUSED */
+    int close_after_pause;
+    struct evbuffer *held;                  /* replies held during ST_PAUSED */
+    struct event *timer;                    /* request deadline or pause */
+    double req_start;                       /* when the current request began */
+    long long req_bytes;                    /* DATA bytes of this request */
+    char addr[INET6_ADDRSTRLEN];
+    char namaddr[INET6_ADDRSTRLEN + 16];    /* "unknown[addr]", "localhost[addr]" */
+    int in_mynetworks;
+    int counted;                            /* in the per-client connection count */
+    char helo[HELO_MAX];
+    int esmtp;
+    int errors;
+    int junk;
+    int skip_line;                          /* discarding an over-long command */
+    int output_blocked;                     /* not reading: the client does not read */
+    const char *last_cmd;                   /* for "lost connection after X" */
+    int input_ended;                        /* stand-alone: the client sent all */
+    int clean;                              /* ended by QUIT or between transactions */
+    unsigned ok[C_COUNT], total[C_COUNT];
+    /* TLS (starttls.c) */
+    int tls;
+    char tls_info[TLS_INFO_MAX];            /* tls_describe() once established */
+    /* AUTH (auth.c) */
+    char *sasl_user;
+    const char *sasl_method;
+    int auth_failures;
+    struct sasl_exchange *sasl;
+    /* restrictions (restrict.c) */
+    struct smtpd_check *check;
+    struct smtpd_dns_cache *dns_cache;
+    /* the mail transaction (transaction.c): from MAIL to its end, else NULL */
+    struct smtpd_tx *tx;
+};
+
+/* A new session on an accepted connection; name is the client's as
+ * logs show it ("unknown" until reverse lookups exist). */
+void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name);
+
+void smtpd_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* After an error reply: counts towards the soft and hard error limits.
+ * -1 when the session is being closed. */
+int smtpd_error_reply(struct session *s);
+void smtpd_count(struct session *s, enum counter c, int ok);
+
+/* Never frees synchronously: callers may still touch s after this. */
+void smtpd_session_close_after_reply(struct session *s);
+void smtpd_session_free(struct session *s);
+/* Stop processing for seconds; replies made meanwhile go out after. */
+void smtpd_session_pause(struct session *s, long seconds);
+/* Start the deadline of a new request (command, AUTH line, DATA). */
+void smtpd_session_begin_request(struct session *s);
+/* Process whatever input the state allows (commands, DATA content). */
+void smtpd_session_process(struct session *s);
+/* A wait is over: back to commands, a new request, and on with the input
+ * the client pipelined meanwhile. */
+void smtpd_session_resume(struct session *s);
+/* Forget HELO, AUTH and the transaction (STARTTLS). */
+void smtpd_session_reset_for_tls(struct session *s);
+/* Install the session's callbacks on s->bev (new or replaced) and enable it. */
+void smtpd_session_attach_bev(struct session *s);
+
+#endif

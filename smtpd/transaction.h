@@ -1,0 +1,26 @@
+/* transaction.h - one mail transaction of a session (RFC 5321 MAIL, RCPT,
+ * DATA): the envelope the client gives, the stream of the message
+ * (submit.h), our Received: header and the reply at the end of data.
+ * session.c hands over the three commands and, in ST_DATA, the client's
+ * input; everything else about a transaction happens in transaction.c.
+ * A session has at most one, s->tx, from an accepted MAIL to the answer at
+ * the end of data or a reset.
+ */
+#ifndef POSTERN_SMTPD_TRANSACTION_H
+#define POSTERN_SMTPD_TRANSACTION_H
+
+struct session;
+
+void smtpd_tx_mail(struct session *s, const char *arg);
+void smtpd_tx_rcpt(struct session *s, const char *arg);
+void smtpd_tx_data(struct session *s, const char *arg);
+/* ST_DATA: take the message from the client's input. Returns 1 when it
+ * stopped for want of input. */
+int smtpd_tx_read_content(struct session *s);
+/* Decoded bytes of the message so far (for "timeout after DATA"). */
+long long smtpd_tx_content_size(const struct session *s);
+/* Abort and forget the transaction, if any (RSET, HELO, errors, end of
+ * session): a message not yet queued is not queued. */
+void smtpd_tx_reset(struct session *s);
+
+#endif

@@ -83,11 +83,41 @@ static int name_cmp(const void *key, const void *item)
     return strcmp(key, *(const char *const *)item);
 }
 
+/* Postfix's per-transport parameters, "<transport>_<suffix>" for any
+ * master.cf transport (qmgr reads the first two; the others are Postfix's
+ * scheduler and delivery knobs Postern does not have). */
+static const char *const transport_suffixes[] = {
+    "_destination_concurrency_limit", "_destination_recipient_limit",
+    "_delivery_slot_cost", "_delivery_slot_discount", "_delivery_slot_loan",
+    "_destination_concurrency_failed_cohort_limit",
+    "_destination_concurrency_negative_feedback",
+    "_destination_concurrency_positive_feedback", "_destination_rate_delay",
+    "_extra_recipient_limit", "_initial_destination_concurrency", "_minimum_delivery_slots",
+    "_recipient_limit", "_recipient_refill_delay", "_recipient_refill_limit",
+    "_time_limit", "_transport_rate_delay",
+};
+
+static int transport_param_kind(const char *name, enum config_kind *kind)
+{
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof(transport_suffixes) / sizeof(transport_suffixes[0]); i++) {
+        size_t slen = strlen(transport_suffixes[i]);
+        if (len > slen && strcmp(name + len - slen, transport_suffixes[i]) == 0) {
+            *kind = i < 2 ? CONFIG_KNOWN : CONFIG_POSTFIX_IGNORED;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 enum config_kind config_kind(const char *name, const char **how)
 {
     *how = NULL;
+    enum config_kind kind;
     if (param_find(name))
         return CONFIG_KNOWN;
+    if (transport_param_kind(name, &kind))
+        return kind;
     if (!bsearch(name, postfix_only, sizeof(postfix_only) / sizeof(postfix_only[0]),
                  sizeof(postfix_only[0]), name_cmp))
         return CONFIG_UNKNOWN;

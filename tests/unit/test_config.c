@@ -436,6 +436,11 @@ static void test_parameter_kinds(void **state)
     assert_null(how);
     assert_int_equal(config_kind("frobnicate_level", &how), CONFIG_UNKNOWN);
     assert_int_equal(config_kind("", &how), CONFIG_UNKNOWN);
+    /* Per-transport parameters of any master.cf transport. */
+    assert_int_equal(config_kind("dovecot_destination_recipient_limit", &how), CONFIG_KNOWN);
+    assert_int_equal(config_kind("smtp-amavis_destination_concurrency_limit", &how),
+                     CONFIG_KNOWN);
+    assert_int_equal(config_kind("policyd-spf_time_limit", &how), CONFIG_POSTFIX_IGNORED);
 }
 
 /* compatibility_level chooses Postfix 3's level-dependent defaults; without

@@ -65,14 +65,14 @@ struct frame {
 
 /* One recipient's expansion. */
 struct expansion {
-    const struct local_message *m;
+    const struct deliver_message *m;
     const char *rcpt;              /* the recipient: Delivered-To */
     const char *orig;              /* as given to us: X-Original-To, orig_to= */
     struct frame stack[DEPTH_MAX];
     size_t depth;
     char *seen[TARGETS_MAX];       /* destinations delivered to */
     size_t nseen;
-    struct local_status result;
+    struct delivery_status result;
     int rank;                      /* of result: 0 none, 1 sent, 2 bounced, 3 deferred */
     int logged;
 };
@@ -156,7 +156,7 @@ static int rank_of(const char *dsn)
 
 /* One destination is done: log it and fold it into the result. */
 static void target_done(struct expansion *x, const char *address,
-                        const struct local_status *st)
+                        const struct delivery_status *st)
 {
     struct delivery_result res = {
         .queue_id = x->m->queue_id,
@@ -182,9 +182,9 @@ static void target_done(struct expansion *x, const char *address,
 static void target_fail(struct expansion *x, const char *address, const char *dsn,
                         const char *fmt, const char *arg)
 {
-    struct local_status st;
+    struct delivery_status st;
 
-    local_status_set(&st, dsn, fmt, arg);
+    delivery_status_set(&st, dsn, fmt, arg);
     target_done(x, address, &st);
 }
 
@@ -220,7 +220,7 @@ static int first_time(struct expansion *x, const char *address, const char *kind
 }
 
 static void make_trace(const struct expansion *x, const struct context *ctx,
-                       struct local_trace *t)
+                       struct mail_copy_trace *t)
 {
     t->sender = ctx->sender;
     t->orig_rcpt = x->orig;
@@ -321,7 +321,7 @@ static void aliases_close(void)
 }
 
 /* Open alias_maps (again only when its value changed). -1 with st set. */
-static int aliases_ready(struct local_status *st)
+static int aliases_ready(struct delivery_status *st)
 {
     const char *value = var.alias_maps;
     const char *p = value;
@@ -354,7 +354,7 @@ static int aliases_ready(struct local_status *st)
 bad:
     msg_warn("alias_maps: %s", err);
     aliases_close();
-    local_status_set(st, "4.3.0", "mail system configuration error: alias_maps: %s", err);
+    delivery_status_set(st, "4.3.0", "mail system configuration error: alias_maps: %s", err);
     return -1;
 }
 
@@ -377,7 +377,7 @@ static int alias_lookup(const char *key, char **value, size_t *which)
 }
 
 /* The rights of an alias table's owner. -1 with st set. */
-static int alias_privs(size_t which, struct local_user *u, struct local_status *st)
+static int alias_privs(size_t which, struct local_user *u, struct delivery_status *st)
 {
     struct stat sb;
 
@@ -451,8 +451,8 @@ static int all_blank(const char *text)
 static void deliver_command(struct expansion *x, const struct context *ctx, const char *cmd)
 {
     struct local_command_env env = {.recipient = ctx->address, .orig_rcpt = x->orig};
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
     char what[PATH_MAX + 32];
 
     if (ctx->from_pattern || !list_has(var.allow_mail_to_commands, source_word[ctx->source])) {
@@ -469,8 +469,8 @@ static void deliver_command(struct expansion *x, const struct context *ctx, cons
 
 static void deliver_file(struct expansion *x, const struct context *ctx, const char *path)
 {
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
     char what[PATH_MAX + 32];
     size_t len = strlen(path);
 
@@ -483,7 +483,7 @@ static void deliver_file(struct expansion *x, const struct context *ctx, const c
     make_trace(x, ctx, &t);
     if (path[len - 1] == '/') {
         privs_enter(&ctx->privs);
-        maildir_deliver(path, x->m, &t, var.mailbox_size_limit, &st);
+        maildir_deliver(path, x->m, &t, var.mailbox_size_limit, PARAM_mailbox_size_limit, &st);
         privs_leave();
     } else {
         snprintf(what, sizeof(what), "delivered to file: %s", path);
@@ -495,8 +495,8 @@ static void deliver_file(struct expansion *x, const struct context *ctx, const c
 static void deliver_remote(struct expansion *x, const struct context *ctx, const char *address)
 {
     char lower[ADDRESS_MAX];
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
 
     snprintf(lower, sizeof(lower), "%s", address);
     lowercase(lower);
@@ -512,7 +512,7 @@ static void expand_list(struct expansion *x, const struct context *ctx, const ch
 static void deliver_include(struct expansion *x, const struct context *ctx, const char *path)
 {
     struct context inner = *ctx;
-    struct local_status st;
+    struct delivery_status st;
     struct stat sb;
     char *text;
     int err;
@@ -526,7 +526,7 @@ static void deliver_include(struct expansion *x, const struct context *ctx, cons
         return;
     }
     if ((text = read_list_file(path, &ctx->privs, &sb, &err)) == NULL) {
-        local_status_set(&st, "4.3.0", "cannot open include file %s: %s", path, strerror(err));
+        delivery_status_set(&st, "4.3.0", "cannot open include file %s: %s", path, strerror(err));
         target_done(x, ctx->address, &st);
         return;
     }
@@ -637,7 +637,7 @@ static int deliver_alias(struct expansion *x, const struct context *ctx, const c
                          const char *name)
 {
     struct context inner;
-    struct local_status st;
+    struct delivery_status st;
     char key[ADDRESS_MAX], *value = NULL;
     size_t which = 0, bare = bare_length(name);
     int r;
@@ -841,19 +841,19 @@ static int deliver_dotforward(struct expansion *x, const struct context *ctx,
 /* mail_spool_directory ending in '/': a Maildir per user, which root makes
  * and gives to the user (users cannot create entries in the spool). */
 static int spool_maildir(const char *spool, const struct local_user *u, char *dir, size_t len,
-                         struct local_status *st)
+                         struct delivery_status *st)
 {
     struct stat sb;
 
     if (snprintf(dir, len, "%s%s/", spool, u->name) >= (int)len) {
-        local_status_set(st, "4.3.0", "mailbox path too long");
+        delivery_status_set(st, "4.3.0", "mailbox path too long");
         return -1;
     }
     if (lstat(dir, &sb) == 0)
         return 0;
     dir[strlen(dir) - 1] = 0;
     if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || chown(dir, u->uid, u->gid) < 0) {
-        local_status_target_error(st, "cannot create maildir", dir, errno);
+        delivery_status_errno(st, errno, "cannot create maildir: %s", dir);
         return -1;
     }
     strcat(dir, "/");
@@ -868,8 +868,8 @@ static void deliver_mailbox(struct expansion *x, const struct context *ctx,
     const char *spool = var.mail_spool_directory;
     long long limit = var.mailbox_size_limit;
     char path[PATH_MAX];
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
 
     if (!first_time(x, address, "mailbox", u->name))
         return;
@@ -879,10 +879,10 @@ static void deliver_mailbox(struct expansion *x, const struct context *ctx,
         command_deliver(command, u, x->m, &t, &env, &st);
     } else if (*home_mailbox != 0) {
         if (snprintf(path, sizeof(path), "%s/%s", u->home, home_mailbox) >= (int)sizeof(path)) {
-            local_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
+            delivery_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
         } else if (path[strlen(path) - 1] == '/') {
             privs_enter(u);
-            maildir_deliver(path, x->m, &t, limit, &st);
+            maildir_deliver(path, x->m, &t, limit, PARAM_mailbox_size_limit, &st);
             privs_leave();
         } else {
             mbox_deliver(path, u, 0, x->m, &t, "delivered to mailbox", &st);
@@ -890,11 +890,11 @@ static void deliver_mailbox(struct expansion *x, const struct context *ctx,
     } else if (*spool != 0 && spool[strlen(spool) - 1] == '/') {
         if (spool_maildir(spool, u, path, sizeof(path), &st) == 0) {
             privs_enter(u);
-            maildir_deliver(path, x->m, &t, limit, &st);
+            maildir_deliver(path, x->m, &t, limit, PARAM_mailbox_size_limit, &st);
             privs_leave();
         }
     } else if (snprintf(path, sizeof(path), "%s/%s", spool, u->name) >= (int)sizeof(path)) {
-        local_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
+        delivery_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
     } else {
         mbox_deliver(path, u, privs_can_switch(), x->m, &t, "delivered to mailbox", &st);
     }
@@ -949,8 +949,8 @@ static void deliver_address(struct expansion *x, const struct context *ctx,
     deliver_user(x, ctx, address, name, literal);
 }
 
-int local_deliver_system(const struct local_message *m, const char *rcpt, const char *orig,
-                         struct local_status *st)
+int local_deliver_system(const struct deliver_message *m, const char *rcpt, const char *orig,
+                         struct delivery_status *st)
 {
     struct expansion *x = calloc(1, sizeof(*x));
     struct context top;
@@ -966,9 +966,9 @@ int local_deliver_system(const struct local_message *m, const char *rcpt, const 
     top.source = SRC_ALIAS;
     snprintf(top.sender, sizeof(top.sender), "%s", m->sender);
     snprintf(top.address, sizeof(top.address), "%s", rcpt);
-    if ((seen = local_delivered_to_seen(m, rcpt)) < 0) {
+    if ((seen = mail_copy_delivered_to_seen(m, rcpt)) < 0) {
         msg_warn("%s: error reading queue file content", m->queue_id);
-        local_status_set(&x->result, "4.3.0", "error reading queue file");
+        delivery_status_set(&x->result, "4.3.0", "error reading queue file");
     } else if (seen) {
         target_fail(x, rcpt, "5.4.6", "mail forwarding loop for %s", rcpt);
     } else {
@@ -977,7 +977,7 @@ int local_deliver_system(const struct local_message *m, const char *rcpt, const 
         deliver_address(x, &top, rcpt, 0, 1);
     }
     if (x->rank == 0 && !x->logged && x->result.dsn[0] == 0)
-        local_status_set(&x->result, "2.0.0", "delivered");
+        delivery_status_set(&x->result, "2.0.0", "delivered");
     *st = x->result;
     logged = x->logged;
     for (i = 0; i < x->nseen; i++)

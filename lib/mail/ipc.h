@@ -25,7 +25,8 @@
  *    connect: "domain" or "host:port" (MX lookup of the name first), or
  *    "[host]" / "[host]:port" (no MX lookup; host may be an IP address).
  *    Without a port, smtp_tcp_port applies. All recipients of one request
- *    share the nexthop. The agent logs each result (lib/delivery.h); qmgr
+ *    share the nexthop. The agent side (parsing, checks, reply) is
+ *    deliver_request.h; the agent logs each result (delivery.h); qmgr
  *    marks done / defers / bounces from rcpt_status.
  *  bounce_protocol (private/bounce), persistent, each request answered
  *  {status=0} or {status=1, reason}:

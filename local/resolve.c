@@ -13,8 +13,8 @@
  * table file (default_privs when that is root, or for tables without a
  * file); from a .forward as its user; from an :include: file as that
  * file's owner (default_privs for root). Mailboxes are written as their
- * user (privs.c, mbox.c, maildir.c). Mail for root itself is refused: root
- * gets mail only through an alias.
+ * user (privs.c, mbox.c, lib/mail/maildir.c). Mail for root itself is
+ * refused: root gets mail only through an alias.
  *
  * Loops: an alias or .forward that comes back to itself further up the
  * chain is a mail forwarding loop (5.4.6), as is a message that already

@@ -260,23 +260,6 @@ static int push(struct expansion *x, enum source kind, const char *name, const c
 
 /* --- alias tables --- */
 
-/* The end of one table spec in a list: comma or white space outside
- * braces ("inline:{ a=b, c=d }" is one spec). */
-static const char *spec_end(const char *p)
-{
-    int depth = 0;
-
-    for (; *p != 0; p++) {
-        if (*p == '{')
-            depth++;
-        else if (*p == '}' && depth > 0)
-            depth--;
-        else if (depth == 0 && (*p == ',' || isspace((unsigned char)*p)))
-            break;
-    }
-    return p;
-}
-
 /* The file whose owner gives an alias table's rights, or NULL. */
 static char *table_file(const char *spec, int *pattern)
 {
@@ -320,38 +303,46 @@ static void aliases_close(void)
     aliases.value = NULL;
 }
 
+/* Open each table of specs with the file whose owner gives its rights.
+ * -1 with the reason in err. */
+static int aliases_open(char **specs, long n, char *err, size_t errlen)
+{
+    if (n > ALIAS_TABLES_MAX) {
+        snprintf(err, errlen, "too many tables");
+        return -1;
+    }
+    for (long i = 0; i < n; i++) {
+        struct alias_table *a = &aliases.tab[aliases.n];
+        if ((a->table = lookup_open(specs[i], err, errlen)) == NULL)
+            return -1;
+        a->file = table_file(specs[i], &a->pattern);
+        aliases.n++;
+    }
+    return 0;
+}
+
 /* Open alias_maps (again only when its value changed). -1 with st set. */
 static int aliases_ready(struct delivery_status *st)
 {
     const char *value = var.alias_maps;
-    const char *p = value;
-    char err[1024], spec[PATH_MAX + 64];
+    char err[1024], **specs = NULL;
+    long n;
+    int rc;
 
     if (aliases.value != NULL && strcmp(aliases.value, value) == 0)
         return 0;
     aliases_close();
-    for (;;) {
-        const char *end;
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        if (*p == 0)
-            break;
-        end = spec_end(p);
-        if ((size_t)(end - p) >= sizeof(spec) || aliases.n == ALIAS_TABLES_MAX) {
-            snprintf(err, sizeof(err), "too many or too long tables");
-            goto bad;
-        }
-        snprintf(spec, sizeof(spec), "%.*s", (int)(end - p), p);
-        struct alias_table *a = &aliases.tab[aliases.n];
-        if ((a->table = lookup_open(spec, err, sizeof(err))) == NULL)
-            goto bad;
-        a->file = table_file(spec, &a->pattern);
-        aliases.n++;
-        p = end;
+    if ((n = lookup_split_specs(value, &specs)) < 0) {
+        snprintf(err, sizeof(err), "unbalanced braces");
+        rc = -1;
+    } else {
+        rc = aliases_open(specs, n, err, sizeof(err));
+        lookup_free_specs(specs, n);
     }
-    aliases.value = xstrdup(value);
-    return 0;
-bad:
+    if (rc == 0) {
+        aliases.value = xstrdup(value);
+        return 0;
+    }
     msg_warn("alias_maps: %s", err);
     aliases_close();
     delivery_status_set(st, "4.3.0", "mail system configuration error: alias_maps: %s", err);

@@ -207,6 +207,16 @@ static void free_tokens(char **items, long n)
     free(items);
 }
 
+long lookup_split_specs(const char *maps, char ***specs)
+{
+    return split_tokens(maps, specs);
+}
+
+void lookup_free_specs(char **specs, long n)
+{
+    free_tokens(specs, n);
+}
+
 /* "{ text }" -> "text" (trimmed, caller frees); NULL if not braced. */
 static char *unbrace(const char *s)
 {

@@ -72,7 +72,7 @@ static char *env_entry(const char *name, const char *value)
 
 /* SENDER RECIPIENT ORIGINAL_RECIPIENT LOCAL EXTENSION DOMAIN USER LOGNAME
  * HOME SHELL PATH, NULL-terminated. Caller frees (env_free). */
-static char **build_env(const struct local_user *u, const struct local_trace *t,
+static char **build_env(const struct local_user *u, const struct mail_copy_trace *t,
                         const struct local_command_env *e)
 {
     char **env = calloc(ENV_COUNT, sizeof(char *));
@@ -221,7 +221,7 @@ static int drain_output(struct child_io *io)
     }
 }
 
-/* local_write_fn: feed stdin while draining output. A command that exits
+/* mail_copy_sink: feed stdin while draining output. A command that exits
  * or closes stdin early simply does not get the rest. */
 static int feed_stdin(void *ctx, const char *buf, size_t len)
 {
@@ -336,7 +336,7 @@ static int output_dsn(const char *out, char *dsn, size_t len)
     return delivery_dsn_valid(dsn);
 }
 
-static void set_outcome(struct local_status *st, const char *command, int status,
+static void set_outcome(struct delivery_status *st, const char *command, int status,
                         const struct child_io *io)
 {
     char dsn[16], shown[256];
@@ -345,30 +345,30 @@ static void set_outcome(struct local_status *st, const char *command, int status
 
     snprintf(shown, sizeof(shown), "%s", command);
     if (io->timed_out) {
-        local_status_set(st, "4.3.0", "Command time limit exceeded: \"%s\"", shown);
+        delivery_status_set(st, "4.3.0", "Command time limit exceeded: \"%s\"", shown);
         return;
     }
     if (WIFSIGNALED(status)) {
-        local_status_set(st, "4.3.0", "Command died with signal %d: \"%s\"", WTERMSIG(status),
+        delivery_status_set(st, "4.3.0", "Command died with signal %d: \"%s\"", WTERMSIG(status),
                          shown);
         return;
     }
     if (WEXITSTATUS(status) == 0) {
-        local_status_set(st, "2.0.0", "delivered to command: %s", shown);
+        delivery_status_set(st, "2.0.0", "delivered to command: %s", shown);
         return;
     }
     if (output_dsn(out, dsn, sizeof(dsn))) {
-        local_status_set(st, dsn, "%s", out + strlen(dsn) + 1);
+        delivery_status_set(st, dsn, "%s", out + strlen(dsn) + 1);
         return;
     }
     for (i = 0; i < sizeof(sysexits) / sizeof(sysexits[0]); i++) {
         if (sysexits[i].code == WEXITSTATUS(status)) {
-            local_status_set(st, sysexits[i].dsn, "%s%s%s", sysexits[i].text,
+            delivery_status_set(st, sysexits[i].dsn, "%s%s%s", sysexits[i].text,
                              *out ? ". Command output: " : "", out);
             return;
         }
     }
-    local_status_set(st, "5.3.0", "Command died with status %d: \"%s\"%s%s",
+    delivery_status_set(st, "5.3.0", "Command died with status %d: \"%s\"%s%s",
                      WEXITSTATUS(status), shown, *out ? ". Command output: " : "", out);
 }
 
@@ -387,22 +387,22 @@ static int make_pipes(int in[2], int out[2])
 }
 
 void command_deliver(const char *command, const struct local_user *u,
-                     const struct local_message *m, const struct local_trace *t,
-                     const struct local_command_env *env, struct local_status *st)
+                     const struct deliver_message *m, const struct mail_copy_trace *t,
+                     const struct local_command_env *env, struct delivery_status *st)
 {
     struct child_io io = {.in_fd = -1, .out_fd = -1};
     int in[2], out[2], status, r;
     char **envp;
 
     if (make_pipes(in, out) < 0) {
-        local_status_set(st, "4.3.0", "cannot create pipes: %s", strerror(errno));
+        delivery_status_set(st, "4.3.0", "cannot create pipes: %s", strerror(errno));
         return;
     }
     envp = build_env(u, t, env);
     clock_gettime(CLOCK_MONOTONIC, &io.deadline);
     io.deadline.tv_sec += var.command_time_limit;
     if ((io.pid = fork()) < 0) {
-        local_status_set(st, "4.3.0", "cannot fork: %s", strerror(errno));
+        delivery_status_set(st, "4.3.0", "cannot fork: %s", strerror(errno));
         close(in[0]), close(in[1]), close(out[0]), close(out[1]);
         env_free(envp);
         return;
@@ -414,20 +414,20 @@ void command_deliver(const char *command, const struct local_user *u,
     close(out[1]);
     io.in_fd = in[1];
     io.out_fd = out[0];
-    r = local_copy_message(m, t, LOCAL_COPY_FROM_LINE, 0, feed_stdin, &io);
+    r = mail_copy(m, t, MAIL_COPY_FROM_LINE | MAIL_COPY_TRACE, 0, feed_stdin, &io);
     if (io.in_fd >= 0)
         close(io.in_fd);
     io.in_fd = -1;
     status = wait_child(&io);
     if (io.out_fd >= 0)
         close(io.out_fd);
-    if (r == LOCAL_COPY_EREAD) {
+    if (r == MAIL_COPY_EREAD) {
         msg_warn("%s: error reading queue file content", m->queue_id);
-        local_status_set(st, "4.3.0", "error reading queue file");
+        delivery_status_set(st, "4.3.0", "error reading queue file");
         return;
     }
     if (r < 0 && !io.timed_out) {
-        local_status_set(st, "4.3.0", "cannot write to command \"%s\": %s", command,
+        delivery_status_set(st, "4.3.0", "cannot write to command \"%s\": %s", command,
                          strerror(errno));
         return;
     }

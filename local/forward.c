@@ -19,7 +19,7 @@
 #include "queue_id.h"
 #include "record.h"
 
-/* local_write_fn: content goes to cleanup in chunks. */
+/* mail_copy_sink: content goes to cleanup in chunks. */
 static int put_content(void *ctx, const char *buf, size_t len)
 {
     return cleanup_client_write(ctx, buf, len);
@@ -27,24 +27,25 @@ static int put_content(void *ctx, const char *buf, size_t len)
 
 /* cleanup's verdict on the finished message, as this recipient's status. */
 static void set_verdict(int status, const char *why, const char *queue_id,
-                        struct local_status *st)
+                        struct delivery_status *st)
 {
     char dsn[16];
     if (status == 0)
-        local_status_set(st, "2.0.0", "forwarded as %s", queue_id);
+        delivery_status_set(st, "2.0.0", "forwarded as %s", queue_id);
     else if (status == 5 && sscanf(why, "%15s", dsn) == 1 && delivery_dsn_valid(dsn))
-        local_status_set(st, dsn, "cannot forward: %s", why + strlen(dsn) + (why[strlen(dsn)] == ' '));
+        delivery_status_set(st, dsn, "cannot forward: %s",
+                            why + strlen(dsn) + (why[strlen(dsn)] == ' '));
     else
-        local_status_set(st, "4.3.0", "cannot forward: %s", why);
+        delivery_status_set(st, "4.3.0", "cannot forward: %s", why);
 }
 
-void forward_deliver(const char *address, const struct local_message *m,
-                     const struct local_trace *t, struct local_status *st)
+void forward_deliver(const char *address, const struct deliver_message *m,
+                     const struct mail_copy_trace *t, struct delivery_status *st)
 {
     char queue_id[QUEUE_ID_SIZE], why[512];
     struct cleanup_client *c = cleanup_client_open(why, sizeof(why));
     if (!c) {
-        local_status_set(st, "4.3.0", "cannot forward: %s", why);
+        delivery_status_set(st, "4.3.0", "cannot forward: %s", why);
         return;
     }
     snprintf(queue_id, sizeof(queue_id), "%s", cleanup_client_queue_id(c));
@@ -53,18 +54,18 @@ void forward_deliver(const char *address, const struct local_message *m,
             && cleanup_client_record(c, REC_ORCPT, t->orig_rcpt, strlen(t->orig_rcpt)) < 0)
         || cleanup_client_record(c, REC_RCPT, address, strlen(address)) < 0
         || cleanup_client_record(c, REC_CONTENT_START, "", 0) < 0) {
-        local_status_set(st, "4.3.0", "cannot forward: write to cleanup: %s", strerror(errno));
+        delivery_status_set(st, "4.3.0", "cannot forward: write to cleanup: %s", strerror(errno));
         cleanup_client_abort(c);
         return;
     }
-    int r = local_copy_message(m, t, LOCAL_COPY_DELIVERED_ONLY, 0, put_content, c);
-    if (r == LOCAL_COPY_EREAD) {
-        local_status_set(st, "4.3.0", "error reading queue file");
+    int r = mail_copy(m, t, MAIL_COPY_DELIVERED_TO, 0, put_content, c);
+    if (r == MAIL_COPY_EREAD) {
+        delivery_status_set(st, "4.3.0", "error reading queue file");
         cleanup_client_abort(c);   /* cleanup discards an unfinished message */
         return;
     }
     if (r < 0) {
-        local_status_set(st, "4.3.0", "cannot forward: write to cleanup: %s", strerror(errno));
+        delivery_status_set(st, "4.3.0", "cannot forward: write to cleanup: %s", strerror(errno));
         cleanup_client_abort(c);
         return;
     }

@@ -10,53 +10,13 @@
  */
 #include "local.h"
 
-#include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "address.h"
 #include "config.h"
 #include "service.h"
-
-void local_status_set(struct local_status *st, const char *dsn, const char *fmt, ...)
-{
-    char raw[DELIVERY_TEXT_MAX];
-    va_list ap;
-
-    snprintf(st->dsn, sizeof(st->dsn), "%s", dsn);
-    va_start(ap, fmt);
-    vsnprintf(raw, sizeof(raw), fmt, ap);
-    va_end(ap);
-    delivery_text_clean(st->text, sizeof(st->text), raw);
-}
-
-void local_status_io_error(struct local_status *st, const char *what, int err)
-{
-    int full = err == ENOSPC;
-
-#ifdef EDQUOT
-    full = full || err == EDQUOT;
-#endif
-    if (full)
-        local_status_set(st, "4.3.0", "insufficient system storage: %s: %s", what,
-                         strerror(err));
-    else
-        local_status_set(st, "4.2.0", "cannot deliver to maildir: %s: %s", what,
-                         strerror(err));
-}
-
-void local_status_target_error(struct local_status *st, const char *target, const char *what,
-                               int err)
-{
-    int full = err == ENOSPC;
-
-#ifdef EDQUOT
-    full = full || err == EDQUOT;
-#endif
-    local_status_set(st, full ? "4.3.0" : "4.2.0", "%s: %s: %s", target, what, strerror(err));
-}
 
 /* Cut "user+ext" to "user" at the first recipient_delimiter character. A
  * delimiter at the very start is kept, so no local part becomes empty. */
@@ -85,7 +45,7 @@ static int usable_as_path(const char *local)
     return 1;
 }
 
-int local_mailbox_path(const char *rcpt, char *path, size_t len, struct local_status *st)
+int local_mailbox_path(const char *rcpt, char *path, size_t len, struct delivery_status *st)
 {
     char local[ADDRESS_MAX], lower[ADDRESS_MAX];
     const char *spool = var.mail_spool_directory;
@@ -93,37 +53,37 @@ int local_mailbox_path(const char *rcpt, char *path, size_t len, struct local_st
 
     if (address_localpart(rcpt, local, sizeof(local)) < 0
         || address_lowercase(local, lower, sizeof(lower)) < 0) {
-        local_status_set(st, "5.1.1", "unknown user: address too long");
+        delivery_status_set(st, "5.1.1", "unknown user: address too long");
         return -1;
     }
     strip_extension(lower);
     if (!usable_as_path(lower)) {
-        local_status_set(st, "5.1.1", "unknown user: \"%s\"", lower);
+        delivery_status_set(st, "5.1.1", "unknown user: \"%s\"", lower);
         return -1;
     }
     if (spool == NULL || *spool == 0) {
-        local_status_set(st, "4.3.0", "mail system configuration error: "
+        delivery_status_set(st, "4.3.0", "mail system configuration error: "
                          "mail_spool_directory is empty");
         return -1;
     }
     n = snprintf(path, len, "%s/%s/", spool, lower);
     if (n < 0 || (size_t)n >= len) {
-        local_status_set(st, "4.3.0", "mailbox path too long for \"%s\"", lower);
+        delivery_status_set(st, "4.3.0", "mailbox path too long for \"%s\"", lower);
         return -1;
     }
     return 0;
 }
 
-int local_deliver_recipient(const struct local_message *m, const char *rcpt, const char *orig,
-                            struct local_status *st)
+int local_deliver_recipient(const struct deliver_message *m, struct deliver_rcpt *r)
 {
-    struct local_trace t = {.sender = m->sender, .orig_rcpt = NULL, .delivered_to = rcpt};
+    struct mail_copy_trace t = {.sender = m->sender, .orig_rcpt = NULL,
+                                .delivered_to = r->address};
     char dir[PATH_MAX];
 
     if (!service_instance_mode())
-        return local_deliver_system(m, rcpt, orig, st);
-    if (local_mailbox_path(rcpt, dir, sizeof(dir), st) < 0)
+        return local_deliver_system(m, r->address, r->orig, &r->status);
+    if (local_mailbox_path(r->address, dir, sizeof(dir), &r->status) < 0)
         return 0;
-    maildir_deliver(dir, m, &t, var.mailbox_size_limit, st);
+    maildir_deliver(dir, m, &t, var.mailbox_size_limit, PARAM_mailbox_size_limit, &r->status);
     return 0;
 }

@@ -123,7 +123,7 @@ int local_user_by_uid(uid_t uid, struct local_user *u)
     return fill_user(u, pw) < 0 ? -1 : 1;
 }
 
-int local_default_privs(struct local_user *u, struct local_status *st)
+int local_default_privs(struct local_user *u, struct delivery_status *st)
 {
     const char *name = var.default_privs;
     int r = local_user_by_name(name, u);
@@ -131,20 +131,20 @@ int local_default_privs(struct local_user *u, struct local_status *st)
     if (r <= 0 || u->uid == 0) {
         msg_warn("default_privs: %s", r < 0 ? "user lookup failed"
                                             : r == 0 ? "no such user" : "must not be root");
-        local_status_set(st, "4.3.0", "mail system configuration error: bad default_privs");
+        delivery_status_set(st, "4.3.0", "mail system configuration error: bad default_privs");
         return -1;
     }
     return 0;
 }
 
-int local_owner_privs(uid_t uid, gid_t gid, struct local_user *u, struct local_status *st)
+int local_owner_privs(uid_t uid, gid_t gid, struct local_user *u, struct delivery_status *st)
 {
     int r;
 
     if (uid == 0)
         return local_default_privs(u, st);
     if ((r = local_user_by_uid(uid, u)) < 0) {
-        local_status_set(st, "4.3.0", "cannot look up uid %lu", (unsigned long)uid);
+        delivery_status_set(st, "4.3.0", "cannot look up uid %lu", (unsigned long)uid);
         return -1;
     }
     if (r == 0) {

@@ -13,8 +13,8 @@
  * table file (default_privs when that is root, or for tables without a
  * file); from a .forward as its user; from an :include: file as that
  * file's owner (default_privs for root). Mailboxes are written as their
- * user (privs.c, mbox.c, maildir.c). Mail for root itself is refused: root
- * gets mail only through an alias.
+ * user (privs.c, mbox.c, lib/mail/maildir.c). Mail for root itself is
+ * refused: root gets mail only through an alias.
  *
  * Loops: an alias or .forward that comes back to itself further up the
  * chain is a mail forwarding loop (5.4.6), as is a message that already
@@ -65,14 +65,14 @@ struct frame {
 
 /* One recipient's expansion. */
 struct expansion {
-    const struct local_message *m;
+    const struct deliver_message *m;
     const char *rcpt;              /* the recipient: Delivered-To */
     const char *orig;              /* as given to us: X-Original-To, orig_to= */
     struct frame stack[DEPTH_MAX];
     size_t depth;
     char *seen[TARGETS_MAX];       /* destinations delivered to */
     size_t nseen;
-    struct local_status result;
+    struct delivery_status result;
     int rank;                      /* of result: 0 none, 1 sent, 2 bounced, 3 deferred */
     int logged;
 };
@@ -156,7 +156,7 @@ static int rank_of(const char *dsn)
 
 /* One destination is done: log it and fold it into the result. */
 static void target_done(struct expansion *x, const char *address,
-                        const struct local_status *st)
+                        const struct delivery_status *st)
 {
     struct delivery_result res = {
         .queue_id = x->m->queue_id,
@@ -182,9 +182,9 @@ static void target_done(struct expansion *x, const char *address,
 static void target_fail(struct expansion *x, const char *address, const char *dsn,
                         const char *fmt, const char *arg)
 {
-    struct local_status st;
+    struct delivery_status st;
 
-    local_status_set(&st, dsn, fmt, arg);
+    delivery_status_set(&st, dsn, fmt, arg);
     target_done(x, address, &st);
 }
 
@@ -220,7 +220,7 @@ static int first_time(struct expansion *x, const char *address, const char *kind
 }
 
 static void make_trace(const struct expansion *x, const struct context *ctx,
-                       struct local_trace *t)
+                       struct mail_copy_trace *t)
 {
     t->sender = ctx->sender;
     t->orig_rcpt = x->orig;
@@ -259,23 +259,6 @@ static int push(struct expansion *x, enum source kind, const char *name, const c
 }
 
 /* --- alias tables --- */
-
-/* The end of one table spec in a list: comma or white space outside
- * braces ("inline:{ a=b, c=d }" is one spec). */
-static const char *spec_end(const char *p)
-{
-    int depth = 0;
-
-    for (; *p != 0; p++) {
-        if (*p == '{')
-            depth++;
-        else if (*p == '}' && depth > 0)
-            depth--;
-        else if (depth == 0 && (*p == ',' || isspace((unsigned char)*p)))
-            break;
-    }
-    return p;
-}
 
 /* The file whose owner gives an alias table's rights, or NULL. */
 static char *table_file(const char *spec, int *pattern)
@@ -320,41 +303,49 @@ static void aliases_close(void)
     aliases.value = NULL;
 }
 
+/* Open each table of specs with the file whose owner gives its rights.
+ * -1 with the reason in err. */
+static int aliases_open(char **specs, long n, char *err, size_t errlen)
+{
+    if (n > ALIAS_TABLES_MAX) {
+        snprintf(err, errlen, "too many tables");
+        return -1;
+    }
+    for (long i = 0; i < n; i++) {
+        struct alias_table *a = &aliases.tab[aliases.n];
+        if ((a->table = lookup_open(specs[i], err, errlen)) == NULL)
+            return -1;
+        a->file = table_file(specs[i], &a->pattern);
+        aliases.n++;
+    }
+    return 0;
+}
+
 /* Open alias_maps (again only when its value changed). -1 with st set. */
-static int aliases_ready(struct local_status *st)
+static int aliases_ready(struct delivery_status *st)
 {
     const char *value = var.alias_maps;
-    const char *p = value;
-    char err[1024], spec[PATH_MAX + 64];
+    char err[1024], **specs = NULL;
+    long n;
+    int rc;
 
     if (aliases.value != NULL && strcmp(aliases.value, value) == 0)
         return 0;
     aliases_close();
-    for (;;) {
-        const char *end;
-        while (*p == ',' || isspace((unsigned char)*p))
-            p++;
-        if (*p == 0)
-            break;
-        end = spec_end(p);
-        if ((size_t)(end - p) >= sizeof(spec) || aliases.n == ALIAS_TABLES_MAX) {
-            snprintf(err, sizeof(err), "too many or too long tables");
-            goto bad;
-        }
-        snprintf(spec, sizeof(spec), "%.*s", (int)(end - p), p);
-        struct alias_table *a = &aliases.tab[aliases.n];
-        if ((a->table = lookup_open(spec, err, sizeof(err))) == NULL)
-            goto bad;
-        a->file = table_file(spec, &a->pattern);
-        aliases.n++;
-        p = end;
+    if ((n = lookup_split_specs(value, &specs)) < 0) {
+        snprintf(err, sizeof(err), "unbalanced braces");
+        rc = -1;
+    } else {
+        rc = aliases_open(specs, n, err, sizeof(err));
+        lookup_free_specs(specs, n);
     }
-    aliases.value = xstrdup(value);
-    return 0;
-bad:
+    if (rc == 0) {
+        aliases.value = xstrdup(value);
+        return 0;
+    }
     msg_warn("alias_maps: %s", err);
     aliases_close();
-    local_status_set(st, "4.3.0", "mail system configuration error: alias_maps: %s", err);
+    delivery_status_set(st, "4.3.0", "mail system configuration error: alias_maps: %s", err);
     return -1;
 }
 
@@ -377,7 +368,7 @@ static int alias_lookup(const char *key, char **value, size_t *which)
 }
 
 /* The rights of an alias table's owner. -1 with st set. */
-static int alias_privs(size_t which, struct local_user *u, struct local_status *st)
+static int alias_privs(size_t which, struct local_user *u, struct delivery_status *st)
 {
     struct stat sb;
 
@@ -451,8 +442,8 @@ static int all_blank(const char *text)
 static void deliver_command(struct expansion *x, const struct context *ctx, const char *cmd)
 {
     struct local_command_env env = {.recipient = ctx->address, .orig_rcpt = x->orig};
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
     char what[PATH_MAX + 32];
 
     if (ctx->from_pattern || !list_has(var.allow_mail_to_commands, source_word[ctx->source])) {
@@ -469,8 +460,8 @@ static void deliver_command(struct expansion *x, const struct context *ctx, cons
 
 static void deliver_file(struct expansion *x, const struct context *ctx, const char *path)
 {
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
     char what[PATH_MAX + 32];
     size_t len = strlen(path);
 
@@ -483,7 +474,7 @@ static void deliver_file(struct expansion *x, const struct context *ctx, const c
     make_trace(x, ctx, &t);
     if (path[len - 1] == '/') {
         privs_enter(&ctx->privs);
-        maildir_deliver(path, x->m, &t, var.mailbox_size_limit, &st);
+        maildir_deliver(path, x->m, &t, var.mailbox_size_limit, PARAM_mailbox_size_limit, &st);
         privs_leave();
     } else {
         snprintf(what, sizeof(what), "delivered to file: %s", path);
@@ -495,8 +486,8 @@ static void deliver_file(struct expansion *x, const struct context *ctx, const c
 static void deliver_remote(struct expansion *x, const struct context *ctx, const char *address)
 {
     char lower[ADDRESS_MAX];
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
 
     snprintf(lower, sizeof(lower), "%s", address);
     lowercase(lower);
@@ -512,7 +503,7 @@ static void expand_list(struct expansion *x, const struct context *ctx, const ch
 static void deliver_include(struct expansion *x, const struct context *ctx, const char *path)
 {
     struct context inner = *ctx;
-    struct local_status st;
+    struct delivery_status st;
     struct stat sb;
     char *text;
     int err;
@@ -526,7 +517,7 @@ static void deliver_include(struct expansion *x, const struct context *ctx, cons
         return;
     }
     if ((text = read_list_file(path, &ctx->privs, &sb, &err)) == NULL) {
-        local_status_set(&st, "4.3.0", "cannot open include file %s: %s", path, strerror(err));
+        delivery_status_set(&st, "4.3.0", "cannot open include file %s: %s", path, strerror(err));
         target_done(x, ctx->address, &st);
         return;
     }
@@ -637,7 +628,7 @@ static int deliver_alias(struct expansion *x, const struct context *ctx, const c
                          const char *name)
 {
     struct context inner;
-    struct local_status st;
+    struct delivery_status st;
     char key[ADDRESS_MAX], *value = NULL;
     size_t which = 0, bare = bare_length(name);
     int r;
@@ -841,19 +832,19 @@ static int deliver_dotforward(struct expansion *x, const struct context *ctx,
 /* mail_spool_directory ending in '/': a Maildir per user, which root makes
  * and gives to the user (users cannot create entries in the spool). */
 static int spool_maildir(const char *spool, const struct local_user *u, char *dir, size_t len,
-                         struct local_status *st)
+                         struct delivery_status *st)
 {
     struct stat sb;
 
     if (snprintf(dir, len, "%s%s/", spool, u->name) >= (int)len) {
-        local_status_set(st, "4.3.0", "mailbox path too long");
+        delivery_status_set(st, "4.3.0", "mailbox path too long");
         return -1;
     }
     if (lstat(dir, &sb) == 0)
         return 0;
     dir[strlen(dir) - 1] = 0;
     if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || chown(dir, u->uid, u->gid) < 0) {
-        local_status_target_error(st, "cannot create maildir", dir, errno);
+        delivery_status_errno(st, errno, "cannot create maildir: %s", dir);
         return -1;
     }
     strcat(dir, "/");
@@ -868,8 +859,8 @@ static void deliver_mailbox(struct expansion *x, const struct context *ctx,
     const char *spool = var.mail_spool_directory;
     long long limit = var.mailbox_size_limit;
     char path[PATH_MAX];
-    struct local_trace t;
-    struct local_status st;
+    struct mail_copy_trace t;
+    struct delivery_status st;
 
     if (!first_time(x, address, "mailbox", u->name))
         return;
@@ -879,10 +870,10 @@ static void deliver_mailbox(struct expansion *x, const struct context *ctx,
         command_deliver(command, u, x->m, &t, &env, &st);
     } else if (*home_mailbox != 0) {
         if (snprintf(path, sizeof(path), "%s/%s", u->home, home_mailbox) >= (int)sizeof(path)) {
-            local_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
+            delivery_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
         } else if (path[strlen(path) - 1] == '/') {
             privs_enter(u);
-            maildir_deliver(path, x->m, &t, limit, &st);
+            maildir_deliver(path, x->m, &t, limit, PARAM_mailbox_size_limit, &st);
             privs_leave();
         } else {
             mbox_deliver(path, u, 0, x->m, &t, "delivered to mailbox", &st);
@@ -890,11 +881,11 @@ static void deliver_mailbox(struct expansion *x, const struct context *ctx,
     } else if (*spool != 0 && spool[strlen(spool) - 1] == '/') {
         if (spool_maildir(spool, u, path, sizeof(path), &st) == 0) {
             privs_enter(u);
-            maildir_deliver(path, x->m, &t, limit, &st);
+            maildir_deliver(path, x->m, &t, limit, PARAM_mailbox_size_limit, &st);
             privs_leave();
         }
     } else if (snprintf(path, sizeof(path), "%s/%s", spool, u->name) >= (int)sizeof(path)) {
-        local_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
+        delivery_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
     } else {
         mbox_deliver(path, u, privs_can_switch(), x->m, &t, "delivered to mailbox", &st);
     }
@@ -949,8 +940,8 @@ static void deliver_address(struct expansion *x, const struct context *ctx,
     deliver_user(x, ctx, address, name, literal);
 }
 
-int local_deliver_system(const struct local_message *m, const char *rcpt, const char *orig,
-                         struct local_status *st)
+int local_deliver_system(const struct deliver_message *m, const char *rcpt, const char *orig,
+                         struct delivery_status *st)
 {
     struct expansion *x = calloc(1, sizeof(*x));
     struct context top;
@@ -966,9 +957,9 @@ int local_deliver_system(const struct local_message *m, const char *rcpt, const 
     top.source = SRC_ALIAS;
     snprintf(top.sender, sizeof(top.sender), "%s", m->sender);
     snprintf(top.address, sizeof(top.address), "%s", rcpt);
-    if ((seen = local_delivered_to_seen(m, rcpt)) < 0) {
+    if ((seen = mail_copy_delivered_to_seen(m, rcpt)) < 0) {
         msg_warn("%s: error reading queue file content", m->queue_id);
-        local_status_set(&x->result, "4.3.0", "error reading queue file");
+        delivery_status_set(&x->result, "4.3.0", "error reading queue file");
     } else if (seen) {
         target_fail(x, rcpt, "5.4.6", "mail forwarding loop for %s", rcpt);
     } else {
@@ -977,7 +968,7 @@ int local_deliver_system(const struct local_message *m, const char *rcpt, const 
         deliver_address(x, &top, rcpt, 0, 1);
     }
     if (x->rank == 0 && !x->logged && x->result.dsn[0] == 0)
-        local_status_set(&x->result, "2.0.0", "delivered");
+        delivery_status_set(&x->result, "2.0.0", "delivered");
     *st = x->result;
     logged = x->logged;
     for (i = 0; i < x->nseen; i++)

@@ -23,7 +23,6 @@
 #include "ipc.h"
 #include "log.h"
 #include "queue_file.h"
-#include "queue_id.h"
 #include "record.h"
 #include "service.h"
 
@@ -31,8 +30,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,8 +39,6 @@
 #include <unistd.h>
 
 #define CLIENTS_MAX 1000          /* qmgr connections one process serves */
-#define ENVELOPE_RCPT_MAX 1000000 /* recipients we accept in one queue file */
-#define OFFSET_DIGITS_MAX 18
 #define EXIT_WAIT_MAX 5           /* seconds to let QUITs go out at exit */
 #define CLIENT_INPUT_MAX (8 * IPC_VALUE_MAX)  /* request bytes buffered at most */
 
@@ -55,16 +50,11 @@ struct client;
 
 struct job {
     struct client *client;
-    /* the request; strings owned */
-    char *queue_name, *queue_id, *sender, *nexthop, *dsn_envid, *dsn_ret;
-    char *arrival, *active;
-    struct rcpt *rcpts;
-    size_t nrcpt, caprcpt, nattr;
-    char *next_orig, *next_orcpt;  /* describe the next rcpt */
-    int next_notify;
-    const char *bad;
+    struct attr_list attrs;        /* the request as read so far */
+    struct deliver_request req;    /* once complete: parsed, with statuses */
+    struct rcpt *rcpts;            /* one per req.rcpt */
+    size_t nrcpt;
     /* the delivery */
-    struct delivery_times times;
     struct message msg;
     struct nexthop nh;
     struct route *route;
@@ -103,22 +93,7 @@ static void client_read_cb(struct bufferevent *bev, void *arg);
 static void job_try_next_target(struct job *j);
 static void job_start_delivery(struct job *j);
 
-/* --- jobs: request parsing ----------------------------------------------- */
-
-static char *xstrdup(const char *s)
-{
-    char *d = strdup(s);
-
-    if (d == NULL)
-        msg_fatal("out of memory");
-    return d;
-}
-
-static void replace(char **slot, const char *value)
-{
-    free(*slot);
-    *slot = xstrdup(value);
-}
+/* --- jobs: the request ---------------------------------------------------- */
 
 static struct job *job_new(struct client *c)
 {
@@ -138,59 +113,11 @@ static void job_free(struct job *j)
         route_cancel(j->route);
     if (j->msg.fd >= 0)
         close(j->msg.fd);
-    for (size_t i = 0; i < j->nrcpt; i++) {
-        free(j->rcpts[i].address);
-        free(j->rcpts[i].orig);
-        free(j->rcpts[i].dsn_orcpt);
-    }
     free(j->rcpts);
-    free(j->queue_name);
-    free(j->queue_id);
-    free(j->sender);
-    free(j->nexthop);
-    free(j->dsn_envid);
-    free(j->dsn_ret);
-    free(j->arrival);
-    free(j->active);
-    free(j->next_orig);
-    free(j->next_orcpt);
+    deliver_request_free(&j->req);
+    attr_list_free(&j->attrs);
     free(j->targets);
     free(j);
-}
-
-/* "OFFSET ADDRESS". Returns 0, or -1 when malformed. */
-static int add_rcpt(struct job *j, const char *value)
-{
-    long long offset = 0;
-    int digits = 0;
-    const char *p;
-    struct rcpt *r;
-
-    for (p = value; *p >= '0' && *p <= '9'; p++) {
-        if (++digits > OFFSET_DIGITS_MAX)
-            return -1;
-        offset = offset * 10 + (*p - '0');
-    }
-    if (digits == 0 || offset <= 0 || *p != ' ' || strlen(p + 1) >= ADDRESS_MAX)
-        return -1;
-    if (j->nrcpt == j->caprcpt) {
-        size_t cap = j->caprcpt ? j->caprcpt * 2 : 8;
-        struct rcpt *n = realloc(j->rcpts, cap * sizeof(*n));
-        if (n == NULL)
-            msg_fatal("out of memory for %zu recipients", cap);
-        j->rcpts = n;
-        j->caprcpt = cap;
-    }
-    r = &j->rcpts[j->nrcpt++];
-    memset(r, 0, sizeof(*r));
-    r->offset = offset;
-    r->address = xstrdup(p + 1);
-    r->orig = j->next_orig;
-    r->dsn_orcpt = j->next_orcpt;
-    r->dsn_notify = j->next_notify;
-    j->next_orig = j->next_orcpt = NULL;
-    j->next_notify = 0;
-    return 0;
 }
 
 /* One "name=value" of a request. Returns -1 when the request is beyond
@@ -199,82 +126,28 @@ static int job_add_attr(struct job *j, char *payload)
 {
     char *name, *value;
 
-    if (++j->nattr > IPC_ATTR_MAX)
-        return -1;
     if (rec_attr_split(payload, &name, &value) < 0)
         return 0;
-    if (strcmp(name, "rcpt") == 0) {
-        if (add_rcpt(j, value) < 0) {
-            msg_warn("malformed rcpt attribute in request: \"%.100s\"", value);
-            return -1;
-        }
-    } else if (strcmp(name, "orig_rcpt") == 0) {
-        replace(&j->next_orig, value);
-    } else if (strcmp(name, "rcpt_dsn_orcpt") == 0) {
-        replace(&j->next_orcpt, value);
-    } else if (strcmp(name, "rcpt_dsn_notify") == 0) {
-        j->next_notify = atoi(value) & (DSN_NOTIFY_NEVER | DSN_NOTIFY_SUCCESS
-                                        | DSN_NOTIFY_FAILURE | DSN_NOTIFY_DELAY);
-    } else if (strcmp(name, "queue_name") == 0) {
-        replace(&j->queue_name, value);
-    } else if (strcmp(name, "queue_id") == 0) {
-        replace(&j->queue_id, value);
-    } else if (strcmp(name, "sender") == 0) {
-        replace(&j->sender, value);
-    } else if (strcmp(name, "nexthop") == 0) {
-        replace(&j->nexthop, value);
-    } else if (strcmp(name, ATTR_DSN_ENVID) == 0) {
-        replace(&j->dsn_envid, value);
-    } else if (strcmp(name, ATTR_DSN_RET) == 0) {
-        replace(&j->dsn_ret, value);
-    } else if (strcmp(name, "arrival") == 0) {
-        replace(&j->arrival, value);
-    } else if (strcmp(name, "active_time") == 0) {
-        replace(&j->active, value);
-    }
+    return attr_list_add(&j->attrs, name, value);
+}
+
+/* The complete request, parsed and checked (deliver_request.h). -1 when
+ * it cannot be answered. */
+static int job_parse(struct job *j, const struct timeval *received)
+{
+    if (deliver_request_parse(&j->req, &j->attrs, received) < 0)
+        return -1;
+    j->nrcpt = j->req.nrcpt;
+    if ((j->rcpts = calloc(j->nrcpt ? j->nrcpt : 1, sizeof(*j->rcpts))) == NULL)
+        msg_fatal("out of memory for %zu recipients", j->nrcpt);
+    for (size_t i = 0; i < j->nrcpt; i++)
+        j->rcpts[i].req = &j->req.rcpt[i];
     return 0;
-}
-
-static int valid_queue_name(const char *name)
-{
-    return name != NULL && (strcmp(name, QUEUE_ACTIVE) == 0 || strcmp(name, QUEUE_INCOMING) == 0
-                            || strcmp(name, QUEUE_DEFERRED) == 0);
-}
-
-static int valid_dsn_ret(const char *ret)
-{
-    return ret == NULL || *ret == 0 || strcasecmp(ret, "FULL") == 0 || strcasecmp(ret, "HDRS") == 0;
-}
-
-/* The request-wide checks; the first failure is remembered in j->bad. */
-static void job_check(struct job *j, const struct timeval *received)
-{
-    j->times.agent_start = *received;
-    j->times.conn_done = *received;
-    if (!valid_queue_name(j->queue_name))
-        j->bad = "bad or missing queue_name";
-    else if (j->queue_id == NULL || !queue_id_valid(j->queue_id))
-        j->bad = "bad or missing queue_id";
-    else if (j->sender == NULL || strlen(j->sender) >= ADDRESS_MAX)
-        j->bad = "bad or missing sender";
-    else if (j->arrival != NULL && delivery_parse_time(j->arrival, &j->times.arrival) < 0)
-        j->bad = "bad arrival time";
-    else if (j->active != NULL && delivery_parse_time(j->active, &j->times.active) < 0)
-        j->bad = "bad active_time";
-    else if (!valid_dsn_ret(j->dsn_ret))
-        j->bad = "bad dsn_ret";
-    if (j->arrival == NULL || j->bad != NULL)
-        j->times.arrival = *received;
-    if (j->active == NULL || j->bad != NULL)
-        j->times.active = j->times.arrival;
-    if (j->bad != NULL)
-        msg_warn("%s: bad delivery request: %s",
-                 j->queue_id != NULL && queue_id_valid(j->queue_id) ? j->queue_id : "?", j->bad);
 }
 
 static const char *job_queue_id(const struct job *j)
 {
-    return j->queue_id != NULL && queue_id_valid(j->queue_id) ? j->queue_id : "?";
+    return deliver_request_id(&j->req);
 }
 
 static void set_undecided(struct job *j, const char *dsn, const char *relay, const char *text)
@@ -287,31 +160,8 @@ static void set_undecided(struct job *j, const char *dsn, const char *relay, con
 
 static void job_log(const struct job *j)
 {
-    struct delivery_result res = {.queue_id = job_queue_id(j), .times = j->times};
-
-    gettimeofday(&res.times.done, NULL);
-    for (size_t i = 0; i < j->nrcpt; i++) {
-        const struct rcpt *r = &j->rcpts[i];
-        res.recipient = r->address;
-        res.orig_recipient = r->orig;
-        res.relay = r->relay[0] ? r->relay : "none";
-        res.dsn = r->dsn;
-        res.text = r->text;
-        delivery_log(&res);
-    }
-}
-
-static void job_reply(struct client *c, const struct job *j)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    char value[DELIVERY_STATUS_MAX];
-
-    for (size_t i = 0; i < j->nrcpt; i++) {
-        const struct rcpt *r = &j->rcpts[i];
-        delivery_status_format(value, sizeof(value), r->offset, r->dsn, r->text);
-        evrec_put_attr(out, "rcpt_status", value);
-    }
-    evrec_put(out, REC_END, "", 0);
+    for (size_t i = 0; i < j->nrcpt; i++)
+        deliver_request_log(&j->req, j->rcpts[i].req, j->rcpts[i].relay);
 }
 
 static void maybe_exit(void);
@@ -320,14 +170,15 @@ static void maybe_exit(void);
 static void job_finish(struct job *j)
 {
     struct client *c = j->client;
+    struct delivery_times *times = &j->req.times;
 
     set_undecided(j, "4.3.0", "", "mail delivery failed: internal error");
-    if (j->times.conn_done.tv_sec == j->times.agent_start.tv_sec
-        && j->times.conn_done.tv_usec == j->times.agent_start.tv_usec)
-        gettimeofday(&j->times.conn_done, NULL);
+    if (times->conn_done.tv_sec == times->agent_start.tv_sec
+        && times->conn_done.tv_usec == times->agent_start.tv_usec)
+        gettimeofday(&times->conn_done, NULL);
     job_log(j);
     if (!c->closing)
-        job_reply(c, j);
+        deliver_request_reply_ev(bufferevent_get_output(c->bev), &j->req);
     c->job = NULL;
     c->running = 0;
     job_free(j);
@@ -369,7 +220,7 @@ static void on_open(void *owner, struct session *s, const struct session_failure
     struct job *j = owner;
 
     if (s != NULL) {
-        gettimeofday(&j->times.conn_done, NULL);
+        gettimeofday(&j->req.times.conn_done, NULL);
         j->plain_retry = 0;
         transact_start(s, j->nh.key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
         return;
@@ -445,7 +296,7 @@ static void job_start_delivery(struct job *j)
     struct session *s = j->no_cache ? NULL : session_cache_take(j->nh.key);
 
     if (s != NULL) {
-        gettimeofday(&j->times.conn_done, NULL);
+        gettimeofday(&j->req.times.conn_done, NULL);
         transact_start(s, j->nh.key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
         return;
     }
@@ -458,51 +309,20 @@ static void job_start_delivery(struct job *j)
     j->route = route_start(&j->nh, on_route, j);
 }
 
-/* Whether the request's recipient is the queue file's recipient at that
- * offset: a stale or forged offset must not be delivered. */
-static int rcpt_in_envelope(const struct queue_envelope *env, const struct rcpt *r)
-{
-    for (size_t i = 0; i < env->nrcpt; i++)
-        if ((long long)env->rcpt[i].offset == r->offset)
-            return !env->rcpt[i].done && strcmp(env->rcpt[i].address, r->address) == 0;
-    return 0;
-}
-
-/* Open the queue file and check every recipient against it. Returns 0, or
- * -1 with every status set. */
+/* Open the queue file; the recipients are checked against it there.
+ * Returns 0, or -1 with every status set. */
 static int job_open_queue_file(struct job *j)
 {
-    char path[PATH_MAX];
     struct queue_envelope env;
-    int fd;
+    int fd = deliver_request_open(&j->req, &env);
 
-    memset(&env, 0, sizeof(env));
-    if (queue_path(path, sizeof(path), j->queue_name, j->queue_id) < 0
-        || (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
-        msg_warn("%s: open %s: %s", j->queue_id, path, strerror(errno));
-        set_undecided(j, "4.3.0", "", "cannot open queue file");
+    if (fd < 0)
         return -1;
-    }
-    if (queue_envelope_read(fd, &env, ENVELOPE_RCPT_MAX) < 0 || !env.complete) {
-        msg_warn("%s: malformed or incomplete queue file %s", j->queue_id, path);
-        set_undecided(j, "4.3.0", "", "malformed queue file");
-        queue_envelope_free(&env);
-        close(fd);
-        return -1;
-    }
-    if (j->arrival == NULL)
-        j->times.arrival = env.arrival;
-    for (size_t i = 0; i < j->nrcpt; i++)
-        if (!rcpt_in_envelope(&env, &j->rcpts[i])) {
-            msg_warn("%s: recipient <%s> at offset %lld is not in the queue file", j->queue_id,
-                     j->rcpts[i].address, j->rcpts[i].offset);
-            rcpt_set(&j->rcpts[i], "4.3.0", "", "bad request: unknown recipient offset");
-        }
     j->msg.fd = fd;
-    j->msg.queue_id = j->queue_id;
-    j->msg.sender = j->sender;
-    j->msg.dsn_envid = j->dsn_envid;
-    j->msg.dsn_ret = j->dsn_ret;
+    j->msg.queue_id = j->req.queue_id;
+    j->msg.sender = j->req.sender;
+    j->msg.dsn_envid = j->req.dsn_envid;
+    j->msg.dsn_ret = j->req.dsn_ret;
     j->msg.content_size = env.content_size;
     j->msg.content_offset = (long long)env.content_offset;
     queue_envelope_free(&env);
@@ -512,12 +332,12 @@ static int job_open_queue_file(struct job *j)
 /* The nexthop, or the first recipient's domain when qmgr sent none. */
 static int job_nexthop(struct job *j)
 {
-    const char *text = j->nexthop;
+    const char *text = j->req.nexthop;
 
     if ((text == NULL || *text == 0) && j->nrcpt > 0)
-        text = address_domain(j->rcpts[0].address);
+        text = address_domain(j->req.rcpt[0].address);
     if (text == NULL || nexthop_parse(text, remote_cfg.default_port, &j->nh) < 0) {
-        msg_warn("%s: bad nexthop \"%.100s\"", j->queue_id, text != NULL ? text : "");
+        msg_warn("%s: bad nexthop \"%.100s\"", job_queue_id(j), text != NULL ? text : "");
         set_undecided(j, "4.3.5", "", "mail system configuration error: bad nexthop");
         return -1;
     }
@@ -531,7 +351,7 @@ static void job_begin(evutil_socket_t fd, short what, void *arg)
     struct job *j = arg;
     size_t undecided = 0;
 
-    if (j->bad != NULL) {
+    if (j->req.bad != NULL) {
         set_undecided(j, "4.3.0", "", "bad request");
         job_finish(j);
         return;
@@ -541,7 +361,7 @@ static void job_begin(evutil_socket_t fd, short what, void *arg)
         return;
     }
     for (size_t i = 0; i < j->nrcpt; i++)
-        undecided += j->rcpts[i].dsn[0] == 0;
+        undecided += j->req.rcpt[i].status.dsn[0] == 0;
     if (undecided == 0) {
         job_finish(j);
         return;
@@ -549,17 +369,21 @@ static void job_begin(evutil_socket_t fd, short what, void *arg)
     job_start_delivery(j);
 }
 
-static void job_run(struct client *c, struct job *j)
+/* The request is complete: parse it and start the job. -1 when it
+ * cannot be answered. */
+static int job_run(struct client *c, struct job *j)
 {
     struct timeval received, now = {0, 0};
 
     gettimeofday(&received, NULL);
+    if (job_parse(j, &received) < 0)
+        return -1;
     c->running = 1;
     /* No idle timeout while we work; qmgr waits for the reply. */
     bufferevent_set_timeouts(c->bev, NULL, NULL);
-    job_check(j, &received);
     if (event_base_once(remote_base, -1, EV_TIMEOUT, job_begin, j, &now) < 0)
         msg_fatal("cannot schedule a delivery");
+    return 0;
 }
 
 /* --- qmgr connections ----------------------------------------------------- */
@@ -616,7 +440,11 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
             }
             continue;
         }
-        job_run(c, c->job);
+        if (job_run(c, c->job) < 0) {
+            client_free(c);
+            maybe_exit();
+            return;
+        }
     }
 }
 
@@ -660,7 +488,7 @@ static void client_start(int fd)
     bufferevent_setwatermark(c->bev, EV_READ, 0, CLIENT_INPUT_MAX);
     bufferevent_set_timeouts(c->bev, &tmo, NULL);
     bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    evrec_put_attr(bufferevent_get_output(c->bev), "protocol", REMOTE_PROTOCOL);
+    evrec_put_attr(bufferevent_get_output(c->bev), "protocol", DELIVER_PROTOCOL);
     evrec_put(bufferevent_get_output(c->bev), REC_END, "", 0);
     c->next = rm.clients;
     if (rm.clients != NULL)

@@ -1,14 +1,16 @@
 /* remote.h - the parts of the SMTP client (remote) that its files share.
  *
  * remote.c    the daemon: accepts qmgr's connections on private/smtp (or
- *             private/relay), reads deliver_protocol requests, runs one job
- *             per request, logs each recipient and replies
+ *             private/relay), reads deliver_protocol requests (parsed,
+ *             checked, logged and answered by lib/mail/deliver_request.h),
+ *             runs one job per request
  * route.c     nexthop -> the list of addresses to try: MX lookup, sort and
  *             shuffle, A/AAAA, null MX, loops back to myself (lib/dns)
  * session.c   one SMTP connection: connect, greeting, EHLO/HELO, STARTTLS,
  *             the reply reader with its timeouts, QUIT; the idle cache
  * transact.c  one mail transaction on a ready session: MAIL, RCPT, DATA
- *             (pipelined when offered), the message content, results
+ *             (pipelined when offered), the message content (CR LF and
+ *             dots by lib/mail/mail_copy.h), results
  * reply.c     the bounded SMTP reply parser and EHLO keywords
  *
  * Everything runs in one libevent loop; nothing blocks but reads of the
@@ -20,6 +22,7 @@
 #include <stddef.h>
 #include <sys/time.h>
 
+#include "deliver_request.h"
 #include "delivery.h"
 #include "dns.h"
 
@@ -27,8 +30,6 @@ struct event_base;
 struct evbuffer;
 struct session;
 struct job;
-
-#define REMOTE_PROTOCOL "deliver_protocol"
 
 #define REPLY_LINE_MAX 2048     /* one reply line, CRLF excluded */
 #define REPLY_TEXT_MAX 4096     /* a whole reply, lines included */
@@ -180,16 +181,11 @@ void session_said(const struct session *s, const struct smtp_reply *r, const cha
 
 /* --- transact.c -------------------------------------------------------- */
 
-/* One recipient of a job and its outcome. */
+/* One recipient of a job: the request's (address, DSN, status), and
+ * what the SMTP client adds. */
 struct rcpt {
-    long long offset;
-    char *address;               /* internal form; owned */
-    char *orig;                  /* owned, or NULL */
-    char *dsn_orcpt;             /* owned, or NULL: "type;address" */
-    int dsn_notify;
-    char dsn[16];                /* result; "" while undecided */
-    char text[DELIVERY_TEXT_MAX];
-    char relay[HOST_RELAY_SIZE];
+    struct deliver_rcpt *req;    /* in the job's deliver_request */
+    char relay[HOST_RELAY_SIZE]; /* the server its status came from, "" none */
     int accepted;                /* RCPT got 2xx in this transaction */
 };
 
@@ -210,7 +206,7 @@ struct message {
  * connection should be tried; otherwise every recipient that took part has
  * its status. */
 typedef void (*transact_fn)(void *ctx, int broke_early);
-/* Run one transaction on s for the recipients whose dsn is still "". The
+/* Run one transaction on s for the recipients still undecided. The
  * transaction owns s from here on; m, rcpts and key must stay valid until
  * done has run. */
 void transact_start(struct session *s, const char *key, struct message *m, struct rcpt *rcpts,
@@ -232,7 +228,8 @@ void generic_headers_feed(struct generic_headers *g, const char *p, size_t len,
 void generic_headers_finish(struct generic_headers *g, generic_out_fn out, void *ctx);
 void generic_headers_free(struct generic_headers *g);
 
-/* Set a recipient's result once. */
+/* Set a recipient's result once (a D.S.N of a class that does not fit
+ * becomes 4.5.0). */
 void rcpt_set(struct rcpt *r, const char *dsn, const char *relay, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

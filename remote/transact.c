@@ -14,6 +14,7 @@
 
 #include "address.h"
 #include "log.h"
+#include "mail_copy.h"
 #include "queue_file.h"
 #include "record.h"
 #include "stream.h"
@@ -44,7 +45,7 @@ struct transaction {
     /* content */
     struct stream *queue;       /* over a dup of the queue file descriptor */
     struct rec_buf chunk;
-    int at_line_start;
+    struct mail_copy_filter out;   /* CR LF, dots, a complete last line */
     struct generic_headers *generic;   /* smtp_generic_maps on the headers */
     transact_fn done;
     void *ctx;
@@ -52,16 +53,17 @@ struct transaction {
 
 void rcpt_set(struct rcpt *r, const char *dsn, const char *relay, const char *fmt, ...)
 {
+    char text[DELIVERY_TEXT_MAX];
     va_list ap;
 
-    if (r->dsn[0] != 0)
+    if (r->req->status.dsn[0] != 0)
         return;
-    /* A reply class we did not expect here (3xx) is a protocol error. */
-    snprintf(r->dsn, sizeof(r->dsn), "%s", delivery_dsn_valid(dsn) ? dsn : "4.5.0");
-    snprintf(r->relay, sizeof(r->relay), "%s", relay);
     va_start(ap, fmt);
-    vsnprintf(r->text, sizeof(r->text), fmt, ap);
+    vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
+    /* A reply class we did not expect here (3xx) is a protocol error. */
+    delivery_status_set(&r->req->status, delivery_dsn_valid(dsn) ? dsn : "4.5.0", "%s", text);
+    snprintf(r->relay, sizeof(r->relay), "%s", relay);
 }
 
 static struct rcpt *todo_rcpt(struct transaction *t, size_t i)
@@ -125,25 +127,12 @@ static void send_rset(struct transaction *t)
 
 /* --- content ------------------------------------------------------------ */
 
-/* LF -> CRLF and a dot doubled at the start of a line (RFC 5321 4.5.2). */
-static void put_content(struct evbuffer *out, const char *p, size_t len, int *bol)
+/* mail_copy_sink: content into the session's output. */
+static int put_output(void *ctx, const char *p, size_t len)
 {
-    size_t start = 0;
+    struct transaction *t = ctx;
 
-    for (size_t i = 0; i < len; i++) {
-        if (*bol && p[i] == '.') {
-            evbuffer_add(out, p + start, i - start);
-            evbuffer_add(out, ".", 1);
-            start = i;
-        }
-        *bol = p[i] == '\n';
-        if (p[i] == '\n') {
-            evbuffer_add(out, p + start, i - start);
-            evbuffer_add(out, "\r\n", 2);
-            start = i + 1;
-        }
-    }
-    evbuffer_add(out, p + start, len - start);
+    return evbuffer_add(session_output(t->s), p, len);
 }
 
 static void dot_reply(void *owner, const struct smtp_reply *r)
@@ -163,16 +152,17 @@ static void dot_reply(void *owner, const struct smtp_reply *r)
 static void put_generic(void *ctx, const char *p, size_t len)
 {
     struct transaction *t = ctx;
-    put_content(session_output(t->s), p, len, &t->at_line_start);
+    mail_copy_filter_put(&t->out, p, len);
 }
 
-/* Content to the server, through smtp_generic_maps when that is set. */
+/* Content to the server (LF -> CR LF, a dot doubled at the start of a
+ * line: RFC 5321 4.5.2), through smtp_generic_maps when that is set. */
 static void put_message(struct transaction *t, const char *p, size_t len)
 {
     if (t->generic)
         generic_headers_feed(t->generic, p, len, put_generic, t);
     else
-        put_content(session_output(t->s), p, len, &t->at_line_start);
+        mail_copy_filter_put(&t->out, p, len);
 }
 
 static void send_content(void *owner);
@@ -183,8 +173,7 @@ static void content_done(struct transaction *t)
 
     if (t->generic)
         generic_headers_finish(t->generic, put_generic, t);
-    if (!t->at_line_start)
-        evbuffer_add(out, "\r\n", 2);
+    mail_copy_filter_end(&t->out);
     evbuffer_add(out, ".\r\n", 3);
     session_on_drain(t->s, NULL, 0);
     session_expect(t->s, dot_reply, remote_cfg.data_done_timeout, "end of DATA",
@@ -257,7 +246,8 @@ static void data_reply(void *owner, const struct smtp_reply *r)
         transaction_end(t, -1, 0);
         return;
     }
-    t->at_line_start = 1;
+    mail_copy_filter_init(&t->out, MAIL_COPY_CRLF | MAIL_COPY_DOT | MAIL_COPY_NEWLINE_END, 0,
+                          put_output, t);
     if (generic_enabled())
         t->generic = generic_headers_new();
     session_on_drain(t->s, send_content, remote_cfg.data_xfer_timeout);
@@ -280,7 +270,8 @@ static void format_rcpt(const struct transaction *t, const struct rcpt *r, char 
     char quoted[2 * ADDRESS_MAX], orcpt[3 * ADDRESS_MAX], mapped[ADDRESS_MAX];
     const struct smtp_features *f = session_features(t->s);
     size_t n;
-    const char *addr = r->address;
+    const struct deliver_rcpt *d = r->req;
+    const char *addr = d->address;
 
     if (generic_enabled() && generic_address(addr, mapped, sizeof(mapped)) == 0)
         addr = mapped;
@@ -289,21 +280,21 @@ static void format_rcpt(const struct transaction *t, const struct rcpt *r, char 
     n = (size_t)snprintf(line, len, "RCPT TO:<%s>", quoted);
     if (!f->dsn || n >= len)
         return;
-    if (r->dsn_notify != 0) {
-        if (r->dsn_notify & DSN_NOTIFY_NEVER)
+    if (d->dsn_notify != 0) {
+        if (d->dsn_notify & DSN_NOTIFY_NEVER)
             n += (size_t)snprintf(line + n, len - n, " NOTIFY=NEVER");
         else
             n += (size_t)snprintf(line + n, len - n, " NOTIFY=%s%s%s",
-                                  (r->dsn_notify & DSN_NOTIFY_SUCCESS) ? "SUCCESS," : "",
-                                  (r->dsn_notify & DSN_NOTIFY_FAILURE) ? "FAILURE," : "",
-                                  (r->dsn_notify & DSN_NOTIFY_DELAY) ? "DELAY," : "");
+                                  (d->dsn_notify & DSN_NOTIFY_SUCCESS) ? "SUCCESS," : "",
+                                  (d->dsn_notify & DSN_NOTIFY_FAILURE) ? "FAILURE," : "",
+                                  (d->dsn_notify & DSN_NOTIFY_DELAY) ? "DELAY," : "");
         if (n < len && line[n - 1] == ',')
             line[--n] = 0;
     }
-    const char *semi = r->dsn_orcpt != NULL ? strchr(r->dsn_orcpt, ';') : NULL;
-    if (semi != NULL && n < len && semi - r->dsn_orcpt < 32
+    const char *semi = d->dsn_orcpt != NULL ? strchr(d->dsn_orcpt, ';') : NULL;
+    if (semi != NULL && n < len && semi - d->dsn_orcpt < 32
         && xtext_encode(semi + 1, orcpt, sizeof(orcpt)) >= 0)
-        snprintf(line + n, len - n, " ORCPT=%.*s;%s", (int)(semi - r->dsn_orcpt), r->dsn_orcpt,
+        snprintf(line + n, len - n, " ORCPT=%.*s;%s", (int)(semi - d->dsn_orcpt), d->dsn_orcpt,
                  orcpt);
 }
 
@@ -420,7 +411,7 @@ static size_t collect_todo(struct transaction *t, size_t n)
         msg_fatal("out of memory for %zu recipients", n);
     for (size_t i = 0; i < n; i++) {
         t->rcpts[i].accepted = 0;
-        if (t->rcpts[i].dsn[0] == 0)
+        if (t->rcpts[i].req->status.dsn[0] == 0)
             t->todo[t->ntodo++] = i;
     }
     return t->ntodo;
@@ -436,7 +427,7 @@ static int generic_unavailable(struct transaction *t)
     if (generic_address(t->m->sender, mapped, sizeof(mapped)) < 0)
         return 1;
     for (size_t i = 0; i < t->ntodo; i++)
-        if (generic_address(todo_rcpt(t, i)->address, mapped, sizeof(mapped)) < 0)
+        if (generic_address(todo_rcpt(t, i)->req->address, mapped, sizeof(mapped)) < 0)
             return 1;
     return 0;
 }

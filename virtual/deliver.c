@@ -14,11 +14,11 @@
  */
 #include "virtual.h"
 
-#include "maildir.h"
-
 #include "config.h"
 #include "log.h"
 #include "lookup.h"
+#include "maildir.h"
+#include "mbox_lock.h"
 #include "virtual_mailbox.h"
 
 #include <errno.h>
@@ -65,22 +65,22 @@ static void restore(void)
 void virtual_cleanup(void)
 {
     maildir_fatal_cleanup();
-    mbox_cleanup();
+    mbox_lock_cleanup();
     restore();
 }
 
 /* A number from virtual_uid_maps or virtual_gid_maps. */
-static int lookup_id(enum param_id param, const char *rcpt, long *id, struct vstatus *st)
+static int lookup_id(enum param_id param, const char *rcpt, long *id, struct delivery_status *st)
 {
     char *value = NULL, *end;
     int rc = virtual_map_lookup(param, rcpt, &value);
     if (rc == LOOKUP_TEMPFAIL) {
-        vstatus_set(st, "4.3.0", "%s lookup failure", config_name(param));
+        delivery_status_set(st, "4.3.0", "%s lookup failure", config_name(param));
         return -1;
     }
     if (rc == LOOKUP_NOTFOUND) {
         msg_warn("recipient %s: not found in %s", rcpt, config_name(param));
-        vstatus_set(st, "4.3.0", "mail system configuration error");
+        delivery_status_set(st, "4.3.0", "mail system configuration error");
         return -1;
     }
     errno = 0;
@@ -90,7 +90,7 @@ static int lookup_id(enum param_id param, const char *rcpt, long *id, struct vst
         msg_warn("recipient %s: bad %s value \"%.50s\"", rcpt, config_name(param), value);
     free(value);
     if (bad) {
-        vstatus_set(st, "4.3.0", "mail system configuration error");
+        delivery_status_set(st, "4.3.0", "mail system configuration error");
         return -1;
     }
     return 0;
@@ -98,23 +98,23 @@ static int lookup_id(enum param_id param, const char *rcpt, long *id, struct vst
 
 /* The mailbox of rcpt and its owner. -1 with st set when there is none. */
 static int find_mailbox(const char *rcpt, char *path, size_t len, long *uid, long *gid,
-                        struct vstatus *st)
+                        struct delivery_status *st)
 {
     char *value = NULL, why[256];
     int rc = virtual_mailbox_lookup(rcpt, &value);
     if (rc == LOOKUP_TEMPFAIL) {
-        vstatus_set(st, "4.3.0", "virtual_mailbox_maps lookup failure");
+        delivery_status_set(st, "4.3.0", "virtual_mailbox_maps lookup failure");
         return -1;
     }
     if (rc == LOOKUP_NOTFOUND) {
-        vstatus_set(st, "5.1.1", "unknown user: \"%s\"", rcpt);
+        delivery_status_set(st, "5.1.1", "unknown user: \"%s\"", rcpt);
         return -1;
     }
     rc = virtual_mailbox_path(value, path, len, why, sizeof(why));
     free(value);
     if (rc < 0 || path[0] != '/') {
         msg_warn("recipient %s: %s", rcpt, rc < 0 ? why : "virtual_mailbox_base is not set");
-        vstatus_set(st, "4.3.0", "mail system configuration error");
+        delivery_status_set(st, "4.3.0", "mail system configuration error");
         return -1;
     }
     if (lookup_id(PARAM_virtual_uid_maps, rcpt, uid, st) < 0 ||
@@ -123,32 +123,36 @@ static int find_mailbox(const char *rcpt, char *path, size_t len, long *uid, lon
     if (*uid < var.virtual_minimum_uid) {
         msg_warn("recipient %s: uid %ld is below virtual_minimum_uid %ld", rcpt, *uid,
                  var.virtual_minimum_uid);
-        vstatus_set(st, "4.3.0", "mail system configuration error");
+        delivery_status_set(st, "4.3.0", "mail system configuration error");
         return -1;
     }
     return 0;
 }
 
-void virtual_deliver(const struct vmessage *m, const char *rcpt, const char *orig,
-                     struct vstatus *st)
+int virtual_deliver(const struct deliver_message *m, struct deliver_rcpt *r)
 {
+    const char *rcpt = r->address;
+    struct delivery_status *st = &r->status;
     char path[PATH_MAX];
     long uid, gid;
+
     if (find_mailbox(rcpt, path, sizeof(path), &uid, &gid, st) < 0)
-        return;
-    int loop = copy_delivered_to_seen(m, rcpt);
+        return 0;
+    int loop = mail_copy_delivered_to_seen(m, rcpt);
     if (loop != 0) {
         if (loop > 0)
-            vstatus_set(st, "5.4.6", "mail forwarding loop for %s", rcpt);
+            delivery_status_set(st, "5.4.6", "mail forwarding loop for %s", rcpt);
         else
-            vstatus_set(st, "4.3.0", "error reading queue file");
-        return;
+            delivery_status_set(st, "4.3.0", "error reading queue file");
+        return 0;
     }
-    struct vtrace t = {.sender = m->sender, .orig_rcpt = orig ? orig : rcpt, .rcpt = rcpt};
+    struct mail_copy_trace t = {.sender = m->sender, .orig_rcpt = r->orig ? r->orig : rcpt,
+                                .delivered_to = rcpt};
     become((uid_t)uid, (gid_t)gid);
     if (path[strlen(path) - 1] == '/')
-        maildir_deliver(path, m, &t, st);
+        maildir_deliver(path, m, &t, var.virtual_mailbox_limit, PARAM_virtual_mailbox_limit, st);
     else
         mbox_deliver(path, m, &t, st);
     restore();
+    return 0;
 }

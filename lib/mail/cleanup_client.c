@@ -108,20 +108,16 @@ int cleanup_client_attr(struct cleanup_client *c, const char *name, const char *
     return attr_put(c->s, name, value) < 0 ? note_error(c) : 0;
 }
 
+static int flush_full_chunk(void *ctx)
+{
+    return flush_chunk(ctx);
+}
+
 int cleanup_client_write(struct cleanup_client *c, const void *data, size_t len)
 {
-    const char *p = data;
-    while (len > 0 && !c->error) {
-        size_t room = sizeof(c->chunk) - c->len;
-        size_t n = len < room ? len : room;
-        memcpy(c->chunk + c->len, p, n);
-        c->len += n;
-        p += n;
-        len -= n;
-        if (c->len == sizeof(c->chunk))
-            flush_chunk(c);
-    }
-    return c->error ? -1 : 0;
+    if (c->error)
+        return -1;
+    return stream_copy(c->chunk, sizeof(c->chunk), &c->len, data, len, flush_full_chunk, c);
 }
 
 int cleanup_client_finish(struct cleanup_client *c, char *why, size_t whylen)

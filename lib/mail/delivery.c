@@ -1,5 +1,6 @@
-/* delivery.c - the delivery log line, reply text cleaning and the
- * deliver_protocol helpers shared by delivery agents (delivery.h).
+/* delivery.c - one recipient's status, the delivery log line, reply text
+ * cleaning and the deliver_protocol formats shared by delivery agents
+ * (delivery.h).
  *
  * Everything is formatted into bounded stack buffers; long addresses or
  * texts are truncated, never overflowed. Times are kept in integer
@@ -7,6 +8,8 @@
  */
 #include "delivery.h"
 
+#include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -115,35 +118,20 @@ void delivery_text_clean(char *out, size_t outlen, const char *in)
     out[n] = 0;
 }
 
-/* An address as Postfix logs it by default (info_log_address_format =
- * external): quoted where needed, control characters shown as '?'. */
-static void log_address(char *out, size_t outlen, const char *internal)
-{
-    char *p;
-
-    if (internal == NULL)
-        internal = "";
-    if (address_quote(internal, out, outlen) < 0)
-        snprintf(out, outlen, "%s", internal);
-    for (p = out; *p != 0; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-}
-
 void delivery_log(const struct delivery_result *r)
 {
     char to[ADDR_LOG_MAX], orig[ADDR_LOG_MAX + 16], text[DELIVERY_TEXT_MAX];
     char delay[24], a[24], b[24], c[24], d[24];
     const struct delivery_times *t = &r->times;
 
-    log_address(to, sizeof(to), r->recipient);
+    address_quote_shown(r->recipient, to, sizeof(to));
     orig[0] = 0;
     /* As Postfix: only an original recipient that differs other than in
      * case is worth a field. */
     if (r->orig_recipient != NULL && *r->orig_recipient != 0
         && (r->recipient == NULL || strcasecmp(r->orig_recipient, r->recipient) != 0)) {
         char addr[ADDR_LOG_MAX];
-        log_address(addr, sizeof(addr), r->orig_recipient);
+        address_quote_shown(r->orig_recipient, addr, sizeof(addr));
         snprintf(orig, sizeof(orig), "orig_to=<%s>, ", addr);
     }
     delivery_text_clean(text, sizeof(text), r->text);
@@ -156,6 +144,38 @@ void delivery_log(const struct delivery_result *r)
              r->queue_id != NULL ? r->queue_id : "?", to, orig,
              r->relay != NULL ? r->relay : "none", delay, a, b, c, d,
              r->dsn != NULL ? r->dsn : "4.0.0", delivery_status_word(r->dsn), text);
+}
+
+void delivery_status_set(struct delivery_status *st, const char *dsn, const char *fmt, ...)
+{
+    char raw[DELIVERY_TEXT_MAX];
+    va_list ap;
+
+    snprintf(st->dsn, sizeof(st->dsn), "%s", dsn);
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
+    va_end(ap);
+    delivery_text_clean(st->text, sizeof(st->text), raw);
+}
+
+static int storage_full(int err)
+{
+#ifdef EDQUOT
+    if (err == EDQUOT)
+        return 1;
+#endif
+    return err == ENOSPC;
+}
+
+void delivery_status_errno(struct delivery_status *st, int err, const char *fmt, ...)
+{
+    char what[DELIVERY_TEXT_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    delivery_status_set(st, storage_full(err) ? "4.3.0" : "4.2.0", "%s: %s", what, strerror(err));
 }
 
 int delivery_status_format(char *out, size_t outlen, long long offset,

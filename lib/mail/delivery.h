@@ -1,7 +1,9 @@
-/* delivery.h - what every delivery agent (local, later remote) shares: the
+/* delivery.h - what every delivery agent (local, virtual, remote) shares
+ * about one recipient's outcome: its status (a D.S.N code and a text), the
  * Postfix-format delivery log line, the safe DSN text of a reply, and the
  * small pieces of the deliver_protocol (ipc.h) that both sides format or
- * parse: "sec.usec" times and "OFFSET D.S.N text" statuses.
+ * parse: "sec.usec" times and "OFFSET D.S.N text" statuses. The request
+ * and reply themselves are deliver_request.h.
  *
  * The log line is exactly Postfix's, so pflogsumm and log scanners work:
  *   QUEUEID: to=<RCPT>, [orig_to=<ORIG>, ]relay=RELAY, delay=T,
@@ -31,6 +33,21 @@
 
 #define DELIVERY_TEXT_MAX 512    /* buffer for one reply text, NUL included */
 #define DELIVERY_STATUS_MAX 600  /* buffer for "OFFSET D.S.N text" */
+
+/* The outcome of one recipient: dsn "" while undecided. */
+struct delivery_status {
+    char dsn[12];                /* "2.0.0" */
+    char text[DELIVERY_TEXT_MAX];/* "delivered to maildir", cleaned */
+};
+
+/* Set st; the text is cleaned (delivery_text_clean) as it is stored. */
+void delivery_status_set(struct delivery_status *st, const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* "TEXT: strerror(err)" with 4.3.0 when err is a full disk or quota (the
+ * mail waits for room, as Postfix's "insufficient system storage"), 4.2.0
+ * for any other error. */
+void delivery_status_errno(struct delivery_status *st, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 struct delivery_times {
     struct timeval arrival;      /* message arrival (queue file T record) */

@@ -96,11 +96,12 @@ void attr_list_free(struct attr_list *list)
     memset(list, 0, sizeof(*list));
 }
 
-static int attr_list_add(struct attr_list *list, const char *name, const char *value,
-                         size_t *cap)
+int attr_list_add(struct attr_list *list, const char *name, const char *value)
 {
-    if (list->count == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 16;
+    if (list->count >= IPC_ATTR_MAX)
+        return -1;
+    if (list->count == list->cap) {
+        size_t ncap = list->cap ? list->cap * 2 : 16;
         char **n = realloc(list->names, ncap * sizeof(*n));
         if (!n)
             return -1;
@@ -109,7 +110,7 @@ static int attr_list_add(struct attr_list *list, const char *name, const char *v
         if (!v)
             return -1;
         list->values = v;
-        *cap = ncap;
+        list->cap = ncap;
     }
     list->names[list->count] = strdup(name);
     list->values[list->count] = strdup(value);
@@ -126,7 +127,6 @@ int attr_list_read(struct stream *s, struct attr_list *list)
 {
     memset(list, 0, sizeof(*list));
     struct rec_buf b = {0};
-    size_t cap = 0;
     int rc = -1;
     for (;;) {
         int type = rec_get(s, &b, IPC_VALUE_MAX, NULL);
@@ -134,12 +134,12 @@ int attr_list_read(struct stream *s, struct attr_list *list)
             rc = 0;
             break;
         }
-        if (type != REC_ATTR || list->count >= IPC_ATTR_MAX)
+        if (type != REC_ATTR)
             break;
         char *name, *value;
         if (rec_attr_split(b.data, &name, &value) < 0)
             continue;
-        if (attr_list_add(list, name, value, &cap) < 0)
+        if (attr_list_add(list, name, value) < 0)
             break;
     }
     rec_buf_free(&b);

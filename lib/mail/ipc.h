@@ -25,7 +25,8 @@
  *    connect: "domain" or "host:port" (MX lookup of the name first), or
  *    "[host]" / "[host]:port" (no MX lookup; host may be an IP address).
  *    Without a port, smtp_tcp_port applies. All recipients of one request
- *    share the nexthop. The agent logs each result (lib/delivery.h); qmgr
+ *    share the nexthop. The agent side (parsing, checks, reply) is
+ *    deliver_request.h; the agent logs each result (delivery.h); qmgr
  *    marks done / defers / bounces from rcpt_status.
  *  bounce_protocol (private/bounce), persistent, each request answered
  *  {status=0} or {status=1, reason}:
@@ -83,11 +84,16 @@ struct attr_list {
     size_t count;
     char **names;
     char **values;
+    size_t cap;           /* slots allocated */
 };
 /* Read REC_ATTR records up to REC_END. Returns 0, or -1 on EOF, timeout,
  * malformed or oversized input. list is reset first; free with attr_list_free. */
 int attr_list_read(struct stream *s, struct attr_list *list);
 void attr_list_free(struct attr_list *list);
+/* Append a copy of name=value (for readers that get records one at a time,
+ * as remote does from an evbuffer). -1 when out of memory or when the list
+ * already holds IPC_ATTR_MAX attributes. */
+int attr_list_add(struct attr_list *list, const char *name, const char *value);
 /* First value for name, or NULL. */
 const char *attr_get(const struct attr_list *list, const char *name);
 

@@ -8,6 +8,8 @@
 #include "maildir.h"
 
 #include "config.h"
+#include "log.h"
+#include "mail_copy.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -96,9 +98,8 @@ static int make_maildir(const char *dir, enum maildir_step *failed)
 
 /* Host part of a unique name: '/' and ':' would break the name, so they
  * are written as \057 and \072 (the Maildir convention). */
-static void unique_host(char *out, size_t len)
+static void unique_host(char *out, size_t len, const char *host)
 {
-    const char *host = var.myhostname;
     size_t n = 0;
     if (host == NULL || *host == 0)
         host = "localhost";
@@ -113,12 +114,13 @@ static void unique_host(char *out, size_t len)
 }
 
 /* A fresh unique name, as dir + sub + name into path. -1 when too long. */
-static int unique_path(char *path, size_t len, const char *dir, const char *sub)
+static int unique_path(char *path, size_t len, const char *dir, const char *sub,
+                       const char *hostname)
 {
     static unsigned counter;
     char host[256];
     struct timeval now;
-    unique_host(host, sizeof(host));
+    unique_host(host, sizeof(host), hostname);
     gettimeofday(&now, NULL);
     int n = snprintf(path, len, "%s%s%lld.M%ldP%ld_%u.%s", dir, sub, (long long)now.tv_sec,
                      (long)now.tv_usec, (long)getpid(), counter++, host);
@@ -130,10 +132,10 @@ static int unique_path(char *path, size_t len, const char *dir, const char *sub)
 }
 
 /* tmp/UNIQUE, to be renamed into new/. */
-static int create_tmp(struct maildir_file *f)
+static int create_tmp(struct maildir_file *f, const char *host)
 {
     for (int attempt = 0; attempt < UNIQUE_ATTEMPTS; attempt++) {
-        if (unique_path(f->tmp, sizeof(f->tmp), f->dir, "tmp/") < 0)
+        if (unique_path(f->tmp, sizeof(f->tmp), f->dir, "tmp/", host) < 0)
             break;
         f->fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                      MAILDIR_FILE_MODE);
@@ -145,7 +147,8 @@ static int create_tmp(struct maildir_file *f)
     return f->fd;
 }
 
-int maildir_file_create(struct maildir_file *f, const char *dir, enum maildir_step *failed)
+int maildir_file_create(struct maildir_file *f, const char *dir, const char *host,
+                        enum maildir_step *failed)
 {
     memset(f, 0, sizeof(*f));
     f->fd = -1;
@@ -155,11 +158,11 @@ int maildir_file_create(struct maildir_file *f, const char *dir, enum maildir_st
         return -1;
     }
     /* The Maildir usually exists: try first, create only when missing. */
-    int rc = create_tmp(f);
+    int rc = create_tmp(f, host);
     if (rc < 0 && errno == ENOENT) {
         if (make_maildir(dir, failed) < 0)
             return -1;
-        rc = create_tmp(f);
+        rc = create_tmp(f, host);
     }
     if (rc < 0) {
         *failed = errno == ENAMETOOLONG ? MAILDIR_STEP_PATH : MAILDIR_STEP_CREATE;
@@ -247,4 +250,63 @@ void maildir_fatal_cleanup(void)
 {
     if (current && current->tmp[0])
         unlink(current->tmp);
+}
+
+/* --- a whole message --- */
+
+static void step_failed(struct delivery_status *st, enum maildir_step step, int err)
+{
+    static const char *const what[] = {
+        [MAILDIR_STEP_PARENTS] = "create parent directory",
+        [MAILDIR_STEP_DIRS] = "create maildir",
+        [MAILDIR_STEP_CREATE] = "create file in tmp/",
+        [MAILDIR_STEP_FSYNC] = "fsync",
+        [MAILDIR_STEP_NAME] = "rename into new/",
+        [MAILDIR_STEP_FSYNC_NEW] = "fsync new/",
+    };
+    if (step == MAILDIR_STEP_PATH)
+        delivery_status_set(st, "4.3.0", "maildir path too long");
+    else
+        delivery_status_errno(st, err, "cannot deliver to maildir: %s", what[step]);
+}
+
+/* Copy the message into f->fd; st is set on failure. */
+static int fill(struct maildir_file *f, const struct deliver_message *m,
+                const struct mail_copy_trace *t, long long limit, enum param_id limit_param,
+                struct delivery_status *st)
+{
+    int r = mail_copy(m, t, MAIL_COPY_TRACE, limit, mail_copy_write_fd, &f->fd);
+
+    if (r == MAIL_COPY_EREAD) {
+        msg_warn("%s: error reading queue file content", m->queue_id);
+        delivery_status_set(st, "4.3.0", "error reading queue file");
+    } else if (r == MAIL_COPY_ETOOBIG) {
+        delivery_status_set(st, "5.2.2", "cannot deliver to maildir: message is larger than "
+                            "%s (%lld bytes)", config_name(limit_param), limit);
+    } else if (r < 0) {
+        delivery_status_errno(st, errno, "cannot deliver to maildir: write");
+    }
+    return r < 0 ? -1 : 0;
+}
+
+void maildir_deliver(const char *dir, const struct deliver_message *m,
+                     const struct mail_copy_trace *t, long long limit,
+                     enum param_id limit_param, struct delivery_status *st)
+{
+    struct maildir_file f;
+    enum maildir_step step;
+
+    if (maildir_file_create(&f, dir, var.myhostname, &step) < 0) {
+        step_failed(st, step, errno);
+        return;
+    }
+    if (fill(&f, m, t, limit, limit_param, st) < 0) {
+        maildir_file_discard(&f);
+        return;
+    }
+    if (maildir_file_publish(&f, &step) < 0) {
+        step_failed(st, step, errno);
+        return;
+    }
+    delivery_status_set(st, "2.0.0", "delivered to maildir");
 }

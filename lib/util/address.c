@@ -10,6 +10,7 @@
 #include "address.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -407,6 +408,21 @@ int address_quote(const char *internal, char *out, size_t outlen)
     }
     out[n] = 0;
     return 0;
+}
+
+void address_quote_shown(const char *internal, char *out, size_t outlen)
+{
+    char *p;
+
+    if (out == NULL || outlen == 0)
+        return;
+    if (internal == NULL)
+        internal = "";
+    if (address_quote(internal, out, outlen) < 0)
+        snprintf(out, outlen, "%s", internal);
+    for (p = out; *p != 0; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
 }
 
 const char *address_domain(const char *internal)

@@ -20,6 +20,11 @@ int address_parse_path(const char *arg, char *out, size_t outlen,
                        const char **params, const char **err);
 /* Internal -> external (quoted as needed). Returns -1 if it does not fit. */
 int address_quote(const char *internal, char *out, size_t outlen);
+/* The external form for a log line or a header field: quoted as needed
+ * (as it is when it does not fit), NULL as "", and every control character
+ * shown as '?', so that no address can start a line of its own. out holds
+ * 2 * ADDRESS_MAX + 8 bytes for any address; longer forms are cut. */
+void address_quote_shown(const char *internal, char *out, size_t outlen);
 /* Domain part (after the last '@'), or NULL when there is none. */
 const char *address_domain(const char *internal);
 /* Local part (before the last '@') copied into out. -1 if it does not fit. */

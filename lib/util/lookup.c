@@ -234,3 +234,13 @@ int lookup_list_address(struct lookup_list *l, const char *address, int domain_i
     free(local);
     return r;
 }
+
+long lookup_split_specs(const char *maps, char ***specs)
+{
+    return lookup_split_tokens(maps, specs);
+}
+
+void lookup_free_specs(char **specs, long n)
+{
+    lookup_free_tokens(specs, n);
+}

@@ -32,6 +32,14 @@ void lookup_close(struct lookup_table *t);
 /* Look key up. On LOOKUP_FOUND *value is a malloc'd string the caller frees. */
 int lookup_get(struct lookup_table *t, const char *key, char **value);
 
+/* Split a list of table specs as main.cf writes it ("cdb:/a, inline:{ a=b,
+ * c=d }"): on commas and white space outside braces. Returns the count
+ * with *specs a malloc'd array of malloc'd strings (lookup_free_specs),
+ * or -1 on unbalanced braces. For callers that keep something of their
+ * own per table (local's alias tables and their owners). */
+long lookup_split_specs(const char *maps, char ***specs);
+void lookup_free_specs(char **specs, long n);
+
 /* A list of tables as main.cf writes them ("cdb:/a, static:x"): first table
  * with an answer wins; a temporary failure in any table consulted before an
  * answer is a temporary failure. Tables are reopened when their file changes. */

@@ -117,22 +117,36 @@ static int stream_prepare_write(struct stream *s)
     return 0;
 }
 
-int stream_write(struct stream *s, const void *data, size_t len)
+int stream_copy(void *buf, size_t size, size_t *used, const void *data, size_t len,
+                int (*flush)(void *ctx), void *ctx)
 {
     const unsigned char *p = data;
-    if (stream_prepare_write(s) < 0)
-        return -1;
     while (len > 0) {
-        size_t room = sizeof(s->wbuf) - s->wlen;
+        size_t room = size - *used;
         size_t n = len < room ? len : room;
-        memcpy(s->wbuf + s->wlen, p, n);
-        s->wlen += n;
+        memcpy((unsigned char *)buf + *used, p, n);
+        *used += n;
         p += n;
         len -= n;
-        if (s->wlen == sizeof(s->wbuf) && stream_flush(s) < 0)
-            return -1;
+        if (*used == size) {
+            if (flush(ctx) < 0)
+                return -1;
+            *used = 0;
+        }
     }
     return 0;
+}
+
+static int stream_flush_full(void *ctx)
+{
+    return stream_flush(ctx);
+}
+
+int stream_write(struct stream *s, const void *data, size_t len)
+{
+    if (stream_prepare_write(s) < 0)
+        return -1;
+    return stream_copy(s->wbuf, sizeof(s->wbuf), &s->wlen, data, len, stream_flush_full, s);
 }
 
 /* Refill the read buffer; returns bytes read, 0 at EOF, -1 on error.

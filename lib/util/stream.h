@@ -38,6 +38,15 @@ int stream_skip(struct stream *s, size_t len);
 int stream_write(struct stream *s, const void *buf, size_t len);
 int stream_flush(struct stream *s);
 
+/* The one chunking loop behind every buffered writer (stream_write, the
+ * cleanup client's content records, the delivery agents' copies): copy len
+ * bytes of data into buf (size bytes, *used of them taken), calling
+ * flush(ctx) each time buf is full; flush writes all of buf out, after
+ * which *used is 0. Returns 0, or -1 as soon as a flush fails (the rest of
+ * data is not copied). */
+int stream_copy(void *buf, size_t size, size_t *used, const void *data, size_t len,
+                int (*flush)(void *ctx), void *ctx);
+
 /* Offset of the next byte to be read or written, as the caller sees it. */
 off_t stream_tell(const struct stream *s);
 /* Reposition (flushes first, drops read-ahead). */

@@ -161,6 +161,24 @@ static void test_quote_parse_round_trip(void **state)
     }
 }
 
+/* The shown form: quoted, control characters '?', never failing. */
+static void test_quote_shown(void **state)
+{
+    (void)state;
+    char out[2 * ADDRESS_MAX + 8], tiny[8];
+
+    address_quote_shown("john doe@example.com", out, sizeof(out));
+    assert_string_equal(out, "\"john doe\"@example.com");
+    address_quote_shown("a\r\nB: c@example.com", out, sizeof(out));
+    assert_string_equal(out, "\"a??B: c\"@example.com");
+    address_quote_shown("", out, sizeof(out));
+    assert_string_equal(out, "");
+    address_quote_shown(NULL, out, sizeof(out));
+    assert_string_equal(out, "");
+    address_quote_shown("x y\t@example.com", tiny, sizeof(tiny));   /* cut, still shown */
+    assert_string_equal(tiny, "x y?@ex");
+}
+
 static void test_domain_and_localpart(void **state)
 {
     assert_string_equal(address_domain("alice@example.com"), "example.com");
@@ -205,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_reject_too_long),
         cmocka_unit_test(test_quote),
         cmocka_unit_test(test_quote_parse_round_trip),
+        cmocka_unit_test(test_quote_shown),
         cmocka_unit_test(test_domain_and_localpart),
         cmocka_unit_test(test_lowercase),
     };

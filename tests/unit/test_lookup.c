@@ -524,6 +524,25 @@ static void expect_address(struct lookup_list *l, const char *addr, int local,
     free(got);
 }
 
+/* The specs of a list, split where lookup_list_open splits them. */
+static void test_split_specs(void **state)
+{
+    (void)state;
+    char **specs;
+    long n = lookup_split_specs(" cdb:/etc/aliases,inline:{ a=b, { c = d e } }\tstatic:x ,",
+                                &specs);
+
+    assert_int_equal(n, 3);
+    assert_string_equal(specs[0], "cdb:/etc/aliases");
+    assert_string_equal(specs[1], "inline:{ a=b, { c = d e } }");
+    assert_string_equal(specs[2], "static:x");
+    lookup_free_specs(specs, n);
+    assert_int_equal(lookup_split_specs(" , ", &specs), 0);
+    lookup_free_specs(specs, 0);
+    assert_int_equal(lookup_split_specs("inline:{ a=b", &specs), -1);
+    assert_int_equal(lookup_split_specs("static:x}", &specs), -1);
+}
+
 static void test_address_order(void **state)
 {
     struct lookup_list *l;
@@ -575,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_regexp_errors_and_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passwd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
+        cmocka_unit_test(test_split_specs),
         cmocka_unit_test_setup_teardown(test_address_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

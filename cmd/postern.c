@@ -288,27 +288,29 @@ static int cmd_start_fg(const char *dir)
     die("exec %s: %s", exe, strerror(errno));
 }
 
-static int cmd_stop(void)
+/* Signal master and wait for it to go; SIGKILL after wait_secs if it has
+ * not (saying so when it was a graceful stop). */
+static int stop_master(const char *what, int sig, int wait_secs, int graceful)
 {
     pid_t pid = running_master_or_die();
-    say("stopping the Postern mail system");
-    signal_master(pid, SIGTERM);
-    if (wait_master_gone(pid, STOP_WAIT_SECS, 1))
+    say("%s the Postern mail system", what);
+    signal_master(pid, sig);
+    if (wait_master_gone(pid, wait_secs, graceful))
         return 0;
-    warn("stopping the Postern mail system with force");
+    if (graceful)
+        warn("stopping the Postern mail system with force");
     kill(pid, SIGKILL);
     return wait_master_gone(pid, 5, 0) ? 0 : 1;
 }
 
+static int cmd_stop(void)
+{
+    return stop_master("stopping", SIGTERM, STOP_WAIT_SECS, 1);
+}
+
 static int cmd_abort(void)
 {
-    pid_t pid = running_master_or_die();
-    say("aborting the Postern mail system");
-    signal_master(pid, SIGINT);
-    if (wait_master_gone(pid, ABORT_WAIT_SECS, 0))
-        return 0;
-    kill(pid, SIGKILL);
-    return wait_master_gone(pid, 5, 0) ? 0 : 1;
+    return stop_master("aborting", SIGINT, ABORT_WAIT_SECS, 0);
 }
 
 static int cmd_reload(const char *dir)

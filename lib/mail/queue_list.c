@@ -61,9 +61,23 @@ static int msg_list_add(struct queue_msg_list *l, const char *dir, const char *n
     return 0;
 }
 
-/* Queue files of one directory: names that are queue ids (cleanup's
- * temporary files and anything else are not messages). */
-static int scan_flat(const char *dir, struct queue_msg_list *l)
+/* One entry of a queue directory: a queue file (its name is a queue id:
+ * cleanup's temporary files and anything else are not messages), or in a
+ * hashed directory (deferred/X/ID) one of its one-letter subdirectories. */
+static int scan_dir(const char *dir, struct queue_msg_list *l, int hashed);
+
+static int scan_entry(const char *dir, const char *name, struct queue_msg_list *l, int hashed)
+{
+    if (!hashed)
+        return queue_id_valid(name) ? msg_list_add(l, dir, name) : 0;
+    char sub[PATH_MAX];
+    if (name[0] == '.' || strlen(name) != 1 ||
+        snprintf(sub, sizeof(sub), "%s/%s", dir, name) >= (int)sizeof(sub))
+        return 0;
+    return scan_dir(sub, l, 0);
+}
+
+static int scan_dir(const char *dir, struct queue_msg_list *l, int hashed)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -74,30 +88,7 @@ static int scan_flat(const char *dir, struct queue_msg_list *l)
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (de = readdir(d)) != NULL)
-        if (queue_id_valid(de->d_name))
-            rc = msg_list_add(l, dir, de->d_name);
-    closedir(d);
-    return rc;
-}
-
-/* deferred/ is hashed one level: deferred/X/ID. */
-static int scan_hashed(const char *dir, struct queue_msg_list *l)
-{
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno != ENOENT)
-            msg_warn("open directory %s: %s", dir, strerror(errno));
-        return 0;
-    }
-    int rc = 0;
-    struct dirent *de;
-    while (rc == 0 && (de = readdir(d)) != NULL) {
-        char sub[PATH_MAX];
-        if (de->d_name[0] == '.' || strlen(de->d_name) != 1 ||
-            snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name) >= (int)sizeof(sub))
-            continue;
-        rc = scan_flat(sub, l);
-    }
+        rc = scan_entry(dir, de->d_name, l, hashed);
     closedir(d);
     return rc;
 }
@@ -115,7 +106,7 @@ int queue_msg_list_scan(const char *queue, struct queue_msg_list *l)
         errno = ENAMETOOLONG;
         return -1;
     }
-    int rc = strcmp(queue, QUEUE_DEFERRED) == 0 ? scan_hashed(dir, l) : scan_flat(dir, l);
+    int rc = scan_dir(dir, l, strcmp(queue, QUEUE_DEFERRED) == 0);
     if (rc < 0) {
         errno = ENOMEM;
         return -1;

@@ -50,15 +50,14 @@ static void read_back(void)
     config_walk(0, 0, walk_one, &w);
     config_walk(1, 0, walk_one, &w);
     FUZZ_ASSERT(w.params > 0);
-    /* One parameter of each type; their values were validated by the load. */
-    var.default_process_limit;
-    var.append_at_myorigin;
-    var.bounce_queue_lifetime;
-    var.header_size_limit;
-    const char *v = var.myhostname;
-    FUZZ_ASSERT(v != NULL);
-    var.mydestination;
-    var.queue_directory;
+    /* One parameter of each type: a load that succeeded filled every
+     * typed field within its params.def bounds. */
+    FUZZ_ASSERT(var.default_process_limit >= 1);
+    FUZZ_ASSERT(var.append_at_myorigin == 0 || var.append_at_myorigin == 1);
+    FUZZ_ASSERT(var.bounce_queue_lifetime >= 0);
+    FUZZ_ASSERT(var.header_size_limit >= 1);
+    FUZZ_ASSERT(var.myhostname != NULL && var.mydestination != NULL);
+    FUZZ_ASSERT(var.queue_directory != NULL);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -293,39 +293,44 @@ static int check_after_end(struct dump *d, struct stream *in, off_t at)
     return problem(d, "data after the end record, at offset %lld", (long long)at);
 }
 
+/* Read the record at *offset and print it; 0 to go on, else what
+ * queue_dump returns (warned). */
+static int next_record(struct dump *d, struct stream *in, struct rec_buf *b, off_t *offset,
+                       int first)
+{
+    int type;
+    size_t len, hlen = 0;
+    const char *why = NULL;
+    int h = read_header(in, &type, &len, &hlen, &why);
+    if (h == -2)
+        return read_failed(d);
+    if ((h <= 0 && first) || (h == 1 && first && !valid_first_record(type)))
+        return problem(d, "input is not a valid queue file");
+    if (h == 0)
+        return problem(d, "unexpected EOF: the file has no end record");
+    if (h < 0)
+        return problem(d, "%s at offset %lld", why, (long long)*offset);
+    if (len > QUEUE_DUMP_RECORD_MAX)
+        return problem(d, "record type %d length %zu at offset %lld is too long", type, len,
+                       (long long)*offset);
+    ssize_t got = read_payload(in, b, len);
+    if (got < 0)
+        return errno == ENOMEM ? problem(d, "out of memory") : read_failed(d);
+    if ((size_t)got < len)
+        return problem(d, "unexpected EOF in data, record type %d length %zu", type, len);
+    dump_record(d, type, b, *offset, *offset + (off_t)hlen);
+    *offset += (off_t)(hlen + len);
+    return 0;
+}
+
 int queue_dump(FILE *out, struct stream *in, const char *name, int flags)
 {
     struct dump d = {.out = out, .name = name, .flags = flags};
     struct rec_buf b = {0};
     off_t offset = 0;   /* counted here: a pipe's stream cannot tell it */
     int rc = 0;
-    for (int first = 1; rc == 0 && d.section != FILE_END; first = 0) {
-        int type;
-        size_t len, hlen = 0;
-        const char *why = NULL;
-        int h = read_header(in, &type, &len, &hlen, &why);
-        if (h == -2) {
-            rc = read_failed(&d);
-        } else if ((h <= 0 && first) || (h == 1 && first && !valid_first_record(type))) {
-            rc = problem(&d, "input is not a valid queue file");
-        } else if (h == 0) {
-            rc = problem(&d, "unexpected EOF: the file has no end record");
-        } else if (h < 0) {
-            rc = problem(&d, "%s at offset %lld", why, (long long)offset);
-        } else if (len > QUEUE_DUMP_RECORD_MAX) {
-            rc = problem(&d, "record type %d length %zu at offset %lld is too long", type, len,
-                         (long long)offset);
-        } else {
-            ssize_t got = read_payload(in, &b, len);
-            if (got < 0)
-                rc = errno == ENOMEM ? problem(&d, "out of memory") : read_failed(&d);
-            else if ((size_t)got < len)
-                rc = problem(&d, "unexpected EOF in data, record type %d length %zu", type, len);
-            else
-                dump_record(&d, type, &b, offset, offset + (off_t)hlen);
-            offset += (off_t)(hlen + len);
-        }
-    }
+    for (int first = 1; rc == 0 && d.section != FILE_END; first = 0)
+        rc = next_record(&d, in, &b, &offset, first);
     if (rc == 0)
         rc = check_after_end(&d, in, offset);
     rec_buf_free(&b);

@@ -2,13 +2,14 @@
  * mailq format (-p) or as JSON lines (-j), flush it (-f), or schedule the
  * deferred mail of one message (-i ID) or one site (-s SITE) now.
  *
- * Listing asks the showq service first (public/showq, showq_protocol in
- * ipc.h): in system mode the queue is mail_owner's alone and this set-gid
- * program cannot read it. When showq cannot be reached (the mail system is
- * down, or an instance without it) and the queue is readable (root,
- * mail_owner, instance mode), postqueue lists the queue itself. Both paths
- * format with lib/queue_list.c, so the bytes are the same; the formats are
- * described in queue_list.h.
+ * Listing asks the showq service first (public/showq, Postfix 3's
+ * mail_queue_list_protocol, showq_stream.h): in system mode the queue is
+ * mail_owner's alone and this set-gid program cannot read it. When showq
+ * cannot be reached (the mail system is down, or an instance without it)
+ * and the queue is readable (root, mail_owner, instance mode), postqueue
+ * walks the queue itself. Either way postqueue formats the entries with
+ * lib/mail/queue_list.c, in its own time zone, so the bytes are the same;
+ * the formats are described in queue_list.h.
  * Flushing talks to qmgr through its fifo (ipc_trigger); -i and -s move the
  * chosen deferred files to incoming/, which qmgr takes in at once.
  */
@@ -19,7 +20,7 @@
 #include "queue_file.h"
 #include "queue_id.h"
 #include "queue_list.h"
-#include "record.h"
+#include "showq_stream.h"
 #include "stream.h"
 
 #include <errno.h>
@@ -58,28 +59,29 @@ static int output_failed(void)
     fatal_status(EX_IOERR, "output write error: %s", strerror(errno));
 }
 
-/* Copy showq's answer to stdout: content records up to the end record. */
-static int copy_showq_answer(struct stream *s)
+/* Print the entries showq sends, up to the end of the listing. */
+static int print_showq_answer(struct stream *s, int format)
 {
-    struct rec_buf b = {0};
-    int type;
-    while ((type = rec_get(s, &b, REC_CHUNK_SIZE, NULL)) == REC_CONTENT) {
-        if (fwrite(b.data, 1, b.len, stdout) != b.len) {
-            rec_buf_free(&b);
+    struct queue_list_printer p;
+    struct showq_reader r = {0};
+    int n;
+    queue_list_printer_init(&p, stdout, format);
+    while ((n = showq_stream_read(s, &r)) == 1) {
+        if (queue_list_print(&p, &r.entry) < 0) {
+            showq_reader_free(&r);
             return output_failed();
         }
     }
-    rec_buf_free(&b);
-    if (type != REC_END)
-        fatal_status(EX_SOFTWARE, "incomplete queue listing from the showq service: %s",
-                     stream_timed_out(s) ? "timeout" : "connection closed or malformed");
-    if (fflush(stdout) != 0)
-        return output_failed();
-    return 0;
+    const char *why = r.error;   /* a string constant: outlives the reader */
+    showq_reader_free(&r);
+    if (n < 0)
+        fatal_status(EX_SOFTWARE, "incomplete queue listing from the showq service: %s", why);
+    return queue_list_print_end(&p) < 0 ? output_failed() : 0;
 }
 
-/* The listing from the showq service. -1 (nothing printed) when it cannot
- * be reached or does not greet as showq. */
+/* The listing from the showq service (mail_queue_list_protocol, which
+ * Postfix's showq speaks too). -1 (nothing printed) when it cannot be
+ * reached or does not greet as showq. */
 static int list_via_showq(int format)
 {
     int fd = ipc_connect(IPC_PUBLIC, "showq");
@@ -91,13 +93,12 @@ static int list_via_showq(int format)
         return -1;
     }
     /* Quietly: without showq the queue may still be read directly. */
-    if (ipc_check_greeting(s, "showq_protocol") < 0 ||
-        attr_send(s, "format", queue_list_format_name(format), (const char *)NULL) < 0) {
+    if (showq_stream_check_greeting(s) < 0) {
         stream_abandon(s);
         return -1;
     }
-    int rc = copy_showq_answer(s);
-    stream_abandon(s);   /* nothing left to send */
+    int rc = print_showq_answer(s, format);
+    stream_abandon(s);   /* nothing to send: showq reads nothing */
     return rc;
 }
 

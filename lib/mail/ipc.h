@@ -45,13 +45,10 @@
  *       the message and defer/ID. Otherwise qmgr keeps the message.
  *    {request=warn, queue_id, queue_name}
  *       a delay warning (Action: delayed) from defer/ID; message stays queued.
- *  showq_protocol (public/showq: group setgid_group reaches it, so the
- *  set-gid postqueue of an ordinary user can list mail_owner's queue),
- *  one request per connection:
- *    S->C greeting; C->S {format=text|json};
- *    S->C REC_CONTENT chunks (<= REC_CHUNK_SIZE each) of the listing that
- *    lib/queue_list.h describes, then REC_END. Closing without REC_END
- *    means the listing is incomplete.
+ *  public/showq (group setgid_group reaches it, so the set-gid postqueue
+ *  of an ordinary user can list mail_owner's queue) is the exception: it
+ *  speaks Postfix 3's mail_queue_list_protocol in Postfix's encoding, so
+ *  that Postfix's clients read it (showq_stream.h).
  *  public/qmgr, public/pickup (fifo): any byte wakes the daemon; qmgr also
  *    takes 'F' (flush deferred now).
  */

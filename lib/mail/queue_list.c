@@ -1,12 +1,10 @@
-/* queue_list.c - the queue listing shared by showq and postqueue (see
- * queue_list.h for the formats).
+/* queue_list.c - the queue listing: walking the queue for showq and
+ * postqueue, and printing it for postqueue (see queue_list.h).
  *
- * A listing reads each queue directory once, then each message's envelope
+ * A walk reads each queue directory once, then each message's envelope
  * and defer log; files that vanish meanwhile (delivered, moved) are simply
  * not shown, since the queue keeps moving under a reader that holds no
- * lock. Everything is written with stdio to the caller's FILE, so one
- * formatter serves a terminal (postqueue) and a socket (showq wraps its
- * stream in a FILE).
+ * lock. Printing writes with stdio to the caller's FILE.
  */
 #include "queue_list.h"
 
@@ -149,22 +147,43 @@ const char *queue_list_format_name(int format)
 
 /* --- one message as shown --- */
 
-struct shown_rcpt {
-    const char *address;   /* internal form */
-    const char *orig;      /* original recipient or NULL */
-    const char *reason;    /* deferral reason or NULL */
+/* Address as shown: external form, MAILER-DAEMON for <>, control
+ * characters as '?'. */
+static void shown_address(char *out, size_t len, const char *internal)
+{
+    if (!*internal) {
+        snprintf(out, len, "%s", MAIL_DAEMON);
+        return;
+    }
+    if (address_quote(internal, out, len) < 0)
+        snprintf(out, len, "%s", internal);
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+static char *shown_address_dup(const char *internal)
+{
+    char addr[2 * ADDRESS_MAX];
+    shown_address(addr, sizeof(addr), internal);
+    return strdup(addr);
+}
+
+/* An entry being built from a queue file: it owns the shown addresses;
+ * reasons stay owned by the defer log. */
+struct built_entry {
+    struct queue_list_entry e;
+    char *sender;
+    struct queue_list_rcpt *rcpt;
 };
 
-struct shown_msg {
-    const char *queue;
-    const char *id;
-    long long arrival;
-    long long size;
-    const char *sender;    /* internal form; NULL for an unreadable maildrop file */
-    unsigned uid;          /* maildrop: the owner */
-    size_t nrcpt;
-    struct shown_rcpt *rcpt;
-};
+static void built_entry_free(struct built_entry *b)
+{
+    for (size_t i = 0; i < b->e.nrcpt; i++)
+        free((char *)b->rcpt[i].address);
+    free(b->rcpt);
+    free(b->sender);
+}
 
 /* Index of the recipient record at offset (offsets ascend in the file). */
 static long rcpt_at_offset(const struct queue_envelope *env, long long offset)
@@ -192,61 +211,125 @@ static long rcpt_by_address(const struct queue_envelope *env, const char *addr,
     return -1;
 }
 
-/* The recipients still to be delivered: first those with a deferral
- * reason, in defer log order, then the others in queue file order (as
- * Postfix shows them). Allocates m->rcpt (the caller frees it); the
- * strings stay owned by env and defer. */
-static int collect_recipients(struct shown_msg *m, const struct queue_envelope *env,
-                              const struct dsn_log *defer)
+static int add_recipient(struct built_entry *b, const char *internal, const char *reason)
 {
-    char *taken = calloc(env->nrcpt ? env->nrcpt : 1, 1);
-    m->rcpt = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*m->rcpt));
-    if (!taken || !m->rcpt) {
-        free(taken);
+    char *addr = shown_address_dup(internal);
+    if (!addr)
         return -1;
-    }
-    m->nrcpt = 0;
-    for (size_t i = 0; i < defer->count; i++) {
-        const struct dsn_entry *e = &defer->entry[i];
-        long k = e->offset >= 0 ? rcpt_at_offset(env, e->offset)
-                                : rcpt_by_address(env, e->rcpt, taken);
-        if (k < 0 || taken[k] || env->rcpt[k].done)
-            continue;
-        taken[k] = 1;
-        m->rcpt[m->nrcpt++] = (struct shown_rcpt){env->rcpt[k].address, env->rcpt[k].orig,
-                                                  e->reason};
-    }
-    for (size_t k = 0; k < env->nrcpt; k++)
-        if (!taken[k] && !env->rcpt[k].done)
-            m->rcpt[m->nrcpt++] = (struct shown_rcpt){env->rcpt[k].address, env->rcpt[k].orig,
-                                                      NULL};
-    free(taken);
+    b->rcpt[b->e.nrcpt++] = (struct queue_list_rcpt){addr, reason ? reason : ""};
     return 0;
 }
 
-/* --- output: shared --- */
-
-/* Address as shown: external form, MAILER-DAEMON for <>, control
- * characters as '?'. */
-static void shown_address(char *out, size_t len, const char *internal)
+/* The recipients still to be delivered: first those with a deferral
+ * reason, in defer log order, then the others in queue file order (as
+ * Postfix shows them). */
+static int collect_recipients(struct built_entry *b, const struct queue_envelope *env,
+                              const struct dsn_log *defer)
 {
-    if (!*internal) {
-        snprintf(out, len, "%s", MAIL_DAEMON);
-        return;
+    char *taken = calloc(env->nrcpt ? env->nrcpt : 1, 1);
+    b->rcpt = calloc(env->nrcpt ? env->nrcpt : 1, sizeof(*b->rcpt));
+    if (!taken || !b->rcpt) {
+        free(taken);
+        return -1;
     }
-    if (address_quote(internal, out, len) < 0)
-        snprintf(out, len, "%s", internal);
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
+    b->e.rcpt = b->rcpt;
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < defer->count; i++) {
+        const struct dsn_entry *d = &defer->entry[i];
+        long k = d->offset >= 0 ? rcpt_at_offset(env, d->offset)
+                                : rcpt_by_address(env, d->rcpt, taken);
+        if (k < 0 || taken[k] || env->rcpt[k].done)
+            continue;
+        taken[k] = 1;
+        rc = add_recipient(b, env->rcpt[k].address, d->reason);
+    }
+    for (size_t k = 0; rc == 0 && k < env->nrcpt; k++)
+        if (!taken[k] && !env->rcpt[k].done)
+            rc = add_recipient(b, env->rcpt[k].address, NULL);
+    free(taken);
+    return rc;
 }
 
-static void printable_text(char *out, size_t len, const char *in)
+/* --- walking the queue --- */
+
+/* A maildrop file that cannot be parsed is still listed, by its owner
+ * (Postfix's wording). */
+static int report_unreadable_maildrop(const struct queue_msg_ref *r, const struct stat *st,
+                                      queue_list_fn fn, void *ctx)
 {
-    snprintf(out, len, "%s", in);
-    for (char *p = out; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
+    char sender[64];
+    snprintf(sender, sizeof(sender), "(maildrop queue, sender UID %u)", (unsigned)st->st_uid);
+    struct queue_list_entry e = {.queue = QUEUE_MAILDROP, .id = r->id, .arrival = st->st_mtime,
+                                 .size = st->st_size, .sender = sender};
+    return fn(&e, ctx);
+}
+
+/* Open a message file for listing; -1 when it is gone meanwhile
+ * (delivered, moved), is no regular file, or is one cleanup is still
+ * writing (not a message yet). */
+static int open_message(const char *queue, const struct queue_msg_ref *r, struct stat *st)
+{
+    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) ||
+        (strcmp(queue, QUEUE_INCOMING) == 0 && (st->st_mode & 0777) != QUEUE_MODE_COMPLETE)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Report one message; 0, -1 (ENOMEM) or fn's nonzero result. */
+static int walk_message(const char *queue, const struct queue_msg_ref *r, queue_list_fn fn,
+                        void *ctx)
+{
+    struct stat st;
+    int fd = open_message(queue, r, &st);
+    if (fd < 0)
+        return 0;
+    struct queue_envelope env;
+    int ok = queue_envelope_read(fd, &env, QUEUE_LIST_MAX_RCPT) == 0 && env.sender;
+    close(fd);
+    if (!ok) {
+        queue_envelope_free(&env);
+        return strcmp(queue, QUEUE_MAILDROP) == 0 ? report_unreadable_maildrop(r, &st, fn, ctx)
+                                                  : 0;
+    }
+    struct dsn_log defer;
+    if (dsn_log_read(QUEUE_DEFER_LOG, r->id, &defer) < 0)
+        memset(&defer, 0, sizeof(defer));
+    struct built_entry b = {.e = {.queue = queue, .id = r->id, .arrival = env.arrival.tv_sec,
+                                  .size = env.content_size > 0 ? env.content_size : st.st_size}};
+    b.sender = shown_address_dup(env.sender);
+    b.e.sender = b.sender;
+    int rc;
+    if (!b.sender || collect_recipients(&b, &env, &defer) < 0) {
+        errno = ENOMEM;
+        rc = -1;
+    } else {
+        rc = fn(&b.e, ctx);
+    }
+    int saved = errno;
+    built_entry_free(&b);
+    dsn_log_free(&defer);
+    queue_envelope_free(&env);
+    errno = saved;
+    return rc;
+}
+
+int queue_list_walk(queue_list_fn fn, void *ctx)
+{
+    for (size_t q = 0; q < NQUEUES; q++) {
+        struct queue_msg_list l;
+        int rc = queue_msg_list_scan(listed_queues[q], &l);
+        for (size_t i = 0; rc == 0 && i < l.count; i++)
+            rc = walk_message(listed_queues[q], &l.ref[i], fn, ctx);
+        queue_msg_list_free(&l);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* --- output: text --- */
@@ -258,51 +341,49 @@ struct formats {
 static const struct formats short_formats = {"%-11s %7s %-20s %s\n", "%-11s %7lld %20.20s %s\n"};
 static const struct formats long_formats = {"%-17s %8s %-19s %s\n", "%-17s %8lld %19.19s %s\n"};
 
-struct listing {
-    FILE *out;
-    int format;
-    const struct formats *fmt;
-    int long_ids;
-    unsigned long count;
-    unsigned long long total;
-    int out_errno;         /* of the first failed write to out, 0 while none */
-};
-
-static void print_heading(const struct listing *L)
+static const struct formats *formats_of(const struct queue_list_printer *p)
 {
-    if (L->long_ids)
-        fprintf(L->out, L->fmt->string, "----Queue ID-----", "--Size--", "---Arrival Time----",
-                "--Sender/Recipient------");
+    return p->long_ids ? &long_formats : &short_formats;
+}
+
+static void print_heading(const struct queue_list_printer *p)
+{
+    if (p->long_ids)
+        fprintf(p->out, long_formats.string, "----Queue ID-----", "--Size--",
+                "---Arrival Time----", "--Sender/Recipient------");
     else
-        fprintf(L->out, L->fmt->string, "-Queue ID-", "--Size--", "----Arrival Time----",
+        fprintf(p->out, short_formats.string, "-Queue ID-", "--Size--", "----Arrival Time----",
                 "-Sender/Recipient-------");
 }
 
-static void print_text(const struct listing *L, const struct shown_msg *m)
+static void printable_text(char *out, size_t len, const char *in)
 {
-    char id_status[QUEUE_ID_SIZE + 2], when[64], addr[2 * ADDRESS_MAX], reason[IPC_VALUE_MAX];
-    time_t t = (time_t)m->arrival;
+    snprintf(out, len, "%s", in);
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+static void print_text(const struct queue_list_printer *p, const struct queue_list_entry *e)
+{
+    char id_status[QUEUE_ID_SIZE + 2], when[64], reason[IPC_VALUE_MAX];
+    time_t t = (time_t)e->arrival;
     struct tm tm;
-    snprintf(id_status, sizeof(id_status), "%s%s", m->id,
-             strcmp(m->queue, QUEUE_ACTIVE) == 0 ? "*" : strcmp(m->queue, QUEUE_HOLD) == 0 ? "!" : "");
+    snprintf(id_status, sizeof(id_status), "%s%s", e->id,
+             strcmp(e->queue, QUEUE_ACTIVE) == 0 ? "*" : strcmp(e->queue, QUEUE_HOLD) == 0 ? "!" : "");
     if (!localtime_r(&t, &tm) || !asctime_r(&tm, when))
         snprintf(when, sizeof(when), "??");
-    if (m->sender)
-        shown_address(addr, sizeof(addr), m->sender);
-    else
-        snprintf(addr, sizeof(addr), "(maildrop queue, sender UID %u)", m->uid);
-    fprintf(L->out, L->fmt->sender, id_status, m->size, when, addr);
+    fprintf(p->out, formats_of(p)->sender, id_status, e->size, when, e->sender);
     const char *saved = "";
-    for (size_t i = 0; i < m->nrcpt; i++) {
-        const char *why = m->rcpt[i].reason ? m->rcpt[i].reason : "";
+    for (size_t i = 0; i < e->nrcpt; i++) {
+        const char *why = e->rcpt[i].reason;
         if (strcmp(saved, why) != 0) {
             saved = why;
             printable_text(reason, sizeof(reason), *why ? why : "reason unavailable");
             int pad = REASON_COLUMN - (int)strlen(reason);
-            fprintf(L->out, "%*s(%s)\n", pad > 0 ? pad : 0, "", reason);
+            fprintf(p->out, "%*s(%s)\n", pad > 0 ? pad : 0, "", reason);
         }
-        shown_address(addr, sizeof(addr), m->rcpt[i].address);
-        fprintf(L->out, L->fmt->string, "", "", "", addr);
+        fprintf(p->out, formats_of(p)->string, "", "", "", e->rcpt[i].address);
     }
 }
 
@@ -320,7 +401,7 @@ static size_t utf8_sequence_length(const unsigned char *p)
     return n;
 }
 
-/* One JSON string: escapes as Postfix's showq does, and '?' for bytes
+/* One JSON string: escapes as Postfix's postqueue does, and '?' for bytes
  * that are not UTF-8, so every line parses. */
 static void json_string(FILE *out, const char *s)
 {
@@ -352,158 +433,89 @@ static void json_string(FILE *out, const char *s)
     fputc('"', out);
 }
 
-static void print_json(FILE *out, const struct shown_msg *m)
+static void print_json(FILE *out, const struct queue_list_entry *e)
 {
-    char addr[2 * ADDRESS_MAX];
     fputs("{\"queue_name\": ", out);
-    json_string(out, m->queue);
+    json_string(out, e->queue);
     fputs(", \"queue_id\": ", out);
-    json_string(out, m->id);
-    fprintf(out, ", \"arrival_time\": %lld, \"message_size\": %lld, \"forced_expire\": false, "
-            "\"sender\": ", m->arrival, m->size);
-    if (m->sender)
-        shown_address(addr, sizeof(addr), m->sender);
-    else
-        addr[0] = 0;
-    json_string(out, addr);
+    json_string(out, e->id);
+    fprintf(out, ", \"arrival_time\": %lld, \"message_size\": %lld, \"forced_expire\": %s, "
+            "\"sender\": ", e->arrival, e->size, e->forced_expire ? "true" : "false");
+    json_string(out, e->sender);
     fputs(", \"recipients\": [", out);
-    for (size_t i = 0; i < m->nrcpt; i++) {
+    for (size_t i = 0; i < e->nrcpt; i++) {
         fputs(i ? ", {\"address\": " : "{\"address\": ", out);
-        shown_address(addr, sizeof(addr), m->rcpt[i].address);
-        json_string(out, addr);
-        if (m->rcpt[i].orig && strcmp(m->rcpt[i].orig, m->rcpt[i].address) != 0) {
-            fputs(", \"orig_address\": ", out);
-            shown_address(addr, sizeof(addr), m->rcpt[i].orig);
-            json_string(out, addr);
-        }
-        if (m->rcpt[i].reason && *m->rcpt[i].reason) {
+        json_string(out, e->rcpt[i].address);
+        if (*e->rcpt[i].reason) {
             fputs(", \"delay_reason\": ", out);
-            json_string(out, m->rcpt[i].reason);
+            json_string(out, e->rcpt[i].reason);
         }
         fputc('}', out);
     }
     fputs("]}\n", out);
 }
 
-/* --- listing --- */
+/* --- printing a listing --- */
+
+void queue_list_printer_init(struct queue_list_printer *p, FILE *out, int format)
+{
+    *p = (struct queue_list_printer){.out = out, .format = format,
+                                     .long_ids = var.enable_long_queue_ids};
+}
 
 /* Remember why writing failed, right after the writes (errno set before
  * them to 0): later file operations overwrite errno, and stdio keeps only
  * the error flag. */
-static void note_output_error(struct listing *L)
+static int note_output_error(struct queue_list_printer *p)
 {
-    if (ferror(L->out) && !L->out_errno)
-        L->out_errno = errno ? errno : EIO;
+    if (ferror(p->out) && !p->out_errno)
+        p->out_errno = errno ? errno : EIO;
+    if (!p->out_errno)
+        return 0;
+    errno = p->out_errno;
+    return -1;
 }
 
-static void emit(struct listing *L, const struct shown_msg *m)
+int queue_list_print(struct queue_list_printer *p, const struct queue_list_entry *e)
 {
     errno = 0;
-    if (L->format == QUEUE_LIST_JSON) {
-        print_json(L->out, m);
+    if (p->format == QUEUE_LIST_JSON) {
+        print_json(p->out, e);
     } else {
-        if (L->count == 0)
-            print_heading(L);
+        if (p->count == 0)
+            print_heading(p);
         else
-            fputc('\n', L->out);
-        print_text(L, m);
+            fputc('\n', p->out);
+        print_text(p, e);
     }
-    note_output_error(L);
-    L->count++;
-    L->total += m->size > 0 ? (unsigned long long)m->size : 0;
+    p->count++;
+    p->total += e->size > 0 ? (unsigned long long)e->size : 0;
+    return note_output_error(p);
 }
 
-/* A maildrop file that cannot be parsed is still listed, as Postfix
- * does, by its owner. */
-static void emit_unreadable_maildrop(struct listing *L, const struct queue_msg_ref *r,
-                                     const struct stat *st)
-{
-    struct shown_msg m = {.queue = QUEUE_MAILDROP, .id = r->id, .arrival = st->st_mtime,
-                          .size = st->st_size, .uid = (unsigned)st->st_uid};
-    emit(L, &m);
-}
-
-/* Show one message; 0, or -1 when memory ran out. */
-static int show_message(struct listing *L, const char *queue, const struct queue_msg_ref *r)
-{
-    int fd = open(r->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        if (fd >= 0)
-            close(fd);
-        return 0;   /* gone meanwhile (delivered, moved), or not a message */
-    }
-    /* A file cleanup is still writing is not a message yet. */
-    if (strcmp(queue, QUEUE_INCOMING) == 0 && (st.st_mode & 0777) != QUEUE_MODE_COMPLETE) {
-        close(fd);
-        return 0;
-    }
-    struct queue_envelope env;
-    int ok = queue_envelope_read(fd, &env, QUEUE_LIST_MAX_RCPT) == 0 && env.sender;
-    close(fd);
-    if (!ok) {
-        if (strcmp(queue, QUEUE_MAILDROP) == 0)
-            emit_unreadable_maildrop(L, r, &st);
-        queue_envelope_free(&env);
-        return 0;
-    }
-    struct dsn_log defer;
-    if (dsn_log_read(QUEUE_DEFER_LOG, r->id, &defer) < 0)
-        memset(&defer, 0, sizeof(defer));
-    struct shown_msg m = {.queue = queue, .id = r->id, .arrival = env.arrival.tv_sec,
-                          .size = env.content_size > 0 ? env.content_size : st.st_size,
-                          .sender = env.sender};
-    int rc = collect_recipients(&m, &env, &defer);
-    if (rc == 0)
-        emit(L, &m);
-    free(m.rcpt);
-    dsn_log_free(&defer);
-    queue_envelope_free(&env);
-    return rc;
-}
-
-/* The messages of one queue; 0, or -1 with errno. */
-static int show_queue(struct listing *L, const char *queue)
-{
-    struct queue_msg_list l;
-    int rc = queue_msg_list_scan(queue, &l);
-    for (size_t i = 0; rc == 0 && i < l.count; i++) {
-        if (show_message(L, queue, &l.ref[i]) < 0) {
-            errno = ENOMEM;
-            rc = -1;
-        } else if (L->out_errno) {
-            errno = L->out_errno;
-            rc = -1;
-        }
-    }
-    queue_msg_list_free(&l);
-    return rc;
-}
-
-static void print_summary(struct listing *L)
+int queue_list_print_end(struct queue_list_printer *p)
 {
     errno = 0;
-    if (L->count == 0)
-        fputs("Mail queue is empty\n", L->out);
-    else
-        fprintf(L->out, "\n-- %llu Kbytes in %lu Request%s.\n", L->total / 1024, L->count,
-                L->count == 1 ? "" : "s");
-    note_output_error(L);
+    if (p->format == QUEUE_LIST_TEXT && p->count == 0)
+        fputs("Mail queue is empty\n", p->out);
+    else if (p->format == QUEUE_LIST_TEXT)
+        fprintf(p->out, "\n-- %llu Kbytes in %lu Request%s.\n", p->total / 1024, p->count,
+                p->count == 1 ? "" : "s");
+    if (note_output_error(p) < 0)
+        return -1;
+    return fflush(p->out) == 0 ? 0 : note_output_error(p);
+}
+
+static int print_walked(const struct queue_list_entry *e, void *ctx)
+{
+    return queue_list_print(ctx, e);
 }
 
 int queue_list_write(FILE *out, int format)
 {
-    struct listing L = {.out = out, .format = format};
-    L.long_ids = var.enable_long_queue_ids;
-    L.fmt = L.long_ids ? &long_formats : &short_formats;
-    for (size_t q = 0; q < NQUEUES; q++)
-        if (show_queue(&L, listed_queues[q]) < 0)
-            return -1;
-    if (format == QUEUE_LIST_TEXT)
-        print_summary(&L);
-    if (L.out_errno) {
-        errno = L.out_errno;
+    struct queue_list_printer p;
+    queue_list_printer_init(&p, out, format);
+    if (queue_list_walk(print_walked, &p) != 0)
         return -1;
-    }
-    return fflush(out) == 0 ? 0 : -1;
+    return queue_list_print_end(&p);
 }

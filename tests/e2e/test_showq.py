@@ -1,19 +1,20 @@
 """showq: the queue listing service behind postqueue -p / -j (mailq).
 
-postqueue asks public/showq first and reads the queue itself only when
-showq cannot be reached; both paths format with lib/queue_list.c, so the
-listing through showq is the same bytes as the direct one. The instances
-here run smtpd and showq only (no qmgr, cleanup or pickup), so the fixture
-queue stays exactly as written while it is listed. showq formats arrival
-times in its own time zone (as Postfix's does): master is started with
-TZ=UTC, and the client's TZ is set to something else to show which
-process formatted the listing.
+showq speaks Postfix 3's mail_queue_list_protocol (lib/mail/showq_stream.h):
+it greets, sends one NUL-terminated attribute list per message and an
+empty list, and reads nothing. postqueue asks public/showq first and walks
+the queue itself only when showq cannot be reached; either way postqueue
+formats (lib/mail/queue_list.c), so the listing through showq is the same
+bytes as the direct one, arrival times in the client's time zone as with
+Postfix 3. The instances here run smtpd and showq only (no qmgr, cleanup
+or pickup), so the fixture queue stays exactly as written while it is
+listed. master (and so showq) runs with TZ=UTC and the client with another
+zone, which shows the client formats.
 
 The system-mode case (an ordinary user's set-gid postqueue, which cannot
 read mail_owner's queue) is in test_system_privileges.py.
 """
 
-import json
 import os
 import signal
 import socket
@@ -22,7 +23,8 @@ import subprocess
 import pytest
 
 from postern_instance import wait_until
-from queue_fixture import Rcpt, attr_list, make_queue_file, parse_records, write_log
+from postfix_reference import POSTQUEUE as POSTFIX_POSTQUEUE, started_postfix
+from queue_fixture import Rcpt, make_queue_file, write_log
 from test_postqueue import EXPECTED_MAILQ, POSTQUEUE, QUEUES, populate, postqueue
 
 
@@ -64,19 +66,19 @@ def test_listing_through_showq_is_the_same_bytes(showq_instance):
     populate(inst)
     direct = listings(inst, "UTC")   # nothing runs yet: postqueue reads the queue
     assert direct[0] == EXPECTED_MAILQ
+    direct_client_tz = listings(inst, CLIENT_TZ)
+    assert direct_client_tz[0] != EXPECTED_MAILQ
     inst.start()
     assert inst.pids("showq") == []   # master starts showq on demand
-    via_showq = listings(inst, CLIENT_TZ)
-    assert via_showq == direct
+    assert listings(inst, "UTC") == direct
+    # The client formats, in its own zone, whatever zone showq runs in.
+    assert listings(inst, CLIENT_TZ) == direct_client_tz
     assert inst.pids("showq"), "the listing did not come from showq"
-    # The same client reading the queue itself formats in its own zone.
-    inst.stop()
-    assert listings(inst, CLIENT_TZ)[0] != EXPECTED_MAILQ
 
 
 def test_long_listing_in_many_chunks(showq_instance):
-    """A listing far larger than one content record (64 KiB) arrives
-    whole, in both formats and with long queue ids."""
+    """A listing far larger than a socket buffer arrives whole, in both
+    formats and with long queue ids."""
     inst = showq_instance(["enable_long_queue_ids = yes"])
     for i in range(400):
         qid, r = make_queue_file(inst.queue, "deferred", f"sender{i}@example.org",
@@ -85,7 +87,7 @@ def test_long_listing_in_many_chunks(showq_instance):
         write_log(inst.queue, "defer", qid, [
             dict(rcpt=r[0].address, offset=r[0].offset, dsn="4.4.1",
                  reason=f"connect to mx{i}.example.com[192.0.2.1]:25: Connection refused")])
-    direct = listings(inst, "UTC")
+    direct = listings(inst, CLIENT_TZ)
     assert len(direct[0]) > 3 * 65536 and direct[0].endswith(" in 400 Requests.\n")
     inst.start()
     assert listings(inst, CLIENT_TZ) == direct
@@ -133,7 +135,8 @@ def test_falls_back_when_the_mail_system_is_down(showq_instance):
 
 
 class ShowqClient:
-    """A raw showq_protocol client, for what postqueue never does."""
+    """A raw client of public/showq, as monitoring tools are: it connects
+    and reads, and sends nothing."""
 
     def __init__(self, inst, timeout=20.0):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -160,40 +163,75 @@ class ShowqClient:
         self.sock.close()
 
 
-GREETING = attr_list([("protocol", "showq_protocol")])
+GREETING = b"protocol\0mail_queue_list_protocol\0\0"
 
 
-def test_answer_is_content_records_then_end(showq_instance):
-    """showq_protocol as lib/ipc.h documents it."""
+def parse_nul_lists(data):
+    """Postfix's NUL-terminated attribute lists: a list of [(name, value)]
+    per list, the empty list that ends a listing included; asserts that
+    nothing dangles after the last NUL."""
+    parts = data.split(b"\0")
+    assert parts[-1] == b"", "data after the last NUL"
+    lists, current, i = [], [], 0
+    while i < len(parts) - 1:
+        if parts[i] == b"":
+            lists.append(current)
+            current = []
+            i += 1
+        else:
+            current.append((parts[i].decode(), parts[i + 1].decode()))
+            i += 2
+    assert current == [], "a list without its end"
+    return lists
+
+
+def test_answer_is_postfix_showq_stream(showq_instance):
+    """A client that sends nothing gets Postfix's showq stream: the
+    greeting, one list per message with Postfix's attribute names in its
+    order, recipients with their reasons ("" for none), the empty list."""
     inst = showq_instance()
     populate(inst)
     inst.start()
     c = ShowqClient(inst)
     try:
-        c.sock.sendall(attr_list([("format", "text")]))
         data = c.recv_all()
     finally:
         c.close()
     assert data.startswith(GREETING)
-    records = parse_records(data[len(GREETING):])
-    assert [t for t, _, _ in records] == ["C"] * (len(records) - 1) + ["E"]
-    assert b"".join(p for _, p, _ in records).decode() == EXPECTED_MAILQ
+    lists = parse_nul_lists(data)
+    assert lists[0] == [("protocol", "mail_queue_list_protocol")]
+    assert lists[-1] == []
+    head = ["queue_name", "queue_id", "time", "size", "forced_expire", "sender"]
+    for msg in lists[1:-1]:
+        assert [n for n, _ in msg[:6]] == head
+        assert [n for n, _ in msg[6:]] == ["recipient", "reason"] * ((len(msg) - 6) // 2)
+    refused = "connect to mx.example.com[192.0.2.1]:25: Connection refused"
+    assert lists[1:-1] == [
+        [("queue_name", "active"), ("queue_id", "1ActiveAAAAA01"), ("time", "1700000000"),
+         ("size", "18"), ("forced_expire", "0"), ("sender", "sender@example.org"),
+         ("recipient", "rcpt1@example.com"), ("reason", "")],
+        [("queue_name", "deferred"), ("queue_id", "1DeferredBBB02"), ("time", "1700003600"),
+         ("size", "3000"), ("forced_expire", "0"), ("sender", "MAILER-DAEMON"),
+         ("recipient", "dave@example.net"),
+         ("reason", "connect to mx.example.net[192.0.2.2]:25: Connection timed out"),
+         ("recipient", "bob@example.com"), ("reason", refused),
+         ("recipient", "carol@example.com"), ("reason", refused),
+         ("recipient", "eve@example.net"), ("reason", "")],
+        [("queue_name", "hold"), ("queue_id", "1HoldCCCCCCC03"), ("time", "1700007200"),
+         ("size", "18"), ("forced_expire", "0"), ("sender", "user@example.org"),
+         ("recipient", "x@example.com"), ("reason", "")],
+    ]
 
 
-def test_bad_request_gets_no_listing(showq_instance):
+def test_empty_queue_stream(showq_instance):
     inst = showq_instance()
-    populate(inst)
     inst.start()
     c = ShowqClient(inst)
     try:
-        c.sock.sendall(attr_list([("format", "xml")]))
-        data = c.recv_all()
+        assert c.recv_all() == GREETING + b"\0"
     finally:
         c.close()
-    # The greeting, then the connection closes: no content, no end record.
-    assert data == GREETING
-    inst.wait_log(r"^warning: bad request: format xml$", program="showq")
-    assert listings(inst, "UTC")[0] == EXPECTED_MAILQ   # and showq still serves
+    assert listings(inst, "UTC") == ("Mail queue is empty\n", "")
 
 
 def test_client_that_leaves_early(showq_instance):
@@ -203,14 +241,66 @@ def test_client_that_leaves_early(showq_instance):
     for i in range(300):
         make_queue_file(inst.queue, "hold", "s@example.org", [f"r{i}@example.com"] * 3,
                         "Subject: x\n\nhello\n", arrival=1700000000 + i)
-    direct = listings(inst, "UTC")
+    direct = listings(inst, CLIENT_TZ)
     inst.start()
     c = ShowqClient(inst)
     try:
-        c.sock.sendall(attr_list([("format", "text")]))
         while len(c.buf) <= len(GREETING):
-            c.recv_more()   # the greeting, then the first content record
+            c.recv_more()   # the greeting, then the start of the first message
     finally:
         c.close()
     assert listings(inst, CLIENT_TZ) == direct
     assert not inst.find_log(r"fatal|panic", program="showq")
+
+
+# --- against Postfix ---------------------------------------------------------------
+
+
+def test_postfix_postqueue_lists_postern_queue(showq_instance, tmp_path):
+    """Postfix's own postqueue (its mailq) lists a Postern queue through
+    Postern's showq, byte for byte as Postern's postqueue does."""
+    inst = showq_instance()
+    populate(inst)
+    inst.start()
+    cfg = tmp_path / "postfix-etc"
+    cfg.mkdir()
+    (cfg / "main.cf").write_text(f"compatibility_level = 3.6\nqueue_directory = {inst.queue}\n"
+                                 "mail_owner = postfix\nsetgid_group = postdrop\n")
+    env = dict(os.environ, TZ=CLIENT_TZ)
+    env.pop("MAIL_CONFIG", None)
+    ours = listings(inst, CLIENT_TZ)
+    for flag, expected in zip(("-p", "-j"), ours):
+        p = subprocess.run([POSTFIX_POSTQUEUE, "-c", str(cfg), flag], capture_output=True,
+                           text=True, env=env, timeout=30, stdin=subprocess.DEVNULL)
+        assert (p.returncode, p.stderr) == (0, ""), flag
+        assert p.stdout == expected, flag
+
+
+def test_postern_postqueue_lists_postfix_queue(tmp_path):
+    """Postern's postqueue reads a Postfix showq (deferred and held mail)
+    and prints what Postfix's postqueue prints, byte for byte."""
+    pf = started_postfix()
+    try:
+        ids = [pf.send(f"Subject: m{i}\n\nbody {i}\n", [f"r{i}@remote.example", "x@remote.example"],
+                       "s@example.org") for i in range(3)]
+        ids.append(pf.send("Subject: bounce\n\nx\n", ["y@remote.example"], ""))
+        for qid in ids:
+            pf.wait_deferred(qid)
+        rc, out = pf.run(["/usr/sbin/postsuper", "-c", pf.etc, "-h", ids[0]])
+        assert rc == 0, out
+        cfg = tmp_path / "postern-etc"
+        cfg.mkdir()
+        (cfg / "main.cf").write_text(f"queue_directory = {pf.queue}\n")
+        env = dict(os.environ, TZ=CLIENT_TZ)
+        env.pop("MAIL_CONFIG", None)
+        for flag in ("-p", "-j"):
+            rc, theirs, err = pf.postqueue(flag, tz=CLIENT_TZ)
+            assert rc == 0, err
+            p = subprocess.run([str(POSTQUEUE), "-c", str(cfg), flag], capture_output=True,
+                               text=True, env=env, timeout=30, stdin=subprocess.DEVNULL)
+            assert (p.returncode, p.stderr) == (0, ""), flag
+            assert p.stdout == theirs, flag
+        assert theirs.count("\n") == 4 and '"queue_name": "hold"' in theirs
+    finally:
+        print(pf.log_tail())
+        pf.cleanup()

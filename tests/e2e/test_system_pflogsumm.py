@@ -1,8 +1,10 @@
-"""Debian's pflogsumm, unchanged but for --syslog-name=postern, reads the
-maillog of a run that delivers some messages, bounces some (the relayhost,
-a small SMTP server here, refuses their recipient) and rejects some at RCPT
-(relaying from a client outside mynetworks), and reports exactly those
-counts. Postern's per-message lines are Postfix's, so nothing else is
+"""Debian's pflogsumm reads the maillog of a run that delivers some
+messages, bounces some (the relayhost, a small SMTP server here, refuses
+their recipient) and rejects some at RCPT (relaying from a client outside
+mynetworks), and reports exactly those counts: with its default options
+when main.cf sets syslog_name = postfix (the name pflogsumm and other log
+tools look for by default), with --syslog-name=postern for Postern's own
+default. Postern's per-message lines are Postfix's, so nothing else is
 needed."""
 
 import re
@@ -71,8 +73,11 @@ def grand_totals(report):
     return totals
 
 
-def test_pflogsumm_counts(make_instance, refusing_server):
-    inst = make_instance(extra_main=[f"relayhost = [127.0.0.1]:{refusing_server}"])
+@pytest.mark.parametrize("syslog_name, options", [("postfix", []),
+                                                   ("postern", ["--syslog-name=postern"])])
+def test_pflogsumm_counts(make_instance, refusing_server, syslog_name, options):
+    inst = make_instance(extra_main=[f"relayhost = [127.0.0.1]:{refusing_server}",
+                                     f"syslog_name = {syslog_name}"])
     for i in range(DELIVERED):
         inst.send(simple_message(subject=f"delivered {i}"),
                   rcpts=[("alice", "bob")[i % 2] + "@localhost"])
@@ -97,7 +102,8 @@ def test_pflogsumm_counts(make_instance, refusing_server):
     # delivered; give the last writers a moment anyway.
     inst.wait_log(r"status=sent", program="local", count=DELIVERED + BOUNCED)
 
-    rc, report = run_logged([PFLOGSUMM, "--syslog-name=postern", str(inst.log)], 60)
+    assert all(line.program.startswith(syslog_name + "/") for line in inst.log_lines())
+    rc, report = run_logged([PFLOGSUMM, *options, str(inst.log)], 60)
     assert rc == 0, report
     totals = grand_totals(report)
     assert totals == {

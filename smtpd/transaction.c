@@ -26,6 +26,7 @@
 #include "submit.h"
 
 #include "address.h"
+#include "config.h"
 #include "log.h"
 #include "mail_date.h"
 #include "record.h"
@@ -56,6 +57,7 @@ struct smtpd_tx {
     const char *dsn_ret;
     struct rcpt_request *rcpt;  /* RCPT being checked */
     int nrcpt;
+    long overshoot;             /* RCPTs refused over smtpd_recipient_limit */
     char *first_rcpt;
     struct smtpd_submit *submit;
     int client_logged;
@@ -314,6 +316,21 @@ static int rcpt_params(struct session *s, const char *params, struct rcpt_reques
     return 0;
 }
 
+/* A RCPT over smtpd_recipient_limit. As in Postfix, the first
+ * smtpd_recipient_overshoot_limit of them in a transaction are no errors
+ * (and count as accepted commands in the disconnect line), so a client
+ * that sends too many in one go simply tries the rest later; each one
+ * beyond counts towards the error limits, which end a session that keeps
+ * going. */
+static void too_many_recipients(struct session *s, struct smtpd_tx *tx)
+{
+    smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+    if (tx->overshoot++ < var.smtpd_recipient_overshoot_limit)
+        s->ok[C_RCPT]++;
+    else
+        smtpd_error_reply(s);
+}
+
 void smtpd_tx_rcpt(struct session *s, const char *arg)
 {
     struct smtpd_tx *tx = s->tx;
@@ -349,7 +366,7 @@ void smtpd_tx_rcpt(struct session *s, const char *arg)
     }
     if (tx->nrcpt >= smtpd_cfg.recipient_limit) {
         free_rcpt_request(tx);
-        smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+        too_many_recipients(s, tx);
         return;
     }
     int code;

@@ -4,7 +4,8 @@
  * (cleanup_protocol, ipc.h). cleanup rewrites the envelope (rcpt.c: canonical
  * form and maps, masquerading, virtual alias expansion), inspects and
  * rewrites the header block (headers.c; bounded by header_size_limit),
- * appends missing Message-ID, Date and From headers, passes the body through
+ * appends missing Message-ID, Date and From headers and, when the client
+ * left it out, the empty line before the body, passes the body through
  * chunk by chunk (line by line through the body walker when body or MIME
  * checks are configured), and only after the file and its directory entry
  * are fsynced answers status=0 and wakes qmgr. A client that disconnects
@@ -154,12 +155,27 @@ static void body_content(struct cleanup_state *st, const char *data, size_t len)
         cleanup_out_content(st, data, len);
 }
 
+/* The first body bytes. A header block ended by a line that is no header
+ * (`echo hi | sendmail bob`) gets the empty line that separates it from
+ * the body, as Postfix adds it: else readers take the first body line for
+ * a broken header. A message without body gets none. */
+static void body_begin(struct cleanup_state *st, const char *data, size_t len)
+{
+    if (st->separator_due && len > 0) {
+        st->separator_due = 0;
+        if (data[0] != '\n')
+            body_content(st, "\n", 1);
+    }
+    body_content(st, data, len);
+}
+
 /* Write the header block, the added headers, and whatever body followed. */
 static void finish_headers(struct cleanup_state *st, size_t header_end)
 {
     write_header_block(st, header_end);
     cleanup_checks_body_start(st);
-    body_content(st, st->hdr + header_end, st->hdr_len - header_end);
+    st->separator_due = 1;
+    body_begin(st, st->hdr + header_end, st->hdr_len - header_end);
     free(st->hdr);
     st->hdr = NULL;
     st->hdr_len = st->hdr_cap = 0;
@@ -186,7 +202,7 @@ static int collect_header_bytes(struct cleanup_state *st, const char *data, size
 static void content_chunk(struct cleanup_state *st, const char *data, size_t len)
 {
     if (!st->in_headers) {
-        body_content(st, data, len);
+        body_begin(st, data, len);
         return;
     }
     if (collect_header_bytes(st, data, len) < 0) {

@@ -79,6 +79,7 @@ struct cleanup_state {
     long long content_size;
     off_t content_offset;
     int in_headers;         /* still collecting the header block */
+    int separator_due;      /* header block written; the body has not begun */
     char *hdr;              /* header block buffer */
     size_t hdr_len, hdr_cap;
     char message_id[MSGID_MAX];

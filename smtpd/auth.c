@@ -67,7 +67,11 @@ static void check_credentials(struct session *s)
 {
     struct sasl_exchange *x = s->sasl;
     const char *mech = sasl_mech_name(x->mech);
-    int rc = sasl_verify_password(smtpd_cfg.sasl_password_maps, x->user, x->pass);
+    /* A table that cannot be opened fails for the time being, not as a
+     * wrong password. */
+    int rc = smtpd_cfg.sasl_password_maps_broken
+                 ? SASL_AUTH_TEMPFAIL
+                 : sasl_verify_password(smtpd_cfg.sasl_password_maps, x->user, x->pass);
     if (rc == SASL_AUTH_OK && !(s->sasl_user = strdup(x->user)))
         rc = SASL_AUTH_TEMPFAIL;
     end_exchange(s);

@@ -64,6 +64,7 @@ static enum smtpd_data_status piece(struct smtpd_data *d, struct evbuffer *out, 
         body--;
     }
     d->size += (long long)body + complete;
+    d->log_size += (long long)body + 2 * complete;
     if (d->size_limit > 0 && d->size > d->size_limit)
         d->too_big = 1;
     add_body(d, out, p, body);

@@ -29,6 +29,7 @@ struct smtpd_data {
     long long size_limit;      /* message_size_limit; 0 means none */
     int at_line_start, prev_crlf;
     long long size;            /* decoded bytes so far, line ends counted as one */
+    long long log_size;        /* as Postfix logs it: each line end as CR LF */
     int too_big;
     int has_nul;
 };

@@ -16,12 +16,23 @@
  * the client is a local user whose mail goes through postdrop like any
  * other local submission, trusted as such.
  *
+ * A configuration error never stops smtpd (it would only be restarted to
+ * stop again): an unknown restriction, a Postfix restriction Postern does
+ * not implement yet, a table that cannot be opened and relay restrictions
+ * without an open-relay guard are logged once at start and answered
+ * "451 4.3.5 Server configuration error" (Postfix's reply) for every
+ * request that reaches them, while the rest keeps working.
+ *
+ * reject_unknown_client_hostname and reject_unknown_reverse_client_hostname
+ * go by the names peer.c found before the greeting.
+ *
  * DNS (reject_rbl_client, reject_unknown_sender_domain) goes through
  * lib/util/dns.h on smtpd's event loop: evaluation stops at the restriction
  * that needs an answer and starts again at that same restriction when the
  * answer is in the session's cache, so nothing ever blocks.
  */
 #include "restrict.h"
+#include "peer.h"
 #include "session.h"
 #include "smtpd.h"
 
@@ -67,7 +78,8 @@ enum r_kind {
     R_CHECK_CLIENT, R_CHECK_HELO, R_CHECK_SENDER, R_CHECK_RECIPIENT,
     R_UNKNOWN_SENDER_DOMAIN, R_NON_FQDN_SENDER, R_NON_FQDN_RECIPIENT,
     R_NON_FQDN_HELO, R_INVALID_HELO, R_RBL_CLIENT, R_LOGIN_MISMATCH,
-    R_UNLISTED_RECIPIENT,
+    R_UNLISTED_RECIPIENT, R_UNKNOWN_CLIENT, R_UNKNOWN_REVERSE_CLIENT,
+    R_CONFIG_ERROR,   /* unknown or not implemented: 451 4.3.5 */
 };
 
 static const struct {
@@ -92,22 +104,91 @@ static const struct {
     {"reject_non_fqdn_sender", R_NON_FQDN_SENDER, 0},
     {"reject_non_fqdn_recipient", R_NON_FQDN_RECIPIENT, 0},
     {"reject_non_fqdn_helo_hostname", R_NON_FQDN_HELO, 0},
+    {"reject_non_fqdn_hostname", R_NON_FQDN_HELO, 0},        /* before Postfix 2.3 */
     {"reject_invalid_helo_hostname", R_INVALID_HELO, 0},
+    {"reject_invalid_hostname", R_INVALID_HELO, 0},          /* before Postfix 2.3 */
     {"reject_rbl_client", R_RBL_CLIENT, 1},
     {"reject_sender_login_mismatch", R_LOGIN_MISMATCH, 0},
     {"reject_unlisted_recipient", R_UNLISTED_RECIPIENT, 0},
+    {"reject_unknown_client_hostname", R_UNKNOWN_CLIENT, 0},
+    {"reject_unknown_client", R_UNKNOWN_CLIENT, 0},          /* before Postfix 2.3 */
+    {"reject_unknown_reverse_client_hostname", R_UNKNOWN_REVERSE_CLIENT, 0},
+};
+
+/* Postfix restrictions Postern does not implement yet. Each is a
+ * configuration error where it stands (the arguments of those that take
+ * one are skipped), never a silent pass. */
+static const struct {
+    const char *name;
+    int has_arg;
+} not_implemented[] = {
+    {"check_address_map", 1},
+    {"check_ccert_access", 1},
+    {"check_client_a_access", 1},
+    {"check_client_mx_access", 1},
+    {"check_client_ns_access", 1},
+    {"check_etrn_access", 1},
+    {"check_helo_a_access", 1},
+    {"check_helo_mx_access", 1},
+    {"check_helo_ns_access", 1},
+    {"check_policy_service", 1},
+    {"check_recipient_a_access", 1},
+    {"check_recipient_mx_access", 1},
+    {"check_recipient_ns_access", 1},
+    {"check_relay_domains", 0},
+    {"check_reverse_client_hostname_a_access", 1},
+    {"check_reverse_client_hostname_access", 1},
+    {"check_reverse_client_hostname_mx_access", 1},
+    {"check_reverse_client_hostname_ns_access", 1},
+    {"check_sasl_access", 1},
+    {"check_sender_a_access", 1},
+    {"check_sender_mx_access", 1},
+    {"check_sender_ns_access", 1},
+    {"defer_if_permit", 0},
+    {"defer_if_reject", 0},
+    {"permit_dnswl_client", 1},
+    {"permit_inet_interfaces", 0},
+    {"permit_mx_backup", 0},
+    {"permit_naked_ip_address", 0},
+    {"permit_rhswl_client", 1},
+    {"permit_tls_all_clientcerts", 0},
+    {"permit_tls_clientcerts", 0},
+    {"reject_authenticated_sender_login_mismatch", 0},
+    {"reject_known_sender_login_mismatch", 0},
+    {"reject_maps_rbl", 0},
+    {"reject_multi_recipient_bounce", 0},
+    {"reject_plaintext_session", 0},
+    {"reject_rhsbl_client", 1},
+    {"reject_rhsbl_helo", 1},
+    {"reject_rhsbl_recipient", 1},
+    {"reject_rhsbl_reverse_client", 1},
+    {"reject_rhsbl_sender", 1},
+    {"reject_unauth_pipelining", 0},
+    {"reject_unauthenticated_sender_login_mismatch", 0},
+    {"reject_unknown_helo_hostname", 0},
+    {"reject_unknown_hostname", 0},
+    {"reject_unknown_recipient_domain", 0},
+    {"reject_unlisted_sender", 0},
+    {"reject_unverified_recipient", 0},
+    {"reject_unverified_sender", 0},
+    {"sleep", 1},
+    {"warn_if_reject", 0},
 };
 
 struct restriction {
     enum r_kind kind;
     char *arg;                  /* table spec or RBL domain */
-    struct lookup_list *table;  /* check_*_access */
+    struct lookup_list *table;  /* check_*_access; NULL when it could not be opened */
 };
 
 static struct {
     struct restriction *items;
     size_t n;
 } lists[STAGE_COUNT];
+
+/* No reject_unauth_destination or the like in the relay and recipient
+ * lists: every request that gets that far is a configuration error. */
+static int relay_unguarded;
 
 enum verdict { V_DUNNO, V_PERMIT, V_REJECT, V_PENDING };
 
@@ -180,34 +261,88 @@ static int next_token(const char **pp, char *out, size_t outlen)
     return 1;
 }
 
+static const char *const SERVER_CONFIG_ERROR = "451 4.3.5 Server configuration error";
+
+static size_t find_known(const char *name)
+{
+    size_t k = 0;
+    while (k < sizeof(known) / sizeof(known[0]) && strcasecmp(name, known[k].name) != 0)
+        k++;
+    return k;
+}
+
+/* -1 when name is no restriction Postfix has that Postern lacks, else
+ * whether it takes an argument. */
+static int not_implemented_arg(const char *name)
+{
+    for (size_t i = 0; i < sizeof(not_implemented) / sizeof(not_implemented[0]); i++)
+        if (strcasecmp(name, not_implemented[i].name) == 0)
+            return not_implemented[i].has_arg;
+    return -1;
+}
+
+static void add_restriction(enum stage st, struct restriction r)
+{
+    struct restriction *items = realloc(lists[st].items, (lists[st].n + 1) * sizeof(*items));
+    if (!items)
+        msg_fatal("out of memory");
+    items[lists[st].n++] = r;
+    lists[st].items = items;
+}
+
+/* A table a check_*_access names. One that cannot be opened (an
+ * unsupported type, a bad spec) is left NULL: lookups in it answer 451
+ * 4.3.5, as Postfix answers for a table it cannot open. */
+static void open_table(const char *param, const char *restriction, struct restriction *r)
+{
+    char err[256] = "";
+    if (!(r->table = lookup_list_open(r->arg, err, sizeof(err))))
+        msg_warn("%s: %s %s is unavailable. %s", param, restriction, r->arg, err);
+}
+
+/* A word that is no restriction Postern has. Postfix itself warns about
+ * an unknown one and answers 451 4.3.5 when a request reaches it: the
+ * daemon stays up and the rest of the configuration keeps working. */
+static void config_error(enum stage st, const char *param, const char *tok, const char **pp)
+{
+    char arg[TOKEN_MAX];
+    int has_arg = not_implemented_arg(tok);
+    if (has_arg < 0)
+        msg_warn("%s: unknown smtpd restriction: \"%s\"; requests that reach it get \"%s\"",
+                 param, tok, SERVER_CONFIG_ERROR);
+    else
+        msg_warn("%s: smtpd restriction \"%s\" is not implemented in Postern; requests that "
+                 "reach it get \"%s\"", param, tok, SERVER_CONFIG_ERROR);
+    if (has_arg > 0)
+        next_token(pp, arg, sizeof(arg));
+    add_restriction(st, (struct restriction){.kind = R_CONFIG_ERROR});
+}
+
 static void parse_list(enum stage st)
 {
     const char *param = config_name(stages[st].param);
     const char *p = config_value(stages[st].param);
     char tok[TOKEN_MAX], arg[TOKEN_MAX];
     while (p && next_token(&p, tok, sizeof(tok))) {
-        size_t k = 0;
-        while (k < sizeof(known) / sizeof(known[0]) && strcasecmp(tok, known[k].name) != 0)
-            k++;
-        if (k == sizeof(known) / sizeof(known[0]))
-            msg_fatal("%s: unknown restriction \"%s\"", param, tok);
+        size_t k = find_known(tok);
+        if (k == sizeof(known) / sizeof(known[0])) {
+            config_error(st, param, tok, &p);
+            continue;
+        }
         struct restriction r = {.kind = known[k].kind};
         if (known[k].has_arg) {
-            if (!next_token(&p, arg, sizeof(arg)))
-                msg_fatal("%s: %s needs an argument", param, tok);
+            if (!next_token(&p, arg, sizeof(arg))) {
+                msg_warn("%s: restriction \"%s\" needs an argument; requests that reach it "
+                         "get \"%s\"", param, tok, SERVER_CONFIG_ERROR);
+                add_restriction(st, (struct restriction){.kind = R_CONFIG_ERROR});
+                continue;
+            }
             if (!(r.arg = strdup(arg)))
                 msg_fatal("out of memory");
-            if (r.kind != R_RBL_CLIENT) {
-                char err[256] = "";
-                if (!(r.table = lookup_list_open(arg, err, sizeof(err))))
-                    msg_fatal("%s: %s %s: %s", param, tok, arg, err);
-            }
+            if (r.kind != R_RBL_CLIENT)
+                open_table(param, tok, &r);
         }
-        struct restriction *items = realloc(lists[st].items, (lists[st].n + 1) * sizeof(*items));
-        if (!items)
-            msg_fatal("out of memory");
-        items[lists[st].n++] = r;
-        lists[st].items = items;
+        add_restriction(st, r);
     }
 }
 
@@ -223,15 +358,19 @@ void smtpd_restrict_init(void)
         return;   /* its tables may not even be readable by the user */
     for (int st = 0; st < STAGE_COUNT; st++)
         parse_list((enum stage)st);
-    /* As Postfix: refuse to run as an open relay by configuration. */
+    /* As Postfix: never an open relay by configuration. Postfix refuses to
+     * start; Postern answers every recipient 451 until it is fixed, so
+     * the mistake shows in the log and to clients, not as a crash loop. */
     int guarded = 0;
     for (int st = STAGE_RELAY; st <= STAGE_RECIPIENT; st++)
         for (size_t i = 0; i < lists[st].n; i++)
             guarded |= stops_relaying(lists[st].items[i].kind);
-    if (!guarded)
-        msg_fatal("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, "
-                  "specify at least one working instance of: reject_unauth_destination, "
-                  "defer_unauth_destination, reject or defer");
+    relay_unguarded = !guarded;
+    if (relay_unguarded)
+        msg_warn("in parameter smtpd_relay_restrictions or smtpd_recipient_restrictions, "
+                 "specify at least one working instance of: reject_unauth_destination, "
+                 "defer_unauth_destination, reject or defer; every recipient gets \"%s\"",
+                 SERVER_CONFIG_ERROR);
 }
 
 /* --- replies --- */
@@ -334,10 +473,14 @@ static enum verdict access_result(const char *value, const char *name, const cha
     return V_DUNNO;
 }
 
-/* Look keys up in order; the first answer decides. */
+/* Look keys up in order; the first answer decides. A table that could
+ * not be opened answers as Postfix's does. */
 static enum verdict access_keys(struct lookup_list *table, const char *const *keys, size_t n,
                                 const char *name, const char *cls, struct outcome *o)
 {
+    if (!table)
+        return reject_with(o, 451, "451 4.3.5 <%s>: %s rejected: Server configuration error",
+                           name, cls);
     for (size_t i = 0; i < n; i++) {
         if (!keys[i] || !*keys[i])
             continue;
@@ -397,10 +540,15 @@ static enum verdict access_address(struct lookup_list *table, const char *addr, 
     return v;
 }
 
-/* The client address, then its shorter IPv4 prefixes ("1.2.3", "1.2", "1"). */
+/* As Postfix: the client name and its parent domains (the name is
+ * "unknown" when there is none, a key a table may list), then the
+ * client address and its shorter IPv4 prefixes ("1.2.3", "1.2", "1"). */
 static enum verdict access_client(struct lookup_list *table, const struct session *s,
                                   const char *cls, struct outcome *o)
 {
+    enum verdict by_name = access_domain(table, s->name, s->namaddr, cls, o);
+    if (by_name != V_DUNNO)
+        return by_name;
     char net[INET6_ADDRSTRLEN];
     snprintf(net, sizeof(net), "%s", s->addr);
     for (;;) {
@@ -522,30 +670,6 @@ static void domain_mx_answer(void *ctx, enum dns_status status, const struct dns
     resume_checks(s);
 }
 
-/* "d.c.b.a.DOMAIN" or the 32 nibbles of an IPv6 address. */
-static int rbl_query_name(const char *addr, const char *domain, char *out, size_t outlen)
-{
-    unsigned char a[16];
-    int w;
-    if (inet_pton(AF_INET, addr, a) == 1) {
-        w = snprintf(out, outlen, "%u.%u.%u.%u.%s", a[3], a[2], a[1], a[0], domain);
-    } else if (inet_pton(AF_INET6, addr, a) == 1) {
-        char nibbles[64 + 1];
-        for (int i = 0; i < 16; i++) {
-            static const char hex[] = "0123456789abcdef";
-            nibbles[4 * i] = hex[a[15 - i] & 15];
-            nibbles[4 * i + 1] = '.';
-            nibbles[4 * i + 2] = hex[a[15 - i] >> 4];
-            nibbles[4 * i + 3] = '.';
-        }
-        nibbles[64] = 0;
-        w = snprintf(out, outlen, "%s%s", nibbles, domain);
-    } else {
-        return -1;
-    }
-    return w > 0 && (size_t)w < outlen ? 0 : -1;
-}
-
 /* Start a lookup; V_PENDING, or V_DUNNO when no resolver can be had. */
 static enum verdict start_lookup(struct session *s, enum dns_kind kind, const char *name)
 {
@@ -571,7 +695,9 @@ static enum verdict rbl_client(struct session *s, const char *arg, struct outcom
         return V_DUNNO;
     memcpy(domain, arg, dlen);
     domain[dlen] = 0;
-    if (rbl_query_name(s->addr, domain, name, sizeof(name)) < 0)
+    struct dns_addr client;
+    if (dns_addr_parse(s->addr, &client) < 0 ||
+        dns_reverse_name(&client, domain, name, sizeof(name)) < 0)
         return V_DUNNO;
     struct dns_cache_entry *e = cache_find(s, DK_RBL, name);
     if (!e)
@@ -615,6 +741,22 @@ static enum verdict unknown_sender_domain(struct session *s, struct outcome *o)
     }
 }
 
+/* --- the client's names --- */
+
+/* reject_unknown_client_hostname (no name that resolves back to the
+ * address) and reject_unknown_reverse_client_hostname (no PTR name at
+ * all), with Postfix's codes: unknown_client_reject_code, 450 whatever
+ * it says when the lookup failed for the time being. */
+static enum verdict unknown_client(struct session *s, int reverse, struct outcome *o)
+{
+    int status = reverse ? s->reverse_name_status : s->name_status;
+    if (status == SMTPD_PEER_OK)
+        return V_DUNNO;
+    int code = status >= SMTPD_PEER_PERM ? (int)var.unknown_client_reject_code : 450;
+    return reject_with(o, code, "%d %d.7.%s Client host rejected: cannot find your %shostname, [%s]",
+                       code, code / 100, reverse ? "1" : "25", reverse ? "reverse " : "", s->addr);
+}
+
 /* --- the other restrictions --- */
 
 static int fqdn(const char *domain)
@@ -649,6 +791,10 @@ static enum verdict login_mismatch(struct session *s, struct outcome *o)
     const char *sender = s->check->sender_addr;
     if (!*sender)
         return V_DUNNO;
+    if (smtpd_cfg.sender_login_maps_broken)
+        return reject_with(o, 451,
+                           "451 4.3.5 <%s>: Sender address rejected: Server configuration error",
+                           s->check->sender);
     if (!smtpd_cfg.sender_login_maps) {
         static int warned;
         if (!warned++)
@@ -779,6 +925,11 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
         return login_mismatch(s, o);
     case R_UNLISTED_RECIPIENT:
         return unlisted_recipient(s, o);
+    case R_UNKNOWN_CLIENT:
+    case R_UNKNOWN_REVERSE_CLIENT:
+        return unknown_client(s, r->kind == R_UNKNOWN_REVERSE_CLIENT, o);
+    case R_CONFIG_ERROR:
+        return reject_with(o, 451, "%s", SERVER_CONFIG_ERROR);
     }
     return V_DUNNO;
 }
@@ -791,6 +942,11 @@ static int run_checks(struct session *s, struct outcome *o)
     *o->code = 0;
     o->text[0] = 0;
     for (; c->stage < STAGE_COUNT; c->stage++, c->item = 0) {
+        if (c->stage == STAGE_RELAY && relay_unguarded) {
+            reject_with(o, 451, "%s", SERVER_CONFIG_ERROR);
+            smtpd_restrict_cancel(s);
+            return 1;
+        }
         for (; c->item < lists[c->stage].n; c->item++) {
             enum verdict v = evaluate(s, (enum stage)c->stage, &lists[c->stage].items[c->item], o);
             if (v == V_PENDING)

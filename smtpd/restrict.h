@@ -9,7 +9,10 @@
 
 struct session;
 
-/* Parse the lists; msg_fatal on a bad one or an open relay. */
+/* Parse the lists. What is wrong in them (an unknown restriction, one
+ * Postern lacks, a table that cannot be opened, no open-relay guard) is
+ * warned about here, once, and answered 451 4.3.5 where a request
+ * reaches it. */
 void smtpd_restrict_init(void);
 
 /* A pending evaluation decided: code 0 accepted, else the reply in text. */

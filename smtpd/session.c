@@ -11,10 +11,11 @@
  * state; the callback that ends the wait resumes processing of whatever
  * the client pipelined meanwhile.
  *
- * The end of the client's input normally ends the session at once. In
- * stand-alone mode (standalone.c) it only means that nothing more will
- * come: whatever came before it is answered first, and the session ends
- * when it needs more input than there is.
+ * The end of the client's input (a half-close, or a close that left
+ * pipelined commands unread) only means that nothing more will come:
+ * whatever came before it is answered first, as Postfix does, and the
+ * session ends when it needs more input than there is. That is also how
+ * a stand-alone session (standalone.c) ends.
  *
  * Each request (command line, AUTH line, DATA content) has a deadline:
  * smtpd_timeout from its start, plus for DATA one second per
@@ -23,6 +24,7 @@
  */
 #include "session.h"
 #include "auth.h"
+#include "peer.h"
 #include "restrict.h"
 #include "smtpd.h"
 #include "starttls.h"
@@ -113,22 +115,38 @@ static void log_disconnect(struct session *s)
             off += (size_t)n;
     }
     line[off] = 0;
-    if (ok == total)
+    /* Postfix writes "commands=0/0" for a session without a command. */
+    if (ok == total && total > 0)
         msg_info("disconnect from %s%s commands=%u", s->namaddr, line, ok);
     else
         msg_info("disconnect from %s%s commands=%u/%u", s->namaddr, line, ok, total);
+}
+
+/* Postfix's line for a client gone in the middle of things. Gone right
+ * after the answer to a message is how many clients end, and Postfix
+ * does not log it. */
+static void log_lost_connection(struct session *s)
+{
+    if (!s->last_cmd || strcmp(s->last_cmd, SMTPD_AFTER_EOM) == 0)
+        return;
+    if (s->state == ST_DATA)
+        msg_info("lost connection after DATA (%lld bytes) from %s", smtpd_tx_content_size(s),
+                 s->namaddr);
+    else
+        msg_info("lost connection after %s from %s", s->last_cmd, s->namaddr);
 }
 
 /* --- session lifetime --- */
 
 void smtpd_session_free(struct session *s)
 {
-    if (s->state != ST_CLOSING && s->last_cmd)
-        msg_info("lost connection after %s from %s", s->last_cmd, s->namaddr);
+    if (s->state != ST_CLOSING)
+        log_lost_connection(s);
     log_disconnect(s);
     smtpd_tx_reset(s);
     smtpd_restrict_session_end(s);
     smtpd_auth_reset(s);
+    smtpd_peer_free(s);
     if (s->counted)
         smtpd_client_count_remove(s->addr);
     if (s->held)
@@ -500,13 +518,13 @@ static int process_commands(struct session *s)
     return 0;
 }
 
-/* Stand-alone mode: the input ended and the session wants more. Between
- * transactions that is a normal end (a script's last command was its
- * last); the replies made so far still go out. */
+/* The input ended and the session wants more: whatever came before the
+ * end has been answered, and the replies still go out. Between
+ * transactions that is a normal end (stand-alone mode: a script's last
+ * command was its last). */
 static void input_ended(struct session *s)
 {
-    if (s->last_cmd)
-        msg_info("lost connection after %s from %s", s->last_cmd, s->namaddr);
+    log_lost_connection(s);
     s->last_cmd = NULL;
     s->clean = s->state == ST_COMMAND && !s->tx;
     smtpd_tx_reset(s);
@@ -565,8 +583,11 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
     struct session *s = arg;
     if (smtpd_starttls_event(s, what))
         return;
-    if (smtpd_cfg.stand_alone && (what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
-        s->input_ended = 1;   /* libevent stopped reading */
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        /* The client sent all it will (it may have half-closed after a
+         * pipelined batch); libevent stopped reading. What came before
+         * is answered, as Postfix does, then the session ends. */
+        s->input_ended = 1;
         smtpd_session_process(s);
         return;
     }
@@ -589,8 +610,7 @@ void smtpd_session_attach_bev(struct session *s)
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
-static void peer_address(struct session *s, const struct sockaddr_storage *peer,
-                         const char *name)
+static void peer_address(struct session *s, const struct sockaddr_storage *peer)
 {
     const void *a = peer->ss_family == AF_INET6
                         ? (const void *)&((const struct sockaddr_in6 *)peer)->sin6_addr
@@ -600,15 +620,15 @@ static void peer_address(struct session *s, const struct sockaddr_storage *peer,
     /* Show v4-mapped clients as plain IPv4, as Postfix does. */
     if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
         memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
-    snprintf(s->namaddr, sizeof(s->namaddr), "%s[%s]", name, s->addr);
     s->in_mynetworks = match_network_list(smtpd_cfg.mynetworks, (const struct sockaddr *)peer);
+    s->count_exempt = match_network_list(smtpd_cfg.limit_exceptions,
+                                         (const struct sockaddr *)peer);
 }
 
 /* smtpd_client_connection_count_limit; 0 when this session may go on. */
-static int over_connection_limit(struct session *s, const struct sockaddr_storage *peer)
+static int over_connection_limit(struct session *s)
 {
-    if (smtpd_cfg.connection_count_limit <= 0 ||
-        match_network_list(smtpd_cfg.limit_exceptions, (const struct sockaddr *)peer))
+    if (smtpd_cfg.connection_count_limit <= 0 || s->count_exempt)
         return 0;
     long n = smtpd_client_count_add(s->addr);
     s->counted = 1;
@@ -619,37 +639,53 @@ static int over_connection_limit(struct session *s, const struct sockaddr_storag
     return 1;
 }
 
-void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name)
+/* The descriptor's bufferevent, TLS in wrapper mode; -1 (and the
+ * descriptor closed) when it cannot be had. Made only once the names are
+ * known, so that nothing, a TLS handshake included, runs before. */
+static int open_bev(struct session *s, int fd)
 {
-    struct session *s = calloc(1, sizeof(*s));
-    if (!s) {
+    if (smtpd_cfg.wrappermode) {
+        s->bev = smtpd_starttls_wrap_socket(fd);   /* closes fd on failure */
+        return s->bev ? 0 : -1;
+    }
+    s->bev = bufferevent_socket_new(smtpd_base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!s->bev)
         close(fd);
-        smtpd_session_closed(0);
+    return s->bev ? 0 : -1;
+}
+
+/* A session that never started: no log lines, no counts. */
+static void session_abort(struct session *s)
+{
+    if (s->bev)
+        bufferevent_free(s->bev);
+    else if (s->fd >= 0)
+        close(s->fd);
+    if (s->timer)
+        event_free(s->timer);
+    smtpd_peer_free(s);
+    free(s);
+    smtpd_session_closed(0);
+}
+
+/* The client's names are known: log the connection, start reading, greet. */
+static void greet(struct session *s)
+{
+    int fd = s->fd;
+    s->fd = -1;
+    if (open_bev(s, fd) < 0) {
+        session_abort(s);
         return;
     }
-    s->bev = smtpd_cfg.wrappermode ? smtpd_starttls_wrap_socket(fd)
-                                   : bufferevent_socket_new(smtpd_base, fd, BEV_OPT_CLOSE_ON_FREE);
-    s->timer = evtimer_new(smtpd_base, timer_cb, s);
-    if (!s->bev || !s->timer) {
-        if (s->bev)
-            bufferevent_free(s->bev);
-        else if (!smtpd_cfg.wrappermode)
-            close(fd);
-        if (s->timer)
-            event_free(s->timer);
-        free(s);
-        smtpd_session_closed(0);
-        return;
-    }
-    peer_address(s, peer, name);
     msg_info("connect from %s", s->namaddr);
+    s->last_cmd = "CONNECT";   /* Postfix's name for before the first command */
     struct timeval tmo = {.tv_sec = smtpd_cfg.timeout};
     bufferevent_set_timeouts(s->bev, NULL, &tmo);
     bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_HIGH_WATER);
     smtpd_session_attach_bev(s);
     s->state = smtpd_cfg.wrappermode ? ST_TLS_HANDSHAKE : ST_COMMAND;
     smtpd_session_begin_request(s);
-    if (over_connection_limit(s, peer)) {
+    if (over_connection_limit(s)) {
         if (smtpd_cfg.wrappermode) {
             s->last_cmd = NULL;
             smtpd_session_free(s);
@@ -663,4 +699,26 @@ void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char
     /* In wrapper mode the banner waits in the output until the handshake
      * is done. */
     smtpd_reply(s, "220 %s", smtpd_cfg.banner);
+}
+
+void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name)
+{
+    struct session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        close(fd);
+        smtpd_session_closed(0);
+        return;
+    }
+    s->fd = fd;
+    if (!(s->timer = evtimer_new(smtpd_base, timer_cb, s))) {
+        session_abort(s);
+        return;
+    }
+    peer_address(s, peer);
+    s->state = ST_WAIT_NAME;
+    int known = name ? (smtpd_peer_set(s, name) == 0 ? 1 : -1) : smtpd_peer_lookup(s, greet);
+    if (known < 0)
+        session_abort(s);
+    else if (known > 0)
+        greet(s);
 }

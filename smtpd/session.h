@@ -17,8 +17,10 @@ struct sasl_exchange;
 struct smtpd_tx;             /* transaction.h */
 struct smtpd_check;          /* restrict.h */
 struct smtpd_dns_cache;      /* restrict.h */
+struct smtpd_peer_lookup;    /* peer.h */
 
 enum sess_state {
+    ST_WAIT_NAME,      /* before the greeting: looking up the client's names */
     ST_COMMAND,
     ST_AUTH,           /* AUTH exchange: waiting for the client's next line */
     ST_WAIT_CHECK,     /* RCPT restrictions waiting for DNS */
@@ -30,6 +32,10 @@ enum sess_state {
     ST_CLOSING,        /* flushing the last reply */
 };
 
+/* Where a session stands after the final dot, for "timeout after ..."
+ * (Postfix's name); a client that leaves there is not logged as lost. */
+#define SMTPD_AFTER_EOM "END-OF-MESSAGE"
+
 enum counter { C_HELO, C_EHLO, C_STARTTLS, C_AUTH, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP,
                C_VRFY, C_HELP, C_QUIT, C_UNKNOWN, C_COUNT };
 
@@ -37,7 +43,8 @@ enum counter { C_HELO, C_EHLO, C_STARTTLS, C_AUTH, C_MAIL, C_RCPT, C_DATA, C_RSE
 #define TLS_INFO_MAX 160
 
 struct session {
-    struct bufferevent *bev;
+    struct bufferevent *bev;                /* NULL until the greeting */
+    int fd;                                 /* the client's, until bev has it */
     enum sess_state state;
     enum sess_state resume_state;           /* after ST_PAUSED */
     int close_after_pause;
@@ -46,8 +53,15 @@ struct session {
     double req_start;                       /* when the current request began */
     long long req_bytes;                    /* DATA bytes of this request */
     char addr[INET6_ADDRSTRLEN];
-    char namaddr[INET6_ADDRSTRLEN + 16];    /* "unknown[addr]", "localhost[addr]" */
+    /* the client's names (peer.h), pointing into names */
+    const char *name;                       /* client_name, or "unknown" */
+    const char *reverse_name;               /* reverse_client_name, or "unknown" */
+    const char *namaddr;                    /* "name[addr]" for logs */
+    char *names;
+    unsigned char name_status, reverse_name_status;   /* enum smtpd_peer_status */
+    struct smtpd_peer_lookup *peer_lookup;  /* while they are looked up */
     int in_mynetworks;
+    int count_exempt;                       /* in smtpd_client_event_limit_exceptions */
     int counted;                            /* in the per-client connection count */
     char helo[HELO_MAX];
     int esmtp;
@@ -56,7 +70,7 @@ struct session {
     int skip_line;                          /* discarding an over-long command */
     int output_blocked;                     /* not reading: the client does not read */
     const char *last_cmd;                   /* for "lost connection after X" */
-    int input_ended;                        /* stand-alone: the client sent all */
+    int input_ended;                        /* the client sent all it will */
     int clean;                              /* ended by QUIT or between transactions */
     unsigned ok[C_COUNT], total[C_COUNT];
     /* TLS (starttls.c) */
@@ -74,8 +88,9 @@ struct session {
     struct smtpd_tx *tx;
 };
 
-/* A new session on an accepted connection; name is the client's as
- * logs show it ("unknown" until reverse lookups exist). */
+/* A new session on an accepted connection. name is the client's name
+ * when it is known (stand-alone mode), else NULL: it is looked up
+ * (peer.h) before the greeting. */
 void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name);
 
 void smtpd_reply(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

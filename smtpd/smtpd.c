@@ -143,7 +143,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
         }
         sm.sessions++;
         sm.last_activity = time(NULL);
-        smtpd_session_start(fd, &peer, "unknown");
+        smtpd_session_start(fd, &peer, NULL);   /* its names are looked up */
     }
 }
 
@@ -163,15 +163,22 @@ static void master_gone(void *arg)
 
 /* --- settings --- */
 
-static struct lookup_list *open_maps(enum param_id param)
+/* The tables of param, or NULL when it is empty. Tables that cannot be
+ * opened (an unsupported type) leave NULL and *broken set, with a warning:
+ * the requests that need them fail with a temporary error, as in Postfix,
+ * and the daemon stays up for everything else. */
+static struct lookup_list *open_maps(enum param_id param, int *broken)
 {
     const char *spec = config_value(param);
+    *broken = 0;
     if (!spec || !*spec)
         return NULL;
     char err[256] = "";
     struct lookup_list *l = lookup_list_open(spec, err, sizeof(err));
-    if (!l)
-        msg_fatal("%s: %s", config_name(param), err);
+    if (!l) {
+        msg_warn("%s: %s is unavailable. %s", config_name(param), spec, err);
+        *broken = 1;
+    }
     return l;
 }
 
@@ -243,20 +250,21 @@ static void read_settings(void)
     smtpd_cfg.stand_alone = service_stand_alone();
     if (smtpd_cfg.stand_alone)
         stand_alone_settings();
-    /* Called twice (as root, then after the chroot): the first opening's
-     * tables go, or they leak. */
-    lookup_list_close(smtpd_cfg.sasl_password_maps);
-    smtpd_cfg.sasl_password_maps = NULL;
-    lookup_list_close(smtpd_cfg.sender_login_maps);
-    smtpd_cfg.sender_login_maps = NULL;
+}
+
+/* Once, after the chroot (tables are reopened there when they change). */
+static void open_tables(void)
+{
     if (smtpd_cfg.sasl_enable) {
-        smtpd_cfg.sasl_password_maps = open_maps(PARAM_smtpd_sasl_password_maps);
-        if (!smtpd_cfg.sasl_password_maps)
+        smtpd_cfg.sasl_password_maps = open_maps(PARAM_smtpd_sasl_password_maps,
+                                                 &smtpd_cfg.sasl_password_maps_broken);
+        if (!smtpd_cfg.sasl_password_maps && !smtpd_cfg.sasl_password_maps_broken)
             msg_warn("smtpd_sasl_auth_enable = yes without smtpd_sasl_password_maps: "
                      "every AUTH attempt will fail");
     }
     if (!smtpd_cfg.stand_alone)
-        smtpd_cfg.sender_login_maps = open_maps(PARAM_smtpd_sender_login_maps);
+        smtpd_cfg.sender_login_maps = open_maps(PARAM_smtpd_sender_login_maps,
+                                                &smtpd_cfg.sender_login_maps_broken);
 }
 
 /* Every session holds a descriptor (two with a cleanup stream): use the
@@ -286,6 +294,7 @@ int main(int argc, char **argv)
     service_set_privileged_init(privileged_init);
     service_init(argc, argv, "smtpd", SERVICE_FLAG_STAND_ALONE);
     read_settings();   /* again: a chroot reloads the configuration */
+    open_tables();
     if (smtpd_cfg.stand_alone)
         return smtpd_standalone_run();
     smtpd_base = events_base_new();

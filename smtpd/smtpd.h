@@ -19,6 +19,8 @@
  * postdrop.c     running postdrop without blocking (postdrop.h)
  * parse.c        session-free parsing (parse.h): paths (UTF-8 too), ESMTP
  *                parameters of MAIL and RCPT
+ * peer.c         the client's names (peer.h): PTR, confirmed by A/AAAA,
+ *                before the greeting
  * restrict.c     smtpd_*_restrictions at RCPT (restrict.h), DNS async
  * auth.c         the AUTH command (auth.h)
  * starttls.c     STARTTLS and wrapper mode (starttls.h)
@@ -66,7 +68,9 @@ struct smtpd_config {
     int tls_auth_only;
     long sasl_failure_limit;
     struct lookup_list *sasl_password_maps;
+    int sasl_password_maps_broken;      /* set but cannot be opened */
     struct lookup_list *sender_login_maps;
+    int sender_login_maps_broken;
     const char *recipient_delimiter;
 };
 extern struct smtpd_config smtpd_cfg;

@@ -26,6 +26,7 @@
 #include "submit.h"
 
 #include "address.h"
+#include "config.h"
 #include "log.h"
 #include "mail_date.h"
 #include "record.h"
@@ -56,6 +57,7 @@ struct smtpd_tx {
     const char *dsn_ret;
     struct rcpt_request *rcpt;  /* RCPT being checked */
     int nrcpt;
+    long overshoot;             /* RCPTs refused over smtpd_recipient_limit */
     char *first_rcpt;
     struct smtpd_submit *submit;
     int client_logged;
@@ -102,7 +104,7 @@ void smtpd_tx_reset(struct session *s)
 
 long long smtpd_tx_content_size(const struct session *s)
 {
-    return s->tx ? s->tx->data.size : 0;
+    return s->tx ? s->tx->data.log_size : 0;
 }
 
 static const char *queue_id_or_noqueue(const struct smtpd_tx *tx)
@@ -243,7 +245,8 @@ static int open_stream(struct smtpd_tx *tx)
         return -1;
     tx->submit = m;
     smtpd_submit_record(m, REC_SENDER, tx->sender, strlen(tx->sender));
-    smtpd_submit_attr(m, ATTR_CLIENT_NAME, "unknown");
+    smtpd_submit_attr(m, ATTR_CLIENT_NAME, s->name);
+    smtpd_submit_attr(m, ATTR_REVERSE_CLIENT_NAME, s->reverse_name);
     smtpd_submit_attr(m, ATTR_CLIENT_ADDR, s->addr);
     smtpd_submit_attr(m, ATTR_HELO, s->helo);
     smtpd_submit_attr(m, ATTR_PROTOCOL, protocol_name(tx));
@@ -314,6 +317,21 @@ static int rcpt_params(struct session *s, const char *params, struct rcpt_reques
     return 0;
 }
 
+/* A RCPT over smtpd_recipient_limit. As in Postfix, the first
+ * smtpd_recipient_overshoot_limit of them in a transaction are no errors
+ * (and count as accepted commands in the disconnect line), so a client
+ * that sends too many in one go simply tries the rest later; each one
+ * beyond counts towards the error limits, which end a session that keeps
+ * going. */
+static void too_many_recipients(struct session *s, struct smtpd_tx *tx)
+{
+    smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+    if (tx->overshoot++ < var.smtpd_recipient_overshoot_limit)
+        s->ok[C_RCPT]++;
+    else
+        smtpd_error_reply(s);
+}
+
 void smtpd_tx_rcpt(struct session *s, const char *arg)
 {
     struct smtpd_tx *tx = s->tx;
@@ -349,7 +367,7 @@ void smtpd_tx_rcpt(struct session *s, const char *arg)
     }
     if (tx->nrcpt >= smtpd_cfg.recipient_limit) {
         free_rcpt_request(tx);
-        smtpd_reply(s, "452 4.5.3 Error: too many recipients");
+        too_many_recipients(s, tx);
         return;
     }
     int code;
@@ -363,15 +381,17 @@ void smtpd_tx_rcpt(struct session *s, const char *arg)
 
 /* --- DATA --- */
 
-/* Received: in Postfix's layout, with the TLS line when TLS is on. */
+/* Received: in Postfix's layout, with the TLS line when TLS is on:
+ * "from HELO (NAME [ADDR])", the client name for a missing HELO, an IPv6
+ * address as RFC 5321 writes it ("IPv6:::1"). */
 static void add_received(struct smtpd_tx *tx)
 {
     const struct session *s = tx->session;
     struct evbuffer *b = tx->content;
     char date[64];
     mail_date(date, sizeof(date), time(NULL));
-    evbuffer_add_printf(b, "Received: from %s (unknown [%s])\n", s->helo[0] ? s->helo : s->addr,
-                        s->addr);
+    evbuffer_add_printf(b, "Received: from %s (%s [%s%s])\n", s->helo[0] ? s->helo : s->name,
+                        s->name, strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
     if (s->tls)
         evbuffer_add_printf(b, "\t(using %s)\n\t(No client certificate requested)\n",
                             s->tls_info);
@@ -467,6 +487,7 @@ static void flush_content(struct smtpd_tx *tx, int all)
 static void end_of_data(struct session *s)
 {
     struct smtpd_tx *tx = s->tx;
+    s->last_cmd = SMTPD_AFTER_EOM;
     flush_content(tx, 1);
     const char *refusal = NULL;
     if (tx->data.too_big)

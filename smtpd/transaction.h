@@ -17,7 +17,8 @@ void smtpd_tx_data(struct session *s, const char *arg);
 /* ST_DATA: take the message from the client's input. Returns 1 when it
  * stopped for want of input. */
 int smtpd_tx_read_content(struct session *s);
-/* Decoded bytes of the message so far (for "timeout after DATA"). */
+/* Bytes of the message so far as Postfix counts them, line ends as CR LF
+ * (for "timeout after DATA (N bytes)" and "lost connection after ..."). */
 long long smtpd_tx_content_size(const struct session *s);
 /* Abort and forget the transaction, if any (RSET, HELO, errors, end of
  * session): a message not yet queued is not queued. */

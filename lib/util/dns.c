@@ -3,8 +3,8 @@
  * c-ares tells us through its socket-state callback which of its sockets
  * want reading or writing; each becomes a persistent event of the base, and
  * one timer follows ares_timeout() so that retries and timeouts happen
- * without anyone polling. A lookup is a dns_query: one c-ares query (MX) or
- * two (A and AAAA), whose parsed results are kept in the query until every
+ * without anyone polling. A lookup is a dns_query: one c-ares query (MX,
+ * PTR) or two (A and AAAA), whose parsed results are kept in the query until every
  * part is answered; the caller's callback then runs from a zero-delay event,
  * so it never runs inside dns_lookup_* or inside c-ares.
  */
@@ -32,7 +32,7 @@
 #define WHY_BADREPLY "Malformed or unexpected name server reply"
 #define WHY_BADNAME "Malformed domain name"
 
-enum query_kind { QUERY_MX, QUERY_ADDR };
+enum query_kind { QUERY_MX, QUERY_ADDR, QUERY_PTR };
 
 /* One c-ares socket and the event that watches it. */
 struct fd_watch {
@@ -62,15 +62,19 @@ struct dns_query {
     enum query_kind kind;
     dns_mx_fn mx_fn;
     dns_addr_fn addr_fn;
+    dns_ptr_fn ptr_fn;
     void *ctx;
     int cancelled;
     int pending;                 /* c-ares queries not answered yet */
     int families;                /* of an address lookup: DNS_INET4|DNS_INET6 */
-    struct part mx, a, aaaa;
+    struct part mx, a, aaaa, ptr;
+    struct dns_addr ptr_addr;    /* of a PTR lookup */
     struct dns_mx *mxs;          /* owned; up to DNS_RECORDS_MAX */
     size_t nmx;
     struct dns_addr *v4, *v6;    /* owned; up to DNS_RECORDS_MAX each */
     size_t nv4, nv6;
+    struct dns_name *names;      /* owned; PTR names, up to DNS_RECORDS_MAX */
+    size_t nnames;
     struct event *finish;        /* zero-delay event that runs the callback */
     struct dns_query *prev, *next;
 };
@@ -271,6 +275,7 @@ static void query_unlink_free(struct dns_query *q)
     free(q->mxs);
     free(q->v4);
     free(q->v6);
+    free(q->names);
     free(q);
 }
 
@@ -467,6 +472,57 @@ static void on_aaaa_answer(void *arg, int status, int timeouts, unsigned char *a
     query_schedule_finish(q);
 }
 
+/* The PTR names of a reply, in its order (c-ares lists every one among
+ * the aliases, the first record first); names that do not fit are
+ * dropped, as are records beyond DNS_RECORDS_MAX. */
+static void keep_ptr_names(struct dns_query *q, const struct hostent *h)
+{
+    if ((q->names = calloc(DNS_RECORDS_MAX, sizeof(*q->names))) == NULL) {
+        set_part(&q->ptr, DNS_TEMPFAIL, WHY_TEMPFAIL);
+        return;
+    }
+    for (size_t i = 0; h->h_aliases != NULL && h->h_aliases[i] != NULL; i++) {
+        if (q->nnames == DNS_RECORDS_MAX)
+            break;
+        if (strlen(h->h_aliases[i]) < DNS_NAME_SIZE)
+            strcpy(q->names[q->nnames++].name, h->h_aliases[i]);
+    }
+    if (q->nnames == 0 && h->h_name != NULL && strlen(h->h_name) < DNS_NAME_SIZE)
+        strcpy(q->names[q->nnames++].name, h->h_name);
+    set_part(&q->ptr, q->nnames > 0 ? DNS_OK : DNS_NODATA, q->nnames > 0 ? NULL : WHY_NODATA);
+}
+
+static void parse_ptr(struct dns_query *q, const unsigned char *abuf, int alen)
+{
+    const struct dns_addr *a = &q->ptr_addr;
+    struct hostent *h = NULL;
+    int rc = ares_parse_ptr_reply(abuf, alen, &a->u,
+                                  a->family == AF_INET6 ? (int)sizeof(a->u.v6)
+                                                        : (int)sizeof(a->u.v4),
+                                  a->family, &h);
+
+    if (rc != ARES_SUCCESS) {
+        part_from_ares(&q->ptr, rc);
+        return;
+    }
+    keep_ptr_names(q, h);
+    ares_free_hostent(h);
+}
+
+static void on_ptr_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_query *q = arg;
+
+    q->pending--;
+    if (ares_gone(status))
+        return;
+    if (status == ARES_SUCCESS)
+        parse_ptr(q, abuf, alen);
+    else
+        part_from_ares(&q->ptr, status);
+    query_schedule_finish(q);
+}
+
 /* The verdict of an address lookup from its parts: any address wins; then
  * a temporary failure (the other family might have answered); then
  * NXDOMAIN; else the name has no address records. */
@@ -510,6 +566,9 @@ static void query_finish_cb(evutil_socket_t fd, short what, void *arg)
     if (!q->cancelled) {
         if (q->kind == QUERY_MX)
             q->mx_fn(q->ctx, q->mx.status, q->nmx ? q->mxs : NULL, q->nmx, q->mx.why);
+        else if (q->kind == QUERY_PTR)
+            q->ptr_fn(q->ctx, q->ptr.status, q->nnames ? q->names : NULL, q->nnames,
+                      q->ptr.why);
         else
             finish_addr(q);
     }
@@ -581,7 +640,53 @@ struct dns_query *dns_lookup_addr(struct dns_resolver *r, const char *host, int 
     return q;
 }
 
+struct dns_query *dns_lookup_ptr(struct dns_resolver *r, const struct dns_addr *addr,
+                                 dns_ptr_fn fn, void *ctx)
+{
+    struct dns_query *q = query_new(r, QUERY_PTR, ctx);
+    char name[DNS_NAME_SIZE];
+
+    if (q == NULL)
+        return NULL;
+    q->ptr_fn = fn;
+    q->ptr_addr = *addr;
+    if (dns_reverse_name(addr, NULL, name, sizeof(name)) < 0) {
+        set_part(&q->ptr, DNS_NOTFOUND, WHY_BADNAME);
+    } else {
+        q->pending = 1;
+        ares_query(r->channel, name, ns_c_in, ns_t_ptr, on_ptr_answer, q);
+    }
+    query_schedule_finish(q);
+    rearm_timer(r);
+    return q;
+}
+
 /* --- helpers ------------------------------------------------------------- */
+
+int dns_reverse_name(const struct dns_addr *addr, const char *domain, char *out, size_t outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *b = (const unsigned char *)&addr->u;
+    char nibbles[64 + 1];
+    int w;
+
+    if (addr->family == AF_INET) {
+        w = snprintf(out, outlen, "%u.%u.%u.%u.%s", b[3], b[2], b[1], b[0],
+                     domain != NULL ? domain : "in-addr.arpa");
+    } else if (addr->family == AF_INET6) {
+        for (int i = 0; i < 16; i++) {
+            nibbles[4 * i] = hex[b[15 - i] & 15];
+            nibbles[4 * i + 1] = '.';
+            nibbles[4 * i + 2] = hex[b[15 - i] >> 4];
+            nibbles[4 * i + 3] = '.';
+        }
+        nibbles[64] = 0;
+        w = snprintf(out, outlen, "%s%s", nibbles, domain != NULL ? domain : "ip6.arpa");
+    } else {
+        return -1;
+    }
+    return w > 0 && (size_t)w < outlen ? 0 : -1;
+}
 
 static int mx_pref_cmp(const void *a, const void *b)
 {

@@ -10,7 +10,9 @@
  * the rest is dropped (never used to size anything), and every name fits in
  * DNS_NAME_SIZE. Result arrays live only for the duration of the callback.
  *
- * Used by remote (SMTP client: MX, A/AAAA of the nexthop).
+ * Used by remote (SMTP client: MX, A/AAAA of the nexthop) and smtpd (the
+ * client's name: PTR, then A or AAAA to confirm it; RBL and sender domain
+ * checks).
  */
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
@@ -50,12 +52,18 @@ struct dns_addr {
     } u;
 };
 
+struct dns_name {
+    char name[DNS_NAME_SIZE];   /* without the trailing dot */
+};
+
 /* why is a short text for logs and bounces when status is not DNS_OK, e.g.
  * "Host not found, try again"; arrays are NULL when n is 0. */
 typedef void (*dns_mx_fn)(void *ctx, enum dns_status status, const struct dns_mx *mx,
                           size_t n, const char *why);
 typedef void (*dns_addr_fn)(void *ctx, enum dns_status status, const struct dns_addr *addr,
                             size_t n, const char *why);
+typedef void (*dns_ptr_fn)(void *ctx, enum dns_status status, const struct dns_name *names,
+                           size_t n, const char *why);
 
 /* A resolver on base. servers: "" for resolv.conf, or a comma/space list of
  * "ip", "ip:port", "[ipv6]:port" (the dns_servers parameter). Returns NULL
@@ -75,6 +83,11 @@ struct dns_query *dns_lookup_mx(struct dns_resolver *r, const char *name, dns_mx
                                 void *ctx);
 struct dns_query *dns_lookup_addr(struct dns_resolver *r, const char *host, int families,
                                   dns_addr_fn fn, void *ctx);
+/* Start a lookup of the PTR records of addr (in-addr.arpa or ip6.arpa),
+ * names in the order of the reply; a CNAME on the way (RFC 2317 classless
+ * delegation) is followed. Same contract as the lookups above. */
+struct dns_query *dns_lookup_ptr(struct dns_resolver *r, const struct dns_addr *addr,
+                                 dns_ptr_fn fn, void *ctx);
 /* The callback of q will not run (its storage is released when c-ares is
  * done with it). Only for a handle whose callback has not run yet. */
 void dns_cancel(struct dns_query *q);
@@ -92,6 +105,12 @@ void dns_addr_str(const struct dns_addr *addr, char *out, size_t outlen);
 /* Parse an IPv4 or IPv6 literal (no brackets; an "IPv6:" prefix is
  * allowed). Returns 0, or -1 when text is not an address. */
 int dns_addr_parse(const char *text, struct dns_addr *addr);
+
+/* The name addr has under domain, in reverse order ("4.3.2.1.DOMAIN"; the
+ * 32 nibbles of an IPv6 address): domain "in-addr.arpa" or "ip6.arpa" for
+ * its PTR records, an RBL zone for a DNSBL query; NULL for the reverse
+ * zone of the address family. Returns 0, or -1 when it does not fit. */
+int dns_reverse_name(const struct dns_addr *addr, const char *domain, char *out, size_t outlen);
 
 /* 1 for an RFC 1035 host name (letters, digits, '-', and the '_' real
  * zones use; labels of 1-63, at most 253 characters, optional trailing dot). */

@@ -42,6 +42,7 @@ enum rec_type {
 #define ATTR_DSN_RET "dsn_ret"            /* FULL or HDRS */
 #define ATTR_CLIENT_NAME "client_name"
 #define ATTR_CLIENT_ADDR "client_address"
+#define ATTR_REVERSE_CLIENT_NAME "reverse_client_name"
 #define ATTR_HELO "helo_name"
 #define ATTR_PROTOCOL "protocol"
 #define ATTR_SASL_USER "sasl_username"

@@ -1,18 +1,25 @@
 """A real DNS server for the end-to-end tests: dnsmasq on 127.0.0.1 with a
-free port, authoritative for the zone `test` (anything not configured under
-it is NXDOMAIN, a name without the asked type is NODATA), serving the MX and
-A records a test gives it. Postern points at it with `dns_servers =
-127.0.0.1:PORT`, so no test ever asks a real resolver.
+free port, authoritative for the zone `test` and for the reverse zones
+in-addr.arpa and ip6.arpa (anything not configured there is NXDOMAIN, a
+name without the asked type is NODATA), serving the MX, A, AAAA and PTR
+records a test gives it: a host record (name, address) is an A or AAAA
+record with its PTR, a PTR record (address, name) is only the PTR. Postern
+points at it with `dns_servers = 127.0.0.1:PORT`, so no test ever asks a
+real resolver.
 
 SERVFAIL comes from a tiny UDP responder (ServfailServer) that dnsmasq
-forwards chosen domains to: dnsmasq passes its SERVFAIL on, as a broken
-authoritative server would make a real resolver do.
+forwards chosen domains to (a reverse zone such as
+"6.0.0.127.in-addr.arpa" too): dnsmasq passes its SERVFAIL on, as a broken
+authoritative server would make a real resolver do. SilentServer never
+answers, for timeouts.
 
     dns = DnsServer(mx=[("two.test", "mx1.two.test", 10)],
-                    hosts=[("mx1.two.test", "127.0.0.2")])
+                    hosts=[("mx1.two.test", "127.0.0.2")],
+                    ptrs=[("127.0.0.3", "reverse-only.test")])
     dns.start(); ... dns.servers  -> "127.0.0.1:PORT"; dns.stop()
 """
 
+import ipaddress
 import os
 import random
 import shutil
@@ -141,13 +148,38 @@ class ServfailServer:
         self.sock.close()
 
 
-class DnsServer:
-    """dnsmasq serving mx=[(domain, host, pref)], hosts=[(name, ipv4)],
-    null_mx=[domain], servfail=[domain] (forwarded to a ServfailServer)."""
+class SilentServer:
+    """A UDP port that takes queries and never answers (a name server that
+    is down without saying so), until stop()."""
 
-    def __init__(self, mx=(), hosts=(), null_mx=(), servfail=(), port=None):
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+
+    @property
+    def servers(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.sock.close()
+
+
+def reverse_name(address):
+    """The PTR name of an IPv4 or IPv6 address."""
+    return ipaddress.ip_address(address).reverse_pointer
+
+
+class DnsServer:
+    """dnsmasq serving mx=[(domain, host, pref)], hosts=[(name, address)]
+    (A or AAAA, and the PTR), ptrs=[(address, name)] (the PTR alone),
+    null_mx=[domain], servfail=[domain] (forwarded to a ServfailServer),
+    silent=[domain] (forwarded to a SilentServer: no answer for a while)."""
+
+    def __init__(self, mx=(), hosts=(), null_mx=(), servfail=(), ptrs=(), silent=(), port=None):
         self.port = port or free_udp_tcp_port()
-        self.mx, self.hosts = list(mx), list(hosts)
+        self.mx, self.hosts, self.ptrs = list(mx), list(hosts), list(ptrs)
+        self.silent, self.silent_server = list(silent), None
         self.null_mx, self.servfail = list(null_mx), list(servfail)
         self.proc = None
         self.servfail_server = None
@@ -160,19 +192,26 @@ class DnsServer:
     def argv(self):
         args = [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts",
                 "--listen-address=127.0.0.1", "--bind-interfaces", f"--port={self.port}",
-                "--conf-file=/dev/null", f"--local=/{ZONE}/", "--log-queries",
-                "--log-facility=-"]
+                "--conf-file=/dev/null", f"--local=/{ZONE}/", "--local=/in-addr.arpa/",
+                "--local=/ip6.arpa/", "--log-queries", "--log-facility=-"]
         for domain, host, pref in self.mx:
             args.append(f"--mx-host={domain},{host},{pref}")
         for domain in self.null_mx:
             args.append(f"--mx-host={domain},.,0")
         for name, addr in self.hosts:
             args.append(f"--host-record={name},{addr}")
+        for addr, name in self.ptrs:
+            args.append(f"--ptr-record={reverse_name(addr)},{name}")
         if self.servfail:
             if self.servfail_server is None:
                 self.servfail_server = ServfailServer()
             for domain in self.servfail:
                 args.append(f"--server=/{domain}/127.0.0.1#{self.servfail_server.port}")
+        if self.silent:
+            if self.silent_server is None:
+                self.silent_server = SilentServer()
+            for domain in self.silent:
+                args.append(f"--server=/{domain}/127.0.0.1#{self.silent_server.port}")
         return args
 
     def start(self, timeout=10):
@@ -216,6 +255,9 @@ class DnsServer:
         if self.servfail_server is not None:
             self.servfail_server.stop()
             self.servfail_server = None
+        if self.silent_server is not None:
+            self.silent_server.stop()
+            self.silent_server = None
         try:
             os.unlink(self.logfile.name)
         except OSError:

@@ -1,7 +1,9 @@
 """RFC 2920 pipelining: MAIL, 100 RCPTs and DATA in one write, every reply
-read afterwards in order; the message reaches all 100 Maildirs once each."""
+read afterwards in order; the message reaches all 100 Maildirs once each.
+A batch followed by the end of the client's input is answered in full."""
 
 import re
+import socket
 
 from postern_instance import HELO, SENDER, RawSMTP, crlf, QUEUED_RE, wait_until
 
@@ -64,3 +66,65 @@ def test_pipelined_transaction_with_100_recipients(instance):
                              program="local")
     assert sorted(re.search(r"to=<([^>]+)>", l.text)[1] for l in sent) == rcpts
     instance.wait_queue_empty(10)
+
+
+MESSAGE = (b"MAIL FROM:<" + SENDER.encode() + b">\r\nRCPT TO:<alice@localhost>\r\nDATA\r\n"
+           b"Subject: eof\r\n\r\nbody\r\n.\r\n")
+
+
+def half_closed(instance, source, data):
+    """Send data in one write from source, half-close, and read until the
+    server closes: every reply line it sent."""
+    import socket
+    with socket.create_connection(("127.0.0.1", instance.port), timeout=30,
+                                  source_address=(source, 0)) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    lines = out.decode().split("\r\n")
+    assert lines[-1] == "", out
+    return [line for line in lines[:-1] if line[3:4] == " "]   # last line of each reply
+
+
+def test_input_ending_after_a_pipelined_batch_is_answered(instance):
+    """A client that pipelines and half-closes (the end of its input) gets
+    every answer to what it sent before, as from Postfix: a transaction
+    without QUIT is queued and answered; the end of input after the answer
+    to a message is no lost connection; inside DATA the message is lost
+    and so logged; an unfinished last line is not a command; a client that
+    sends nothing is lost after CONNECT, with commands=0/0."""
+    ehlo = f"EHLO {HELO}\r\n".encode()
+    replies = half_closed(instance, "127.0.0.2", ehlo + MESSAGE + b"QUIT\r\n")
+    assert [r[:3] for r in replies] == ["220", "250", "250", "250", "354", "250", "221"], replies
+    replies = half_closed(instance, "127.0.0.3", ehlo + MESSAGE)
+    assert [r[:3] for r in replies] == ["220", "250", "250", "250", "354", "250"], replies
+    assert QUEUED_RE.match(replies[-1][4:]), replies
+    replies = half_closed(instance, "127.0.0.4", ehlo + MESSAGE[:-3])
+    assert [r[:3] for r in replies] == ["220", "250", "250", "250", "354"], replies
+    replies = half_closed(instance, "127.0.0.5", ehlo + b"NOOP\r\nNOOP")
+    assert replies[2:] == ["250 2.0.0 Ok"], replies
+    assert [r[:3] for r in half_closed(instance, "127.0.0.6", b"")] == ["220"]
+
+    wait_until(lambda: len(instance.delivered("alice")) == 2, 30, what="two deliveries")
+    instance.wait_log(r"^disconnect from unknown\[127\.0\.0\.2\] ehlo=1 mail=1 rcpt=1 data=1 "
+                      r"quit=1 commands=5$", program="smtpd")
+    instance.wait_log(r"^disconnect from unknown\[127\.0\.0\.3\] ehlo=1 mail=1 rcpt=1 data=1 "
+                      r"commands=4$", program="smtpd")
+    instance.wait_log(r"^lost connection after DATA \(22 bytes\) from unknown\[127\.0\.0\.4\]$",
+                      program="smtpd")
+    instance.wait_log(r"^disconnect from unknown\[127\.0\.0\.4\] ehlo=1 mail=1 rcpt=1 data=0/1 "
+                      r"commands=3/4$", program="smtpd")
+    instance.wait_log(r"^lost connection after NOOP from unknown\[127\.0\.0\.5\]$",
+                      program="smtpd")
+    instance.wait_log(r"^disconnect from unknown\[127\.0\.0\.5\] ehlo=1 noop=1 commands=2$",
+                      program="smtpd")
+    instance.wait_log(r"^lost connection after CONNECT from unknown\[127\.0\.0\.6\]$",
+                      program="smtpd")
+    instance.wait_log(r"^disconnect from unknown\[127\.0\.0\.6\] commands=0/0$", program="smtpd")
+    assert not instance.find_log(r"^lost connection after .* from unknown\[127\.0\.0\.[23]\]")
+    instance.wait_queue_empty()

@@ -202,7 +202,7 @@ def test_bs_end_of_input_inside_data_loses_that_message_only(instance):
     assert not [p for p in (instance.queue / "maildrop").iterdir() if p.name.startswith("tmp.")]
     [whole] = instance.wait_delivered("bob", 1)
     assert header_values(whole.read_bytes(), "Subject") == ["whole"]
-    instance.wait_log(r"^lost connection after DATA from localhost\[127\.0\.0\.1\]$",
+    instance.wait_log(r"^lost connection after DATA \(\d+ bytes\) from localhost\[127\.0\.0\.1\]$",
                       program="smtpd")
     instance.wait_log(r"^\w+: removed$", program="qmgr")
     assert maildrop_files(instance) == [] and not instance.delivered("carol")

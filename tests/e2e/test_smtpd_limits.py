@@ -1,5 +1,6 @@
-"""smtpd against hostile clients: 2,000 RCPTs (smtpd_recipient_limit), a
-100 KB command line (line_length_limit), 60 connections from one address
+"""smtpd against hostile clients: 2,000 RCPTs (smtpd_recipient_limit),
+RCPTs beyond smtpd_recipient_overshoot_limit, a 100 KB command line
+(line_length_limit), 60 connections from one address
 (smtpd_client_connection_count_limit), clients sending 1 byte per second
 (smtpd_timeout as a per-request deadline, smtpd_min_data_rate in DATA),
 the hard and soft error limits and the junk command limit. Throughout,
@@ -61,6 +62,40 @@ def test_2000_recipients(instance):
         assert c.cmd("QUIT")[0] == 221
     time.sleep(0.3)
     assert instance.queue_files() == []
+
+
+def test_recipient_overshoot_limit(make_instance):
+    """Postfix's smtpd_recipient_overshoot_limit, as the installed Postfix
+    behaves: past smtpd_recipient_limit each RCPT gets 452, the first
+    overshoot_limit of them per transaction are no errors (and count as
+    accepted in the disconnect line), each one beyond is an error; the
+    error limits then end the session."""
+    inst = make_instance(extra_main=["smtpd_recipient_limit = 2",
+                                     "smtpd_recipient_overshoot_limit = 3",
+                                     "smtpd_hard_error_limit = 4",
+                                     "smtpd_soft_error_limit = 100",
+                                     "smtpd_error_sleep_time = 0"])
+    too_many = (452, ["4.5.3 Error: too many recipients"])
+    with session(inst, source=("127.0.0.4", 0)) as c:
+        assert c.cmd(f"MAIL FROM:<{SENDER}>")[0] == 250
+        replies = [c.cmd("RCPT TO:<alice@localhost>") for _ in range(9)]
+        assert replies == [(250, ["2.1.5 Ok"])] * 2 + [too_many] * 7
+        # The 4th refusal beyond the overshoot is the 4th error.
+        assert c.read_reply() == (421, ["4.7.0 mx.test.example Error: too many errors"])
+        assert closed(c)
+    inst.wait_log(r"^too many errors after RCPT from unknown\[127\.0\.0\.4\]$", program="smtpd")
+    inst.wait_log(r"^disconnect from unknown\[127\.0\.0\.4\] ehlo=1 mail=1 rcpt=5/9 "
+                  r"commands=7/11$", program="smtpd")
+    # The overshoot is counted per transaction.
+    with session(inst, source=("127.0.0.5", 0)) as c:
+        for _ in range(3):
+            assert c.cmd(f"MAIL FROM:<{SENDER}>")[0] == 250
+            replies = [c.cmd("RCPT TO:<alice@localhost>") for _ in range(5)]
+            assert replies == [(250, ["2.1.5 Ok"])] * 2 + [too_many] * 3
+            assert c.cmd("RSET")[0] == 250
+        assert c.cmd("QUIT")[0] == 221
+    inst.wait_log(r"^disconnect from unknown\[127\.0\.0\.5\] ehlo=1 mail=3 rcpt=15 rset=3 "
+                  r"quit=1 commands=23$", program="smtpd")
 
 
 def test_100kb_command_line(instance):

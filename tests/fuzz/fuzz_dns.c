@@ -1,6 +1,7 @@
 /* fuzz_dns.c - libFuzzer target for the DNS answer handling of lib/dns.c:
- * what remote does with the MX, A and AAAA replies a name server (any name
- * server an attacker controls) sends back.
+ * what remote does with the MX, A and AAAA replies, and smtpd with the PTR
+ * replies, a name server (any name server an attacker controls: the
+ * reverse zone of a client's address is the client's) sends back.
  *
  * The answer parsers are static functions of dns.c, reached here by
  * compiling dns.c into this file (the archive's dns.o is then not linked);
@@ -8,12 +9,15 @@
  * the resolver: c-ares parses it, parse_mx/parse_a/parse_aaaa keep the
  * bounded result, query_finish_cb merges the parts and calls back.
  *
- * Input: byte 0 picks MX (even) or an address lookup (odd; bits 1-2 the
- * families); the rest is the DNS message, given to every part of the
- * lookup. Properties: the callback runs once; DNS_OK comes with at least
- * one record and nothing else with any; at most DNS_RECORDS_MAX records;
- * names NUL-terminated within DNS_NAME_SIZE; every failure has a reason;
- * dns_mx_sort leaves preferences in order.
+ * Input: byte 0 picks MX (even, bit 1 clear), PTR (even, bit 1 set; bit 2
+ * an IPv6 address) or an address lookup (odd; bits 1-2 the families); the
+ * rest is the DNS message, given to every part of the lookup. Properties:
+ * the callback runs once; DNS_OK comes with at least one record and
+ * nothing else with any; at most DNS_RECORDS_MAX records; names
+ * NUL-terminated within DNS_NAME_SIZE; every failure has a reason;
+ * dns_mx_sort leaves preferences in order. dns_reverse_name of an address
+ * made from the message's first bytes is a valid name of 4 (IPv4) or 32
+ * (IPv6) labels in the reverse zone.
  */
 #include "../../lib/util/dns.c"
 #include "fuzz.h"
@@ -67,6 +71,40 @@ static void on_addr(void *ctx, enum dns_status status, const struct dns_addr *ad
     }
 }
 
+static void on_ptr(void *ctx, enum dns_status status, const struct dns_name *names, size_t n,
+                   const char *why)
+{
+    calls++;
+    check_verdict(status, n, names, why);
+    for (size_t i = 0; i < n; i++)
+        FUZZ_ASSERT(memchr(names[i].name, 0, sizeof(names[i].name)) != NULL);
+}
+
+static size_t count_labels(const char *name, size_t len)
+{
+    size_t n = 1;
+    for (size_t i = 0; i < len; i++)
+        n += name[i] == '.';
+    return n;
+}
+
+static void check_reverse_name(const uint8_t *data, size_t size)
+{
+    struct dns_addr a = {0};
+    char name[DNS_NAME_SIZE];
+
+    a.family = size > 0 && (data[0] & 8) ? AF_INET6 : AF_INET;
+    memcpy(&a.u, data, size < sizeof(a.u) ? size : sizeof(a.u));
+    FUZZ_ASSERT(dns_reverse_name(&a, NULL, name, sizeof(name)) == 0);
+    FUZZ_ASSERT(dns_valid_name(name));
+    const char *zone = a.family == AF_INET ? ".in-addr.arpa" : ".ip6.arpa";
+    size_t len = strlen(name), zlen = strlen(zone);
+    FUZZ_ASSERT(len > zlen && strcmp(name + len - zlen, zone) == 0);
+    FUZZ_ASSERT(count_labels(name, len - zlen) == (a.family == AF_INET ? 4 : 32));
+    /* No room: refused, never cut short. */
+    FUZZ_ASSERT(dns_reverse_name(&a, NULL, name, len) == -1);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct dns_resolver fake = {0};   /* only the query list is used */
@@ -80,10 +118,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(q != NULL);
     q->r = &fake;
     fake.queries = q;
-    if ((data[0] & 1) == 0) {
+    if ((data[0] & 3) == 0) {
         q->kind = QUERY_MX;
         q->mx_fn = on_mx;
         parse_mx(q, abuf, alen);
+    } else if ((data[0] & 1) == 0) {
+        q->kind = QUERY_PTR;
+        q->ptr_fn = on_ptr;
+        if (data[0] & 4) {
+            q->ptr_addr.family = AF_INET6;
+            q->ptr_addr.u.v6.s6_addr[15] = 1;
+        } else {
+            q->ptr_addr.family = AF_INET;
+            q->ptr_addr.u.v4.s_addr = htonl(0x7f000001);
+        }
+        parse_ptr(q, abuf, alen);
     } else {
         q->kind = QUERY_ADDR;
         q->addr_fn = on_addr;
@@ -98,6 +147,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     calls = 0;
     query_finish_cb(-1, 0, q);   /* calls back, then frees q */
     FUZZ_ASSERT(calls == 1 && fake.queries == NULL);
+
+    check_reverse_name(abuf, (size_t)alen);
 
     char *text = fuzz_cstring(abuf, (size_t)alen);
     struct dns_addr a;

@@ -1,11 +1,12 @@
 /* test_dns.c - unit tests for lib/dns.c: the c-ares wrapper that remote
- * uses for every MX and address lookup.
+ * uses for every MX and address lookup, and smtpd for the client's PTR.
  *
  * The pure helpers (MX sort and shuffle, inet_protocols, address literals)
  * are checked directly. The resolver runs for real inside a libevent loop
  * against a UDP responder on 127.0.0.1 in the same loop, which answers
  * every query with a chosen RCODE and no records (SERVFAIL, NXDOMAIN,
- * REFUSED, NOERROR/NODATA), so each status mapping is seen end to end; a
+ * REFUSED, NOERROR/NODATA) or with PTR records, so each status mapping is
+ * seen end to end, and the reverse name that was asked; a
  * closed port gives the "no server" case. Callbacks must run exactly once
  * and never from inside dns_lookup_*.
  */
@@ -141,23 +142,66 @@ struct responder {
     int rcode;          /* answered to every query */
     int queries;
     struct event *ev;
+    const char *ptr[3]; /* PTR records answered, NULL-terminated */
+    char question[300]; /* the last name asked, dotted */
 };
 
-/* Echo the question back with QR set and the chosen RCODE. */
+/* The dotted form of the question name at buf + 12. */
+static void note_question(struct responder *r, const unsigned char *buf, size_t n)
+{
+    size_t pos = 12, out = 0;
+
+    while (pos < n && buf[pos] != 0 && out + buf[pos] + 2 < sizeof(r->question)) {
+        if (out > 0)
+            r->question[out++] = '.';
+        memcpy(r->question + out, buf + pos + 1, buf[pos]);
+        out += buf[pos];
+        pos += (size_t)buf[pos] + 1;
+    }
+    r->question[out] = 0;
+}
+
+/* One PTR answer record for the question (name by compression pointer). */
+static size_t add_ptr(unsigned char *p, const char *name)
+{
+    static const unsigned char head[] = {0xc0, 0x0c, 0, 12, 0, 1, 0, 0, 1, 44};
+    size_t len = 0, rd = sizeof(head) + 2;
+
+    memcpy(p, head, sizeof(head));
+    for (const char *label = name; *label;) {
+        size_t l = strcspn(label, ".");
+        p[rd + len++] = (unsigned char)l;
+        memcpy(p + rd + len, label, l);
+        len += l;
+        label += l + (label[l] == '.');
+    }
+    p[rd + len++] = 0;
+    p[sizeof(head)] = (unsigned char)(len >> 8);
+    p[sizeof(head) + 1] = (unsigned char)len;
+    return rd + len;
+}
+
+/* Echo the question back with QR set and the chosen RCODE, and the PTR
+ * records when there are any. */
 static void responder_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct responder *r = arg;
     unsigned char buf[1500];
     struct sockaddr_storage peer;
     socklen_t len = sizeof(peer);
-    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &len);
+    ssize_t n = recvfrom(fd, buf, 512, 0, (struct sockaddr *)&peer, &len);
+    int answers = 0;
 
     if (n < 12)
         return;
     r->queries++;
+    note_question(r, buf, (size_t)n);
     buf[2] = (unsigned char)(0x80 | (buf[2] & 0x01));  /* QR, keep RD */
     buf[3] = (unsigned char)(0x80 | r->rcode);         /* RA, RCODE */
-    memset(buf + 6, 0, 6);                             /* no answer records */
+    memset(buf + 6, 0, 6);                             /* no other records */
+    for (; r->ptr[answers] != NULL; answers++)
+        n += (ssize_t)add_ptr(buf + n, r->ptr[answers]);
+    buf[7] = (unsigned char)answers;
     sendto(fd, buf, (size_t)n, 0, (struct sockaddr *)&peer, len);
 }
 
@@ -325,6 +369,111 @@ static void test_no_server_is_temporary(void **state)
     event_base_free(base);
 }
 
+struct ptr_outcome {
+    struct outcome o;
+    char names[3][DNS_NAME_SIZE];
+};
+
+static void on_ptr(void *ctx, enum dns_status status, const struct dns_name *names, size_t n,
+                   const char *why)
+{
+    struct ptr_outcome *p = ctx;
+
+    for (size_t i = 0; i < n && i < 3; i++)
+        snprintf(p->names[i], sizeof(p->names[i]), "%s", names[i].name);
+    on_mx(&p->o, status, NULL, n, why);
+}
+
+/* A PTR lookup of text against a responder with rcode and records. */
+static void ptr_lookup(const char *text, int rcode, const char *const *records,
+                       struct ptr_outcome *p, char *question, size_t qlen)
+{
+    struct event_base *base = event_base_new();
+    struct responder resp;
+    struct dns_addr addr;
+    struct dns_resolver *r = resolver_on(base, responder_start(&resp, base, rcode));
+
+    for (size_t i = 0; records != NULL && records[i] != NULL && i < 2; i++)
+        resp.ptr[i] = records[i];
+    assert_int_equal(dns_addr_parse(text, &addr), 0);
+    assert_non_null(dns_lookup_ptr(r, &addr, on_ptr, p));
+    assert_int_equal(p->o.calls, 0);   /* never from inside the call */
+    run_until_called(base, &p->o);
+    assert_int_equal(p->o.calls, 1);
+    snprintf(question, qlen, "%s", resp.question);
+    dns_resolver_free(r);
+    responder_stop(&resp);
+    event_base_free(base);
+}
+
+static void test_ptr_names_in_order(void **state)
+{
+    static const char *const records[] = {"first.example.test", "second.example.test", NULL};
+    struct ptr_outcome p = {0};
+    char question[300];
+
+    ptr_lookup("192.0.2.1", 0, records, &p, question, sizeof(question));
+    assert_string_equal(question, "1.2.0.192.in-addr.arpa");
+    assert_int_equal(p.o.status, DNS_OK);
+    assert_int_equal(p.o.n, 2);
+    assert_string_equal(p.names[0], "first.example.test");
+    assert_string_equal(p.names[1], "second.example.test");
+}
+
+static void test_ptr_ipv6_question(void **state)
+{
+    static const char *const records[] = {"six.example.test", NULL};
+    struct ptr_outcome p = {0};
+    char question[300];
+
+    ptr_lookup("2001:db8::5", 0, records, &p, question, sizeof(question));
+    assert_string_equal(question, "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+                                  "8.b.d.0.1.0.0.2.ip6.arpa");
+    assert_int_equal(p.o.status, DNS_OK);
+    assert_int_equal(p.o.n, 1);
+    assert_string_equal(p.names[0], "six.example.test");
+}
+
+static void test_ptr_failures(void **state)
+{
+    static const struct {
+        int rcode;
+        enum dns_status status;
+    } cases[] = {{3, DNS_NOTFOUND}, {2, DNS_TEMPFAIL}, {5, DNS_TEMPFAIL}, {0, DNS_NODATA}};
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct ptr_outcome p = {0};
+        char question[300];
+
+        ptr_lookup("127.0.0.2", cases[i].rcode, NULL, &p, question, sizeof(question));
+        assert_string_equal(question, "2.0.0.127.in-addr.arpa");
+        assert_int_equal(p.o.status, cases[i].status);
+        assert_int_equal(p.o.n, 0);
+        assert_true(p.o.why[0] != 0);
+    }
+}
+
+static void test_reverse_names(void **state)
+{
+    struct dns_addr a;
+    char out[DNS_NAME_SIZE];
+
+    assert_int_equal(dns_addr_parse("192.0.2.10", &a), 0);
+    assert_int_equal(dns_reverse_name(&a, NULL, out, sizeof(out)), 0);
+    assert_string_equal(out, "10.2.0.192.in-addr.arpa");
+    assert_int_equal(dns_reverse_name(&a, "rbl.example.test", out, sizeof(out)), 0);
+    assert_string_equal(out, "10.2.0.192.rbl.example.test");
+    /* Exactly the room it needs, then one byte less. */
+    assert_int_equal(dns_reverse_name(&a, NULL, out, strlen("10.2.0.192.in-addr.arpa") + 1), 0);
+    assert_int_equal(dns_reverse_name(&a, NULL, out, strlen("10.2.0.192.in-addr.arpa")), -1);
+    assert_int_equal(dns_addr_parse("::1", &a), 0);
+    assert_int_equal(dns_reverse_name(&a, NULL, out, sizeof(out)), 0);
+    assert_string_equal(out, "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0."
+                             "ip6.arpa");
+    a.family = AF_UNSPEC;
+    assert_int_equal(dns_reverse_name(&a, NULL, out, sizeof(out)), -1);
+}
+
 /* A cancelled lookup never calls back, and freeing a resolver with lookups
  * in flight calls nothing and leaks nothing (ASan checks the latter). */
 static void test_cancel_and_free_with_queries_in_flight(void **state)
@@ -388,6 +537,10 @@ int main(void)
         cmocka_unit_test(test_malformed_name_needs_no_query),
         cmocka_unit_test(test_no_server_is_temporary),
         cmocka_unit_test(test_cancel_and_free_with_queries_in_flight),
+        cmocka_unit_test(test_ptr_names_in_order),
+        cmocka_unit_test(test_ptr_ipv6_question),
+        cmocka_unit_test(test_ptr_failures),
+        cmocka_unit_test(test_reverse_names),
     };
     return cmocka_run_group_tests(tests, setup_log, teardown_log);
 }

@@ -78,7 +78,7 @@ enum r_kind {
     R_CHECK_CLIENT, R_CHECK_HELO, R_CHECK_SENDER, R_CHECK_RECIPIENT,
     R_UNKNOWN_SENDER_DOMAIN, R_NON_FQDN_SENDER, R_NON_FQDN_RECIPIENT,
     R_NON_FQDN_HELO, R_INVALID_HELO, R_RBL_CLIENT, R_LOGIN_MISMATCH,
-    R_UNLISTED_RECIPIENT, R_UNKNOWN_CLIENT, R_UNKNOWN_REVERSE_CLIENT,
+    R_UNLISTED_RECIPIENT, R_UNLISTED_SENDER, R_UNKNOWN_RCPT_DOMAIN, R_UNKNOWN_CLIENT, R_UNKNOWN_REVERSE_CLIENT,
     R_CONFIG_ERROR,   /* unknown or not implemented: 451 4.3.5 */
 };
 
@@ -110,6 +110,8 @@ static const struct {
     {"reject_rbl_client", R_RBL_CLIENT, 1},
     {"reject_sender_login_mismatch", R_LOGIN_MISMATCH, 0},
     {"reject_unlisted_recipient", R_UNLISTED_RECIPIENT, 0},
+    {"reject_unlisted_sender", R_UNLISTED_SENDER, 0},
+    {"reject_unknown_recipient_domain", R_UNKNOWN_RCPT_DOMAIN, 0},
     {"reject_unknown_client_hostname", R_UNKNOWN_CLIENT, 0},
     {"reject_unknown_client", R_UNKNOWN_CLIENT, 0},          /* before Postfix 2.3 */
     {"reject_unknown_reverse_client_hostname", R_UNKNOWN_REVERSE_CLIENT, 0},
@@ -167,8 +169,6 @@ static const struct {
     {"reject_unauthenticated_sender_login_mismatch", 0},
     {"reject_unknown_helo_hostname", 0},
     {"reject_unknown_hostname", 0},
-    {"reject_unknown_recipient_domain", 0},
-    {"reject_unlisted_sender", 0},
     {"reject_unverified_recipient", 0},
     {"reject_unverified_sender", 0},
     {"sleep", 1},
@@ -718,9 +718,12 @@ static enum verdict rbl_client(struct session *s, const char *arg, struct outcom
                        s->addr, domain);
 }
 
-static enum verdict unknown_sender_domain(struct session *s, struct outcome *o)
+/* reject_unknown_sender_domain and reject_unknown_recipient_domain: no MX
+ * and no address, or a null MX. quoted is the address as the client gave
+ * it, role "Sender" or "Recipient", dsn the x.1.y detail Postfix uses. */
+static enum verdict unknown_domain(struct session *s, const char *domain, const char *quoted,
+                                   const char *role, const char *dsn, struct outcome *o)
 {
-    const char *domain = address_domain(s->check->sender_addr);
     if (!domain || !*domain || domain[0] == '[')
         return V_DUNNO;
     struct dns_cache_entry *e = cache_find(s, DK_SENDER_DOMAIN, domain);
@@ -729,16 +732,32 @@ static enum verdict unknown_sender_domain(struct session *s, struct outcome *o)
     switch (e->result) {
     case DOMAIN_NOTFOUND:
     case DOMAIN_TEMPFAIL:
-        return reject_with(o, 450, "450 4.1.8 <%s>: Sender address rejected: Domain not found",
-                           s->check->sender);
+        return reject_with(o, 450, "450 4.%s <%s>: %s address rejected: Domain not found", dsn,
+                           quoted, role);
     case DOMAIN_NULLMX:
         return reject_with(o, 556,
-                           "556 5.7.27 <%s>: Sender address rejected: Domain %s does not "
-                           "accept mail (nullMX)",
-                           s->check->sender, domain);
+                           "556 5.7.27 <%s>: %s address rejected: Domain %s does not accept "
+                           "mail (nullMX)",
+                           quoted, role, domain);
     default:
         return V_DUNNO;
     }
+}
+
+static enum verdict unknown_sender_domain(struct session *s, struct outcome *o)
+{
+    return unknown_domain(s, address_domain(s->check->sender_addr), s->check->sender, "Sender",
+                          "1.8", o);
+}
+
+/* As Postfix, only for a domain we are not the final destination of. */
+static enum verdict unknown_recipient_domain(struct session *s, struct outcome *o)
+{
+    const char *domain = address_domain(s->check->rcpt_addr);
+    if (!domain || domain_is_local(domain) || virtual_alias_domain(domain) == 1 ||
+        virtual_mailbox_domain(domain) == 1)
+        return V_DUNNO;
+    return unknown_domain(s, domain, s->check->rcpt, "Recipient", "1.2", o);
 }
 
 /* --- the client's names --- */
@@ -818,41 +837,49 @@ static enum verdict login_mismatch(struct session *s, struct outcome *o)
     return V_DUNNO;
 }
 
-/* The recipient of a hosted domain (virtual alias or virtual mailbox
- * class, lib/mail/virtual_mailbox.h) must exist. */
-static enum verdict unlisted_virtual(struct session *s, struct outcome *o)
+/* An address of a hosted domain (virtual alias or virtual mailbox class,
+ * lib/mail/virtual_mailbox.h) must exist. role and dsn as unlisted(). */
+static enum verdict unlisted_virtual(const char *addr, const char *quoted, const char *role,
+                                     const char *dsn, struct outcome *o)
 {
     const char *table;
-    int rc = virtual_recipient_check(s->check->rcpt_addr, &table);
+    int rc = virtual_recipient_check(addr, &table);
     if (rc == LOOKUP_NOTFOUND)
-        return reject_with(o, 550, "550 5.1.1 <%s>: Recipient address rejected: User unknown in %s",
-                           s->check->rcpt, table);
+        return reject_with(o, 550, "550 5.%s <%s>: %s address rejected: User unknown in %s", dsn,
+                           quoted, role, table);
     if (rc == LOOKUP_TEMPFAIL)
-        return reject_with(o, 450,
-                           "450 4.3.0 <%s>: Recipient address rejected: Temporary lookup failure",
-                           s->check->rcpt);
+        return reject_with(o, 450, "450 4.3.0 <%s>: %s address rejected: Temporary lookup failure",
+                           quoted, role);
     return V_DUNNO;
 }
 
-/* The recipient of a local domain must exist (a virtual alias counts). */
-static enum verdict unlisted_recipient(struct session *s, struct outcome *o)
+/* reject_unlisted_recipient and reject_unlisted_sender: an address of a
+ * domain we are the final destination of must exist (a virtual alias
+ * counts); Postfix's detail is 1.1 for a recipient, 1.0 for a sender. */
+static enum verdict unlisted(const char *addr, const char *quoted, const char *role,
+                             const char *dsn, struct outcome *o)
 {
-    const char *rcpt = s->check->rcpt_addr;
-    if (!domain_is_local(address_domain(rcpt)))
-        return unlisted_virtual(s, o);
-    int rc = local_recipient_check(rcpt);
-    if (rc == LOOKUP_NOTFOUND && virtual_alias_listed(rcpt) == 1)
+    if (!*addr)
+        return V_DUNNO;
+    if (!domain_is_local(address_domain(addr)))
+        return unlisted_virtual(addr, quoted, role, dsn, o);
+    int rc = local_recipient_check(addr);
+    if (rc == LOOKUP_NOTFOUND && virtual_alias_listed(addr) == 1)
         rc = LOOKUP_FOUND;
     if (rc == LOOKUP_NOTFOUND)
         return reject_with(o, 550,
-                           "550 5.1.1 <%s>: Recipient address rejected: User unknown in local "
+                           "550 5.%s <%s>: %s address rejected: User unknown in local "
                            "recipient table",
-                           s->check->rcpt);
+                           dsn, quoted, role);
     if (rc == LOOKUP_TEMPFAIL)
-        return reject_with(o, 450,
-                           "450 4.3.0 <%s>: Recipient address rejected: Temporary lookup failure",
-                           s->check->rcpt);
+        return reject_with(o, 450, "450 4.3.0 <%s>: %s address rejected: Temporary lookup failure",
+                           quoted, role);
     return V_DUNNO;
+}
+
+static enum verdict unlisted_recipient(struct session *s, struct outcome *o)
+{
+    return unlisted(s->check->rcpt_addr, s->check->rcpt, "Recipient", "1.1", o);
 }
 
 static enum verdict evaluate(struct session *s, enum stage st, const struct restriction *r,
@@ -925,6 +952,10 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
         return login_mismatch(s, o);
     case R_UNLISTED_RECIPIENT:
         return unlisted_recipient(s, o);
+    case R_UNLISTED_SENDER:
+        return unlisted(sender, s->check->sender, "Sender", "1.0", o);
+    case R_UNKNOWN_RCPT_DOMAIN:
+        return unknown_recipient_domain(s, o);
     case R_UNKNOWN_CLIENT:
     case R_UNKNOWN_REVERSE_CLIENT:
         return unknown_client(s, r->kind == R_UNKNOWN_REVERSE_CLIENT, o);

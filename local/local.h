@@ -33,7 +33,7 @@ int local_deliver_recipient(const struct deliver_message *m, struct deliver_rcpt
 /* resolve.c: r's address with its aliases, .forward and so on; st gets
  * the recipient's status for qmgr. Returns 1 when the outcome was logged
  * per target. */
-int local_deliver_system(const struct deliver_message *m, const struct deliver_rcpt *r,
+int local_resolve(const struct deliver_message *m, const struct deliver_rcpt *r,
                          struct delivery_status *st);
 
 /* --- privs.c --- */

@@ -41,7 +41,7 @@
 
 int local_deliver_recipient(const struct deliver_message *m, struct deliver_rcpt *r)
 {
-    return local_deliver_system(m, r, &r->status);
+    return local_resolve(m, r, &r->status);
 }
 
 /* Whether a local part is safe as a single path component. */

@@ -927,7 +927,7 @@ static void deliver_address(struct expansion *x, const struct context *ctx,
     deliver_user(x, ctx, address, name, literal);
 }
 
-int local_deliver_system(const struct deliver_message *m, const struct deliver_rcpt *r,
+int local_resolve(const struct deliver_message *m, const struct deliver_rcpt *r,
                          struct delivery_status *st)
 {
     const char *rcpt = r->address, *orig = r->orig;

@@ -291,7 +291,7 @@ static void run_command(const struct deliver_message *m, char **argv, const stru
 }
 
 /* deliver_agent_batch_fn: one command for every recipient still to do. */
-static void deliver_request(const struct deliver_message *m, struct deliver_request *req)
+static void deliver_batch(const struct deliver_message *m, struct deliver_request *req)
 {
     struct delivery_status st;
     struct batch b;
@@ -317,7 +317,7 @@ static void deliver_request(const struct deliver_message *m, struct deliver_requ
 
 static void serve(int fd)
 {
-    deliver_agent_serve_batch(fd, service_name(), deliver_request);
+    deliver_agent_serve_batch(fd, service_name(), deliver_batch);
 }
 
 /* The master.cf attributes and the user, once: master has checked them

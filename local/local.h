@@ -69,7 +69,7 @@ int local_instance_user(const char *address, const char *name, struct local_user
                         struct delivery_status *st);
 /* The mailbox delivery of u for address (r: the request's recipient it
  * came from). Returns 1 when another agent delivered and logged it
- * (mailbox_transport), else 0; st is the outcome either way. */
+ * (mailbox_transport), else 0 (the caller logs); st is the outcome. */
 int local_mailbox_deliver(const struct deliver_message *m, const struct deliver_rcpt *r,
                           const struct local_user *u, const char *address,
                           const struct mail_copy_trace *t, struct delivery_status *st);

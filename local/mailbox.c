@@ -165,10 +165,8 @@ int local_mailbox_deliver(const struct deliver_message *m, const struct deliver_
     const char *command = config_raw(PARAM_mailbox_command);
     char dir[PATH_MAX];
 
-    if (*var.mailbox_transport != 0) {
-        deliver_pass(var.mailbox_transport, m, r, address, t->orig_rcpt, st);
-        return 1;
-    }
+    if (*var.mailbox_transport != 0)
+        return deliver_pass(var.mailbox_transport, m, r, address, t->orig_rcpt, st) == 0;
     if (*command != 0) {
         struct local_command_env env = {.recipient = address, .orig_rcpt = t->orig_rcpt};
         command_deliver(command, u, m, t, &env, st);

@@ -88,24 +88,24 @@ static const char *split_transport(const char *spec, char *name, size_t len,
     return m->req->nexthop != NULL ? m->req->nexthop : "";
 }
 
-void deliver_pass(const char *transport, const struct deliver_message *m,
-                  const struct deliver_rcpt *r, const char *address, const char *orig,
-                  struct delivery_status *st)
+int deliver_pass(const char *transport, const struct deliver_message *m,
+                 const struct deliver_rcpt *r, const char *address, const char *orig,
+                 struct delivery_status *st)
 {
     char name[TRANSPORT_NAME_MAX];
     const char *nexthop = split_transport(transport, name, sizeof(name), m);
     struct stream *s;
-    int fd;
+    int fd, rc = 0;
 
     if (m->req == NULL || name[0] == 0 || strchr(name, '/') != NULL) {
         delivery_status_set(st, "4.3.5", "mail system configuration error");
         msg_warn("%s: bad transport \"%s\" to hand %s to", m->queue_id, transport, address);
-        return;
+        return -1;
     }
     if ((fd = ipc_connect(IPC_PRIVATE, name)) < 0) {
         msg_warn("%s: connect to private/%s: %s", m->queue_id, name, strerror(errno));
         delivery_status_set(st, "4.3.0", "mail transport unavailable");
-        return;
+        return -1;
     }
     if ((s = stream_open(fd, (int)var.ipc_timeout)) == NULL)
         msg_fatal("out of memory for a connection stream");
@@ -113,6 +113,8 @@ void deliver_pass(const char *transport, const struct deliver_message *m,
         || send_request(s, m, r, address, orig, nexthop) < 0 || read_reply(s, r, st) < 0) {
         msg_warn("%s: private/%s: delivery agent did not answer", m->queue_id, name);
         delivery_status_set(st, "4.3.0", "mail transport unavailable");
+        rc = -1;
     }
     stream_close(s);
+    return rc;
 }

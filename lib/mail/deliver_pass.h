@@ -20,10 +20,11 @@
 
 /* Deliver m to address through transport ("name" or "name:nexthop"; the
  * nexthop is otherwise the request's) for recipient r, whose original
- * address orig goes along. st is the other agent's status, or 4.3.0 when
- * it could not be reached or did not answer (logged). */
-void deliver_pass(const char *transport, const struct deliver_message *m,
-                  const struct deliver_rcpt *r, const char *address, const char *orig,
-                  struct delivery_status *st);
+ * address orig goes along. 0 with the other agent's status in st (it has
+ * logged the delivery), or -1 with st 4.3.x when it could not be reached
+ * or did not answer (a warning logged, the delivery not: the caller's). */
+int deliver_pass(const char *transport, const struct deliver_message *m,
+                 const struct deliver_rcpt *r, const char *address, const char *orig,
+                 struct delivery_status *st);
 
 #endif

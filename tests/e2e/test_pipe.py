@@ -323,3 +323,14 @@ def test_reload_with_a_bad_pipe_line(make_instance):
     time.sleep(1)
     assert len(inst.find_log(r"unknown flag: Q", program="master")) == 1   # no retry loop
     assert not inst.find_log(r"exit status|throttl", program="master")
+
+
+def test_mailbox_transport_that_is_not_there_defers(make_instance):
+    """local cannot hand the mailbox over: it says so and logs the deferral
+    itself (nobody else will)."""
+    inst, _ = pipe_instance(make_instance, "", ["mailbox_transport = nosuch"])
+    qid = inst.send(simple_message("nowhere"), ["zoe@localhost"])
+    line = inst.wait_log(rf"{qid}: to=<zoe@localhost>, relay=local, ", program="local")[0].text
+    assert line.endswith("dsn=4.3.0, status=deferred (mail transport unavailable)"), line
+    assert inst.find_log(r"connect to private/nosuch: ", program="local")
+    assert not inst.delivered("zoe")

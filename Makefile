@@ -48,7 +48,7 @@ BUILD    := build
 endif
 
 # Every daemon directory that has sources; new daemons join by existing.
-DAEMONS  := $(foreach d,master smtpd cleanup qmgr local pickup bounce remote virtual showq,$(if $(wildcard $(d)/*.c),$(d)))
+DAEMONS  := $(foreach d,master smtpd cleanup qmgr local pickup bounce remote virtual showq pipe,$(if $(wildcard $(d)/*.c),$(d)))
 COMMANDS := $(basename $(notdir $(wildcard cmd/*.c)))
 
 LIB_SRC  := $(wildcard lib/util/*.c lib/mail/*.c)

@@ -9,7 +9,8 @@ Equivalent settings, so that the two do the same work per message:
     reporting it delivered;
   - local mail goes to a Maildir, mail/bench/new: Postern in instance mode
     (every local part of mydestination is a Maildir under
-    mail_spool_directory), Postfix through virtual(8) with one mailbox
+    mail_spool_directory; alias_maps and forward_path empty, so no alias or
+    .forward lookups), Postfix through virtual(8) with one mailbox
     (virtual_mailbox_maps = inline:{bench@localhost=bench/}: no passwd,
     alias or .forward lookups, Postfix's lightest Maildir path);
   - 20 concurrent deliveries into that Maildir on both (Postern
@@ -175,6 +176,9 @@ class Postern(MTA):
         relay = relay_port if relay_port else CLOSED_PORT
         self.inst = pi.Instance(port, root=fresh_root("pebench."), extra_main=[
             "local_destination_concurrency_limit = 20",
+            # Postfix's side does no alias or .forward lookups either.
+            "alias_maps =",
+            "forward_path =",
             f"relayhost = [127.0.0.1]:{relay}",
             *extra,
         ])

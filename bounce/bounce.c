@@ -74,16 +74,6 @@ struct original {
     struct queue_envelope env;
 };
 
-static int queue_name_valid(const char *name)
-{
-    static const char *const names[] = {QUEUE_INCOMING, QUEUE_ACTIVE, QUEUE_DEFERRED,
-                                        QUEUE_HOLD, QUEUE_CORRUPT};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(name, names[i]) == 0)
-            return 1;
-    return 0;
-}
-
 /* Open and parse the queue file a flush or warn request names. The
  * envelope belongs to m until original_close. */
 static int original_open(const struct attr_list *req, struct original *m, char *why,

@@ -15,6 +15,7 @@
  * the result replaces main.cf atomically (temporary file, fsync, rename).
  */
 #include "config.h"
+#include "fsync_dir.h"
 #include "log.h"
 #include "mastercf.h"
 
@@ -297,16 +298,6 @@ static void apply_edits(const char *text, FILE *out, struct edit *edits, int n, 
             out_setting(out, &edits[i], tmp);
 }
 
-static void fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (fsync(fd) < 0)
-            msg_warn("fsync %s: %m", dir);
-        close(fd);
-    }
-}
-
 /* Write the edited text beside main.cf with its owner and mode, then
  * rename it over: readers see the old file or the new one, never half. */
 static int edit_main_cf(const char *dir, char **args, int n, int remove)
@@ -342,7 +333,8 @@ static int edit_main_cf(const char *dir, char **args, int n, int remove)
         unlink(tmp);
         msg_fatal("rename %s to %s: %m", tmp, path);
     }
-    fsync_dir(dir);
+    if (fsync_dir(dir) < 0)
+        msg_warn("fsync %s: %m", dir);
     free(text);
     for (int i = 0; i < n; i++)
         free(edits[i].name);

@@ -22,6 +22,7 @@
  * so a user cannot aim postdrop at a main.cf of their own.
  */
 #include "config.h"
+#include "fsync_dir.h"
 #include "ipc.h"
 #include "log.h"
 #include "maildrop.h"
@@ -233,7 +234,7 @@ static void commit_file(struct stream *out, const struct timeval *arrival)
     if (rename(tmp_path, final) < 0)
         die(EX_TEMPFAIL, "rename %s to %s: %s", tmp_path, final, strerror(errno));
     tmp_live = 0;
-    if (queue_fsync_dir_of(final) < 0 && (errno != EACCES || fsync(fd) < 0)) {
+    if (fsync_parent(final) < 0 && (errno != EACCES || fsync(fd) < 0)) {
         int e = errno;
         unlink(final);
         die(EX_TEMPFAIL, "fsync %s: %s", final, strerror(e));

@@ -26,6 +26,7 @@
 #include "mastercf.h"
 #include "queue_file.h"
 #include "queue_purge.h"
+#include "table_file.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -198,10 +199,37 @@ static void master_cf_load_or_die(const char *dir, struct mastercf *cf)
         die("%s", err);
 }
 
+/* Whether we are an instance: mail_owner is whoever runs us. */
+static int instance_mode(void)
+{
+    struct passwd *pw = getpwnam(var.mail_owner);
+    return pw != NULL && pw->pw_uid == getuid();
+}
+
+/* The arguments a service's program needs (a pipe service's attributes)
+ * into why; 0 when they are right or the program is not run. */
+static int service_args_bad(const struct mastercf_entry *e, char *why, size_t len)
+{
+    struct mastercf_program prog = mastercf_classify(e);
+    return prog.role == MASTERCF_RUN &&
+           mastercf_check_program(e, prog.program, instance_mode(), var.mail_owner, why,
+                                  len) < 0;
+}
+
+/* A syntax error stops start and reload here; a service whose program
+ * refuses its arguments is said here too, and master leaves it out. */
 static void master_cf_validate(const char *dir)
 {
     struct mastercf cf;
+    char path[PATH_MAX], why[ERR_MAX];
+    master_cf_path(path, sizeof(path), dir);
     master_cf_load_or_die(dir, &cf);
+    for (size_t i = 0; i < cf.count; i++) {
+        const struct mastercf_entry *e = &cf.entries[i];
+        if (service_args_bad(e, why, sizeof(why)))
+            warn("%s, line %d: service %s/%s (%s): %s; service not started", path, e->line,
+                 e->name, mastercf_type_name(e->type), e->command, why);
+    }
     mastercf_free(&cf);
 }
 
@@ -244,11 +272,42 @@ static void warn_if_logs_go_nowhere(void)
              "/dev/stdout)", strerror(saved));
 }
 
+/* An instance is a whole host inside its directory (DESIGN.md, "Instance
+ * mode"): unless main.cf names other tables, its aliases are
+ * $config_directory/aliases. A fresh instance gets an empty one, and one
+ * written but never built is built, as installing Postfix runs newaliases:
+ * local would otherwise defer every local recipient for want of a table. */
+static void instance_aliases_ready(const char *dir)
+{
+    char path[PATH_MAX], cdb[PATH_MAX + 8], err[ERR_MAX];
+    struct stat st;
+    if (!instance_mode() || config_is_set(PARAM_alias_maps) ||
+        config_is_set(PARAM_alias_database) ||
+        snprintf(path, sizeof(path), "%s/aliases", dir) >= (int)sizeof(path))
+        return;
+    snprintf(cdb, sizeof(cdb), "%s.cdb", path);
+    if (stat(cdb, &st) == 0)
+        return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        static const char text[] = "# aliases(5) of this instance: \"name: destination, ...\";\n"
+                                   "# run newaliases (sendmail -bi) after editing.\n";
+        int ok = write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1);
+        if (close(fd) < 0 || !ok)
+            warn("write %s: %s", path, strerror(errno));
+    }
+    if (table_file_build(path, TABLE_SYNTAX_ALIASES, TABLE_DUPS_WARN, 1, err, sizeof(err)) < 0)
+        warn("alias table %s: %s", path, err);
+    else
+        msg_info("built the instance's alias table cdb:%s", path);
+}
+
 static int cmd_start(const char *dir)
 {
     if (master_pid() > 0)
         die("the Postern mail system is already running");
     master_cf_validate(dir);
+    instance_aliases_ready(dir);
     warn_if_logs_go_nowhere();
     purge_unfinished_queue_files();
     char exe[PATH_MAX];
@@ -280,6 +339,7 @@ static int cmd_start_fg(const char *dir)
     if (master_pid() > 0)
         die("the Postern mail system is already running");
     master_cf_validate(dir);
+    instance_aliases_ready(dir);
     purge_unfinished_queue_files();
     char exe[PATH_MAX];
     master_exe(exe, sizeof(exe));
@@ -578,6 +638,10 @@ static void check_master_cf(struct check *c, const char *dir)
         if (e->chroot && !e->unpriv)
             warn("%s, line %d: service %s: chroot applies only to unprivileged services",
                  path, e->line, e->name);
+        char why[ERR_MAX];
+        if (service_args_bad(e, why, sizeof(why)))
+            problem(c, "%s, line %d: service %s/%s (%s): %s", path, e->line, e->name,
+                    mastercf_type_name(e->type), e->command, why);
     }
     mastercf_free(&cf);
 }

@@ -23,6 +23,7 @@
  */
 #include "config.h"
 #include "dsn.h"
+#include "fsync_dir.h"
 #include "ipc.h"
 #include "log.h"
 #include "queue_file.h"
@@ -298,7 +299,7 @@ static int rename_message(const char *path, const char *queue, char new_id[QUEUE
         if (queue_path(to, sizeof(to), queue, new_id) < 0 || mkdir_for(to) < 0)
             return -1;
         if (move_noreplace(path, to) == 0)
-            return queue_fsync_dir_of(to);
+            return fsync_parent(to);
         if (errno != EEXIST)
             return -1;
         if (++tv.tv_usec >= 1000000) {

@@ -254,21 +254,19 @@ static void sub_attr(struct submission *s, const char *name, const char *value)
         sub_record(s, REC_ATTR, buf, (size_t)n);
 }
 
+/* stream_copy's flush: a full chunk becomes one content record. */
+static int sub_flush_chunk(void *ctx)
+{
+    struct submission *s = ctx;
+    sub_record(s, REC_CONTENT, s->chunk, s->chunk_len);
+    return s->failed ? -1 : 0;
+}
+
 static void sub_content(struct submission *s, const char *data, size_t len)
 {
     s->size += (long long)len;
-    while (len > 0) {
-        size_t room = sizeof(s->chunk) - s->chunk_len;
-        size_t n = len < room ? len : room;
-        memcpy(s->chunk + s->chunk_len, data, n);
-        s->chunk_len += n;
-        data += n;
-        len -= n;
-        if (s->chunk_len == sizeof(s->chunk)) {
-            sub_record(s, REC_CONTENT, s->chunk, s->chunk_len);
-            s->chunk_len = 0;
-        }
-    }
+    /* A failure is kept in s->failed; sub_finish reports it. */
+    (void)stream_copy(s->chunk, sizeof s->chunk, &s->chunk_len, data, len, sub_flush_chunk, s);
 }
 
 /* Flush content, write the end record and close the pipe; then postdrop
@@ -372,13 +370,10 @@ static void scan_header_line(struct header_scan *h, const char *line, size_t len
         h->rcpt_headers = 1;
 }
 
-/* How message text is read: from a pipe (sendmail mode) or as SMTP DATA. */
+/* How message text is read from standard input (-bs is smtpd's, not ours). */
 struct reader {
     int dot_ends;         /* a line "." ends the text */
-    int smtp;             /* dot-stuffed: a leading '.' is removed */
-    int first_line;       /* a leading "From " line is dropped (not SMTP) */
-    int ended_by_dot;     /* out: the text ended with "." */
-    int eof;              /* out: input ended first */
+    int first_line;       /* a leading "From " line is dropped */
 };
 
 /* Copy the text to s (or drop it when s is NULL), with LF line ends.
@@ -397,7 +392,6 @@ static void copy_text(struct stream *in, struct reader *r, struct submission *s,
                 sub_content(s, "\r", 1);
             if (!at_start && s)
                 sub_content(s, "\n", 1);   /* the last line had no end */
-            r->eof = 1;
             return;
         }
         char *line = buf;
@@ -412,18 +406,12 @@ static void copy_text(struct stream *in, struct reader *r, struct submission *s,
             n--;
         }
         if (at_start && complete) {
-            if (r->dot_ends && n == 2 && line[0] == '.') {
-                r->ended_by_dot = 1;
+            if (r->dot_ends && n == 2 && line[0] == '.')
                 return;
-            }
             if (r->first_line && n >= 5 && strncmp(line, "From ", 5) == 0) {
                 r->first_line = 0;
                 continue;
             }
-        }
-        if (at_start && r->smtp && line[0] == '.') {
-            line++;
-            n--;
         }
         if (at_start && h)
             scan_header_line(h, line, n);

@@ -4,10 +4,11 @@
  * (deliver_agent.h and what it names); here is only where local's bytes go:
  *
  *   local.c    main: the deliver_agent loop and the fatal-error cleanup
- *   mailbox.c  per-recipient entry point; instance mode (every local part
- *              is a Maildir under mail_spool_directory)
- *   resolve.c  system mode: aliases, .forward, :include:, loops, and the
- *              choice of mailbox, file, command or forwarding per target
+ *   mailbox.c  per-recipient entry point; a user's mailbox
+ *              (mailbox_transport, mailbox_command, Maildir or mbox); what
+ *              a user is in instance mode
+ *   resolve.c  aliases, .forward, :include:, loops, and the choice of
+ *              mailbox, file, command or forwarding per target
  *   mbox.c     mbox files: the spool mailbox opened as root, other files
  *              as the user, special files; locked, all-or-nothing append
  *   command.c  |command and mailbox_command
@@ -25,19 +26,14 @@
 #include "mail_copy.h"
 #include "maildir.h"
 
-/* Deliver m to r (deliver_agent_fn): instance mode here, system mode in
- * resolve.c, which logs each alias or .forward destination itself (then 1
- * is returned). */
+/* Deliver m to r (deliver_agent_fn) through resolve.c, which logs each
+ * alias or .forward destination itself (then 1 is returned). */
 int local_deliver_recipient(const struct deliver_message *m, struct deliver_rcpt *r);
 
-/* Instance mode: the Maildir of rcpt (mailbox.c), with a trailing '/'.
- * Returns 0, or -1 with st filled (5.1.1 for a local part that cannot be
- * a mailbox, 4.3.0 for a configuration problem). */
-int local_mailbox_path(const char *rcpt, char *path, size_t len, struct delivery_status *st);
-
-/* System mode (resolve.c): rcpt, internal form; orig the original
- * recipient or NULL. Returns 1 when the outcome was logged per target. */
-int local_deliver_system(const struct deliver_message *m, const char *rcpt, const char *orig,
+/* resolve.c: r's address with its aliases, .forward and so on; st gets
+ * the recipient's status for qmgr. Returns 1 when the outcome was logged
+ * per target. */
+int local_resolve(const struct deliver_message *m, const struct deliver_rcpt *r,
                          struct delivery_status *st);
 
 /* --- privs.c --- */
@@ -48,7 +44,10 @@ struct local_user {
     char home[PATH_MAX];
     char shell[PATH_MAX];
 };
+/* Whether we can take on users' rights: root, and not an instance. */
 int privs_can_switch(void);
+/* The instance user (instance mode: every right is ours); home "/". */
+void local_instance_privs(struct local_user *u);
 /* Become u (effective ids) until privs_leave; no-op when we are not root
  * or u is root. Fatal when the switch fails. */
 void privs_enter(const struct local_user *u);
@@ -60,6 +59,20 @@ int local_user_by_uid(uid_t uid, struct local_user *u);
 int local_default_privs(struct local_user *u, struct delivery_status *st);
 /* The rights of a file's owner: default_privs for root. -1 with st set. */
 int local_owner_privs(uid_t uid, gid_t gid, struct local_user *u, struct delivery_status *st);
+
+/* --- mailbox.c --- */
+/* Instance mode: the user NAME (a local part without its extension) of
+ * address. 1 with u filled (our rights, home mail_spool_directory/NAME), 0
+ * for an unknown user (st 5.1.1: not a possible file name, or not in a
+ * local_recipient_maps main.cf sets), -1 with st set (4.3.0). */
+int local_instance_user(const char *address, const char *name, struct local_user *u,
+                        struct delivery_status *st);
+/* The mailbox delivery of u for address (r: the request's recipient it
+ * came from). Returns 1 when another agent delivered and logged it
+ * (mailbox_transport), else 0 (the caller logs); st is the outcome. */
+int local_mailbox_deliver(const struct deliver_message *m, const struct deliver_rcpt *r,
+                          const struct local_user *u, const char *address,
+                          const struct mail_copy_trace *t, struct delivery_status *st);
 
 /* --- mbox.c --- */
 /* Append m to the mbox file path with the rights of u, locked as

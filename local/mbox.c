@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fsync_dir.h"
 #include "log.h"
 #include "mbox.h"
 
@@ -87,22 +88,6 @@ static int open_user_file(const char *path, int *created, const char *target,
         return -1;
     }
     return fd;
-}
-
-static int fsync_parent(const char *path)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    int fd, rc;
-
-    if (slash == NULL)
-        return 0;
-    snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 /* Anything but a regular file (/dev/null, a tty) is written as it is:

@@ -10,8 +10,9 @@
  * back after each file operation. Commands get a child process that drops
  * root for good (command.c).
  *
- * When local does not run as root (instance mode), nothing switches and
- * everything runs as the instance user.
+ * In instance mode nothing switches, even when the instance runs as root:
+ * every delivery, file and command has the instance user's rights
+ * (local_instance_privs), whoever an alias table or a file belongs to.
  */
 #include "local.h"
 
@@ -24,6 +25,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "service.h"
 
 #define SAVED_GROUPS_MAX 256
 
@@ -35,7 +37,19 @@ static int switched;
 
 int privs_can_switch(void)
 {
-    return geteuid() == 0 && getuid() == 0;
+    return geteuid() == 0 && getuid() == 0 && !service_instance_mode();
+}
+
+void local_instance_privs(struct local_user *u)
+{
+    struct passwd *pw = getpwuid(getuid());
+
+    memset(u, 0, sizeof(*u));
+    u->uid = getuid();
+    u->gid = getgid();
+    snprintf(u->name, sizeof(u->name), "%s", pw != NULL ? pw->pw_name : "instance");
+    snprintf(u->home, sizeof(u->home), "/");
+    snprintf(u->shell, sizeof(u->shell), "/bin/sh");
 }
 
 static void remember_root_ids(void)
@@ -126,7 +140,13 @@ int local_user_by_uid(uid_t uid, struct local_user *u)
 int local_default_privs(struct local_user *u, struct delivery_status *st)
 {
     const char *name = var.default_privs;
-    int r = local_user_by_name(name, u);
+    int r;
+
+    if (service_instance_mode()) {
+        local_instance_privs(u);
+        return 0;
+    }
+    r = local_user_by_name(name, u);
 
     if (r <= 0 || u->uid == 0) {
         msg_warn("default_privs: %s", r < 0 ? "user lookup failed"
@@ -141,7 +161,7 @@ int local_owner_privs(uid_t uid, gid_t gid, struct local_user *u, struct deliver
 {
     int r;
 
-    if (uid == 0)
+    if (uid == 0 || service_instance_mode())
         return local_default_privs(u, st);
     if ((r = local_user_by_uid(uid, u)) < 0) {
         delivery_status_set(st, "4.3.0", "cannot look up uid %lu", (unsigned long)uid);

@@ -1,5 +1,7 @@
-/* resolve.c - system-mode local delivery: where the mail for one recipient
- * goes, and with whose rights (local(8) and aliases(5) of Postfix).
+/* resolve.c - local delivery: where the mail for one recipient goes, and
+ * with whose rights (local(8) and aliases(5) of Postfix), in system mode
+ * and in instance mode alike; what a user and a mailbox are in each is
+ * mailbox.c's.
  *
  * Mail for NAME goes to the alias NAME (alias_maps; "user+ext" is tried
  * before "user"), else to the destinations in ~NAME/.forward (forward_path),
@@ -14,7 +16,9 @@
  * file); from a .forward as its user; from an :include: file as that
  * file's owner (default_privs for root). Mailboxes are written as their
  * user (privs.c, mbox.c, lib/mail/maildir.c). Mail for root itself is
- * refused: root gets mail only through an alias.
+ * refused: root gets mail only through an alias. In instance mode all of
+ * that is the instance user's rights (privs.c), and root is a name like
+ * any other.
  *
  * Loops: an alias or .forward that comes back to itself further up the
  * chain is a mail forwarding loop (5.4.6), as is a message that already
@@ -48,6 +52,7 @@
 #include "log.h"
 #include "lookup.h"
 #include "match.h"
+#include "service.h"
 
 #define DEPTH_MAX 20                  /* nested aliases, .forward and :include: */
 #define TARGETS_MAX 1000              /* distinct destinations per recipient */
@@ -66,6 +71,7 @@ struct frame {
 /* One recipient's expansion. */
 struct expansion {
     const struct deliver_message *m;
+    const struct deliver_rcpt *r;  /* the request's recipient */
     const char *rcpt;              /* the recipient: Delivered-To */
     const char *orig;              /* as given to us: X-Original-To, orig_to= */
     struct frame stack[DEPTH_MAX];
@@ -172,6 +178,18 @@ static void target_done(struct expansion *x, const char *address,
         res.times = *x->m->times;
     gettimeofday(&res.times.done, NULL);
     delivery_log(&res);
+    x->logged = 1;
+    if (rank > x->rank) {
+        x->result = *st;
+        x->rank = rank;
+    }
+}
+
+/* One destination another agent delivered and logged: only its result. */
+static void target_passed(struct expansion *x, const struct delivery_status *st)
+{
+    int rank = rank_of(st->dsn);
+
     x->logged = 1;
     if (rank > x->rank) {
         x->result = *st;
@@ -829,67 +847,48 @@ static int deliver_dotforward(struct expansion *x, const struct context *ctx,
     return 0;
 }
 
-/* mail_spool_directory ending in '/': a Maildir per user, which root makes
- * and gives to the user (users cannot create entries in the spool). */
-static int spool_maildir(const char *spool, const struct local_user *u, char *dir, size_t len,
-                         struct delivery_status *st)
-{
-    struct stat sb;
-
-    if (snprintf(dir, len, "%s%s/", spool, u->name) >= (int)len) {
-        delivery_status_set(st, "4.3.0", "mailbox path too long");
-        return -1;
-    }
-    if (lstat(dir, &sb) == 0)
-        return 0;
-    dir[strlen(dir) - 1] = 0;
-    if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || chown(dir, u->uid, u->gid) < 0) {
-        delivery_status_errno(st, errno, "cannot create maildir: %s", dir);
-        return -1;
-    }
-    strcat(dir, "/");
-    return 0;
-}
-
 static void deliver_mailbox(struct expansion *x, const struct context *ctx,
                             const char *address, const struct local_user *u)
 {
-    const char *command = config_raw(PARAM_mailbox_command);
-    const char *home_mailbox = var.home_mailbox;
-    const char *spool = var.mail_spool_directory;
-    long long limit = var.mailbox_size_limit;
-    char path[PATH_MAX];
     struct mail_copy_trace t;
     struct delivery_status st;
 
     if (!first_time(x, address, "mailbox", u->name))
         return;
     make_trace(x, ctx, &t);
-    if (*command != 0) {
-        struct local_command_env env = {.recipient = address, .orig_rcpt = x->orig};
-        command_deliver(command, u, x->m, &t, &env, &st);
-    } else if (*home_mailbox != 0) {
-        if (snprintf(path, sizeof(path), "%s/%s", u->home, home_mailbox) >= (int)sizeof(path)) {
-            delivery_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
-        } else if (path[strlen(path) - 1] == '/') {
-            privs_enter(u);
-            maildir_deliver(path, x->m, &t, limit, PARAM_mailbox_size_limit, &st);
-            privs_leave();
-        } else {
-            mbox_deliver(path, u, 0, x->m, &t, "delivered to mailbox", &st);
-        }
-    } else if (*spool != 0 && spool[strlen(spool) - 1] == '/') {
-        if (spool_maildir(spool, u, path, sizeof(path), &st) == 0) {
-            privs_enter(u);
-            maildir_deliver(path, x->m, &t, limit, PARAM_mailbox_size_limit, &st);
-            privs_leave();
-        }
-    } else if (snprintf(path, sizeof(path), "%s/%s", spool, u->name) >= (int)sizeof(path)) {
-        delivery_status_set(&st, "4.3.0", "mailbox path too long for %s", u->name);
-    } else {
-        mbox_deliver(path, u, privs_can_switch(), x->m, &t, "delivered to mailbox", &st);
+    if (local_mailbox_deliver(x->m, x->r, u, address, &t, &st))
+        target_passed(x, &st);
+    else
+        target_done(x, address, &st);
+}
+
+/* The user NAME: its passwd entry, or in instance mode mailbox.c's.
+ * 1 found, 0 not (logged), -1 failed (logged). */
+static int find_user(struct expansion *x, const char *address, const char *bare,
+                     struct local_user *u)
+{
+    struct delivery_status st;
+    int r;
+
+    if (service_instance_mode()) {
+        if ((r = local_instance_user(address, bare, u, &st)) <= 0)
+            target_done(x, address, &st);
+        return r;
     }
-    target_done(x, address, &st);
+    if ((r = local_user_by_name(bare, u)) < 0) {
+        target_fail(x, address, "4.3.0", "cannot look up user %s", bare);
+        return -1;
+    }
+    if (r == 0 || strchr(u->name, '/') != NULL) {
+        target_fail(x, address, "5.1.1", "unknown user: \"%s\"", bare);
+        return 0;
+    }
+    if (u->uid == 0) {
+        target_fail(x, address, "4.3.0", "mail for %s must go through an alias "
+                    "(no mailbox delivery as root)", bare);
+        return -1;
+    }
+    return 1;
 }
 
 static void deliver_user(struct expansion *x, const struct context *ctx, const char *address,
@@ -897,22 +896,10 @@ static void deliver_user(struct expansion *x, const struct context *ctx, const c
 {
     char bare[ADDRESS_MAX];
     struct local_user u;
-    int r;
 
     snprintf(bare, sizeof(bare), "%.*s", (int)bare_length(name), name);
-    if ((r = local_user_by_name(bare, &u)) < 0) {
-        target_fail(x, address, "4.3.0", "cannot look up user %s", bare);
+    if (find_user(x, address, bare, &u) <= 0)
         return;
-    }
-    if (r == 0 || strchr(u.name, '/') != NULL) {
-        target_fail(x, address, "5.1.1", "unknown user: \"%s\"", bare);
-        return;
-    }
-    if (u.uid == 0) {
-        target_fail(x, address, "4.3.0", "mail for %s must go through an alias "
-                    "(no mailbox delivery as root)", bare);
-        return;
-    }
     if (!literal && deliver_dotforward(x, ctx, address, name, &u))
         return;
     deliver_mailbox(x, ctx, address, &u);
@@ -940,9 +927,10 @@ static void deliver_address(struct expansion *x, const struct context *ctx,
     deliver_user(x, ctx, address, name, literal);
 }
 
-int local_deliver_system(const struct deliver_message *m, const char *rcpt, const char *orig,
+int local_resolve(const struct deliver_message *m, const struct deliver_rcpt *r,
                          struct delivery_status *st)
 {
+    const char *rcpt = r->address, *orig = r->orig;
     struct expansion *x = calloc(1, sizeof(*x));
     struct context top;
     size_t i;
@@ -951,6 +939,7 @@ int local_deliver_system(const struct deliver_message *m, const char *rcpt, cons
     if (x == NULL)
         msg_fatal("out of memory");
     x->m = m;
+    x->r = r;
     x->rcpt = rcpt;
     x->orig = orig != NULL ? orig : rcpt;
     memset(&top, 0, sizeof(top));

@@ -126,6 +126,25 @@ static int program_exists(const struct mastercf_entry *e, const struct master_pa
     return ok;
 }
 
+/* A program's own arguments (a pipe service's flags=, user=, argv=) are
+ * checked here, once: a daemon that refused them would die on every start
+ * and be throttled again and again. A bad service is one error and is not
+ * started; mail routed to it waits in the queue, and the rest runs (a
+ * stock Debian master.cf names pipe services for users a host may not
+ * have). */
+static int program_args_ok(const struct mastercf_entry *e, const struct master_params *p,
+                           const char *file)
+{
+    char why[512];
+    int instance = p->owner_uid == getuid();
+    if (mastercf_check_program(e, e->command, instance, p->mail_owner, why, sizeof(why)) == 0)
+        return 1;
+    msg_error("%s, line %d: service %s/%s (%s): %s; service not started, mail routed to it "
+              "stays in the queue", file, e->line, e->name, mastercf_type_name(e->type),
+              e->command, why);
+    return 0;
+}
+
 /* Append the services of one entry at *tail. */
 static int build_entry(const struct mastercf_entry *e, const struct master_params *p,
                        struct service **head, struct service ***tail, const char *file,
@@ -215,6 +234,8 @@ int services_build(const struct mastercf *cf, const struct master_params *p,
         const struct mastercf_entry *e = &run;
         warn_unsupported_columns(e, p, file);
         if (!program_exists(e, p, file))
+            continue;
+        if (!program_args_ok(e, p, file))
             continue;
         if (build_entry(e, p, &head, &tail, file, err, errlen) == 0)
             continue;

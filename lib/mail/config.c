@@ -84,28 +84,40 @@ static int name_cmp(const void *key, const void *item)
 }
 
 /* Postfix's per-transport parameters, "<transport>_<suffix>" for any
- * master.cf transport (qmgr reads the first two; the others are Postfix's
- * scheduler and delivery knobs Postern does not have). */
+ * master.cf transport (qmgr reads the first two, pipe the third; the
+ * others are Postfix's scheduler and delivery knobs Postern does not
+ * have). */
+#define TRANSPORT_SUFFIXES_KNOWN 3
 static const char *const transport_suffixes[] = {
-    "_destination_concurrency_limit", "_destination_recipient_limit",
+    "_destination_concurrency_limit", "_destination_recipient_limit", "_time_limit",
     "_delivery_slot_cost", "_delivery_slot_discount", "_delivery_slot_loan",
     "_destination_concurrency_failed_cohort_limit",
     "_destination_concurrency_negative_feedback",
     "_destination_concurrency_positive_feedback", "_destination_rate_delay",
     "_extra_recipient_limit", "_initial_destination_concurrency", "_minimum_delivery_slots",
     "_recipient_limit", "_recipient_refill_delay", "_recipient_refill_limit",
-    "_time_limit", "_transport_rate_delay",
+    "_transport_rate_delay",
 };
+
+static int postfix_only_has(const char *name)
+{
+    return bsearch(name, postfix_only, sizeof(postfix_only) / sizeof(postfix_only[0]),
+                   sizeof(postfix_only[0]), name_cmp) != NULL;
+}
 
 static int transport_param_kind(const char *name, enum config_kind *kind)
 {
     size_t len = strlen(name);
     for (size_t i = 0; i < sizeof(transport_suffixes) / sizeof(transport_suffixes[0]); i++) {
         size_t slen = strlen(transport_suffixes[i]);
-        if (len > slen && strcmp(name + len - slen, transport_suffixes[i]) == 0) {
-            *kind = i < 2 ? CONFIG_KNOWN : CONFIG_POSTFIX_IGNORED;
-            return 1;
-        }
+        if (len <= slen || strcmp(name + len - slen, transport_suffixes[i]) != 0)
+            continue;
+        /* Postfix's own "*_time_limit" parameters (postscreen_command_...)
+         * are not a transport's. */
+        if (strcmp(transport_suffixes[i], "_time_limit") == 0 && postfix_only_has(name))
+            return 0;
+        *kind = i < TRANSPORT_SUFFIXES_KNOWN ? CONFIG_KNOWN : CONFIG_POSTFIX_IGNORED;
+        return 1;
     }
     return 0;
 }
@@ -118,8 +130,7 @@ enum config_kind config_kind(const char *name, const char **how)
         return CONFIG_KNOWN;
     if (transport_param_kind(name, &kind))
         return kind;
-    if (!bsearch(name, postfix_only, sizeof(postfix_only) / sizeof(postfix_only[0]),
-                 sizeof(postfix_only[0]), name_cmp))
+    if (!postfix_only_has(name))
         return CONFIG_UNKNOWN;
     for (size_t i = 0; i < sizeof(postfix_otherwise) / sizeof(postfix_otherwise[0]); i++)
         if (strcmp(name, postfix_otherwise[i].name) == 0) {
@@ -375,6 +386,7 @@ static char *read_file(const char *path, char *err, size_t errlen)
 /* --- expansion --- */
 
 static const char *value_raw(const char *name);
+static int parse_time(const char *v, char unit, long long *out);
 
 struct sbuf {
     char *s;
@@ -694,6 +706,20 @@ const char *config_raw(enum param_id id)
 const char *config_value(enum param_id id)
 {
     return config_get(param_table[id].name);
+}
+
+int config_is_set(enum param_id id)
+{
+    return setting_find(param_table[id].name) != NULL;
+}
+
+int config_parse_time(const char *value, char unit, long *seconds)
+{
+    long long n;
+    if (parse_time(value, unit, &n) < 0 || n > LONG_MAX)
+        return -1;
+    *seconds = (long)n;
+    return 0;
 }
 
 const char *config_default(const char *name)

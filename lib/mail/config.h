@@ -33,6 +33,10 @@ const char *config_directory(void);
  * unknown one that main.cf does not set. Valid until the next config_load.
  * Code that knows the name reads the typed field instead (params.h). */
 const char *config_get(const char *name);
+/* A time value as main.cf writes them ("30", "5m"; a bare number is in
+ * unit: 's', 'm', 'h', 'd', 'w') for a name config_get read: 0 with the
+ * seconds, or -1 when it is not one. */
+int config_parse_time(const char *value, char unit, long *seconds);
 
 /* For postconf: every known parameter in name order, plus unknown set ones.
  * is_set is 1 when main.cf or an override sets it. value is unexpanded when

@@ -18,25 +18,55 @@
 #include "service.h"
 #include "stream.h"
 
+/* What the agent does: per recipient, or per request. */
+struct agent {
+    const char *relay;
+    deliver_agent_fn each;
+    deliver_agent_batch_fn batch;
+};
+
+static int undecided(const struct deliver_request *req)
+{
+    for (size_t i = 0; i < req->nrcpt; i++)
+        if (req->rcpt[i].status.dsn[0] == 0)
+            return 1;
+    return 0;
+}
+
+/* The whole request at once, then every recipient logged. */
+static void deliver_batch(struct deliver_request *req, const struct deliver_message *m,
+                          const struct agent *a)
+{
+    if (undecided(req))
+        a->batch(m, req);
+    /* An agent that left one undecided must not make it look sent. */
+    deliver_request_set_pending(req, "4.3.0", "delivery agent left the recipient undecided");
+    for (size_t i = 0; i < req->nrcpt; i++)
+        deliver_request_log(req, &req->rcpt[i], a->relay);
+}
+
 /* Each recipient in order: delivered when still undecided (the queue file
  * check may have decided it), then logged unless the agent did. */
 static void deliver_each(struct deliver_request *req, const struct deliver_message *m,
-                         const char *relay, deliver_agent_fn deliver)
+                         const struct agent *a)
 {
+    if (a->batch != NULL) {
+        deliver_batch(req, m, a);
+        return;
+    }
     for (size_t i = 0; i < req->nrcpt; i++) {
         struct deliver_rcpt *r = &req->rcpt[i];
         int logged = 0;
         if (r->status.dsn[0] == 0)
-            logged = deliver(m, r);
+            logged = a->each(m, r);
         if (!logged)
-            deliver_request_log(req, r, relay);
+            deliver_request_log(req, r, a->relay);
     }
 }
 
 /* Open the queue file and deliver every recipient. Returns -1 (statuses
  * set, nothing logged) when the file is unusable. */
-static int deliver_from_queue_file(struct deliver_request *req, const char *relay,
-                                   deliver_agent_fn deliver)
+static int deliver_from_queue_file(struct deliver_request *req, const struct agent *a)
 {
     struct queue_envelope env;
     struct stream *queue;
@@ -52,24 +82,26 @@ static int deliver_from_queue_file(struct deliver_request *req, const char *rela
         .queue = queue,
         .content_offset = env.content_offset,
         .times = &req->times,
+        .req = req,
+        .env = &env,
     };
-    deliver_each(req, &m, relay, deliver);
+    deliver_each(req, &m, a);
     stream_close(queue);
     queue_envelope_free(&env);
     return 0;
 }
 
 /* Every recipient of a request ends with a status, logged. */
-static void handle(struct deliver_request *req, const char *relay, deliver_agent_fn deliver)
+static void handle(struct deliver_request *req, const struct agent *a)
 {
-    if (req->bad == NULL && deliver_from_queue_file(req, relay, deliver) == 0)
+    if (req->bad == NULL && deliver_from_queue_file(req, a) == 0)
         return;
     deliver_request_set_pending(req, "4.3.0", "bad request");
     for (size_t i = 0; i < req->nrcpt; i++)
-        deliver_request_log(req, &req->rcpt[i], relay);
+        deliver_request_log(req, &req->rcpt[i], a->relay);
 }
 
-void deliver_agent_serve(int fd, const char *relay, deliver_agent_fn deliver)
+static void serve(int fd, const struct agent *a)
 {
     struct stream *s = stream_open(fd, (int)var.ipc_timeout);
 
@@ -89,7 +121,7 @@ void deliver_agent_serve(int fd, const char *relay, deliver_agent_fn deliver)
             deliver_request_free(&req);
             break;   /* EOF, timeout or garbage: the client is gone */
         }
-        handle(&req, relay, deliver);
+        handle(&req, a);
         int ok = deliver_request_reply(s, &req) == 0;
         deliver_request_free(&req);
         if (!ok) {
@@ -100,4 +132,16 @@ void deliver_agent_serve(int fd, const char *relay, deliver_agent_fn deliver)
             break;
     }
     stream_abandon(s);
+}
+
+void deliver_agent_serve(int fd, const char *relay, deliver_agent_fn deliver)
+{
+    struct agent a = {.relay = relay, .each = deliver};
+    serve(fd, &a);
+}
+
+void deliver_agent_serve_batch(int fd, const char *relay, deliver_agent_batch_fn deliver)
+{
+    struct agent a = {.relay = relay, .batch = deliver};
+    serve(fd, &a);
 }

@@ -77,7 +77,7 @@ static size_t count_named(const struct attr_list *list, const char *name)
 
 /* What describes the next recipient comes before its rcpt attribute. */
 struct rcpt_prefix {
-    const char *orig, *dsn_orcpt, *notify;
+    const char *orig, *dsn_orcpt, *notify, *queue_address;
 };
 
 /* Add one recipient; -1 when its value is malformed. */
@@ -91,6 +91,7 @@ static int add_rcpt(struct deliver_request *req, const char *value, struct rcpt_
     }
     r->orig = pre->orig;
     r->dsn_orcpt = pre->dsn_orcpt;
+    r->queue_address = pre->queue_address;
     r->dsn_notify = pre->notify != NULL ? parse_notify(pre->notify) : 0;
     memset(pre, 0, sizeof(*pre));
     req->nrcpt++;
@@ -116,6 +117,8 @@ static int parse_recipients(struct deliver_request *req)
             pre.dsn_orcpt = value;
         else if (strcmp(name, "rcpt_dsn_notify") == 0)
             pre.notify = value;
+        else if (strcmp(name, "queue_rcpt") == 0)
+            pre.queue_address = value;
         else if (strcmp(name, "rcpt") == 0 && add_rcpt(req, value, &pre) < 0)
             return -1;
     }
@@ -152,7 +155,7 @@ static const char *check_recipients(const struct deliver_request *req)
 {
     for (size_t i = 0; i < req->nrcpt; i++) {
         const struct deliver_rcpt *r = &req->rcpt[i];
-        if (too_long(r->address) || too_long(r->orig))
+        if (too_long(r->address) || too_long(r->orig) || too_long(r->queue_address))
             return "recipient too long";
         if (r->dsn_notify < 0)
             return "bad rcpt_dsn_notify";
@@ -252,12 +255,15 @@ void deliver_request_set_pending(struct deliver_request *req, const char *dsn, c
 /* --- the queue file ------------------------------------------------------ */
 
 /* Whether the queue file holds r, not yet done, at r's offset: a stale or
- * forged offset must never get anything delivered. */
+ * forged offset must never get anything delivered. A recipient another
+ * agent handed on (deliver_pass.h) names the address at the offset. */
 static int rcpt_in_envelope(const struct queue_envelope *env, const struct deliver_rcpt *r)
 {
+    const char *address = r->queue_address != NULL ? r->queue_address : r->address;
+
     for (size_t i = 0; i < env->nrcpt; i++)
         if ((long long)env->rcpt[i].offset == r->offset)
-            return !env->rcpt[i].done && strcmp(env->rcpt[i].address, r->address) == 0;
+            return !env->rcpt[i].done && strcmp(env->rcpt[i].address, address) == 0;
     return 0;
 }
 

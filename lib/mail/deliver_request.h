@@ -1,6 +1,6 @@
 /* deliver_request.h - the agent's side of deliver_protocol (ipc.h), one
- * parser and one set of checks for every delivery agent: local, virtual
- * and remote now, lmtp and pipe to come.
+ * parser and one set of checks for every delivery agent: local, virtual,
+ * pipe and remote now, lmtp to come.
  *
  * A request is read as an attribute list (attr_list_read, or attr_list_add
  * record by record for an event-driven agent) and turned into a
@@ -15,11 +15,15 @@
  *   sender       present, shorter than ADDRESS_MAX
  *   arrival, active_time   absent, or "sec.usec"
  *   dsn_ret      absent, empty, FULL or HDRS (any case)
- *   per recipient: address and orig_rcpt shorter than ADDRESS_MAX,
- *                rcpt_dsn_notify decimal with only DSN_NOTIFY_* bits
+ *   per recipient: address, orig_rcpt and queue_rcpt shorter than
+ *                ADDRESS_MAX, rcpt_dsn_notify decimal with only
+ *                DSN_NOTIFY_* bits
  * Before anything is delivered the queue file is opened and each recipient
  * looked up in it (deliver_request_open): a recipient whose offset does not
- * hold that address, still undone, gets 4.3.0 and nothing is written.
+ * hold that address, still undone, gets 4.3.0 and nothing is written. A
+ * recipient one agent hands another (local's mailbox_transport,
+ * deliver_pass.h) is delivered to its rcpt address but checked against
+ * its queue_rcpt, the address at the offset.
  *
  * The reply is one rcpt_status "OFFSET D.S.N text" per recipient, in
  * request order (deliver_request_reply on a stream, _reply_ev on an
@@ -48,6 +52,8 @@ struct deliver_rcpt {
     const char *address;           /* internal form */
     const char *orig;              /* original recipient, or NULL */
     const char *dsn_orcpt;         /* DSN ORCPT "type;address", or NULL */
+    const char *queue_address;     /* queue_rcpt: the queue file's address at
+                                    * offset when it is not address, or NULL */
     int dsn_notify;                /* DSN_NOTIFY_* mask, 0 when not given */
     struct delivery_status status; /* dsn "" until decided */
 };
@@ -73,6 +79,9 @@ struct deliver_message {
     struct stream *queue;          /* the open queue file */
     off_t content_offset;          /* of its first content record */
     const struct delivery_times *times;
+    const struct deliver_request *req;   /* nexthop, queue name, DSN; NULL in tests */
+    const struct queue_envelope *env;    /* envelope attributes (client_address,
+                                          * ...) and content_size; NULL in tests */
 };
 
 /* Take over *attrs (left empty) as the request received at *received.

@@ -6,6 +6,7 @@
  */
 #include "dsn.h"
 #include "config.h"
+#include "fsync_dir.h"
 #include "ipc.h"
 #include "queue_file.h"
 #include "queue_id.h"
@@ -164,7 +165,7 @@ int dsn_log_append(const char *log, const char *queue_id, const struct dsn_entry
     if (rc == 0 && durable)
         rc = fsync(fd);
     if (rc == 0 && durable && created)
-        rc = queue_fsync_dir_of(path);
+        rc = fsync_parent(path);
     int saved = errno;
     if (fd >= 0 && close(fd) < 0 && rc == 0) {
         saved = errno;

@@ -19,7 +19,9 @@
  *    C->S {queue_name, queue_id, sender, arrival, active_time, nexthop,
  *          [dsn_envid], [dsn_ret],
  *          then per recipient: [orig_rcpt], [rcpt_dsn_orcpt], [rcpt_dsn_notify],
- *          rcpt="OFFSET ADDRESS"}
+ *          [queue_rcpt], rcpt="OFFSET ADDRESS"}
+ *    (queue_rcpt, the queue file's address at OFFSET, only when one agent
+ *    hands another an address of its own: local's mailbox_transport)
  *    S->C {rcpt_status="OFFSET D.S.N text"...}, one per rcpt, in order.
  *    nexthop: for local, the recipient domain; for smtp/relay, where to
  *    connect: "domain" or "host:port" (MX lookup of the name first), or

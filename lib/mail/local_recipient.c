@@ -21,8 +21,9 @@
 static struct lookup_list *maps;
 static char *maps_value;      /* the local_recipient_maps text maps came from */
 
-/* Instance mode: every local part is a mailbox (DESIGN.md). A daemon knows
- * from service_init; anything else compares mail_owner with its own uid. */
+/* Instance mode: every local part is a mailbox unless main.cf sets
+ * local_recipient_maps (DESIGN.md). A daemon knows from service_init;
+ * anything else compares mail_owner with its own uid. */
 static int instance_mode(void)
 {
     const char *owner;
@@ -63,7 +64,10 @@ int local_recipient_check(const char *addr)
     char *found = NULL;
     int r;
 
-    if (instance_mode() || value == NULL || *value == 0)
+    /* An instance has no accounts: its default (passwd, aliases) would
+     * know nobody, so only a local_recipient_maps of its own applies. */
+    if ((instance_mode() && !config_is_set(PARAM_local_recipient_maps)) || value == NULL
+        || *value == 0)
         return LOOKUP_FOUND;
     if ((l = current_maps(value)) == NULL)
         return LOOKUP_TEMPFAIL;

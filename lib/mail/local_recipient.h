@@ -5,7 +5,8 @@
  * The answer follows local_recipient_maps (Postfix's default: the passwd
  * database plus alias_maps; an empty value turns the check off). In
  * instance mode every local part of a mydestination domain is a mailbox,
- * so every such recipient is known.
+ * so every such recipient is known, unless main.cf (or -o) sets
+ * local_recipient_maps: then that applies, as in system mode.
  */
 #ifndef POSTERN_LOCAL_RECIPIENT_H
 #define POSTERN_LOCAL_RECIPIENT_H

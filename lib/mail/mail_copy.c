@@ -20,6 +20,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "header_line.h"
 #include "log.h"
 #include "queue_file.h"
 #include "record.h"
@@ -344,16 +345,17 @@ static char *read_header_block(const struct deliver_message *m, size_t max, size
 }
 
 /* Whether one logical header (folded lines included, without its final
- * newline) is "Delivered-To: address". */
+ * newline) is "Delivered-To: address": the name as every header parser
+ * reads it (header_line.h, so "Delivered-To : x" counts), the value with
+ * its surrounding white space, case ignored. */
 static int is_delivered_to(const char *line, size_t len, const char *address)
 {
-    static const char name[] = "delivered-to:";
-    size_t nlen = sizeof(name) - 1, alen = strlen(address);
+    size_t colon = header_name_len(line, len), alen = strlen(address);
     const char *v, *end = line + len;
 
-    if (len < nlen || strncasecmp(line, name, nlen) != 0)
+    if (colon == 0 || !header_is(line, colon, "Delivered-To"))
         return 0;
-    for (v = line + nlen; v < end && isspace((unsigned char)*v); v++)
+    for (v = line + colon + 1; v < end && isspace((unsigned char)*v); v++)
         ;
     while (end > v && isspace((unsigned char)end[-1]))
         end--;

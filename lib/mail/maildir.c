@@ -8,6 +8,7 @@
 #include "maildir.h"
 
 #include "config.h"
+#include "fsync_dir.h"
 #include "log.h"
 #include "mail_copy.h"
 
@@ -25,22 +26,11 @@
 
 static struct maildir_file *current;   /* being written, for maildir_fatal_cleanup */
 
-static int fsync_dir(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd), saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 /* mkdir path[0..len) unless it is a directory already; a new one is made
  * durable by fsyncing its parent. */
 static int ensure_dir(const char *path, size_t len)
 {
-    char dir[PATH_MAX], parent[PATH_MAX];
+    char dir[PATH_MAX];
     struct stat st;
     if (len == 0 || len >= sizeof(dir)) {
         errno = ENAMETOOLONG;
@@ -57,10 +47,7 @@ static int ensure_dir(const char *path, size_t len)
         }
         return 0;
     }
-    const char *slash = memrchr(dir, '/', len);
-    snprintf(parent, sizeof(parent), "%.*s", slash && slash != dir ? (int)(slash - dir) : 1,
-             slash ? dir : ".");
-    return fsync_dir(parent);
+    return fsync_parent(dir);
 }
 
 int maildir_make_parents(const char *path)

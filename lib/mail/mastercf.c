@@ -10,6 +10,7 @@
  */
 #include "mastercf.h"
 #include "log.h"
+#include "pipe_args.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -204,23 +205,51 @@ static int entry_add_arg(struct mastercf_entry *e, char *arg)
     return 0;
 }
 
+/* "{ text }" -> "text": an argument with white space in it (Postfix 3.0
+ * syntax); white space after '{' and before '}' is not part of it. */
+static struct token unbrace(const struct token *t)
+{
+    struct token in = *t;
+    if (in.len < 2 || in.start[0] != '{' || in.start[in.len - 1] != '}')
+        return in;
+    in.start++;
+    in.len -= 2;
+    while (in.len > 0 && is_blank((unsigned char)in.start[0])) {
+        in.start++;
+        in.len--;
+    }
+    while (in.len > 0 && is_blank((unsigned char)in.start[in.len - 1]))
+        in.len--;
+    return in;
+}
+
 /* Copy the arguments after the command, turning "-oname=value" into the
- * two-argument form so that daemons see one shape only. */
+ * two-argument form so that daemons see one shape only. Options end at
+ * the first other word, as the daemons read them: after it (a pipe
+ * service's argv=, say) "-o" is an argument like any other. */
 static int entry_set_args(struct mastercf_entry *e, const struct logical *l,
                           const char *file, char *err, size_t errlen)
 {
+    int options = 1;
     e->args = calloc(1, sizeof(*e->args));
     if (!e->args)
         goto nomem;
     for (size_t i = MASTERCF_FIXED_COLUMNS; i < l->ntok; i++) {
         const struct token *t = &l->tok[i];
         struct token value;
+        options = options && t->len > 0 && t->start[0] == '-';
+        if (!options) {
+            value = unbrace(t);
+            if (entry_add_arg(e, token_dup(&value)) < 0)
+                goto nomem;
+            continue;
+        }
         if (token_is(t, "-o")) {
             if (i + 1 >= l->ntok) {
                 set_error(err, errlen, "%s, line %d: -o without name=value", file, l->line);
                 return -1;
             }
-            value = l->tok[++i];
+            value = unbrace(&l->tok[++i]);
         } else if (t->len > 2 && memcmp(t->start, "-o", 2) == 0) {
             value.start = t->start + 2;
             value.len = t->len - 2;
@@ -361,8 +390,19 @@ static int add_tokens(struct logical *l, const char *p, const char *end, const c
         if (p == end)
             break;
         const char *start = p;
-        while (p < end && !is_blank((unsigned char)*p))
-            p++;
+        if (*p == '{') {
+            /* "{ words }" is one argument (Postfix 3.0), on one line. */
+            const char *close = memchr(p, '}', (size_t)(end - p));
+            if (!close) {
+                set_error(err, errlen, "%s, line %d: '{' without a '}' on the same line",
+                          file, lineno);
+                return -1;
+            }
+            p = close + 1;
+        } else {
+            while (p < end && !is_blank((unsigned char)*p))
+                p++;
+        }
         if (l->ntok == MASTERCF_TOKENS_MAX) {
             set_error(err, errlen, "%s, line %d: too many arguments (more than %d)", file,
                       lineno, MASTERCF_TOKENS_MAX);
@@ -530,7 +570,7 @@ static const struct {
     {"dnsblog", MASTERCF_MISSING, "postscreen's DNSBL lookups are not available"},
     {"tlsproxy", MASTERCF_MISSING, "postscreen's TLS proxy is not available"},
     {"lmtp", MASTERCF_MISSING, "the LMTP client is not available"},
-    {"pipe", MASTERCF_MISSING, "the pipe delivery agent is not available"},
+    {"pipe", MASTERCF_RUN, "pipe"},
     {"spawn", MASTERCF_MISSING, "spawn is not available"},
     {"qmqpd", MASTERCF_MISSING, "QMQP is not available"},
     {"error", MASTERCF_OTHERWISE, "qmgr bounces error: and defers retry: routes itself"},
@@ -561,4 +601,29 @@ struct mastercf_program mastercf_classify(const struct mastercf_entry *e)
         break;
     }
     return p;
+}
+
+int mastercf_check_program(const struct mastercf_entry *e, const char *program, int instance,
+                           const char *mail_owner, char *err, size_t errlen)
+{
+    struct pipe_args *pa;
+    char why[512];
+    uid_t uid;
+    gid_t gid;
+    int rc = 0;
+
+    if (strcmp(program, "pipe") != 0)
+        return 0;
+    /* Too big for a stack frame that master's loop calls into. */
+    if ((pa = malloc(sizeof(*pa))) == NULL) {
+        set_error(err, errlen, "out of memory");
+        return -1;
+    }
+    if (pipe_args_parse(e->args, e->nargs, pa, why, sizeof(why)) < 0
+        || pipe_args_user(pa, instance, mail_owner, &uid, &gid, why, sizeof(why)) < 0) {
+        set_error(err, errlen, "%s", why);
+        rc = -1;
+    }
+    free(pa);
+    return rc;
 }

@@ -56,10 +56,19 @@ struct mastercf_program {
 };
 
 /* Classify entry e: Postfix names map to Postern's programs ("smtp" ->
- * "remote", "oqmgr" -> "qmgr", "postscreen" -> "smtpd"), services whose
- * work Postern does another way (tlsmgr, trivial-rewrite, scache, postlogd,
- * proxymap, flush, ...) and those it lacks (pipe, lmtp, ...). A name it
- * does not know is run as it is (a program of the admin's own). */
+ * "remote", "oqmgr" -> "qmgr", "postscreen" -> "smtpd", "pipe" -> "pipe"),
+ * services whose work Postern does another way (tlsmgr, trivial-rewrite,
+ * scache, postlogd, proxymap, flush, ...) and those it lacks (lmtp,
+ * verify, ...). A name it does not know is run as it is (a program of the
+ * admin's own). */
 struct mastercf_program mastercf_classify(const struct mastercf_entry *e);
+
+/* What program (mastercf_classify's) needs of e's arguments, checked
+ * before anything is started, so that a bad line is one error naming it
+ * rather than a daemon that dies on every start: a pipe service's
+ * attributes and user (pipe_args.h; the user is looked up unless
+ * instance). 0, or -1 with the reason (no file or line) in err. */
+int mastercf_check_program(const struct mastercf_entry *e, const char *program, int instance,
+                           const char *mail_owner, char *err, size_t errlen);
 
 #endif

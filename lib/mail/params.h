@@ -46,5 +46,7 @@ const char *config_raw(enum param_id id);
 /* The expanded value as a string, whatever the type (for code that handles
  * several parameters alike, e.g. a list of table parameters). */
 const char *config_value(enum param_id id);
+/* Whether main.cf or an override sets it (else its default holds). */
+int config_is_set(enum param_id id);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "queue_file.h"
 #include "config.h"
+#include "fsync_dir.h"
 #include "log.h"
 #include "record.h"
 #include "stream.h"
@@ -28,6 +29,16 @@ int queue_dir_path(char *buf, size_t len, const char *sub)
 {
     int n = snprintf(buf, len, "%s/%s", var.queue_directory, sub);
     return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int queue_name_valid(const char *name)
+{
+    static const char *const names[] = {QUEUE_INCOMING, QUEUE_ACTIVE, QUEUE_DEFERRED, QUEUE_HOLD,
+                                        QUEUE_CORRUPT};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(name, names[i]) == 0)
+            return 1;
+    return 0;
 }
 
 int queue_path(char *buf, size_t len, const char *queue, const char *id)
@@ -92,23 +103,6 @@ int queue_dirs_create(void)
             return -1;
     }
     return 0;
-}
-
-int queue_fsync_dir_of(const char *path)
-{
-    char copy[PATH_MAX];
-    if (snprintf(copy, sizeof(copy), "%s", path) >= (int)sizeof(copy)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
 }
 
 int queue_file_move(const char *id, const char *from_queue, const char *to_queue)
@@ -333,7 +327,7 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
     if (rec_put(w->stream, REC_END, "", 0) == 0 && stream_flush(w->stream) == 0 &&
         pwrite(fd, size, REC_SIZE_WIDTH, w->size_offset + 2) == REC_SIZE_WIDTH &&
         fchmod(fd, QUEUE_MODE_COMPLETE) == 0 && fsync(fd) == 0 &&
-        (w->named || writer_link_unnamed(w) == 0) && queue_fsync_dir_of(w->path) == 0)
+        (w->named || writer_link_unnamed(w) == 0) && fsync_parent(w->path) == 0)
         rc = 0;
     int saved = errno;
     stream_abandon(w->stream);

@@ -33,6 +33,9 @@ struct rec_buf;
 #define QUEUE_MODE_WRITING 0600
 #define QUEUE_MODE_COMPLETE 0700
 
+/* Whether name is a queue that holds queue files: incoming, active,
+ * deferred, hold or corrupt (not maildrop, whose files are postdrop's). */
+int queue_name_valid(const char *name);
 /* queue_directory/queue/id (deferred/ is hashed one level: deferred/X/id,
  * X the id's last character). -1 when it does not fit. */
 int queue_path(char *buf, size_t len, const char *queue, const char *id);
@@ -41,8 +44,6 @@ int queue_dir_path(char *buf, size_t len, const char *sub);
 /* Create the queue tree under queue_directory if absent (instance mode
  * ownership: the caller's user). Returns -1 with errno on failure. */
 int queue_dirs_create(void);
-/* fsync the directory that holds path (its dirname). */
-int queue_fsync_dir_of(const char *path);
 /* rename(2) a message between queues (creating a deferred hash dir as needed). */
 int queue_file_move(const char *id, const char *from_queue, const char *to_queue);
 

@@ -26,6 +26,8 @@ static int svc_instance;
 static void (*svc_privileged_init)(void);
 static int svc_chroot;     /* -r: master.cf chroot column said y */
 static int svc_stand_alone;   /* -S */
+static char **svc_args;       /* what follows the options (pipe's attributes) */
+static int svc_nargs;
 
 const char *service_name(void)
 {
@@ -40,6 +42,12 @@ int service_instance_mode(void)
 int service_stand_alone(void)
 {
     return svc_stand_alone;
+}
+
+char *const *service_args(size_t *n)
+{
+    *n = (size_t)svc_nargs;
+    return svc_args;
 }
 
 static void usage(const char *prog)
@@ -136,7 +144,9 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     /* Until the log destination is known, errors also go to stderr, so a
      * daemon started by hand says why it refuses to run. */
     log_init(progname, LOG_TO_STDERR);
-    while ((opt = getopt(argc, argv, "c:n:t:o:rSv")) != -1) {
+    /* '+': options end at the first other word, so that pipe's
+     * "argv=sendmail -i -f ${sender}" is not taken for options. */
+    while ((opt = getopt(argc, argv, "+c:n:t:o:rSv")) != -1) {
         switch (opt) {
         case 'c': dir = optarg; break;
         case 'S':
@@ -156,6 +166,8 @@ void service_init(int argc, char **argv, const char *progname, int flags)
         default: usage(progname);
         }
     }
+    svc_args = argv + optind;
+    svc_nargs = argc - optind;
     if (!svc_name[0])
         snprintf(svc_name, sizeof(svc_name), "%s", progname);
     if (svc_stand_alone) {

@@ -4,6 +4,8 @@
  *
  * Contract with master (master/master.c):
  *   argv: DAEMON -c CONFIG_DIR -n SERVICE_NAME -t TYPE [-r] [-o name=value]... [-v]
+ *         [ARGS...]  (options end at the first word that is not one: the
+ *         rest is the service's own, service_args)
  *         (-r: master.cf chroot column; system mode only: chroot to
  *         queue_directory before the switch to mail_owner)
  *   fd 3  the listening socket (inet, unix) or the fifo (opened read-write)
@@ -50,6 +52,9 @@ void service_init(int argc, char **argv, const char *progname, int flags);
 /* Whether -S was given (SERVICE_FLAG_STAND_ALONE). */
 int service_stand_alone(void);
 const char *service_name(void);
+/* The master.cf words after the options (a pipe service's flags=, user=,
+ * argv=...), argv[0] first; *n of them. */
+char *const *service_args(size_t *n);
 /* Whether master.cf "-o" or main.cf mail_owner says we are an instance
  * (mail_owner is the user running us). */
 int service_instance_mode(void);

@@ -6,12 +6,12 @@
  * fsynced file is renamed into place.
  */
 #include "table_file.h"
+#include "fsync_dir.h"
 #include "log.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -309,19 +309,6 @@ static long load_entries(FILE *src, const char *path, enum table_syntax syntax,
         return -1;
     }
     return count;
-}
-
-static int fsync_parent(const char *path)
-{
-    char copy[PATH_MAX];
-    int fd, rc;
-
-    snprintf(copy, sizeof(copy), "%s", path);
-    if ((fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
 }
 
 /* Permissions and owner of the new file, from the source. */

@@ -18,9 +18,9 @@ def assert_recent_date(text):
 
 
 def strip_trace_headers(data, sender, rcpt, qid, client_ip="127.0.0.1", helo=HELO):
-    """Check the Return-Path, Delivered-To and Received headers local and
-    smtpd prepend, and return what follows them."""
-    prefix = f"Return-Path: <{sender}>\nDelivered-To: {rcpt}\n".encode()
+    """Check the Return-Path, X-Original-To, Delivered-To and Received
+    headers local and smtpd prepend, and return what follows them."""
+    prefix = f"Return-Path: <{sender}>\nX-Original-To: {rcpt}\nDelivered-To: {rcpt}\n".encode()
     assert data.startswith(prefix), data[:300]
     rest = data[len(prefix):]
     received = re.compile(

@@ -52,7 +52,8 @@ def test_pipelined_transaction_with_100_recipients(instance):
         files = instance.delivered(r.split("@")[0])
         assert len(files) == 1, (r, files)
         data = files[0].read_bytes()
-        assert data.startswith(f"Return-Path: <{SENDER}>\nDelivered-To: {r}\n".encode()), data[:200]
+        assert data.startswith(f"Return-Path: <{SENDER}>\nX-Original-To: {r}\n"
+                               f"Delivered-To: {r}\n".encode()), data[:200]
         assert re.search(rb" id " + qid.encode() + rb"[;\n]", data), data[:400]
         # With more than one recipient the Received header has no "for".
         received = data.split(b"\nReceived: ", 1)[1].split(b"\n", 3)

@@ -40,6 +40,8 @@ FUZZ_EXTRA_cleanup_header := cleanup/headers.c cleanup/checks.c cleanup/rcpt.c c
 FUZZ_CFLAGS_cleanup_header := -Icleanup
 FUZZ_EXTRA_smtpd_command := smtpd/parse.c
 FUZZ_CFLAGS_smtpd_command := -Ismtpd
+FUZZ_EXTRA_pipe_args := pipe/argv.c
+FUZZ_CFLAGS_pipe_args := -Ipipe
 
 FUZZ_ALL     := $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_READY   := $(foreach t,$(FUZZ_ALL),$(if $(filter-out $(wildcard $(FUZZ_EXTRA_$(t))),$(FUZZ_EXTRA_$(t))),,$(t)))

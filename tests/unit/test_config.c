@@ -440,7 +440,16 @@ static void test_parameter_kinds(void **state)
     assert_int_equal(config_kind("dovecot_destination_recipient_limit", &how), CONFIG_KNOWN);
     assert_int_equal(config_kind("smtp-amavis_destination_concurrency_limit", &how),
                      CONFIG_KNOWN);
-    assert_int_equal(config_kind("policyd-spf_time_limit", &how), CONFIG_POSTFIX_IGNORED);
+    /* pipe reads <transport>_time_limit; Postfix's own *_time_limit
+     * parameters stay what they are. */
+    assert_int_equal(config_kind("policyd-spf_time_limit", &how), CONFIG_KNOWN);
+    assert_int_equal(config_kind("maildrop_time_limit", &how), CONFIG_KNOWN);
+    assert_int_equal(config_kind("postscreen_command_time_limit", &how),
+                     CONFIG_POSTFIX_IGNORED);
+    assert_int_equal(config_kind("lmtp_connection_cache_time_limit", &how),
+                     CONFIG_POSTFIX_IGNORED);
+    assert_int_equal(config_kind("smtp_connection_cache_time_limit", &how), CONFIG_KNOWN);
+    assert_int_equal(config_kind("dovecot_delivery_slot_cost", &how), CONFIG_POSTFIX_IGNORED);
 }
 
 /* compatibility_level chooses Postfix 3's level-dependent defaults; without

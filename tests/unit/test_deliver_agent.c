@@ -1,13 +1,14 @@
 /* test_deliver_agent.c - unit tests for lib/mail/deliver_agent.c, the
- * blocking deliver_protocol loop of local and virtual.
+ * blocking deliver_protocol loop of local, virtual and pipe.
  *
  * The loop runs in a forked child on one end of a socketpair, with a fake
  * agent; this process plays qmgr on the other end over a real queue file:
  * the greeting, several requests on one connection (statuses in request
  * order; the agent called only for recipients that are in the queue file
  * and not done; one log line per recipient unless the agent logged it),
- * a bad request, a missing queue file, and an unanswerable request that
- * ends the connection. Master's alive pipe (fd 5) is a pipe this process
+ * a bad request, a missing queue file, an unanswerable request that
+ * ends the connection, and a batch agent (pipe's kind) that gets every
+ * recipient at once. Master's alive pipe (fd 5) is a pipe this process
  * keeps open.
  */
 #include <stdarg.h>
@@ -69,6 +70,26 @@ static int fake_deliver(const struct deliver_message *m, struct deliver_rcpt *r)
     return strncmp(r->address, "logged@", 7) == 0;
 }
 
+/* The batch agent (pipe's kind): every undecided recipient at once, but
+ * bounce@ left undecided, which the loop must not report as anything but
+ * a deferral. The text shows the request and envelope it was given. */
+static void fake_batch(const struct deliver_message *m, struct deliver_request *req)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < req->nrcpt; i++)
+        n += req->rcpt[i].status.dsn[0] == 0;
+    msg_info("fake batch: %zu", n);
+    for (size_t i = 0; i < req->nrcpt; i++) {
+        struct deliver_rcpt *r = &req->rcpt[i];
+        if (r->status.dsn[0] == 0 && strncmp(r->address, "bounce@", 7) != 0)
+            delivery_status_set(&r->status, "2.0.0", "batch of %zu, %s, %lld bytes", n,
+                                m->req->queue_id, m->env->content_size);
+    }
+}
+
+static int use_batch;   /* start_agent runs fake_batch */
+
 static void start_agent(struct fixture *f)
 {
     int sv[2], alive[2];
@@ -83,7 +104,10 @@ static void start_agent(struct fixture *f)
         if (dup2(alive[0], SERVICE_ALIVE_FD) < 0)
             _exit(2);
         log_set_file(f->log);   /* after the dup2: its descriptor may have been 5 */
-        deliver_agent_serve(sv[1], "test", fake_deliver);
+        if (use_batch)
+            deliver_agent_serve_batch(sv[1], "test", fake_batch);
+        else
+            deliver_agent_serve(sv[1], "test", fake_deliver);
         _exit(0);
     }
     close(sv[1]);
@@ -247,6 +271,38 @@ static void test_unanswerable_request_ends_the_connection(void **state)
     assert_int_equal(count_in_log(f, "malformed rcpt attribute in request"), 1);
 }
 
+/* A batch agent gets the recipients still to do in one call, with the
+ * request and the envelope; every recipient is logged by the loop. */
+static void test_batch_agent(void **state)
+{
+    struct fixture *f = *state;
+    char v[3][128], e[3][256];
+
+    assert_int_equal(ipc_expect_greeting(f->qmgr, DELIVER_PROTOCOL), 0);
+    const char *req[] = {value(v[0], 128, f->off[0], rcpts[0]),
+                         value(v[1], 128, f->off[1], rcpts[1]),
+                         value(v[2], 128, f->off[0], "mallory@example.com")};
+    send_request(f, "incoming", f->id, req, 3);
+    snprintf(e[0], sizeof(e[0]), "%lld 2.0.0 batch of 2, %s, 21 bytes", (long long)f->off[0],
+             f->id);
+    snprintf(e[1], sizeof(e[1]), "%lld 4.3.0 delivery agent left the recipient undecided",
+             (long long)f->off[1]);
+    snprintf(e[2], sizeof(e[2]), "%lld 4.3.0 bad request: unknown recipient offset",
+             (long long)f->off[0]);
+    const char *expected[] = {e[0], e[1], e[2]};
+    expect_reply(f, expected, 3);
+    assert_int_equal(count_in_log(f, "fake batch: 2"), 1);
+    assert_int_equal(count_in_log(f, ", relay=test, "), 3);
+}
+
+static int batch_setup(void **state)
+{
+    use_batch = 1;
+    int rc = fixture_setup(state);
+    use_batch = 0;
+    return rc;
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void)
@@ -256,6 +312,7 @@ int main(void)
         T(test_recipient_not_in_queue_file_is_not_delivered),
         T(test_bad_request_and_missing_file),
         T(test_unanswerable_request_ends_the_connection),
+        cmocka_unit_test_setup_teardown(test_batch_agent, batch_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -462,6 +462,46 @@ static void test_open_checks_every_recipient(void **state)
     deliver_request_free(&req);
 }
 
+/* A recipient one agent hands another (deliver_pass.h): delivered to its
+ * own address, checked against queue_rcpt, the address at the offset;
+ * queue_rcpt describes only the recipient after it. */
+static void test_handed_over_recipient(void **state)
+{
+    (void)state;
+    const char *rcpts[] = {"team@example.com", "dave@example.com"};
+    const char *content[] = {"Subject: hi\n\nbody\n"};
+    off_t off[2];
+    char id[QUEUE_ID_SIZE], r0[64], r1[64], r2[64];
+    struct queue_envelope env;
+
+    unit_write_message(1700000000, "s@x", rcpts, 2, content, 1, off, id);
+    snprintf(r0, sizeof(r0), "%lld bob@example.com", (long long)off[0]);
+    snprintf(r1, sizeof(r1), "%lld carol@example.com", (long long)off[0]);
+    snprintf(r2, sizeof(r2), "%lld eve@example.com", (long long)off[1]);
+    struct attr_list l = attrs_of("queue_name", "incoming", "queue_id", id, "sender", "s@x",
+                                  "queue_rcpt", "team@example.com", "rcpt", r0,
+                                  "rcpt", r1, "queue_rcpt", "team@example.com", "rcpt", r2,
+                                  (const char *)NULL);
+    struct deliver_request req;
+    assert_int_equal(deliver_request_parse(&req, &l, &received), 0);
+    assert_null(req.bad);
+    assert_string_equal(req.rcpt[0].address, "bob@example.com");
+    assert_string_equal(req.rcpt[0].queue_address, "team@example.com");
+    assert_null(req.rcpt[1].queue_address);
+    int fd = deliver_request_open(&req, &env);
+    assert_true(fd >= 0);
+    assert_string_equal(req.rcpt[0].status.dsn, "");        /* team's offset: bob */
+    assert_string_equal(req.rcpt[1].status.dsn, "4.3.0");   /* carol is not team */
+    assert_string_equal(req.rcpt[2].status.dsn, "4.3.0");   /* dave's offset is not team's */
+    close(fd);
+    queue_envelope_free(&env);
+    deliver_request_free(&req);
+    /* Bounded like the other addresses. */
+    char *too_long = address_of_length(ADDRESS_MAX);
+    assert_string_equal(check("queue_rcpt", too_long), "recipient too long");
+    free(too_long);
+}
+
 static void test_open_missing_or_broken_file(void **state)
 {
     (void)state;
@@ -531,6 +571,7 @@ int main(void)
         T(test_reply_on_an_evbuffer),
         T(test_set_pending_keeps_decided),
         T(test_open_checks_every_recipient),
+        T(test_handed_over_recipient),
         T(test_open_missing_or_broken_file),
         T(test_log_names_relay_and_original),
     };

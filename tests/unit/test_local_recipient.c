@@ -2,7 +2,7 @@
  * "User unknown in local recipient table" decision: local_recipient_maps
  * in Postfix's address lookup order, an empty value turning the check
  * off, a broken table being a temporary failure (450, never 550), and
- * instance mode knowing every recipient.
+ * instance mode knowing every recipient unless main.cf sets the maps.
  *
  * Each case writes a main.cf into a fresh mkdtemp directory and loads it.
  */
@@ -130,9 +130,19 @@ static void test_instance_mode_knows_everyone(void **state)
 {
     struct fixture *f = *state;
     struct passwd *me = getpwuid(getuid());
+    char extra[PATH_MAX + 64];
 
     assert_non_null(me);
+    /* The default (passwd, and an alias table that does not exist) would
+     * know nobody in an instance: every local part is a mailbox. */
+    snprintf(extra, sizeof(extra), "alias_maps = cdb:%s/missing", f->dir);
+    load(f, me->pw_name, extra);
+    assert_int_equal(local_recipient_check("zzz@localhost"), LOOKUP_FOUND);
+    /* One main.cf sets applies, as in system mode. */
     load(f, me->pw_name, "local_recipient_maps = inline:{a=1}");
+    assert_int_equal(local_recipient_check("a+x@localhost"), LOOKUP_FOUND);
+    assert_int_equal(local_recipient_check("zzz@localhost"), LOOKUP_NOTFOUND);
+    load(f, me->pw_name, "local_recipient_maps =");
     assert_int_equal(local_recipient_check("zzz@localhost"), LOOKUP_FOUND);
 }
 

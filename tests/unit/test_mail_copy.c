@@ -363,7 +363,8 @@ static void test_delivered_to_seen(void **state)
     const char *rcpts[] = {"bob@example.com"};
     const char *headers[] = {
         "Received: x\nX-Delivered-To: eve@example.com\nDelivered-To: alice@example.com\n"
-        "Delivered-To:\n  Bob@Example.COM  \nSubj",
+        "Delivered-To:\n  Bob@Example.COM  \nDelivered-To : dave@example.com\n"
+        "Delivered-To\t:frank@example.com\nDelivered -To: gina@example.com\nSubj",
         "ect: s\n\nDelivered-To: carol@example.com\n",
     };
     struct deliver_message m;
@@ -376,6 +377,11 @@ static void test_delivered_to_seen(void **state)
     assert_int_equal(mail_copy_delivered_to_seen(&m, "eve@example.com"), 0);
     assert_int_equal(mail_copy_delivered_to_seen(&m, "carol@example.com"), 0);  /* body */
     assert_int_equal(mail_copy_delivered_to_seen(&m, "alice@example"), 0);
+    /* White space before the colon is still the header (header_line.h);
+     * inside the name it is not a header at all. */
+    assert_int_equal(mail_copy_delivered_to_seen(&m, "dave@example.com"), 1);
+    assert_int_equal(mail_copy_delivered_to_seen(&m, "frank@example.com"), 1);
+    assert_int_equal(mail_copy_delivered_to_seen(&m, "gina@example.com"), 0);
     stream_close(m.queue);
 }
 

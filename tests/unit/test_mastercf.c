@@ -2,8 +2,10 @@
  * that master uses to know which services to run.
  *
  * Checks the eight Postfix columns, what "-" means in each, the "N?" wakeup
- * form, -o arguments, continuation and comment lines, and that every error
- * names the file and the line.
+ * form, -o arguments (options end at the first other word), "{ a b }"
+ * arguments, continuation and comment lines, that every error names the
+ * file and the line, how Postfix's programs are classified, and what a
+ * pipe service's arguments must be.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -281,7 +283,8 @@ static void test_postfix_programs_classified(void **state)
                                   "maildrop unix - n n - - pipe flags=DRXhu user=vmail argv=/x\n"
                                   "postlog unix-dgram n - n - 1 postlogd\n"
                                   "smtpd pass - - y - - smtpd\n"
-                                  "mine unix - - n - - my-filter\n");
+                                  "mine unix - - n - - my-filter\n"
+                                  "lmtp unix - - n - - lmtp\n");
     struct mastercf_program p = mastercf_classify(&cf.entries[0]);
     assert_int_equal(p.role, MASTERCF_RUN);
     assert_string_equal(p.program, "remote");
@@ -290,13 +293,59 @@ static void test_postfix_programs_classified(void **state)
     assert_int_equal(mastercf_classify(&cf.entries[2]).role, MASTERCF_OTHERWISE);
     assert_int_equal(mastercf_classify(&cf.entries[3]).role, MASTERCF_OTHERWISE);
     p = mastercf_classify(&cf.entries[4]);
-    assert_int_equal(p.role, MASTERCF_MISSING);
-    assert_non_null(strstr(p.why, "pipe"));
+    assert_int_equal(p.role, MASTERCF_RUN);
+    assert_string_equal(p.program, "pipe");
     assert_int_equal(mastercf_classify(&cf.entries[5]).role, MASTERCF_OTHERWISE);
     assert_int_equal(mastercf_classify(&cf.entries[6]).role, MASTERCF_OTHERWISE);
     p = mastercf_classify(&cf.entries[7]);
     assert_int_equal(p.role, MASTERCF_RUN);
     assert_string_equal(p.program, "my-filter");
+    p = mastercf_classify(&cf.entries[8]);
+    assert_int_equal(p.role, MASTERCF_MISSING);
+    assert_non_null(strstr(p.why, "LMTP"));
+    mastercf_free(&cf);
+}
+
+/* Options end at the first other word, as the daemons read them: a pipe
+ * service's argv= keeps its own "-o"; "{ a b }" is one argument. */
+static void test_options_end_and_braces(void **state)
+{
+    (void)state;
+    struct mastercf cf = parse_ok("f unix - n n - - pipe -o x=1 -oy=2 flags=R user=u\n"
+                                  "  argv=/bin/cmd -o out { two  words } {} -o\n"
+                                  "  -o { name = value }\n");
+    const struct mastercf_entry *e = &cf.entries[0];
+    const char *want[] = {"-o", "x=1", "-o", "y=2", "flags=R", "user=u", "argv=/bin/cmd",
+                          "-o", "out", "two  words", "", "-o", "-o", "name = value"};
+    assert_int_equal(e->nargs, sizeof(want) / sizeof(want[0]));
+    for (size_t i = 0; i < e->nargs; i++)
+        assert_string_equal(e->args[i], want[i]);
+    mastercf_free(&cf);
+    /* An option's "-o" still needs its value; an unclosed brace is an error. */
+    parse_fails_at("a unix - n n - - pipe -o\n", 1);
+    parse_fails_at("a unix - n n - - pipe\nb unix - n n - - pipe argv=/x {a b\n", 2);
+}
+
+/* What a program needs of its arguments: only pipe has needs. */
+static void test_check_program(void **state)
+{
+    (void)state;
+    struct mastercf cf = parse_ok("good unix - n n - - pipe -o a=b flags=Rq user=nobody "
+                                  "argv=/bin/cat ${recipient}\n"
+                                  "bad unix - n n - - pipe flags=Rq user=nobody\n"
+                                  "other unix - n n - - local whatever=1\n");
+    char err[256];
+    assert_int_equal(mastercf_check_program(&cf.entries[0], "pipe", 1, "postern", err,
+                                            sizeof(err)), 0);
+    assert_int_equal(mastercf_check_program(&cf.entries[1], "pipe", 1, "postern", err,
+                                            sizeof(err)), -1);
+    assert_string_equal(err, "missing argv= attribute");
+    assert_int_equal(mastercf_check_program(&cf.entries[2], "local", 1, "postern", err,
+                                            sizeof(err)), 0);
+    /* Outside an instance the user is looked up. */
+    assert_int_equal(mastercf_check_program(&cf.entries[0], "pipe", 0, "nobody", err,
+                                            sizeof(err)), -1);
+    assert_non_null(strstr(err, "mail system owner"));
     mastercf_free(&cf);
 }
 
@@ -323,6 +372,8 @@ int main(void)
         cmocka_unit_test(test_load_file),
         cmocka_unit_test(test_unix_dgram_type),
         cmocka_unit_test(test_postfix_programs_classified),
+        cmocka_unit_test(test_options_end_and_braces),
+        cmocka_unit_test(test_check_program),
     };
     int rc = cmocka_run_group_tests_name("mastercf", tests, NULL, NULL);
     log_set_file(NULL);

@@ -1,4 +1,4 @@
-# Postern: one Makefile for the whole tree (DESIGN.md, "Repository layout").
+# Postern: one Makefile for the whole tree (docs/DESIGN.md, "Repository layout").
 #   make            build commands into build/bin, daemons into build/libexec
 #   make check      unit tests under ASan/UBSan, then the end-to-end suite
 #   make check SANITIZE=1   the same with every program built with ASan/UBSan
@@ -149,7 +149,7 @@ clean:
 # Objects are not throw-away intermediates: parallel builds share them.
 .SECONDARY:
 
-# --- install (DESIGN.md, "Processes and privileges", "Packaging") ---
+# --- install (docs/DESIGN.md, "Processes and privileges", "Packaging") ---
 #   make install [DESTDIR=/scratch] [PREFIX=/usr]
 #     commands in $(PREFIX)/sbin, daemons in $(PREFIX)/libexec/postern,
 #     main.cf/master.cf in /etc/postern (never overwritten), the queue in

@@ -1,5 +1,5 @@
 /* postdrop - the set-gid helper through which local users submit mail
- * (DESIGN.md, "Processes and privileges"); sendmail runs it.
+ * (docs/DESIGN.md, "Processes and privileges"); sendmail runs it.
  *
  *   postdrop [-c config_dir] [-r] [-v]
  *

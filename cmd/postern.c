@@ -272,7 +272,7 @@ static void warn_if_logs_go_nowhere(void)
              "/dev/stdout)", strerror(saved));
 }
 
-/* An instance is a whole host inside its directory (DESIGN.md, "Instance
+/* An instance is a whole host inside its directory (docs/DESIGN.md, "Instance
  * mode"): unless main.cf names other tables, its aliases are
  * $config_directory/aliases. A fresh instance gets an empty one, and one
  * written but never built is built, as installing Postfix runs newaliases:

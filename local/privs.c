@@ -1,6 +1,6 @@
 /* privs.c - whose rights a local delivery runs with.
  *
- * In system mode local runs as root (DESIGN.md) only so that it can become
+ * In system mode local runs as root (docs/DESIGN.md) only so that it can become
  * the recipient: every file it creates or writes on a user's behalf is
  * opened with the effective uid/gid (and only group) of that user, so that
  * a symlink or a permission a user controls can never make root write

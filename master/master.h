@@ -20,7 +20,7 @@
 
 #include "mastercf.h"
 
-#define MASTER_LISTEN_BACKLOG 1024   /* deep on purpose: DESIGN.md */
+#define MASTER_LISTEN_BACKLOG 1024   /* deep on purpose: docs/DESIGN.md */
 #define MASTER_STARTUP_GRACE_MS 1000 /* a death sooner than this is a bad start */
 
 /* main.cf values master needs, owned strings (master_params_free). */

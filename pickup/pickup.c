@@ -1,5 +1,5 @@
 /* pickup - takes locally submitted mail out of maildrop/ and hands it to
- * cleanup (DESIGN.md, "Processes and privileges").
+ * cleanup (docs/DESIGN.md, "Processes and privileges").
  *
  * A long-running fifo service (master.cf: pickup fifo n - n 60 1 pickup):
  * it scans maildrop/ at start and whenever a byte arrives on public/pickup

@@ -22,7 +22,7 @@ static struct lookup_list *maps;
 static char *maps_value;      /* the local_recipient_maps text maps came from */
 
 /* Instance mode: every local part is a mailbox unless main.cf sets
- * local_recipient_maps (DESIGN.md). A daemon knows from service_init;
+ * local_recipient_maps (docs/DESIGN.md). A daemon knows from service_init;
  * anything else compares mail_owner with its own uid. */
 static int instance_mode(void)
 {

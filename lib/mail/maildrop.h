@@ -1,6 +1,6 @@
 /* maildrop.h - the maildrop file: what postdrop writes and pickup reads.
  *
- * Local submission (DESIGN.md, "Processes and privileges"): sendmail
+ * Local submission (docs/DESIGN.md, "Processes and privileges"): sendmail
  * streams a message to postdrop (set-gid postdrop) as records; postdrop
  * checks them and writes queue_directory/maildrop/tmp.PID.N, fsyncs it and
  * renames it to its final name, a queue id made from the arrival time and

@@ -61,7 +61,7 @@ static int mkdir_mode(const char *path, mode_t mode)
 
 /* System mode (root, mail_owner another user): the queue belongs to
  * mail_owner; maildrop/ and public/ are shared with group setgid_group so
- * postdrop and postqueue can reach them (DESIGN.md, "Queue"). */
+ * postdrop and postqueue can reach them (docs/DESIGN.md, "Queue"). */
 static int queue_dir_chown(const char *path, const char *name)
 {
     if (geteuid() != 0)

@@ -95,7 +95,7 @@ static void run_privileged_init(void)
         svc_privileged_init();
 }
 
-/* Instance mode when mail_owner is the user we run as (DESIGN.md). */
+/* Instance mode when mail_owner is the user we run as (docs/DESIGN.md). */
 static void drop_privileges(int flags, const char *dir, char *const *overrides, size_t nover)
 {
     const char *owner = var.mail_owner;

@@ -1,7 +1,7 @@
 """Helpers for the reliability tests (test_reliability_*.py): a load of
 uniquely tagged messages sent over several SMTP connections that survive
 the connections being killed, a killer of random daemons, and the
-accounting that checks DESIGN.md's durability promise: every message that
+accounting that checks docs/DESIGN.md's durability promise: every message that
 got a 250 is delivered, at worst twice.
 
 Everything here is bounded in time; threads stop at a deadline or when

@@ -1,4 +1,4 @@
-"""System mode for the end-to-end tests (DESIGN.md, "Processes and
+"""System mode for the end-to-end tests (docs/DESIGN.md, "Processes and
 privileges"): master started by root with a dedicated non-root mail_owner,
 and real recipient accounts, so that local has to switch to each user.
 

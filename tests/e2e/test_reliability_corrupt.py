@@ -1,4 +1,4 @@
-"""Corrupt input on disk (DESIGN.md, "Queue"): while mail flows, files are
+"""Corrupt input on disk (docs/DESIGN.md, "Queue"): while mail flows, files are
 planted the way a crash, a bad disk or a confused administrator would
 leave them. A truncated or garbled complete queue file (in incoming/ or in
 deferred/) goes to corrupt/ with a log line naming it; an incomplete file

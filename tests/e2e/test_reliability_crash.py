@@ -1,4 +1,4 @@
-"""Crashes under load (DESIGN.md, "Durability"): while thousands of uniquely
+"""Crashes under load (docs/DESIGN.md, "Durability"): while thousands of uniquely
 tagged messages arrive over several connections, daemons are killed with
 SIGKILL at random; then the whole instance is killed at once and started
 again. Every message that got a 250 must be delivered; a message may be

@@ -1,4 +1,4 @@
-"""Full file systems (DESIGN.md, "Durability"): with the queue on a small
+"""Full file systems (docs/DESIGN.md, "Durability"): with the queue on a small
 tmpfs, a message is refused with "452 4.3.1 Insufficient system storage"
 instead of a 250 (at MAIL FROM when nothing is left, at the end of DATA
 when the message does not fit), nothing half-written is left in the queue

@@ -2,7 +2,7 @@
 check` creates mail_owner and setgid_group and sets the modes, master
 starts as root on a test port and every other daemon but local runs as
 mail_owner (smtpd, cleanup and qmgr chrooted to the queue), local delivers
-as the recipient, the queue has DESIGN.md's owners and modes, an
+as the recipient, the queue has docs/DESIGN.md's owners and modes, an
 unprivileged user can neither list incoming/ nor read a queue file but can
 submit with sendmail and list the queue with mailq, and a daemon started
 by hand as root refuses to run. Skipped unless run as root."""

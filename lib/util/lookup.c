@@ -36,9 +36,14 @@ static const struct {
      * so existing configurations work unchanged. */
     {"hash", NULL, &lookup_type_cdb},
     {"btree", NULL, &lookup_type_cdb},
+    /* lmdb: too: postmap builds the same cdb file for it. */
+    {"lmdb", NULL, &lookup_type_cdb},
+    {"texthash", NULL, &lookup_type_texthash},
     {"static", NULL, &lookup_type_static},
     {"inline", NULL, &lookup_type_inline},
     {"regexp", NULL, &lookup_type_regexp},
+    {"pcre", NULL, &lookup_type_pcre},
+    {"cidr", NULL, &lookup_type_cidr},
     {"unix", "passwd.byname", &lookup_type_passwd},
 };
 

@@ -34,6 +34,9 @@ extern const struct lookup_type lookup_type_static;   /* lookup_static.c */
 extern const struct lookup_type lookup_type_inline;   /* lookup_inline.c */
 extern const struct lookup_type lookup_type_regexp;   /* lookup_regexp.c */
 extern const struct lookup_type lookup_type_passwd;   /* lookup_unix.c */
+extern const struct lookup_type lookup_type_pcre;     /* lookup_pcre.c */
+extern const struct lookup_type lookup_type_cidr;     /* lookup_cidr.c */
+extern const struct lookup_type lookup_type_texthash; /* lookup_texthash.c */
 
 /* --- helpers (lookup_support.c) --- */
 

@@ -44,6 +44,8 @@ static const struct {
     {"regexp", NULL, &lookup_type_regexp},
     {"pcre", NULL, &lookup_type_pcre},
     {"cidr", NULL, &lookup_type_cidr},
+    {"tcp", NULL, &lookup_type_tcp},
+    {"socketmap", NULL, &lookup_type_socketmap},
     {"unix", "passwd.byname", &lookup_type_passwd},
 };
 

@@ -27,6 +27,12 @@ struct lookup_table;
  * is a table type Postern has; for reports of what a configuration lacks. */
 int lookup_type_supported(const char *type);
 
+/* How long a table server (tcp:, socketmap:, SQL, LDAP) may take to
+ * connect or to answer one request, in seconds (default 10); past it the
+ * lookup is a temporary failure. Set from main.cf by the mail layer. */
+void lookup_set_timeout(int seconds);
+int lookup_timeout(void);
+
 struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen);
 void lookup_close(struct lookup_table *t);
 /* Look key up. On LOOKUP_FOUND *value is a malloc'd string the caller frees. */

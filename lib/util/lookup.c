@@ -46,6 +46,10 @@ static const struct {
     {"cidr", NULL, &lookup_type_cidr},
     {"tcp", NULL, &lookup_type_tcp},
     {"socketmap", NULL, &lookup_type_socketmap},
+    {"mysql", NULL, &lookup_type_mysql},
+    {"pgsql", NULL, &lookup_type_pgsql},
+    {"sqlite", NULL, &lookup_type_sqlite},
+    {"ldap", NULL, &lookup_type_ldap},
     {"unix", "passwd.byname", &lookup_type_passwd},
 };
 
@@ -72,6 +76,15 @@ int lookup_type_supported(const char *type)
         if (strcasecmp(type, lookup_types[i].word) == 0)
             return 1;
     return 0;
+}
+
+const char *lookup_type_name(size_t i)
+{
+    size_t n = sizeof(lookup_types) / sizeof(lookup_types[0]);
+
+    if (i < n)
+        return lookup_types[i].word;
+    return i == n ? "proxy" : NULL;
 }
 
 struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen)

@@ -26,6 +26,9 @@ struct lookup_table;
 /* 1 when type (the word before ':' of a spec, "cdb", "regexp", "proxy"...)
  * is a table type Postern has; for reports of what a configuration lacks. */
 int lookup_type_supported(const char *type);
+/* The i-th word lookup_type_supported accepts (proxy included), or NULL
+ * past the last: what "postconf -m" lists. */
+const char *lookup_type_name(size_t i);
 
 /* How long a table server (tcp:, socketmap:, SQL, LDAP) may take to
  * connect or to answer one request, in seconds (default 10); past it the

@@ -39,6 +39,10 @@ extern const struct lookup_type lookup_type_cidr;     /* lookup_cidr.c */
 extern const struct lookup_type lookup_type_texthash; /* lookup_texthash.c */
 extern const struct lookup_type lookup_type_tcp;      /* lookup_tcp.c */
 extern const struct lookup_type lookup_type_socketmap; /* lookup_socketmap.c */
+extern const struct lookup_type lookup_type_mysql;    /* lookup_mysql.c */
+extern const struct lookup_type lookup_type_pgsql;    /* lookup_pgsql.c */
+extern const struct lookup_type lookup_type_sqlite;   /* lookup_sqlite.c */
+extern const struct lookup_type lookup_type_ldap;     /* lookup_ldap.c */
 
 /* --- talking to table servers (lookup_net.c) --- */
 

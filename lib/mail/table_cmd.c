@@ -282,7 +282,8 @@ static long query_stdin(struct lookup_table **t, const struct table_cmd *c)
         if (len > 0 && line[len - 1] == '\r')
             line[--len] = 0;
         if ((value = query_tables(t, c->ntables, c, line)) != NULL) {
-            print_entry(c, line, value);
+            /* The key as it was asked, as Postfix prints it. */
+            printf("%s%s\t%s\n", line, c->syntax == TABLE_SYNTAX_ALIASES ? ":" : "", value);
             free(value);
             found++;
         }

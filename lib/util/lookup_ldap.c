@@ -324,28 +324,31 @@ static int follow_special(struct ldap_table *t, struct ldap_walk *w, LDAPMessage
     return rc;
 }
 
-/* The values one entry contributes, following special attributes. */
+/* The values one entry contributes, attribute by attribute in the order
+ * the server sent them (Postfix's order): only terminal attributes when
+ * the entry has one; else result attributes, leaf attributes unless the
+ * entry has special ones, and the entries special attributes point to. */
 static int expand_entry(struct ldap_table *t, struct ldap_walk *w, LDAPMessage *e)
 {
-    int specials;
+    int terminal = t->terminal_attr[0] != NULL && has_attr(t, e, t->terminal_attr);
+    int specials = !terminal && t->special_attr[0] != NULL && has_attr(t, e, t->special_attr);
+    BerElement *ber = NULL;
+    int rc = 0;
 
-    if (t->terminal_attr[0] != NULL && has_attr(t, e, t->terminal_attr)) {
-        for (size_t i = 0; t->terminal_attr[i] != NULL; i++)
-            add_values(t, e, t->terminal_attr[i], w->result);
-        return 0;
+    for (char *a = ldap_first_attribute(t->ld, e, &ber); a != NULL && rc == 0;
+         a = ldap_next_attribute(t->ld, e, ber)) {
+        if (terminal) {
+            if (attr_in(t->terminal_attr, a))
+                add_values(t, e, a, w->result);
+        } else if (attr_in(t->result_attr, a) || (!specials && attr_in(t->leaf_attr, a))) {
+            add_values(t, e, a, w->result);
+        } else if (attr_in(t->special_attr, a)) {
+            rc = follow_special(t, w, e, a);
+        }
+        ldap_memfree(a);
     }
-    for (size_t i = 0; t->result_attr[i] != NULL; i++)
-        add_values(t, e, t->result_attr[i], w->result);
-    specials = t->special_attr[0] != NULL && has_attr(t, e, t->special_attr);
-    if (!specials) {
-        for (size_t i = 0; t->leaf_attr[i] != NULL; i++)
-            add_values(t, e, t->leaf_attr[i], w->result);
-        return 0;
-    }
-    for (size_t i = 0; t->special_attr[i] != NULL; i++)
-        if (follow_special(t, w, e, t->special_attr[i]) < 0)
-            return -1;
-    return 0;
+    ber_free(ber, 0);
+    return rc;
 }
 
 /* One search and the expansion of its entries. 0, 1 for "no such base"
@@ -413,9 +416,23 @@ static int ldap_lookup_once(struct ldap_table *t, const char *key, const char *b
     return LOOKUP_FOUND;
 }
 
+static int ldap_lookup(struct ldap_table *t, const char *key, char **value);
+
+/* Keys are folded to lower case, as Postfix folds them for LDAP tables. */
 static int ldap_table_get(void *state, const char *key, char **value)
 {
-    struct ldap_table *t = state;
+    char *folded = lookup_fold_key(key);
+    int r;
+
+    if (folded == NULL)
+        return LOOKUP_NOTFOUND;
+    r = ldap_lookup(state, folded, value);
+    free(folded);
+    return r;
+}
+
+static int ldap_lookup(struct ldap_table *t, const char *key, char **value)
+{
     struct db_buf base = {0}, filter = {0};
     int allow, r = LOOKUP_NOTFOUND, reused = t->ld != NULL;
 

@@ -187,13 +187,11 @@ static int sql_query_on(struct sql_table *t, int i, const char *key, char **valu
     return LOOKUP_FOUND;
 }
 
-int sql_table_get(void *state, const char *key, char **value)
+/* The lookup of a folded key. */
+static int sql_lookup(struct sql_table *t, const char *key, char **value)
 {
-    struct sql_table *t = state;
     int order[t->nhosts + 1], n, allow;
 
-    if (strlen(key) > LOOKUP_KEY_MAX)
-        return LOOKUP_NOTFOUND;
     if ((allow = db_domains_allow(t->domains, key)) <= 0)
         return allow < 0 ? LOOKUP_TEMPFAIL : LOOKUP_NOTFOUND;
     if (!db_key_fits_result(t->result_format, key))
@@ -206,4 +204,17 @@ int sql_table_get(void *state, const char *key, char **value)
     }
     msg_warn("table %s: lookup of \"%.100s\" failed: no server answered", t->spec, key);
     return LOOKUP_TEMPFAIL;
+}
+
+/* Keys are folded to lower case, as Postfix folds them for SQL tables. */
+int sql_table_get(void *state, const char *key, char **value)
+{
+    char *folded = lookup_fold_key(key);
+    int r;
+
+    if (folded == NULL)
+        return LOOKUP_NOTFOUND;
+    r = sql_lookup(state, folded, value);
+    free(folded);
+    return r;
 }

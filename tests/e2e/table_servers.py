@@ -13,7 +13,7 @@ mariadb, postgres, slapd, sqlite_db`.
 import glob
 import os
 import shutil
-import signal
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -311,8 +311,18 @@ class Slapd(Server):
             [_which("slapd"), "-d", "0", "-f", str(conf), "-h",
              f"{self.uri_ldapi} {self.uri_tcp}"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: self.socket.exists(), 30, what="slapd's socket")
+        wait_until(self.answers, 30, what="slapd to answer an LDAP bind")
         return self
+
+    def answers(self):
+        """An anonymous LDAP bind over TCP gets a reply."""
+        bind = bytes.fromhex("300c020101600702010304008000")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(bind)
+                return s.recv(1)[:1] == b"\x30"
+        except OSError:
+            return False
 
     def cf(self, *lines, server_host=None):
         return "\n".join([f"server_host = {server_host or self.uri_ldapi}",

@@ -153,6 +153,8 @@ static int sql_query_on(struct sql_table *t, int i, const char *key, char **valu
     char err[512] = "";
     int rc;
 
+    int reused = t->conn != NULL && t->current == i;
+
     if (sql_use_host(t, i) < 0)
         return -2;
     if (!db_expand_query(t->query, key, sql_quote, t, &sql)) {
@@ -160,6 +162,21 @@ static int sql_query_on(struct sql_table *t, int i, const char *key, char **valu
         return LOOKUP_NOTFOUND;
     }
     rc = t->be->query(t->conn, sql.s, &r, err, sizeof(err));
+    if (rc < 0 && reused) {
+        /* A kept connection may have been closed by the server (idle
+         * time-out, restart): one new connection before giving up. */
+        msg_warn("%s query failed on %s: %s; reconnecting", t->be->name, t->hosts[i].text, err);
+        sql_disconnect(t);
+        db_buf_free(&r.out);
+        memset(&r.out, 0, sizeof(r.out));
+        r.count = 0;
+        r.overflow = 0;
+        if (sql_use_host(t, i) < 0) {
+            db_buf_free(&sql);
+            return -2;
+        }
+        rc = t->be->query(t->conn, sql.s, &r, err, sizeof(err));
+    }
     db_buf_free(&sql);
     if (rc < 0) {
         msg_warn("%s query failed on %s: %s", t->be->name, t->hosts[i].text, err);

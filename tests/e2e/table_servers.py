@@ -195,7 +195,7 @@ class Postgres(Server):
         return _run([_which("runuser"), "-u", "postgres", "--", *argv], cwd="/", **kw)
 
     def psql(self, sql, db="postgres"):
-        return self._as_pg([_which("psql", PG_PATH), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+        return self._as_pg([_which("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                             "-h", str(self.sockdir), "-p", str(self.port), "-U", "postgres",
                             "-d", db], input=sql)
 

@@ -17,7 +17,11 @@
 struct lookup_table {
     const struct lookup_type *type;
     void *state;                 /* the type's own */
+    char *spec;                  /* "type:name" as opened (after proxy:) */
 };
+
+/* Per thread: worker threads that run deferred lookups never see it. */
+static _Thread_local lookup_defer_fn defer_hook;
 
 struct lookup_list {
     size_t count;
@@ -115,6 +119,7 @@ struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen)
     t = lookup_xmalloc(sizeof(*t));
     t->type = type;
     t->state = state;
+    t->spec = lookup_xstrdup(spec);
     return t;
 }
 
@@ -123,12 +128,36 @@ void lookup_close(struct lookup_table *t)
     if (t == NULL)
         return;
     t->type->close(t->state);
+    free(t->spec);
     free(t);
+}
+
+void lookup_set_defer(lookup_defer_fn hook)
+{
+    defer_hook = hook;
+}
+
+int lookup_may_block(const struct lookup_table *t)
+{
+    return t->type->may_block;
+}
+
+const char *lookup_table_spec(const struct lookup_table *t)
+{
+    return t->spec;
+}
+
+int lookup_get_now(struct lookup_table *t, const char *key, char **value)
+{
+    *value = NULL;
+    return t->type->get(t->state, key, value);
 }
 
 int lookup_get(struct lookup_table *t, const char *key, char **value)
 {
     *value = NULL;
+    if (defer_hook != NULL && t->type->may_block)
+        return defer_hook(t, key, value);
     return t->type->get(t->state, key, value);
 }
 

@@ -16,6 +16,8 @@
 #define LOOKUP_FOUND 1
 #define LOOKUP_NOTFOUND 0
 #define LOOKUP_TEMPFAIL (-1)
+/* Only while a defer hook is set (below): the answer will come later. */
+#define LOOKUP_PENDING (-2)
 
 struct lookup_table;
 
@@ -40,6 +42,19 @@ struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen);
 void lookup_close(struct lookup_table *t);
 /* Look key up. On LOOKUP_FOUND *value is a malloc'd string the caller frees. */
 int lookup_get(struct lookup_table *t, const char *key, char **value);
+
+/* Lookups in tables that may wait on a server (tcp:, socketmap:, mysql:,
+ * pgsql:, ldap:) go to hook instead, in this thread only, while one is
+ * set (NULL: none): an event-driven caller answers them from its own
+ * results, or starts the lookup elsewhere and returns LOOKUP_PENDING,
+ * which lookup_get and the list functions then return as they are. */
+typedef int (*lookup_defer_fn)(struct lookup_table *t, const char *key, char **value);
+void lookup_set_defer(lookup_defer_fn hook);
+/* Whether t may wait on a server; its spec ("mysql:/etc/x.cf"). */
+int lookup_may_block(const struct lookup_table *t);
+const char *lookup_table_spec(const struct lookup_table *t);
+/* lookup_get without the hook: what a worker thread runs. */
+int lookup_get_now(struct lookup_table *t, const char *key, char **value);
 
 /* A list of tables as main.cf writes them ("cdb:/a, static:x"): first table
  * with an answer wins; a temporary failure in any table consulted before an

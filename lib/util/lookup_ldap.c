@@ -498,4 +498,5 @@ const struct lookup_type lookup_type_ldap = {
     .open = ldap_table_open,
     .get = ldap_table_get,
     .close = ldap_table_close,
+    .may_block = 1,
 };

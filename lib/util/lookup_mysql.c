@@ -13,6 +13,7 @@
 #include "lookup_type.h"
 #include "lookup_sql.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,10 +38,21 @@ static void mysql_set_options(MYSQL *m, const struct db_cf *cf)
                       db_cf_str(cf, "tls_ciphers", NULL));
 }
 
+/* The client library's global set-up, once per process before any thread
+ * makes a connection (smtpd runs lookups on worker threads). */
+static void mysql_global_init(void)
+{
+    mysql_library_init(0, NULL, NULL);
+}
+
 static void *mysql_connect(const struct db_cf *cf, const struct db_host *h, char *err,
                            size_t errlen)
 {
-    MYSQL *m = mysql_init(NULL);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    MYSQL *m;
+
+    pthread_once(&once, mysql_global_init);
+    m = mysql_init(NULL);
     unsigned port = h->port ? (unsigned)strtoul(h->port, NULL, 10) : 0;
 
     if (m == NULL) {
@@ -133,4 +145,5 @@ const struct lookup_type lookup_type_mysql = {
     .open = mysql_table_open,
     .get = sql_table_get,
     .close = sql_table_close,
+    .may_block = 1,
 };

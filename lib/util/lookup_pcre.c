@@ -19,6 +19,7 @@
 #include "log.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,18 +82,24 @@ static int pcre_parse(const char **pp, void **re, char *err, size_t errlen)
     return 0;
 }
 
-/* One match context for every table: the limits are the same for all. */
+/* One match context for every table: the limits are the same for all.
+ * Made once, also when tables are used from several threads. */
+static pcre2_match_context *limits;
+
+static void pcre_limits_init(void)
+{
+    if ((limits = pcre2_match_context_create(NULL)) == NULL)
+        msg_fatal("out of memory");
+    pcre2_set_match_limit(limits, PCRE_MATCH_LIMIT);
+    pcre2_set_depth_limit(limits, PCRE_DEPTH_LIMIT);
+}
+
 static pcre2_match_context *pcre_limits(void)
 {
-    static pcre2_match_context *ctx;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-    if (ctx == NULL) {
-        if ((ctx = pcre2_match_context_create(NULL)) == NULL)
-            msg_fatal("out of memory");
-        pcre2_set_match_limit(ctx, PCRE_MATCH_LIMIT);
-        pcre2_set_depth_limit(ctx, PCRE_DEPTH_LIMIT);
-    }
-    return ctx;
+    pthread_once(&once, pcre_limits_init);
+    return limits;
 }
 
 static int pcre_match(const void *re, const char *key, const void *subject,

@@ -223,4 +223,5 @@ const struct lookup_type lookup_type_pgsql = {
     .open = pgsql_table_open,
     .get = sql_table_get,
     .close = sql_table_close,
+    .may_block = 1,
 };

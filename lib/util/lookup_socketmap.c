@@ -204,4 +204,5 @@ const struct lookup_type lookup_type_socketmap = {
     .get = socketmap_get,
     .close = socketmap_close,
     .full_key_only = 1,
+    .may_block = 1,
 };

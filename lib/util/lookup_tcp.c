@@ -172,4 +172,5 @@ const struct lookup_type lookup_type_tcp = {
     .get = tcp_table_get,
     .close = tcp_table_close,
     .full_key_only = 1,
+    .may_block = 1,
 };

@@ -27,6 +27,9 @@ struct lookup_type {
     /* A pattern table: in Postfix's address lookup order it is asked with
      * the complete address only, never the partial keys. */
     int full_key_only;
+    /* A lookup may wait on a server: callers with an event loop can run
+     * it elsewhere (lookup_set_defer). */
+    int may_block;
 };
 
 extern const struct lookup_type lookup_type_cdb;      /* lookup_cdb.c */

@@ -212,3 +212,85 @@ def test_smtpd_survives_hostile_table_servers(make_instance, hostile_servers, pr
         assert s.rcpt("good@example.com") == (250, b"2.1.5 Ok")
     inst.wait_log(rf"^warning: table {spec}: ", program="smtpd")
     assert not inst.find_log(r"(panic|fatal|killed by signal)")
+
+
+# --- lookups off smtpd's event loop ----------------------------------------------
+
+
+class SlowTcpHandler(socketserver.StreamRequestHandler):
+    """tcp_table(5) server: "slow..." keys take 2 s, all others answer at once."""
+
+    def handle(self):
+        for line in self.rfile:
+            key = line.decode("latin-1")[4:].strip()
+            if key.startswith("slow"):
+                time.sleep(2)
+            try:
+                self.wfile.write(b"200 OK\n" if key.startswith(("slow", "fast")) else
+                                 b"500 no\n")
+            except OSError:
+                return
+
+
+def test_slow_table_server_delays_only_its_own_session(make_instance):
+    """One smtpd process; one session's RCPT waits 2 s on the table server
+    while 50 other sessions go through EHLO, MAIL and RCPT (each asking the
+    same server): none of them waits for the slow one."""
+    server = _Threaded(("127.0.0.1", 0), SlowTcpHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    spec = f"tcp:127.0.0.1:{server.server_address[1]}"
+    try:
+        inst = make_instance(start=False)
+        inst.write_master_cf((inst.etc / "master.cf").read_text().replace(
+            f"127.0.0.1:{inst.port} inet n - n - - smtpd",
+            f"127.0.0.1:{inst.port} inet n - n - 1 smtpd"))
+        inst.append_main_cf(f"smtpd_recipient_restrictions = check_recipient_access {spec}, "
+                            "reject")
+        inst.start()
+
+        slow = socket.create_connection(("127.0.0.1", inst.port), timeout=30)
+        sf = slow.makefile("rb")
+        assert sf.readline().startswith(b"220")
+        slow.sendall(b"EHLO slow.example\r\n")
+        while not sf.readline().startswith(b"250 "):
+            pass
+        slow.sendall(b"MAIL FROM:<s@example.org>\r\n")
+        assert sf.readline().startswith(b"250")
+        started = time.monotonic()
+        slow.sendall(b"RCPT TO:<slow@example.com>\r\n")
+        time.sleep(0.2)            # the slow lookup is under way
+
+        results, errors = [], []
+
+        def one_session(i):
+            try:
+                t0 = time.monotonic()
+                with inst.smtp() as s:
+                    s.ehlo()
+                    assert s.mail(SENDER)[0] == 250
+                    assert s.rcpt(f"fast{i}@example.com") == (250, b"2.1.5 Ok")
+                    assert s.rcpt(f"other{i}@example.com")[0] == 554
+                results.append(time.monotonic() - t0)
+            except Exception as e:      # reported below, with the others
+                errors.append(repr(e))
+
+        threads = [threading.Thread(target=one_session, args=(i,)) for i in range(50)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        all_done = time.monotonic() - started
+        assert not errors, errors[:3]
+        assert len(results) == 50
+        # Every other session finished while the slow lookup still ran.
+        assert all_done < 1.8, (all_done, max(results))
+        reply = sf.readline()
+        took = time.monotonic() - started
+        assert reply.startswith(b"250 2.1.5"), reply
+        assert 1.9 < took < 6, took
+        slow.sendall(b"QUIT\r\n")
+        slow.close()
+        assert not inst.find_log(r"(panic|fatal|killed by signal)")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -240,6 +241,7 @@ static int start_pool(void)
 {
     pthread_t tid;
     pthread_attr_t attr;
+    sigset_t all, old;
 
     if ((aq.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
         msg_warn("lookup: eventfd: %m");
@@ -250,6 +252,9 @@ static int start_pool(void)
     aq.ev = event_new(smtpd_base, aq.efd, EV_READ | EV_PERSIST, jobs_done, NULL);
     if (aq.ev == NULL || event_add(aq.ev, NULL) < 0)
         msg_fatal("lookup: cannot watch the worker eventfd");
+    /* Signals stay with the loop thread: workers start with all blocked. */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 1 << 20);
@@ -257,6 +262,7 @@ static int start_pool(void)
         if (pthread_create(&tid, &attr, worker_main, NULL) == 0)
             aq.started++;
     pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (aq.started == 0)
         msg_warn("lookup: no worker thread could be started; lookups run in the event loop");
     return aq.started > 0 ? 0 : -1;

@@ -335,8 +335,8 @@ static int expand_entry(struct ldap_table *t, struct ldap_walk *w, LDAPMessage *
     BerElement *ber = NULL;
     int rc = 0;
 
-    for (char *a = ldap_first_attribute(t->ld, e, &ber); a != NULL && rc == 0;
-         a = ldap_next_attribute(t->ld, e, ber)) {
+    for (char *a = ldap_first_attribute(t->ld, e, &ber); a != NULL;
+         a = rc == 0 ? ldap_next_attribute(t->ld, e, ber) : NULL) {
         if (terminal) {
             if (attr_in(t->terminal_attr, a))
                 add_values(t, e, a, w->result);

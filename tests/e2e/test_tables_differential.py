@@ -360,6 +360,8 @@ LDAP_QUERIES = {
                "domain = example.com"],
     "format": ["query_filter = (mail=%s)", "result_attribute = description",
                "result_format = %u at %d"],
+    "bind": ["bind = yes", f"bind_dn = cn=admin,{LDAP_BASE}", "bind_pw = adminpw",
+             "query_filter = (mail=%s)", "result_attribute = description"],
 }
 
 
@@ -378,3 +380,13 @@ def test_ldap_answers_over_tcp(cfdir, slapd):
     assert found["staff@example.com"] == (
         "staff-list@example.com,bob@example.com,bob@mail.example.com,multi@example.com,"
         "a@x.example,b@y.example")
+
+
+def test_ldap_bind_failure_is_a_temporary_failure(cfdir, slapd):
+    path = write(cfdir, "ldap-badbind.cf", slapd.cf(
+        "bind = simple", f"bind_dn = cn=admin,{LDAP_BASE}", "bind_pw = wrong",
+        "query_filter = (mail=%s)", "result_attribute = description"))
+    ours = query(POSTMAP, cfdir, f"ldap:{path}", ["bob@example.com"])
+    theirs = query(POSTFIX_POSTMAP, cfdir, f"ldap:{path}", ["bob@example.com"])
+    assert ours[:2] == theirs[:2] == (1, "")
+    assert "bind: Invalid credentials" in ours[2]

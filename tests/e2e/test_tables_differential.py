@@ -390,3 +390,16 @@ def test_ldap_bind_failure_is_a_temporary_failure(cfdir, slapd):
     theirs = query(POSTFIX_POSTMAP, cfdir, f"ldap:{path}", ["bob@example.com"])
     assert ours[:2] == theirs[:2] == (1, "")
     assert "bind: Invalid credentials" in ours[2]
+
+
+def test_expansion_limit_exceeded_is_a_temporary_failure(cfdir, sqlite_db):
+    path = write(cfdir, "sqlite-overflow.cf", "\n".join([
+        f"dbpath = {sqlite_db}", "query = SELECT goto FROM aliases WHERE address='%s'",
+        "expansion_limit = 1"]) + "\n")
+    ours = query(POSTMAP, cfdir, f"sqlite:{path}", ["multi@example.com"])
+    theirs = query(POSTFIX_POSTMAP, cfdir, f"sqlite:{path}", ["multi@example.com"])
+    assert ours[:2] == theirs[:2] == (1, "")
+    assert "exceeds expansion_limit 1" in ours[2]
+    # Under the limit the same file answers.
+    assert query(POSTMAP, cfdir, f"sqlite:{path}", ["bob@example.com"])[:2] == (
+        0, "bob@example.com\tbob@mail.example.com\n")

@@ -12,7 +12,7 @@ RUN_DIR  ?= run
 PYTHON   ?= /usr/bin/python3
 PYTEST_ARGS ?=
 
-PKGS     := openssl libcares libevent libevent_openssl
+PKGS     := openssl libcares libevent libevent_openssl libpcre2-8 libmariadb libpq sqlite3 ldap
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcdb -lcrypt
 

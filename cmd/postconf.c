@@ -4,6 +4,7 @@
  *   postconf [-c config_dir] -e name=value...     edit main.cf in place
  *   postconf [-c config_dir] -X name...           remove from main.cf
  *   postconf [-c config_dir] -M [service[/type]...]
+ *   postconf -m                                   lookup table types
  *
  * Printing goes through config.h (config_walk, config_default): every
  * parameter Postern knows, "name = value", unexpanded unless -x, only what
@@ -17,6 +18,7 @@
 #include "config.h"
 #include "fsync_dir.h"
 #include "log.h"
+#include "lookup.h"
 #include "mastercf.h"
 
 #include <ctype.h>
@@ -33,7 +35,7 @@
 #define ERR_MAX 1024
 
 struct options {
-    int defaults, hide_names, non_default, expand, edit, remove, master;
+    int defaults, hide_names, non_default, expand, edit, remove, master, map_types;
 };
 
 /* --- printing parameters --- */
@@ -144,6 +146,28 @@ static int print_master_cf(const char *dir, char **sel, int n)
         if (service_selected(&cf.entries[i], sel, n))
             print_service(&cf.entries[i]);
     mastercf_free(&cf);
+    return 0;
+}
+
+/* --- table types --- */
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Every table type, sorted, once each (Postfix's -m). */
+static int print_map_types(void)
+{
+    const char *names[64], *name;
+    size_t n = 0;
+
+    while (n < sizeof(names) / sizeof(names[0]) && (name = lookup_type_name(n)) != NULL)
+        names[n++] = name;
+    qsort(names, n, sizeof(names[0]), name_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
+            printf("%s\n", names[i]);
     return 0;
 }
 
@@ -349,7 +373,8 @@ static _Noreturn void usage(void)
     fprintf(stderr, "usage: postconf [-c config_dir] [-d] [-h] [-n] [-x] [name...]\n"
                     "       postconf [-c config_dir] -e name=value...\n"
                     "       postconf [-c config_dir] -X name...\n"
-                    "       postconf [-c config_dir] -M [service[/type]...]\n");
+                    "       postconf [-c config_dir] -M [service[/type]...]\n"
+                    "       postconf -m\n");
     exit(1);
 }
 
@@ -362,7 +387,7 @@ int main(int argc, char **argv)
     const char *cmdline_dir = NULL;
     int opt;
     log_init("postconf", LOG_TO_STDERR);
-    while ((opt = getopt(argc, argv, "c:dehnxMXv")) != -1) {
+    while ((opt = getopt(argc, argv, "c:dehnmxMXv")) != -1) {
         switch (opt) {
         case 'c': cmdline_dir = optarg; break;
         case 'd': o.defaults = 1; break;
@@ -371,13 +396,17 @@ int main(int argc, char **argv)
         case 'n': o.non_default = 1; break;
         case 'x': o.expand = 1; break;
         case 'M': o.master = 1; break;
+        case 'm': o.map_types = 1; break;
         case 'X': o.remove = 1; break;
         case 'v': break;
         default: usage();
         }
     }
-    if (o.edit + o.remove + o.master + (o.defaults || o.non_default) > 1)
+    if (o.edit + o.remove + o.master + o.map_types + (o.defaults || o.non_default) > 1)
         usage();
+    /* Needs no configuration: the types are compiled in. */
+    if (o.map_types)
+        return print_map_types();
     if ((o.edit || o.remove) && optind == argc)
         usage();
     const char *given = config_find_dir(cmdline_dir);

@@ -8,6 +8,7 @@ scripts/packages.txt (what deps.sh installs) lists. A program that is here only
 because someone installed it by hand fails, naming the package to add, instead
 of a test failing obscurely on a new machine.
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -42,7 +43,9 @@ def locate(tool):
         r = subprocess.run(["perl", f"-M{module}", "-e", f'print $INC{{"{rel}"}}'],
                            capture_output=True, text=True, timeout=30)
         return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
-    path = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    # PostgreSQL's server programs live in a versioned directory off PATH.
+    pg = ":".join(sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True))
+    path = shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin:" + pg)
     return path
 
 

@@ -45,6 +45,7 @@
 #include "match.h"
 #include "sasl.h"
 #include "virtual_mailbox.h"
+#include "lookup_async.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -410,7 +411,8 @@ static int domain_is_local(const char *domain)
 }
 
 /* The recipient is ours to accept: a local or relay domain, and no
- * routing hidden in the local part. */
+ * routing hidden in the local part. 1, 0, or LOOKUP_TEMPFAIL or
+ * LOOKUP_PENDING from a hosted-domain table. */
 static int authorized_destination(const char *rcpt)
 {
     const char *domain = address_domain(rcpt);
@@ -420,9 +422,22 @@ static int authorized_destination(const char *rcpt)
             return 0;
     if (!domain)
         return 1;
-    return match_domain_list(smtpd_cfg.mydestination, domain) ||
-           match_domain_list(smtpd_cfg.relay_domains, domain) ||
-           virtual_alias_domain(domain) == 1 || virtual_mailbox_domain(domain) == 1;
+    if (match_domain_list(smtpd_cfg.mydestination, domain) ||
+        match_domain_list(smtpd_cfg.relay_domains, domain))
+        return 1;
+    int alias = virtual_alias_domain(domain);
+    return alias != 0 ? alias : virtual_mailbox_domain(domain);
+}
+
+/* A hosted-domain table that failed or has not answered yet decides
+ * nothing: V_PENDING, a temporary failure, or -1 to go on. */
+static int destination_unknown(int d, struct session *s, struct outcome *o)
+{
+    if (d == LOOKUP_PENDING)
+        return V_PENDING;
+    if (d == LOOKUP_TEMPFAIL)
+        return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", s->check->rcpt);
+    return -1;
 }
 
 /* --- access tables --- */
@@ -486,6 +501,8 @@ static enum verdict access_keys(struct lookup_list *table, const char *const *ke
             continue;
         char *value = NULL;
         int rc = lookup_list_get(table, keys[i], &value);
+        if (rc == LOOKUP_PENDING)
+            return V_PENDING;
         if (rc == LOOKUP_TEMPFAIL)
             return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", name);
         if (rc == LOOKUP_FOUND) {
@@ -609,6 +626,8 @@ static int run_checks(struct session *s, struct outcome *o);
 /* An answer arrived: remember it and go on where evaluation stopped. */
 static void resume_checks(struct session *s)
 {
+    if (!s->check)
+        return;   /* the evaluation is over (a late table answer) */
     int code = 0;
     char text[ADDRESS_MAX + 256];
     struct outcome o = {&code, text, sizeof(text)};
@@ -824,6 +843,8 @@ static enum verdict login_mismatch(struct session *s, struct outcome *o)
     int rc = lookup_list_address(smtpd_cfg.sender_login_maps, sender,
                                  domain_is_local(address_domain(sender)),
                                  smtpd_cfg.recipient_delimiter, &owners);
+    if (rc == LOOKUP_PENDING)
+        return V_PENDING;
     if (rc == LOOKUP_TEMPFAIL)
         return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", s->check->sender);
     int owned = rc == LOOKUP_FOUND && s->sasl_user && owner_listed(owners, s->sasl_user);
@@ -844,6 +865,8 @@ static enum verdict unlisted_virtual(const char *addr, const char *quoted, const
 {
     const char *table;
     int rc = virtual_recipient_check(addr, &table);
+    if (rc == LOOKUP_PENDING)
+        return V_PENDING;
     if (rc == LOOKUP_NOTFOUND)
         return reject_with(o, 550, "550 5.%s <%s>: %s address rejected: User unknown in %s", dsn,
                            quoted, role, table);
@@ -864,8 +887,12 @@ static enum verdict unlisted(const char *addr, const char *quoted, const char *r
     if (!domain_is_local(address_domain(addr)))
         return unlisted_virtual(addr, quoted, role, dsn, o);
     int rc = local_recipient_check(addr);
-    if (rc == LOOKUP_NOTFOUND && virtual_alias_listed(addr) == 1)
-        rc = LOOKUP_FOUND;
+    if (rc == LOOKUP_NOTFOUND) {
+        int listed = virtual_alias_listed(addr);
+        rc = listed == 1 ? LOOKUP_FOUND : listed == LOOKUP_PENDING ? listed : rc;
+    }
+    if (rc == LOOKUP_PENDING)
+        return V_PENDING;
     if (rc == LOOKUP_NOTFOUND)
         return reject_with(o, 550,
                            "550 5.%s <%s>: %s address rejected: User unknown in local "
@@ -888,6 +915,7 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
     const char *cls = stages[st].reply_class;
     const char *name = reply_name(s, st);
     const char *sender = s->check->sender_addr, *rcpt = s->check->rcpt_addr;
+    int d;
     switch (r->kind) {
     case R_PERMIT:
         return V_PERMIT;
@@ -902,12 +930,18 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
     case R_PERMIT_SASL:
         return s->sasl_user ? V_PERMIT : V_DUNNO;
     case R_PERMIT_AUTH_DEST:
+        if ((d = destination_unknown(authorized_destination(rcpt), s, o)) >= 0)
+            return d;
         return authorized_destination(rcpt) ? V_PERMIT : V_DUNNO;
     case R_REJECT_UNAUTH_DEST:
+        if ((d = destination_unknown(authorized_destination(rcpt), s, o)) >= 0)
+            return d;
         if (authorized_destination(rcpt))
             return V_DUNNO;
         return reject_with(o, 554, "554 5.7.1 <%s>: Relay access denied", s->check->rcpt);
     case R_DEFER_UNAUTH_DEST:
+        if ((d = destination_unknown(authorized_destination(rcpt), s, o)) >= 0)
+            return d;
         if (authorized_destination(rcpt))
             return V_DUNNO;
         return reject_with(o, 450, "450 4.7.1 <%s>: Relay access denied", s->check->rcpt);
@@ -965,9 +999,25 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
     return V_DUNNO;
 }
 
+static void resume_after_lookup(void *owner)
+{
+    resume_checks(owner);
+}
+
+static int run_checks_now(struct session *s, struct outcome *o);
+
 /* Evaluate from where s->check stands. 1 when decided (*o->code 0 means
- * accepted), 0 while a DNS answer is awaited. */
+ * accepted), 0 while a DNS answer or a table lookup (lookup_async.h:
+ * tables that wait on a server are asked on worker threads) is awaited. */
 static int run_checks(struct session *s, struct outcome *o)
+{
+    smtpd_lookup_async_begin(s, resume_after_lookup);
+    int decided = run_checks_now(s, o);
+    smtpd_lookup_async_end();
+    return decided;
+}
+
+static int run_checks_now(struct session *s, struct outcome *o)
 {
     struct smtpd_check *c = s->check;
     *o->code = 0;
@@ -990,7 +1040,8 @@ static int run_checks(struct session *s, struct outcome *o)
                 break;
         }
     }
-    unlisted_recipient(s, o);
+    if (unlisted_recipient(s, o) == V_PENDING)
+        return 0;
     smtpd_restrict_cancel(s);
     return 1;
 }
@@ -1033,11 +1084,13 @@ void smtpd_restrict_cancel(struct session *s)
         dns_cancel(s->check->query);
     free(s->check);
     s->check = NULL;
+    smtpd_lookup_async_reset(s);
 }
 
 void smtpd_restrict_session_end(struct session *s)
 {
     smtpd_restrict_cancel(s);
+    smtpd_lookup_async_forget(s);
     if (!s->dns_cache)
         return;
     struct dns_cache_entry *e = s->dns_cache->head;

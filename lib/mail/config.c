@@ -7,6 +7,7 @@
 #include "config.h"
 #include "params.h"
 #include "log.h"
+#include "lookup.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -947,6 +948,8 @@ int config_try_load(const char *dir, char *const *overrides, size_t n_overrides,
     config_reset();
     cfg = fresh;
     params_fill();
+    /* Table servers (tcp:, socketmap:, SQL, LDAP) answer within this. */
+    lookup_set_timeout((int)var.lookup_server_timeout);
     const char *prog = log_progname();
     if (strcmp(prog, "postern") == 0 || strcmp(prog, "postconf") == 0)
         config_report_unimplemented();

@@ -143,8 +143,8 @@ static int match_item(const char *item, void *ctx)
         struct lookup_list *l = cached_maps(item, item, &failed);
         int rc = l ? lookup_list_get(l, m->name, &value) : LOOKUP_TEMPFAIL;
         free(value);
-        if (rc == LOOKUP_TEMPFAIL) {
-            m->result = LOOKUP_TEMPFAIL;
+        if (rc == LOOKUP_TEMPFAIL || rc == LOOKUP_PENDING) {
+            m->result = rc;
             return 1;
         }
         hit = rc == LOOKUP_FOUND;

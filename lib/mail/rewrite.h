@@ -60,7 +60,8 @@ int rewrite_list_walk(const char *value, int (*fn)(const char *item, void *ctx),
  * literal (compared ignoring case; for domains as match_domain_list does),
  * "type:table" (name looked up as a key, the result ignored), or
  * "!item" (a match means "no"); the first item that matches decides.
- * Returns 1, 0 or LOOKUP_TEMPFAIL. */
+ * Returns 1, 0, LOOKUP_TEMPFAIL, or LOOKUP_PENDING while a lookup runs
+ * elsewhere (lookup_set_defer). */
 int rewrite_match_list(const char *value, const char *name, int is_domain);
 
 /* 1 when domain is $myorigin or listed in $mydestination: the domains

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <search.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -103,21 +104,27 @@ static size_t type_len(const char *spec)
     return colon != NULL && spec[0] != '/' ? (size_t)(colon - spec) : 0;
 }
 
-static int is_file_type(const char *spec, size_t tlen)
+static int type_is(const char *spec, size_t tlen, const char *word)
 {
-    return tlen == 0 || (tlen == 3 && strncasecmp(spec, "cdb", 3) == 0)
-           || (tlen == 4 && strncasecmp(spec, "hash", 4) == 0)
-           || (tlen == 5 && strncasecmp(spec, "btree", 5) == 0);
+    return tlen == strlen(word) && strncasecmp(spec, word, tlen) == 0;
 }
 
-/* The text file behind a cdb-family spec; fatal for other types. */
+/* The types postmap builds: one cdb file for each of them. */
+static int is_file_type(const char *spec, size_t tlen)
+{
+    return tlen == 0 || type_is(spec, tlen, "cdb") || type_is(spec, tlen, "hash")
+           || type_is(spec, tlen, "btree") || type_is(spec, tlen, "lmdb");
+}
+
+/* The text file behind a cdb-family spec; fatal for other types, in
+ * Postfix's words. */
 static const char *file_of(const struct table_cmd *c, const char *spec, const char *what)
 {
     size_t tlen = type_len(spec);
 
     if (!is_file_type(spec, tlen))
-        msg_fatal("unsupported dictionary type for %s %s: %.*s", c->progname, what, (int)tlen,
-                  spec);
+        msg_fatal("unsupported dictionary type: %.*s does not support bulk-mode creation.",
+                  (int)tlen, spec);
     return tlen ? spec + tlen + 1 : spec;
 }
 
@@ -161,10 +168,46 @@ static void print_entry(const struct table_cmd *c, const char *key, const char *
     printf("\t%s\n", value);
 }
 
+struct dump_once {
+    const struct table_cmd *cmd;
+    void *seen;              /* tsearch tree of keys printed */
+};
+
 static int dump_one(const char *key, const char *value, void *ctx)
 {
     print_entry(ctx, key, value);
     return 0;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+/* A texthash: entry, printed unless its key came before (the first one
+ * is the one lookups find). */
+static int dump_first(const char *key, const char *value, void *ctx)
+{
+    struct dump_once *d = ctx;
+    char *copy;
+
+    if (tfind(key, &d->seen, key_cmp) != NULL)
+        return 0;
+    if ((copy = strdup(key)) == NULL || tsearch(copy, &d->seen, key_cmp) == NULL)
+        msg_fatal("out of memory");
+    print_entry(d->cmd, key, value);
+    return 0;
+}
+
+/* -s of a texthash: table: its source text, as lookups read it. */
+static void list_texthash(const struct table_cmd *c, const char *file)
+{
+    struct dump_once d = {.cmd = c};
+    char err[1024];
+
+    if (table_file_read(file, TABLE_SYNTAX_MAP, dump_first, &d, err, sizeof(err)) < 0)
+        msg_fatal("%s", err);
+    tdestroy(d.seen, free);
 }
 
 static void list_all(const struct table_cmd *c)
@@ -173,6 +216,13 @@ static void list_all(const struct table_cmd *c)
     size_t i;
 
     for (i = 0; i < c->ntables; i++) {
+        size_t tlen = type_len(c->tables[i]);
+        if (type_is(c->tables[i], tlen, "texthash")) {
+            list_texthash(c, c->tables[i] + tlen + 1);
+            continue;
+        }
+        if (!is_file_type(c->tables[i], tlen))
+            msg_fatal("table %s: sequence operation is not supported", c->tables[i]);
         const char *file = file_of(c, c->tables[i], "-s");
         if (snprintf(path, sizeof(path), "%s.cdb", file) >= (int)sizeof(path))
             msg_fatal("%s: path name too long", file);
@@ -232,7 +282,8 @@ static long query_stdin(struct lookup_table **t, const struct table_cmd *c)
         if (len > 0 && line[len - 1] == '\r')
             line[--len] = 0;
         if ((value = query_tables(t, c->ntables, c, line)) != NULL) {
-            print_entry(c, line, value);
+            /* The key as it was asked, as Postfix prints it. */
+            printf("%s%s\t%s\n", line, c->syntax == TABLE_SYNTAX_ALIASES ? ":" : "", value);
             free(value);
             found++;
         }

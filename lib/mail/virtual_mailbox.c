@@ -96,7 +96,17 @@ int virtual_alias_listed(const char *addr)
     const char *domain = address_domain(addr);
     int rc = address_in(PARAM_virtual_alias_maps, addr, rewrite_domain_is_local(domain), &value);
     free(value);
-    return rc == LOOKUP_FOUND ? 1 : rc == LOOKUP_TEMPFAIL ? LOOKUP_TEMPFAIL : 0;
+    /* LOOKUP_TEMPFAIL and LOOKUP_PENDING (a deferred lookup) pass on. */
+    return rc == LOOKUP_FOUND ? 1 : rc < 0 ? rc : 0;
+}
+
+/* The more urgent of two answers that may be failures: pending (ask
+ * again later) before temporary failure before anything else. */
+static int worst(int a, int b)
+{
+    return a == LOOKUP_PENDING || b == LOOKUP_PENDING ? LOOKUP_PENDING
+           : a == LOOKUP_TEMPFAIL || b == LOOKUP_TEMPFAIL ? LOOKUP_TEMPFAIL
+                                                            : 0;
 }
 
 int virtual_recipient_check(const char *addr, const char **table)
@@ -108,13 +118,13 @@ int virtual_recipient_check(const char *addr, const char **table)
         return LOOKUP_FOUND;
     int alias_dom = virtual_alias_domain(domain);
     int mailbox_dom = alias_dom == 1 ? 0 : virtual_mailbox_domain(domain);
-    if (alias_dom == LOOKUP_TEMPFAIL || mailbox_dom == LOOKUP_TEMPFAIL)
-        return LOOKUP_TEMPFAIL;
+    if (worst(alias_dom, mailbox_dom) < 0)
+        return worst(alias_dom, mailbox_dom);
     if (alias_dom != 1 && mailbox_dom != 1)
         return LOOKUP_FOUND;
     int listed = virtual_alias_listed(addr);
     if (listed != 0)
-        return listed == 1 ? LOOKUP_FOUND : LOOKUP_TEMPFAIL;
+        return listed == 1 ? LOOKUP_FOUND : listed;
     if (alias_dom == 1) {
         *table = "virtual alias table";
         return LOOKUP_NOTFOUND;

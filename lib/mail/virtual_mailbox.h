@@ -19,7 +19,9 @@
 #include <stddef.h>
 
 /* Domain classes: 1 when domain is in the class, 0 when not,
- * LOOKUP_TEMPFAIL (lookup.h) when a table could not be read. */
+ * LOOKUP_TEMPFAIL (lookup.h) when a table could not be read. Here and
+ * below, LOOKUP_PENDING passes on from a lookup that smtpd runs off its
+ * event loop (lookup_set_defer): ask again when its answer is in. */
 int virtual_alias_domain(const char *domain);
 int virtual_mailbox_domain(const char *domain);
 

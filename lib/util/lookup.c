@@ -17,7 +17,11 @@
 struct lookup_table {
     const struct lookup_type *type;
     void *state;                 /* the type's own */
+    char *spec;                  /* "type:name" as opened (after proxy:) */
 };
+
+/* Per thread: worker threads that run deferred lookups never see it. */
+static _Thread_local lookup_defer_fn defer_hook;
 
 struct lookup_list {
     size_t count;
@@ -36,9 +40,20 @@ static const struct {
      * so existing configurations work unchanged. */
     {"hash", NULL, &lookup_type_cdb},
     {"btree", NULL, &lookup_type_cdb},
+    /* lmdb: too: postmap builds the same cdb file for it. */
+    {"lmdb", NULL, &lookup_type_cdb},
+    {"texthash", NULL, &lookup_type_texthash},
     {"static", NULL, &lookup_type_static},
     {"inline", NULL, &lookup_type_inline},
     {"regexp", NULL, &lookup_type_regexp},
+    {"pcre", NULL, &lookup_type_pcre},
+    {"cidr", NULL, &lookup_type_cidr},
+    {"tcp", NULL, &lookup_type_tcp},
+    {"socketmap", NULL, &lookup_type_socketmap},
+    {"mysql", NULL, &lookup_type_mysql},
+    {"pgsql", NULL, &lookup_type_pgsql},
+    {"sqlite", NULL, &lookup_type_sqlite},
+    {"ldap", NULL, &lookup_type_ldap},
     {"unix", "passwd.byname", &lookup_type_passwd},
 };
 
@@ -65,6 +80,15 @@ int lookup_type_supported(const char *type)
         if (strcasecmp(type, lookup_types[i].word) == 0)
             return 1;
     return 0;
+}
+
+const char *lookup_type_name(size_t i)
+{
+    size_t n = sizeof(lookup_types) / sizeof(lookup_types[0]);
+
+    if (i < n)
+        return lookup_types[i].word;
+    return i == n ? "proxy" : NULL;
 }
 
 struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen)
@@ -95,6 +119,7 @@ struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen)
     t = lookup_xmalloc(sizeof(*t));
     t->type = type;
     t->state = state;
+    t->spec = lookup_xstrdup(spec);
     return t;
 }
 
@@ -103,12 +128,36 @@ void lookup_close(struct lookup_table *t)
     if (t == NULL)
         return;
     t->type->close(t->state);
+    free(t->spec);
     free(t);
+}
+
+void lookup_set_defer(lookup_defer_fn hook)
+{
+    defer_hook = hook;
+}
+
+int lookup_may_block(const struct lookup_table *t)
+{
+    return t->type->may_block;
+}
+
+const char *lookup_table_spec(const struct lookup_table *t)
+{
+    return t->spec;
+}
+
+int lookup_get_now(struct lookup_table *t, const char *key, char **value)
+{
+    *value = NULL;
+    return t->type->get(t->state, key, value);
 }
 
 int lookup_get(struct lookup_table *t, const char *key, char **value)
 {
     *value = NULL;
+    if (defer_hook != NULL && t->type->may_block)
+        return defer_hook(t, key, value);
     return t->type->get(t->state, key, value);
 }
 

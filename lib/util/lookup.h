@@ -16,6 +16,8 @@
 #define LOOKUP_FOUND 1
 #define LOOKUP_NOTFOUND 0
 #define LOOKUP_TEMPFAIL (-1)
+/* Only while a defer hook is set (below): the answer will come later. */
+#define LOOKUP_PENDING (-2)
 
 struct lookup_table;
 
@@ -26,6 +28,15 @@ struct lookup_table;
 /* 1 when type (the word before ':' of a spec, "cdb", "regexp", "proxy"...)
  * is a table type Postern has; for reports of what a configuration lacks. */
 int lookup_type_supported(const char *type);
+/* The i-th word lookup_type_supported accepts (proxy included), or NULL
+ * past the last: what "postconf -m" lists. */
+const char *lookup_type_name(size_t i);
+
+/* How long a table server (tcp:, socketmap:, SQL, LDAP) may take to
+ * connect or to answer one request, in seconds (default 10); past it the
+ * lookup is a temporary failure. Set from main.cf by the mail layer. */
+void lookup_set_timeout(int seconds);
+int lookup_timeout(void);
 
 struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen);
 void lookup_close(struct lookup_table *t);
@@ -39,6 +50,18 @@ int lookup_get(struct lookup_table *t, const char *key, char **value);
  * own per table (local's alias tables and their owners). */
 long lookup_split_specs(const char *maps, char ***specs);
 void lookup_free_specs(char **specs, long n);
+/* Lookups in tables that may wait on a server (tcp:, socketmap:, mysql:,
+ * pgsql:, ldap:) go to hook instead, in this thread only, while one is
+ * set (NULL: none): an event-driven caller answers them from its own
+ * results, or starts the lookup elsewhere and returns LOOKUP_PENDING,
+ * which lookup_get and the list functions then return as they are. */
+typedef int (*lookup_defer_fn)(struct lookup_table *t, const char *key, char **value);
+void lookup_set_defer(lookup_defer_fn hook);
+/* Whether t may wait on a server; its spec ("mysql:/etc/x.cf"). */
+int lookup_may_block(const struct lookup_table *t);
+const char *lookup_table_spec(const struct lookup_table *t);
+/* lookup_get without the hook: what a worker thread runs. */
+int lookup_get_now(struct lookup_table *t, const char *key, char **value);
 
 /* A list of tables as main.cf writes them ("cdb:/a, static:x"): first table
  * with an answer wins; a temporary failure in any table consulted before an

@@ -172,3 +172,24 @@ int lookup_timespec_after(const struct timespec *a, const struct timespec *b)
 {
     return a->tv_sec > b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec > b->tv_nsec);
 }
+
+/* --- endpoints --- */
+
+int lookup_split_host_port(const char *text, char **host, char **port)
+{
+    const char *colon;
+
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (close == NULL || close[1] != ':' || close[2] == 0)
+            return -1;
+        *host = lookup_xstrndup(text + 1, (size_t)(close - text - 1));
+        *port = lookup_xstrdup(close + 2);
+        return 0;
+    }
+    if ((colon = strrchr(text, ':')) == NULL || colon == text || colon[1] == 0)
+        return -1;
+    *host = lookup_xstrndup(text, (size_t)(colon - text));
+    *port = lookup_xstrdup(colon + 1);
+    return 0;
+}

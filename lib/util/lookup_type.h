@@ -27,6 +27,9 @@ struct lookup_type {
     /* A pattern table: in Postfix's address lookup order it is asked with
      * the complete address only, never the partial keys. */
     int full_key_only;
+    /* A lookup may wait on a server: callers with an event loop can run
+     * it elsewhere (lookup_set_defer). */
+    int may_block;
 };
 
 extern const struct lookup_type lookup_type_cdb;      /* lookup_cdb.c */
@@ -34,6 +37,35 @@ extern const struct lookup_type lookup_type_static;   /* lookup_static.c */
 extern const struct lookup_type lookup_type_inline;   /* lookup_inline.c */
 extern const struct lookup_type lookup_type_regexp;   /* lookup_regexp.c */
 extern const struct lookup_type lookup_type_passwd;   /* lookup_unix.c */
+extern const struct lookup_type lookup_type_pcre;     /* lookup_pcre.c */
+extern const struct lookup_type lookup_type_cidr;     /* lookup_cidr.c */
+extern const struct lookup_type lookup_type_texthash; /* lookup_texthash.c */
+extern const struct lookup_type lookup_type_tcp;      /* lookup_tcp.c */
+extern const struct lookup_type lookup_type_socketmap; /* lookup_socketmap.c */
+extern const struct lookup_type lookup_type_mysql;    /* lookup_mysql.c */
+extern const struct lookup_type lookup_type_pgsql;    /* lookup_pgsql.c */
+extern const struct lookup_type lookup_type_sqlite;   /* lookup_sqlite.c */
+extern const struct lookup_type lookup_type_ldap;     /* lookup_ldap.c */
+
+/* --- talking to table servers (lookup_net.c) --- */
+
+/* Deadlines are milliseconds on the monotonic clock; lookup_deadline() is
+ * now plus lookup_timeout() (lookup.h). Each returns a descriptor, or -1
+ * with err set (the connect failed or the deadline passed). */
+long long lookup_now_ms(void);
+long long lookup_deadline(void);
+int lookup_connect_unix(const char *path, long long deadline, char *err, size_t errlen);
+int lookup_connect_inet(const char *host, const char *port, long long deadline, char *err,
+                        size_t errlen);
+/* 0, or -1 with errno (ETIMEDOUT at the deadline). */
+int lookup_write_all(int fd, const void *buf, size_t len, long long deadline);
+/* Bytes read, 0 at EOF, -1 with errno (ETIMEDOUT at the deadline). */
+ssize_t lookup_read_some(int fd, void *buf, size_t len, long long deadline);
+/* 0 when an idle connection was closed by the server (or has unasked-for
+ * bytes waiting): open a new one rather than send on it. */
+int lookup_conn_alive(int fd);
+/* "host:port", "[v6]:port" -> host and port (malloc'd); -1 when malformed. */
+int lookup_split_host_port(const char *text, char **host, char **port);
 
 /* --- helpers (lookup_support.c) --- */
 

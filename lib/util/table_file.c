@@ -1,4 +1,5 @@
-/* table_file.c - text source -> SOURCE.cdb, and .cdb listing (table_file.h).
+/* table_file.c - text source -> SOURCE.cdb, .cdb listing, and reading the
+ * text source entry by entry for texthash: (table_file.h).
  *
  * Used by postmap and postalias. The source is read one logical line at a
  * time (bounded by TABLE_LINE_MAX), each entry goes straight into tinycdb's
@@ -309,6 +310,52 @@ static long load_entries(FILE *src, const char *path, enum table_syntax syntax,
         return -1;
     }
     return count;
+}
+
+long table_file_read(const char *source, enum table_syntax syntax, table_dump_fn fn, void *ctx,
+                     char *err, size_t errlen)
+{
+    FILE *src = fopen(source, "re");
+    struct line_reader r = {.fp = src, .path = source};
+    char key[KEY_MAX + 1];
+    char *line, *value;
+    const char *why;
+    long lineno = 0, count = 0;
+    int rc = 0, stop = 0;
+
+    if (src == NULL) {
+        set_err(err, errlen, "open %s: %s", source, strerror(errno));
+        return -1;
+    }
+    while (!stop && (rc = read_logical(&r, &line, &lineno, err, errlen)) == 1) {
+        if (parse_entry(line, syntax, key, sizeof(key), &value, &why) < 0)
+            msg_warn("%s, line %ld: %s; line skipped", source, lineno, why);
+        else if ((stop = fn(key, value, ctx)) == 0)
+            count++;
+        free(line);
+    }
+    free(r.have_pending ? r.pending : NULL);
+    if (!stop && rc < 0)
+        count = -1;
+    else if (ferror(src)) {
+        set_err(err, errlen, "read %s: %s", source, strerror(errno));
+        count = -1;
+    }
+    fclose(src);
+    return count;
+}
+
+static int fsync_parent(const char *path)
+{
+    char copy[PATH_MAX];
+    int fd, rc;
+
+    snprintf(copy, sizeof(copy), "%s", path);
+    if ((fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        return -1;
+    rc = fsync(fd);
+    close(fd);
+    return rc;
 }
 
 /* Permissions and owner of the new file, from the source. */

@@ -1,4 +1,4 @@
-/* table_file.h - the files behind cdb: tables (hash: and btree: are read
+/* table_file.h - the files behind cdb: and texthash: tables (hash: and btree: are read
  * as cdb:, see lookup.h): parsing a table's text source, writing
  * SOURCE.cdb atomically, and listing a .cdb. postmap and postalias are thin
  * command lines over this; daemons only ever read tables through lookup.h.
@@ -41,6 +41,13 @@ long table_file_build(const char *source, enum table_syntax syntax, enum table_d
  * cannot be read. */
 typedef int (*table_dump_fn)(const char *key, const char *value, void *ctx);
 int table_file_dump(const char *path, table_dump_fn fn, void *ctx, char *err, size_t errlen);
+
+/* Call fn for every entry of the text file source (the syntax above,
+ * keys folded), in file order; bad lines are warned about and skipped, as
+ * by table_file_build. A nonzero return from fn stops the walk. Returns
+ * the number of entries passed to fn, or -1 with err (texthash:). */
+long table_file_read(const char *source, enum table_syntax syntax, table_dump_fn fn, void *ctx,
+                     char *err, size_t errlen);
 
 /* For a fatal-error hook: remove the temporary file of a build in progress. */
 void table_file_cleanup(void);

@@ -1,6 +1,8 @@
 /* test_lookup.c - unit tests for lib/util/lookup.c and its table types in
- * lib/util/lookup_*.c (cdb, hash/btree as cdb, static, inline, regexp,
- * unix:passwd.byname, lists and Postfix's address lookup order) and
+ * lib/util/lookup_*.c (cdb, hash/btree as cdb, static, inline, regexp, pcre,
+ * cidr, texthash, unix:passwd.byname, what the network types do without a
+ * server, SQL and LDAP query files, lists and Postfix's address lookup
+ * order) and
  * lib/util/table_file.c (building a .cdb from postmap and aliases(5)
  * source, listing it).
  *
@@ -444,6 +446,174 @@ static void test_regexp_errors_and_reload(void **state)
     assert_non_null(strstr(err, "bad regular expression"));
 }
 
+static void test_pcre_file(void **state)
+{
+    struct fixture *f = *state;
+    char src[PATH_MAX], spec[PATH_MAX + 8];
+    struct lookup_table *t;
+
+    path_in(f, "pcre", src, sizeof(src));
+    snprintf(spec, sizeof(spec), "pcre:%s", src);
+    write_text(src, "/^(.*)\\+(?<ext>.*)@(example\\.com)$/  $1 at $3 ($2)\n"
+                    "if !/^owner-/\n"
+                    "/^list-(a|b)@/          list $1\n"
+                    "endif\n"
+                    "/^Exact$/i              exact\n"
+                    "/a.b/                   dotall\n"
+                    "/^x (y) z$/x            extended $1\n"
+                    "/^(a+?)(a*)$/U          ungreedy [$1][$2]\n");
+    t = open_ok(spec);
+    expect_found(t, "Bob+Tag@example.com", "Bob at example.com (Tag)");
+    expect_found(t, "LIST-B@x", "list B");
+    expect_lookup(t, "owner-list-a@x", LOOKUP_NOTFOUND);
+    expect_found(t, "Exact", "exact");
+    expect_lookup(t, "exact", LOOKUP_NOTFOUND);
+    expect_found(t, "a\nb", "dotall");
+    expect_found(t, "xyz", "extended y");
+    expect_found(t, "aaa", "ungreedy [aaa][]");
+    lookup_close(t);
+
+    /* A $n past the pattern's groups, or after a negated pattern, fails
+     * the table when it is read (Postfix skips the rule). */
+    write_text(src, "/(a)/ $2\n");
+    t = open_ok(spec);
+    expect_lookup(t, "a", LOOKUP_TEMPFAIL);
+    write_text(src, "!/(a)/ $1\n");
+    age_file(src, 10);
+    expect_lookup(t, "b", LOOKUP_TEMPFAIL);
+    write_text(src, "/a/Q x\n");
+    age_file(src, 20);
+    expect_lookup(t, "a", LOOKUP_TEMPFAIL);
+    write_text(src, "/(a/ x\n");
+    age_file(src, 30);
+    expect_lookup(t, "a", LOOKUP_TEMPFAIL);
+    lookup_close(t);
+
+    /* A pattern that backtracks without end hits the match limit: a
+     * warning and no match, not a stalled daemon. */
+    t = open_ok("pcre:{ {/^(a|aa)+$/ slow}, {/./ next} }");
+    expect_found(t, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab", "next");
+    lookup_close(t);
+}
+
+static void test_cidr_file(void **state)
+{
+    struct fixture *f = *state;
+    char src[PATH_MAX], spec[PATH_MAX + 8];
+    struct lookup_table *t;
+
+    path_in(f, "cidr", src, sizeof(src));
+    snprintf(spec, sizeof(spec), "cidr:%s", src);
+    write_text(src, "192.168.1.1 host\n"
+                    "192.168.0.0/16 net16\n"
+                    "[2001:db8::1] v6host\n"
+                    "2001:db8::/32 v6net\n"
+                    "if 10.0.0.0/8\n"
+                    "!10.2.0.0/15 ten-not-2-3\n"
+                    "endif\n"
+                    "0.0.0.0/0 any\n");
+    t = open_ok(spec);
+    expect_found(t, "192.168.1.1", "host");
+    expect_found(t, "192.168.200.1", "net16");
+    expect_found(t, "2001:DB8::1", "v6host");
+    expect_found(t, "2001:db8:0:0::2", "v6net");
+    expect_found(t, "10.1.0.1", "ten-not-2-3");
+    expect_found(t, "10.3.0.1", "any");
+    expect_found(t, "8.8.8.8", "any");
+    expect_lookup(t, "2001:db9::1", LOOKUP_NOTFOUND);
+    expect_lookup(t, "[10.1.0.1]", LOOKUP_NOTFOUND);
+    expect_lookup(t, "not-an-address", LOOKUP_NOTFOUND);
+    lookup_close(t);
+    write_text(src, "10.1.0.0/8 host bits set\n");
+    t = open_ok(spec);
+    expect_lookup(t, "10.1.0.1", LOOKUP_TEMPFAIL);
+    lookup_close(t);
+    t = open_ok("cidr:{ {127.0.0.0/8 loopback}, {::1 v6-loopback} }");
+    expect_found(t, "127.0.0.2", "loopback");
+    expect_found(t, "::1", "v6-loopback");
+    lookup_close(t);
+}
+
+static void test_texthash_file(void **state)
+{
+    struct fixture *f = *state;
+    char src[PATH_MAX], spec[PATH_MAX + 16];
+    struct lookup_table *t;
+
+    path_in(f, "th", src, sizeof(src));
+    snprintf(spec, sizeof(spec), "texthash:%s", src);
+    t = open_ok(spec);
+    expect_lookup(t, "a", LOOKUP_TEMPFAIL);          /* missing file */
+    write_text(src, "Alpha one\nbeta two\n  continued\nalpha duplicate\n");
+    expect_found(t, "ALPHA", "one");
+    expect_found(t, "beta", "two  continued");
+    expect_lookup(t, "gamma", LOOKUP_NOTFOUND);
+    write_text(src, "gamma three\n");              /* no postmap needed */
+    age_file(src, 10);
+    expect_found(t, "gamma", "three");
+    expect_lookup(t, "alpha", LOOKUP_NOTFOUND);
+    lookup_close(t);
+    t = open_ok(spec + 4);                           /* "hash:..." stays cdb */
+    lookup_close(t);
+}
+
+static void test_network_specs(void **state)
+{
+    char err[256];
+    struct lookup_table *t;
+
+    t = open_ok("tcp:127.0.0.1:1");
+    lookup_set_timeout(1);
+    expect_lookup(t, "key", LOOKUP_TEMPFAIL);        /* nobody listens */
+    lookup_close(t);
+    t = open_ok("socketmap:unix:/nonexistent/socket:name");
+    expect_lookup(t, "key", LOOKUP_TEMPFAIL);
+    lookup_close(t);
+    t = open_ok("proxy:socketmap:inet:[::1]:1:name");
+    expect_lookup(t, "key", LOOKUP_TEMPFAIL);
+    lookup_close(t);
+    assert_null(lookup_open("tcp:nohostport", err, sizeof(err)));
+    assert_null(lookup_open("socketmap:tcp:host:1:name", err, sizeof(err)));
+    assert_null(lookup_open("socketmap:inet:host:1", err, sizeof(err)));
+    assert_null(lookup_open("mysql:relative.cf", err, sizeof(err)));
+    assert_null(lookup_open("pgsql:/nonexistent.cf", err, sizeof(err)));
+    assert_non_null(strstr(err, "No such file"));
+}
+
+static void test_sql_query_files(void **state)
+{
+    struct fixture *f = *state;
+    char cf[PATH_MAX], spec[PATH_MAX + 16], err[512];
+    struct lookup_table *t;
+
+    path_in(f, "q.cf", cf, sizeof(cf));
+    snprintf(spec, sizeof(spec), "mysql:%s", cf);
+    write_text(cf, "hosts = unix:/nonexistent/sock\nquery = SELECT %x\n");
+    assert_null(lookup_open(spec, err, sizeof(err)));
+    assert_non_null(strstr(err, "invalid % expansion"));
+    write_text(cf, "hosts = unix:/nonexistent/sock\n");
+    assert_null(lookup_open(spec, err, sizeof(err)));
+    assert_non_null(strstr(err, "select_field"));
+    write_text(cf, "hosts = unix:/nonexistent/sock\nquery = SELECT 1\nexpansion_limit = x\n");
+    assert_null(lookup_open(spec, err, sizeof(err)));
+    /* A server that is not there is a temporary failure, keys the query
+     * cannot use are not found without asking it. */
+    write_text(cf, "hosts = unix:/nonexistent/sock inet:127.0.0.1:1\n"
+                   "query = SELECT '%d'\ndomain = example.com\n");
+    t = open_ok(spec);
+    expect_lookup(t, "user@example.com", LOOKUP_TEMPFAIL);
+    expect_lookup(t, "user@example.org", LOOKUP_NOTFOUND);
+    expect_lookup(t, "user", LOOKUP_NOTFOUND);
+    lookup_close(t);
+    snprintf(spec, sizeof(spec), "ldap:%s", cf);
+    write_text(cf, "server_host = ldap://127.0.0.1:1\nsearch_base = dc=x\nbind = no\n");
+    t = open_ok(spec);
+    expect_lookup(t, "user@example.com", LOOKUP_TEMPFAIL);
+    lookup_close(t);
+    write_text(cf, "server_host = ldap://127.0.0.1:1\nscope = everywhere\n");
+    assert_null(lookup_open(spec, err, sizeof(err)));
+}
+
 static void test_passwd(void **state)
 {
     struct lookup_table *t = open_ok("unix:passwd.byname");
@@ -592,6 +762,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_specs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_regexp_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_regexp_errors_and_reload, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pcre_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cidr_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_texthash_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_network_specs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sql_query_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_passwd, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lists, setup, teardown),
         cmocka_unit_test(test_split_specs),

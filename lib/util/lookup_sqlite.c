@@ -1,0 +1,94 @@
+/* lookup_sqlite.c - the sqlite: table type (sqlite_table(5)):
+ * sqlite:/path names a query file whose dbpath is the database (query,
+ * result_format, domain, expansion_limit as for every SQL table, see
+ * lookup_sql.c). This file is libsqlite3's part: the database opened read
+ * only, quoting, and reading rows. One of the table types of lookup.c
+ * (lookup_type.h).
+ *
+ * A busy database is waited for at most lookup_timeout; a missing or
+ * unreadable one is a temporary failure, retried on the next lookup.
+ */
+#include "lookup.h"
+#include "lookup_type.h"
+#include "lookup_sql.h"
+
+#include <string.h>
+
+#include <sqlite3.h>
+
+static void *sqlite_connect(const struct db_cf *cf, const struct db_host *h, char *err,
+                            size_t errlen)
+{
+    sqlite3 *db = NULL;
+
+    if (sqlite3_open_v2(h->path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        lookup_set_err(err, errlen, "%s", db ? sqlite3_errmsg(db) : "out of memory");
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, lookup_timeout() * 1000);
+    return db;
+}
+
+static void sqlite_disconnect(void *conn)
+{
+    sqlite3_close(conn);
+}
+
+/* A string literal's content: every ' doubled. */
+static void sqlite_quote(void *conn, const char *s, size_t n, struct db_buf *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        db_buf_add(out, s + i, 1);
+        if (s[i] == '\'')
+            db_buf_add(out, "'", 1);
+    }
+}
+
+static int sqlite_query_rows(void *conn, const char *sql, struct db_result *r, char *err,
+                             size_t errlen)
+{
+    sqlite3 *db = conn;
+    sqlite3_stmt *st;
+    int rc;
+
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+        lookup_set_err(err, errlen, "%s", sqlite3_errmsg(db));
+        return -1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        for (int i = 0; i < sqlite3_column_count(st); i++) {
+            const unsigned char *v = sqlite3_column_text(st, i);
+            if (v != NULL)
+                db_result_add(r, (const char *)v, (size_t)sqlite3_column_bytes(st, i));
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        lookup_set_err(err, errlen, "%s", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static const struct sql_backend sqlite_backend = {
+    .name = "sqlite",
+    .local_file = 1,
+    .connect = sqlite_connect,
+    .disconnect = sqlite_disconnect,
+    .quote = sqlite_quote,
+    .query = sqlite_query_rows,
+};
+
+static int sqlite_table_open(const char *spec, const char *name, void **state, char *err,
+                             size_t errlen)
+{
+    return sql_table_open(&sqlite_backend, spec, name, state, err, errlen);
+}
+
+const struct lookup_type lookup_type_sqlite = {
+    .open = sqlite_table_open,
+    .get = sql_table_get,
+    .close = sql_table_close,
+};

@@ -19,6 +19,10 @@ void smtpd_tx_data(struct session *s, const char *arg);
 int smtpd_tx_read_content(struct session *s);
 /* Decoded bytes of the message so far (for "timeout after DATA"). */
 long long smtpd_tx_content_size(const struct session *s);
+/* The sender of the transaction (internal form), NULL when none; its queue
+ * id once cleanup named the file, else NULL (milter macros, log lines). */
+const char *smtpd_tx_sender(const struct session *s);
+const char *smtpd_tx_queue_id(const struct session *s);
 /* Abort and forget the transaction, if any (RSET, HELO, errors, end of
  * session): a message not yet queued is not queued. */
 void smtpd_tx_reset(struct session *s);

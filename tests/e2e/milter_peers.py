@@ -327,6 +327,8 @@ class OpenDKIM:
             # signs with a key opendkim would look up.
             "DNSTimeout 1",
             "UMask 022",
+            # The key lives under /tmp, which opendkim otherwise refuses.
+            "RequireSafeKeys false",
             *extra_conf,
         ]
         if os.geteuid() == 0:

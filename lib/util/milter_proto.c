@@ -297,8 +297,10 @@ int milter_reply_text_check(const char *in, char *out, size_t outlen)
         const char *end = crlf ? crlf : p + strlen(p);
         size_t n = 0;
         for (const char *q = p; q < end; q++) {
-            if (*q == '%' && (++q == end || *q != '%'))
-                continue;   /* a lone '%' is dropped, as Postfix does */
+            /* "%%" is "%"; a lone '%' goes and the next byte stays, as in
+             * Postfix */
+            if (*q == '%' && ++q == end)
+                break;
             if (n + 1 >= sizeof(line))
                 return -1;
             line[n++] = *q;

@@ -175,12 +175,13 @@ struct milter_optneg {
 int milter_optneg_parse(char *data, size_t len, struct milter_optneg *o, const char **why);
 
 /* A reply text from SMFIR_REPLYCODE as it may go to an SMTP client: every
- * line "4xx" or "5xx", the same code on every line, '-' between lines and
- * ' ' (or nothing) on the last, an enhanced status code (when the first
- * line has one) of the same class; lines end in CR LF and only between
- * lines. "%%" becomes "%" and a single '%' is dropped (libmilter's replies
- * are printf formats). The result, lines joined with CR LF, goes into out.
- * Returns 0, or -1 when malformed or longer than outlen. */
+ * line "4xx" or "5xx", the same code on every line, '-' after it on every
+ * line but the last (' ' there, or nothing after a bare code), and an
+ * enhanced status code of the same class after it, as Postfix demands;
+ * lines separated by CR LF, no other control characters. "%%" becomes "%"
+ * and a single '%' is dropped, the byte after it kept (libmilter's replies
+ * are printf formats). The result goes into out. Returns 0, or -1 when
+ * malformed or longer than outlen. */
 int milter_reply_text_check(const char *in, char *out, size_t outlen);
 
 /* --- moving packets --- */

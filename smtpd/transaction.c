@@ -67,6 +67,7 @@ struct smtpd_tx {
     char *first_rcpt;
     struct smtpd_submit *submit;
     int client_logged;
+    int milter_rcpt;            /* waiting for the queue id before the milters' RCPT */
     /* DATA */
     int milter_data;            /* waiting for the queue id before the milters' DATA */
     int go_ahead;               /* 354 sent */
@@ -348,7 +349,21 @@ static void rcpt_milter_checked(struct session *s, const char *reply)
         smtpd_session_resume(s);
 }
 
-/* The restrictions have answered for tx->rcpt. */
+/* The milters' RCPT event for tx->rcpt. */
+static void rcpt_milter(struct smtpd_tx *tx)
+{
+    struct session *s = tx->session;
+    const char *reply;
+    if (!smtpd_milter_rcpt(s, tx->rcpt->addr, tx->rcpt->params, rcpt_milter_checked, &reply)) {
+        s->state = ST_WAIT_MILTER;   /* resumed by rcpt_milter_checked */
+        return;
+    }
+    accept_rcpt(tx, reply);
+}
+
+/* The restrictions have answered for tx->rcpt. Milters get the queue id
+ * ("i") from the second recipient on, as with Postfix: the stream opened
+ * at the first may still be waiting for it. */
 static void finish_rcpt(struct smtpd_tx *tx, int code, const char *text)
 {
     struct session *s = tx->session;
@@ -360,12 +375,13 @@ static void finish_rcpt(struct smtpd_tx *tx, int code, const char *text)
         smtpd_error_reply(s);
         return;
     }
-    const char *reply;
-    if (!smtpd_milter_rcpt(s, r->addr, r->params, rcpt_milter_checked, &reply)) {
-        s->state = ST_WAIT_MILTER;   /* resumed by rcpt_milter_checked */
+    if (tx->submit && !smtpd_submit_queue_id(tx->submit) && !smtpd_submit_failed(tx->submit) &&
+        smtpd_milter_active(s)) {
+        tx->milter_rcpt = 1;
+        s->state = ST_WAIT_QUEUE_ID;   /* resumed by submit_ready */
         return;
     }
-    accept_rcpt(tx, reply);
+    rcpt_milter(tx);
 }
 
 /* A restriction that waited for DNS has decided. */
@@ -674,7 +690,13 @@ static void submit_ready(void *ctx)
     }
     if (s->state != ST_WAIT_QUEUE_ID)
         return;
-    if ((!id || smtpd_submit_failed(tx->submit)) && !tx->go_ahead) {
+    if (tx->milter_rcpt) {
+        tx->milter_rcpt = 0;
+        s->state = ST_COMMAND;
+        rcpt_milter(tx);   /* a failed stream is reported when DATA comes */
+        if (s->state == ST_WAIT_MILTER)
+            return;
+    } else if ((!id || smtpd_submit_failed(tx->submit)) && !tx->go_ahead) {
         s->state = ST_COMMAND;
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");
         smtpd_tx_reset(s);

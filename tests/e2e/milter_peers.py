@@ -160,7 +160,7 @@ class FakeMilter:
         pass
 
     def __init__(self, script=None, version=6, actions=ALL_ACTIONS, protocol=0, symlists=None,
-                 optneg_reply=None):
+                 optneg_reply=None, unix_path=None):
         self.script = script or (lambda ev: None)
         self.version, self.actions, self.protocol = version, actions, protocol
         self.symlists = symlists or {}
@@ -170,12 +170,17 @@ class FakeMilter:
         self.connections = 0
         self.closed = 0            # connections that ended (EOF or quit)
         self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        if unix_path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(str(unix_path))
+            self.spec = f"unix:{unix_path}"
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.spec = f"inet:127.0.0.1:{self.port}"
         self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.spec = f"inet:127.0.0.1:{self.port}"
         self.running = True
         self.threads = []
         self.acceptor = threading.Thread(target=self._accept_loop, daemon=True)
@@ -190,6 +195,11 @@ class FakeMilter:
     def of(self, stage):
         with self.lock:
             return [e for e in self.events if e.stage == stage]
+
+    def since(self, n):
+        """Events after the first n (a test's own, when it noted len(events))."""
+        with self.lock:
+            return list(self.events[n:])
 
     def wait_stage(self, stage, count=1, timeout=20):
         return wait_until(lambda: (lambda l: l if len(l) >= count else None)(self.of(stage)),

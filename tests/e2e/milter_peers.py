@@ -160,7 +160,7 @@ class FakeMilter:
         pass
 
     def __init__(self, script=None, version=6, actions=ALL_ACTIONS, protocol=0, symlists=None,
-                 optneg_reply=None, unix_path=None):
+                 optneg_reply=None, unix_path=None, port=0):
         self.script = script or (lambda ev: None)
         self.version, self.actions, self.protocol = version, actions, protocol
         self.symlists = symlists or {}
@@ -177,7 +177,7 @@ class FakeMilter:
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.sock.bind(("127.0.0.1", 0))
+            self.sock.bind(("127.0.0.1", port))
             self.port = self.sock.getsockname()[1]
             self.spec = f"inet:127.0.0.1:{self.port}"
         self.sock.listen(64)
@@ -295,7 +295,9 @@ class FakeMilter:
 
 
 def closed_port():
-    """A milter endpoint where nobody listens: the milter is down."""
+    """A milter endpoint where nobody listens: the milter is down. Its
+    port is the part after the last colon (FakeMilter(port=...) brings
+    it up later)."""
     return f"inet:127.0.0.1:{free_port()}"
 
 

@@ -48,7 +48,7 @@ class Client:
     def __init__(self, inst, helo=HELO):
         self.c = RawSMTP(inst.port, timeout=30)
         self.banner = self.c.read_reply()
-        self.ehlo = self.c.cmd(f"EHLO {helo}") if self.banner[0] == 220 else None
+        self.ehlo = self.c.cmd(f"EHLO {helo}") if self.banner[0] != 421 else None
 
     def cmd(self, line):
         return self.c.cmd(line)

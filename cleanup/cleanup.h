@@ -215,6 +215,8 @@ void cleanup_body_close(struct cleanup_body *b);
 /* A milter's answer is complete (its replaced body counts) or failed. */
 void cleanup_model_commit_body(struct cleanup_model *md);
 void cleanup_model_drop_body(struct cleanup_model *md);
+/* Recipients the milters deleted. */
+size_t cleanup_model_deletions(const struct cleanup_model *md);
 /* The spool into the queue stream with the changes (st->out becomes it). */
 void cleanup_model_write(struct cleanup_model *md, struct stream *queue);
 

@@ -682,6 +682,13 @@ void cleanup_milter_finish(struct cleanup_state *st)
     if (st->outcome == OUTCOME_QUEUE && !st->write_error)
         cleanup_model_write(cm->model, cm->queue);
     st->out = cm->queue;
+    /* Postfix accepts a message whose recipients the milters all deleted
+     * and removes it unsent; here it is not queued at all. */
+    if (st->outcome == OUTCOME_QUEUE && !st->write_error && st->nrcpt == 0 && cm->model &&
+        cleanup_model_deletions(cm->model)) {
+        st->outcome = OUTCOME_DISCARD;
+        log_action(st, "milter-discard", "END-OF-MESSAGE", "milters deleted every recipient");
+    }
 }
 
 void cleanup_milter_answer(struct cleanup_state *st)

@@ -630,6 +630,11 @@ const struct milter_edits cleanup_model_edits = {
     add_header, ins_header, chg_header, add_rcpt, del_rcpt, chg_from, repl_body, quarantine,
 };
 
+size_t cleanup_model_deletions(const struct cleanup_model *md)
+{
+    return md->ndeleted;
+}
+
 /* A milter's answer is complete: a body it sent is the body from now on. */
 void cleanup_model_commit_body(struct cleanup_model *md)
 {

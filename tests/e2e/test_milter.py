@@ -27,6 +27,7 @@ from postern_instance import (BUILD, HELO, HOSTNAME, SENDER, QUEUED_RE, Instance
                               free_port, split_message, wait_until)
 from queue_fixture import parse_records
 from sendmail_helpers import run_sendmail
+from smtpd_fixture import TLSRaw, make_cert, master_cf, tls_lines
 from tables_fixture import queue_dir_files, regexp_table
 
 CLIENT = r"unknown\[127\.0\.0\.1\]"
@@ -396,6 +397,19 @@ def test_every_modification_lands_in_the_queue_file_before_the_250(inst, script)
     assert body == b"new body\nline two\nline three\n"
 
 
+def test_deleting_every_recipient_queues_nothing_after_250(inst, script):
+    script(at("eom", del_rcpt("<gone1@localhost>") + del_rcpt("gone2@localhost") + CONTINUE))
+    c = Client(inst)
+    qid = queued_id(c.send_message(message("nobody left"),
+                                   rcpts=("gone1@localhost", "gone2@localhost")))
+    c.quit()
+    inst.wait_log(rf"^{qid}: milter-discard: END-OF-MESSAGE from {CLIENT}: milters deleted every "
+                  r"recipient;", program="cleanup")
+    time.sleep(0.3)
+    assert not inst.queue_files() and not queue_dir_files(inst, "corrupt")
+    assert not inst.delivered("gone1") and not inst.delivered("gone2")
+
+
 def test_large_body_is_streamed_to_the_milter_and_replaced_in_chunks(inst, script):
     chunk = b"r" * 1000 + b"\r\n"
     replacement = chunk * 2000   # 2 MB in 32 packets
@@ -444,6 +458,31 @@ def test_several_milters_in_order_each_sees_the_changes_before_it(make_instance)
 
 
 # --- transports, versions, flags -------------------------------------------------------------
+
+
+def test_wrapper_mode_milters_see_the_connection_after_the_handshake(make_instance):
+    m = FakeMilter(at("eom", add_header("X-Wrapped", "yes") + CONTINUE))
+    try:
+        inst = make_instance(start=False)
+        wrapped = free_port()
+        cert, key = make_cert(inst.root)
+        inst.write_master_cf(master_cf(inst.port, wrapper_port=wrapped))
+        inst.write_main_cf(tls_lines(cert, key) + [f"smtpd_milters = {m.spec}"])
+        inst.start()
+        c = TLSRaw(wrapped, wrapped=True)
+        assert c.read_reply()[0] == 220
+        assert c.cmd(f"EHLO {HELO}")[0] == 250
+        assert c.cmd(f"MAIL FROM:<{SENDER}>")[0] == 250
+        assert c.cmd("RCPT TO:<alice@localhost>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(crlf(message("wrapped")) + b".\r\n")
+        queued_id(c.read_reply())
+        c.cmd("QUIT")
+        c.close()
+        assert b"X-Wrapped: yes" in inst.wait_delivered("alice")[-1].read_bytes()
+        assert m.stages()[:2] == ["connect", "helo"]
+    finally:
+        m.close()
 
 
 def test_unix_socket_milter(make_instance):

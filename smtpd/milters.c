@@ -47,7 +47,6 @@
 
 #define MILTERS_MAX 32
 #define ARGV_MAX 32
-#define ARG_MAX 4096
 
 /* smtpd_milters of this process, with each endpoint's address. */
 static struct {
@@ -67,8 +66,10 @@ struct smtpd_milters {
     /* the stage in progress */
     enum milter_event ev;
     struct milter_args args;
-    char text[ARG_MAX];
-    char argbuf[ARG_MAX];
+    /* the event's strings, on the heap: a session waits most of its life
+     * and should not carry buffers for them */
+    char *text;
+    char *argbuf;
     const char *argv[ARGV_MAX + 1];
     smtpd_milter_done_fn done;
     size_t cur;
@@ -79,11 +80,10 @@ struct smtpd_milters {
     int expect_reply;
     struct milter_rx rx;
     int sync, finished;            /* run() is waiting for advance() to return */
-    int has_answer;
-    char answer[MILTER_REPLY_MAX];
+    char *answer;                  /* the stage's answer, when it came at once */
     struct event *io, *timer;
     /* the transaction */
-    char rcpt[ADDRESS_MAX];        /* of the RCPT event, for {rcpt_addr} and logs */
+    char *rcpt;                    /* of the RCPT event, for {rcpt_addr} and logs */
     int mail_sent;                 /* MAIL went out: ABORT when it ends */
     int hold, discard;
     char hold_reason[256];
@@ -242,7 +242,7 @@ static const char *transaction_macro(struct smtpd_milters *ms, const char *name,
         return address_quote(sender, buf, len) == 0 ? buf : sender;
     if (strcmp(name, "{mail_host}") == 0 || strcmp(name, "{mail_mailer}") == 0)
         return route_of(sender, name[6] == 'h', buf, len);
-    if (!ms->rcpt[0])
+    if (!ms->rcpt)
         return NULL;
     if (strcmp(name, "{rcpt_addr}") == 0)
         return address_quote(ms->rcpt, buf, len) == 0 ? buf : ms->rcpt;
@@ -421,10 +421,9 @@ static void finish(struct smtpd_milters *ms, const char *reply)
     char copy[MILTER_REPLY_MAX];
     ms->phase = PH_IDLE;
     ms->cur = ms->n;
-    ms->has_answer = reply != NULL;
-    if (reply)
-        snprintf(ms->answer, sizeof(ms->answer), "%s", reply);
     if (ms->sync) {
+        free(ms->answer);
+        ms->answer = reply ? strdup(reply) : NULL;
         ms->finished = 1;
         return;
     }
@@ -556,6 +555,20 @@ static void advance(struct smtpd_milters *ms)
     milter_answered(ms);
 }
 
+/* The event's text; "" when out of memory (the event still goes out). */
+static const char *set_text(struct smtpd_milters *ms, const char *text)
+{
+    free(ms->text);
+    ms->text = strdup(text);
+    return ms->text ? ms->text : "";
+}
+
+static void set_rcpt(struct smtpd_milters *ms, const char *rcpt)
+{
+    free(ms->rcpt);
+    ms->rcpt = rcpt ? strdup(rcpt) : NULL;
+}
+
 static struct smtpd_milters *session_milters(struct session *s)
 {
     if (s->milters || !cfg.n || smtpd_cfg.stand_alone)
@@ -587,7 +600,7 @@ static int run(struct session *s, smtpd_milter_done_fn done, const char **reply)
     advance(ms);
     ms->sync = 0;
     if (ms->finished) {
-        *reply = ms->has_answer ? ms->answer : NULL;
+        *reply = ms->answer;
         return 1;
     }
     ms->done = done;
@@ -625,8 +638,7 @@ int smtpd_milter_connect(struct session *s, smtpd_milter_done_fn done, const cha
         return 1;
     ms->ev = MILTER_CONNECT;
     memset(&ms->args, 0, sizeof(ms->args));
-    snprintf(ms->text, sizeof(ms->text), "%s", client_name(s, name, sizeof(name)));
-    ms->args.client_name = ms->text;
+    ms->args.client_name = set_text(ms, client_name(s, name, sizeof(name)));
     ms->args.client_addr = s->addr;
     ms->args.family = strchr(s->addr, ':') ? SMFIA_INET6 : SMFIA_INET;
     char addr[INET6_ADDRSTRLEN + 8], port[32];
@@ -644,28 +656,30 @@ int smtpd_milter_helo(struct session *s, const char *helo, smtpd_milter_done_fn 
         return 1;
     ms->ev = MILTER_HELO;
     memset(&ms->args, 0, sizeof(ms->args));
-    snprintf(ms->text, sizeof(ms->text), "%s", helo);
-    ms->args.text = ms->text;
+    ms->args.text = set_text(ms, helo);
     return run(s, done, reply);
 }
 
 /* "<address>" and the ESMTP parameters, split on spaces, into ms->argv. */
 static void envelope_argv(struct smtpd_milters *ms, const char *addr, const char *params)
 {
-    size_t n = 0, off = 0;
+    size_t n = 0;
     char quoted[ADDRESS_MAX + 2];
     if (address_quote(addr, quoted, sizeof(quoted)) < 0)
         snprintf(quoted, sizeof(quoted), "%s", addr);
-    int len = snprintf(ms->argbuf, sizeof(ms->argbuf), "<%s>", quoted);
-    ms->argv[n++] = ms->argbuf;
-    off = len > 0 && (size_t)len < sizeof(ms->argbuf) ? (size_t)len + 1 : sizeof(ms->argbuf);
-    if (off < sizeof(ms->argbuf)) {
-        snprintf(ms->argbuf + off, sizeof(ms->argbuf) - off, "%s", params ? params : "");
-        char *save = NULL;
-        for (char *t = strtok_r(ms->argbuf + off, " ", &save); t && n < ARGV_MAX;
-             t = strtok_r(NULL, " ", &save))
-            ms->argv[n++] = t;
+    free(ms->argbuf);
+    /* "<quoted>" NUL params NUL */
+    if (asprintf(&ms->argbuf, "<%s>%c%s", quoted, 0, params ? params : "") < 0) {
+        ms->argbuf = NULL;
+        ms->argv[0] = NULL;
+        ms->args.argv = ms->argv;
+        return;
     }
+    ms->argv[n++] = ms->argbuf;
+    char *save = NULL;
+    for (char *t = strtok_r(ms->argbuf + strlen(ms->argbuf) + 1, " ", &save); t && n < ARGV_MAX;
+         t = strtok_r(NULL, " ", &save))
+        ms->argv[n++] = t;
     ms->argv[n] = NULL;
     ms->args.argv = ms->argv;
 }
@@ -678,7 +692,7 @@ int smtpd_milter_mail(struct session *s, const char *sender, const char *params,
     if (!ms)
         return 1;
     ms->hold = ms->discard = 0;
-    ms->rcpt[0] = 0;
+    set_rcpt(ms, NULL);
     ms->ev = MILTER_MAIL;
     memset(&ms->args, 0, sizeof(ms->args));
     envelope_argv(ms, sender, params);
@@ -693,7 +707,7 @@ int smtpd_milter_rcpt(struct session *s, const char *rcpt, const char *params,
     *reply = NULL;
     if (!ms || ms->discard)
         return 1;
-    snprintf(ms->rcpt, sizeof(ms->rcpt), "%s", rcpt);
+    set_rcpt(ms, rcpt);
     ms->ev = MILTER_RCPT;
     memset(&ms->args, 0, sizeof(ms->args));
     envelope_argv(ms, rcpt, params);
@@ -714,8 +728,7 @@ int smtpd_milter_unknown(struct session *s, const char *line, smtpd_milter_done_
         return 1;
     ms->ev = MILTER_UNKNOWN;
     memset(&ms->args, 0, sizeof(ms->args));
-    snprintf(ms->text, sizeof(ms->text), "%s", line);
-    ms->args.text = ms->text;
+    ms->args.text = set_text(ms, line);
     return run(s, done, reply);
 }
 
@@ -737,7 +750,7 @@ static void whatsup(struct session *s, const char *stage, char *out, size_t len)
     out[0] = 0;
     if (sender)
         ADD(" from=<%s>", address_quote(sender, q, sizeof(q)) == 0 ? q : sender);
-    const char *rcpt = s->milters && s->milters->rcpt[0] ? s->milters->rcpt : NULL;
+    const char *rcpt = s->milters ? s->milters->rcpt : NULL;
     if (rcpt && sender && (strcmp(stage, "RCPT") == 0 || strcmp(stage, "DATA") == 0))
         ADD(" to=<%s>", address_quote(rcpt, q, sizeof(q)) == 0 ? q : rcpt);
     ADD(" proto=%s", s->esmtp ? "ESMTP" : "SMTP");
@@ -835,7 +848,7 @@ void smtpd_milter_abort(struct session *s)
     if (ms->mail_sent)
         send_now(ms, MILTER_ABORT);
     ms->mail_sent = ms->hold = ms->discard = 0;
-    ms->rcpt[0] = 0;
+    set_rcpt(ms, NULL);
 }
 
 void smtpd_milter_end(struct session *s)
@@ -855,6 +868,10 @@ void smtpd_milter_end(struct session *s)
     event_free(ms->timer);
     milter_buf_free(&ms->out);
     milter_rx_reset(&ms->rx);
+    free(ms->text);
+    free(ms->argbuf);
+    free(ms->answer);
+    free(ms->rcpt);
     free(ms);
     s->milters = NULL;
 }

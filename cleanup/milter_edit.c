@@ -42,7 +42,12 @@
 #include <unistd.h>
 
 #define WRITE_ERROR "451 4.3.0 Error: queue file write error"
+#define TOO_BIG "552 5.3.4 Message file too big"
+/* What milters may add, at most: recipients, deletions, header bytes
+ * beyond header_size_limit (a signature or a verdict takes a few hundred). */
 #define ADDED_RCPT_MAX 1000
+#define DELETED_RCPT_MAX 10000
+#define ADDED_HEADER_BYTES (256 * 1024)
 
 struct header {
     char *text;        /* "Name: value\n", folded lines included */
@@ -68,6 +73,8 @@ struct cleanup_model {
     int body_fd;
     int new_fd;
     int new_cr;                /* the last chunk ended in CR */
+    long long new_size;        /* bytes of it so far (message_size_limit) */
+    size_t header_bytes;       /* of the header list */
     /* envelope changes */
     char *sender;              /* internal form; NULL: unchanged */
     char *dsn_ret, *dsn_envid; /* CHGFROM's RET= and ENVID= */
@@ -110,6 +117,7 @@ static int add_header_text(struct cleanup_model *md, size_t at, const char *text
     md->h[at].text = copy;
     md->h[at].len = len;
     md->n++;
+    md->header_bytes += len;
     return 0;
 }
 
@@ -397,6 +405,12 @@ static const char *put_header(struct cleanup_model *md, size_t at, const char *n
     char *t = header_text(name, value, cleanup_milter_leadspc(md->st), &len);
     if (!t)
         return WRITE_ERROR;
+    if (md->header_bytes + len > (size_t)var.header_size_limit + ADDED_HEADER_BYTES) {
+        msg_warn("%s: milter header \"%.100s\" would exceed the header size; ignored",
+                 queue_writer_id(md->st->writer), name);
+        free(t);
+        return NULL;
+    }
     if (check_new_header(md, &t, &len)) {
         free(t);
         return NULL;
@@ -436,6 +450,7 @@ static const char *chg_header(void *ctx, uint32_t index, const char *name, const
     long i = find_header(md, index, name);
     if (!*value) {
         if (i >= 0) {
+            md->header_bytes -= md->h[i].len;
             free(md->h[i].text);
             memmove(md->h + i, md->h + i + 1, (md->n - (size_t)i - 1) * sizeof(*md->h));
             md->n--;
@@ -444,16 +459,17 @@ static const char *chg_header(void *ctx, uint32_t index, const char *name, const
     }
     if (i < 0)
         return add_header(ctx, name, value);   /* as Postfix: a change of none adds one */
+    /* The new one goes in before the old one, which then goes (unless
+     * the new one was refused: then the old one stays). */
+    size_t before = md->n;
     const char *err = put_header(md, (size_t)i, name, value);
-    if (err || md->n == 0 || (size_t)i + 1 >= md->n)
+    if (err || md->n == before)
         return err;
-    /* put_header inserted before the old one (unless checks dropped it) */
     size_t old = (size_t)i + 1;
-    if (find_header(md, index, name) == (long)i && strcmp(md->h[i].text, md->h[old].text) != 0) {
-        free(md->h[old].text);
-        memmove(md->h + old, md->h + old + 1, (md->n - old - 1) * sizeof(*md->h));
-        md->n--;
-    }
+    md->header_bytes -= md->h[old].len;
+    free(md->h[old].text);
+    memmove(md->h + old, md->h + old + 1, (md->n - old - 1) * sizeof(*md->h));
+    md->n--;
     return NULL;
 }
 
@@ -519,8 +535,11 @@ static const char *add_rcpt(void *ctx, const char *addr, const char *args)
                  queue_writer_id(md->st->writer), addr);
         return NULL;
     }
-    if (md->nadded >= ADDED_RCPT_MAX)
+    if (md->nadded >= ADDED_RCPT_MAX) {
+        msg_warn("%s: more than %d recipients added by milters; \"%.100s\" ignored",
+                 queue_writer_id(md->st->writer), ADDED_RCPT_MAX, addr);
         return NULL;
+    }
     struct added_rcpt *a = realloc(md->added, (md->nadded + 1) * sizeof(*a));
     if (!a)
         return WRITE_ERROR;
@@ -542,6 +561,8 @@ static const char *del_rcpt(void *ctx, const char *addr)
     char internal[ADDRESS_MAX];
     if (internal_address(addr, internal, sizeof(internal)) < 0)
         snprintf(internal, sizeof(internal), "%s", addr);
+    if (md->ndeleted >= DELETED_RCPT_MAX)
+        return WRITE_ERROR;   /* deletions lost would deliver where it must not */
     char **d = realloc(md->deleted, (md->ndeleted + 1) * sizeof(*d));
     if (!d)
         return WRITE_ERROR;
@@ -595,10 +616,17 @@ static const char *repl_body(void *ctx, int first, const unsigned char *data, si
         if (md->new_fd >= 0)
             close(md->new_fd);
         md->new_cr = 0;
+        md->new_size = 0;
         if ((md->new_fd = queue_spool_open()) < 0) {
             msg_warn("%s: replacement body: %s", queue_writer_id(md->st->writer), strerror(errno));
             return WRITE_ERROR;
         }
+    }
+    md->new_size += (long long)len;
+    if (var.message_size_limit > 0 && md->new_size > var.message_size_limit) {
+        msg_warn("%s: replacement body from milter exceeds message_size_limit",
+                 queue_writer_id(md->st->writer));
+        return TOO_BIG;
     }
     char out[REC_CHUNK_SIZE + 2];
     size_t o = 0;

@@ -680,9 +680,9 @@ static int modification(struct milter *m, enum milter_event ev, const struct mil
         break;
     }
     if (err) {
-        /* The rest of this answer is unread: the connection cannot go on. */
-        m->state = MILTER_ST_ERROR;
-        set_str(&m->def_reply, err);
+        /* The rest of this answer is unread: the connection cannot go on
+         * (its default action from now on), and this message gets err. */
+        milter_comm_error(m);
         set_result(m, err);
         return 1;
     }

@@ -366,6 +366,7 @@ def test_every_modification_lands_in_the_queue_file_before_the_250(inst, script)
              + change_header(1, "X-Delete-Me", "")
              + change_header(2, "X-Multi", "second changed")
              + change_header(1, "X-New", "a change of none adds it")
+             + change_header(1, "X-Same", "same")
              + add_rcpt("<bob@localhost>", "NOTIFY=NEVER")
              + add_rcpt("carol@localhost")
              + del_rcpt("<alice@localhost>")
@@ -374,7 +375,8 @@ def test_every_modification_lands_in_the_queue_file_before_the_250(inst, script)
              + quarantine("kept for the test") + ACCEPT)
     script(at("eom", edits))
     c = Client(inst)
-    msg = message("edit me", extra=["X-Delete-Me: gone", "X-Multi: one", "X-Multi: two"])
+    msg = message("edit me", extra=["X-Delete-Me: gone", "X-Multi: one", "X-Multi: two",
+                                     "X-Same: same"])
     qid = queued_id(c.send_message(msg, rcpts=("alice@localhost", "dave@localhost")))
     c.quit()
     # The quarantine keeps the file in hold/ to be read.
@@ -393,6 +395,7 @@ def test_every_modification_lands_in_the_queue_file_before_the_250(inst, script)
     assert b"Subject: changed" in headers
     assert b"X-Multi: one" in headers and b"X-Multi: second changed" in headers
     assert not any(h.startswith(b"X-Delete-Me") for h in headers)
+    assert names.count("X-Same") == 1   # changed to what it was: still one
     assert names[-2:] == ["X-Added", "X-New"]
     assert body == b"new body\nline two\nline three\n"
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from milter_peers import (CONTINUE, FakeMilter, add_header, closed_port, packet)
+from milter_peers import (CONTINUE, FakeMilter, add_header, closed_port, packet, replace_body)
 from postern_instance import (HELO, SENDER, Instance, free_port, split_message, wait_until)
 from sendmail_helpers import maildrop_files, run_sendmail
 from tables_fixture import queue_dir_files
@@ -171,6 +171,34 @@ def test_no_daemon_died_and_mail_still_flows(inst, script):
     assert inst.pids("smtpd") == smtpd
     bad = inst.find_log(r"fatal|panic|terminated on signal|killed by signal|status [1-9]")
     assert not bad, bad
+
+
+def test_replacement_body_beyond_message_size_limit(make_instance):
+    chunk = b"z" * 65000
+
+    def eom(ev):
+        if ev.stage != "eom":
+            return None
+        return replace_body(chunk) * 4 + CONTINUE   # 260 KB for a 100 KB limit
+
+    m = FakeMilter(eom)
+    try:
+        inst = make_instance(extra_main=[f"smtpd_milters = {m.spec}",
+                                         "message_size_limit = 100000"])
+        c = Client(inst)
+        assert c.send_message(message()) == (552, ["5.3.4 Message file too big"])
+        c.quit()
+        inst.wait_log(r"warning: \w+: replacement body from milter exceeds message_size_limit")
+        assert not inst.queue_files()
+        # the connection was dropped (its answer half read); the next
+        # session has a new one
+        m.script = healthy
+        c = Client(inst)
+        queued_id(c.send_message(message()))
+        c.quit()
+        assert b"X-Filtered: yes" in inst.wait_delivered("alice")[-1].read_bytes()
+    finally:
+        m.close()
 
 
 def test_garbage_in_the_negotiation(make_instance):

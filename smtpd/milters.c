@@ -788,13 +788,14 @@ const char *smtpd_milter_verdict(struct session *s, const char *stage, const cha
         reply = NULL;
         break;
     case 'S':
-        snprintf(answer, sizeof(answer), "421 4.7.0 %s Server closing connection",
-                 smtpd_cfg.myhostname);
+        snprintf(answer, sizeof(answer), "421 4.7.0 Server closing connection");
         reply = text = answer;
         smtpd_session_close_after_reply(s);
         break;
     default:
         reply = text = answer;
+        if (strncmp(answer, "421", 3) == 0)
+            smtpd_session_close_after_reply(s);   /* 421 means the end */
         break;
     }
     whatsup(s, stage, what, sizeof(what));

@@ -43,7 +43,7 @@ int smtpd_milter_active(const struct session *s);
 /* What the client hears for a reply of a stage ("CONNECT", "EHLO",
  * "MAIL", "RCPT", "DATA", "UNKNOWN"), logged as Postfix logs it: NULL to
  * go on (also after a hold or discard, which apply to the message), else
- * the SMTP reply. A shutdown (421) also ends the session after it. */
+ * the SMTP reply. After a 421 (a shutdown too) the session ends. */
 const char *smtpd_milter_verdict(struct session *s, const char *stage, const char *reply);
 
 /* The transaction ended without a message (RSET, HELO, an error). */

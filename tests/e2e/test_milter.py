@@ -187,6 +187,27 @@ def test_every_stage_reaches_the_milter_with_postfix_macros(inst, script):
     assert script.of("unknown")[0].args() == ["FOO bar"]
 
 
+def test_pipelined_commands_wait_for_the_milter_in_order(inst, script):
+    def slow_second_rcpt(ev):
+        if ev.stage == "rcpt" and b"pipe2" in ev.data:
+            time.sleep(0.3)
+            return REJECT
+        return None
+
+    script(slow_second_rcpt)
+    c = Client(inst)
+    c.c.send(crlf(f"MAIL FROM:<{SENDER}>\nRCPT TO:<pipe1@localhost>\nRCPT TO:<pipe2@localhost>\n"
+                  "RCPT TO:<pipe3@localhost>\nDATA\n"))
+    replies = [c.c.read_reply() for _ in range(5)]
+    assert [r[0] for r in replies] == [250, 250, 550, 250, 354], replies
+    c.c.send(crlf(message("pipelined")) + b".\r\n")
+    qid = queued_id(c.c.read_reply())
+    c.quit()
+    for user in ("pipe1", "pipe3"):
+        assert qid.encode() in inst.wait_delivered(user)[-1].read_bytes()
+    assert not inst.delivered("pipe2")
+
+
 def test_symbol_lists_a_milter_asks_for_replace_the_configured_ones(make_instance):
     m = FakeMilter(symlists={"connect": "{client_addr} {client_name} {client_port} "
                              "{client_ptr} {client_resolve}",

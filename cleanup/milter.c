@@ -492,9 +492,8 @@ static int for_each_recipient(struct cleanup_milters *cm, const char **reply)
         have_orig = 0;
         if (address_quote(addr, cm->ext_rcpt, sizeof(cm->ext_rcpt)) < 0)
             snprintf(cm->ext_rcpt, sizeof(cm->ext_rcpt), "%s", addr);
-        char arg[ADDRESS_MAX + 4];
-        snprintf(arg, sizeof(arg), "<%s>", cm->ext_rcpt);
-        const char *argv[] = {arg, NULL};
+        /* as Postfix gives them: no angle brackets (Sendmail 8.13's way) */
+        const char *argv[] = {cm->ext_rcpt, NULL};
         struct milter_args a = {.argv = argv};
         if ((*reply = each(cm, MILTER_RCPT, &a)))
             break;
@@ -522,9 +521,7 @@ static int local_envelope(struct cleanup_milters *cm)
     const char *sender = st->sender ? st->sender : "";
     if (*sender == 0 || address_quote(sender, cm->ext_sender, sizeof(cm->ext_sender)) < 0)
         snprintf(cm->ext_sender, sizeof(cm->ext_sender), "%s", sender);
-    char arg[ADDRESS_MAX + 4];
-    snprintf(arg, sizeof(arg), "<%s>", cm->ext_sender);
-    const char *argv[] = {arg, NULL};
+    const char *argv[] = {cm->ext_sender, NULL};
     struct milter_args mail = {.argv = argv};
     if ((r = each(cm, MILTER_MAIL, &mail)))
         return apply(cm, "MAIL", r);

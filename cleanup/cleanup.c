@@ -13,6 +13,12 @@
  * nothing queued) or hold it (committed into hold/, qmgr not woken); a
  * table that cannot be read defers it (status 4).
  *
+ * Milters (milter.c): with smtpd's milter connections (passed with the
+ * first request) or non_smtpd_milters for a local submission, everything
+ * from the sender on goes to a spool first; at the end the milters see the
+ * message as it would be queued, and the spool goes into the queue file
+ * with their changes (milter_edit.c), or not at all.
+ *
  * The sender and attributes are held until the first recipient so the
  * origin is known before the sender is written. Local submissions
  * (origin=local, from pickup) get Postfix's treatment (cleanup.h): Bcc: is

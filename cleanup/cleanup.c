@@ -14,6 +14,12 @@
  * nothing queued) or hold it (committed into hold/, qmgr not woken); a
  * table that cannot be read defers it (status 4).
  *
+ * Milters (milter.c): with smtpd's milter connections (passed with the
+ * first request) or non_smtpd_milters for a local submission, everything
+ * from the sender on goes to a spool first; at the end the milters see the
+ * message as it would be queued, and the spool goes into the queue file
+ * with their changes (milter_edit.c), or not at all.
+ *
  * The sender and attributes are held until the first recipient so the
  * origin is known before the sender is written. Local submissions
  * (origin=local, from pickup) get Postfix's treatment (cleanup.h): Bcc: is
@@ -143,6 +149,7 @@ static void write_header_block(struct cleanup_state *st, size_t header_end)
         cleanup_out_content(st, b.p, b.len);
         add_missing_headers(st, b.p, b.len);
     }
+    st->header_len = st->content_size;   /* where milters find the body */
     free(b.p);
 }
 
@@ -302,6 +309,7 @@ static void flush_envelope(struct cleanup_state *st)
     if (!st->envelope_open)
         return;
     st->envelope_open = 0;
+    cleanup_milter_start(st);
     if (st->sender) {
         cleanup_rcpt_rewrite_sender(st);
         cleanup_out_record(st, REC_SENDER, st->sender, strlen(st->sender));
@@ -317,10 +325,13 @@ static void flush_envelope(struct cleanup_state *st)
     memset(&st->held_attrs, 0, sizeof(st->held_attrs));
 }
 
-/* Reply with a status; status 0 also wakes qmgr. */
+/* Reply with a status (and what the milters said). */
 static void reply(struct cleanup_state *st, const char *status, const char *reason)
 {
-    attr_send(st->client, "status", status, "reason", reason, (const char *)NULL);
+    attr_put(st->client, "status", status);
+    attr_put(st->client, "reason", reason);
+    cleanup_milter_answer(st);
+    attr_end(st->client);
 }
 
 /* The outcomes that queue nothing; 1 when the reply has been sent. */
@@ -353,6 +364,7 @@ static void commit(struct cleanup_state *st)
         hc_body_finish(st->body);
     cleanup_rcpt_write_extracted(st);
     cleanup_rcpt_write_bcc(st);
+    cleanup_milter_finish(st);
     const char *id = queue_writer_id(st->writer);
     char saved_id[QUEUE_ID_SIZE];
     snprintf(saved_id, sizeof(saved_id), "%s", id);
@@ -408,6 +420,8 @@ static int client_record(struct cleanup_state *st, int type, struct rec_buf *b)
             cleanup_out_record(st, type, b->data, b->len);
         return 0;
     case REC_ATTR:
+        if (cleanup_milter_attr(st, b->data))
+            return 0;   /* for the milters, not the queue file */
         if (st->envelope_open) {
             hold_attr(st, b);
         } else if (!(st->local && consume_local_attr(st, b->data))) {
@@ -469,6 +483,7 @@ static void state_free(struct cleanup_state *st)
     cleanup_rcpt_list_free(&st->extracted);
     cleanup_rcpt_list_free(&st->bcc);
     cleanup_str_set_free(&st->written);
+    cleanup_milter_free(st);
 }
 
 static void serve(int fd)
@@ -480,11 +495,19 @@ static void serve(int fd)
         close(fd);
         return;
     }
-    if (ipc_greet(st.client, "cleanup_protocol") < 0 || attr_list_read(st.client, &req) < 0) {
+    /* smtpd's milter connections come with the first request. */
+    int fds[64];
+    size_t nfds = 0;
+    if (ipc_greet(st.client, "cleanup_protocol") < 0 ||
+        stream_fill_fds(st.client, fds, sizeof(fds) / sizeof(fds[0]), &nfds) <= 0 ||
+        attr_list_read(st.client, &req) < 0) {
+        for (size_t i = 0; i < nfds; i++)
+            close(fds[i]);
         stream_abandon(st.client);
         return;
     }
     attr_list_free(&req);
+    cleanup_milter_receive(&st, fds, nfds);
     struct timeval arrival;
     gettimeofday(&arrival, NULL);
     st.writer = queue_writer_create(QUEUE_INCOMING, &arrival);
@@ -494,6 +517,7 @@ static void serve(int fd)
                   errno == ENOSPC ? "4.3.1 Insufficient system storage"
                                   : "4.3.0 Error: queue file create error",
                   (const char *)NULL);
+        cleanup_milter_free(&st);
         stream_abandon(st.client);
         return;
     }

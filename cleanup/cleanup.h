@@ -14,6 +14,11 @@
  *   checks.c   what a content-check match does to the message (REJECT,
  *              DISCARD, HOLD, ...) and its Postfix log line
  *   local.c    helpers for local submissions and small containers
+ *   milter.c   the milters' content events (smtpd_milters, whose
+ *              connections smtpd passes with the stream) and whole
+ *              sessions for local submissions (non_smtpd_milters)
+ *   milter_edit.c  the message as milters see and change it, and the
+ *              copy of the spool into the queue file with their changes
  *
  * A local submission (origin=local, from pickup) is treated as Postfix
  * treats sendmail mail: bare local parts get "@$myorigin"
@@ -29,6 +34,7 @@
 #include <sys/types.h>
 
 #include "header_checks.h"
+#include "milter.h"
 
 #define MSGID_MAX 1024
 #define CLEANUP_REASON_MAX 512
@@ -115,7 +121,13 @@ struct cleanup_state {
     int status;                 /* OUTCOME_REJECT: 4 or 5 */
     char reason[CLEANUP_REASON_MAX];
     int hold;
+    char hold_reason[256];      /* a milter's quarantine reason */
     struct rcpt_list bcc;       /* BCC action recipients */
+    /* milters (milter.c): NULL when none see this message; then st->out
+     * is a spool until the end (milter_edit.c) */
+    struct cleanup_milters *milters;
+    long long header_len;       /* content bytes of the header block */
+    off_t content_end;          /* spool offset after the last content record */
 };
 
 /* output.c: content bytes into the queue file (nothing once the message
@@ -136,6 +148,10 @@ void cleanup_rcpt_write_extracted(struct cleanup_state *st);
 void cleanup_rcpt_write_bcc(struct cleanup_state *st);
 /* The envelope sender, rewritten for the queue file. */
 void cleanup_rcpt_rewrite_sender(struct cleanup_state *st);
+/* A recipient a milter added: rewritten and expanded like the client's,
+ * with its DSN ORCPT (or NULL) and NOTIFY mask (0: not given). */
+void cleanup_rcpt_add(struct cleanup_state *st, const char *addr, const char *dsn_orcpt,
+                      int notify);
 
 /* headers.c */
 /* Offset where the header block ends in buf[0..len) (the empty line or the
@@ -161,6 +177,49 @@ int cleanup_checks_matched(struct cleanup_state *st, const char *what, const cha
 int cleanup_checks_tempfail(struct cleanup_state *st);
 /* Start the body walker when body inspection applies. */
 void cleanup_checks_body_start(struct cleanup_state *st);
+
+/* milter.c */
+/* The milter connections that came with the client's first request. */
+void cleanup_milter_receive(struct cleanup_state *st, const int *fds, size_t n);
+/* 1 when payload is one of smtpd's milter attributes (milter=,
+ * milter_macro=, milter_hold=, milter_discard=), taken and not stored. */
+int cleanup_milter_attr(struct cleanup_state *st, const char *payload);
+/* At the end of the envelope: whether milters see this message; when
+ * they do, what cleanup writes goes to a spool until cleanup_milter_finish. */
+void cleanup_milter_start(struct cleanup_state *st);
+/* The message is complete in the spool: the milters' events, then the
+ * spool into the queue file with their changes (or their verdict). */
+void cleanup_milter_finish(struct cleanup_state *st);
+/* The milters' part of the answer to the client (reply=, milter=). */
+void cleanup_milter_answer(struct cleanup_state *st);
+void cleanup_milter_free(struct cleanup_state *st);
+/* A quarantine: hold/, with the reason logged and kept. */
+void cleanup_milter_hold(struct cleanup_state *st, const char *reason);
+/* Whether the milter now talking wants header values as they are. */
+int cleanup_milter_leadspc(const struct cleanup_state *st);
+
+/* milter_edit.c */
+struct cleanup_model;
+struct cleanup_model *cleanup_model_new(struct cleanup_state *st);
+void cleanup_model_free(struct cleanup_model *md);
+extern const struct milter_edits cleanup_model_edits;   /* ctx: the model */
+/* Headers the milters see (our own Received: is not shown): the i-th
+ * one's name into name, and its value (folded lines, no final newline). */
+size_t cleanup_model_headers(const struct cleanup_model *md);
+int cleanup_model_header(const struct cleanup_model *md, size_t i, char *name, size_t nlen,
+                         const char **value, size_t *vlen);
+/* The body (the spool's, or the last one a milter sent), LF line ends. */
+struct cleanup_body;
+struct cleanup_body *cleanup_body_open(struct cleanup_model *md);
+int cleanup_body_next(struct cleanup_body *b, const char **data, size_t *len);
+void cleanup_body_close(struct cleanup_body *b);
+/* A milter's answer is complete (its replaced body counts) or failed. */
+void cleanup_model_commit_body(struct cleanup_model *md);
+void cleanup_model_drop_body(struct cleanup_model *md);
+/* Recipients the milters deleted. */
+size_t cleanup_model_deletions(const struct cleanup_model *md);
+/* The spool into the queue stream with the changes (st->out becomes it). */
+void cleanup_model_write(struct cleanup_model *md, struct stream *queue);
 
 /* local.c */
 /* "Full Name <addr>" as a From: value: the name quoted when it is not

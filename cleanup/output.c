@@ -9,6 +9,7 @@
 #include "log.h"
 #include "queue_file.h"
 #include "record.h"
+#include "stream.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -39,4 +40,6 @@ void cleanup_out_content(struct cleanup_state *st, const char *data, size_t len)
         data += n;
         len -= n;
     }
+    if (st->milters)
+        st->content_end = stream_tell(st->out);   /* where the spool's content ends */
 }

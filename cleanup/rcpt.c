@@ -153,6 +153,15 @@ void cleanup_rcpt_write_bcc(struct cleanup_state *st)
     }
 }
 
+void cleanup_rcpt_add(struct cleanup_state *st, const char *addr, const char *dsn_orcpt,
+                      int notify)
+{
+    char qualified[ADDRESS_MAX], mask[16];
+    canonical(addr, qualified, sizeof(qualified));
+    snprintf(mask, sizeof(mask), "%d", notify);
+    add_recipient(st, qualified, addr, dsn_orcpt, notify ? mask : NULL);
+}
+
 void cleanup_rcpt_rewrite_sender(struct cleanup_state *st)
 {
     char addr[ADDRESS_MAX];

@@ -2,8 +2,6 @@
  *
  * qmgr.c       event loop, queue scans, message lifecycle (take in, finish,
  *              defer with back-off, expire, remove)
- * resolve.c    recipient -> (transport, nexthop): mydestination, error:,
- *              transport_maps, relay_domains, relayhost, default_transport
  * sched.c      transports, destinations and jobs: per-destination
  *              concurrency, round-robin between destinations, dead sites
  * transport.c  connections to delivery agents (deliver_protocol)
@@ -16,6 +14,7 @@
 #include <sys/time.h>
 
 #include "queue_file.h"
+#include "resolve.h"
 
 struct event_base;
 
@@ -48,16 +47,6 @@ void qmgr_check_finished(struct qmsg *m);
 /* A result qmgr decides without an agent (no transport, dead site, agent
  * crash, error:): logged as the agent would (relay=none), then recorded. */
 void qmgr_rcpt_fail(struct qmsg *m, size_t rcpt, const char *dsn_and_text);
-
-/* resolve.c */
-struct route {
-    char transport[64];
-    char nexthop[512];
-    char error[512];          /* error: transport's text ("" otherwise) */
-};
-void resolve_init(void);
-/* Returns 0, or -1 on a temporary lookup failure (defer the recipient). */
-int resolve_recipient(const char *addr, struct route *out);
 
 /* sched.c */
 void sched_init(struct event_base *base);

@@ -2,7 +2,8 @@
 """check-tools.py - proves that a fresh machine has every program the tests run.
 
 make check runs it before any test: each entry of scripts/tools.txt (a
-command, or a Perl module as perl:Name) must be present and must come from
+command, a Perl module as perl:Name, or a module of Debian's Python as
+python3:name) must be present and must come from
 the Debian package named beside it, and that package must be one that
 scripts/packages.txt (what deps.sh installs) lists. A program that is here only
 because someone installed it by hand fails, naming the package to add, instead
@@ -41,6 +42,11 @@ def locate(tool):
         module = tool[5:]
         rel = module.replace("::", "/") + ".pm"
         r = subprocess.run(["perl", f"-M{module}", "-e", f'print $INC{{"{rel}"}}'],
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
+    if tool.startswith("python3:"):
+        r = subprocess.run(["/usr/bin/python3", "-c",
+                            f"import {tool[8:]} as m; print(m.__file__)"],
                            capture_output=True, text=True, timeout=30)
         return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
     # PostgreSQL's server programs live in a versioned directory off PATH.

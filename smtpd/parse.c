@@ -12,6 +12,7 @@
 #include "parse.h"
 
 #include "address.h"
+#include "dsn.h"
 #include "record.h"
 #include "xtext.h"
 
@@ -269,34 +270,15 @@ void smtpd_mail_params_free(struct smtpd_mail_params *p)
     p->envid = NULL;
 }
 
-/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY. */
+/* NOTIFY=NEVER or a list of SUCCESS, FAILURE, DELAY (lib/mail/dsn.h). */
 static int notify_param(const char *value, struct smtpd_rcpt_params *out, char *why,
                         size_t whylen)
 {
-    char buf[NOTIFY_MAX];
-    int mask = 0;
-    size_t len = strlen(value);
-    if (out->notify || len >= sizeof(buf))
-        goto bad;
-    memcpy(buf, value, len + 1);
-    char *save = NULL;
-    for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
-        int bit = strcasecmp(w, "NEVER") == 0     ? DSN_NOTIFY_NEVER
-                  : strcasecmp(w, "SUCCESS") == 0 ? DSN_NOTIFY_SUCCESS
-                  : strcasecmp(w, "FAILURE") == 0 ? DSN_NOTIFY_FAILURE
-                  : strcasecmp(w, "DELAY") == 0   ? DSN_NOTIFY_DELAY
-                                                  : 0;
-        if (!bit || (mask & bit))
-            goto bad;
-        mask |= bit;
-    }
-    /* NEVER stands alone (RFC 3461 section 4.1). */
-    if (!mask || ((mask & DSN_NOTIFY_NEVER) && mask != DSN_NOTIFY_NEVER))
-        goto bad;
+    int mask = out->notify || strlen(value) >= NOTIFY_MAX ? 0 : dsn_notify_parse(value);
+    if (!mask)
+        return refuse(why, whylen, "501 5.5.4 Bad NOTIFY parameter syntax");
     out->notify = mask;
     return 0;
-bad:
-    return refuse(why, whylen, "501 5.5.4 Bad NOTIFY parameter syntax");
 }
 
 static int is_addr_type_char(char c)

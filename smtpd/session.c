@@ -11,6 +11,9 @@
  * state; the callback that ends the wait resumes processing of whatever
  * the client pipelined meanwhile.
  *
+ * smtpd_milters (milters.c) see the connection before the banner, HELO,
+ * and commands nobody knows; the session waits in ST_WAIT_MILTER for them.
+ *
  * The end of the client's input (a half-close, or a close that left
  * pipelined commands unread) only means that nothing more will come:
  * whatever came before it is answered first, as Postfix does, and the
@@ -25,6 +28,7 @@
 #include "session.h"
 #include "auth.h"
 #include "peer.h"
+#include "milters.h"
 #include "restrict.h"
 #include "smtpd.h"
 #include "starttls.h"
@@ -144,6 +148,7 @@ void smtpd_session_free(struct session *s)
         log_lost_connection(s);
     log_disconnect(s);
     smtpd_tx_reset(s);
+    smtpd_milter_end(s);
     smtpd_restrict_session_end(s);
     smtpd_auth_reset(s);
     smtpd_peer_free(s);
@@ -327,18 +332,16 @@ static void set_helo(struct session *s, const char *arg)
             *p = '?';
 }
 
-static void cmd_helo(struct session *s, const char *arg, int esmtp)
+/* The answer to HELO/EHLO. A milter's rejection is only logged here and
+ * applies from MAIL on, as in Postfix; its 421 ends the session. */
+static void helo_reply(struct session *s, const char *milter_reply)
 {
-    smtpd_count(s, esmtp ? C_EHLO : C_HELO, 0);
-    if (!*arg) {
-        smtpd_reply(s, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
-        smtpd_error_reply(s);
+    int esmtp = s->esmtp;
+    const char *refusal = smtpd_milter_verdict(s, esmtp ? "EHLO" : "HELO", milter_reply);
+    if (refusal && strncmp(refusal, "421", 3) == 0) {
+        smtpd_reply(s, "%s", refusal);
         return;
     }
-    s->ok[esmtp ? C_EHLO : C_HELO]++;
-    set_helo(s, arg);
-    s->esmtp = esmtp;
-    smtpd_tx_reset(s);
     if (!esmtp) {
         smtpd_reply(s, "250 %s", smtpd_cfg.myhostname);
         return;
@@ -364,12 +367,68 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
         smtpd_reply(s, "250%c%s", i + 1 == n ? ' ' : '-', kw[i]);
 }
 
+static void helo_checked(struct session *s, const char *reply)
+{
+    s->state = ST_COMMAND;
+    helo_reply(s, reply);
+    smtpd_session_resume(s);
+}
+
+static void cmd_helo(struct session *s, const char *arg, int esmtp)
+{
+    smtpd_count(s, esmtp ? C_EHLO : C_HELO, 0);
+    if (!*arg) {
+        smtpd_reply(s, "501 Syntax: %s hostname", esmtp ? "EHLO" : "HELO");
+        smtpd_error_reply(s);
+        return;
+    }
+    s->ok[esmtp ? C_EHLO : C_HELO]++;
+    set_helo(s, arg);
+    s->esmtp = esmtp;
+    smtpd_tx_reset(s);
+    const char *reply;
+    if (!smtpd_milter_helo(s, s->helo, helo_checked, &reply)) {
+        s->state = ST_WAIT_MILTER;   /* resumed by helo_checked */
+        return;
+    }
+    helo_reply(s, reply);
+}
+
 /* NOOP, VRFY, RSET: harmless one by one, but past smtpd_junk_command_limit
  * each counts as an error so an endless stream of them ends the session. */
 static void junk_command(struct session *s)
 {
     if (++s->junk > smtpd_cfg.junk_command_limit)
         smtpd_error_reply(s);
+}
+
+/* A command nobody knows: 502, unless a milter answers it otherwise. */
+static void unknown_reply(struct session *s, const char *milter_reply)
+{
+    const char *refusal = smtpd_milter_verdict(s, "UNKNOWN", milter_reply);
+    smtpd_reply(s, "%s", refusal ? refusal : "502 5.5.2 Error: command not recognized");
+    smtpd_error_reply(s);
+}
+
+static void unknown_checked(struct session *s, const char *reply)
+{
+    s->state = ST_COMMAND;
+    unknown_reply(s, reply);
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
+static void cmd_unknown(struct session *s, const char *verb, const char *arg)
+{
+    char line[1024];
+    const char *reply;
+    smtpd_count(s, C_UNKNOWN, 0);
+    snprintf(line, sizeof(line), "%s%s%s", verb, *arg ? " " : "", arg);
+    if (!smtpd_milter_unknown(s, line, unknown_checked, &reply)) {
+        s->state = ST_WAIT_MILTER;   /* resumed by unknown_checked */
+        return;
+    }
+    unknown_reply(s, reply);
 }
 
 static void cmd_simple(struct session *s, const char *verb, const char *arg)
@@ -396,9 +455,7 @@ static void cmd_simple(struct session *s, const char *verb, const char *arg)
         s->clean = 1;
         smtpd_session_close_after_reply(s);
     } else {
-        smtpd_count(s, C_UNKNOWN, 0);
-        smtpd_reply(s, "502 5.5.2 Error: command not recognized");
-        smtpd_error_reply(s);
+        cmd_unknown(s, verb, arg);
     }
 }
 
@@ -696,9 +753,44 @@ static void greet(struct session *s)
         smtpd_session_close_after_reply(s);
         return;
     }
-    /* In wrapper mode the banner waits in the output until the handshake
-     * is done. */
-    smtpd_reply(s, "220 %s", smtpd_cfg.banner);
+    /* In wrapper mode the banner waits for the handshake (starttls.c). */
+    if (!smtpd_cfg.wrappermode)
+        smtpd_session_greet(s);
+}
+
+/* The banner, after the milters saw the connection: Postfix's 554 for a
+ * milter's 5xx (the session goes on, and MAIL is refused), 421 and the
+ * end for its 421. */
+static void banner(struct session *s, const char *milter_reply)
+{
+    const char *refusal = smtpd_milter_verdict(s, "CONNECT", milter_reply);
+    if (refusal && refusal[0] == '5') {
+        smtpd_reply(s, "554 %s ESMTP not accepting connections", smtpd_cfg.myhostname);
+    } else if (refusal && strncmp(refusal, "421", 3) == 0) {
+        smtpd_reply(s, "421 %s Service unavailable - try again later", smtpd_cfg.myhostname);
+        smtpd_session_close_after_reply(s);
+    } else {
+        smtpd_reply(s, "220 %s", smtpd_cfg.banner);
+    }
+}
+
+static void connect_checked(struct session *s, const char *reply)
+{
+    s->state = s->resume_state;
+    banner(s, reply);
+    smtpd_session_resume(s);
+}
+
+void smtpd_session_greet(struct session *s)
+{
+    const char *reply;
+    s->greeted = 1;
+    if (!smtpd_milter_connect(s, connect_checked, &reply)) {
+        s->resume_state = s->state;
+        s->state = ST_WAIT_MILTER;   /* resumed by connect_checked */
+        return;
+    }
+    banner(s, reply);
 }
 
 void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name)

@@ -18,12 +18,14 @@ struct smtpd_tx;             /* transaction.h */
 struct smtpd_check;          /* restrict.h */
 struct smtpd_dns_cache;      /* restrict.h */
 struct smtpd_peer_lookup;    /* peer.h */
+struct smtpd_milters;        /* milters.h */
 
 enum sess_state {
     ST_WAIT_NAME,      /* before the greeting: looking up the client's names */
     ST_COMMAND,
     ST_AUTH,           /* AUTH exchange: waiting for the client's next line */
     ST_WAIT_CHECK,     /* RCPT restrictions waiting for DNS */
+    ST_WAIT_MILTER,    /* a stage waiting for the milters' answer */
     ST_WAIT_QUEUE_ID,  /* DATA received, waiting for cleanup's queue id */
     ST_DATA,
     ST_WAIT_QUEUED,    /* end of data seen, waiting for the message to be queued */
@@ -72,6 +74,7 @@ struct session {
     const char *last_cmd;                   /* for "lost connection after X" */
     int input_ended;                        /* the client sent all it will */
     int clean;                              /* ended by QUIT or between transactions */
+    int greeted;                            /* the banner (or its refusal) is decided */
     unsigned ok[C_COUNT], total[C_COUNT];
     /* TLS (starttls.c) */
     int tls;
@@ -86,6 +89,8 @@ struct session {
     struct smtpd_dns_cache *dns_cache;
     /* the mail transaction (transaction.c): from MAIL to its end, else NULL */
     struct smtpd_tx *tx;
+    /* smtpd_milters (milters.c), NULL when none */
+    struct smtpd_milters *milters;
 };
 
 /* A new session on an accepted connection. name is the client's name
@@ -113,6 +118,8 @@ void smtpd_session_process(struct session *s);
 void smtpd_session_resume(struct session *s);
 /* Forget HELO, AUTH and the transaction (STARTTLS). */
 void smtpd_session_reset_for_tls(struct session *s);
+/* The milters' connect event, then the banner. */
+void smtpd_session_greet(struct session *s);
 /* Install the session's callbacks on s->bev (new or replaced) and enable it. */
 void smtpd_session_attach_bev(struct session *s);
 

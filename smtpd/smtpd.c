@@ -9,6 +9,7 @@
  * one session on standard input and output instead (standalone.h).
  */
 #include "smtpd.h"
+#include "milters.h"
 #include "restrict.h"
 #include "session.h"
 #include "standalone.h"
@@ -301,6 +302,7 @@ int main(int argc, char **argv)
     if (!tls_ready && smtpd_cfg.wrappermode)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
     smtpd_restrict_init();
+    smtpd_milter_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     sm.last_activity = time(NULL);
     sm.accept_ev = event_new(smtpd_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

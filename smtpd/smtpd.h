@@ -22,6 +22,8 @@
  * peer.c         the client's names (peer.h): PTR, confirmed by A/AAAA,
  *                before the greeting
  * restrict.c     smtpd_*_restrictions at RCPT (restrict.h), DNS async
+ * milters.c      smtpd_milters on the event loop (milters.h): connect to
+ *                DATA, unknown commands; the connections go to cleanup
  * auth.c         the AUTH command (auth.h)
  * starttls.c     STARTTLS and wrapper mode (starttls.h)
  * storage.c      room in the queue file system (storage.h)

@@ -137,7 +137,10 @@ static void handshake_done(struct session *s)
         s->ok[C_STARTTLS]++;
     s->state = ST_COMMAND;
     smtpd_session_begin_request(s);
-    smtpd_session_process(s);
+    if (!s->greeted)
+        smtpd_session_greet(s);   /* wrapper mode: the banner comes now */
+    if (s->state == ST_COMMAND)
+        smtpd_session_process(s);
 }
 
 static void handshake_failed(struct session *s, short what)

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define SUBMIT_LOW_WATER (256 * 1024)
@@ -46,6 +47,10 @@ struct smtpd_submit {
     char queue_id[64];
     char status_text[512];
     int status;
+    char *reply;               /* the milters' SMTP reply, from cleanup */
+    char *milter[SMTPD_SUBMIT_FDS_MAX];   /* each passed connection's state */
+    size_t nmilter;
+    int milters_said;          /* the answer had milter states */
     struct rec_buf rec;
     int *freed;                /* set to 1 by smtpd_submit_close while a callback runs */
 };
@@ -76,6 +81,13 @@ static void answer_attr(struct smtpd_submit *m, char *payload)
         m->status = atoi(value);
     else if (strcmp(name, "reason") == 0)
         snprintf(m->status_text, sizeof(m->status_text), "%s", value);
+    else if (strcmp(name, "reply") == 0 && m->phase == PH_STATUS && !m->reply)
+        m->reply = strdup(value);
+    else if (strcmp(name, "milter") == 0 && m->phase == PH_STATUS &&
+             m->nmilter < SMTPD_SUBMIT_FDS_MAX && (m->milter[m->nmilter] = strdup(value)))
+        m->nmilter++;
+    if (strcmp(name, "milter") == 0)
+        m->milters_said = 1;
 }
 
 /* The end of an answer moves the stream to its next phase. */
@@ -151,12 +163,51 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* --- to cleanup --- */
 
-static struct smtpd_submit *open_cleanup(struct smtpd_submit *m)
+/* The first request, {flags, milters=N}, in one sendmsg with the N
+ * milter connections: cleanup reads it with the descriptors, and the rest
+ * of the stream (the bufferevent's) follows it. A fresh socket has room
+ * for it, so this does not wait. */
+static int send_request_with_fds(int fd, const int *fds, size_t nfds)
+{
+    struct evbuffer *req = evbuffer_new();
+    char count[16];
+    snprintf(count, sizeof(count), "%zu", nfds);
+    if (!req || evrec_put_attr(req, "flags", "0") < 0 || evrec_put_attr(req, "milters", count) < 0 ||
+        evrec_put(req, REC_END, "", 0) < 0) {
+        if (req)
+            evbuffer_free(req);
+        return -1;
+    }
+    size_t len = evbuffer_get_length(req);
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * SMTPD_SUBMIT_FDS_MAX)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = evbuffer_pullup(req, -1), .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = CMSG_SPACE(sizeof(int) * nfds)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    evbuffer_free(req);
+    return n == (ssize_t)len ? 0 : -1;
+}
+
+static struct smtpd_submit *open_cleanup(struct smtpd_submit *m, const int *fds, size_t nfds)
 {
     m->peer = "cleanup";
     int fd = ipc_connect(IPC_PRIVATE, "cleanup");
     if (fd < 0) {
         msg_warn("connect to private/cleanup: %s", strerror(errno));
+        m->phase = PH_FAILED;
+        return m;
+    }
+    if (nfds && send_request_with_fds(fd, fds, nfds) < 0) {
+        msg_warn("pass milter connections to cleanup: %s", strerror(errno));
+        close(fd);
         m->phase = PH_FAILED;
         return m;
     }
@@ -172,9 +223,11 @@ static struct smtpd_submit *open_cleanup(struct smtpd_submit *m)
     bufferevent_set_timeouts(m->bev, &tmo, &tmo);
     bufferevent_setwatermark(m->bev, EV_WRITE, SUBMIT_LOW_WATER, 0);
     bufferevent_enable(m->bev, EV_READ | EV_WRITE);
-    struct evbuffer *out = bufferevent_get_output(m->bev);
-    evrec_put_attr(out, "flags", "0");
-    evrec_put(out, REC_END, "", 0);
+    if (!nfds) {
+        struct evbuffer *out = bufferevent_get_output(m->bev);
+        evrec_put_attr(out, "flags", "0");
+        evrec_put(out, REC_END, "", 0);
+    }
     return m;
 }
 
@@ -252,14 +305,17 @@ static int postdrop_takes(int type, const char *attr, const char *value)
 
 /* --- either --- */
 
-struct smtpd_submit *smtpd_submit_open(const struct smtpd_submit_events *ev, void *ctx)
+struct smtpd_submit *smtpd_submit_open(const struct smtpd_submit_events *ev, void *ctx,
+                                       const int *fds, size_t nfds)
 {
     struct smtpd_submit *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
     m->ev = ev;
     m->ctx = ctx;
-    return smtpd_cfg.stand_alone ? open_postdrop(m) : open_cleanup(m);
+    if (nfds > SMTPD_SUBMIT_FDS_MAX)
+        nfds = SMTPD_SUBMIT_FDS_MAX;
+    return smtpd_cfg.stand_alone ? open_postdrop(m) : open_cleanup(m, fds, nfds);
 }
 
 void smtpd_submit_close(struct smtpd_submit *m)
@@ -275,6 +331,9 @@ void smtpd_submit_close(struct smtpd_submit *m)
     if (m->deadline)
         event_free(m->deadline);
     rec_buf_free(&m->rec);
+    free(m->reply);
+    for (size_t i = 0; i < m->nmilter; i++)
+        free(m->milter[i]);
     free(m);
 }
 
@@ -291,6 +350,17 @@ const char *smtpd_submit_queue_id(const struct smtpd_submit *m)
 int smtpd_submit_failed(const struct smtpd_submit *m)
 {
     return m->phase == PH_FAILED;
+}
+
+const char *smtpd_submit_reply(const struct smtpd_submit *m)
+{
+    return m->reply;
+}
+
+const char *const *smtpd_submit_milters(const struct smtpd_submit *m, size_t *n)
+{
+    *n = m->nmilter;
+    return m->milters_said ? (const char *const *)m->milter : NULL;
 }
 
 static int writable(const struct smtpd_submit *m)

@@ -15,9 +15,16 @@
  * once the message is queued: after cleanup's status 0, which it sends
  * once the queue file is safe on disk (in stand-alone mode, after
  * postdrop's exit status 0, once the maildrop file is).
+ *
+ * smtpd_milters (milters.c) see MAIL, each RCPT the restrictions accepted,
+ * and DATA before they are answered (the session waits in
+ * ST_WAIT_MILTER); with milters, DATA also waits for the queue id, which
+ * they get as the "i" macro. The connections go to cleanup with the stream,
+ * for the content, and cleanup's answer carries the milters' reply.
  */
 #include "transaction.h"
 #include "data.h"
+#include "milters.h"
 #include "parse.h"
 #include "restrict.h"
 #include "session.h"
@@ -45,6 +52,7 @@
 /* The recipient of a RCPT command while its restrictions are evaluated. */
 struct rcpt_request {
     char addr[ADDRESS_MAX];
+    char *params;               /* the ESMTP parameters as given (milters) */
     int notify;                 /* DSN_NOTIFY_* mask, 0 = not given */
     char *orcpt;                /* "type;address", decoded; NULL = not given */
 };
@@ -61,7 +69,9 @@ struct smtpd_tx {
     char *first_rcpt;
     struct smtpd_submit *submit;
     int client_logged;
+    int milter_rcpt;            /* waiting for the queue id before the milters' RCPT */
     /* DATA */
+    int milter_data;            /* waiting for the queue id before the milters' DATA */
     int go_ahead;               /* 354 sent */
     struct smtpd_data data;
     struct evbuffer *content;   /* decoded, not yet sent */
@@ -80,6 +90,7 @@ static void free_rcpt_request(struct smtpd_tx *tx)
 {
     if (tx->rcpt) {
         free(tx->rcpt->orcpt);
+        free(tx->rcpt->params);
         free(tx->rcpt);
         tx->rcpt = NULL;
     }
@@ -90,6 +101,7 @@ void smtpd_tx_reset(struct session *s)
     struct smtpd_tx *tx = s->tx;
     if (!tx)
         return;
+    smtpd_milter_abort(s);
     smtpd_restrict_cancel(s);
     smtpd_submit_close(tx->submit);
     free_rcpt_request(tx);
@@ -105,6 +117,16 @@ void smtpd_tx_reset(struct session *s)
 long long smtpd_tx_content_size(const struct session *s)
 {
     return s->tx ? s->tx->data.log_size : 0;
+}
+
+const char *smtpd_tx_sender(const struct session *s)
+{
+    return s->tx ? s->tx->sender : NULL;
+}
+
+const char *smtpd_tx_queue_id(const struct session *s)
+{
+    return s->tx && s->tx->submit ? smtpd_submit_queue_id(s->tx->submit) : NULL;
 }
 
 static const char *queue_id_or_noqueue(const struct smtpd_tx *tx)
@@ -186,6 +208,28 @@ static struct smtpd_tx *tx_new(struct session *s, const char *sender,
     return tx;
 }
 
+/* The answer to MAIL once the milters had their say. */
+static void mail_reply(struct session *s, const char *milter_reply)
+{
+    const char *refusal = smtpd_milter_verdict(s, "MAIL", milter_reply);
+    if (refusal) {
+        smtpd_reply(s, "%s", refusal);
+        smtpd_tx_reset(s);
+        smtpd_error_reply(s);
+        return;
+    }
+    s->ok[C_MAIL]++;
+    smtpd_reply(s, "250 2.1.0 Ok");
+}
+
+static void mail_checked(struct session *s, const char *reply)
+{
+    s->state = ST_COMMAND;
+    mail_reply(s, reply);
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
 void smtpd_tx_mail(struct session *s, const char *arg)
 {
     char addr[ADDRESS_MAX], why[SMTPD_REPLY_MAX];
@@ -230,8 +274,12 @@ void smtpd_tx_mail(struct session *s, const char *arg)
         smtpd_error_reply(s);
         return;
     }
-    s->ok[C_MAIL]++;
-    smtpd_reply(s, "250 2.1.0 Ok");
+    const char *reply;
+    if (!smtpd_milter_mail(s, addr, params, mail_checked, &reply)) {
+        s->state = ST_WAIT_MILTER;   /* resumed by mail_checked */
+        return;
+    }
+    mail_reply(s, reply);
 }
 
 /* --- RCPT --- */
@@ -239,8 +287,10 @@ void smtpd_tx_mail(struct session *s, const char *arg)
 /* The first recipient opens the stream and sends the envelope. */
 static int open_stream(struct smtpd_tx *tx)
 {
-    const struct session *s = tx->session;
-    struct smtpd_submit *m = smtpd_submit_open(&submit_events, tx->session);
+    struct session *s = tx->session;
+    int fds[SMTPD_SUBMIT_FDS_MAX];
+    size_t nfds = smtpd_milter_fds(s, fds, SMTPD_SUBMIT_FDS_MAX);
+    struct smtpd_submit *m = smtpd_submit_open(&submit_events, tx->session, fds, nfds);
     if (!m)
         return -1;
     tx->submit = m;
@@ -262,14 +312,14 @@ static int open_stream(struct smtpd_tx *tx)
     return 0;
 }
 
-/* The restrictions have answered for tx->rcpt. */
-static void finish_rcpt(struct smtpd_tx *tx, int code, const char *text)
+/* The milters have answered for the recipient the restrictions accepted. */
+static void accept_rcpt(struct smtpd_tx *tx, const char *milter_reply)
 {
     struct session *s = tx->session;
     struct rcpt_request *r = tx->rcpt;
-    if (code != 0) {
-        log_reject(tx, "RCPT", r->addr, text);
-        smtpd_reply(s, "%s", text);
+    const char *refusal = smtpd_milter_verdict(s, "RCPT", milter_reply);
+    if (refusal) {
+        smtpd_reply(s, "%s", refusal);
         free_rcpt_request(tx);
         smtpd_error_reply(s);
         return;
@@ -294,6 +344,49 @@ static void finish_rcpt(struct smtpd_tx *tx, int code, const char *text)
     smtpd_reply(s, "250 2.1.5 Ok");
 }
 
+static void rcpt_milter_checked(struct session *s, const char *reply)
+{
+    s->state = ST_COMMAND;
+    accept_rcpt(s->tx, reply);
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
+/* The milters' RCPT event for tx->rcpt. */
+static void rcpt_milter(struct smtpd_tx *tx)
+{
+    struct session *s = tx->session;
+    const char *reply;
+    if (!smtpd_milter_rcpt(s, tx->rcpt->addr, tx->rcpt->params, rcpt_milter_checked, &reply)) {
+        s->state = ST_WAIT_MILTER;   /* resumed by rcpt_milter_checked */
+        return;
+    }
+    accept_rcpt(tx, reply);
+}
+
+/* The restrictions have answered for tx->rcpt. Milters get the queue id
+ * ("i") from the second recipient on, as with Postfix: the stream opened
+ * at the first may still be waiting for it. */
+static void finish_rcpt(struct smtpd_tx *tx, int code, const char *text)
+{
+    struct session *s = tx->session;
+    struct rcpt_request *r = tx->rcpt;
+    if (code != 0) {
+        log_reject(tx, "RCPT", r->addr, text);
+        smtpd_reply(s, "%s", text);
+        free_rcpt_request(tx);
+        smtpd_error_reply(s);
+        return;
+    }
+    if (tx->submit && !smtpd_submit_queue_id(tx->submit) && !smtpd_submit_failed(tx->submit) &&
+        smtpd_milter_active(s)) {
+        tx->milter_rcpt = 1;
+        s->state = ST_WAIT_QUEUE_ID;   /* resumed by submit_ready */
+        return;
+    }
+    rcpt_milter(tx);
+}
+
 /* A restriction that waited for DNS has decided. */
 static void rcpt_checked(struct session *s, int code, const char *text)
 {
@@ -314,6 +407,7 @@ static int rcpt_params(struct session *s, const char *params, struct rcpt_reques
     }
     r->notify = p.notify;
     r->orcpt = p.orcpt;   /* the request owns it now */
+    r->params = strdup(params);
     return 0;
 }
 
@@ -421,6 +515,7 @@ static void go_ahead(struct session *s)
 static void begin_content(struct session *s)
 {
     struct smtpd_tx *tx = s->tx;
+    smtpd_milter_message(s, tx->submit);
     if (smtpd_submit_record(tx->submit, REC_CONTENT_START, "", 0) == 0 &&
         smtpd_submit_queue_id(tx->submit))
         add_received(tx);
@@ -428,6 +523,51 @@ static void begin_content(struct session *s)
     s->state = ST_DATA;
     if (!tx->go_ahead)
         go_ahead(s);
+}
+
+/* DATA accepted: 354 now, content once the stream is ready. */
+static void data_continue(struct session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (!smtpd_submit_ready(tx->submit)) {
+        /* The client sends while cleanup creates the file; its content
+         * waits in the input buffer until the queue id for our Received:
+         * header arrives. */
+        go_ahead(s);
+        s->state = ST_WAIT_QUEUE_ID;   /* resumed by submit_ready */
+        return;
+    }
+    begin_content(s);
+}
+
+static void data_milter_reply(struct session *s, const char *milter_reply)
+{
+    const char *refusal = smtpd_milter_verdict(s, "DATA", milter_reply);
+    if (refusal) {
+        smtpd_reply(s, "%s", refusal);
+        smtpd_tx_reset(s);
+        smtpd_error_reply(s);
+        return;
+    }
+    data_continue(s);
+}
+
+static void data_milter_checked(struct session *s, const char *reply)
+{
+    s->state = ST_COMMAND;
+    data_milter_reply(s, reply);
+    smtpd_session_resume(s);
+}
+
+/* The milters' DATA event (the queue id is known by now). */
+static void data_milter(struct session *s)
+{
+    const char *reply;
+    if (!smtpd_milter_data(s, data_milter_checked, &reply)) {
+        s->state = ST_WAIT_MILTER;   /* resumed by data_milter_checked */
+        return;
+    }
+    data_milter_reply(s, reply);
 }
 
 void smtpd_tx_data(struct session *s, const char *arg)
@@ -459,15 +599,16 @@ void smtpd_tx_data(struct session *s, const char *arg)
         smtpd_tx_reset(s);
         return;
     }
-    if (!smtpd_submit_ready(tx->submit)) {
-        /* The client sends while cleanup creates the file; its content
-         * waits in the input buffer until the queue id for our Received:
-         * header arrives. */
-        go_ahead(s);
-        s->state = ST_WAIT_QUEUE_ID;   /* resumed by submit_ready */
+    if (smtpd_milter_active(s)) {
+        if (!smtpd_submit_queue_id(tx->submit) && !smtpd_submit_failed(tx->submit)) {
+            tx->milter_data = 1;
+            s->state = ST_WAIT_QUEUE_ID;   /* resumed by submit_ready */
+            return;
+        }
+        data_milter(s);
         return;
     }
-    begin_content(s);
+    data_continue(s);
 }
 
 /* Decoded content out in whole chunks, or all of it at the end. */
@@ -507,6 +648,7 @@ static void end_of_data(struct session *s)
         smtpd_tx_reset(s);
         return;
     }
+    smtpd_milter_handed(s);
     s->state = ST_WAIT_QUEUED;   /* resumed by submit_done */
 }
 
@@ -569,10 +711,22 @@ static void submit_ready(void *ctx)
     }
     if (s->state != ST_WAIT_QUEUE_ID)
         return;
-    if ((!id || smtpd_submit_failed(tx->submit)) && !tx->go_ahead) {
+    if (tx->milter_rcpt) {
+        tx->milter_rcpt = 0;
+        s->state = ST_COMMAND;
+        rcpt_milter(tx);   /* a failed stream is reported when DATA comes */
+        if (s->state == ST_WAIT_MILTER)
+            return;
+    } else if ((!id || smtpd_submit_failed(tx->submit)) && !tx->go_ahead) {
         s->state = ST_COMMAND;
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");
         smtpd_tx_reset(s);
+    } else if (tx->milter_data) {
+        tx->milter_data = 0;
+        s->state = ST_COMMAND;
+        data_milter(s);
+        if (s->state == ST_WAIT_MILTER)
+            return;
     } else {
         begin_content(s);
     }
@@ -584,9 +738,19 @@ static void submit_done(void *ctx, int status, const char *reason)
     struct session *s = ctx;
     if (s->state != ST_WAIT_QUEUED)
         return;   /* failure before DATA: reported when DATA comes */
-    const char *id = smtpd_submit_queue_id(s->tx->submit);
+    struct smtpd_submit *sub = s->tx->submit;
+    const char *id = smtpd_submit_queue_id(sub);
+    const char *reply = smtpd_submit_reply(sub);
+    size_t nstates;
+    const char *const *states = smtpd_submit_milters(sub, &nstates);
+    smtpd_milter_returned(s, states, nstates);
     s->state = ST_COMMAND;
-    if (status == 0) {
+    if (status != 0 && reply) {
+        /* the milters' own reply, code and all (cleanup logged it) */
+        smtpd_reply(s, "%s", reply);
+        if (strncmp(reply, "421", 3) == 0)
+            smtpd_session_close_after_reply(s);
+    } else if (status == 0) {
         s->ok[C_DATA]++;
         if (id)
             smtpd_reply(s, "250 2.0.0 Ok: queued as %s", id);

@@ -20,6 +20,10 @@ int smtpd_tx_read_content(struct session *s);
 /* Bytes of the message so far as Postfix counts them, line ends as CR LF
  * (for "timeout after DATA (N bytes)" and "lost connection after ..."). */
 long long smtpd_tx_content_size(const struct session *s);
+/* The sender of the transaction (internal form), NULL when none; its queue
+ * id once cleanup named the file, else NULL (milter macros, log lines). */
+const char *smtpd_tx_sender(const struct session *s);
+const char *smtpd_tx_queue_id(const struct session *s);
 /* Abort and forget the transaction, if any (RSET, HELO, errors, end of
  * session): a message not yet queued is not queued. */
 void smtpd_tx_reset(struct session *s);

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -48,6 +49,30 @@ int dsn_notify_wants(int notify, int what)
     if (notify == 0)
         return what == DSN_NOTIFY_FAILURE || what == DSN_NOTIFY_DELAY;
     return (notify & what) != 0;
+}
+
+int dsn_notify_parse(const char *value)
+{
+    char buf[64];
+    int mask = 0;
+    if (strlen(value) >= sizeof(buf))
+        return 0;
+    snprintf(buf, sizeof(buf), "%s", value);
+    char *save = NULL;
+    for (char *w = strtok_r(buf, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+        int bit = strcasecmp(w, "NEVER") == 0     ? DSN_NOTIFY_NEVER
+                  : strcasecmp(w, "SUCCESS") == 0 ? DSN_NOTIFY_SUCCESS
+                  : strcasecmp(w, "FAILURE") == 0 ? DSN_NOTIFY_FAILURE
+                  : strcasecmp(w, "DELAY") == 0   ? DSN_NOTIFY_DELAY
+                                                  : 0;
+        if (!bit || (mask & bit))
+            return 0;
+        mask |= bit;
+    }
+    /* NEVER stands alone (RFC 3461 section 4.1). */
+    if ((mask & DSN_NOTIFY_NEVER) && mask != DSN_NOTIFY_NEVER)
+        return 0;
+    return mask;
 }
 
 /* --- appending --- */

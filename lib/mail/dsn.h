@@ -84,4 +84,8 @@ int dsn_log_rename_all(const char *old_id, const char *new_id);
  * DELAY (RFC 3461, 4.1); NEVER means nothing. */
 int dsn_notify_wants(int notify, int what);
 
+/* A NOTIFY= value (RFC 3461: NEVER alone, or SUCCESS, FAILURE, DELAY each
+ * at most once, case-insensitive) as a DSN_NOTIFY_* mask; 0 when malformed. */
+int dsn_notify_parse(const char *value);
+
 #endif

@@ -10,9 +10,14 @@
  *
  * Protocols (the blocking side uses these helpers, libevent users events.h):
  *  cleanup_protocol (private/cleanup):
- *    S->C greeting; C->S {flags} ; S->C {queue_id} or {status, reason};
- *    C->S queue records: S, A*, (O? R)*, M, C*, E   (cleanup writes the file)
- *    S->C {status=0|4|5, reason}.   A client that closes early aborts.
+ *    S->C greeting; C->S {flags} (smtpd: {flags, milters=N}, sent with N
+ *    milter connections as SCM_RIGHTS); S->C {queue_id} or {status, reason};
+ *    C->S queue records: S, A*, (O? R)*, M, C*, E   (cleanup writes the file;
+ *    smtpd's milter=, milter_macro=, milter_hold=, milter_discard= A records
+ *    before M are for the milters and not stored)
+ *    S->C {status=0|4|5, reason, [reply], [milter]*}: reply is a milter's
+ *    SMTP reply, milter how each connection passed stands.
+ *    A client that closes early aborts.
  *  deliver_protocol (private/local, private/smtp, private/relay: the
  *  service is the transport name qmgr resolved), persistent:
  *    S->C greeting; then repeatedly

@@ -244,6 +244,28 @@ static int writer_open(struct queue_writer *w)
     return writer_open_named(w);
 }
 
+int queue_spool_open(void)
+{
+    static unsigned counter;
+    char path[PATH_MAX], name[64];
+    if (queue_dir_path(path, sizeof(path), QUEUE_INCOMING) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, QUEUE_MODE_WRITING);
+    if (fd >= 0)
+        return fd;
+    snprintf(name, sizeof(name), "tmp.%ld.s%u", (long)getpid(), counter++);
+    if (queue_path(path, sizeof(path), QUEUE_INCOMING, name) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, QUEUE_MODE_WRITING);
+    if (fd >= 0)
+        unlink(path);
+    return fd;
+}
+
 struct queue_writer *queue_writer_create(const char *queue, const struct timeval *arrival)
 {
     struct queue_writer *w = calloc(1, sizeof(*w));

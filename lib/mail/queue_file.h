@@ -67,6 +67,12 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
 /* Remove the file (if it has a name) and free w. */
 void queue_writer_abort(struct queue_writer *w);
 
+/* A file without a name in incoming/ for data cleanup holds while it
+ * works on a message (the message before milters change it, a replaced
+ * body): O_TMPFILE, or a tmp.PID.N name removed at once. It counts
+ * against the queue file system, like the message. -1 with errno. */
+int queue_spool_open(void);
+
 /* --- reading (qmgr, local, bounce, postqueue) --- */
 struct queue_rcpt {
     off_t offset;        /* of the R/D type byte, for queue_file_mark_done */

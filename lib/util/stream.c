@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -164,6 +165,55 @@ static ssize_t stream_fill(struct stream *s)
         ssize_t n = read(s->fd, s->rbuf, sizeof(s->rbuf));
         if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
+        if (n > 0)
+            s->rend = (size_t)n;
+        return n;
+    }
+}
+
+/* The descriptors of one control message into fds; any beyond max are
+ * closed. */
+static void take_fds(struct msghdr *msg, int *fds, size_t max, size_t *nfds)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            if (*nfds < max)
+                fds[(*nfds)++] = fd;
+            else
+                close(fd);
+        }
+    }
+}
+
+ssize_t stream_fill_fds(struct stream *s, int *fds, size_t max, size_t *nfds)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 64)];
+        struct cmsghdr align;
+    } ctl;
+    *nfds = 0;
+    if (s->rstart != s->rend || s->seekable)
+        return -1;
+    if (s->wlen > 0 && stream_flush(s) < 0)
+        return -1;
+    s->rbase += (off_t)s->rend;
+    s->rstart = s->rend = 0;
+    for (;;) {
+        if (stream_wait(s, POLLIN) < 0)
+            return -1;
+        struct iovec iov = {.iov_base = s->rbuf, .iov_len = sizeof(s->rbuf)};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                             .msg_controllen = sizeof(ctl.buf)};
+        ssize_t n = recvmsg(s->fd, &msg, MSG_CMSG_CLOEXEC);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n >= 0)
+            take_fds(&msg, fds, max, nfds);
         if (n > 0)
             s->rend = (size_t)n;
         return n;

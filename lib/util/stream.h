@@ -24,6 +24,13 @@ void stream_abandon(struct stream *s);
 int stream_fd(const struct stream *s);
 void stream_set_timeout(struct stream *s, int timeout_secs);
 
+/* A socket whose peer may pass descriptors (SCM_RIGHTS) with its first
+ * bytes: fill the (empty) read buffer with one recvmsg(2) and take up to
+ * max descriptors into fds (*nfds of them, close-on-exec). A plain read
+ * would drop them. Returns the bytes read, 0 at EOF, -1 on error, timeout,
+ * or when the buffer is not empty. */
+ssize_t stream_fill_fds(struct stream *s, int *fds, size_t max, size_t *nfds);
+
 /* Up to len bytes; 0 at EOF, -1 on error or timeout. */
 ssize_t stream_read(struct stream *s, void *buf, size_t len);
 /* Exactly len bytes, or -1. */

@@ -9,6 +9,8 @@
  * stream_copy, the one chunking loop behind every buffered writer, is
  * checked against a recording sink (pieces kept, full chunks flushed in
  * order, a failed flush stopping the copy), and stream_write on top of it.
+ * stream_fill_fds takes descriptors passed with the first bytes of a
+ * socket (smtpd's milter connections to cleanup).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -568,6 +570,61 @@ static void test_stream_write_larger_than_its_buffer(void **state)
     assert_memory_equal(back + big, "END", 3);
     free(data);
     free(back);
+/* Send data with fds attached (SCM_RIGHTS), as smtpd does to cleanup. */
+static void send_with_fds(int sock, const char *data, const int *fds, size_t n)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 4)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {.iov_base = (void *)data, .iov_len = strlen(data)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                         .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+    assert_int_equal(sendmsg(sock, &msg, 0), (ssize_t)strlen(data));
+}
+
+static void test_fill_fds_takes_passed_descriptors(void **state)
+{
+    int sv[2], p[2], got[4];
+    size_t n;
+    char buf[32];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(pipe(p), 0);
+    send_with_fds(sv[1], "request", p, 2);
+    assert_int_equal(write(sv[1], "+rest", 5), 5);
+    struct stream *s = stream_open(sv[0], 5);
+    assert_int_equal(stream_fill_fds(s, got, 4, &n), 7);   /* up to the descriptors' bytes */
+    assert_int_equal(n, 2);
+    /* They work: what goes into the passed pipe comes out of ours. */
+    assert_int_equal(write(got[1], "x", 1), 1);
+    assert_int_equal(read(p[0], buf, 1), 1);
+    /* The stream reads on as usual, and refuses a second fill while it
+     * holds unread bytes. */
+    assert_int_equal(stream_read(s, buf, 3), 3);
+    assert_int_equal(stream_fill_fds(s, got + 2, 2, &n), -1);
+    assert_int_equal(stream_read_exact(s, buf, 9), 0);
+    assert_memory_equal(buf, "uest+rest", 9);
+    /* More descriptors than room: the rest are closed, not leaked. */
+    send_with_fds(sv[1], "again", p, 2);
+    int one;
+    assert_int_equal(stream_fill_fds(s, &one, 1, &n), 5);
+    assert_int_equal(n, 1);
+    assert_int_equal(stream_read_exact(s, buf, 5), 0);
+    close(one);
+    close(got[0]);
+    close(got[1]);
+    close(p[0]);
+    close(p[1]);
+    close(sv[1]);
+    /* A peer that passes nothing: a plain read. */
+    assert_int_equal(stream_fill_fds(s, got, 4, &n), 0);
+    assert_int_equal(n, 0);
+    stream_close(s);
 }
 
 int main(void)
@@ -596,6 +653,7 @@ int main(void)
         cmocka_unit_test(test_a_failed_flush_stops_the_copy),
         cmocka_unit_test(test_empty_copy_does_nothing),
         cmocka_unit_test(test_stream_write_larger_than_its_buffer),
+        cmocka_unit_test(test_fill_fds_takes_passed_descriptors),
     };
     return cmocka_run_group_tests_name("stream", tests, NULL, NULL);
 }

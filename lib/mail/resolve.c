@@ -1,5 +1,6 @@
 /* resolve.c - where a recipient goes: (transport, nexthop), as Postfix's
- * trivial-rewrite resolves it.
+ * trivial-rewrite resolves it (resolve.h): qmgr routes with it, smtpd's
+ * milter macros ({rcpt_host}, {rcpt_mailer}, ...) show it.
  *
  * Order: transport_maps (full address, then the domain, then each parent
  * ".domain", then "*"), then the domain class: mydestination -> local
@@ -12,7 +13,7 @@
  * relay and default transports), else the recipient domain. "error:text"
  * bounces and "retry:text" defers without delivery.
  */
-#include "qmgr.h"
+#include "resolve.h"
 
 #include "address.h"
 #include "config.h"

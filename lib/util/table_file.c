@@ -345,18 +345,6 @@ long table_file_read(const char *source, enum table_syntax syntax, table_dump_fn
     return count;
 }
 
-static int fsync_parent(const char *path)
-{
-    char copy[PATH_MAX];
-    int fd, rc;
-
-    snprintf(copy, sizeof(copy), "%s", path);
-    if ((fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
-}
 
 /* Permissions and owner of the new file, from the source. */
 static int set_attributes(int fd, const struct stat *src, int default_mode)

@@ -570,6 +570,8 @@ static void test_stream_write_larger_than_its_buffer(void **state)
     assert_memory_equal(back + big, "END", 3);
     free(data);
     free(back);
+}
+
 /* Send data with fds attached (SCM_RIGHTS), as smtpd does to cleanup. */
 static void send_with_fds(int sock, const char *data, const int *fds, size_t n)
 {

@@ -9,6 +9,7 @@
  * one session on standard input and output instead (standalone.h).
  */
 #include "smtpd.h"
+#include "auth.h"
 #include "restrict.h"
 #include "session.h"
 #include "standalone.h"
@@ -243,13 +244,14 @@ static void read_settings(void)
     smtpd_cfg.stand_alone = service_stand_alone();
     if (smtpd_cfg.stand_alone)
         stand_alone_settings();
+    smtpd_auth_settings();
     /* Called twice (as root, then after the chroot): the first opening's
      * tables go, or they leak. */
     lookup_list_close(smtpd_cfg.sasl_password_maps);
     smtpd_cfg.sasl_password_maps = NULL;
     lookup_list_close(smtpd_cfg.sender_login_maps);
     smtpd_cfg.sender_login_maps = NULL;
-    if (smtpd_cfg.sasl_enable) {
+    if (smtpd_cfg.sasl_enable && smtpd_cfg.sasl_type == SMTPD_SASL_TABLE) {
         smtpd_cfg.sasl_password_maps = open_maps(PARAM_smtpd_sasl_password_maps);
         if (!smtpd_cfg.sasl_password_maps)
             msg_warn("smtpd_sasl_auth_enable = yes without smtpd_sasl_password_maps: "
@@ -292,6 +294,7 @@ int main(int argc, char **argv)
     if (!tls_ready && smtpd_cfg.wrappermode)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
     smtpd_restrict_init();
+    smtpd_auth_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     sm.last_activity = time(NULL);
     sm.accept_ev = event_new(smtpd_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

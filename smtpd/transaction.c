@@ -363,7 +363,8 @@ void smtpd_tx_rcpt(struct session *s, const char *arg)
 
 /* --- DATA --- */
 
-/* Received: in Postfix's layout, with the TLS line when TLS is on. */
+/* Received: in Postfix's layout, with the TLS lines when TLS is on and the
+ * user when smtpd_sasl_authenticated_header says so. */
 static void add_received(struct smtpd_tx *tx)
 {
     const struct session *s = tx->session;
@@ -375,6 +376,9 @@ static void add_received(struct smtpd_tx *tx)
     if (s->tls)
         evbuffer_add_printf(b, "\t(using %s)\n\t(No client certificate requested)\n",
                             s->tls_info);
+    /* The user name is printable (auth.c checked it on the way in). */
+    if (s->sasl_user && smtpd_cfg.sasl_auth_header)
+        evbuffer_add_printf(b, "\t(Authenticated sender: %s)\n", s->sasl_user);
     evbuffer_add_printf(b, "\tby %s (%s) with %s id %s", smtpd_cfg.myhostname,
                         smtpd_cfg.mail_name, protocol_name(tx),
                         smtpd_submit_queue_id(tx->submit));

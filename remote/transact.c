@@ -40,6 +40,8 @@ struct transaction {
     size_t next_send;           /* next RCPT to send without pipelining */
     size_t next_reply;          /* next RCPT reply to match */
     size_t naccepted;
+    size_t next_final;          /* LMTP: where to look for the next accepted one */
+    size_t finals_left;         /* LMTP: replies to the final dot still to come */
     int mail_ok, mail_failed;
     int any_reply;              /* the server answered something */
     /* content */
@@ -149,6 +151,35 @@ static void dot_reply(void *owner, const struct smtp_reply *r)
     transaction_end(t, 1, 0);
 }
 
+/* LMTP: the next recipient that RCPT accepted, in RCPT order. */
+static struct rcpt *next_accepted(struct transaction *t)
+{
+    while (t->next_final < t->ntodo) {
+        struct rcpt *r = todo_rcpt(t, t->next_final++);
+        if (r->accepted)
+            return r;
+    }
+    return NULL;
+}
+
+/* LMTP (RFC 2033): one reply to the final dot per accepted recipient, in
+ * RCPT order; each decides its own recipient. */
+static void lmtp_dot_reply(void *owner, const struct smtp_reply *r)
+{
+    struct transaction *t = owner;
+    struct rcpt *rc = next_accepted(t);
+    char said[DELIVERY_TEXT_MAX];
+
+    if (r->code / 100 == 2)
+        delivery_text_clean(said, sizeof(said), r->text);
+    else
+        session_said(t->s, r, "end of DATA", said, sizeof(said));
+    if (rc != NULL)
+        rcpt_set(rc, r->dsn, session_relay(t->s), "%s", said);
+    if (--t->finals_left == 0)
+        transaction_end(t, 1, 0);
+}
+
 static void put_generic(void *ctx, const char *p, size_t len)
 {
     struct transaction *t = ctx;
@@ -176,8 +207,15 @@ static void content_done(struct transaction *t)
     mail_copy_filter_end(&t->out);
     evbuffer_add(out, ".\r\n", 3);
     session_on_drain(t->s, NULL, 0);
-    session_expect(t->s, dot_reply, remote_cfg.data_done_timeout, "end of DATA",
-                   "sending end of data -- message may be sent more than once");
+    if (!remote_cfg.lmtp) {
+        session_expect(t->s, dot_reply, remote_cfg.data_done_timeout, "end of DATA",
+                       "sending end of data -- message may be sent more than once");
+        return;
+    }
+    t->finals_left = t->naccepted;
+    for (size_t i = 0; i < t->naccepted; i++)
+        session_expect(t->s, lmtp_dot_reply, remote_cfg.data_done_timeout, "end of DATA",
+                       "sending end of data -- message may be sent more than once");
 }
 
 /* Top the output up from the queue file; called again as it drains. */

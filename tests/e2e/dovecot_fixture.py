@@ -51,6 +51,8 @@ class Dovecot:
         self.auth_port, self.lmtp_port = free_port(), free_port()
         self.uid, self.gid = mail_ids()
         self.proc = None
+        # The mail uid must reach its Maildirs under the mkdtemp directory.
+        os.chmod(self.root, 0o755)
         self.mail.mkdir()
         os.chown(self.mail, self.uid, self.gid)
         self.write_passwd()

@@ -1,6 +1,7 @@
 """smtpd AUTH through Dovecot (smtpd_sasl_type = dovecot) against the test
-session's private Dovecot (dovecot_fixture.py), on a submission service as
-Postfix's master.cf has it: STARTTLS required, AUTH only under TLS.
+session's private Dovecot (dovecot_fixture.py), on the submission service
+of conf/master.cf uncommented (as Postfix's: STARTTLS required, AUTH only
+under TLS).
 
 Right and wrong passwords with PLAIN, LOGIN and CRAM-MD5 (a multi-step
 mechanism passed through), Postfix's replies and log lines, the user in
@@ -21,7 +22,7 @@ import threading
 import time
 
 from postern_instance import HELO, QUEUED_RE, crlf, simple_message, wait_until
-from smtpd_fixture import TLSRaw, make_cert, plain_response
+from smtpd_fixture import TLSRaw, make_cert, plain_response, shipped_master_cf
 
 ALICE, ALICE_PW = "alice@example.com", "alice-pw"
 BOB, BOB_PW = "bob@example.com", "bob-pw"
@@ -32,37 +33,16 @@ def b64(text):
     return base64.b64encode(text.encode()).decode()
 
 
-def submission_master_cf(inst, sub_port, extra=()):
-    """The default services, and submission as conf/master.cf has it
-    (commented there) on sub_port."""
-    lines = [f"127.0.0.1:{inst.port} inet n - n - - smtpd",
-             f"127.0.0.1:{sub_port} inet n - n - - smtpd",
-             "  -o syslog_name=postern/submission",
-             "  -o smtpd_tls_security_level=encrypt",
-             "  -o smtpd_sasl_auth_enable=yes",
-             "  -o smtpd_tls_auth_only=yes",
-             "  -o smtpd_client_restrictions=",
-             "  -o smtpd_helo_restrictions=",
-             "  -o smtpd_relay_restrictions=",
-             "  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject",
-             *extra,
-             "cleanup unix - - n - 0 cleanup",
-             "qmgr fifo n - n 300 1 qmgr",
-             "local unix - n n - - local",
-             "smtp unix - - n - - remote",
-             "bounce unix - - n - 0 bounce"]
-    return "\n".join(lines) + "\n"
-
-
 def dovecot_instance(make_instance, dovecot, path=None, extra_main=(), extra_master=()):
-    """An instance whose submission service authenticates through dovecot;
-    returns (instance, submission port). path: smtpd_sasl_path (default:
+    """An instance with conf/master.cf's submission service enabled (plus
+    extra_master -o lines), authenticating through dovecot; returns
+    (instance, submission port). path: smtpd_sasl_path (default:
     private/dovecot-auth, a link in the queue to Dovecot's socket)."""
     from postern_instance import free_port
     inst = make_instance(start=False)
     sub_port = free_port()
     cert, key = make_cert(inst.root)
-    inst.write_master_cf(submission_master_cf(inst, sub_port, extra_master))
+    inst.write_master_cf(shipped_master_cf(inst.port, sub_port, extra_sub=extra_master))
     inst.write_main_cf([f"smtpd_tls_cert_file = {cert}", f"smtpd_tls_key_file = {key}",
                         "smtpd_tls_security_level = may", "smtpd_sasl_type = dovecot",
                         f"smtpd_sasl_path = {path or 'private/dovecot-auth'}",
@@ -91,7 +71,7 @@ def test_plain_and_login_through_dovecot_on_submission(make_instance, dovecot):
         make_instance, dovecot,
         extra_main=["smtpd_sasl_authenticated_header = yes",
                     f"smtpd_sender_login_maps = inline:{{ {ALICE}={ALICE}, {BOB}={BOB} }}"],
-        extra_master=["  -o smtpd_sender_restrictions=reject_sender_login_mismatch"])
+        extra_master=["-o smtpd_sender_restrictions=reject_sender_login_mismatch"])
     # No AUTH before STARTTLS (smtpd_tls_auth_only = yes).
     with TLSRaw(sub) as c:
         assert c.read_reply()[0] == 220
@@ -155,7 +135,7 @@ def cram_md5_response(challenge_b64, user, password):
 def test_cram_md5_passes_through_and_security_options_filter(make_instance, dovecot):
     inst, sub = dovecot_instance(
         make_instance, dovecot,
-        extra_master=["  -o smtpd_sasl_tls_security_options=noanonymous,noplaintext"])
+        extra_master=["-o smtpd_sasl_tls_security_options=noanonymous,noplaintext"])
     with tls_session(sub) as c:
         assert "AUTH CRAM-MD5" in c.ehlo, c.ehlo
         assert c.cmd("AUTH PLAIN " + plain_response(ALICE, ALICE_PW)) == (

@@ -106,6 +106,7 @@ static struct job *job_new(struct client *c)
     j->client = c;
     j->msg.fd = -1;
     j->msg.eightbit = -1;
+    j->msg.header_eightbit = -1;
     return j;
 }
 
@@ -325,6 +326,7 @@ static int job_open_queue_file(struct job *j)
     j->msg.sender = j->req.sender;
     j->msg.dsn_envid = j->req.dsn_envid;
     j->msg.dsn_ret = j->req.dsn_ret;
+    j->msg.smtputf8 = queue_envelope_attr(&env, ATTR_SMTPUTF8) != NULL;
     j->msg.content_size = env.content_size;
     j->msg.content_offset = (long long)env.content_offset;
     queue_envelope_free(&env);

@@ -74,7 +74,7 @@ struct smtp_reply {
     int nlines;
 };
 struct smtp_features {
-    int esmtp, pipelining, eightbitmime, starttls, dsn;
+    int esmtp, pipelining, eightbitmime, starttls, dsn, smtputf8;
     long long size_limit;        /* -1 no SIZE; 0 no limit given */
 };
 #define REPLY_BAD (-1)
@@ -208,6 +208,8 @@ struct message {
     long long content_size;
     long long content_offset;
     int eightbit;                /* -1 unknown, 0 no 8-bit bytes, 1 some */
+    int smtputf8;                /* the client asked for SMTPUTF8 */
+    int header_eightbit;         /* -1 unknown, 0 ASCII headers, 1 UTF-8 in them */
 };
 
 /* The transaction is over and the session handed back (to the cache

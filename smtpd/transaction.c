@@ -256,6 +256,9 @@ static int open_stream(struct smtpd_tx *tx)
         smtpd_submit_attr(m, ATTR_DSN_RET, tx->dsn_ret);
     if (tx->dsn_envid)
         smtpd_submit_attr(m, ATTR_DSN_ENVID, tx->dsn_envid);
+    /* remote passes SMTPUTF8 on, or returns what needs it (5.6.7). */
+    if (tx->smtputf8)
+        smtpd_submit_attr(m, ATTR_SMTPUTF8, "1");
     return 0;
 }
 

@@ -35,10 +35,10 @@ int local_deliver_recipient(const struct deliver_message *m, struct deliver_rcpt
  * a mailbox, 4.3.0 for a configuration problem). */
 int local_mailbox_path(const char *rcpt, char *path, size_t len, struct delivery_status *st);
 
-/* System mode (resolve.c): rcpt, internal form; orig the original
- * recipient or NULL. Returns 1 when the outcome was logged per target. */
-int local_deliver_system(const struct deliver_message *m, const char *rcpt, const char *orig,
-                         struct delivery_status *st);
+/* System mode (resolve.c): r's address (internal form) and original
+ * recipient, its status set. Returns 1 when the outcome was logged per
+ * target (or by the mailbox_transport's agent). */
+int local_deliver_system(const struct deliver_message *m, struct deliver_rcpt *r);
 
 /* --- privs.c --- */
 struct local_user {

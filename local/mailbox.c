@@ -2,7 +2,8 @@
  * where mail goes in instance mode.
  *
  * Instance mode (DESIGN.md): every recipient is a Maildir at
- * mail_spool_directory/LOCALPART/, written as the instance user; a local
+ * mail_spool_directory/LOCALPART/, written as the instance user (or, with
+ * mailbox_transport, handed to that transport's agent); a local
  * part becomes a path component, so it is checked before use: it can never
  * name anything outside the spool directory. System mode (master started
  * by root for another mail_owner) goes to resolve.c: aliases, .forward,
@@ -16,6 +17,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "deliver_pass.h"
 #include "service.h"
 
 /* Cut "user+ext" to "user" at the first recipient_delimiter character. A
@@ -81,7 +83,11 @@ int local_deliver_recipient(const struct deliver_message *m, struct deliver_rcpt
     char dir[PATH_MAX];
 
     if (!service_instance_mode())
-        return local_deliver_system(m, r->address, r->orig, &r->status);
+        return local_deliver_system(m, r);
+    /* mailbox_transport: another agent (lmtp to Dovecot) has the mailbox;
+     * it logs the delivery. */
+    if (*var.mailbox_transport)
+        return deliver_pass(var.mailbox_transport, m->req, r, r->address, &r->status);
     if (local_mailbox_path(r->address, dir, sizeof(dir), &r->status) < 0)
         return 0;
     maildir_deliver(dir, m, &t, var.mailbox_size_limit, PARAM_mailbox_size_limit, &r->status);

@@ -4,7 +4,9 @@
  * Mail for NAME goes to the alias NAME (alias_maps; "user+ext" is tried
  * before "user"), else to the destinations in ~NAME/.forward (forward_path),
  * else to NAME's mailbox (mailbox_command, home_mailbox, or
- * mail_spool_directory), else it bounces as an unknown user. An alias or
+ * mail_spool_directory), else it bounces as an unknown user. With
+ * mailbox_transport every local name that no alias or .forward took goes
+ * to that transport's agent instead, passwd entry or not. An alias or
  * .forward lists addresses (delivered recursively, or re-submitted when not
  * local), "|command", "/file" and ":include:/file" entries; "\name" means
  * NAME's mailbox without further aliasing.
@@ -45,6 +47,7 @@
 
 #include "address.h"
 #include "config.h"
+#include "deliver_pass.h"
 #include "log.h"
 #include "lookup.h"
 #include "match.h"
@@ -66,6 +69,7 @@ struct frame {
 /* One recipient's expansion. */
 struct expansion {
     const struct deliver_message *m;
+    const struct deliver_rcpt *rcpt_req;   /* the request's recipient (deliver_pass) */
     const char *rcpt;              /* the recipient: Delivered-To */
     const char *orig;              /* as given to us: X-Original-To, orig_to= */
     struct frame stack[DEPTH_MAX];
@@ -851,6 +855,27 @@ static int spool_maildir(const char *spool, const struct local_user *u, char *di
     return 0;
 }
 
+/* mailbox_transport: the mailbox is another agent's (lmtp to Dovecot),
+ * for every local user, with or without a passwd entry; that agent logs
+ * the delivery, so only the status is taken over here. */
+static void pass_mailbox(struct expansion *x, const char *address)
+{
+    struct delivery_status st;
+    const struct deliver_rcpt *r = x->rcpt_req;
+
+    if (!first_time(x, address, "transport", address))
+        return;
+    if (!deliver_pass(var.mailbox_transport, x->m->req, r, address, &st)) {
+        target_done(x, address, &st);
+        return;
+    }
+    x->logged = 1;
+    if (rank_of(st.dsn) > x->rank) {
+        x->result = st;
+        x->rank = rank_of(st.dsn);
+    }
+}
+
 static void deliver_mailbox(struct expansion *x, const struct context *ctx,
                             const char *address, const struct local_user *u)
 {
@@ -904,6 +929,13 @@ static void deliver_user(struct expansion *x, const struct context *ctx, const c
         target_fail(x, address, "4.3.0", "cannot look up user %s", bare);
         return;
     }
+    if (*var.mailbox_transport) {
+        if (r == 1 && !literal && strchr(u.name, '/') == NULL
+            && deliver_dotforward(x, ctx, address, name, &u))
+            return;
+        pass_mailbox(x, address);
+        return;
+    }
     if (r == 0 || strchr(u.name, '/') != NULL) {
         target_fail(x, address, "5.1.1", "unknown user: \"%s\"", bare);
         return;
@@ -940,9 +972,10 @@ static void deliver_address(struct expansion *x, const struct context *ctx,
     deliver_user(x, ctx, address, name, literal);
 }
 
-int local_deliver_system(const struct deliver_message *m, const char *rcpt, const char *orig,
-                         struct delivery_status *st)
+int local_deliver_system(const struct deliver_message *m, struct deliver_rcpt *r)
 {
+    const char *rcpt = r->address, *orig = r->orig;
+    struct delivery_status *st = &r->status;
     struct expansion *x = calloc(1, sizeof(*x));
     struct context top;
     size_t i;
@@ -951,6 +984,7 @@ int local_deliver_system(const struct deliver_message *m, const char *rcpt, cons
     if (x == NULL)
         msg_fatal("out of memory");
     x->m = m;
+    x->rcpt_req = r;
     x->rcpt = rcpt;
     x->orig = orig != NULL ? orig : rcpt;
     memset(&top, 0, sizeof(top));

@@ -47,6 +47,7 @@ static int deliver_from_queue_file(struct deliver_request *req, const char *rela
     if ((queue = stream_open(fd, 0)) == NULL)
         msg_fatal("out of memory for a queue file stream");
     struct deliver_message m = {
+        .req = req,
         .queue_id = req->queue_id,
         .sender = req->sender,
         .queue = queue,

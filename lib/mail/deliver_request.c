@@ -209,6 +209,7 @@ int deliver_request_parse(struct deliver_request *req, struct attr_list *attrs,
     req->nexthop = attr_get(&req->attrs, "nexthop");
     req->dsn_envid = attr_get(&req->attrs, ATTR_DSN_ENVID);
     req->dsn_ret = attr_get(&req->attrs, ATTR_DSN_RET);
+    req->delegated = attr_get(&req->attrs, "delegated") != NULL;
     if (parse_recipients(req) < 0)
         return -1;
     req->bad = check_request(req);
@@ -252,12 +253,16 @@ void deliver_request_set_pending(struct deliver_request *req, const char *dsn, c
 /* --- the queue file ------------------------------------------------------ */
 
 /* Whether the queue file holds r, not yet done, at r's offset: a stale or
- * forged offset must never get anything delivered. */
-static int rcpt_in_envelope(const struct queue_envelope *env, const struct deliver_rcpt *r)
+ * forged offset must never get anything delivered. A delegated request
+ * (deliver_pass.h) names where the recipient at that offset resolved to,
+ * so its address is not the file's. */
+static int rcpt_in_envelope(const struct queue_envelope *env, const struct deliver_rcpt *r,
+                            int delegated)
 {
     for (size_t i = 0; i < env->nrcpt; i++)
         if ((long long)env->rcpt[i].offset == r->offset)
-            return !env->rcpt[i].done && strcmp(env->rcpt[i].address, r->address) == 0;
+            return !env->rcpt[i].done
+                   && (delegated || strcmp(env->rcpt[i].address, r->address) == 0);
     return 0;
 }
 
@@ -265,7 +270,7 @@ static void check_against(struct deliver_request *req, const struct queue_envelo
 {
     for (size_t i = 0; i < req->nrcpt; i++) {
         struct deliver_rcpt *r = &req->rcpt[i];
-        if (r->status.dsn[0] != 0 || rcpt_in_envelope(env, r))
+        if (r->status.dsn[0] != 0 || rcpt_in_envelope(env, r, req->delegated))
             continue;
         msg_warn("%s: recipient <%s> at offset %lld is not in the queue file", req->queue_id,
                  r->address, r->offset);

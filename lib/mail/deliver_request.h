@@ -1,6 +1,6 @@
 /* deliver_request.h - the agent's side of deliver_protocol (ipc.h), one
  * parser and one set of checks for every delivery agent: local, virtual
- * and remote now, lmtp and pipe to come.
+ * and remote (smtp and lmtp) now, pipe to come.
  *
  * A request is read as an attribute list (attr_list_read, or attr_list_add
  * record by record for an event-driven agent) and turned into a
@@ -19,7 +19,9 @@
  *                rcpt_dsn_notify decimal with only DSN_NOTIFY_* bits
  * Before anything is delivered the queue file is opened and each recipient
  * looked up in it (deliver_request_open): a recipient whose offset does not
- * hold that address, still undone, gets 4.3.0 and nothing is written.
+ * hold that address, still undone, gets 4.3.0 and nothing is written (a
+ * delegated request, from another agent's deliver_pass, is checked for
+ * the offset and "not done" only).
  *
  * The reply is one rcpt_status "OFFSET D.S.N text" per recipient, in
  * request order (deliver_request_reply on a stream, _reply_ev on an
@@ -60,6 +62,7 @@ struct deliver_request {
                                     * (else the queue file's arrival), agent
                                     * start and conn_done = when it came */
     int have_arrival, have_active;
+    int delegated;                 /* from another agent (deliver_pass.h) */
     const char *bad;               /* why it is a bad request, or NULL */
     size_t nrcpt;
     struct deliver_rcpt *rcpt;
@@ -68,6 +71,7 @@ struct deliver_request {
 /* The message a request names, once its queue file is open: what the
  * copy (mail_copy.h) and the agents' own code read. */
 struct deliver_message {
+    const struct deliver_request *req;   /* the whole request (deliver_pass) */
     const char *queue_id;
     const char *sender;            /* internal form, "" for <> */
     struct stream *queue;          /* the open queue file */

@@ -130,3 +130,26 @@ def test_dovecot_down_defers_then_delivers_once(make_instance, dovecot):
     inst.wait_log(rf"^{qid}: removed$", program="qmgr")
     assert sum(b"X-Test-Id: lmtp-down" in p.read_bytes()
                for p in dovecot.messages("alice@example.com")) == 1, msgs
+
+
+def test_mailbox_transport(make_instance, dovecot):
+    """local hands mailbox delivery to lmtp (mailbox_transport), which
+    logs it; an address Dovecot does not know bounces with its 5.1.1."""
+    inst = lmtp_instance(make_instance, dovecot, extra=[
+        "mydestination = localhost, $myhostname, example.com",
+        "virtual_mailbox_domains =",
+        "mailbox_transport = lmtp:unix:private/dovecot-lmtp"])
+    n = len(dovecot.messages("bob@example.com"))
+    qid = inst.send(simple_message(subject="mailbox transport", test_id="mbxt"), sender=SENDER,
+                    rcpts=["bob@example.com", "nobody@example.com"])
+    msgs = dovecot.wait_messages("bob@example.com", n + 1)
+    assert b"X-Test-Id: mbxt" in msgs[-1].read_bytes()
+    line = wait_until(lambda: status_of(inst, qid, "bob@example.com"), 30, what="bob's status")
+    assert re.search(rf"relay={re.escape(HOSTNAME)}\[private/dovecot-lmtp\], .*dsn=2\.0\.0, "
+                     r"status=sent \(250 2\.0\.0 <bob@example\.com> ", line), line
+    line = wait_until(lambda: status_of(inst, qid, "nobody@example.com"), 30, what="status")
+    assert "dsn=5.1.1, status=bounced" in line, line
+    inst.wait_log(rf"^{qid}: removed$", program="qmgr")
+    # local left the logging to lmtp, and wrote no Maildir of its own.
+    assert not inst.find_log(rf"^{qid}: to=<bob@example\.com>, relay=local", program="local")
+    assert not inst.delivered("bob")

@@ -462,6 +462,46 @@ static void test_open_checks_every_recipient(void **state)
     deliver_request_free(&req);
 }
 
+/* A delegated request (another agent's deliver_pass) names where the
+ * recipient resolved to: its offset must hold a recipient not yet done,
+ * whatever the address. */
+static void test_open_delegated_checks_the_offset(void **state)
+{
+    (void)state;
+    const char *rcpts[] = {"root@example.com", "carol@example.com", "dave@example.com"};
+    const char *content[] = {"Subject: hi\n\nbody\n"};
+    off_t off[3];
+    char id[QUEUE_ID_SIZE], path[PATH_MAX], r0[64], r1[64], r2[64];
+    struct queue_envelope env;
+
+    unit_write_message(1700000000, "s@x", rcpts, 3, content, 1, off, id);
+    assert_int_equal(queue_path(path, sizeof(path), QUEUE_INCOMING, id), 0);
+    int mark = open(path, O_RDWR);
+    assert_true(mark >= 0);
+    assert_int_equal(queue_file_mark_done(mark, off[2]), 0);
+    close(mark);
+    snprintf(r0, sizeof(r0), "%lld alice@example.com", (long long)off[0]);   /* expanded */
+    snprintf(r1, sizeof(r1), "%lld carol@example.com", (long long)off[1] + 1);  /* stale */
+    snprintf(r2, sizeof(r2), "%lld dave@example.com", (long long)off[2]);    /* done */
+    for (int delegated = 0; delegated < 2; delegated++) {
+        struct attr_list l = attrs_of("queue_name", "incoming", "queue_id", id, "sender", "s@x",
+                                      "rcpt", r0, "rcpt", r1, "rcpt", r2,
+                                      delegated ? "delegated" : (const char *)NULL, "1",
+                                      (const char *)NULL);
+        struct deliver_request req;
+        assert_int_equal(deliver_request_parse(&req, &l, &received), 0);
+        assert_int_equal(req.delegated, delegated);
+        int fd = deliver_request_open(&req, &env);
+        assert_true(fd >= 0);
+        assert_string_equal(req.rcpt[0].status.dsn, delegated ? "" : "4.3.0");
+        assert_string_equal(req.rcpt[1].status.dsn, "4.3.0");
+        assert_string_equal(req.rcpt[2].status.dsn, "4.3.0");
+        close(fd);
+        queue_envelope_free(&env);
+        deliver_request_free(&req);
+    }
+}
+
 static void test_open_missing_or_broken_file(void **state)
 {
     (void)state;
@@ -531,6 +571,7 @@ int main(void)
         T(test_reply_on_an_evbuffer),
         T(test_set_pending_keeps_decided),
         T(test_open_checks_every_recipient),
+        T(test_open_delegated_checks_the_offset),
         T(test_open_missing_or_broken_file),
         T(test_log_names_relay_and_original),
     };

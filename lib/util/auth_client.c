@@ -26,6 +26,7 @@
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -698,6 +699,10 @@ static void conn_start(struct auth_client *c)
         return;
     }
     c->fd = fd;
+    /* Small requests from many sessions at once: Nagle would hold them
+     * back until the server acknowledges the previous ones. */
+    if (c->ep.addr.ss_family != AF_UNIX)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
     arm(c->handshake_timer, (double)c->timeout);
     if (connect(fd, (struct sockaddr *)&c->ep.addr, c->ep.addrlen) == 0) {
         conn_connected(c);

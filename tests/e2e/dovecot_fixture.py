@@ -18,6 +18,7 @@ configuration, sockets and mail.
 
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
@@ -169,7 +170,7 @@ service lmtp {{
 
     def cleanup(self):
         self.stop()
-        subprocess.run(["rm", "-rf", str(self.root)], check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def log_tail(self, n=40):
         try:

@@ -77,7 +77,8 @@ class FakeAuth:
 def hostile_instance(make_instance, fake):
     return make_instance(extra_main=[
         "smtpd_sasl_auth_enable = yes", "smtpd_tls_auth_only = no",
-        "smtpd_sasl_type = dovecot", f"smtpd_sasl_path = inet:127.0.0.1:{fake.port}"])
+        "smtpd_sasl_type = dovecot", f"smtpd_sasl_path = inet:127.0.0.1:{fake.port}",
+        "broken_sasl_auth_clients = yes"])
 
 
 def auth_once(inst, timeout=30):
@@ -98,8 +99,9 @@ def test_hostile_auth_service(make_instance):
         inst = hostile_instance(make_instance, fake)
         reply, _, ehlo = auth_once(inst)
         assert reply == (235, ["2.7.0 Authentication successful"])
-        # ANONYMOUS is filtered out (smtpd_sasl_security_options = noanonymous).
-        assert "AUTH PLAIN LOGIN" in ehlo, ehlo
+        # ANONYMOUS is filtered out (smtpd_sasl_security_options = noanonymous);
+        # broken_sasl_auth_clients adds the old AUTH= form.
+        assert "AUTH PLAIN LOGIN" in ehlo and "AUTH=PLAIN LOGIN" in ehlo, ehlo
         smtpd = inst.pids("smtpd")
         for mode, warning in (
                 ("garbage", r"Dovecot auth server 'inet:127\.0\.0\.1:\d+': NUL byte; closing"),

@@ -60,6 +60,7 @@ struct service {
     struct listen_spec spec;
     char *name;              /* master.cf service name, for -n */
     char *command;           /* for messages */
+    char *argv0;             /* the name it runs under ("lmtp" for remote), or NULL */
     char *exe;               /* daemon_directory/command */
     char **args;             /* master.cf arguments, NULL-terminated */
     size_t nargs;

@@ -76,7 +76,7 @@ static char **build_argv(const struct service *s)
     if (!argv)
         return NULL;
     size_t n = 0;
-    argv[n++] = s->command;
+    argv[n++] = s->argv0 ? s->argv0 : s->command;
     argv[n++] = "-c";
     argv[n++] = master.params.config_dir;
     argv[n++] = "-n";

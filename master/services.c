@@ -23,6 +23,7 @@ static void service_free(struct service *s)
     listen_spec_free(&s->spec);
     free(s->name);
     free(s->command);
+    free(s->argv0);
     free(s->exe);
     if (s->args)
         for (size_t i = 0; i < s->nargs; i++)
@@ -55,8 +56,8 @@ static int copy_args(struct service *s, const struct mastercf_entry *e)
 
 /* A service for entry e listening on spec, whose strings it takes over.
  * NULL when out of memory (spec is then freed). Caller owns the result. */
-static struct service *service_new(const struct mastercf_entry *e, struct listen_spec *spec,
-                                   const struct master_params *p)
+static struct service *service_new(const struct mastercf_entry *e, const char *argv0,
+                                   struct listen_spec *spec, const struct master_params *p)
 {
     struct service *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -68,6 +69,10 @@ static struct service *service_new(const struct mastercf_entry *e, struct listen
     s->listen_fd = -1;
     s->name = strdup(e->name);
     s->command = strdup(e->command);
+    if (argv0 && !(s->argv0 = strdup(argv0))) {
+        service_free(s);
+        return NULL;
+    }
     if (asprintf(&s->exe, "%s/%s", p->daemon_dir, e->command) < 0)
         s->exe = NULL;
     if (!s->name || !s->command || !s->exe || copy_args(s, e) < 0) {
@@ -146,7 +151,8 @@ static int program_args_ok(const struct mastercf_entry *e, const struct master_p
 }
 
 /* Append the services of one entry at *tail. */
-static int build_entry(const struct mastercf_entry *e, const struct master_params *p,
+static int build_entry(const struct mastercf_entry *e, const char *argv0,
+                       const struct master_params *p,
                        struct service **head, struct service ***tail, const char *file,
                        char *err, size_t errlen)
 {
@@ -168,7 +174,7 @@ static int build_entry(const struct mastercf_entry *e, const struct master_param
             rc = -1;
             break;
         }
-        struct service *s = service_new(e, &specs[i], p);
+        struct service *s = service_new(e, argv0, &specs[i], p);
         if (!s) {
             snprintf(err, errlen, "out of memory");
             rc = -1;
@@ -194,7 +200,7 @@ static int wakes_by_fifo(const char *program)
  * a Postfix master.cf names daemons whose work Postern does another way,
  * and some it does not have yet). */
 static int entry_to_run(const struct mastercf_entry *e, const char *file,
-                        struct mastercf_entry *out)
+                        struct mastercf_entry *out, const char **argv0)
 {
     struct mastercf_program prog = mastercf_classify(e);
     if (prog.role == MASTERCF_OTHERWISE) {
@@ -210,6 +216,7 @@ static int entry_to_run(const struct mastercf_entry *e, const char *file,
     }
     *out = *e;
     out->command = (char *)prog.program;
+    *argv0 = prog.argv0;
     if (strcmp(prog.program, e->command) != 0)
         msg_info("%s, line %d: service %s: Postfix's %s runs as Postern's %s", file, e->line,
                  e->name, e->command, prog.program);
@@ -229,7 +236,8 @@ int services_build(const struct mastercf *cf, const struct master_params *p,
     struct service *head = NULL, **tail = &head;
     for (size_t i = 0; i < cf->count; i++) {
         struct mastercf_entry run;
-        if (!entry_to_run(&cf->entries[i], file, &run))
+        const char *argv0 = NULL;
+        if (!entry_to_run(&cf->entries[i], file, &run, &argv0))
             continue;
         const struct mastercf_entry *e = &run;
         warn_unsupported_columns(e, p, file);
@@ -237,7 +245,7 @@ int services_build(const struct mastercf *cf, const struct master_params *p,
             continue;
         if (!program_args_ok(e, p, file))
             continue;
-        if (build_entry(e, p, &head, &tail, file, err, errlen) == 0)
+        if (build_entry(e, argv0, p, &head, &tail, file, err, errlen) == 0)
             continue;
         if (fatal_errors) {
             services_free(head);

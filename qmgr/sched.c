@@ -76,7 +76,9 @@ static struct transport *transport_get(const char *name)
     if (!t)
         msg_fatal("out of memory");
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->is_local = strcmp(name, var.local_transport) == 0;
+    /* local_transport may name a nexthop too ("local:$myhostname"). */
+    size_t n = strcspn(var.local_transport, ":");
+    t->is_local = strlen(name) == n && strncmp(name, var.local_transport, n) == 0;
     t->dest_limit = (int)transport_param(name, "destination_concurrency_limit",
                                          var.default_destination_concurrency_limit);
     t->rcpt_limit = (int)transport_param(name, "destination_recipient_limit",

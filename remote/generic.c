@@ -27,8 +27,10 @@ struct generic_headers {
 
 int generic_enabled(void)
 {
+    /* smtp_generic_maps is the SMTP client's; lmtp_generic_maps is not
+     * implemented. */
     const char *v = var.smtp_generic_maps;
-    return v && *v;
+    return !remote_cfg.lmtp && v && *v;
 }
 
 int generic_address(const char *addr, char *out, size_t outlen)

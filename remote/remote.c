@@ -1,5 +1,6 @@
 /* remote - the SMTP client delivery agent: serves deliver_protocol (ipc.h)
- * on private/smtp and private/relay for qmgr.
+ * on private/smtp and private/relay for qmgr; run as "lmtp" (master.cf's
+ * lmtp) it is the LMTP client on private/lmtp, with the lmtp_* parameters.
  *
  * One process, one libevent loop, many qmgr connections: each connection
  * carries one request at a time, and every request becomes a job that runs
@@ -41,6 +42,7 @@
 #define CLIENTS_MAX 1000          /* qmgr connections one process serves */
 #define EXIT_WAIT_MAX 5           /* seconds to let QUITs go out at exit */
 #define CLIENT_INPUT_MAX (8 * IPC_VALUE_MAX)  /* request bytes buffered at most */
+#define CONNECT_TIMEOUT_DEFAULT 30  /* seconds, for lmtp_connect_timeout = 0 */
 
 struct remote_config remote_cfg;
 struct event_base *remote_base;
@@ -104,6 +106,7 @@ static struct job *job_new(struct client *c)
     j->client = c;
     j->msg.fd = -1;
     j->msg.eightbit = -1;
+    j->msg.header_eightbit = -1;
     return j;
 }
 
@@ -323,6 +326,7 @@ static int job_open_queue_file(struct job *j)
     j->msg.sender = j->req.sender;
     j->msg.dsn_envid = j->req.dsn_envid;
     j->msg.dsn_ret = j->req.dsn_ret;
+    j->msg.smtputf8 = queue_envelope_attr(&env, ATTR_SMTPUTF8) != NULL;
     j->msg.content_size = env.content_size;
     j->msg.content_offset = (long long)env.content_offset;
     queue_envelope_free(&env);
@@ -336,7 +340,9 @@ static int job_nexthop(struct job *j)
 
     if ((text == NULL || *text == 0) && j->nrcpt > 0)
         text = address_domain(j->req.rcpt[0].address);
-    if (text == NULL || nexthop_parse(text, remote_cfg.default_port, &j->nh) < 0) {
+    if (text == NULL
+        || (remote_cfg.lmtp ? lmtp_nexthop_parse(text, remote_cfg.default_port, &j->nh)
+                            : nexthop_parse(text, remote_cfg.default_port, &j->nh)) < 0) {
         msg_warn("%s: bad nexthop \"%.100s\"", job_queue_id(j), text != NULL ? text : "");
         set_undecided(j, "4.3.5", "", "mail system configuration error: bad nexthop");
         return -1;
@@ -594,12 +600,43 @@ static enum tls_level parse_tls_level(const char *value)
     msg_fatal("unsupported smtp_tls_security_level \"%s\"", value);
 }
 
+/* lmtp_* in place of smtp_* (Postfix's lmtp has its own set). */
+static void read_lmtp_settings(void)
+{
+    remote_cfg.helo_name = var.lmtp_lhlo_name;
+    remote_cfg.connect_timeout = var.lmtp_connect_timeout;
+    remote_cfg.helo_timeout = var.lmtp_lhlo_timeout;
+    remote_cfg.mail_timeout = var.lmtp_mail_timeout;
+    remote_cfg.rcpt_timeout = var.lmtp_rcpt_timeout;
+    remote_cfg.data_init_timeout = var.lmtp_data_init_timeout;
+    remote_cfg.data_xfer_timeout = var.lmtp_data_xfer_timeout;
+    remote_cfg.data_done_timeout = var.lmtp_data_done_timeout;
+    remote_cfg.rset_timeout = var.lmtp_rset_timeout;
+    remote_cfg.quit_timeout = var.lmtp_quit_timeout;
+    remote_cfg.starttls_timeout = var.lmtp_starttls_timeout;
+    remote_cfg.tls_level = parse_tls_level(var.lmtp_tls_security_level);
+    remote_cfg.tls_cafile = var.lmtp_tls_CAfile;
+    remote_cfg.tls_protocols = var.lmtp_tls_protocols;
+    remote_cfg.tls_ciphers = var.lmtp_tls_ciphers;
+    remote_cfg.tls_mandatory_protocols = var.lmtp_tls_mandatory_protocols;
+    remote_cfg.tls_mandatory_ciphers = var.lmtp_tls_mandatory_ciphers;
+    remote_cfg.default_port = port_parse(var.lmtp_tcp_port);
+    if (remote_cfg.default_port == 0)
+        msg_fatal("lmtp_tcp_port: bad port \"%s\"", var.lmtp_tcp_port);
+    remote_cfg.mx_address_limit = var.lmtp_mx_address_limit;
+    remote_cfg.mx_session_limit = var.lmtp_mx_session_limit;
+    remote_cfg.cache_time_limit = var.lmtp_connection_cache_time_limit;
+    remote_cfg.reuse_time_limit = var.lmtp_connection_reuse_time_limit;
+    remote_cfg.reuse_count_limit = var.lmtp_connection_reuse_count_limit;
+    /* Postfix's 0 means the system's own connect timeout; ours is bounded. */
+    if (remote_cfg.connect_timeout <= 0)
+        remote_cfg.connect_timeout = CONNECT_TIMEOUT_DEFAULT;
+}
+
 static void read_settings(void)
 {
     remote_cfg.myhostname = var.myhostname;
     remote_cfg.helo_name = var.smtp_helo_name;
-    if (remote_cfg.helo_name == NULL || *remote_cfg.helo_name == 0)
-        remote_cfg.helo_name = remote_cfg.myhostname;
     remote_cfg.connect_timeout = var.smtp_connect_timeout;
     remote_cfg.helo_timeout = var.smtp_helo_timeout;
     remote_cfg.mail_timeout = var.smtp_mail_timeout;
@@ -627,6 +664,18 @@ static void read_settings(void)
     remote_cfg.cache_time_limit = var.smtp_connection_cache_time_limit;
     remote_cfg.reuse_time_limit = var.smtp_connection_reuse_time_limit;
     remote_cfg.reuse_count_limit = var.smtp_connection_reuse_count_limit;
+    if (remote_cfg.lmtp)
+        read_lmtp_settings();
+    if (remote_cfg.helo_name == NULL || *remote_cfg.helo_name == 0)
+        remote_cfg.helo_name = remote_cfg.myhostname;
+}
+
+/* Run as "lmtp" (master.cf's lmtp maps to remote under that name), remote
+ * is the LMTP client, as Postfix's smtp is its lmtp. */
+static int called_as_lmtp(const char *argv0)
+{
+    const char *base = strrchr(argv0, '/');
+    return strcmp(base ? base + 1 : argv0, "lmtp") == 0;
 }
 
 int main(int argc, char **argv)
@@ -636,8 +685,10 @@ int main(int argc, char **argv)
     struct timeval tick;
     struct event *idle;
 
-    /* Logged as "smtp", as Postfix's client is, so log scanners find it. */
-    service_init(argc, argv, "smtp", 0);
+    /* Logged as "smtp" or "lmtp", as Postfix's client is, so log scanners
+     * find it. */
+    remote_cfg.lmtp = argc > 0 && called_as_lmtp(argv[0]);
+    service_init(argc, argv, remote_cfg.lmtp ? "lmtp" : "smtp", 0);
     read_settings();
     route_init_self();
     if ((remote_base = event_base_new()) == NULL)

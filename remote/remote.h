@@ -39,10 +39,13 @@ struct job;
 enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT, TLS_LEVEL_VERIFY,
                  TLS_LEVEL_SECURE };
 
-/* Parameters, read once at start (remote.c). */
+/* Parameters, read once at start (remote.c): smtp_* ones, or lmtp_* ones
+ * when remote runs as "lmtp" (Postfix's lmtp is its smtp client under
+ * another name, and so is ours). */
 struct remote_config {
+    int lmtp;                    /* LMTP (RFC 2033): LHLO, one reply per recipient */
     const char *myhostname;
-    const char *helo_name;
+    const char *helo_name;       /* smtp_helo_name or lmtp_lhlo_name */
     long connect_timeout, helo_timeout, mail_timeout, rcpt_timeout;
     long data_init_timeout, data_xfer_timeout, data_done_timeout;
     long rset_timeout, quit_timeout, starttls_timeout;
@@ -71,7 +74,7 @@ struct smtp_reply {
     int nlines;
 };
 struct smtp_features {
-    int esmtp, pipelining, eightbitmime, starttls, dsn;
+    int esmtp, pipelining, eightbitmime, starttls, dsn, smtputf8;
     long long size_limit;        /* -1 no SIZE; 0 no limit given */
 };
 #define REPLY_BAD (-1)
@@ -90,23 +93,30 @@ void text_printf(char *out, size_t outlen, const char *fmt, ...)
 
 /* --- route.c ----------------------------------------------------------- */
 
+#define SOCKET_PATH_MAX 108      /* a UNIX socket path and its NUL (sun_path) */
+
 /* One address to try. */
 struct target {
-    char host[DNS_NAME_SIZE];    /* MX host name, or the literal */
+    char host[DNS_NAME_SIZE];    /* MX host name, or the literal; myhostname for a path */
     struct dns_addr addr;
     unsigned port;
+    char path[SOCKET_PATH_MAX];  /* LMTP over a UNIX socket: as configured, else "" */
 };
 
 /* The parsed nexthop of a request. */
 struct nexthop {
-    char name[DNS_NAME_SIZE];    /* domain, host, or address literal */
+    char name[DNS_NAME_SIZE];    /* domain, host, address literal, or socket path */
     unsigned port;
     int mx;                      /* MX lookup first (no brackets) */
     int literal;                 /* name is an IP address */
+    char path[SOCKET_PATH_MAX];  /* "unix:PATH" (LMTP): relative to the queue */
     char key[DNS_NAME_SIZE + 16];/* for the connection cache */
 };
 /* "domain", "host:port", "[host]", "[host]:port" (ipc.h). -1 if malformed. */
 int nexthop_parse(const char *text, unsigned default_port, struct nexthop *nh);
+/* LMTP's: "unix:PATH", "inet:host[:port]", "inet:[host][:port]", or the
+ * forms above without "inet:"; never an MX lookup. -1 if malformed. */
+int lmtp_nexthop_parse(const char *text, unsigned default_port, struct nexthop *nh);
 /* Parse a port: digits, or "smtp". 0 when invalid. */
 unsigned port_parse(const char *text);
 
@@ -198,6 +208,8 @@ struct message {
     long long content_size;
     long long content_offset;
     int eightbit;                /* -1 unknown, 0 no 8-bit bytes, 1 some */
+    int smtputf8;                /* the client asked for SMTPUTF8 */
+    int header_eightbit;         /* -1 unknown, 0 ASCII headers, 1 UTF-8 in them */
 };
 
 /* The transaction is over and the session handed back (to the cache

@@ -118,6 +118,8 @@ static void parse_keyword(const char *kw, size_t len, struct smtp_features *f)
         f->starttls = 1;
     } else if (strcmp(word, "DSN") == 0) {
         f->dsn = 1;
+    } else if (strcmp(word, "SMTPUTF8") == 0) {
+        f->smtputf8 = 1;
     } else if (strcmp(word, "SIZE") == 0) {
         long long limit = 0;
         size_t i = n;

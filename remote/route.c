@@ -1,5 +1,5 @@
 /* route.c - from a nexthop to the addresses remote tries, in order
- * (remote.h), the way Postfix's smtp(8) finds them.
+ * (remote.h), the way Postfix's smtp(8) and lmtp(8) find them.
  *
  * "[host]" (and an address literal) skips the MX lookup. Otherwise the MX
  * records of the name are sorted by preference with equal preferences
@@ -10,6 +10,8 @@
  * dropped, and when nothing is left the mail "loops back to myself" (5.4.6).
  * The addresses of the remaining hosts are then looked up in parallel and
  * flattened, best MX first, to at most smtp_mx_address_limit targets.
+ * LMTP's nexthops name a host or a UNIX socket (lmtp_nexthop_parse):
+ * never an MX lookup; a socket is the one target.
  */
 #include "remote.h"
 #include "strlist.h"
@@ -124,6 +126,31 @@ int nexthop_parse(const char *text, unsigned default_port, struct nexthop *nh)
         nh->mx = 0;
     }
     snprintf(nh->key, sizeof(nh->key), nh->mx ? "%s:%u" : "[%s]:%u", nh->name, nh->port);
+    return 0;
+}
+
+int lmtp_nexthop_parse(const char *text, unsigned default_port, struct nexthop *nh)
+{
+    if (strncmp(text, "unix:", 5) == 0) {
+        const char *path = text + 5;
+        memset(nh, 0, sizeof(*nh));
+        if (!*path || strlen(path) >= sizeof(nh->path))
+            return -1;
+        for (const char *p = path; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                return -1;
+        snprintf(nh->path, sizeof(nh->path), "%s", path);
+        snprintf(nh->name, sizeof(nh->name), "%s", path);
+        snprintf(nh->key, sizeof(nh->key), "unix:%s", path);
+        return 0;
+    }
+    if (strncmp(text, "inet:", 5) == 0)
+        text += 5;
+    if (nexthop_parse(text, default_port, nh) < 0)
+        return -1;
+    /* An LMTP server is a host, never a domain's MX. */
+    nh->mx = 0;
+    snprintf(nh->key, sizeof(nh->key), "[%s]:%u", nh->name, nh->port);
     return 0;
 }
 
@@ -488,7 +515,15 @@ struct route *route_start(const struct nexthop *nh, route_fn fn, void *ctx)
     rt->nh = *nh;
     rt->fn = fn;
     rt->ctx = ctx;
-    if (nh->literal) {
+    if (nh->path[0]) {
+        /* A UNIX socket (LMTP): logged as myhostname[path], as Postfix does. */
+        if ((rt->targets = calloc(1, sizeof(*rt->targets))) == NULL)
+            msg_fatal("out of memory for a route");
+        snprintf(rt->targets[0].host, sizeof(rt->targets[0].host), "%s", remote_cfg.myhostname);
+        snprintf(rt->targets[0].path, sizeof(rt->targets[0].path), "%s", nh->path);
+        rt->ntargets = 1;
+        route_done_later(rt);
+    } else if (nh->literal) {
         struct dns_addr a;
         dns_addr_parse(nh->name, &a);
         if ((rt->targets = calloc(1, sizeof(*rt->targets))) == NULL)

@@ -1,5 +1,5 @@
-/* session.c - one SMTP client connection of remote, and the cache of idle
- * ones (remote.h).
+/* session.c - one SMTP (or LMTP) client connection of remote, and the
+ * cache of idle ones (remote.h).
  *
  * A session is a bufferevent (a TLS filter on top of the socket after
  * STARTTLS) with a queue of expected replies. Commands are written as the
@@ -12,7 +12,9 @@
  * host[addr] while sending RCPT TO").
  *
  * Opening walks the server through the greeting, EHLO (HELO when EHLO is
- * refused) and STARTTLS as smtp_tls_security_level says. A finished
+ * refused; LHLO, without a fallback, for LMTP) and STARTTLS as
+ * smtp_tls_security_level says. An LMTP target may be a UNIX socket
+ * (relative paths are under the queue directory). A finished
  * transaction leaves the session idle: it then waits in the cache under its
  * nexthop for smtp_connection_cache_time_limit, watched for EOF, and the
  * next job for the same nexthop takes it instead of connecting again.
@@ -35,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -458,10 +461,13 @@ static void setup_ehlo(void *owner, const struct smtp_reply *r);
 static void send_ehlo(struct session *s)
 {
     char line[DNS_NAME_SIZE + 8];
+    const char *verb = remote_cfg.lmtp ? "LHLO" : "EHLO";
 
-    snprintf(line, sizeof(line), "EHLO %s", remote_cfg.helo_name);
+    snprintf(line, sizeof(line), "%s %s", verb, remote_cfg.helo_name);
     session_send(s, line);
-    session_expect(s, setup_ehlo, remote_cfg.helo_timeout, "EHLO", "performing the EHLO handshake");
+    session_expect(s, setup_ehlo, remote_cfg.helo_timeout, verb,
+                   remote_cfg.lmtp ? "performing the LHLO handshake"
+                                   : "performing the EHLO handshake");
 }
 
 static void tls_established(struct session *s)
@@ -604,14 +610,15 @@ static void setup_ehlo(void *owner, const struct smtp_reply *r)
         setup_maybe_tls(s);
         return;
     }
-    if (r->code / 100 == 5 && !s->tls_active) {
+    /* LMTP has no HELO to fall back to (RFC 2033). */
+    if (r->code / 100 == 5 && !s->tls_active && !remote_cfg.lmtp) {
         snprintf(line, sizeof(line), "HELO %s", remote_cfg.helo_name);
         session_send(s, line);
         session_expect(s, setup_helo, remote_cfg.helo_timeout, "HELO",
                        "performing the HELO handshake");
         return;
     }
-    session_said(s, r, "EHLO", said, sizeof(said));
+    session_said(s, r, remote_cfg.lmtp ? "LHLO" : "EHLO", said, sizeof(said));
     session_fail(s, r->dsn, "%s", said);
 }
 
@@ -691,9 +698,23 @@ static void connect_cb(evutil_socket_t fd, short what, void *arg)
     connected(s);
 }
 
+/* Where a target is; 0 when it cannot be addressed (a socket path that
+ * is too long once made absolute). */
 static socklen_t target_sockaddr(const struct target *t, struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof(*ss));
+    if (t->path[0]) {
+        /* A relative path is under the queue directory, as in Postfix. */
+        struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+        int n = t->path[0] == '/'
+                    ? snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", t->path)
+                    : snprintf(sun->sun_path, sizeof(sun->sun_path), "%s/%s",
+                               var.queue_directory, t->path);
+        if (n < 0 || (size_t)n >= sizeof(sun->sun_path))
+            return 0;
+        sun->sun_family = AF_UNIX;
+        return sizeof(*sun);
+    }
     if (t->addr.family == AF_INET6) {
         struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
         sin6->sin6_family = AF_INET6;
@@ -716,8 +737,11 @@ static void start_connect(struct session *s)
     socklen_t len = target_sockaddr(&s->target, &ss);
     struct timeval now = {0, 0};
 
-    s->fd = socket(s->target.addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) {
+    if (len == 0) {
+        s->connect_errno = ENAMETOOLONG;
+        s->fd = -1;
+    } else if ((s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0))
+               < 0) {
         s->connect_errno = errno;
     } else if (connect(s->fd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
         s->connect_ev = event_new(remote_base, s->fd, EV_WRITE, connect_cb, s);
@@ -750,9 +774,15 @@ void session_open(const struct target *t, const char *tls_host, int no_tls,
     s->created = time(NULL);
     s->phase = PH_CONNECT;
     snprintf(s->tls_host, sizeof(s->tls_host), "%s", tls_host);
-    dns_addr_str(&t->addr, addr, sizeof(addr));
-    text_printf(s->peer, sizeof(s->peer), "%s[%s]", t->host, addr);
-    text_printf(s->relay, sizeof(s->relay), "%s:%u", s->peer, t->port);
+    if (t->path[0]) {
+        /* host[path], Postfix's name for an LMTP socket, without a port. */
+        text_printf(s->peer, sizeof(s->peer), "%s[%s]", t->host, t->path);
+        text_printf(s->relay, sizeof(s->relay), "%s", s->peer);
+    } else {
+        dns_addr_str(&t->addr, addr, sizeof(addr));
+        text_printf(s->peer, sizeof(s->peer), "%s[%s]", t->host, addr);
+        text_printf(s->relay, sizeof(s->relay), "%s:%u", s->peer, t->port);
+    }
     reply_reset(&s->reply);
     start_connect(s);
 }

@@ -1,14 +1,19 @@
 /* transact.c - one mail transaction of remote on a ready session
  * (remote.h): MAIL FROM, RCPT TO for each recipient still undecided, DATA,
- * the message content from the queue file, and the final reply.
+ * the message content from the queue file, and the final reply (LMTP: one
+ * per accepted recipient).
  *
  * When the server offers PIPELINING, MAIL, every RCPT and DATA go out in
  * one write and the replies are matched in order (RFC 2920); otherwise one
  * command waits for the previous reply. Each RCPT reply decides its own
  * recipient (2xx accepted, 4xx deferred, 5xx bounced); the reply to the
- * final dot decides every accepted one. A message larger than the server's
- * SIZE is refused before MAIL (5.3.4), as Postfix does. A transaction that
- * ends without DATA is closed with RSET so the connection can be reused.
+ * final dot decides every accepted one (in LMTP each accepted recipient
+ * gets its own reply, in RCPT order). A message larger than the server's
+ * SIZE is refused before MAIL (5.3.4), as Postfix does, and so is one
+ * that needs SMTPUTF8 by a server that does not offer it (5.6.7); a
+ * message whose client asked for SMTPUTF8 carries it to a server that
+ * offers it. A transaction that ends without DATA is closed with RSET so
+ * the connection can be reused.
  */
 #include "remote.h"
 
@@ -40,6 +45,8 @@ struct transaction {
     size_t next_send;           /* next RCPT to send without pipelining */
     size_t next_reply;          /* next RCPT reply to match */
     size_t naccepted;
+    size_t next_final;          /* LMTP: where to look for the next accepted one */
+    size_t finals_left;         /* LMTP: replies to the final dot still to come */
     int mail_ok, mail_failed;
     int any_reply;              /* the server answered something */
     /* content */
@@ -149,6 +156,35 @@ static void dot_reply(void *owner, const struct smtp_reply *r)
     transaction_end(t, 1, 0);
 }
 
+/* LMTP: the next recipient that RCPT accepted, in RCPT order. */
+static struct rcpt *next_accepted(struct transaction *t)
+{
+    while (t->next_final < t->ntodo) {
+        struct rcpt *r = todo_rcpt(t, t->next_final++);
+        if (r->accepted)
+            return r;
+    }
+    return NULL;
+}
+
+/* LMTP (RFC 2033): one reply to the final dot per accepted recipient, in
+ * RCPT order; each decides its own recipient. */
+static void lmtp_dot_reply(void *owner, const struct smtp_reply *r)
+{
+    struct transaction *t = owner;
+    struct rcpt *rc = next_accepted(t);
+    char said[DELIVERY_TEXT_MAX];
+
+    if (r->code / 100 == 2)
+        delivery_text_clean(said, sizeof(said), r->text);
+    else
+        session_said(t->s, r, "end of DATA", said, sizeof(said));
+    if (rc != NULL)
+        rcpt_set(rc, r->dsn, session_relay(t->s), "%s", said);
+    if (--t->finals_left == 0)
+        transaction_end(t, 1, 0);
+}
+
 static void put_generic(void *ctx, const char *p, size_t len)
 {
     struct transaction *t = ctx;
@@ -176,8 +212,15 @@ static void content_done(struct transaction *t)
     mail_copy_filter_end(&t->out);
     evbuffer_add(out, ".\r\n", 3);
     session_on_drain(t->s, NULL, 0);
-    session_expect(t->s, dot_reply, remote_cfg.data_done_timeout, "end of DATA",
-                   "sending end of data -- message may be sent more than once");
+    if (!remote_cfg.lmtp) {
+        session_expect(t->s, dot_reply, remote_cfg.data_done_timeout, "end of DATA",
+                       "sending end of data -- message may be sent more than once");
+        return;
+    }
+    t->finals_left = t->naccepted;
+    for (size_t i = 0; i < t->naccepted; i++)
+        session_expect(t->s, lmtp_dot_reply, remote_cfg.data_done_timeout, "end of DATA",
+                       "sending end of data -- message may be sent more than once");
 }
 
 /* Top the output up from the queue file; called again as it drains. */
@@ -353,32 +396,75 @@ static void mail_reply(void *owner, const struct smtp_reply *r)
     /* Pipelined: the RCPT and DATA replies still come and are ignored. */
 }
 
-/* Whether the content has 8-bit bytes; read once per message. */
-static int message_eightbit(struct message *m)
+/* Scan the content once for 8-bit bytes: anywhere (BODY=8BITMIME), and in
+ * the header block (a UTF-8 header needs SMTPUTF8). */
+static void scan_eightbit(struct message *m)
 {
     struct rec_buf chunk = {0};
     struct stream *s;
-    int fd, rc;
+    int fd, in_headers = 1;
+    char prev = '\n';
 
-    if (m->eightbit >= 0)
-        return m->eightbit;
-    m->eightbit = 0;
+    m->eightbit = m->header_eightbit = 0;
     if ((fd = dup(m->fd)) < 0 || (s = stream_open(fd, 0)) == NULL) {
         if (fd >= 0)
             close(fd);
-        return 0;
+        return;
     }
     if (queue_content_begin(s, (off_t)m->content_offset) == 0) {
-        while (m->eightbit == 0 && (rc = queue_content_next(s, &chunk)) > 0)
-            for (size_t i = 0; i < chunk.len; i++)
-                if ((unsigned char)chunk.data[i] >= 0x80) {
+        while (!m->eightbit && queue_content_next(s, &chunk) > 0) {
+            for (size_t i = 0; i < chunk.len; i++) {
+                char c = chunk.data[i];
+                if ((unsigned char)c >= 0x80) {
                     m->eightbit = 1;
+                    m->header_eightbit = in_headers;
                     break;
                 }
+                if (c == '\n' && prev == '\n')
+                    in_headers = 0;   /* the empty line ends the headers */
+                prev = c;
+            }
+        }
     }
     rec_buf_free(&chunk);
     stream_close(s);
+}
+
+static int message_eightbit(struct message *m)
+{
+    if (m->eightbit < 0)
+        scan_eightbit(m);
     return m->eightbit;
+}
+
+static int header_eightbit(struct message *m)
+{
+    if (m->header_eightbit < 0)
+        scan_eightbit(m);
+    return m->header_eightbit;
+}
+
+static int has_8bit(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return 1;
+    return 0;
+}
+
+/* RFC 6531: a message whose client asked for SMTPUTF8 needs it when its
+ * sender, one of these recipients or a header is not ASCII; otherwise it
+ * may go to a server without it (as Postfix decides). */
+static int smtputf8_needed(struct transaction *t)
+{
+    if (!t->m->smtputf8)
+        return 0;
+    if (has_8bit(t->m->sender) || header_eightbit(t->m))
+        return 1;
+    for (size_t i = 0; i < t->ntodo; i++)
+        if (has_8bit(todo_rcpt(t, i)->req->address))
+            return 1;
+    return 0;
 }
 
 static void format_mail(struct transaction *t, char *line, size_t len)
@@ -393,6 +479,8 @@ static void format_mail(struct transaction *t, char *line, size_t len)
     if (address_quote(sender, quoted, sizeof(quoted)) < 0)
         snprintf(quoted, sizeof(quoted), "%s", sender);
     n = (size_t)snprintf(line, len, "MAIL FROM:<%s>", quoted);
+    if (n < len && f->smtputf8 && t->m->smtputf8)
+        n += (size_t)snprintf(line + n, len - n, " SMTPUTF8");
     if (n < len && f->size_limit >= 0)
         n += (size_t)snprintf(line + n, len - n, " SIZE=%lld", t->m->content_size);
     if (n < len && f->eightbitmime && message_eightbit(t->m))
@@ -454,6 +542,14 @@ void transact_start(struct session *s, const char *key, struct message *m, struc
     }
     if (generic_unavailable(t)) {
         set_all(t, 0, "4.3.0", "smtp_generic_maps lookup failure");
+        transaction_end(t, 1, 0);
+        return;
+    }
+    if (!f->smtputf8 && smtputf8_needed(t)) {
+        char text[DELIVERY_TEXT_MAX];
+        snprintf(text, sizeof(text), "SMTPUTF8 is required, but was not offered by host %s",
+                 session_peer(s));
+        set_all(t, 0, "5.6.7", text);
         transaction_end(t, 1, 0);
         return;
     }

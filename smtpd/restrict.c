@@ -79,6 +79,7 @@ enum r_kind {
     R_CHECK_CLIENT, R_CHECK_HELO, R_CHECK_SENDER, R_CHECK_RECIPIENT,
     R_UNKNOWN_SENDER_DOMAIN, R_NON_FQDN_SENDER, R_NON_FQDN_RECIPIENT,
     R_NON_FQDN_HELO, R_INVALID_HELO, R_RBL_CLIENT, R_LOGIN_MISMATCH,
+    R_KNOWN_LOGIN_MISMATCH, R_AUTH_LOGIN_MISMATCH, R_UNAUTH_LOGIN_MISMATCH,
     R_UNLISTED_RECIPIENT, R_UNLISTED_SENDER, R_UNKNOWN_RCPT_DOMAIN, R_UNKNOWN_CLIENT, R_UNKNOWN_REVERSE_CLIENT,
     R_CONFIG_ERROR,   /* unknown or not implemented: 451 4.3.5 */
 };
@@ -110,6 +111,9 @@ static const struct {
     {"reject_invalid_hostname", R_INVALID_HELO, 0},          /* before Postfix 2.3 */
     {"reject_rbl_client", R_RBL_CLIENT, 1},
     {"reject_sender_login_mismatch", R_LOGIN_MISMATCH, 0},
+    {"reject_known_sender_login_mismatch", R_KNOWN_LOGIN_MISMATCH, 0},
+    {"reject_authenticated_sender_login_mismatch", R_AUTH_LOGIN_MISMATCH, 0},
+    {"reject_unauthenticated_sender_login_mismatch", R_UNAUTH_LOGIN_MISMATCH, 0},
     {"reject_unlisted_recipient", R_UNLISTED_RECIPIENT, 0},
     {"reject_unlisted_sender", R_UNLISTED_SENDER, 0},
     {"reject_unknown_recipient_domain", R_UNKNOWN_RCPT_DOMAIN, 0},
@@ -823,11 +827,13 @@ static int owner_listed(const char *owners, const char *user)
 
 /* reject_sender_login_mismatch: an authenticated client may only use a
  * sender address it owns; an unauthenticated one may not use a sender
- * address that someone owns. */
-static enum verdict login_mismatch(struct session *s, struct outcome *o)
+ * address that someone owns. The variants apply it to authenticated or
+ * unauthenticated clients only, or to senders the map lists only. */
+static enum verdict login_mismatch(struct session *s, enum r_kind kind, struct outcome *o)
 {
     const char *sender = s->check->sender_addr;
-    if (!*sender)
+    if (!*sender || (kind == R_AUTH_LOGIN_MISMATCH && !s->sasl_user) ||
+        (kind == R_UNAUTH_LOGIN_MISMATCH && s->sasl_user))
         return V_DUNNO;
     if (smtpd_cfg.sender_login_maps_broken)
         return reject_with(o, 451,
@@ -849,6 +855,8 @@ static enum verdict login_mismatch(struct session *s, struct outcome *o)
         return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", s->check->sender);
     int owned = rc == LOOKUP_FOUND && s->sasl_user && owner_listed(owners, s->sasl_user);
     free(owners);
+    if (kind == R_KNOWN_LOGIN_MISMATCH && rc != LOOKUP_FOUND)
+        return V_DUNNO;
     if (s->sasl_user && !owned)
         return reject_with(o, 553, "553 5.7.1 <%s>: Sender address rejected: not owned by user %s",
                            s->check->sender, s->sasl_user);
@@ -983,7 +991,10 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
     case R_RBL_CLIENT:
         return rbl_client(s, r->arg, o);
     case R_LOGIN_MISMATCH:
-        return login_mismatch(s, o);
+    case R_KNOWN_LOGIN_MISMATCH:
+    case R_AUTH_LOGIN_MISMATCH:
+    case R_UNAUTH_LOGIN_MISMATCH:
+        return login_mismatch(s, r->kind, o);
     case R_UNLISTED_RECIPIENT:
         return unlisted_recipient(s, o);
     case R_UNLISTED_SENDER:

@@ -36,7 +36,6 @@
 
 #include "log.h"
 #include "match.h"
-#include "sasl.h"
 #include "service.h"
 #include "smtp_command.h"
 
@@ -346,7 +345,13 @@ static void helo_reply(struct session *s, const char *milter_reply)
         smtpd_reply(s, "250 %s", smtpd_cfg.myhostname);
         return;
     }
-    char size[32];
+    if (!smtpd_auth_ehlo_wait(s))
+        smtpd_session_ehlo_reply(s);
+}
+
+void smtpd_session_ehlo_reply(struct session *s)
+{
+    char size[32], auth[600], auth_old[600];
     snprintf(size, sizeof(size), "SIZE %lld", smtpd_cfg.message_size_limit);
     const char *kw[12];
     size_t n = 0;
@@ -355,8 +360,11 @@ static void helo_reply(struct session *s, const char *milter_reply)
     kw[n++] = "VRFY";
     if (smtpd_starttls_offered(s))
         kw[n++] = "STARTTLS";
-    if (smtpd_auth_offered(s))
-        kw[n++] = "AUTH " SASL_MECHANISMS;
+    if (smtpd_auth_ehlo_keywords(s, auth, sizeof(auth), auth_old, sizeof(auth_old))) {
+        kw[n++] = auth;
+        if (auth_old[0])
+            kw[n++] = auth_old;
+    }
     kw[n++] = "ENHANCEDSTATUSCODES";
     kw[n++] = "8BITMIME";
     kw[n++] = "DSN";

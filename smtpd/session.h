@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+struct auth_request;
 struct bufferevent;
 struct evbuffer;
 struct event;
@@ -26,6 +27,7 @@ enum sess_state {
     ST_AUTH,           /* AUTH exchange: waiting for the client's next line */
     ST_WAIT_CHECK,     /* RCPT restrictions waiting for DNS */
     ST_WAIT_MILTER,    /* a stage waiting for the milters' answer */
+    ST_WAIT_AUTH,      /* AUTH or EHLO waiting for the SASL server (auth.h) */
     ST_WAIT_QUEUE_ID,  /* DATA received, waiting for cleanup's queue id */
     ST_DATA,
     ST_WAIT_QUEUED,    /* end of data seen, waiting for the message to be queued */
@@ -79,11 +81,13 @@ struct session {
     /* TLS (starttls.c) */
     int tls;
     char tls_info[TLS_INFO_MAX];            /* tls_describe() once established */
-    /* AUTH (auth.c) */
+    /* AUTH (auth.c, auth_dovecot.c) */
     char *sasl_user;
-    const char *sasl_method;
+    char sasl_method[32];
     int auth_failures;
-    struct sasl_exchange *sasl;
+    struct sasl_exchange *sasl;             /* own table: the exchange */
+    struct auth_request *auth_req;          /* Dovecot: the request or EHLO wait */
+    int auth_final;                         /* Dovecot's final data sent: 235 next */
     /* restrictions (restrict.c) */
     struct smtpd_check *check;
     struct smtpd_dns_cache *dns_cache;
@@ -116,6 +120,9 @@ void smtpd_session_process(struct session *s);
 /* A wait is over: back to commands, a new request, and on with the input
  * the client pipelined meanwhile. */
 void smtpd_session_resume(struct session *s);
+/* The EHLO reply after HELO checks (auth.h may make EHLO wait for the
+ * SASL server's mechanisms first). */
+void smtpd_session_ehlo_reply(struct session *s);
 /* Forget HELO, AUTH and the transaction (STARTTLS). */
 void smtpd_session_reset_for_tls(struct session *s);
 /* The milters' connect event, then the banner. */

@@ -10,6 +10,7 @@
  */
 #include "smtpd.h"
 #include "milters.h"
+#include "auth.h"
 #include "restrict.h"
 #include "session.h"
 #include "standalone.h"
@@ -251,12 +252,13 @@ static void read_settings(void)
     smtpd_cfg.stand_alone = service_stand_alone();
     if (smtpd_cfg.stand_alone)
         stand_alone_settings();
+    smtpd_auth_settings();
 }
 
 /* Once, after the chroot (tables are reopened there when they change). */
 static void open_tables(void)
 {
-    if (smtpd_cfg.sasl_enable) {
+    if (smtpd_cfg.sasl_enable && smtpd_cfg.sasl_type == SMTPD_SASL_TABLE) {
         smtpd_cfg.sasl_password_maps = open_maps(PARAM_smtpd_sasl_password_maps,
                                                  &smtpd_cfg.sasl_password_maps_broken);
         if (!smtpd_cfg.sasl_password_maps && !smtpd_cfg.sasl_password_maps_broken)
@@ -303,6 +305,7 @@ int main(int argc, char **argv)
         msg_warn("smtpd_tls_wrappermode: TLS is not available; connections will be dropped");
     smtpd_restrict_init();
     smtpd_milter_init();
+    smtpd_auth_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     sm.last_activity = time(NULL);
     sm.accept_ev = event_new(smtpd_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

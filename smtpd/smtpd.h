@@ -24,7 +24,11 @@
  * restrict.c     smtpd_*_restrictions at RCPT (restrict.h), DNS async
  * milters.c      smtpd_milters on the event loop (milters.h): connect to
  *                DATA, unknown commands; the connections go to cleanup
- * auth.c         the AUTH command (auth.h)
+ * auth.c         the AUTH command (auth.h): offered mechanisms, replies,
+ *                failures; Postern's own password table (smtpd_sasl_type
+ *                cyrus, the default)
+ * auth_dovecot.c Dovecot's auth server (auth_dovecot.h, smtpd_sasl_type
+ *                dovecot): one connection for the process, answers later
  * starttls.c     STARTTLS and wrapper mode (starttls.h)
  * storage.c      room in the queue file system (storage.h)
  */
@@ -38,6 +42,10 @@ struct lookup_list;
 struct dns_resolver;
 
 enum smtpd_tls_level { SMTPD_TLS_NONE, SMTPD_TLS_MAY, SMTPD_TLS_ENCRYPT };
+/* smtpd_sasl_type: "cyrus" (Postfix's default name) is Postern's own table
+ * of crypt(3) hashes, smtpd_sasl_password_maps; "dovecot" is Dovecot's auth
+ * server at smtpd_sasl_path. */
+enum smtpd_sasl_type { SMTPD_SASL_TABLE, SMTPD_SASL_DOVECOT };
 
 /* Settings read once per process (main.cf can change only on reload, and
  * reload replaces the process). */
@@ -67,6 +75,12 @@ struct smtpd_config {
     int wrappermode;
     /* AUTH */
     int sasl_enable;
+    enum smtpd_sasl_type sasl_type;
+    unsigned sasl_security;       /* SMTPD_SASL_SEC_* (auth.h) in plaintext */
+    unsigned sasl_tls_security;   /* ... and under TLS */
+    int sasl_auth_header;         /* smtpd_sasl_authenticated_header */
+    int broken_sasl_clients;      /* broken_sasl_auth_clients: AUTH= too */
+    const char *sasl_local_domain;
     int tls_auth_only;
     long sasl_failure_limit;
     struct lookup_list *sasl_password_maps;

@@ -309,6 +309,9 @@ static int open_stream(struct smtpd_tx *tx)
         smtpd_submit_attr(m, ATTR_DSN_RET, tx->dsn_ret);
     if (tx->dsn_envid)
         smtpd_submit_attr(m, ATTR_DSN_ENVID, tx->dsn_envid);
+    /* remote passes SMTPUTF8 on, or returns what needs it (5.6.7). */
+    if (tx->smtputf8)
+        smtpd_submit_attr(m, ATTR_SMTPUTF8, "1");
     return 0;
 }
 
@@ -475,9 +478,10 @@ void smtpd_tx_rcpt(struct session *s, const char *arg)
 
 /* --- DATA --- */
 
-/* Received: in Postfix's layout, with the TLS line when TLS is on:
- * "from HELO (NAME [ADDR])", the client name for a missing HELO, an IPv6
- * address as RFC 5321 writes it ("IPv6:::1"). */
+/* Received: in Postfix's layout, with the TLS lines when TLS is on and the
+ * user when smtpd_sasl_authenticated_header says so: "from HELO (NAME
+ * [ADDR])", the client name for a missing HELO, an IPv6 address as RFC
+ * 5321 writes it ("IPv6:::1"). */
 static void add_received(struct smtpd_tx *tx)
 {
     const struct session *s = tx->session;
@@ -489,6 +493,9 @@ static void add_received(struct smtpd_tx *tx)
     if (s->tls)
         evbuffer_add_printf(b, "\t(using %s)\n\t(No client certificate requested)\n",
                             s->tls_info);
+    /* The user name is printable (auth.c checked it on the way in). */
+    if (s->sasl_user && smtpd_cfg.sasl_auth_header)
+        evbuffer_add_printf(b, "\t(Authenticated sender: %s)\n", s->sasl_user);
     evbuffer_add_printf(b, "\tby %s (%s) with %s id %s", smtpd_cfg.myhostname,
                         smtpd_cfg.mail_name, protocol_name(tx),
                         smtpd_submit_queue_id(tx->submit));

@@ -554,32 +554,33 @@ static const struct {
     const char *name;
     enum mastercf_role role;
     const char *program_or_why;
+    int keeps_name;   /* the program learns its role from its name */
 } postfix_programs[] = {
-    {"smtp", MASTERCF_RUN, "remote"},
-    {"oqmgr", MASTERCF_RUN, "qmgr"},
-    {"postscreen", MASTERCF_RUN, "smtpd"},
-    {"tlsmgr", MASTERCF_OTHERWISE, "TLS session caches live in each smtpd and remote process"},
+    {"smtp", MASTERCF_RUN, "remote", 0},
+    {"lmtp", MASTERCF_RUN, "remote", 1},
+    {"oqmgr", MASTERCF_RUN, "qmgr", 0},
+    {"postscreen", MASTERCF_RUN, "smtpd", 0},
+    {"tlsmgr", MASTERCF_OTHERWISE, "TLS session caches live in each smtpd and remote process", 0},
     {"trivial-rewrite", MASTERCF_OTHERWISE, "addresses are rewritten and resolved inside cleanup "
-                                            "and qmgr"},
-    {"scache", MASTERCF_OTHERWISE, "remote keeps its own connection cache"},
-    {"postlogd", MASTERCF_OTHERWISE, "each program writes maillog_file itself"},
-    {"proxymap", MASTERCF_OTHERWISE, "each program opens its lookup tables itself"},
-    {"flush", MASTERCF_OTHERWISE, "postqueue -f and postern flush ask qmgr directly"},
-    {"verify", MASTERCF_MISSING, "address verification (reject_unverified_*) is not available"},
-    {"anvil", MASTERCF_MISSING, "client rate limits across smtpd processes are not available"},
-    {"dnsblog", MASTERCF_MISSING, "postscreen's DNSBL lookups are not available"},
-    {"tlsproxy", MASTERCF_MISSING, "postscreen's TLS proxy is not available"},
-    {"lmtp", MASTERCF_MISSING, "the LMTP client is not available"},
-    {"pipe", MASTERCF_RUN, "pipe"},
-    {"spawn", MASTERCF_MISSING, "spawn is not available"},
-    {"qmqpd", MASTERCF_MISSING, "QMQP is not available"},
-    {"error", MASTERCF_OTHERWISE, "qmgr bounces error: and defers retry: routes itself"},
-    {"discard", MASTERCF_OTHERWISE, "qmgr drops discard: routes itself"},
+                                            "and qmgr", 0},
+    {"scache", MASTERCF_OTHERWISE, "remote keeps its own connection cache", 0},
+    {"postlogd", MASTERCF_OTHERWISE, "each program writes maillog_file itself", 0},
+    {"proxymap", MASTERCF_OTHERWISE, "each program opens its lookup tables itself", 0},
+    {"flush", MASTERCF_OTHERWISE, "postqueue -f and postern flush ask qmgr directly", 0},
+    {"verify", MASTERCF_MISSING, "address verification (reject_unverified_*) is not available", 0},
+    {"anvil", MASTERCF_MISSING, "client rate limits across smtpd processes are not available", 0},
+    {"dnsblog", MASTERCF_MISSING, "postscreen's DNSBL lookups are not available", 0},
+    {"tlsproxy", MASTERCF_MISSING, "postscreen's TLS proxy is not available", 0},
+    {"pipe", MASTERCF_RUN, "pipe", 0},
+    {"spawn", MASTERCF_MISSING, "spawn is not available", 0},
+    {"qmqpd", MASTERCF_MISSING, "QMQP is not available", 0},
+    {"error", MASTERCF_OTHERWISE, "qmgr bounces error: and defers retry: routes itself", 0},
+    {"discard", MASTERCF_OTHERWISE, "qmgr drops discard: routes itself", 0},
 };
 
 struct mastercf_program mastercf_classify(const struct mastercf_entry *e)
 {
-    struct mastercf_program p = {MASTERCF_RUN, e->command, NULL};
+    struct mastercf_program p = {MASTERCF_RUN, e->command, NULL, NULL};
     if (e->type == MASTERCF_PASS || e->type == MASTERCF_UNIX_DGRAM) {
         /* postscreen's hand-off to smtpd and postlogd's socket: Postern's
          * smtpd listens itself and each program logs itself. */
@@ -592,9 +593,11 @@ struct mastercf_program mastercf_classify(const struct mastercf_entry *e)
         if (strcmp(e->command, postfix_programs[i].name) != 0)
             continue;
         p.role = postfix_programs[i].role;
-        if (p.role == MASTERCF_RUN)
+        if (p.role == MASTERCF_RUN) {
             p.program = postfix_programs[i].program_or_why;
-        else {
+            if (postfix_programs[i].keeps_name)
+                p.argv0 = postfix_programs[i].name;
+        } else {
             p.program = NULL;
             p.why = postfix_programs[i].program_or_why;
         }

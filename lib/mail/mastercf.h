@@ -52,15 +52,18 @@ enum mastercf_role {
 struct mastercf_program {
     enum mastercf_role role;
     const char *program;   /* MASTERCF_RUN: the file in daemon_directory */
+    const char *argv0;     /* MASTERCF_RUN: the name it runs under, when its role
+                            * depends on it (remote as "lmtp" is the LMTP
+                            * client, as Postfix's smtp is); else NULL */
     const char *why;       /* MASTERCF_OTHERWISE/MISSING: for the report */
 };
 
 /* Classify entry e: Postfix names map to Postern's programs ("smtp" ->
- * "remote", "oqmgr" -> "qmgr", "postscreen" -> "smtpd", "pipe" -> "pipe"),
- * services whose work Postern does another way (tlsmgr, trivial-rewrite,
- * scache, postlogd, proxymap, flush, ...) and those it lacks (lmtp,
- * verify, ...). A name it does not know is run as it is (a program of the
- * admin's own). */
+ * "remote", "lmtp" -> "remote" named "lmtp", "oqmgr" -> "qmgr",
+ * "postscreen" -> "smtpd", "pipe" -> "pipe"), services whose work Postern
+ * does another way (tlsmgr, trivial-rewrite, scache, postlogd, proxymap,
+ * flush, ...) and those it lacks (verify, anvil, ...). A name it does not
+ * know is run as it is (a program of the admin's own). */
 struct mastercf_program mastercf_classify(const struct mastercf_entry *e);
 
 /* What program (mastercf_classify's) needs of e's arguments, checked

@@ -9,8 +9,10 @@
  * virtual_alias_domains -> bounce (5.1.1: cleanup already expanded every
  * known alias), virtual_mailbox_domains -> virtual_transport. Before all
  * that, a recipient in relocated_maps bounces with 5.1.6 and its new
- * address (lib/rewrite.h). An empty nexthop means relayhost when set (for the
- * relay and default transports), else the recipient domain. "error:text"
+ * address (lib/rewrite.h). A class's transport may name its nexthop
+ * (virtual_transport = lmtp:unix:private/dovecot-lmtp); else an empty
+ * nexthop means relayhost when set (for the relay and default transports),
+ * else the recipient domain. "error:text"
  * bounces and "retry:text" defers without delivery.
  */
 #include "resolve.h"
@@ -27,34 +29,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A class's transport: "lmtp:unix:private/dovecot-lmtp" is the transport
+ * "lmtp" with the nexthop "unix:private/dovecot-lmtp", which then wins over
+ * relayhost and the recipient's domain, as in Postfix. */
+struct class_transport {
+    char name[64];
+    char nexthop[512];
+};
+
 static struct {
     struct lookup_list *transport_maps;
     const char *mydestination, *relay_domains, *relayhost;
+    struct class_transport local, relay, deflt, virt;
     const char *local_transport, *relay_transport, *default_transport, *virtual_transport;
     const char *myhostname;
 } rs;
 
-/* "local:host" -> "local"; Postfix configs name the nexthop too. */
-static const char *transport_name(const char *value, char *buf, size_t len)
+static const char *class_split(const char *value, struct class_transport *ct)
 {
-    snprintf(buf, len, "%s", value);
-    char *colon = strchr(buf, ':');
-    if (colon)
-        *colon = 0;
-    return buf;
+    const char *colon = strchr(value, ':');
+    size_t n = colon ? (size_t)(colon - value) : strlen(value);
+    snprintf(ct->name, sizeof(ct->name), "%.*s", (int)(n < sizeof(ct->name) ? n : 0), value);
+    snprintf(ct->nexthop, sizeof(ct->nexthop), "%s", colon ? colon + 1 : "");
+    return ct->name;
 }
 
 void resolve_init(void)
 {
-    static char local[64], relay[64], deflt[64], virt[64];
     rs.mydestination = var.mydestination;
     rs.relay_domains = var.relay_domains;
     rs.relayhost = var.relayhost;
     rs.myhostname = var.myhostname;
-    rs.local_transport = transport_name(var.local_transport, local, sizeof(local));
-    rs.relay_transport = transport_name(var.relay_transport, relay, sizeof(relay));
-    rs.default_transport = transport_name(var.default_transport, deflt, sizeof(deflt));
-    rs.virtual_transport = transport_name(var.virtual_transport, virt, sizeof(virt));
+    rs.local_transport = class_split(var.local_transport, &rs.local);
+    rs.relay_transport = class_split(var.relay_transport, &rs.relay);
+    rs.default_transport = class_split(var.default_transport, &rs.deflt);
+    rs.virtual_transport = class_split(var.virtual_transport, &rs.virt);
     const char *maps = var.transport_maps;
     if (*maps) {
         char err[256];
@@ -137,19 +146,22 @@ int resolve_recipient(const char *addr, struct route *r)
     int unknown = resolve_unknown(addr, domain, local, &virtual_mailbox, r);
     if (unknown != 0)
         return unknown < 0 ? -1 : 0;
-    const char *class_transport = local ? rs.local_transport
-                                  : virtual_mailbox ? rs.virtual_transport
-                                  : *rs.relay_domains && match_domain_list(rs.relay_domains, domain)
-                                      ? rs.relay_transport
-                                      : rs.default_transport;
+    const struct class_transport *ct =
+        local ? &rs.local
+        : virtual_mailbox ? &rs.virt
+        : *rs.relay_domains && match_domain_list(rs.relay_domains, domain) ? &rs.relay
+                                                                             : &rs.deflt;
+    const char *class_transport = ct->name;
     char *value = NULL;
     int rc = transport_lookup(addr, domain, &value);
     if (rc == LOOKUP_TEMPFAIL)
         return -1;
-    if (rc == LOOKUP_FOUND)
+    if (rc == LOOKUP_FOUND) {
         route_from_table(value, class_transport, r);
-    else
+    } else {
         snprintf(r->transport, sizeof(r->transport), "%s", class_transport);
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", ct->nexthop);
+    }
     free(value);
     if (r->error[0] || r->nexthop[0])
         return 0;

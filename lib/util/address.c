@@ -348,7 +348,11 @@ int address_parse_path(const char *arg, char *out, size_t outlen,
     return 0;
 }
 
-/* RFC 5321 Dot-string: atoms separated by single dots. */
+/* RFC 5321 Dot-string: atoms separated by single dots. UTF-8 bytes count
+ * as atom characters (RFC 6531's UTF8-non-ascii in atext): an SMTPUTF8
+ * local part such as "ü" goes out, and into logs and headers, unquoted, as
+ * Postfix writes it. Only smtpd's SMTPUTF8 parser makes such internal
+ * forms; it checked the UTF-8. */
 static int is_dot_atom(const char *s, size_t len)
 {
     size_t i;
@@ -359,7 +363,7 @@ static int is_dot_atom(const char *s, size_t len)
         if (s[i] == '.') {
             if (s[i + 1] == '.')
                 return 0;
-        } else if (!is_atext((unsigned char)s[i])) {
+        } else if (!is_atext((unsigned char)s[i]) && (unsigned char)s[i] < 0x80) {
             return 0;
         }
     }

@@ -18,7 +18,8 @@
  * sets *err to a short reason for the 501 reply. */
 int address_parse_path(const char *arg, char *out, size_t outlen,
                        const char **params, const char **err);
-/* Internal -> external (quoted as needed). Returns -1 if it does not fit. */
+/* Internal -> external (quoted as needed; UTF-8 is no reason to quote).
+ * Returns -1 if it does not fit. */
 int address_quote(const char *internal, char *out, size_t outlen);
 /* The external form for a log line or a header field: quoted as needed
  * (as it is when it does not fit), NULL as "", and every control character

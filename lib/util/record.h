@@ -52,6 +52,7 @@ enum rec_type {
 #define ATTR_FULL_NAME "full_name"        /* sender full name for an added From: (-F) */
 #define ATTR_EXTRACT "extract"            /* "1": recipients from To/Cc/Bcc (-t) */
 #define ATTR_DSN_NOTIFY "dsn_notify"      /* NOTIFY mask for recipients cleanup extracts */
+#define ATTR_SMTPUTF8 "smtputf8"          /* "1": the client asked for SMTPUTF8 (RFC 6531) */
 
 #define REC_MAX_HEADER 11      /* type byte + up to 10 LEB128 bytes */
 #define REC_CHUNK_SIZE 65536   /* largest REC_CONTENT payload writers emit */

@@ -77,3 +77,23 @@ def require_root():
     check runs as root, as CI does, and a skip would hide that."""
     if os.geteuid() != 0:
         pytest.fail("this test needs root: run make check as root, as CI does")
+
+
+@pytest.fixture(scope="session")
+def dovecot_session():
+    """One private Dovecot (tests/e2e/dovecot_fixture.py) for the whole test
+    session: auth and LMTP, on UNIX sockets and loopback ports."""
+    from dovecot_fixture import Dovecot
+    d = Dovecot()
+    d.start()
+    yield d
+    d.cleanup()
+
+
+@pytest.fixture
+def dovecot(dovecot_session):
+    """The session's Dovecot, running (a test before may have stopped it to
+    see Postern cope); its log tail is printed for a failing test."""
+    dovecot_session.start()
+    yield dovecot_session
+    print("--- dovecot log tail ---\n" + dovecot_session.log_tail())

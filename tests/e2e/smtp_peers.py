@@ -130,9 +130,11 @@ class _Handler:
 class Receiver:
     """aiosmtpd on host:port. rcpt_replies maps a lower-case address to the
     reply for its RCPT (e.g. "450 4.2.0 Try later"); tls=(cert, key) offers
-    STARTTLS; size_limit is the SIZE it announces (and enforces)."""
+    STARTTLS; size_limit is the SIZE it announces (and enforces); smtputf8
+    (aiosmtpd's Controller default) offers SMTPUTF8 (RFC 6531)."""
 
-    def __init__(self, host, port=None, rcpt_replies=None, tls=None, size_limit=None):
+    def __init__(self, host, port=None, rcpt_replies=None, tls=None, size_limit=None,
+                 smtputf8=True):
         self.host = host
         self.port = port or free_port_on(host)
         self.rcpt_replies = {k.lower(): v for k, v in (rcpt_replies or {}).items()}
@@ -142,6 +144,7 @@ class Receiver:
         kwargs = {}
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit
+        kwargs["enable_SMTPUTF8"] = smtputf8
         if tls is not None:
             kwargs["tls_context"] = server_tls_context(*tls)
             kwargs["require_starttls"] = False

@@ -1,9 +1,10 @@
 """Helpers for the smtpd end-to-end tests (test_smtpd_*.py): a self-signed
 certificate made with the openssl command, crypt(3) SHA-512 hashes for
 smtpd_sasl_password_maps, main.cf lines for TLS and AUTH, TLS client
-contexts that accept our certificate, and a master.cf with an extra
+contexts that accept our certificate, a master.cf with an extra
 wrapper-mode (port 465 style) listener or without qmgr (so queue files stay
-in incoming/ to be read).
+in incoming/ to be read), and conf/master.cf as shipped with its
+submission and submissions services uncommented onto free ports.
 """
 
 import base64
@@ -78,6 +79,33 @@ def master_cf(port, wrapper_port=None, qmgr=True):
     return "\n".join(lines) + "\n"
 
 
+def shipped_master_cf(port, sub_port=None, subs_port=None, extra_sub=(), extra_subs=()):
+    """conf/master.cf as shipped, with smtp on 127.0.0.1:port and, when
+    their ports are given, the commented "any client" submission and
+    submissions services uncommented onto 127.0.0.1:sub_port and
+    127.0.0.1:subs_port; extra_* are more -o lines for them (the last
+    setting of a parameter wins)."""
+    conf = Path(__file__).resolve().parents[2] / "conf" / "master.cf"
+    out, active = [], None
+    for line in conf.read_text().splitlines():
+        words = line.split()
+        if words[:2] == ["smtp", "inet"]:
+            line = line.replace("smtp", f"127.0.0.1:{port}", 1)
+        elif words[:2] in (["#submission", "inet"], ["#submissions", "inet"]):
+            name = words[0][1:]
+            new_port = sub_port if name == "submission" else subs_port
+            if new_port:
+                active = name
+                line = line[1:].replace(name, f"127.0.0.1:{new_port}", 1)
+        elif active and line.startswith("#  -o"):
+            line = line[1:]
+        elif active:
+            out += ["  " + l for l in (extra_sub if active == "submission" else extra_subs)]
+            active = None
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 class TLSRaw(RawSMTP):
     """A raw SMTP conversation that can switch to TLS in place (STARTTLS)
     or start in TLS (wrapper mode); every read has a deadline."""
@@ -115,4 +143,5 @@ def elapsed(fn):
 
 
 __all__ = ["make_cert", "crypt_sha512", "tls_lines", "sasl_lines", "client_context",
-           "plain_response", "master_cf", "TLSRaw", "elapsed", "free_port", "main_cf_escape"]
+           "plain_response", "master_cf", "shipped_master_cf", "TLSRaw", "elapsed", "free_port",
+           "main_cf_escape"]

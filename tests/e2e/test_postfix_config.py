@@ -94,12 +94,14 @@ def test_check_reports_what_postern_does_another_way_or_lacks(tmp_path):
         for line in ("service tlsmgr/unix (tlsmgr): not needed",
                      "service rewrite/unix (trivial-rewrite): not needed",
                      "service postlog/unix-dgram (postlogd): not needed",
-                     "service lmtp/unix (lmtp): not available yet"):
+                     "service verify/unix (verify): not available yet"):
             assert line in out, (line, out)
         # The pipe services are Postern's (pipe/); in an instance their
         # user= does not matter, so they are all fine.
         assert "(pipe)" not in out, out
         assert "cannot run" not in out, out
+        # lmtp is Postern's remote under that name: nothing to report.
+        assert "(lmtp):" not in out, out
     finally:
         inst.cleanup()
 
@@ -113,6 +115,7 @@ def test_debian_stock_configuration_delivers(tmp_path):
         assert log.count("service tlsmgr/unix (tlsmgr): not needed") == 1, log
         assert log.count("service postlog/unix-dgram (postlogd): not needed") == 1, log
         assert re.search(r"service smtp: Postfix's smtp runs as Postern's remote", log), log
+        assert re.search(r"service lmtp: Postfix's lmtp runs as Postern's remote", log), log
         assert re.search(r"service qmgr: Postern's qmgr is woken through a fifo", log), log
         assert "biff=no: not needed" in log, log
 

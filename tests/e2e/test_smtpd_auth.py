@@ -66,8 +66,9 @@ def test_swaks_tls_auth_plain_right_and_wrong_password(make_instance):
     assert rc != 0, out
     assert "<~* 535 5.7.8 Error: authentication failed: authentication failure" in out, out
     assert took >= 1.0, took           # smtpd_error_sleep_time
+    # Postfix 3.7's line: the reason, then the user name the client gave.
     inst.wait_log(r"^warning: unknown\[127\.0\.0\.1\]: SASL PLAIN authentication failed: "
-                  r"authentication failure$", program="smtpd")
+                  r"authentication failure, sasl_username=alice$", program="smtpd")
     assert len(inst.delivered("dave")) == 1
 
 
@@ -185,3 +186,32 @@ def test_reject_sender_login_mismatch(make_instance):
         "NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 553 5.7.1 <alice@example.org>: "
         "Sender address rejected: not owned by user bob; from=<alice@example.org> "
         f"to=<frank@localhost> proto=ESMTP helo=<{HELO}>")
+
+
+def test_sender_login_mismatch_variants(make_instance):
+    """reject_known_, reject_authenticated_ and
+    reject_unauthenticated_sender_login_mismatch, as Postfix defines them."""
+    login_maps = "smtpd_sender_login_maps = inline:{ alice@example.org=alice }"
+    for restriction, unauth_owned, unauth_other, auth_unlisted in (
+            ("reject_known_sender_login_mismatch", 553, 250, 250),
+            ("reject_authenticated_sender_login_mismatch", 250, 250, 553),
+            ("reject_unauthenticated_sender_login_mismatch", 553, 250, 250)):
+        inst = start_auth_instance(make_instance, qmgr=False, extra=[
+            login_maps, f"smtpd_sender_restrictions = {restriction}"])
+        with tls_session(inst) as c:
+            for sender, code in (("alice@example.org", unauth_owned),
+                                 ("nobody@example.net", unauth_other)):
+                assert c.cmd(f"MAIL FROM:<{sender}>")[0] == 250
+                assert c.cmd("RCPT TO:<frank@localhost>")[0] == code, (restriction, sender)
+                assert c.cmd("RSET")[0] == 250
+            assert c.cmd("AUTH PLAIN " + plain_response("bob", "bob-pass"))[0] == 235
+            # bob owns nothing: alice's address is refused by all three
+            # but the unauthenticated variant, an unlisted one by the
+            # authenticated variant only.
+            assert c.cmd("MAIL FROM:<alice@example.org>")[0] == 250
+            expect = 250 if restriction.startswith("reject_unauth") else 553
+            assert c.cmd("RCPT TO:<frank@localhost>")[0] == expect, restriction
+            assert c.cmd("RSET")[0] == 250
+            assert c.cmd("MAIL FROM:<nobody@example.net>")[0] == 250
+            assert c.cmd("RCPT TO:<frank@localhost>")[0] == auth_unlisted, restriction
+        inst.stop()

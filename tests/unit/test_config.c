@@ -446,8 +446,7 @@ static void test_parameter_kinds(void **state)
     assert_int_equal(config_kind("maildrop_time_limit", &how), CONFIG_KNOWN);
     assert_int_equal(config_kind("postscreen_command_time_limit", &how),
                      CONFIG_POSTFIX_IGNORED);
-    assert_int_equal(config_kind("lmtp_connection_cache_time_limit", &how),
-                     CONFIG_POSTFIX_IGNORED);
+    assert_int_equal(config_kind("lmtp_connection_cache_time_limit", &how), CONFIG_KNOWN);
     assert_int_equal(config_kind("smtp_connection_cache_time_limit", &how), CONFIG_KNOWN);
     assert_int_equal(config_kind("dovecot_delivery_slot_cost", &how), CONFIG_POSTFIX_IGNORED);
 }

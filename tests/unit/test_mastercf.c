@@ -300,9 +300,13 @@ static void test_postfix_programs_classified(void **state)
     p = mastercf_classify(&cf.entries[7]);
     assert_int_equal(p.role, MASTERCF_RUN);
     assert_string_equal(p.program, "my-filter");
+    assert_null(p.argv0);
+    /* lmtp is remote under its own name, which tells it to speak LMTP. */
     p = mastercf_classify(&cf.entries[8]);
-    assert_int_equal(p.role, MASTERCF_MISSING);
-    assert_non_null(strstr(p.why, "LMTP"));
+    assert_int_equal(p.role, MASTERCF_RUN);
+    assert_string_equal(p.program, "remote");
+    assert_string_equal(p.argv0, "lmtp");
+    assert_null(mastercf_classify(&cf.entries[0]).argv0);
     mastercf_free(&cf);
 }
 

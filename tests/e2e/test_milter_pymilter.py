@@ -153,7 +153,11 @@ def test_every_edit_reaches_the_delivered_message(inst):
     headers, body = split_message(data)
     names = [h.split(b":", 1)[0] for h in headers]
     assert headers[0] == b"Return-Path: <changed-sender@example.net>"
-    assert names[2:4] == [b"X-Pymilter-Top", b"Received"]   # inserted at 0: above ours
+    # Below the delivery's trace headers (Return-Path, X-Original-To,
+    # Delivered-To), inserted at 0: above our Received:.
+    top = names.index(b"X-Pymilter-Top")
+    assert names[:top] == [b"Return-Path", b"X-Original-To", b"Delivered-To"], names
+    assert names[top:top + 2] == [b"X-Pymilter-Top", b"Received"]
     assert names[-1] == b"X-Pymilter-Added"
     assert b"Subject: changed by pymilter" in headers
     assert b"X-Delete-Me" not in names

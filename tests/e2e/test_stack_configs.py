@@ -304,8 +304,6 @@ def test_docker_mailserver_shape(stack):
     out = check_output(inst)
     for line in ("service smtpd/pass (smtpd): not needed",
                  "service policyd-spf/unix (spawn): not available yet",
-                 "main.cf: smtpd_milters = $dkim_milter,$dmarc_milter: a Postfix parameter "
-                 "that Postern does not implement",
                  "migration: main.cf: tls_high_cipherlist"):
         assert line in out, (line, out)
     inst.start()
@@ -335,24 +333,22 @@ def test_docker_mailserver_shape(stack):
 def test_iredmail_shape(stack):
     inst, (port, sub_port, reinject_port) = stack(iredmail)
     out = check_output(inst)
-    for line in ("virtual_mailbox_maps uses table type mysql:",
-                 "main.cf: content_filter = smtp-amavis:[127.0.0.1]:10024: a Postfix parameter "
+    for line in ("main.cf: content_filter = smtp-amavis:[127.0.0.1]:10024: a Postfix parameter "
                  "that Postern does not implement"):
         assert line in out, (line, out)
     # The dovecot deliver pipe is a service Postern runs (pipe/).
     assert "service dovecot/unix (pipe)" not in out, out
     inst.start()
-    # Its SQL tables (virtual_alias_maps among them) cannot be read until
-    # Postern has mysql: tables (issue 21): every message is refused for
-    # the time being, with the reason logged, and nothing crash-loops.
+    # Its SQL tables (virtual_alias_maps among them) point at a MariaDB that
+    # is not there: every message is refused for the time being, with the
+    # reason logged, and nothing crash-loops.
     with smtplib.SMTP("127.0.0.1", port, local_hostname=HELO, timeout=30) as s:
         assert s.ehlo(HELO)[0] == 250
         assert s.mail("postmaster@mx.ired.example")[0] == 250
         assert s.rcpt("bob@mx.ired.example")[0] == 250
         code, text = s.data(b"Subject: ired\r\n\r\nhello\r\n")
         assert code == 451, (code, text)
-    inst.wait_log(r"virtual_alias_maps: bad table list -- message not accepted, try again later",
-                  program="cleanup")
+    inst.wait_log(r"virtual_alias_maps.*(try again later|lookup|temporary)", program="cleanup")
     # The reinjection smtpd with its -o overrides answers too.
     with smtplib.SMTP("127.0.0.1", reinject_port, local_hostname=HELO, timeout=30) as s:
         assert s.ehlo(HELO)[0] == 250

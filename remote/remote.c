@@ -65,6 +65,8 @@ struct job {
     int no_cache;                  /* a cached connection died: connect anew */
     struct session_failure last;   /* why the last target failed */
     char last_relay[HOST_RELAY_SIZE];
+    struct sasl_creds creds;       /* the sender's own, when found */
+    char key[sizeof(((struct nexthop *)0)->key) + SASL_CLIENT_USER_MAX + 8];  /* cache key */
 };
 
 struct client {
@@ -117,6 +119,7 @@ static void job_free(struct job *j)
     deliver_request_free(&j->req);
     attr_list_free(&j->attrs);
     free(j->targets);
+    auth_creds_clear(&j->creds);
     free(j);
 }
 
@@ -222,7 +225,7 @@ static void on_open(void *owner, struct session *s, const struct session_failure
     if (s != NULL) {
         gettimeofday(&j->req.times.conn_done, NULL);
         j->plain_retry = 0;
-        transact_start(s, j->nh.key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
+        transact_start(s, j->key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
         return;
     }
     j->sessions += f->greeted;
@@ -254,7 +257,7 @@ static int targets_left(const struct job *j)
 static void job_try_next_target(struct job *j)
 {
     const struct target *t;
-    const char *tls_host;
+    struct session_opts o = {.nexthop = j->req.nexthop, .creds = &j->creds};
 
     if (!targets_left(j)) {
         set_undecided(j, j->last.dsn, j->last_relay, j->last.text);
@@ -266,8 +269,9 @@ static void job_try_next_target(struct job *j)
     if (j->next_target > 0 && j->last.text[0] && !j->plain_retry)
         msg_info("%s", j->last.text);
     t = &j->targets[j->next_target];
-    tls_host = remote_cfg.tls_level == TLS_LEVEL_SECURE ? j->nh.name : t->host;
-    session_open(t, tls_host, j->plain_retry, on_open, j);
+    o.tls_host = remote_cfg.tls_level == TLS_LEVEL_SECURE ? j->nh.name : t->host;
+    o.no_tls = j->plain_retry;
+    session_open(t, &o, on_open, j);
 }
 
 static void on_route(void *ctx, const struct route_result *res)
@@ -293,11 +297,11 @@ static void on_route(void *ctx, const struct route_result *res)
 
 static void job_start_delivery(struct job *j)
 {
-    struct session *s = j->no_cache ? NULL : session_cache_take(j->nh.key);
+    struct session *s = j->no_cache ? NULL : session_cache_take(j->key);
 
     if (s != NULL) {
         gettimeofday(&j->req.times.conn_done, NULL);
-        transact_start(s, j->nh.key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
+        transact_start(s, j->key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
         return;
     }
     if (j->targets != NULL) {
@@ -344,6 +348,22 @@ static int job_nexthop(struct job *j)
     return 0;
 }
 
+/* The sender's own credentials, when they depend on the sender; a
+ * connection authenticated as one user is never reused for another. */
+static int job_credentials(struct job *j)
+{
+    if (auth_lookup_sender(j->req.sender, &j->creds) < 0) {
+        set_undecided(j, "4.3.0", "", "mail system configuration error: "
+                      "smtp_sasl_password_maps lookup failure");
+        return -1;
+    }
+    if (j->creds.found)
+        snprintf(j->key, sizeof(j->key), "%s|%s", j->nh.key, j->creds.user);
+    else
+        snprintf(j->key, sizeof(j->key), "%s", j->nh.key);
+    return 0;
+}
+
 /* The job proper, from the event loop: never inside the client's read
  * callback, so that nothing a job does can free the client under it. */
 static void job_begin(evutil_socket_t fd, short what, void *arg)
@@ -356,7 +376,7 @@ static void job_begin(evutil_socket_t fd, short what, void *arg)
         job_finish(j);
         return;
     }
-    if (job_open_queue_file(j) < 0 || job_nexthop(j) < 0) {
+    if (job_open_queue_file(j) < 0 || job_nexthop(j) < 0 || job_credentials(j) < 0) {
         job_finish(j);
         return;
     }
@@ -639,6 +659,7 @@ int main(int argc, char **argv)
     /* Logged as "smtp", as Postfix's client is, so log scanners find it. */
     service_init(argc, argv, "smtp", 0);
     read_settings();
+    auth_init();
     route_init_self();
     if ((remote_base = event_base_new()) == NULL)
         msg_fatal("event_base_new failed");

@@ -12,6 +12,8 @@
  *             (pipelined when offered), the message content (CR LF and
  *             dots by lib/mail/mail_copy.h), results
  * reply.c     the bounded SMTP reply parser and EHLO keywords
+ * auth.c      SMTP AUTH as a client: smtp_sasl_* (credentials by sender,
+ *             server host or nexthop; mechanism filter, security options)
  *
  * Everything runs in one libevent loop; nothing blocks but reads of the
  * local queue file.
@@ -25,6 +27,7 @@
 #include "deliver_request.h"
 #include "delivery.h"
 #include "dns.h"
+#include "sasl_client.h"
 
 struct event_base;
 struct evbuffer;
@@ -72,6 +75,8 @@ struct smtp_reply {
 };
 struct smtp_features {
     int esmtp, pipelining, eightbitmime, starttls, dsn;
+    int auth;                    /* AUTH offered */
+    unsigned auth_mechs;         /* SASL_CLIENT_* bits of the mechanisms we know */
     long long size_limit;        /* -1 no SIZE; 0 no limit given */
 };
 #define REPLY_BAD (-1)
@@ -126,6 +131,32 @@ void route_cancel(struct route *rt);
 /* Learn this host's addresses (inet_interfaces) for loop detection. */
 void route_init_self(void);
 
+/* --- auth.c: SMTP AUTH as a client ---------------------------------------- */
+
+/* A user name and password from smtp_sasl_password_maps. */
+struct sasl_creds {
+    int found;
+    char user[SASL_CLIENT_USER_MAX];
+    char pass[SASL_CLIENT_PASS_MAX];
+};
+struct session_failure;
+struct auth_state;
+/* Read the smtp_sasl_* settings and open the tables (fatal when wrong). */
+void auth_init(void);
+int auth_enabled(void);
+/* The sender's own credentials when smtp_sender_dependent_authentication
+ * is on (full address, then @domain): 1 found, 0 none, -1 table failure. */
+int auth_lookup_sender(const char *sender, struct sasl_creds *c);
+/* After EHLO (and STARTTLS): authenticate when the server offers AUTH and
+ * credentials exist (the sender's c, else those of the server's host name,
+ * else of the nexthop as qmgr wrote it). done runs once, with f NULL when
+ * the session may go on (authenticated, or nothing to do). */
+typedef void (*auth_done_fn)(struct session *s, const struct session_failure *f);
+void auth_run(struct session *s, const struct sasl_creds *c, const char *host,
+              const char *nexthop, auth_done_fn done);
+void auth_state_free(struct auth_state *a);
+void auth_creds_clear(struct sasl_creds *c);
+
 /* --- session.c ----------------------------------------------------------- */
 
 /* Why a session could not be opened or broke. */
@@ -144,11 +175,17 @@ typedef void (*session_reply_fn)(void *owner, const struct smtp_reply *r);
 typedef void (*session_error_fn)(void *owner, const struct session_failure *f);
 typedef void (*session_drain_fn)(void *owner);
 
+/* What one delivery asks of the sessions it opens; copied by session_open. */
+struct session_opts {
+    const char *nexthop;             /* as qmgr wrote it (a SASL lookup key) */
+    const char *tls_host;            /* a certificate must match it (verify, secure) */
+    const struct sasl_creds *creds;  /* the sender's credentials, or NULL */
+    int no_tls;                      /* skip STARTTLS */
+};
 /* Connect to t and get the server ready for MAIL (greeting, EHLO or HELO,
- * STARTTLS per policy). tls_host is the name a certificate must match at
- * level verify/secure. no_tls skips STARTTLS. */
-void session_open(const struct target *t, const char *tls_host, int no_tls,
-                  session_open_fn done, void *owner);
+ * STARTTLS per policy, AUTH). */
+void session_open(const struct target *t, const struct session_opts *o, session_open_fn done,
+                  void *owner);
 /* An idle session for the cache key, or NULL. */
 struct session *session_cache_take(const char *key);
 /* Done with s: reusable ones go to the cache under key (within the reuse
@@ -175,6 +212,9 @@ const struct smtp_features *session_features(const struct session *s);
 const char *session_relay(const struct session *s);    /* "host[addr]:port" */
 const char *session_peer(const struct session *s);     /* "host[addr]" */
 int session_reused(const struct session *s);           /* taken from the cache */
+int session_tls_active(const struct session *s);
+/* The AUTH exchange's state while it runs (auth.c), freed with s. */
+struct auth_state **session_auth_state(struct session *s);
 /* "host H[A] said: REPLY (in reply to CMD command)" into out. */
 void session_said(const struct session *s, const struct smtp_reply *r, const char *command,
                   char *out, size_t outlen);

@@ -12,7 +12,8 @@
  * host[addr] while sending RCPT TO").
  *
  * Opening walks the server through the greeting, EHLO (HELO when EHLO is
- * refused) and STARTTLS as smtp_tls_security_level says. A finished
+ * refused), STARTTLS as smtp_tls_security_level says, and AUTH (auth.c)
+ * when smtp_sasl_auth_enable is on. A finished
  * transaction leaves the session idle: it then waits in the cache under its
  * nexthop for smtp_connection_cache_time_limit, watched for EOF, and the
  * next job for the same nexthop takes it instead of connecting again.
@@ -64,6 +65,9 @@ struct session {
     char peer[HOST_RELAY_SIZE];    /* host[addr] */
     char relay[HOST_RELAY_SIZE];   /* host[addr]:port */
     char tls_host[DNS_NAME_SIZE];
+    char nexthop[DNS_NAME_SIZE + 16];
+    struct sasl_creds creds;       /* the sender's, when found */
+    struct auth_state *auth;       /* while AUTH runs */
     int no_tls, tls_active;
     struct smtp_features feat;
     /* opening */
@@ -128,6 +132,16 @@ int session_reused(const struct session *s)
     return s->reused;
 }
 
+int session_tls_active(const struct session *s)
+{
+    return s->tls_active;
+}
+
+struct auth_state **session_auth_state(struct session *s)
+{
+    return &s->auth;
+}
+
 struct evbuffer *session_output(struct session *s)
 {
     return bufferevent_get_output(s->bev);
@@ -160,6 +174,8 @@ static void session_destroy(struct session *s)
     if (s->connect_ev != NULL)
         event_free(s->connect_ev);
     event_free(s->timer);
+    auth_state_free(s->auth);
+    auth_creds_clear(&s->creds);
     free(s->exp);
     free(s);
     sc.total--;
@@ -454,6 +470,7 @@ static void session_ready(struct session *s)
 }
 
 static void setup_ehlo(void *owner, const struct smtp_reply *r);
+static void setup_auth(struct session *s);
 
 static void send_ehlo(struct session *s)
 {
@@ -542,7 +559,7 @@ static void setup_starttls(void *owner, const struct smtp_reply *r)
 
     if (r->code != 220) {
         if (!tls_mandatory()) {
-            session_ready(s);   /* "may": go on in plain text */
+            setup_auth(s);   /* "may": go on in plain text */
             return;
         }
         session_said(s, r, "STARTTLS", said, sizeof(said));
@@ -558,16 +575,38 @@ static void setup_starttls(void *owner, const struct smtp_reply *r)
     start_tls(s);
 }
 
+static void auth_done(struct session *s, const struct session_failure *f)
+{
+    struct session_failure copy;
+
+    if (f == NULL) {
+        session_ready(s);
+        return;
+    }
+    copy = *f;
+    report_failure(s, &copy);
+}
+
+/* The last step before MAIL: AUTH, when configured (auth.c). */
+static void setup_auth(struct session *s)
+{
+    if (!auth_enabled()) {
+        session_ready(s);
+        return;
+    }
+    auth_run(s, &s->creds, s->target.host, s->nexthop, auth_done);
+}
+
 /* After EHLO or HELO: STARTTLS when the policy and the server agree. */
 static void setup_maybe_tls(struct session *s)
 {
     if (s->tls_active || s->no_tls || remote_cfg.tls_level == TLS_LEVEL_NONE) {
-        session_ready(s);
+        setup_auth(s);
         return;
     }
     if (!s->feat.starttls) {
         if (!tls_mandatory())
-            session_ready(s);
+            setup_auth(s);
         else
             session_fail(s, "4.7.4", "TLS is required, but was not offered by host %s",
                          s->peer);
@@ -733,8 +772,8 @@ static void start_connect(struct session *s)
     evtimer_add(s->timer, &now);
 }
 
-void session_open(const struct target *t, const char *tls_host, int no_tls,
-                  session_open_fn done, void *owner)
+void session_open(const struct target *t, const struct session_opts *o, session_open_fn done,
+                  void *owner)
 {
     struct session *s = calloc(1, sizeof(*s));
     char addr[INET6_ADDRSTRLEN];
@@ -746,10 +785,13 @@ void session_open(const struct target *t, const char *tls_host, int no_tls,
     s->target = *t;
     s->open_done = done;
     s->open_owner = owner;
-    s->no_tls = no_tls;
+    s->no_tls = o->no_tls;
+    snprintf(s->nexthop, sizeof(s->nexthop), "%s", o->nexthop != NULL ? o->nexthop : "");
+    if (o->creds != NULL && o->creds->found)
+        s->creds = *o->creds;
     s->created = time(NULL);
     s->phase = PH_CONNECT;
-    snprintf(s->tls_host, sizeof(s->tls_host), "%s", tls_host);
+    snprintf(s->tls_host, sizeof(s->tls_host), "%s", o->tls_host);
     dns_addr_str(&t->addr, addr, sizeof(addr));
     text_printf(s->peer, sizeof(s->peer), "%s[%s]", t->host, addr);
     text_printf(s->relay, sizeof(s->relay), "%s:%u", s->peer, t->port);

@@ -2,7 +2,8 @@
 
 Receiver     Python's aiosmtpd in a thread: keeps every message it gets,
              counts connections, can answer RCPT per address (250/450/550),
-             and offers STARTTLS with a certificate from make_cert().
+             offers STARTTLS with a certificate from make_cert(), and AUTH
+             (PLAIN, LOGIN, CRAM-MD5) checked against its own users.
 SmtpSink     Postfix's smtp-sink, a fast pipelining receiver.
 HostileServer  a raw socket server that runs a script per connection: the
              malformed, oversized or truncated replies a real server never
@@ -11,7 +12,9 @@ make_cert()  a CA and a server certificate for a host name, made with the
              openssl command.
 """
 
+import hmac
 import os
+import secrets
 import shutil
 import socket
 import ssl
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
@@ -123,21 +127,50 @@ class _Handler:
             data=envelope.content,
             tls=session.ssl is not None,
             helo=session.host_name,
+            auth_user=(session.login_data.decode() if isinstance(session.login_data, bytes)
+                       else session.login_data) if session.authenticated else None,
+            peer=session.peer,
         ))
         return "250 2.0.0 Ok: queued as " + f"R{len(self.owner.messages)}"
+
+
+class _AuthHandler(_Handler):
+    """_Handler with CRAM-MD5 (RFC 2195), which aiosmtpd lacks: a fresh
+    challenge, the answer checked against the user's password."""
+
+    async def auth_CRAM__MD5(self, server, args):
+        challenge = f"<{secrets.token_hex(8)}@{server.hostname}>".encode()
+        answer = await server.challenge_auth(challenge)
+        if not isinstance(answer, bytes) or b" " not in answer:
+            return AuthResult(success=False, handled=False)
+        user, digest = answer.rsplit(b" ", 1)
+        password = self.owner.users.get(user.decode("utf-8", "replace"))
+        ok = password is not None and hmac.compare_digest(
+            hmac.new(password.encode(), challenge, "md5").hexdigest().encode(), digest)
+        self.owner._note_auth("CRAM-MD5", user.decode("utf-8", "replace"), None, ok)
+        return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user, b""))
 
 
 class Receiver:
     """aiosmtpd on host:port. rcpt_replies maps a lower-case address to the
     reply for its RCPT (e.g. "450 4.2.0 Try later"); tls=(cert, key) offers
-    STARTTLS; size_limit is the SIZE it announces (and enforces)."""
+    STARTTLS; size_limit is the SIZE it announces (and enforces).
+    users={name: password} offers AUTH (mechanisms: those named, of PLAIN,
+    LOGIN, CRAM-MD5; only after STARTTLS unless auth_require_tls is False)
+    and checks every attempt, noting it in auth_attempts as (mechanism,
+    user, password, ok); auth_required refuses MAIL before AUTH."""
 
-    def __init__(self, host, port=None, rcpt_replies=None, tls=None, size_limit=None):
+    MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+
+    def __init__(self, host, port=None, rcpt_replies=None, tls=None, size_limit=None,
+                 users=None, mechanisms=MECHANISMS, auth_require_tls=True, auth_required=None):
         self.host = host
         self.port = port or free_port_on(host)
         self.rcpt_replies = {k.lower(): v for k, v in (rcpt_replies or {}).items()}
         self.messages = []
         self.connections = 0
+        self.users = dict(users or {})
+        self.auth_attempts = []
         self._lock = threading.Lock()
         kwargs = {}
         if size_limit is not None:
@@ -145,7 +178,25 @@ class Receiver:
         if tls is not None:
             kwargs["tls_context"] = server_tls_context(*tls)
             kwargs["require_starttls"] = False
-        self.controller = Controller(_Handler(self), hostname=host, port=self.port, **kwargs)
+        handler = _Handler(self)
+        if users is not None:
+            handler = _AuthHandler(self)
+            kwargs["authenticator"] = self._authenticate
+            kwargs["auth_require_tls"] = auth_require_tls
+            kwargs["auth_required"] = auth_required if auth_required is not None else True
+            kwargs["auth_exclude_mechanism"] = [m for m in self.MECHANISMS if m not in mechanisms]
+        self.controller = Controller(handler, hostname=host, port=self.port, **kwargs)
+
+    def _note_auth(self, mechanism, user, password, ok):
+        with self._lock:
+            self.auth_attempts.append((mechanism, user, password, ok))
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = self.users.get(user) == password
+        self._note_auth(mechanism, user, password, ok)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     def _count_connection(self):
         with self._lock:

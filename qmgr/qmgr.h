@@ -56,8 +56,9 @@ struct route {
     char error[512];          /* error: transport's text ("" otherwise) */
 };
 void resolve_init(void);
-/* Returns 0, or -1 on a temporary lookup failure (defer the recipient). */
-int resolve_recipient(const char *addr, struct route *out);
+/* Where addr goes for a message from sender (internal form, "" for <>).
+ * Returns 0, or -1 on a temporary lookup failure (defer the recipient). */
+int resolve_recipient(const char *sender, const char *addr, struct route *out);
 
 /* sched.c */
 void sched_init(struct event_base *base);

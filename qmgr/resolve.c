@@ -11,6 +11,14 @@
  * address (lib/rewrite.h). An empty nexthop means relayhost when set (for the
  * relay and default transports), else the recipient domain. "error:text"
  * bounces and "retry:text" defers without delivery.
+ *
+ * The sender may change two of these, as in Postfix: a
+ * sender_dependent_default_transport_maps answer ("transport:nexthop")
+ * stands for default_transport, and a sender_dependent_relayhost_maps
+ * answer for relayhost; each is looked up by the sender address, then
+ * "@domain" (the null sender by empty_address_*_lookup_key), and "DUNNO"
+ * ends the search without an override. transport_maps still wins over
+ * both, and a nexthop named by a transport wins over any relayhost.
  */
 #include "qmgr.h"
 
@@ -25,9 +33,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static struct {
     struct lookup_list *transport_maps;
+    struct lookup_list *sender_transport_maps, *sender_relayhost_maps;
     const char *mydestination, *relay_domains, *relayhost;
     const char *local_transport, *relay_transport, *default_transport, *virtual_transport;
     const char *myhostname;
@@ -43,6 +53,18 @@ static const char *transport_name(const char *value, char *buf, size_t len)
     return buf;
 }
 
+static struct lookup_list *open_maps(const char *name, const char *maps)
+{
+    char err[256];
+    struct lookup_list *l;
+
+    if (*maps == 0)
+        return NULL;
+    if ((l = lookup_list_open(maps, err, sizeof(err))) == NULL)
+        msg_fatal("%s: %s", name, err);
+    return l;
+}
+
 void resolve_init(void)
 {
     static char local[64], relay[64], deflt[64], virt[64];
@@ -54,13 +76,33 @@ void resolve_init(void)
     rs.relay_transport = transport_name(var.relay_transport, relay, sizeof(relay));
     rs.default_transport = transport_name(var.default_transport, deflt, sizeof(deflt));
     rs.virtual_transport = transport_name(var.virtual_transport, virt, sizeof(virt));
-    const char *maps = var.transport_maps;
-    if (*maps) {
-        char err[256];
-        rs.transport_maps = lookup_list_open(maps, err, sizeof(err));
-        if (!rs.transport_maps)
-            msg_fatal("transport_maps: %s", err);
+    rs.transport_maps = open_maps("transport_maps", var.transport_maps);
+    rs.sender_transport_maps = open_maps("sender_dependent_default_transport_maps",
+                                         var.sender_dependent_default_transport_maps);
+    rs.sender_relayhost_maps = open_maps("sender_dependent_relayhost_maps",
+                                         var.sender_dependent_relayhost_maps);
+}
+
+/* A sender-dependent table: LOOKUP_* with the malloc'd answer; "DUNNO"
+ * reads as not found. */
+static int sender_lookup(struct lookup_list *maps, const char *empty_key, const char *sender,
+                         char **value)
+{
+    int rc;
+
+    *value = NULL;
+    if (maps == NULL)
+        return LOOKUP_NOTFOUND;
+    if (*sender == 0)
+        rc = lookup_list_get(maps, empty_key, value);
+    else
+        rc = lookup_list_address(maps, sender, 0, var.recipient_delimiter, value);
+    if (rc == LOOKUP_FOUND && strcasecmp(*value, "DUNNO") == 0) {
+        free(*value);
+        *value = NULL;
+        rc = LOOKUP_NOTFOUND;
     }
+    return rc;
 }
 
 /* transport_maps; returns LOOKUP_* and the malloc'd value in *value. */
@@ -127,7 +169,41 @@ static int resolve_unknown(const char *addr, const char *domain, int local, int 
     return *virtual_mailbox == LOOKUP_TEMPFAIL ? -1 : 0;
 }
 
-int resolve_recipient(const char *addr, struct route *r)
+/* default_transport, or the sender's own (with its nexthop, if any). */
+static int default_route(const char *sender, struct route *r)
+{
+    char *value = NULL;
+    int rc = sender_lookup(rs.sender_transport_maps,
+                           var.empty_address_default_transport_maps_lookup_key, sender, &value);
+
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
+    if (rc == LOOKUP_FOUND)
+        route_from_table(value, rs.default_transport, r);
+    else
+        snprintf(r->transport, sizeof(r->transport), "%s", rs.default_transport);
+    free(value);
+    return 0;
+}
+
+/* relayhost, or the sender's own: into r->nexthop when one applies. */
+static int relayhost_route(const char *sender, struct route *r)
+{
+    char *value = NULL;
+    int rc = sender_lookup(rs.sender_relayhost_maps, var.empty_address_relayhost_maps_lookup_key,
+                           sender, &value);
+
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
+    if (rc == LOOKUP_FOUND && *value)
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", value);
+    else if (*rs.relayhost)
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", rs.relayhost);
+    free(value);
+    return 0;
+}
+
+int resolve_recipient(const char *sender, const char *addr, struct route *r)
 {
     memset(r, 0, sizeof(*r));
     const char *domain = address_domain(addr);
@@ -147,17 +223,23 @@ int resolve_recipient(const char *addr, struct route *r)
         return -1;
     if (rc == LOOKUP_FOUND)
         route_from_table(value, class_transport, r);
-    else
+    else if (class_transport == rs.default_transport && default_route(sender, r) < 0)
+        rc = LOOKUP_TEMPFAIL;
+    else if (class_transport != rs.default_transport)
         snprintf(r->transport, sizeof(r->transport), "%s", class_transport);
     free(value);
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
     if (r->error[0] || r->nexthop[0])
         return 0;
+    /* The sender's own default transport is the default transport too. */
     int relayed = strcmp(r->transport, rs.local_transport) != 0 &&
                   (strcmp(r->transport, rs.default_transport) == 0 ||
-                   strcmp(r->transport, rs.relay_transport) == 0);
-    if (relayed && *rs.relayhost)
-        snprintf(r->nexthop, sizeof(r->nexthop), "%s", rs.relayhost);
-    else
+                   strcmp(r->transport, rs.relay_transport) == 0 ||
+                   (rc != LOOKUP_FOUND && class_transport == rs.default_transport));
+    if (relayed && relayhost_route(sender, r) < 0)
+        return -1;
+    if (!r->nexthop[0])
         snprintf(r->nexthop, sizeof(r->nexthop), "%s", domain ? domain : rs.myhostname);
     return 0;
 }

@@ -22,6 +22,7 @@
 #include "events.h"
 #include "ipc.h"
 #include "log.h"
+#include "lookup.h"
 #include "queue_file.h"
 #include "record.h"
 #include "service.h"
@@ -66,6 +67,8 @@ struct job {
     struct session_failure last;   /* why the last target failed */
     char last_relay[HOST_RELAY_SIZE];
     struct sasl_creds creds;       /* the sender's own, when found */
+    size_t next_fallback;          /* smtp_fallback_relay entries tried */
+    char nexthop_text[DNS_NAME_SIZE + 16];  /* the nexthop being tried, as written */
     char key[sizeof(((struct nexthop *)0)->key) + SASL_CLIENT_USER_MAX + 8];  /* cache key */
 };
 
@@ -247,6 +250,49 @@ static void on_open(void *owner, struct session *s, const struct session_failure
     job_try_next_target(j);
 }
 
+static void job_route(struct job *j);
+static void job_cache_key(struct job *j);
+
+/* The destination failed for now: the next smtp_fallback_relay, if any
+ * is left (never when the destination is one of them). Returns 0 when
+ * one is being tried. */
+static int job_try_fallback(struct job *j)
+{
+    const char *next;
+
+    for (size_t i = 0; i < remote_cfg.nfallback && j->next_fallback == 0; i++)
+        if (strcasecmp(remote_cfg.fallback[i], j->nexthop_text) == 0)
+            return -1;
+    while (j->next_fallback < remote_cfg.nfallback) {
+        next = remote_cfg.fallback[j->next_fallback++];
+        if (nexthop_parse(next, remote_cfg.default_port, &j->nh) < 0) {
+            msg_warn("smtp_fallback_relay: bad destination \"%.100s\"", next);
+            continue;
+        }
+        if (j->last.text[0])
+            msg_info("%s: %s", job_queue_id(j), j->last.text);
+        snprintf(j->nexthop_text, sizeof(j->nexthop_text), "%s", next);
+        free(j->targets);
+        j->targets = NULL;
+        j->ntargets = j->next_target = 0;
+        j->sessions = 0;
+        j->plain_retry = 0;
+        job_cache_key(j);
+        job_start_delivery(j);
+        return 0;
+    }
+    return -1;
+}
+
+/* Nothing (more) to try at this destination. */
+static void job_exhausted(struct job *j, const char *dsn, const char *relay, const char *text)
+{
+    if (dsn[0] == '4' && job_try_fallback(j) == 0)
+        return;
+    set_undecided(j, dsn, relay, text);
+    job_finish(j);
+}
+
 static int targets_left(const struct job *j)
 {
     if (j->next_target >= j->ntargets)
@@ -257,11 +303,10 @@ static int targets_left(const struct job *j)
 static void job_try_next_target(struct job *j)
 {
     const struct target *t;
-    struct session_opts o = {.nexthop = j->req.nexthop, .creds = &j->creds};
+    struct session_opts o = {.nexthop = j->nexthop_text, .creds = &j->creds};
 
     if (!targets_left(j)) {
-        set_undecided(j, j->last.dsn, j->last_relay, j->last.text);
-        job_finish(j);
+        job_exhausted(j, j->last.dsn, j->last_relay, j->last.text);
         return;
     }
     /* Failures before the last are logged here; the last one goes into
@@ -280,8 +325,16 @@ static void on_route(void *ctx, const struct route_result *res)
 
     j->route = NULL;
     if (res->ntargets == 0) {
-        set_undecided(j, res->dsn, "", res->text);
-        job_finish(j);
+        /* A destination that is not found is no reason to give up while
+         * a fallback relay is left (Postfix's smtp_fallback_relay). */
+        char dsn[16];
+        snprintf(dsn, sizeof(dsn), "%s", res->dsn);
+        if (strcmp(dsn, "5.1.2") == 0 || strcmp(dsn, "5.4.4") == 0) {
+            snprintf(j->last.text, sizeof(j->last.text), "%s", res->text);
+            if (remote_cfg.nfallback > 0 && job_try_fallback(j) == 0)
+                return;
+        }
+        job_exhausted(j, dsn, "", res->text);
         return;
     }
     if ((j->targets = calloc(res->ntargets, sizeof(*j->targets))) == NULL)
@@ -310,6 +363,11 @@ static void job_start_delivery(struct job *j)
         job_try_next_target(j);
         return;
     }
+    job_route(j);
+}
+
+static void job_route(struct job *j)
+{
     j->route = route_start(&j->nh, on_route, j);
 }
 
@@ -340,6 +398,8 @@ static int job_nexthop(struct job *j)
 
     if ((text == NULL || *text == 0) && j->nrcpt > 0)
         text = address_domain(j->req.rcpt[0].address);
+    if (text != NULL)
+        snprintf(j->nexthop_text, sizeof(j->nexthop_text), "%s", text);
     if (text == NULL || nexthop_parse(text, remote_cfg.default_port, &j->nh) < 0) {
         msg_warn("%s: bad nexthop \"%.100s\"", job_queue_id(j), text != NULL ? text : "");
         set_undecided(j, "4.3.5", "", "mail system configuration error: bad nexthop");
@@ -357,11 +417,16 @@ static int job_credentials(struct job *j)
                       "smtp_sasl_password_maps lookup failure");
         return -1;
     }
+    job_cache_key(j);
+    return 0;
+}
+
+static void job_cache_key(struct job *j)
+{
     if (j->creds.found)
         snprintf(j->key, sizeof(j->key), "%s|%s", j->nh.key, j->creds.user);
     else
         snprintf(j->key, sizeof(j->key), "%s", j->nh.key);
-    return 0;
 }
 
 /* The job proper, from the event loop: never inside the client's read
@@ -614,6 +679,29 @@ static enum tls_level parse_tls_level(const char *value)
     msg_fatal("unsupported smtp_tls_security_level \"%s\"", value);
 }
 
+/* smtp_fallback_relay: destinations as relayhost takes them. */
+static void read_fallback_relays(void)
+{
+    char **items = NULL;
+    long n = lookup_split_specs(var.smtp_fallback_relay, &items);
+
+    if (n < 0)
+        msg_fatal("smtp_fallback_relay: bad value \"%.100s\"", var.smtp_fallback_relay);
+    remote_cfg.fallback = items;
+    remote_cfg.nfallback = (size_t)n;
+}
+
+static void read_bind_address(const char *name, const char *value, int family,
+                              struct dns_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (*value == 0)
+        return;
+    if (dns_addr_parse(value, out) < 0 || out->family != family)
+        msg_fatal("%s: not an IPv%d address: \"%.100s\"", name, family == AF_INET ? 4 : 6,
+                  value);
+}
+
 static void read_settings(void)
 {
     remote_cfg.myhostname = var.myhostname;
@@ -647,6 +735,9 @@ static void read_settings(void)
     remote_cfg.cache_time_limit = var.smtp_connection_cache_time_limit;
     remote_cfg.reuse_time_limit = var.smtp_connection_reuse_time_limit;
     remote_cfg.reuse_count_limit = var.smtp_connection_reuse_count_limit;
+    read_fallback_relays();
+    read_bind_address("smtp_bind_address", var.smtp_bind_address, AF_INET, &remote_cfg.bind4);
+    read_bind_address("smtp_bind_address6", var.smtp_bind_address6, AF_INET6, &remote_cfg.bind6);
 }
 
 int main(int argc, char **argv)

@@ -59,6 +59,9 @@ struct remote_config {
     long cache_time_limit;       /* idle seconds in the cache */
     long reuse_time_limit;       /* seconds a connection may be reused */
     long reuse_count_limit;      /* transactions per connection, 0 = no limit */
+    char **fallback;             /* smtp_fallback_relay destinations */
+    size_t nfallback;
+    struct dns_addr bind4, bind6;  /* smtp_bind_address(6); family 0 when unset */
 };
 extern struct remote_config remote_cfg;
 extern struct event_base *remote_base;

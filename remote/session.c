@@ -747,6 +747,29 @@ static socklen_t target_sockaddr(const struct target *t, struct sockaddr_storage
     return sizeof(*sin);
 }
 
+/* smtp_bind_address / smtp_bind_address6: the source address of the
+ * connection, when set for its family. */
+static int bind_source(struct session *s)
+{
+    const struct dns_addr *src = s->target.addr.family == AF_INET6 ? &remote_cfg.bind6
+                                                                   : &remote_cfg.bind4;
+    struct target local;
+    struct sockaddr_storage ss;
+    char addr[INET6_ADDRSTRLEN];
+
+    if (src->family == 0)
+        return 0;
+    memset(&local, 0, sizeof(local));
+    local.addr = *src;
+    if (bind(s->fd, (struct sockaddr *)&ss, target_sockaddr(&local, &ss)) == 0)
+        return 0;
+    int err = errno;
+    dns_addr_str(src, addr, sizeof(addr));
+    msg_warn("%s: bind %s: %s", s->relay, addr, strerror(err));
+    errno = err;
+    return -1;
+}
+
 /* Start the non-blocking connect; an immediate error is reported through
  * the timer so that the owner never hears back from inside session_open. */
 static void start_connect(struct session *s)
@@ -758,6 +781,10 @@ static void start_connect(struct session *s)
     s->fd = socket(s->target.addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s->fd < 0) {
         s->connect_errno = errno;
+    } else if (bind_source(s) < 0) {
+        s->connect_errno = errno;
+        close(s->fd);
+        s->fd = -1;
     } else if (connect(s->fd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
         s->connect_ev = event_new(remote_base, s->fd, EV_WRITE, connect_cb, s);
         if (s->connect_ev == NULL || event_add(s->connect_ev, NULL) < 0)

@@ -68,6 +68,7 @@ struct job {
     char last_relay[HOST_RELAY_SIZE];
     struct sasl_creds creds;       /* the sender's own, when found */
     size_t next_fallback;          /* smtp_fallback_relay entries tried */
+    struct tls_policy tls;         /* of the destination being tried */
     char nexthop_text[DNS_NAME_SIZE + 16];  /* the nexthop being tried, as written */
     char key[sizeof(((struct nexthop *)0)->key) + SASL_CLIENT_USER_MAX + 8];  /* cache key */
 };
@@ -252,6 +253,7 @@ static void on_open(void *owner, struct session *s, const struct session_failure
 
 static void job_route(struct job *j);
 static void job_cache_key(struct job *j);
+static int job_tls_policy(struct job *j);
 
 /* The destination failed for now: the next smtp_fallback_relay, if any
  * is left (never when the destination is one of them). Returns 0 when
@@ -278,6 +280,10 @@ static int job_try_fallback(struct job *j)
         j->sessions = 0;
         j->plain_retry = 0;
         job_cache_key(j);
+        if (job_tls_policy(j) < 0) {
+            job_finish(j);
+            return 0;
+        }
         job_start_delivery(j);
         return 0;
     }
@@ -303,7 +309,8 @@ static int targets_left(const struct job *j)
 static void job_try_next_target(struct job *j)
 {
     const struct target *t;
-    struct session_opts o = {.nexthop = j->nexthop_text, .creds = &j->creds};
+    struct session_opts o = {.nexthop = j->nexthop_text, .nexthop_name = j->nh.name,
+                             .tls = &j->tls, .creds = &j->creds};
 
     if (!targets_left(j)) {
         job_exhausted(j, j->last.dsn, j->last_relay, j->last.text);
@@ -314,7 +321,6 @@ static void job_try_next_target(struct job *j)
     if (j->next_target > 0 && j->last.text[0] && !j->plain_retry)
         msg_info("%s", j->last.text);
     t = &j->targets[j->next_target];
-    o.tls_host = remote_cfg.tls_level == TLS_LEVEL_SECURE ? j->nh.name : t->host;
     o.no_tls = j->plain_retry;
     session_open(t, &o, on_open, j);
 }
@@ -421,6 +427,19 @@ static int job_credentials(struct job *j)
     return 0;
 }
 
+/* The TLS policy of the destination; -1 (every status set) when it
+ * cannot be had. */
+static int job_tls_policy(struct job *j)
+{
+    char text[DELIVERY_TEXT_MAX];
+
+    if (tls_policy_find(&j->nh, j->nexthop_text, &j->tls, text, sizeof(text)) < 0) {
+        set_undecided(j, "4.7.5", "", text);
+        return -1;
+    }
+    return 0;
+}
+
 static void job_cache_key(struct job *j)
 {
     if (j->creds.found)
@@ -441,7 +460,8 @@ static void job_begin(evutil_socket_t fd, short what, void *arg)
         job_finish(j);
         return;
     }
-    if (job_open_queue_file(j) < 0 || job_nexthop(j) < 0 || job_credentials(j) < 0) {
+    if (job_open_queue_file(j) < 0 || job_nexthop(j) < 0 || job_credentials(j) < 0
+        || job_tls_policy(j) < 0) {
         job_finish(j);
         return;
     }
@@ -658,27 +678,6 @@ static void master_gone(void *arg)
 
 /* --- settings -------------------------------------------------------------- */
 
-static enum tls_level parse_tls_level(const char *value)
-{
-    if (*value == 0 || strcasecmp(value, "none") == 0)
-        return TLS_LEVEL_NONE;
-    if (strcasecmp(value, "may") == 0)
-        return TLS_LEVEL_MAY;
-    if (strcasecmp(value, "encrypt") == 0)
-        return TLS_LEVEL_ENCRYPT;
-    if (strcasecmp(value, "verify") == 0)
-        return TLS_LEVEL_VERIFY;
-    if (strcasecmp(value, "secure") == 0)
-        return TLS_LEVEL_SECURE;
-    if (strcasecmp(value, "dane") == 0) {
-        /* Without a validating resolver DANE falls back to "may", as in
-         * Postfix. */
-        msg_warn("smtp_tls_security_level = dane: no DNSSEC, using \"may\"");
-        return TLS_LEVEL_MAY;
-    }
-    msg_fatal("unsupported smtp_tls_security_level \"%s\"", value);
-}
-
 /* smtp_fallback_relay: destinations as relayhost takes them. */
 static void read_fallback_relays(void)
 {
@@ -718,8 +717,14 @@ static void read_settings(void)
     remote_cfg.rset_timeout = var.smtp_rset_timeout;
     remote_cfg.quit_timeout = var.smtp_quit_timeout;
     remote_cfg.starttls_timeout = var.smtp_starttls_timeout;
-    remote_cfg.tls_level = parse_tls_level(var.smtp_tls_security_level);
     remote_cfg.tls_cafile = var.smtp_tls_CAfile;
+    remote_cfg.tls_capath = var.smtp_tls_CApath;
+    remote_cfg.tls_cert_file = var.smtp_tls_cert_file;
+    remote_cfg.tls_key_file = var.smtp_tls_key_file;
+    remote_cfg.tls_exclude = var.smtp_tls_exclude_ciphers;
+    remote_cfg.tls_mandatory_exclude = var.smtp_tls_mandatory_exclude_ciphers;
+    remote_cfg.tls_servername = var.smtp_tls_servername;
+    remote_cfg.tls_loglevel = var.smtp_tls_loglevel;
     remote_cfg.tls_protocols = var.smtp_tls_protocols;
     remote_cfg.tls_ciphers = var.smtp_tls_ciphers;
     remote_cfg.tls_mandatory_protocols = var.smtp_tls_mandatory_protocols;
@@ -751,6 +756,7 @@ int main(int argc, char **argv)
     service_init(argc, argv, "smtp", 0);
     read_settings();
     auth_init();
+    tls_policy_init();
     route_init_self();
     if ((remote_base = event_base_new()) == NULL)
         msg_fatal("event_base_new failed");

@@ -14,6 +14,8 @@
  * reply.c     the bounded SMTP reply parser and EHLO keywords
  * auth.c      SMTP AUTH as a client: smtp_sasl_* (credentials by sender,
  *             server host or nexthop; mechanism filter, security options)
+ * tls_policy.c  the TLS policy of a destination: smtp_tls_policy_maps, or
+ *             smtp_tls_security_level and the smtp_tls_* defaults
  *
  * Everything runs in one libevent loop; nothing blocks but reads of the
  * local queue file.
@@ -39,8 +41,32 @@ struct job;
 #define REPLY_LINES_MAX 100     /* lines of one reply */
 #define HOST_RELAY_SIZE (DNS_NAME_SIZE + 64)  /* "host[addr]:port" */
 
-enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT, TLS_LEVEL_VERIFY,
-                 TLS_LEVEL_SECURE };
+enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT, TLS_LEVEL_DANE,
+                 TLS_LEVEL_DANE_ONLY, TLS_LEVEL_VERIFY, TLS_LEVEL_SECURE };
+
+/* The usable TLSA records of one server (dane.c), DNSSEC-validated. */
+struct tlsa_record {
+    unsigned usage, selector, mtype;
+    size_t len;
+    unsigned char *data;
+};
+struct tlsa_set {
+    char base[DNS_NAME_SIZE];    /* the name the records are for (TLSA owner's host) */
+    size_t n;
+    struct tlsa_record *rec;
+};
+
+#define TLS_POLICY_ATTR_MAX 256
+/* How one destination is to be secured. */
+struct tls_policy {
+    enum tls_level level;
+    char match[TLS_POLICY_ATTR_MAX];      /* match=, "" for main.cf's */
+    char protocols[TLS_POLICY_ATTR_MAX];  /* protocols=, "" for main.cf's */
+    char ciphers[64];                     /* ciphers=, "" for main.cf's */
+    char exclude[TLS_POLICY_ATTR_MAX];    /* exclude=, added to main.cf's */
+    char servername[DNS_NAME_SIZE];       /* servername=, "" for main.cf's */
+    const struct tlsa_set *tlsa;          /* dane, dane-only: usable records */
+};
 
 /* Parameters, read once at start (remote.c). */
 struct remote_config {
@@ -49,8 +75,9 @@ struct remote_config {
     long connect_timeout, helo_timeout, mail_timeout, rcpt_timeout;
     long data_init_timeout, data_xfer_timeout, data_done_timeout;
     long rset_timeout, quit_timeout, starttls_timeout;
-    enum tls_level tls_level;
-    const char *tls_cafile;
+    const char *tls_cafile, *tls_capath, *tls_cert_file, *tls_key_file;
+    const char *tls_exclude, *tls_mandatory_exclude, *tls_servername;
+    long tls_loglevel;
     const char *tls_protocols, *tls_ciphers;
     const char *tls_mandatory_protocols, *tls_mandatory_ciphers;
     int families;                /* DNS_INET4 | DNS_INET6 from inet_protocols */
@@ -134,6 +161,37 @@ void route_cancel(struct route *rt);
 /* Learn this host's addresses (inet_interfaces) for loop detection. */
 void route_init_self(void);
 
+/* --- tls_policy.c ----------------------------------------------------------- */
+
+void tls_policy_init(void);
+const char *tls_level_name(enum tls_level level);
+/* The policy of nh (nexthop_text as qmgr wrote it). 0, or -1 with text
+ * set when the table cannot be read or its answer is wrong (defer). */
+int tls_policy_find(const struct nexthop *nh, const char *nexthop_text, struct tls_policy *p,
+                    char *text, size_t textlen);
+/* "level name=value ..." into p; -1 with err for what does not parse. */
+int tls_policy_parse(const char *value, struct tls_policy *p, char *err, size_t errlen);
+/* TLS or nothing (encrypt and up; dane with usable TLSA records). */
+int tls_policy_mandatory(const struct tls_policy *p);
+/* The certificate must be verified (verify, secure, dane with records). */
+int tls_policy_verifies(const struct tls_policy *p);
+/* The names a certificate must match at verify and secure: match= or
+ * smtp_tls_verify_cert_match / smtp_tls_secure_cert_match, with hostname,
+ * nexthop and dot-nexthop resolved. Returns how many, at most max, as
+ * pointers into buf. */
+size_t tls_policy_names(const struct tls_policy *p, const char *host, const char *nexthop,
+                        char *buf, size_t buflen, const char **names, size_t max);
+/* A new SSL object for a connection to host (relay "host[addr]:port")
+ * under p: protocols, ciphers, names or TLSA records, SNI, a cached
+ * session. NULL with err set. */
+typedef struct ssl_st SSL;
+SSL *tls_policy_ssl(const struct tls_policy *p, const char *host, const char *relay,
+                    const char *nexthop_name, char *err, size_t errlen);
+/* After the handshake: log it as Postfix does; 1 when the connection
+ * meets p, else 0 with the status text. */
+int tls_policy_established(SSL *ssl, const struct tls_policy *p, const char *relay, char *text,
+                           size_t textlen);
+
 /* --- auth.c: SMTP AUTH as a client ---------------------------------------- */
 
 /* A user name and password from smtp_sasl_password_maps. */
@@ -181,7 +239,8 @@ typedef void (*session_drain_fn)(void *owner);
 /* What one delivery asks of the sessions it opens; copied by session_open. */
 struct session_opts {
     const char *nexthop;             /* as qmgr wrote it (a SASL lookup key) */
-    const char *tls_host;            /* a certificate must match it (verify, secure) */
+    const char *nexthop_name;        /* its domain or host: certificate names */
+    const struct tls_policy *tls;    /* the destination's TLS policy */
     const struct sasl_creds *creds;  /* the sender's credentials, or NULL */
     int no_tls;                      /* skip STARTTLS */
 };

@@ -64,7 +64,8 @@ struct session {
     struct target target;
     char peer[HOST_RELAY_SIZE];    /* host[addr] */
     char relay[HOST_RELAY_SIZE];   /* host[addr]:port */
-    char tls_host[DNS_NAME_SIZE];
+    char nexthop_name[DNS_NAME_SIZE];
+    struct tls_policy tls;         /* tls.tlsa only while opening */
     char nexthop[DNS_NAME_SIZE + 16];
     struct sasl_creds creds;       /* the sender's, when found */
     struct auth_state *auth;       /* while AUTH runs */
@@ -95,8 +96,6 @@ static struct {
     struct session *head, *tail;
     size_t idle;
     size_t total;
-    SSL_CTX *ctx_may, *ctx_mandatory;
-    int ctx_may_failed, ctx_mandatory_failed;
 } sc;
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
@@ -431,37 +430,14 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- TLS -------------------------------------------------------------- */
 
-static int tls_mandatory(void)
+static int tls_mandatory(const struct session *s)
 {
-    return remote_cfg.tls_level >= TLS_LEVEL_ENCRYPT;
-}
-
-/* The client context of the level, made on first use. */
-static SSL_CTX *tls_context(char *err, size_t errlen)
-{
-    int mandatory = tls_mandatory();
-    SSL_CTX **ctx = mandatory ? &sc.ctx_mandatory : &sc.ctx_may;
-    int *failed = mandatory ? &sc.ctx_mandatory_failed : &sc.ctx_may_failed;
-
-    if (*ctx == NULL && !*failed) {
-        *ctx = tls_client_ctx(remote_cfg.tls_cafile,
-                              mandatory ? remote_cfg.tls_mandatory_protocols
-                                        : remote_cfg.tls_protocols,
-                              mandatory ? remote_cfg.tls_mandatory_ciphers
-                                        : remote_cfg.tls_ciphers,
-                              err, errlen);
-        if (*ctx == NULL) {
-            msg_warn("cannot set up the TLS client context: %s", err);
-            *failed = 1;
-        }
-    }
-    if (*ctx == NULL && errlen > 0 && err[0] == 0)
-        snprintf(err, errlen, "TLS client context unavailable");
-    return *ctx;
+    return tls_policy_mandatory(&s->tls);
 }
 
 static void session_ready(struct session *s)
 {
+    s->tls.tlsa = NULL;   /* the job's; not needed past the handshake */
     s->phase = PH_READY;
     evtimer_del(s->timer);
     s->cb_depth++;
@@ -483,18 +459,13 @@ static void send_ehlo(struct session *s)
 
 static void tls_established(struct session *s)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-    char desc[256], why[256];
-    int verified = tls_peer_verified(ssl, s->tls_host, why, sizeof(why));
+    char text[DELIVERY_TEXT_MAX];
 
-    tls_describe(ssl, desc, sizeof(desc));
-    if (!verified && remote_cfg.tls_level >= TLS_LEVEL_VERIFY) {
-        msg_info("Untrusted TLS connection established to %s: %s", s->relay, desc);
-        session_fail(s, "4.7.5", "Server certificate not verified: %s", why);
+    if (!tls_policy_established(bufferevent_openssl_get_ssl(s->bev), &s->tls, s->relay, text,
+                                sizeof(text))) {
+        session_fail(s, "4.7.5", "%s", text);
         return;
     }
-    msg_info("%s TLS connection established to %s: %s", verified ? "Verified" : "Untrusted",
-             s->relay, desc);
     s->tls_active = 1;
     s->phase = PH_SETUP;
     /* RFC 3207: forget everything learned before TLS and ask again. */
@@ -515,24 +486,22 @@ static void tls_handshake_failed(struct session *s, const char *why)
     snprintf(f.dsn, sizeof(f.dsn), "4.7.5");
     text_printf(f.text, sizeof(f.text), "Cannot start TLS: handshake failure with %s: %s",
                 s->peer, why != NULL ? why : err);
-    f.retry_plain = remote_cfg.tls_level == TLS_LEVEL_MAY;
+    f.retry_plain = !tls_mandatory(s);
     report_failure(s, &f);
 }
 
 static void start_tls(struct session *s)
 {
     char err[256] = "";
-    SSL_CTX *ctx = tls_context(err, sizeof(err));
-    SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
+    SSL *ssl = tls_policy_ssl(&s->tls, s->target.host, s->relay, s->nexthop_name, err,
+                              sizeof(err));
     struct bufferevent *tls;
-    struct dns_addr literal;
 
     if (ssl == NULL) {
-        session_fail(s, "4.7.5", "Cannot start TLS: %s", err[0] ? err : "out of memory");
+        msg_warn("%s: %s", s->relay, err);
+        session_fail(s, "4.7.5", "client TLS configuration problem");
         return;
     }
-    if (dns_addr_parse(s->tls_host, &literal) < 0)
-        SSL_set_tlsext_host_name(ssl, s->tls_host);
     tls = bufferevent_openssl_filter_new(remote_base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE);
     if (tls == NULL) {
@@ -558,7 +527,7 @@ static void setup_starttls(void *owner, const struct smtp_reply *r)
     char said[DELIVERY_TEXT_MAX];
 
     if (r->code != 220) {
-        if (!tls_mandatory()) {
+        if (!tls_mandatory(s)) {
             setup_auth(s);   /* "may": go on in plain text */
             return;
         }
@@ -600,12 +569,12 @@ static void setup_auth(struct session *s)
 /* After EHLO or HELO: STARTTLS when the policy and the server agree. */
 static void setup_maybe_tls(struct session *s)
 {
-    if (s->tls_active || s->no_tls || remote_cfg.tls_level == TLS_LEVEL_NONE) {
+    if (s->tls_active || s->no_tls || s->tls.level == TLS_LEVEL_NONE) {
         setup_auth(s);
         return;
     }
     if (!s->feat.starttls) {
-        if (!tls_mandatory())
+        if (!tls_mandatory(s))
             setup_auth(s);
         else
             session_fail(s, "4.7.4", "TLS is required, but was not offered by host %s",
@@ -818,7 +787,8 @@ void session_open(const struct target *t, const struct session_opts *o, session_
         s->creds = *o->creds;
     s->created = time(NULL);
     s->phase = PH_CONNECT;
-    snprintf(s->tls_host, sizeof(s->tls_host), "%s", o->tls_host);
+    snprintf(s->nexthop_name, sizeof(s->nexthop_name), "%s", o->nexthop_name);
+    s->tls = *o->tls;
     dns_addr_str(&t->addr, addr, sizeof(addr));
     text_printf(s->peer, sizeof(s->peer), "%s[%s]", t->host, addr);
     text_printf(s->relay, sizeof(s->relay), "%s:%u", s->peer, t->port);

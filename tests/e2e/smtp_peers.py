@@ -86,10 +86,41 @@ def make_cert(directory, hostname, san=None):
     return str(ca_crt), str(crt), str(key)
 
 
-def server_tls_context(cert_file, key_file):
+def make_self_signed(directory, hostname):
+    """A self-signed certificate for hostname (no CA). Returns (cert, key)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    key, crt = d / "self.key", d / "self.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={hostname}", "-addext", f"subjectAltName = DNS:{hostname}",
+                    "-keyout", str(key), "-out", str(crt)], check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+    return str(crt), str(key)
+
+
+def server_tls_context(cert_file, key_file, client_ca=None, sni_seen=None):
+    """client_ca: ask for a client certificate and check it against this
+    CA file; sni_seen: a list the SNI name of every handshake goes to."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_file, key_file)
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(client_ca)
+    if sni_seen is not None:
+        ctx.sni_callback = lambda sslobj, name, c: sni_seen.append(name) and None
     return ctx
+
+
+def _tls_facts(session):
+    """What a test may ask of a message's TLS session."""
+    extra = session.ssl or {}
+    obj = extra.get("ssl_object") if isinstance(extra, dict) else None
+    if obj is None:
+        return {}
+    peer = obj.getpeercert() or {}
+    subject = dict(x[0] for x in peer.get("subject", ()))
+    return dict(tls_version=obj.version(), cipher=obj.cipher()[0],
+                tls_resumed=obj.session_reused, client_cn=subject.get("commonName"))
 
 
 # --- aiosmtpd ------------------------------------------------------------------
@@ -130,6 +161,7 @@ class _Handler:
             auth_user=(session.login_data.decode() if isinstance(session.login_data, bytes)
                        else session.login_data) if session.authenticated else None,
             peer=session.peer,
+            **_tls_facts(session),
         ))
         return "250 2.0.0 Ok: queued as " + f"R{len(self.owner.messages)}"
 
@@ -154,8 +186,10 @@ class _AuthHandler(_Handler):
 class Receiver:
     """aiosmtpd on host:port. rcpt_replies maps a lower-case address to the
     reply for its RCPT (e.g. "450 4.2.0 Try later"); tls=(cert, key) offers
-    STARTTLS; size_limit is the SIZE it announces (and enforces).
-    users={name: password} offers AUTH (mechanisms: those named, of PLAIN,
+    STARTTLS (client_ca: asking for a client certificate; every message
+    notes tls_version, cipher, tls_resumed and client_cn; sni_names lists
+    the SNI of each handshake); size_limit is the SIZE it announces (and
+    enforces). users={name: password} offers AUTH (mechanisms: those named, of PLAIN,
     LOGIN, CRAM-MD5; only after STARTTLS unless auth_require_tls is False)
     and checks every attempt, noting it in auth_attempts as (mechanism,
     user, password, ok); auth_required refuses MAIL before AUTH."""
@@ -163,7 +197,8 @@ class Receiver:
     MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 
     def __init__(self, host, port=None, rcpt_replies=None, tls=None, size_limit=None,
-                 users=None, mechanisms=MECHANISMS, auth_require_tls=True, auth_required=None):
+                 users=None, mechanisms=MECHANISMS, auth_require_tls=True, auth_required=None,
+                 client_ca=None):
         self.host = host
         self.port = port or free_port_on(host)
         self.rcpt_replies = {k.lower(): v for k, v in (rcpt_replies or {}).items()}
@@ -171,12 +206,14 @@ class Receiver:
         self.connections = 0
         self.users = dict(users or {})
         self.auth_attempts = []
+        self.sni_names = []     # the SNI name of each TLS handshake (None: none sent)
         self._lock = threading.Lock()
         kwargs = {}
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit
         if tls is not None:
-            kwargs["tls_context"] = server_tls_context(*tls)
+            kwargs["tls_context"] = server_tls_context(*tls, client_ca=client_ca,
+                                                       sni_seen=self.sni_names)
             kwargs["require_starttls"] = False
         handler = _Handler(self)
         if users is not None:

@@ -28,6 +28,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -69,6 +70,9 @@ struct job {
     struct sasl_creds creds;       /* the sender's own, when found */
     size_t next_fallback;          /* smtp_fallback_relay entries tried */
     struct tls_policy tls;         /* of the destination being tried */
+    struct tls_policy tls_target;  /* of the target being tried (with its TLSA) */
+    struct dane_lookup *dane;      /* while its TLSA records are looked up */
+    struct tlsa_set *tlsa;         /* the target's usable TLSA records */
     char nexthop_text[DNS_NAME_SIZE + 16];  /* the nexthop being tried, as written */
     char key[sizeof(((struct nexthop *)0)->key) + SASL_CLIENT_USER_MAX + 8];  /* cache key */
 };
@@ -123,6 +127,8 @@ static void job_free(struct job *j)
     deliver_request_free(&j->req);
     attr_list_free(&j->attrs);
     free(j->targets);
+    dane_cancel(j->dane);
+    tlsa_set_free(j->tlsa);
     auth_creds_clear(&j->creds);
     free(j);
 }
@@ -306,12 +312,68 @@ static int targets_left(const struct job *j)
     return remote_cfg.mx_session_limit <= 0 || j->sessions < remote_cfg.mx_session_limit;
 }
 
+/* Connect to the current target under its TLS policy. */
+static void job_open_target(struct job *j)
+{
+    const struct target *t = &j->targets[j->next_target];
+    struct session_opts o = {.nexthop = j->nexthop_text, .nexthop_name = j->nh.name,
+                             .tls = &j->tls_target, .creds = &j->creds};
+
+    j->tls_target = j->tls;
+    j->tls_target.tlsa = j->tlsa;
+    o.no_tls = j->plain_retry;
+    session_open(t, &o, on_open, j);
+}
+
+/* The current target cannot be used; on to the next. */
+static void job_target_failed(struct job *j, const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void job_target_failed(struct job *j, const char *dsn, const char *fmt, ...)
+{
+    va_list ap;
+
+    memset(&j->last, 0, sizeof(j->last));
+    snprintf(j->last.dsn, sizeof(j->last.dsn), "%s", dsn);
+    va_start(ap, fmt);
+    vsnprintf(j->last.text, sizeof(j->last.text), fmt, ap);
+    va_end(ap);
+    j->last_relay[0] = 0;
+    j->plain_retry = 0;
+    j->next_target++;
+    job_try_next_target(j);
+}
+
+/* What DANE decided for the current target (dane.c). */
+static void job_dane_decided(struct job *j, enum dane_result result, struct tlsa_set *set)
+{
+    const struct target *t = &j->targets[j->next_target];
+
+    j->tlsa = set;
+    if (result == DANE_ERROR) {
+        job_target_failed(j, "4.7.5", "TLSA lookup error for %s:%u", t->host, t->port);
+    } else if (result != DANE_RECORDS && j->tls.level == TLS_LEVEL_DANE_ONLY) {
+        job_target_failed(j, "4.7.5", "no usable %sTLSA records for %s:%u",
+                          result == DANE_INSECURE ? "DNSSEC-validated " : "", t->host, t->port);
+    } else {
+        job_open_target(j);   /* "dane" without records is "may" */
+    }
+}
+
+static void on_dane(void *ctx, enum dane_result result, struct tlsa_set *set)
+{
+    struct job *j = ctx;
+
+    j->dane = NULL;
+    job_dane_decided(j, result, set);
+}
+
 static void job_try_next_target(struct job *j)
 {
     const struct target *t;
-    struct session_opts o = {.nexthop = j->nexthop_text, .nexthop_name = j->nh.name,
-                             .tls = &j->tls, .creds = &j->creds};
 
+    tlsa_set_free(j->tlsa);
+    j->tlsa = NULL;
     if (!targets_left(j)) {
         job_exhausted(j, j->last.dsn, j->last_relay, j->last.text);
         return;
@@ -321,8 +383,13 @@ static void job_try_next_target(struct job *j)
     if (j->next_target > 0 && j->last.text[0] && !j->plain_retry)
         msg_info("%s", j->last.text);
     t = &j->targets[j->next_target];
-    o.no_tls = j->plain_retry;
-    session_open(t, &o, on_open, j);
+    if (j->tls.level != TLS_LEVEL_DANE && j->tls.level != TLS_LEVEL_DANE_ONLY) {
+        job_open_target(j);
+    } else if (!dane_dnssec() || !t->dnssec) {
+        job_dane_decided(j, DANE_INSECURE, NULL);
+    } else {
+        j->dane = dane_start(t, on_dane, j);
+    }
 }
 
 static void on_route(void *ctx, const struct route_result *res)
@@ -763,6 +830,7 @@ int main(int argc, char **argv)
     remote_dns = dns_resolver_new(remote_base, var.dns_servers, err, sizeof(err));
     if (remote_dns == NULL)
         msg_fatal("%s", err);
+    dane_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     rm.last_activity = time(NULL);
     rm.accept_ev = event_new(remote_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

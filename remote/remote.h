@@ -16,6 +16,8 @@
  *             server host or nexthop; mechanism filter, security options)
  * tls_policy.c  the TLS policy of a destination: smtp_tls_policy_maps, or
  *             smtp_tls_security_level and the smtp_tls_* defaults
+ * dane.c      DANE (RFC 7672): TLSA records of a server from a validating
+ *             resolver (smtp_dns_support_level = dnssec)
  *
  * Everything runs in one libevent loop; nothing blocks but reads of the
  * local queue file.
@@ -130,6 +132,7 @@ struct target {
     char host[DNS_NAME_SIZE];    /* MX host name, or the literal */
     struct dns_addr addr;
     unsigned port;
+    int dnssec;                  /* MX (if any) and address validated by DNSSEC */
 };
 
 /* The parsed nexthop of a request. */
@@ -191,6 +194,27 @@ SSL *tls_policy_ssl(const struct tls_policy *p, const char *host, const char *re
  * meets p, else 0 with the status text. */
 int tls_policy_established(SSL *ssl, const struct tls_policy *p, const char *relay, char *text,
                            size_t textlen);
+
+/* --- dane.c ---------------------------------------------------------------- */
+
+enum dane_result {
+    DANE_RECORDS,     /* validated, usable records: TLS mandatory and verified */
+    DANE_UNUSABLE,    /* validated, but no usable record (or none at all) */
+    DANE_INSECURE,    /* not validated: DANE does not apply */
+    DANE_ERROR,       /* the lookup failed (SERVFAIL, bogus, timeout) */
+};
+struct dane_lookup;
+/* set is the caller's (tlsa_set_free) when result is DANE_RECORDS. */
+typedef void (*dane_fn)(void *ctx, enum dane_result result, struct tlsa_set *set);
+/* smtp_dns_support_level and tls_dane_digests; after remote_dns exists. */
+void dane_init(void);
+int dane_dnssec(void);                 /* smtp_dns_support_level = dnssec */
+/* The TLSA records of t (_PORT._tcp.HOST); fn runs once, later. */
+struct dane_lookup *dane_start(const struct target *t, dane_fn fn, void *ctx);
+void dane_cancel(struct dane_lookup *d);
+void tlsa_set_free(struct tlsa_set *set);
+/* Whether a record of these fields can be used (RFC 7672 3.1). */
+int dane_record_usable(unsigned usage, unsigned selector, unsigned mtype, size_t len);
 
 /* --- auth.c: SMTP AUTH as a client ---------------------------------------- */
 

@@ -407,7 +407,7 @@ static void schedule_message(struct qmsg *m)
         struct route r;
         if (m->state[i] != RCPT_PENDING)
             continue;
-        if (resolve_recipient(m->env.rcpt[i].address, &r) < 0)
+        if (resolve_recipient(m->env.sender, m->env.rcpt[i].address, &r) < 0)
             qmgr_rcpt_fail(m, i, "4.3.0 address resolver failure: lookup table unavailable");
         else if (r.error[0])
             route_error(m, i, &r);

@@ -23,11 +23,13 @@
 #include "events.h"
 #include "ipc.h"
 #include "log.h"
+#include "lookup.h"
 #include "queue_file.h"
 #include "record.h"
 #include "service.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -67,6 +69,14 @@ struct job {
     int no_cache;                  /* a cached connection died: connect anew */
     struct session_failure last;   /* why the last target failed */
     char last_relay[HOST_RELAY_SIZE];
+    struct sasl_creds creds;       /* the sender's own, when found */
+    size_t next_fallback;          /* smtp_fallback_relay entries tried */
+    struct tls_policy tls;         /* of the destination being tried */
+    struct tls_policy tls_target;  /* of the target being tried (with its TLSA) */
+    struct dane_lookup *dane;      /* while its TLSA records are looked up */
+    struct tlsa_set *tlsa;         /* the target's usable TLSA records */
+    char nexthop_text[DNS_NAME_SIZE + 16];  /* the nexthop being tried, as written */
+    char key[sizeof(((struct nexthop *)0)->key) + SASL_CLIENT_USER_MAX + 8];  /* cache key */
 };
 
 struct client {
@@ -120,6 +130,9 @@ static void job_free(struct job *j)
     deliver_request_free(&j->req);
     attr_list_free(&j->attrs);
     free(j->targets);
+    dane_cancel(j->dane);
+    tlsa_set_free(j->tlsa);
+    auth_creds_clear(&j->creds);
     free(j);
 }
 
@@ -225,7 +238,7 @@ static void on_open(void *owner, struct session *s, const struct session_failure
     if (s != NULL) {
         gettimeofday(&j->req.times.conn_done, NULL);
         j->plain_retry = 0;
-        transact_start(s, j->nh.key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
+        transact_start(s, j->key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
         return;
     }
     j->sessions += f->greeted;
@@ -247,6 +260,54 @@ static void on_open(void *owner, struct session *s, const struct session_failure
     job_try_next_target(j);
 }
 
+static void job_route(struct job *j);
+static void job_cache_key(struct job *j);
+static int job_tls_policy(struct job *j);
+
+/* The destination failed for now: the next smtp_fallback_relay, if any
+ * is left (never when the destination is one of them). Returns 0 when
+ * one is being tried. */
+static int job_try_fallback(struct job *j)
+{
+    const char *next;
+
+    for (size_t i = 0; i < remote_cfg.nfallback && j->next_fallback == 0; i++)
+        if (strcasecmp(remote_cfg.fallback[i], j->nexthop_text) == 0)
+            return -1;
+    while (j->next_fallback < remote_cfg.nfallback) {
+        next = remote_cfg.fallback[j->next_fallback++];
+        if (nexthop_parse(next, remote_cfg.default_port, &j->nh) < 0) {
+            msg_warn("smtp_fallback_relay: bad destination \"%.100s\"", next);
+            continue;
+        }
+        if (j->last.text[0])
+            msg_info("%s: %s", job_queue_id(j), j->last.text);
+        snprintf(j->nexthop_text, sizeof(j->nexthop_text), "%s", next);
+        free(j->targets);
+        j->targets = NULL;
+        j->ntargets = j->next_target = 0;
+        j->sessions = 0;
+        j->plain_retry = 0;
+        job_cache_key(j);
+        if (job_tls_policy(j) < 0) {
+            job_finish(j);
+            return 0;
+        }
+        job_start_delivery(j);
+        return 0;
+    }
+    return -1;
+}
+
+/* Nothing (more) to try at this destination. */
+static void job_exhausted(struct job *j, const char *dsn, const char *relay, const char *text)
+{
+    if (dsn[0] == '4' && job_try_fallback(j) == 0)
+        return;
+    set_undecided(j, dsn, relay, text);
+    job_finish(j);
+}
+
 static int targets_left(const struct job *j)
 {
     if (j->next_target >= j->ntargets)
@@ -254,14 +315,70 @@ static int targets_left(const struct job *j)
     return remote_cfg.mx_session_limit <= 0 || j->sessions < remote_cfg.mx_session_limit;
 }
 
+/* Connect to the current target under its TLS policy. */
+static void job_open_target(struct job *j)
+{
+    const struct target *t = &j->targets[j->next_target];
+    struct session_opts o = {.nexthop = j->nexthop_text, .nexthop_name = j->nh.name,
+                             .tls = &j->tls_target, .creds = &j->creds};
+
+    j->tls_target = j->tls;
+    j->tls_target.tlsa = j->tlsa;
+    o.no_tls = j->plain_retry;
+    session_open(t, &o, on_open, j);
+}
+
+/* The current target cannot be used; on to the next. */
+static void job_target_failed(struct job *j, const char *dsn, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void job_target_failed(struct job *j, const char *dsn, const char *fmt, ...)
+{
+    va_list ap;
+
+    memset(&j->last, 0, sizeof(j->last));
+    snprintf(j->last.dsn, sizeof(j->last.dsn), "%s", dsn);
+    va_start(ap, fmt);
+    vsnprintf(j->last.text, sizeof(j->last.text), fmt, ap);
+    va_end(ap);
+    j->last_relay[0] = 0;
+    j->plain_retry = 0;
+    j->next_target++;
+    job_try_next_target(j);
+}
+
+/* What DANE decided for the current target (dane.c). */
+static void job_dane_decided(struct job *j, enum dane_result result, struct tlsa_set *set)
+{
+    const struct target *t = &j->targets[j->next_target];
+
+    j->tlsa = set;
+    if (result == DANE_ERROR) {
+        job_target_failed(j, "4.7.5", "TLSA lookup error for %s:%u", t->host, t->port);
+    } else if (result != DANE_RECORDS && j->tls.level == TLS_LEVEL_DANE_ONLY) {
+        job_target_failed(j, "4.7.5", "no usable %sTLSA records for %s:%u",
+                          result == DANE_INSECURE ? "DNSSEC-validated " : "", t->host, t->port);
+    } else {
+        job_open_target(j);   /* "dane" without records is "may" */
+    }
+}
+
+static void on_dane(void *ctx, enum dane_result result, struct tlsa_set *set)
+{
+    struct job *j = ctx;
+
+    j->dane = NULL;
+    job_dane_decided(j, result, set);
+}
+
 static void job_try_next_target(struct job *j)
 {
     const struct target *t;
-    const char *tls_host;
 
+    tlsa_set_free(j->tlsa);
+    j->tlsa = NULL;
     if (!targets_left(j)) {
-        set_undecided(j, j->last.dsn, j->last_relay, j->last.text);
-        job_finish(j);
+        job_exhausted(j, j->last.dsn, j->last_relay, j->last.text);
         return;
     }
     /* Failures before the last are logged here; the last one goes into
@@ -269,8 +386,13 @@ static void job_try_next_target(struct job *j)
     if (j->next_target > 0 && j->last.text[0] && !j->plain_retry)
         msg_info("%s", j->last.text);
     t = &j->targets[j->next_target];
-    tls_host = remote_cfg.tls_level == TLS_LEVEL_SECURE ? j->nh.name : t->host;
-    session_open(t, tls_host, j->plain_retry, on_open, j);
+    if (j->tls.level != TLS_LEVEL_DANE && j->tls.level != TLS_LEVEL_DANE_ONLY) {
+        job_open_target(j);
+    } else if (!dane_dnssec() || !t->dnssec) {
+        job_dane_decided(j, DANE_INSECURE, NULL);
+    } else {
+        j->dane = dane_start(t, on_dane, j);
+    }
 }
 
 static void on_route(void *ctx, const struct route_result *res)
@@ -279,8 +401,16 @@ static void on_route(void *ctx, const struct route_result *res)
 
     j->route = NULL;
     if (res->ntargets == 0) {
-        set_undecided(j, res->dsn, "", res->text);
-        job_finish(j);
+        /* A destination that is not found is no reason to give up while
+         * a fallback relay is left (Postfix's smtp_fallback_relay). */
+        char dsn[16];
+        snprintf(dsn, sizeof(dsn), "%s", res->dsn);
+        if (strcmp(dsn, "5.1.2") == 0 || strcmp(dsn, "5.4.4") == 0) {
+            snprintf(j->last.text, sizeof(j->last.text), "%s", res->text);
+            if (remote_cfg.nfallback > 0 && job_try_fallback(j) == 0)
+                return;
+        }
+        job_exhausted(j, dsn, "", res->text);
         return;
     }
     if ((j->targets = calloc(res->ntargets, sizeof(*j->targets))) == NULL)
@@ -296,11 +426,11 @@ static void on_route(void *ctx, const struct route_result *res)
 
 static void job_start_delivery(struct job *j)
 {
-    struct session *s = j->no_cache ? NULL : session_cache_take(j->nh.key);
+    struct session *s = j->no_cache ? NULL : session_cache_take(j->key);
 
     if (s != NULL) {
         gettimeofday(&j->req.times.conn_done, NULL);
-        transact_start(s, j->nh.key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
+        transact_start(s, j->key, &j->msg, j->rcpts, j->nrcpt, on_transact, j);
         return;
     }
     if (j->targets != NULL) {
@@ -309,6 +439,11 @@ static void job_start_delivery(struct job *j)
         job_try_next_target(j);
         return;
     }
+    job_route(j);
+}
+
+static void job_route(struct job *j)
+{
     j->route = route_start(&j->nh, on_route, j);
 }
 
@@ -340,6 +475,8 @@ static int job_nexthop(struct job *j)
 
     if ((text == NULL || *text == 0) && j->nrcpt > 0)
         text = address_domain(j->req.rcpt[0].address);
+    if (text != NULL)
+        snprintf(j->nexthop_text, sizeof(j->nexthop_text), "%s", text);
     if (text == NULL
         || (remote_cfg.lmtp ? lmtp_nexthop_parse(text, remote_cfg.default_port, &j->nh)
                             : nexthop_parse(text, remote_cfg.default_port, &j->nh)) < 0) {
@@ -348,6 +485,40 @@ static int job_nexthop(struct job *j)
         return -1;
     }
     return 0;
+}
+
+/* The sender's own credentials, when they depend on the sender; a
+ * connection authenticated as one user is never reused for another. */
+static int job_credentials(struct job *j)
+{
+    if (auth_lookup_sender(j->req.sender, &j->creds) < 0) {
+        set_undecided(j, "4.3.0", "", "mail system configuration error: "
+                      "smtp_sasl_password_maps lookup failure");
+        return -1;
+    }
+    job_cache_key(j);
+    return 0;
+}
+
+/* The TLS policy of the destination; -1 (every status set) when it
+ * cannot be had. */
+static int job_tls_policy(struct job *j)
+{
+    char text[DELIVERY_TEXT_MAX];
+
+    if (tls_policy_find(&j->nh, j->nexthop_text, &j->tls, text, sizeof(text)) < 0) {
+        set_undecided(j, "4.7.5", "", text);
+        return -1;
+    }
+    return 0;
+}
+
+static void job_cache_key(struct job *j)
+{
+    if (j->creds.found)
+        snprintf(j->key, sizeof(j->key), "%s|%s", j->nh.key, j->creds.user);
+    else
+        snprintf(j->key, sizeof(j->key), "%s", j->nh.key);
 }
 
 /* The job proper, from the event loop: never inside the client's read
@@ -362,7 +533,8 @@ static void job_begin(evutil_socket_t fd, short what, void *arg)
         job_finish(j);
         return;
     }
-    if (job_open_queue_file(j) < 0 || job_nexthop(j) < 0) {
+    if (job_open_queue_file(j) < 0 || job_nexthop(j) < 0 || job_credentials(j) < 0
+        || job_tls_policy(j) < 0) {
         job_finish(j);
         return;
     }
@@ -579,25 +751,27 @@ static void master_gone(void *arg)
 
 /* --- settings -------------------------------------------------------------- */
 
-static enum tls_level parse_tls_level(const char *value)
+/* smtp_fallback_relay: destinations as relayhost takes them. */
+static void read_fallback_relays(void)
 {
-    if (*value == 0 || strcasecmp(value, "none") == 0)
-        return TLS_LEVEL_NONE;
-    if (strcasecmp(value, "may") == 0)
-        return TLS_LEVEL_MAY;
-    if (strcasecmp(value, "encrypt") == 0)
-        return TLS_LEVEL_ENCRYPT;
-    if (strcasecmp(value, "verify") == 0)
-        return TLS_LEVEL_VERIFY;
-    if (strcasecmp(value, "secure") == 0)
-        return TLS_LEVEL_SECURE;
-    if (strcasecmp(value, "dane") == 0) {
-        /* Without a validating resolver DANE falls back to "may", as in
-         * Postfix. */
-        msg_warn("smtp_tls_security_level = dane: no DNSSEC, using \"may\"");
-        return TLS_LEVEL_MAY;
-    }
-    msg_fatal("unsupported smtp_tls_security_level \"%s\"", value);
+    char **items = NULL;
+    long n = lookup_split_specs(var.smtp_fallback_relay, &items);
+
+    if (n < 0)
+        msg_fatal("smtp_fallback_relay: bad value \"%.100s\"", var.smtp_fallback_relay);
+    remote_cfg.fallback = items;
+    remote_cfg.nfallback = (size_t)n;
+}
+
+static void read_bind_address(const char *name, const char *value, int family,
+                              struct dns_addr *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (*value == 0)
+        return;
+    if (dns_addr_parse(value, out) < 0 || out->family != family)
+        msg_fatal("%s: not an IPv%d address: \"%.100s\"", name, family == AF_INET ? 4 : 6,
+                  value);
 }
 
 /* lmtp_* in place of smtp_* (Postfix's lmtp has its own set). */
@@ -614,7 +788,6 @@ static void read_lmtp_settings(void)
     remote_cfg.rset_timeout = var.lmtp_rset_timeout;
     remote_cfg.quit_timeout = var.lmtp_quit_timeout;
     remote_cfg.starttls_timeout = var.lmtp_starttls_timeout;
-    remote_cfg.tls_level = parse_tls_level(var.lmtp_tls_security_level);
     remote_cfg.tls_cafile = var.lmtp_tls_CAfile;
     remote_cfg.tls_protocols = var.lmtp_tls_protocols;
     remote_cfg.tls_ciphers = var.lmtp_tls_ciphers;
@@ -647,8 +820,14 @@ static void read_settings(void)
     remote_cfg.rset_timeout = var.smtp_rset_timeout;
     remote_cfg.quit_timeout = var.smtp_quit_timeout;
     remote_cfg.starttls_timeout = var.smtp_starttls_timeout;
-    remote_cfg.tls_level = parse_tls_level(var.smtp_tls_security_level);
     remote_cfg.tls_cafile = var.smtp_tls_CAfile;
+    remote_cfg.tls_capath = var.smtp_tls_CApath;
+    remote_cfg.tls_cert_file = var.smtp_tls_cert_file;
+    remote_cfg.tls_key_file = var.smtp_tls_key_file;
+    remote_cfg.tls_exclude = var.smtp_tls_exclude_ciphers;
+    remote_cfg.tls_mandatory_exclude = var.smtp_tls_mandatory_exclude_ciphers;
+    remote_cfg.tls_servername = var.smtp_tls_servername;
+    remote_cfg.tls_loglevel = var.smtp_tls_loglevel;
     remote_cfg.tls_protocols = var.smtp_tls_protocols;
     remote_cfg.tls_ciphers = var.smtp_tls_ciphers;
     remote_cfg.tls_mandatory_protocols = var.smtp_tls_mandatory_protocols;
@@ -664,6 +843,9 @@ static void read_settings(void)
     remote_cfg.cache_time_limit = var.smtp_connection_cache_time_limit;
     remote_cfg.reuse_time_limit = var.smtp_connection_reuse_time_limit;
     remote_cfg.reuse_count_limit = var.smtp_connection_reuse_count_limit;
+    read_fallback_relays();
+    read_bind_address("smtp_bind_address", var.smtp_bind_address, AF_INET, &remote_cfg.bind4);
+    read_bind_address("smtp_bind_address6", var.smtp_bind_address6, AF_INET6, &remote_cfg.bind6);
     if (remote_cfg.lmtp)
         read_lmtp_settings();
     if (remote_cfg.helo_name == NULL || *remote_cfg.helo_name == 0)
@@ -690,12 +872,15 @@ int main(int argc, char **argv)
     remote_cfg.lmtp = argc > 0 && called_as_lmtp(argv[0]);
     service_init(argc, argv, remote_cfg.lmtp ? "lmtp" : "smtp", 0);
     read_settings();
+    auth_init();
+    tls_policy_init();
     route_init_self();
     if ((remote_base = event_base_new()) == NULL)
         msg_fatal("event_base_new failed");
     remote_dns = dns_resolver_new(remote_base, var.dns_servers, err, sizeof(err));
     if (remote_dns == NULL)
         msg_fatal("%s", err);
+    dane_init();
     evutil_make_socket_nonblocking(SERVICE_LISTEN_FD);
     rm.last_activity = time(NULL);
     rm.accept_ev = event_new(remote_base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, accept_cb, NULL);

@@ -12,6 +12,12 @@
  *             (pipelined when offered), the message content (CR LF and
  *             dots by lib/mail/mail_copy.h), results
  * reply.c     the bounded SMTP reply parser and EHLO keywords
+ * auth.c      SMTP AUTH as a client: smtp_sasl_* (credentials by sender,
+ *             server host or nexthop; mechanism filter, security options)
+ * tls_policy.c  the TLS policy of a destination: smtp_tls_policy_maps, or
+ *             smtp_tls_security_level and the smtp_tls_* defaults
+ * dane.c      DANE (RFC 7672): TLSA records of a server from a validating
+ *             resolver (smtp_dns_support_level = dnssec)
  *
  * Everything runs in one libevent loop; nothing blocks but reads of the
  * local queue file.
@@ -25,6 +31,7 @@
 #include "deliver_request.h"
 #include "delivery.h"
 #include "dns.h"
+#include "sasl_client.h"
 
 struct event_base;
 struct evbuffer;
@@ -36,8 +43,32 @@ struct job;
 #define REPLY_LINES_MAX 100     /* lines of one reply */
 #define HOST_RELAY_SIZE (DNS_NAME_SIZE + 64)  /* "host[addr]:port" */
 
-enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT, TLS_LEVEL_VERIFY,
-                 TLS_LEVEL_SECURE };
+enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT, TLS_LEVEL_DANE,
+                 TLS_LEVEL_DANE_ONLY, TLS_LEVEL_VERIFY, TLS_LEVEL_SECURE };
+
+/* The usable TLSA records of one server (dane.c), DNSSEC-validated. */
+struct tlsa_record {
+    unsigned usage, selector, mtype;
+    size_t len;
+    unsigned char *data;
+};
+struct tlsa_set {
+    char base[DNS_NAME_SIZE];    /* the name the records are for (TLSA owner's host) */
+    size_t n;
+    struct tlsa_record *rec;
+};
+
+#define TLS_POLICY_ATTR_MAX 256
+/* How one destination is to be secured. */
+struct tls_policy {
+    enum tls_level level;
+    char match[TLS_POLICY_ATTR_MAX];      /* match=, "" for main.cf's */
+    char protocols[TLS_POLICY_ATTR_MAX];  /* protocols=, "" for main.cf's */
+    char ciphers[64];                     /* ciphers=, "" for main.cf's */
+    char exclude[TLS_POLICY_ATTR_MAX];    /* exclude=, added to main.cf's */
+    char servername[DNS_NAME_SIZE];       /* servername=, "" for main.cf's */
+    const struct tlsa_set *tlsa;          /* dane, dane-only: usable records */
+};
 
 /* Parameters, read once at start (remote.c): smtp_* ones, or lmtp_* ones
  * when remote runs as "lmtp" (Postfix's lmtp is its smtp client under
@@ -49,8 +80,9 @@ struct remote_config {
     long connect_timeout, helo_timeout, mail_timeout, rcpt_timeout;
     long data_init_timeout, data_xfer_timeout, data_done_timeout;
     long rset_timeout, quit_timeout, starttls_timeout;
-    enum tls_level tls_level;
-    const char *tls_cafile;
+    const char *tls_cafile, *tls_capath, *tls_cert_file, *tls_key_file;
+    const char *tls_exclude, *tls_mandatory_exclude, *tls_servername;
+    long tls_loglevel;
     const char *tls_protocols, *tls_ciphers;
     const char *tls_mandatory_protocols, *tls_mandatory_ciphers;
     int families;                /* DNS_INET4 | DNS_INET6 from inet_protocols */
@@ -59,6 +91,9 @@ struct remote_config {
     long cache_time_limit;       /* idle seconds in the cache */
     long reuse_time_limit;       /* seconds a connection may be reused */
     long reuse_count_limit;      /* transactions per connection, 0 = no limit */
+    char **fallback;             /* smtp_fallback_relay destinations */
+    size_t nfallback;
+    struct dns_addr bind4, bind6;  /* smtp_bind_address(6); family 0 when unset */
 };
 extern struct remote_config remote_cfg;
 extern struct event_base *remote_base;
@@ -75,6 +110,8 @@ struct smtp_reply {
 };
 struct smtp_features {
     int esmtp, pipelining, eightbitmime, starttls, dsn, smtputf8;
+    int auth;                    /* AUTH offered */
+    unsigned auth_mechs;         /* SASL_CLIENT_* bits of the mechanisms we know */
     long long size_limit;        /* -1 no SIZE; 0 no limit given */
 };
 #define REPLY_BAD (-1)
@@ -101,6 +138,7 @@ struct target {
     struct dns_addr addr;
     unsigned port;
     char path[SOCKET_PATH_MAX];  /* LMTP over a UNIX socket: as configured, else "" */
+    int dnssec;                  /* MX (if any) and address validated by DNSSEC */
 };
 
 /* The parsed nexthop of a request. */
@@ -136,6 +174,84 @@ void route_cancel(struct route *rt);
 /* Learn this host's addresses (inet_interfaces) for loop detection. */
 void route_init_self(void);
 
+/* --- tls_policy.c ----------------------------------------------------------- */
+
+void tls_policy_init(void);
+const char *tls_level_name(enum tls_level level);
+/* The policy of nh (nexthop_text as qmgr wrote it). 0, or -1 with text
+ * set when the table cannot be read or its answer is wrong (defer). */
+int tls_policy_find(const struct nexthop *nh, const char *nexthop_text, struct tls_policy *p,
+                    char *text, size_t textlen);
+/* "level name=value ..." into p; -1 with err for what does not parse. */
+int tls_policy_parse(const char *value, struct tls_policy *p, char *err, size_t errlen);
+/* TLS or nothing (encrypt and up; dane with usable TLSA records). */
+int tls_policy_mandatory(const struct tls_policy *p);
+/* The certificate must be verified (verify, secure, dane with records). */
+int tls_policy_verifies(const struct tls_policy *p);
+/* The names a certificate must match at verify and secure: match= or
+ * smtp_tls_verify_cert_match / smtp_tls_secure_cert_match, with hostname,
+ * nexthop and dot-nexthop resolved. Returns how many, at most max, as
+ * pointers into buf. */
+size_t tls_policy_names(const struct tls_policy *p, const char *host, const char *nexthop,
+                        char *buf, size_t buflen, const char **names, size_t max);
+/* A new SSL object for a connection to host (relay "host[addr]:port")
+ * under p: protocols, ciphers, names or TLSA records, SNI, a cached
+ * session. NULL with err set. */
+typedef struct ssl_st SSL;
+SSL *tls_policy_ssl(const struct tls_policy *p, const char *host, const char *relay,
+                    const char *nexthop_name, char *err, size_t errlen);
+/* After the handshake: log it as Postfix does; 1 when the connection
+ * meets p, else 0 with the status text. */
+int tls_policy_established(SSL *ssl, const struct tls_policy *p, const char *relay, char *text,
+                           size_t textlen);
+
+/* --- dane.c ---------------------------------------------------------------- */
+
+enum dane_result {
+    DANE_RECORDS,     /* validated, usable records: TLS mandatory and verified */
+    DANE_UNUSABLE,    /* validated, but no usable record (or none at all) */
+    DANE_INSECURE,    /* not validated: DANE does not apply */
+    DANE_ERROR,       /* the lookup failed (SERVFAIL, bogus, timeout) */
+};
+struct dane_lookup;
+/* set is the caller's (tlsa_set_free) when result is DANE_RECORDS. */
+typedef void (*dane_fn)(void *ctx, enum dane_result result, struct tlsa_set *set);
+/* smtp_dns_support_level and tls_dane_digests; after remote_dns exists. */
+void dane_init(void);
+int dane_dnssec(void);                 /* smtp_dns_support_level = dnssec */
+/* The TLSA records of t (_PORT._tcp.HOST); fn runs once, later. */
+struct dane_lookup *dane_start(const struct target *t, dane_fn fn, void *ctx);
+void dane_cancel(struct dane_lookup *d);
+void tlsa_set_free(struct tlsa_set *set);
+/* Whether a record of these fields can be used (RFC 7672 3.1). */
+int dane_record_usable(unsigned usage, unsigned selector, unsigned mtype, size_t len);
+
+/* --- auth.c: SMTP AUTH as a client ---------------------------------------- */
+
+/* A user name and password from smtp_sasl_password_maps. */
+struct sasl_creds {
+    int found;
+    char user[SASL_CLIENT_USER_MAX];
+    char pass[SASL_CLIENT_PASS_MAX];
+};
+struct session_failure;
+struct auth_state;
+/* Read the smtp_sasl_* settings and open the tables (fatal when wrong). */
+void auth_init(void);
+int auth_enabled(void);
+/* The sender's own credentials when smtp_sender_dependent_authentication
+ * is on (full address, then @domain): 1 found, 0 none, -1 table failure. */
+int auth_lookup_sender(const char *sender, struct sasl_creds *c);
+/* After EHLO (and STARTTLS): authenticate when the server offers AUTH and
+ * credentials exist (the sender's c, else those of the server's host name,
+ * else of the nexthop as qmgr wrote it). done runs once, with f NULL when
+ * the session may go on (authenticated, or nothing to do). */
+typedef void (*auth_done_fn)(struct session *s, const struct session_failure *f);
+void auth_run(struct session *s, const struct sasl_creds *c, const char *host,
+              const char *nexthop, auth_done_fn done);
+void auth_state_free(struct auth_state *a);
+void auth_creds_clear(struct sasl_creds *c);
+
 /* --- session.c ----------------------------------------------------------- */
 
 /* Why a session could not be opened or broke. */
@@ -154,11 +270,18 @@ typedef void (*session_reply_fn)(void *owner, const struct smtp_reply *r);
 typedef void (*session_error_fn)(void *owner, const struct session_failure *f);
 typedef void (*session_drain_fn)(void *owner);
 
+/* What one delivery asks of the sessions it opens; copied by session_open. */
+struct session_opts {
+    const char *nexthop;             /* as qmgr wrote it (a SASL lookup key) */
+    const char *nexthop_name;        /* its domain or host: certificate names */
+    const struct tls_policy *tls;    /* the destination's TLS policy */
+    const struct sasl_creds *creds;  /* the sender's credentials, or NULL */
+    int no_tls;                      /* skip STARTTLS */
+};
 /* Connect to t and get the server ready for MAIL (greeting, EHLO or HELO,
- * STARTTLS per policy). tls_host is the name a certificate must match at
- * level verify/secure. no_tls skips STARTTLS. */
-void session_open(const struct target *t, const char *tls_host, int no_tls,
-                  session_open_fn done, void *owner);
+ * STARTTLS per policy, AUTH). */
+void session_open(const struct target *t, const struct session_opts *o, session_open_fn done,
+                  void *owner);
 /* An idle session for the cache key, or NULL. */
 struct session *session_cache_take(const char *key);
 /* Done with s: reusable ones go to the cache under key (within the reuse
@@ -185,6 +308,9 @@ const struct smtp_features *session_features(const struct session *s);
 const char *session_relay(const struct session *s);    /* "host[addr]:port" */
 const char *session_peer(const struct session *s);     /* "host[addr]" */
 int session_reused(const struct session *s);           /* taken from the cache */
+int session_tls_active(const struct session *s);
+/* The AUTH exchange's state while it runs (auth.c), freed with s. */
+struct auth_state **session_auth_state(struct session *s);
 /* "host H[A] said: REPLY (in reply to CMD command)" into out. */
 void session_said(const struct session *s, const struct smtp_reply *r, const char *command,
                   char *out, size_t outlen);

@@ -11,6 +11,8 @@
  */
 #include "remote.h"
 
+#include "sasl_client.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -120,6 +122,11 @@ static void parse_keyword(const char *kw, size_t len, struct smtp_features *f)
         f->dsn = 1;
     } else if (strcmp(word, "SMTPUTF8") == 0) {
         f->smtputf8 = 1;
+    } else if (strcmp(word, "AUTH") == 0) {
+        /* "AUTH PLAIN LOGIN", or the old "AUTH=PLAIN LOGIN"; both may come. */
+        if (n < len)
+            f->auth_mechs |= sasl_client_mechs_parse(kw + n + 1, len - n - 1);
+        f->auth = 1;
     } else if (strcmp(word, "SIZE") == 0) {
         long long limit = 0;
         size_t i = n;

@@ -12,6 +12,8 @@
  * flattened, best MX first, to at most smtp_mx_address_limit targets.
  * LMTP's nexthops name a host or a UNIX socket (lmtp_nexthop_parse):
  * never an MX lookup; a socket is the one target.
+ * Each target notes whether DNSSEC validated the way to it (the MX
+ * RRset, when there was one, and the host's addresses), which DANE needs.
  */
 #include "remote.h"
 #include "strlist.h"
@@ -41,6 +43,7 @@ struct mx_host {
     size_t naddr;
     enum dns_status status;
     char why[DNS_ERROR_SIZE];
+    int secure;                /* its addresses were validated */
 };
 
 struct route {
@@ -50,6 +53,7 @@ struct route {
     struct dns_query *mxq;
     struct mx_host *hosts;     /* owned */
     size_t nhosts, pending;
+    int mx_secure;             /* the MX RRset was validated (1 without MX) */
     struct event *finish;      /* delivers a result decided without DNS */
     struct target *targets;    /* owned */
     size_t ntargets;
@@ -339,7 +343,8 @@ static void shuffle_addrs(struct dns_addr *a, size_t n)
     }
 }
 
-static void add_target(struct route *rt, const char *host, const struct dns_addr *a)
+static void add_target(struct route *rt, const char *host, const struct dns_addr *a,
+                       int secure)
 {
     struct target *t;
 
@@ -349,6 +354,7 @@ static void add_target(struct route *rt, const char *host, const struct dns_addr
     snprintf(t->host, sizeof(t->host), "%s", host);
     t->addr = *a;
     t->port = rt->nh.port;
+    t->dnssec = secure;
 }
 
 static const char *addr_type(void)
@@ -393,7 +399,7 @@ static void hosts_resolved(struct route *rt)
         }
         shuffle_addrs(h->addr, h->naddr);
         for (size_t k = 0; k < h->naddr; k++)
-            add_target(rt, h->name, &h->addr[k]);
+            add_target(rt, h->name, &h->addr[k], rt->mx_secure && h->secure);
     }
     if (rt->ntargets == 0) {
         const struct mx_host *h = tempfail != NULL ? tempfail : first_fail;
@@ -410,6 +416,7 @@ static void on_host_addr(void *ctx, enum dns_status status, const struct dns_add
     struct mx_host *h = ctx;
     struct route *rt = h->rt;
 
+    h->secure = dns_query_secure(h->q);
     h->q = NULL;
     h->status = status;
     snprintf(h->why, sizeof(h->why), "%s", why != NULL ? why : "");
@@ -488,6 +495,7 @@ static void on_mx(void *ctx, enum dns_status status, const struct dns_mx *mx, si
     struct route *rt = ctx;
     struct dns_mx copy[DNS_RECORDS_MAX];
 
+    rt->mx_secure = dns_query_secure(rt->mxq);
     rt->mxq = NULL;
     if (status == DNS_NODATA) {
         take_name_as_host(rt);
@@ -528,9 +536,10 @@ struct route *route_start(const struct nexthop *nh, route_fn fn, void *ctx)
         dns_addr_parse(nh->name, &a);
         if ((rt->targets = calloc(1, sizeof(*rt->targets))) == NULL)
             msg_fatal("out of memory for a route");
-        add_target(rt, nh->name, &a);
+        add_target(rt, nh->name, &a, 0);
         route_done_later(rt);
     } else if (!nh->mx) {
+        rt->mx_secure = 1;
         take_name_as_host(rt);
         lookup_hosts(rt);
     } else if ((rt->mxq = dns_lookup_mx(remote_dns, nh->name, on_mx, rt)) == NULL) {

@@ -12,8 +12,9 @@
  * host[addr] while sending RCPT TO").
  *
  * Opening walks the server through the greeting, EHLO (HELO when EHLO is
- * refused; LHLO, without a fallback, for LMTP) and STARTTLS as
- * smtp_tls_security_level says. An LMTP target may be a UNIX socket
+ * refused; LHLO, without a fallback, for LMTP), STARTTLS as
+ * smtp_tls_security_level says, and AUTH (auth.c) when
+ * smtp_sasl_auth_enable is on. An LMTP target may be a UNIX socket
  * (relative paths are under the queue directory). A finished
  * transaction leaves the session idle: it then waits in the cache under its
  * nexthop for smtp_connection_cache_time_limit, watched for EOF, and the
@@ -66,7 +67,11 @@ struct session {
     struct target target;
     char peer[HOST_RELAY_SIZE];    /* host[addr] */
     char relay[HOST_RELAY_SIZE];   /* host[addr]:port */
-    char tls_host[DNS_NAME_SIZE];
+    char nexthop_name[DNS_NAME_SIZE];
+    struct tls_policy tls;         /* tls.tlsa only while opening */
+    char nexthop[DNS_NAME_SIZE + 16];
+    struct sasl_creds creds;       /* the sender's, when found */
+    struct auth_state *auth;       /* while AUTH runs */
     int no_tls, tls_active;
     struct smtp_features feat;
     /* opening */
@@ -94,8 +99,6 @@ static struct {
     struct session *head, *tail;
     size_t idle;
     size_t total;
-    SSL_CTX *ctx_may, *ctx_mandatory;
-    int ctx_may_failed, ctx_mandatory_failed;
 } sc;
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
@@ -131,6 +134,16 @@ int session_reused(const struct session *s)
     return s->reused;
 }
 
+int session_tls_active(const struct session *s)
+{
+    return s->tls_active;
+}
+
+struct auth_state **session_auth_state(struct session *s)
+{
+    return &s->auth;
+}
+
 struct evbuffer *session_output(struct session *s)
 {
     return bufferevent_get_output(s->bev);
@@ -163,6 +176,8 @@ static void session_destroy(struct session *s)
     if (s->connect_ev != NULL)
         event_free(s->connect_ev);
     event_free(s->timer);
+    auth_state_free(s->auth);
+    auth_creds_clear(&s->creds);
     free(s->exp);
     free(s);
     sc.total--;
@@ -418,37 +433,14 @@ static void session_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- TLS -------------------------------------------------------------- */
 
-static int tls_mandatory(void)
+static int tls_mandatory(const struct session *s)
 {
-    return remote_cfg.tls_level >= TLS_LEVEL_ENCRYPT;
-}
-
-/* The client context of the level, made on first use. */
-static SSL_CTX *tls_context(char *err, size_t errlen)
-{
-    int mandatory = tls_mandatory();
-    SSL_CTX **ctx = mandatory ? &sc.ctx_mandatory : &sc.ctx_may;
-    int *failed = mandatory ? &sc.ctx_mandatory_failed : &sc.ctx_may_failed;
-
-    if (*ctx == NULL && !*failed) {
-        *ctx = tls_client_ctx(remote_cfg.tls_cafile,
-                              mandatory ? remote_cfg.tls_mandatory_protocols
-                                        : remote_cfg.tls_protocols,
-                              mandatory ? remote_cfg.tls_mandatory_ciphers
-                                        : remote_cfg.tls_ciphers,
-                              err, errlen);
-        if (*ctx == NULL) {
-            msg_warn("cannot set up the TLS client context: %s", err);
-            *failed = 1;
-        }
-    }
-    if (*ctx == NULL && errlen > 0 && err[0] == 0)
-        snprintf(err, errlen, "TLS client context unavailable");
-    return *ctx;
+    return tls_policy_mandatory(&s->tls);
 }
 
 static void session_ready(struct session *s)
 {
+    s->tls.tlsa = NULL;   /* the job's; not needed past the handshake */
     s->phase = PH_READY;
     evtimer_del(s->timer);
     s->cb_depth++;
@@ -457,6 +449,7 @@ static void session_ready(struct session *s)
 }
 
 static void setup_ehlo(void *owner, const struct smtp_reply *r);
+static void setup_auth(struct session *s);
 
 static void send_ehlo(struct session *s)
 {
@@ -472,18 +465,13 @@ static void send_ehlo(struct session *s)
 
 static void tls_established(struct session *s)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-    char desc[256], why[256];
-    int verified = tls_peer_verified(ssl, s->tls_host, why, sizeof(why));
+    char text[DELIVERY_TEXT_MAX];
 
-    tls_describe(ssl, desc, sizeof(desc));
-    if (!verified && remote_cfg.tls_level >= TLS_LEVEL_VERIFY) {
-        msg_info("Untrusted TLS connection established to %s: %s", s->relay, desc);
-        session_fail(s, "4.7.5", "Server certificate not verified: %s", why);
+    if (!tls_policy_established(bufferevent_openssl_get_ssl(s->bev), &s->tls, s->relay, text,
+                                sizeof(text))) {
+        session_fail(s, "4.7.5", "%s", text);
         return;
     }
-    msg_info("%s TLS connection established to %s: %s", verified ? "Verified" : "Untrusted",
-             s->relay, desc);
     s->tls_active = 1;
     s->phase = PH_SETUP;
     /* RFC 3207: forget everything learned before TLS and ask again. */
@@ -504,24 +492,22 @@ static void tls_handshake_failed(struct session *s, const char *why)
     snprintf(f.dsn, sizeof(f.dsn), "4.7.5");
     text_printf(f.text, sizeof(f.text), "Cannot start TLS: handshake failure with %s: %s",
                 s->peer, why != NULL ? why : err);
-    f.retry_plain = remote_cfg.tls_level == TLS_LEVEL_MAY;
+    f.retry_plain = !tls_mandatory(s);
     report_failure(s, &f);
 }
 
 static void start_tls(struct session *s)
 {
     char err[256] = "";
-    SSL_CTX *ctx = tls_context(err, sizeof(err));
-    SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
+    SSL *ssl = tls_policy_ssl(&s->tls, s->target.host, s->relay, s->nexthop_name, err,
+                              sizeof(err));
     struct bufferevent *tls;
-    struct dns_addr literal;
 
     if (ssl == NULL) {
-        session_fail(s, "4.7.5", "Cannot start TLS: %s", err[0] ? err : "out of memory");
+        msg_warn("%s: %s", s->relay, err);
+        session_fail(s, "4.7.5", "client TLS configuration problem");
         return;
     }
-    if (dns_addr_parse(s->tls_host, &literal) < 0)
-        SSL_set_tlsext_host_name(ssl, s->tls_host);
     tls = bufferevent_openssl_filter_new(remote_base, s->bev, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE);
     if (tls == NULL) {
@@ -547,8 +533,8 @@ static void setup_starttls(void *owner, const struct smtp_reply *r)
     char said[DELIVERY_TEXT_MAX];
 
     if (r->code != 220) {
-        if (!tls_mandatory()) {
-            session_ready(s);   /* "may": go on in plain text */
+        if (!tls_mandatory(s)) {
+            setup_auth(s);   /* "may": go on in plain text */
             return;
         }
         session_said(s, r, "STARTTLS", said, sizeof(said));
@@ -564,16 +550,38 @@ static void setup_starttls(void *owner, const struct smtp_reply *r)
     start_tls(s);
 }
 
-/* After EHLO or HELO: STARTTLS when the policy and the server agree. */
-static void setup_maybe_tls(struct session *s)
+static void auth_done(struct session *s, const struct session_failure *f)
 {
-    if (s->tls_active || s->no_tls || remote_cfg.tls_level == TLS_LEVEL_NONE) {
+    struct session_failure copy;
+
+    if (f == NULL) {
         session_ready(s);
         return;
     }
+    copy = *f;
+    report_failure(s, &copy);
+}
+
+/* The last step before MAIL: AUTH, when configured (auth.c). */
+static void setup_auth(struct session *s)
+{
+    if (!auth_enabled()) {
+        session_ready(s);
+        return;
+    }
+    auth_run(s, &s->creds, s->target.host, s->nexthop, auth_done);
+}
+
+/* After EHLO or HELO: STARTTLS when the policy and the server agree. */
+static void setup_maybe_tls(struct session *s)
+{
+    if (s->tls_active || s->no_tls || s->tls.level == TLS_LEVEL_NONE) {
+        setup_auth(s);
+        return;
+    }
     if (!s->feat.starttls) {
-        if (!tls_mandatory())
-            session_ready(s);
+        if (!tls_mandatory(s))
+            setup_auth(s);
         else
             session_fail(s, "4.7.4", "TLS is required, but was not offered by host %s",
                          s->peer);
@@ -729,6 +737,29 @@ static socklen_t target_sockaddr(const struct target *t, struct sockaddr_storage
     return sizeof(*sin);
 }
 
+/* smtp_bind_address / smtp_bind_address6: the source address of the
+ * connection, when set for its family. */
+static int bind_source(struct session *s)
+{
+    const struct dns_addr *src = s->target.addr.family == AF_INET6 ? &remote_cfg.bind6
+                                                                   : &remote_cfg.bind4;
+    struct target local;
+    struct sockaddr_storage ss;
+    char addr[INET6_ADDRSTRLEN];
+
+    if (src->family == 0)
+        return 0;
+    memset(&local, 0, sizeof(local));
+    local.addr = *src;
+    if (bind(s->fd, (struct sockaddr *)&ss, target_sockaddr(&local, &ss)) == 0)
+        return 0;
+    int err = errno;
+    dns_addr_str(src, addr, sizeof(addr));
+    msg_warn("%s: bind %s: %s", s->relay, addr, strerror(err));
+    errno = err;
+    return -1;
+}
+
 /* Start the non-blocking connect; an immediate error is reported through
  * the timer so that the owner never hears back from inside session_open. */
 static void start_connect(struct session *s)
@@ -743,6 +774,10 @@ static void start_connect(struct session *s)
     } else if ((s->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0))
                < 0) {
         s->connect_errno = errno;
+    } else if (bind_source(s) < 0) {
+        s->connect_errno = errno;
+        close(s->fd);
+        s->fd = -1;
     } else if (connect(s->fd, (struct sockaddr *)&ss, len) == 0 || errno == EINPROGRESS) {
         s->connect_ev = event_new(remote_base, s->fd, EV_WRITE, connect_cb, s);
         if (s->connect_ev == NULL || event_add(s->connect_ev, NULL) < 0)
@@ -757,8 +792,8 @@ static void start_connect(struct session *s)
     evtimer_add(s->timer, &now);
 }
 
-void session_open(const struct target *t, const char *tls_host, int no_tls,
-                  session_open_fn done, void *owner)
+void session_open(const struct target *t, const struct session_opts *o, session_open_fn done,
+                  void *owner)
 {
     struct session *s = calloc(1, sizeof(*s));
     char addr[INET6_ADDRSTRLEN];
@@ -770,10 +805,14 @@ void session_open(const struct target *t, const char *tls_host, int no_tls,
     s->target = *t;
     s->open_done = done;
     s->open_owner = owner;
-    s->no_tls = no_tls;
+    s->no_tls = o->no_tls;
+    snprintf(s->nexthop, sizeof(s->nexthop), "%s", o->nexthop != NULL ? o->nexthop : "");
+    if (o->creds != NULL && o->creds->found)
+        s->creds = *o->creds;
     s->created = time(NULL);
     s->phase = PH_CONNECT;
-    snprintf(s->tls_host, sizeof(s->tls_host), "%s", tls_host);
+    snprintf(s->nexthop_name, sizeof(s->nexthop_name), "%s", o->nexthop_name);
+    s->tls = *o->tls;
     if (t->path[0]) {
         /* host[path], Postfix's name for an LMTP socket, without a port. */
         text_printf(s->peer, sizeof(s->peer), "%s[%s]", t->host, t->path);

@@ -169,7 +169,7 @@ static int socket_port(const struct session *s, int local, char *addr, size_t al
 static const char *route_of(const char *addr, int host, char *buf, size_t len)
 {
     struct route r;
-    if (!addr || !*addr || resolve_recipient(addr, &r) < 0)
+    if (!addr || !*addr || resolve_recipient(NULL, addr, &r) < 0)
         return NULL;
     snprintf(buf, len, "%s", host ? r.nexthop : r.transport);
     return buf;

@@ -13,7 +13,10 @@
  * (virtual_transport = lmtp:unix:private/dovecot-lmtp); else an empty
  * nexthop means relayhost when set (for the relay and default transports),
  * else the recipient domain. "error:text"
- * bounces and "retry:text" defers without delivery.
+ * bounces and "retry:text" defers without delivery. For the default
+ * transport, sender_dependent_default_transport_maps may choose another
+ * one, and sender_dependent_relayhost_maps another relayhost, by sender
+ * (then its @domain; DUNNO stops the search).
  */
 #include "resolve.h"
 
@@ -26,6 +29,7 @@
 #include "virtual_mailbox.h"
 
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,11 +43,24 @@ struct class_transport {
 
 static struct {
     struct lookup_list *transport_maps;
+    struct lookup_list *sender_transport_maps, *sender_relayhost_maps;
     const char *mydestination, *relay_domains, *relayhost;
     struct class_transport local, relay, deflt, virt;
     const char *local_transport, *relay_transport, *default_transport, *virtual_transport;
     const char *myhostname;
 } rs;
+
+static struct lookup_list *open_maps(enum param_id param)
+{
+    const char *maps = config_value(param);
+    char err[256];
+    if (*maps == 0)
+        return NULL;
+    struct lookup_list *l = lookup_list_open(maps, err, sizeof(err));
+    if (!l)
+        msg_fatal("%s: %s", config_name(param), err);
+    return l;
+}
 
 static const char *class_split(const char *value, struct class_transport *ct)
 {
@@ -64,13 +81,27 @@ void resolve_init(void)
     rs.relay_transport = class_split(var.relay_transport, &rs.relay);
     rs.default_transport = class_split(var.default_transport, &rs.deflt);
     rs.virtual_transport = class_split(var.virtual_transport, &rs.virt);
-    const char *maps = var.transport_maps;
-    if (*maps) {
-        char err[256];
-        rs.transport_maps = lookup_list_open(maps, err, sizeof(err));
-        if (!rs.transport_maps)
-            msg_fatal("transport_maps: %s", err);
+    rs.transport_maps = open_maps(PARAM_transport_maps);
+    rs.sender_transport_maps = open_maps(PARAM_sender_dependent_default_transport_maps);
+    rs.sender_relayhost_maps = open_maps(PARAM_sender_dependent_relayhost_maps);
+}
+
+/* A sender-dependent table: LOOKUP_* with the malloc'd answer; "DUNNO"
+ * reads as not found. The null sender is looked up by empty_key. */
+static int sender_lookup(struct lookup_list *maps, const char *empty_key, const char *sender,
+                         char **value)
+{
+    *value = NULL;
+    if (maps == NULL)
+        return LOOKUP_NOTFOUND;
+    int rc = *sender == 0 ? lookup_list_get(maps, empty_key, value)
+                          : lookup_list_address(maps, sender, 0, var.recipient_delimiter, value);
+    if (rc == LOOKUP_FOUND && strcasecmp(*value, "DUNNO") == 0) {
+        free(*value);
+        *value = NULL;
+        rc = LOOKUP_NOTFOUND;
     }
+    return rc;
 }
 
 /* transport_maps; returns LOOKUP_* and the malloc'd value in *value. */
@@ -137,8 +168,44 @@ static int resolve_unknown(const char *addr, const char *domain, int local, int 
     return *virtual_mailbox == LOOKUP_TEMPFAIL ? -1 : 0;
 }
 
-int resolve_recipient(const char *addr, struct route *r)
+/* The default transport, or the one the sender's table names. */
+static int default_route(const char *sender, const struct class_transport *ct, struct route *r)
 {
+    char *value = NULL;
+    int rc = sender_lookup(rs.sender_transport_maps,
+                           var.empty_address_default_transport_maps_lookup_key, sender, &value);
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
+    if (rc == LOOKUP_FOUND) {
+        route_from_table(value, ct->name, r);
+    } else {
+        snprintf(r->transport, sizeof(r->transport), "%s", ct->name);
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", ct->nexthop);
+    }
+    free(value);
+    return 0;
+}
+
+/* relayhost, or the one the sender's table names. */
+static int relayhost_route(const char *sender, struct route *r)
+{
+    char *value = NULL;
+    int rc = sender_lookup(rs.sender_relayhost_maps, var.empty_address_relayhost_maps_lookup_key,
+                           sender, &value);
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
+    if (rc == LOOKUP_FOUND && *value)
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", value);
+    else if (*rs.relayhost)
+        snprintf(r->nexthop, sizeof(r->nexthop), "%s", rs.relayhost);
+    free(value);
+    return 0;
+}
+
+int resolve_recipient(const char *sender, const char *addr, struct route *r)
+{
+    if (!sender)
+        sender = "";
     memset(r, 0, sizeof(*r));
     const char *domain = address_domain(addr);
     int local = !domain || match_domain_list(rs.mydestination, domain);
@@ -158,19 +225,25 @@ int resolve_recipient(const char *addr, struct route *r)
         return -1;
     if (rc == LOOKUP_FOUND) {
         route_from_table(value, class_transport, r);
+    } else if (ct == &rs.deflt) {
+        rc = default_route(sender, ct, r) < 0 ? LOOKUP_TEMPFAIL : rc;
     } else {
         snprintf(r->transport, sizeof(r->transport), "%s", class_transport);
         snprintf(r->nexthop, sizeof(r->nexthop), "%s", ct->nexthop);
     }
     free(value);
+    if (rc == LOOKUP_TEMPFAIL)
+        return -1;
     if (r->error[0] || r->nexthop[0])
         return 0;
+    /* The sender's own default transport counts as the default one. */
     int relayed = strcmp(r->transport, rs.local_transport) != 0 &&
                   (strcmp(r->transport, rs.default_transport) == 0 ||
-                   strcmp(r->transport, rs.relay_transport) == 0);
-    if (relayed && *rs.relayhost)
-        snprintf(r->nexthop, sizeof(r->nexthop), "%s", rs.relayhost);
-    else
+                   strcmp(r->transport, rs.relay_transport) == 0 ||
+                   (rc != LOOKUP_FOUND && ct == &rs.deflt));
+    if (relayed && relayhost_route(sender, r) < 0)
+        return -1;
+    if (!r->nexthop[0])
         snprintf(r->nexthop, sizeof(r->nexthop), "%s", domain ? domain : rs.myhostname);
     return 0;
 }

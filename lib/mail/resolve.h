@@ -15,6 +15,6 @@ struct route {
 /* Read the parameters and open transport_maps (fatal when it cannot be). */
 void resolve_init(void);
 /* Returns 0, or -1 on a temporary lookup failure (defer the recipient). */
-int resolve_recipient(const char *addr, struct route *out);
+int resolve_recipient(const char *sender, const char *addr, struct route *out);
 
 #endif

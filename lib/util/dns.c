@@ -7,6 +7,12 @@
  * PTR) or two (A and AAAA), whose parsed results are kept in the query until every
  * part is answered; the caller's callback then runs from a zero-delay event,
  * so it never runs inside dns_lookup_* or inside c-ares.
+ *
+ * In DNSSEC mode (and for TLSA always) a query is built here with the AD
+ * bit set and sent with ares_send; the answer's RCODE is then read here as
+ * ares_query would, and its AD bit is kept with the part it answers. TLSA
+ * answers are walked by dns_tlsa_parse, a bounded reader of the DNS
+ * message (c-ares has no TLSA parser).
  */
 #include "dns.h"
 #include "strlist.h"
@@ -32,7 +38,12 @@
 #define WHY_BADREPLY "Malformed or unexpected name server reply"
 #define WHY_BADNAME "Malformed domain name"
 
-enum query_kind { QUERY_MX, QUERY_ADDR, QUERY_PTR };
+enum query_kind { QUERY_MX, QUERY_ADDR, QUERY_PTR, QUERY_TLSA };
+
+#define EDNS_UDP_SIZE 1232       /* RFC 9715's safe EDNS0 buffer size */
+#define DNS_HEADER_SIZE 12
+#define DNS_FLAG_AD 0x20         /* in the fourth header byte */
+#define DNS_TYPE_TLSA 52
 
 /* One c-ares socket and the event that watches it. */
 struct fd_watch {
@@ -49,12 +60,14 @@ struct dns_resolver {
     struct fd_watch *watches;
     struct dns_query *queries;   /* every live query, for dns_resolver_free */
     int destroying;
+    int dnssec;                  /* ask for the AD bit */
 };
 
 /* The answer of one part of a lookup (the MX query, or A, or AAAA). */
 struct part {
     enum dns_status status;
     const char *why;
+    int secure;                  /* the answer had the AD bit */
 };
 
 struct dns_query {
@@ -63,11 +76,12 @@ struct dns_query {
     dns_mx_fn mx_fn;
     dns_addr_fn addr_fn;
     dns_ptr_fn ptr_fn;
+    dns_tlsa_fn tlsa_fn;
     void *ctx;
     int cancelled;
     int pending;                 /* c-ares queries not answered yet */
     int families;                /* of an address lookup: DNS_INET4|DNS_INET6 */
-    struct part mx, a, aaaa, ptr;
+    struct part mx, a, aaaa, ptr, tlsa;
     struct dns_addr ptr_addr;    /* of a PTR lookup */
     struct dns_mx *mxs;          /* owned; up to DNS_RECORDS_MAX */
     size_t nmx;
@@ -75,6 +89,9 @@ struct dns_query {
     size_t nv4, nv6;
     struct dns_name *names;      /* owned; PTR names, up to DNS_RECORDS_MAX */
     size_t nnames;
+    struct dns_tlsa *tlsas;      /* owned; up to DNS_TLSA_MAX */
+    unsigned char *tlsa_data;    /* owned; their association data */
+    size_t ntlsa;
     struct event *finish;        /* zero-delay event that runs the callback */
     struct dns_query *prev, *next;
 };
@@ -276,6 +293,8 @@ static void query_unlink_free(struct dns_query *q)
     free(q->v4);
     free(q->v6);
     free(q->names);
+    free(q->tlsas);
+    free(q->tlsa_data);
     free(q);
 }
 
@@ -353,6 +372,51 @@ static void part_from_ares(struct part *p, int status)
     }
 }
 
+/* The status ares_query would give an answer that ares_send delivered as
+ * it came (RCODE and answer count), and the answer's AD bit into p. */
+static int answer_status(int status, const unsigned char *abuf, int alen, struct part *p)
+{
+    unsigned rcode, ancount;
+
+    p->secure = abuf != NULL && alen >= DNS_HEADER_SIZE && (abuf[3] & DNS_FLAG_AD) != 0;
+    if (status != ARES_SUCCESS)
+        return status;
+    if (abuf == NULL || alen < DNS_HEADER_SIZE)
+        return ARES_EBADRESP;
+    rcode = abuf[3] & 0x0f;
+    ancount = (unsigned)abuf[6] << 8 | abuf[7];
+    switch (rcode) {
+    case 0: return ancount > 0 ? ARES_SUCCESS : ARES_ENODATA;
+    case 2: return ARES_ESERVFAIL;
+    case 3: return ARES_ENOTFOUND;
+    case 5: return ARES_EREFUSED;
+    default: return ARES_EBADRESP;
+    }
+}
+
+/* A query of type for name: ares_query's, or in DNSSEC mode our own with
+ * the AD bit (and EDNS0, so the answer can carry what it needs). */
+static void send_query(struct dns_resolver *r, const char *name, int type, int want_ad,
+                       ares_callback cb, struct dns_query *q)
+{
+    unsigned char *buf = NULL;
+    int len = 0;
+
+    if (!want_ad) {
+        ares_query(r->channel, name, ns_c_in, type, cb, q);
+        return;
+    }
+    if (ares_create_query(name, ns_c_in, type, 0, 1, &buf, &len, EDNS_UDP_SIZE) != ARES_SUCCESS
+        || len < DNS_HEADER_SIZE) {
+        ares_free_string(buf);
+        cb(q, ARES_ENOMEM, 0, NULL, 0);
+        return;
+    }
+    buf[3] |= DNS_FLAG_AD;
+    ares_send(r->channel, buf, len, cb, q);
+    ares_free_string(buf);
+}
+
 /* Whether c-ares is tearing the query down rather than answering it. */
 static int ares_gone(int status)
 {
@@ -393,6 +457,7 @@ static void on_mx_answer(void *arg, int status, int timeouts, unsigned char *abu
     q->pending--;
     if (ares_gone(status))
         return;
+    status = answer_status(status, abuf, alen, &q->mx);
     if (status == ARES_SUCCESS)
         parse_mx(q, abuf, alen);
     else
@@ -451,6 +516,7 @@ static void on_a_answer(void *arg, int status, int timeouts, unsigned char *abuf
     q->pending--;
     if (ares_gone(status))
         return;
+    status = answer_status(status, abuf, alen, &q->a);
     if (status == ARES_SUCCESS)
         parse_a(q, abuf, alen);
     else
@@ -465,6 +531,7 @@ static void on_aaaa_answer(void *arg, int status, int timeouts, unsigned char *a
     q->pending--;
     if (ares_gone(status))
         return;
+    status = answer_status(status, abuf, alen, &q->aaaa);
     if (status == ARES_SUCCESS)
         parse_aaaa(q, abuf, alen);
     else
@@ -569,6 +636,8 @@ static void query_finish_cb(evutil_socket_t fd, short what, void *arg)
         else if (q->kind == QUERY_PTR)
             q->ptr_fn(q->ctx, q->ptr.status, q->nnames ? q->names : NULL, q->nnames,
                       q->ptr.why);
+        else if (q->kind == QUERY_TLSA)
+            q->tlsa_fn(q->ctx, q->tlsa.status, q->ntlsa ? q->tlsas : NULL, q->ntlsa, q->tlsa.why);
         else
             finish_addr(q);
     }
@@ -608,7 +677,7 @@ struct dns_query *dns_lookup_mx(struct dns_resolver *r, const char *name, dns_mx
         set_part(&q->mx, DNS_NOTFOUND, WHY_BADNAME);
     } else {
         q->pending = 1;
-        ares_query(r->channel, name, ns_c_in, ns_t_mx, on_mx_answer, q);
+        send_query(r, name, ns_t_mx, r->dnssec, on_mx_answer, q);
     }
     query_schedule_finish(q);
     rearm_timer(r);
@@ -631,9 +700,9 @@ struct dns_query *dns_lookup_addr(struct dns_resolver *r, const char *host, int 
     } else {
         q->pending = ((families & DNS_INET4) != 0) + ((families & DNS_INET6) != 0);
         if (families & DNS_INET4)
-            ares_query(r->channel, host, ns_c_in, ns_t_a, on_a_answer, q);
+            send_query(r, host, ns_t_a, r->dnssec, on_a_answer, q);
         if (families & DNS_INET6)
-            ares_query(r->channel, host, ns_c_in, ns_t_aaaa, on_aaaa_answer, q);
+            send_query(r, host, ns_t_aaaa, r->dnssec, on_aaaa_answer, q);
     }
     query_schedule_finish(q);
     rearm_timer(r);
@@ -659,6 +728,142 @@ struct dns_query *dns_lookup_ptr(struct dns_resolver *r, const struct dns_addr *
     query_schedule_finish(q);
     rearm_timer(r);
     return q;
+}
+
+/* --- TLSA ---------------------------------------------------------------- */
+
+/* The position after the name at pos (labels, or a compression pointer
+ * that ends it), or -1 when it runs past the message or is malformed. */
+static long skip_name(const unsigned char *m, size_t len, size_t pos)
+{
+    size_t total = 0;
+
+    while (pos < len) {
+        unsigned c = m[pos];
+        if (c == 0)
+            return (long)pos + 1;
+        if ((c & 0xc0) == 0xc0)
+            return pos + 1 < len ? (long)pos + 2 : -1;
+        if ((c & 0xc0) != 0 || (total += c + 1) > 255)
+            return -1;
+        pos += 1 + c;
+    }
+    return -1;
+}
+
+static unsigned get16(const unsigned char *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+long dns_tlsa_parse(const unsigned char *abuf, size_t alen, struct dns_tlsa *out, size_t max,
+                    unsigned char *data_buf, size_t data_len)
+{
+    size_t pos = DNS_HEADER_SIZE, n = 0, used = 0;
+    unsigned qd, an;
+    long next;
+
+    if (alen < DNS_HEADER_SIZE)
+        return -1;
+    qd = get16(abuf + 4);
+    an = get16(abuf + 6);
+    for (unsigned i = 0; i < qd; i++) {
+        if ((next = skip_name(abuf, alen, pos)) < 0 || (size_t)next + 4 > alen)
+            return -1;
+        pos = (size_t)next + 4;
+    }
+    for (unsigned i = 0; i < an; i++) {
+        if ((next = skip_name(abuf, alen, pos)) < 0 || (size_t)next + 10 > alen)
+            return -1;
+        const unsigned char *rr = abuf + next;
+        size_t rdlen = get16(rr + 8);
+        if ((size_t)next + 10 + rdlen > alen)
+            return -1;
+        const unsigned char *rd = rr + 10;
+        pos = (size_t)next + 10 + rdlen;
+        if (get16(rr) != DNS_TYPE_TLSA || get16(rr + 2) != ns_c_in || rdlen < 3)
+            continue;   /* CNAMEs on the way, RRSIGs, or nothing we can use */
+        size_t dlen = rdlen - 3;
+        if (n >= max || dlen == 0 || dlen > DNS_TLSA_DATA_MAX || used + dlen > data_len)
+            continue;
+        out[n] = (struct dns_tlsa){.usage = rd[0], .selector = rd[1], .mtype = rd[2],
+                                   .len = dlen, .data = data_buf + used};
+        memcpy(data_buf + used, rd + 3, dlen);
+        used += dlen;
+        n++;
+    }
+    return (long)n;
+}
+
+static void parse_tlsa(struct dns_query *q, const unsigned char *abuf, int alen)
+{
+    long n;
+
+    q->tlsas = calloc(DNS_TLSA_MAX, sizeof(*q->tlsas));
+    q->tlsa_data = malloc((size_t)alen);
+    if (q->tlsas == NULL || q->tlsa_data == NULL) {
+        set_part(&q->tlsa, DNS_TEMPFAIL, WHY_TEMPFAIL);
+        return;
+    }
+    n = dns_tlsa_parse(abuf, (size_t)alen, q->tlsas, DNS_TLSA_MAX, q->tlsa_data, (size_t)alen);
+    if (n < 0) {
+        set_part(&q->tlsa, DNS_TEMPFAIL, WHY_BADREPLY);
+        return;
+    }
+    q->ntlsa = (size_t)n;
+    set_part(&q->tlsa, n > 0 ? DNS_OK : DNS_NODATA, n > 0 ? NULL : WHY_NODATA);
+}
+
+static void on_tlsa_answer(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+    struct dns_query *q = arg;
+
+    q->pending--;
+    if (ares_gone(status))
+        return;
+    status = answer_status(status, abuf, alen, &q->tlsa);
+    if (status == ARES_SUCCESS)
+        parse_tlsa(q, abuf, alen);
+    else
+        part_from_ares(&q->tlsa, status);
+    query_schedule_finish(q);
+}
+
+struct dns_query *dns_lookup_tlsa(struct dns_resolver *r, const char *name, dns_tlsa_fn fn,
+                                  void *ctx)
+{
+    struct dns_query *q = query_new(r, QUERY_TLSA, ctx);
+
+    if (q == NULL)
+        return NULL;
+    q->tlsa_fn = fn;
+    if (!dns_valid_name(name)) {
+        set_part(&q->tlsa, DNS_NOTFOUND, WHY_BADNAME);
+    } else {
+        q->pending = 1;
+        send_query(r, name, DNS_TYPE_TLSA, 1, on_tlsa_answer, q);
+    }
+    query_schedule_finish(q);
+    rearm_timer(r);
+    return q;
+}
+
+void dns_resolver_set_dnssec(struct dns_resolver *r, int on)
+{
+    r->dnssec = on;
+}
+
+int dns_query_secure(const struct dns_query *q)
+{
+    switch (q->kind) {
+    case QUERY_MX:
+        return q->mx.secure;
+    case QUERY_TLSA:
+        return q->tlsa.secure;
+    default:
+        return (!(q->families & DNS_INET4) || q->a.secure)
+               && (!(q->families & DNS_INET6) || q->aaaa.secure);
+    }
 }
 
 /* --- helpers ------------------------------------------------------------- */

@@ -13,6 +13,14 @@
  * Used by remote (SMTP client: MX, A/AAAA of the nexthop) and smtpd (the
  * client's name: PTR, then A or AAAA to confirm it; RBL and sender domain
  * checks).
+ * DNSSEC (dns_resolver_set_dnssec): every query then asks for the AD bit
+ * (RFC 6840 5.7), and dns_query_secure tells, inside the callback, whether
+ * the answer came with it: the configured resolver validated it. c-ares
+ * takes answers only from the servers it asked, so the bit is trusted
+ * only as far as dns_servers (or resolv.conf) is: a validating resolver
+ * on this host. TLSA records (RFC 6698) are looked up in this mode.
+ *
+ * Used by remote (SMTP client: MX, A/AAAA of the nexthop, TLSA for DANE).
  */
 #ifndef POSTERN_DNS_H
 #define POSTERN_DNS_H
@@ -65,6 +73,17 @@ typedef void (*dns_addr_fn)(void *ctx, enum dns_status status, const struct dns_
 typedef void (*dns_ptr_fn)(void *ctx, enum dns_status status, const struct dns_name *names,
                            size_t n, const char *why);
 
+/* One TLSA record (RFC 6698 2.1). */
+#define DNS_TLSA_MAX 16          /* TLSA records kept from one reply */
+#define DNS_TLSA_DATA_MAX 4096   /* longer association data is dropped */
+struct dns_tlsa {
+    unsigned usage, selector, mtype;
+    size_t len;
+    unsigned char *data;         /* len bytes, owned by the result */
+};
+typedef void (*dns_tlsa_fn)(void *ctx, enum dns_status status, const struct dns_tlsa *tlsa,
+                            size_t n, const char *why);
+
 /* A resolver on base. servers: "" for resolv.conf, or a comma/space list of
  * "ip", "ip:port", "[ipv6]:port" (the dns_servers parameter). Returns NULL
  * with a message in err on failure. Caller owns it (dns_resolver_free). */
@@ -88,6 +107,22 @@ struct dns_query *dns_lookup_addr(struct dns_resolver *r, const char *host, int 
  * delegation) is followed. Same contract as the lookups above. */
 struct dns_query *dns_lookup_ptr(struct dns_resolver *r, const struct dns_addr *addr,
                                  dns_ptr_fn fn, void *ctx);
+/* TLSA records of name ("_25._tcp.mx.example.com"), with the AD bit asked
+ * for whether or not the resolver is in DNSSEC mode. */
+struct dns_query *dns_lookup_tlsa(struct dns_resolver *r, const char *name, dns_tlsa_fn fn,
+                                  void *ctx);
+/* Ask every later query for the AD bit. */
+void dns_resolver_set_dnssec(struct dns_resolver *r, int on);
+/* Inside q's callback: 1 when every answer it is made of had the AD bit
+ * (for an address lookup, each family asked), 0 otherwise. */
+int dns_query_secure(const struct dns_query *q);
+/* The TLSA records of an answer (abuf, alen), at most max into out, data
+ * copied into data_buf (data_len bytes) and bounded by DNS_TLSA_DATA_MAX;
+ * records of another type, class or malformed length are skipped.
+ * Returns the count, or -1 when the message itself is malformed. */
+long dns_tlsa_parse(const unsigned char *abuf, size_t alen, struct dns_tlsa *out, size_t max,
+                    unsigned char *data_buf, size_t data_len);
+
 /* The callback of q will not run (its storage is released when c-ares is
  * done with it). Only for a handle whose callback has not run yet. */
 void dns_cancel(struct dns_query *q);

@@ -82,6 +82,35 @@ static int parse_protocols(const char *spec, int enabled[NPROTOCOLS], char *err,
     return 0;
 }
 
+int tls_protocol_range(const char *spec, struct tls_protocol_range *range, char *err,
+                       size_t errlen)
+{
+    int enabled[NPROTOCOLS];
+    static const long no_option[NPROTOCOLS] = {0, 0, SSL_OP_NO_TLSv1, SSL_OP_NO_TLSv1_1,
+                                               SSL_OP_NO_TLSv1_2, SSL_OP_NO_TLSv1_3};
+
+    if (parse_protocols(spec, enabled, err, errlen) < 0)
+        return -1;
+    int lo = -1, hi = -1;
+    for (int i = 0; i < (int)NPROTOCOLS; i++)
+        if (enabled[i]) {
+            if (lo < 0)
+                lo = i;
+            hi = i;
+        }
+    if (lo < 0) {
+        snprintf(err, errlen, "TLS protocol list \"%s\" enables no protocol", spec);
+        return -1;
+    }
+    range->min = protocols_known[lo].version;
+    range->max = protocols_known[hi].version;
+    range->no_options = 0;
+    for (int i = lo; i <= hi; i++)
+        if (!enabled[i])
+            range->no_options |= (unsigned long)no_option[i];
+    return 0;
+}
+
 /* Translate the enabled set into a version range plus "no" options for
  * holes inside it. */
 static int apply_protocols(SSL_CTX *ctx, const char *spec, char *err, size_t errlen)
@@ -115,7 +144,7 @@ static int apply_protocols(SSL_CTX *ctx, const char *spec, char *err, size_t err
 
 /* Postfix's cipher grades as OpenSSL lists; anything else is passed to
  * OpenSSL as is. "low" and "export" mean "medium", as in Postfix 3.6+. */
-static const char *cipher_list_for(const char *ciphers)
+const char *tls_cipher_list(const char *ciphers)
 {
     if (!ciphers || !*ciphers || strcasecmp(ciphers, "medium") == 0 ||
         strcasecmp(ciphers, "low") == 0 || strcasecmp(ciphers, "export") == 0)
@@ -129,7 +158,7 @@ static const char *cipher_list_for(const char *ciphers)
 
 static int apply_ciphers(SSL_CTX *ctx, const char *ciphers, char *err, size_t errlen)
 {
-    const char *list = cipher_list_for(ciphers);
+    const char *list = tls_cipher_list(ciphers);
     /* The TLSv1.3 suites are configured apart and stay at OpenSSL's
      * defaults, which are all strong. */
     if (!SSL_CTX_set_cipher_list(ctx, list)) {

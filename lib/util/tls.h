@@ -23,6 +23,18 @@ void tls_describe(const SSL *ssl, char *out, size_t outlen);
 /* After the handshake: 1 when the peer certificate chains to the CA file and
  * matches hostname; otherwise 0 with a reason in why. */
 int tls_peer_verified(SSL *ssl, const char *hostname, char *why, size_t whylen);
+/* A Postfix protocol list as OpenSSL's version range plus the SSL_OP_NO_*
+ * options of the holes in it (for per-connection settings). 0, or -1 with
+ * err set. */
+struct tls_protocol_range {
+    int min, max;
+    unsigned long no_options;
+};
+int tls_protocol_range(const char *spec, struct tls_protocol_range *range, char *err,
+                       size_t errlen);
+/* The OpenSSL cipher list of a Postfix grade ("medium", "high", "null";
+ * anything else is taken as an OpenSSL list). */
+const char *tls_cipher_list(const char *grade);
 /* The last OpenSSL error as text (for logs). */
 void tls_error_text(char *out, size_t outlen);
 

@@ -2,7 +2,8 @@
 
 Receiver     Python's aiosmtpd in a thread: keeps every message it gets,
              counts connections, can answer RCPT per address (250/450/550),
-             and offers STARTTLS with a certificate from make_cert().
+             offers STARTTLS with a certificate from make_cert(), and AUTH
+             (PLAIN, LOGIN, CRAM-MD5) checked against its own users.
 SmtpSink     Postfix's smtp-sink, a fast pipelining receiver.
 HostileServer  a raw socket server that runs a script per connection: the
              malformed, oversized or truncated replies a real server never
@@ -11,7 +12,9 @@ make_cert()  a CA and a server certificate for a host name, made with the
              openssl command.
 """
 
+import hmac
 import os
+import secrets
 import shutil
 import socket
 import ssl
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 
@@ -82,10 +86,41 @@ def make_cert(directory, hostname, san=None):
     return str(ca_crt), str(crt), str(key)
 
 
-def server_tls_context(cert_file, key_file):
+def make_self_signed(directory, hostname):
+    """A self-signed certificate for hostname (no CA). Returns (cert, key)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    key, crt = d / "self.key", d / "self.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", f"/CN={hostname}", "-addext", f"subjectAltName = DNS:{hostname}",
+                    "-keyout", str(key), "-out", str(crt)], check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+    return str(crt), str(key)
+
+
+def server_tls_context(cert_file, key_file, client_ca=None, sni_seen=None):
+    """client_ca: ask for a client certificate and check it against this
+    CA file; sni_seen: a list the SNI name of every handshake goes to."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_file, key_file)
+    if client_ca is not None:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(client_ca)
+    if sni_seen is not None:
+        ctx.sni_callback = lambda sslobj, name, c: sni_seen.append(name) and None
     return ctx
+
+
+def _tls_facts(session):
+    """What a test may ask of a message's TLS session."""
+    extra = session.ssl or {}
+    obj = extra.get("ssl_object") if isinstance(extra, dict) else None
+    if obj is None:
+        return {}
+    peer = obj.getpeercert() or {}
+    subject = dict(x[0] for x in peer.get("subject", ()))
+    return dict(tls_version=obj.version(), cipher=obj.cipher()[0],
+                tls_resumed=obj.session_reused, client_cn=subject.get("commonName"))
 
 
 # --- aiosmtpd ------------------------------------------------------------------
@@ -123,32 +158,84 @@ class _Handler:
             data=envelope.content,
             tls=session.ssl is not None,
             helo=session.host_name,
+            auth_user=(session.login_data.decode() if isinstance(session.login_data, bytes)
+                       else session.login_data) if session.authenticated else None,
+            peer=session.peer,
+            **_tls_facts(session),
         ))
         return "250 2.0.0 Ok: queued as " + f"R{len(self.owner.messages)}"
+
+
+class _AuthHandler(_Handler):
+    """_Handler with CRAM-MD5 (RFC 2195), which aiosmtpd lacks: a fresh
+    challenge, the answer checked against the user's password."""
+
+    async def auth_CRAM__MD5(self, server, args):
+        challenge = f"<{secrets.token_hex(8)}@{server.hostname}>".encode()
+        answer = await server.challenge_auth(challenge)
+        if not isinstance(answer, bytes) or b" " not in answer:
+            return AuthResult(success=False, handled=False)
+        user, digest = answer.rsplit(b" ", 1)
+        password = self.owner.users.get(user.decode("utf-8", "replace"))
+        ok = password is not None and hmac.compare_digest(
+            hmac.new(password.encode(), challenge, "md5").hexdigest().encode(), digest)
+        self.owner._note_auth("CRAM-MD5", user.decode("utf-8", "replace"), None, ok)
+        return AuthResult(success=ok, handled=False, auth_data=LoginPassword(user, b""))
 
 
 class Receiver:
     """aiosmtpd on host:port. rcpt_replies maps a lower-case address to the
     reply for its RCPT (e.g. "450 4.2.0 Try later"); tls=(cert, key) offers
-    STARTTLS; size_limit is the SIZE it announces (and enforces); smtputf8
-    (aiosmtpd's Controller default) offers SMTPUTF8 (RFC 6531)."""
+    STARTTLS (client_ca: asking for a client certificate; every message
+    notes tls_version, cipher, tls_resumed and client_cn; sni_names lists
+    the SNI of each handshake); size_limit is the SIZE it announces (and
+    enforces); smtputf8 (aiosmtpd's Controller default) offers SMTPUTF8
+    (RFC 6531). users={name: password} offers AUTH (mechanisms: those named,
+    of PLAIN, LOGIN, CRAM-MD5; only after STARTTLS unless auth_require_tls
+    is False) and checks every attempt, noting it in auth_attempts as
+    (mechanism, user, password, ok); auth_required refuses MAIL before AUTH."""
+
+    MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 
     def __init__(self, host, port=None, rcpt_replies=None, tls=None, size_limit=None,
-                 smtputf8=True):
+                 smtputf8=True, users=None, mechanisms=MECHANISMS, auth_require_tls=True,
+                 auth_required=None, client_ca=None):
         self.host = host
         self.port = port or free_port_on(host)
         self.rcpt_replies = {k.lower(): v for k, v in (rcpt_replies or {}).items()}
         self.messages = []
         self.connections = 0
+        self.users = dict(users or {})
+        self.auth_attempts = []
+        self.sni_names = []     # the SNI name of each TLS handshake (None: none sent)
         self._lock = threading.Lock()
         kwargs = {}
         if size_limit is not None:
             kwargs["data_size_limit"] = size_limit
         kwargs["enable_SMTPUTF8"] = smtputf8
         if tls is not None:
-            kwargs["tls_context"] = server_tls_context(*tls)
+            kwargs["tls_context"] = server_tls_context(*tls, client_ca=client_ca,
+                                                       sni_seen=self.sni_names)
             kwargs["require_starttls"] = False
-        self.controller = Controller(_Handler(self), hostname=host, port=self.port, **kwargs)
+        handler = _Handler(self)
+        if users is not None:
+            handler = _AuthHandler(self)
+            kwargs["authenticator"] = self._authenticate
+            kwargs["auth_require_tls"] = auth_require_tls
+            kwargs["auth_required"] = auth_required if auth_required is not None else True
+            kwargs["auth_exclude_mechanism"] = [m for m in self.MECHANISMS if m not in mechanisms]
+        self.controller = Controller(handler, hostname=host, port=self.port, **kwargs)
+
+    def _note_auth(self, mechanism, user, password, ok):
+        with self._lock:
+            self.auth_attempts.append((mechanism, user, password, ok))
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data):
+        user = auth_data.login.decode("utf-8", "replace")
+        password = auth_data.password.decode("utf-8", "replace")
+        ok = self.users.get(user) == password
+        self._note_auth(mechanism, user, password, ok)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     def _count_connection(self):
         with self._lock:

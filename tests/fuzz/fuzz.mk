@@ -35,6 +35,8 @@ FUZZ_EXTRA_remote_reply := remote/reply.c
 FUZZ_CFLAGS_remote_reply := -Iremote
 FUZZ_EXTRA_remote_nexthop := remote/route.c
 FUZZ_CFLAGS_remote_nexthop := -Iremote
+FUZZ_EXTRA_remote_tls_policy := remote/tls_policy.c
+FUZZ_CFLAGS_remote_tls_policy := -Iremote
 FUZZ_EXTRA_cleanup_header := cleanup/headers.c cleanup/checks.c cleanup/rcpt.c cleanup/local.c \
                              cleanup/output.c
 FUZZ_CFLAGS_cleanup_header := -Icleanup

@@ -302,16 +302,24 @@ static void instance_aliases_ready(const char *dir)
         msg_info("built the instance's alias table cdb:%s", path);
 }
 
-static int cmd_start(const char *dir)
+/* What start and start-fg do before master runs: refuse a second master,
+ * check the configuration, make the instance's alias table, purge what a
+ * crash left; exe gets master's path. */
+static void prepare_start(const char *dir, char *exe, size_t len)
 {
     if (master_pid() > 0)
         die("the Postern mail system is already running");
     master_cf_validate(dir);
     instance_aliases_ready(dir);
-    warn_if_logs_go_nowhere();
     purge_unfinished_queue_files();
+    master_exe(exe, len);
+}
+
+static int cmd_start(const char *dir)
+{
     char exe[PATH_MAX];
-    master_exe(exe, sizeof(exe));
+    warn_if_logs_go_nowhere();
+    prepare_start(dir, exe, sizeof(exe));
     say("starting the Postern mail system");
     fflush(stderr);
     pid_t pid = fork();
@@ -336,13 +344,8 @@ static int cmd_start(const char *dir)
  * supervisor sees master itself, and its stdout stays where it was. */
 static int cmd_start_fg(const char *dir)
 {
-    if (master_pid() > 0)
-        die("the Postern mail system is already running");
-    master_cf_validate(dir);
-    instance_aliases_ready(dir);
-    purge_unfinished_queue_files();
     char exe[PATH_MAX];
-    master_exe(exe, sizeof(exe));
+    prepare_start(dir, exe, sizeof(exe));
     char *argv[] = {"master", "-c", (char *)dir, "-d", NULL};
     execv(exe, argv);
     die("exec %s: %s", exe, strerror(errno));

@@ -43,6 +43,7 @@
 #include "log.h"
 #include "lookup.h"
 #include "match.h"
+#include "strlist.h"
 #include "sasl.h"
 #include "virtual_mailbox.h"
 #include "lookup_async.h"
@@ -236,34 +237,15 @@ struct outcome {
 
 /* --- parsing the lists --- */
 
-static int is_separator(char c)
-{
-    return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
 
 /* Next word of a restriction list; "inline:{ a=b, c=d }" stays one word.
  * Returns 0 at the end. */
 static int next_token(const char **pp, char *out, size_t outlen)
 {
-    const char *p = *pp;
-    while (*p && is_separator(*p))
-        p++;
-    if (!*p)
-        return 0;
-    size_t n = 0;
-    int depth = 0;
-    while (*p && (depth > 0 || !is_separator(*p))) {
-        if (*p == '{')
-            depth++;
-        else if (*p == '}' && depth > 0)
-            depth--;
-        if (n + 1 < outlen)
-            out[n++] = *p;
-        p++;
-    }
-    out[n] = 0;
-    *pp = p;
-    return 1;
+    int r;
+    while ((r = strlist_next(pp, out, outlen)) < 0)
+        ;   /* an over-long token is skipped, with strlist's warning */
+    return r;
 }
 
 static const char *const SERVER_CONFIG_ERROR = "451 4.3.5 Server configuration error";

@@ -153,12 +153,20 @@ int stream_write(struct stream *s, const void *data, size_t len)
 /* Refill the read buffer; returns bytes read, 0 at EOF, -1 on error.
  * Pending output is flushed first: a peer cannot answer what it has not
  * been sent, and on a file the offsets must agree. */
-static ssize_t stream_fill(struct stream *s)
+/* Before a refill: pending output out, the read buffer emptied. */
+static int fill_begin(struct stream *s)
 {
     if (s->wlen > 0 && stream_flush(s) < 0)
         return -1;
     s->rbase += (off_t)s->rend;
     s->rstart = s->rend = 0;
+    return 0;
+}
+
+static ssize_t stream_fill(struct stream *s)
+{
+    if (fill_begin(s) < 0)
+        return -1;
     for (;;) {
         if (stream_wait(s, POLLIN) < 0)
             return -1;
@@ -197,12 +205,8 @@ ssize_t stream_fill_fds(struct stream *s, int *fds, size_t max, size_t *nfds)
         struct cmsghdr align;
     } ctl;
     *nfds = 0;
-    if (s->rstart != s->rend || s->seekable)
+    if (s->rstart != s->rend || s->seekable || fill_begin(s) < 0)
         return -1;
-    if (s->wlen > 0 && stream_flush(s) < 0)
-        return -1;
-    s->rbase += (off_t)s->rend;
-    s->rstart = s->rend = 0;
     for (;;) {
         if (stream_wait(s, POLLIN) < 0)
             return -1;

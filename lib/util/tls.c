@@ -111,31 +111,16 @@ int tls_protocol_range(const char *spec, struct tls_protocol_range *range, char 
     return 0;
 }
 
-/* Translate the enabled set into a version range plus "no" options for
- * holes inside it. */
+/* The version range of spec plus "no" options for holes inside it. */
 static int apply_protocols(SSL_CTX *ctx, const char *spec, char *err, size_t errlen)
 {
-    int enabled[NPROTOCOLS];
-    if (parse_protocols(spec, enabled, err, errlen) < 0)
+    struct tls_protocol_range range;
+    if (tls_protocol_range(spec, &range, err, errlen) < 0)
         return -1;
-    int lo = -1, hi = -1;
-    for (int i = 0; i < (int)NPROTOCOLS; i++)
-        if (enabled[i]) {
-            if (lo < 0)
-                lo = i;
-            hi = i;
-        }
-    if (lo < 0) {
-        snprintf(err, errlen, "TLS protocol list \"%s\" enables no protocol", spec);
-        return -1;
-    }
-    static const long no_option[NPROTOCOLS] = {0, 0, SSL_OP_NO_TLSv1, SSL_OP_NO_TLSv1_1,
-                                               SSL_OP_NO_TLSv1_2, SSL_OP_NO_TLSv1_3};
-    for (int i = lo; i <= hi; i++)
-        if (!enabled[i])
-            SSL_CTX_set_options(ctx, (unsigned long)no_option[i]);
-    if (!SSL_CTX_set_min_proto_version(ctx, protocols_known[lo].version) ||
-        !SSL_CTX_set_max_proto_version(ctx, protocols_known[hi].version)) {
+    if (range.no_options)
+        SSL_CTX_set_options(ctx, range.no_options);
+    if (!SSL_CTX_set_min_proto_version(ctx, range.min) ||
+        !SSL_CTX_set_max_proto_version(ctx, range.max)) {
         snprintf(err, errlen, "cannot set TLS protocol range for \"%s\"", spec);
         return -1;
     }

@@ -395,33 +395,54 @@ static int cmd_flush(void)
 
 /* --- status --- */
 
-/* Regular files in dir, and one level of subdirectories (deferred/ is
- * hashed); -1 with errno when dir cannot be read. */
-static long count_queue(const char *dir, int depth)
+/* Call fn for each entry of dir with its lstat (names starting with '.'
+ * left out) until fn returns nonzero; -1 with errno when dir cannot be
+ * read. */
+static int each_entry(const char *dir, int (*fn)(const char *path, const struct stat *st,
+                                                 void *ctx), void *ctx)
 {
     DIR *d = opendir(dir);
     if (!d)
         return -1;
-    long n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) && n < QUEUE_SCAN_MAX) {
-        if (e->d_name[0] == '.')
-            continue;
+    int stop = 0;
+    while (!stop && (e = readdir(d))) {
         char path[PATH_MAX];
         struct stat st;
-        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
+        if (e->d_name[0] == '.' ||
+            snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
             lstat(path, &st) < 0)
             continue;
-        if (S_ISREG(st.st_mode)) {
-            n++;
-        } else if (S_ISDIR(st.st_mode) && depth > 0) {
-            long sub = count_queue(path, depth - 1);
-            if (sub > 0)
-                n += sub;
-        }
+        stop = fn(path, &st, ctx);
     }
     closedir(d);
-    return n;
+    return 0;
+}
+
+struct queue_count {
+    long n;
+    int depth;
+};
+
+static int count_entry(const char *path, const struct stat *st, void *ctx)
+{
+    struct queue_count *q = ctx;
+    if (S_ISREG(st->st_mode)) {
+        q->n++;
+    } else if (S_ISDIR(st->st_mode) && q->depth > 0) {
+        struct queue_count sub = {0, q->depth - 1};
+        if (each_entry(path, count_entry, &sub) == 0)
+            q->n += sub.n;
+    }
+    return q->n >= QUEUE_SCAN_MAX;
+}
+
+/* Regular files in dir, and one level of subdirectories (deferred/ is
+ * hashed); -1 with errno when dir cannot be read. */
+static long count_queue(const char *dir, int depth)
+{
+    struct queue_count q = {0, depth};
+    return each_entry(dir, count_entry, &q) < 0 ? -1 : q.n;
 }
 
 static void print_queue_counts(void)
@@ -725,37 +746,40 @@ static void check_queue_tree(struct check *c)
     free(after);
 }
 
+struct owner_fix {
+    struct check *c;
+    int depth;
+    gid_t gid;
+};
+
+static int fix_entry(const char *path, const struct stat *st, void *ctx)
+{
+    struct owner_fix *f = ctx;
+    struct check *c = f->c;
+    if (S_ISDIR(st->st_mode) && f->depth > 0) {
+        struct owner_fix sub = {c, f->depth - 1, f->gid};
+        each_entry(path, fix_entry, &sub);
+    }
+    if (S_ISLNK(st->st_mode)) {
+        problem(c, "%s is a symbolic link; the queue holds none", path);
+        return 0;
+    }
+    if ((S_ISREG(st->st_mode) || S_ISDIR(st->st_mode)) && st->st_uid != c->owner_uid) {
+        if (lchown(path, c->owner_uid, f->gid) == 0)
+            say("fixed owner of %s: uid %ld -> %ld", path, (long)st->st_uid,
+                (long)c->owner_uid);
+        else
+            problem(c, "chown %s: %s", path, strerror(errno));
+    }
+    return 0;
+}
+
 /* Queue files belong to mail_owner (a restore from backup or a copy as
  * root breaks that and the daemons could not read them). */
 static void fix_file_owners(struct check *c, const char *dir, int depth, gid_t gid)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[PATH_MAX];
-        struct stat st;
-        if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path) ||
-            lstat(path, &st) < 0)
-            continue;
-        if (S_ISDIR(st.st_mode) && depth > 0)
-            fix_file_owners(c, path, depth - 1, gid);
-        if (S_ISLNK(st.st_mode)) {
-            problem(c, "%s is a symbolic link; the queue holds none", path);
-            continue;
-        }
-        if ((S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) && st.st_uid != c->owner_uid) {
-            if (lchown(path, c->owner_uid, gid) == 0)
-                say("fixed owner of %s: uid %ld -> %ld", path, (long)st.st_uid,
-                    (long)c->owner_uid);
-            else
-                problem(c, "chown %s: %s", path, strerror(errno));
-        }
-    }
-    closedir(d);
+    struct owner_fix f = {c, depth, gid};
+    each_entry(dir, fix_entry, &f);
 }
 
 static void check_queue_files(struct check *c)

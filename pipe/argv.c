@@ -19,6 +19,7 @@
  * here goes through a shell: each word is one argument, whatever it holds.
  */
 #include "pipe.h"
+#include "strbuf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,8 +36,7 @@
 
 /* The word being built, bounded. */
 struct word {
-    char *buf;
-    size_t len, cap;
+    struct strbuf b;
     int too_long;
 };
 
@@ -49,23 +49,11 @@ struct walk_ctx {
 
 static int word_add(struct word *w, const char *s, size_t n)
 {
-    if (w->len + n >= PIPE_ARG_MAX) {
+    if (w->b.len + n >= PIPE_ARG_MAX) {
         w->too_long = 1;
         return -1;
     }
-    if (w->len + n + 1 > w->cap) {
-        size_t cap = w->cap ? w->cap : 64;
-        while (cap < w->len + n + 1)
-            cap *= 2;
-        char *p = realloc(w->buf, cap);
-        if (p == NULL)
-            msg_fatal("out of memory");
-        w->buf = p;
-        w->cap = cap;
-    }
-    memcpy(w->buf + w->len, s, n);
-    w->len += n;
-    w->buf[w->len] = 0;
+    strbuf_add(&w->b, s, n);
     return 0;
 }
 
@@ -252,10 +240,10 @@ static int expand_word(const struct pipe_expand *x, const char *tmpl, size_t rcp
     if (pipe_template_walk(tmpl, &w, err, errlen) < 0) {
         if (c.w.too_long)
             snprintf(err, errlen, "command argument longer than %d bytes", PIPE_ARG_MAX);
-        free(c.w.buf);
+        strbuf_free(&c.w.b);
         return -1;
     }
-    return vector_add(vec, c.w.buf, c.w.len, err, errlen);
+    return vector_add(vec, c.w.b.s, c.w.b.len, err, errlen);
 }
 
 static int has_recipient_macro(const char *tmpl)

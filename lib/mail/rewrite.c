@@ -6,6 +6,7 @@
  * opens each table once and notices when a reload changed the parameter.
  */
 #include "rewrite.h"
+#include "strbuf.h"
 #include "strlist.h"
 
 #include "addrlist.h"
@@ -678,27 +679,14 @@ struct header_edit {
     rewrite_header_fn fn;
     void *ctx;
     const char *value;     /* the header value the spans refer to */
-    size_t copied;         /* value bytes already in buf */
-    char *buf;
-    size_t len, cap;
+    size_t copied;         /* value bytes already in out */
+    struct strbuf out;
     int changed, error;
 };
 
 static void edit_add(struct header_edit *e, const char *data, size_t len)
 {
-    if (e->len + len + 1 > e->cap) {
-        size_t cap = e->cap ? e->cap : 256;
-        while (cap < e->len + len + 1)
-            cap *= 2;
-        char *p = realloc(e->buf, cap);
-        if (!p)
-            msg_fatal("out of memory");
-        e->buf = p;
-        e->cap = cap;
-    }
-    memcpy(e->buf + e->len, data, len);
-    e->len += len;
-    e->buf[e->len] = 0;
+    strbuf_add(&e->out, data, len);
 }
 
 static int edit_span(const struct addrlist_item *item, void *ctx)
@@ -730,12 +718,12 @@ int rewrite_header_addresses(const char *h, size_t hlen, size_t nlen, rewrite_he
     if (addrlist_parse(e.value, vlen, edit_span, &e) < 0)
         msg_fatal("out of memory");
     if (e.error || !e.changed) {
-        free(e.buf);
+        strbuf_free(&e.out);
         return e.error ? e.error : 0;
     }
     edit_add(&e, e.value + e.copied, vlen - e.copied);
-    *out = e.buf;
-    *outlen = e.len;
+    *out = e.out.s;
+    *outlen = e.out.len;
     return 1;
 }
 

@@ -27,31 +27,6 @@ struct db_cf {
     char **names, **values;
 };
 
-/* --- growing strings --- */
-
-void db_buf_add(struct db_buf *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        char *grown;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        if ((grown = realloc(b->s, cap)) == NULL)
-            msg_fatal("out of memory");
-        b->s = grown;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-void db_buf_free(struct db_buf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof(*b));
-}
-
 /* --- the configuration file --- */
 
 static char *read_cf_file(const char *path, char *err, size_t errlen)
@@ -284,17 +259,17 @@ static int domain_label(const struct addr_parts *a, int n, const char **s, size_
     return 0;
 }
 
-static void emit(struct db_buf *out, db_quote_fn quote, void *ctx, const char *s, size_t n)
+static void emit(struct strbuf *out, db_quote_fn quote, void *ctx, const char *s, size_t n)
 {
     if (quote != NULL)
         quote(ctx, s, n, out);
     else
-        db_buf_add(out, s, n);
+        strbuf_add(out, s, n);
 }
 
 /* Expand one letter about address a. 1, or 0 when a lacks that part. */
 static int expand_part(char c, const struct addr_parts *a, db_quote_fn quote, void *ctx,
-                       struct db_buf *out)
+                       struct strbuf *out)
 {
     const char *s;
     size_t n;
@@ -328,21 +303,21 @@ static int expand_part(char c, const struct addr_parts *a, db_quote_fn quote, vo
 /* value NULL: a query template (every letter is about the key). */
 static int expand(const char *template, const struct addr_parts *key,
                   const struct addr_parts *value, db_quote_fn quote, void *ctx,
-                  struct db_buf *out)
+                  struct strbuf *out)
 {
     const char *p = template;
 
     for (;;) {
         const char *pc = strchr(p, '%');
         if (pc == NULL) {
-            db_buf_add(out, p, strlen(p));
+            strbuf_add(out, p, strlen(p));
             return 1;
         }
-        db_buf_add(out, p, (size_t)(pc - p));
+        strbuf_add(out, p, (size_t)(pc - p));
         if (pc[1] == 0)
             return 1;
         if (pc[1] == '%') {
-            db_buf_add(out, "%", 1);
+            strbuf_add(out, "%", 1);
         } else if (value != NULL && strchr("sud", pc[1]) != NULL) {
             if (pc[1] == 's' && value->text_len == 0)
                 return 0;
@@ -356,47 +331,47 @@ static int expand(const char *template, const struct addr_parts *key,
 }
 
 int db_expand_query(const char *template, const char *key, db_quote_fn quote, void *ctx,
-                    struct db_buf *out)
+                    struct strbuf *out)
 {
     struct addr_parts k;
 
     addr_split(key, strlen(key), &k);
-    db_buf_add(out, "", 0);
+    strbuf_add(out, "", 0);
     return expand(template, &k, NULL, quote, ctx, out);
 }
 
 int db_key_fits_result(const char *format, const char *key)
 {
     struct addr_parts k, v;
-    struct db_buf scratch = {0};
+    struct strbuf scratch = {0};
     int ok;
 
     addr_split(key, strlen(key), &k);
     addr_split("x@x", 3, &v);
     ok = expand(format, &k, &v, NULL, NULL, &scratch);
-    db_buf_free(&scratch);
+    strbuf_free(&scratch);
     return ok;
 }
 
 void db_result_add(struct db_result *r, const char *value, size_t len)
 {
-    struct db_buf one = {0};
+    struct strbuf one = {0};
     struct addr_parts k, v;
 
     if (len == 0 || r->overflow)
         return;
     addr_split(r->key, strlen(r->key), &k);
     addr_split(value, strnlen(value, len), &v);
-    db_buf_add(&one, "", 0);
+    strbuf_add(&one, "", 0);
     if (expand(r->format, &k, &v, NULL, NULL, &one)) {
         if (r->count > 0)
-            db_buf_add(&r->out, ",", 1);
-        db_buf_add(&r->out, one.s, one.len);
+            strbuf_add(&r->out, ",", 1);
+        strbuf_add(&r->out, one.s, one.len);
         r->count++;
         if ((r->limit > 0 && r->count > r->limit) || r->out.len > DB_RESULT_MAX)
             r->overflow = 1;
     }
-    db_buf_free(&one);
+    strbuf_free(&one);
 }
 
 /* --- the domain restriction --- */

@@ -15,6 +15,8 @@
 #ifndef POSTERN_LOOKUP_DB_H
 #define POSTERN_LOOKUP_DB_H
 
+#include "strbuf.h"
+
 #include <stddef.h>
 #include <time.h>
 
@@ -34,16 +36,10 @@ long db_cf_long(const struct db_cf *cf, const char *name, long def, long min, lo
 int db_cf_bool(const struct db_cf *cf, const char *name, int def, char *err, size_t errlen);
 
 /* A growing string. */
-struct db_buf {
-    char *s;
-    size_t len, cap;
-};
-void db_buf_add(struct db_buf *b, const char *s, size_t n);
-void db_buf_free(struct db_buf *b);
 
 /* How a back end quotes a piece of the key for its query language:
  * appends the quoted form of [s, s+n) to out. */
-typedef void (*db_quote_fn)(void *ctx, const char *s, size_t n, struct db_buf *out);
+typedef void (*db_quote_fn)(void *ctx, const char *s, size_t n, struct strbuf *out);
 
 /* 0 when template uses only the expansions above (result: 1 for
  * result_format, which has no quoting), -1 with err set. */
@@ -52,7 +48,7 @@ int db_template_check(const char *template, char *err, size_t errlen);
  * 1, or 0 when the key lacks a part the template needs (no query: not
  * found). */
 int db_expand_query(const char *template, const char *key, db_quote_fn quote, void *ctx,
-                    struct db_buf *out);
+                    struct strbuf *out);
 /* Whether key has every part result_format asks of the key. */
 int db_key_fits_result(const char *format, const char *key);
 
@@ -63,7 +59,7 @@ struct db_result {
     long limit;                    /* 0: none */
     long count;
     int overflow;                  /* the limit or DB_RESULT_MAX was passed */
-    struct db_buf out;
+    struct strbuf out;
 };
 void db_result_add(struct db_result *r, const char *value, size_t len);
 

@@ -97,7 +97,7 @@ static char **attr_union(char **lists[], int nlists)
 /* --- quoting --- */
 
 /* RFC 4515: the characters that mean something in a filter, as \XX. */
-static void quote_filter(void *ctx, const char *s, size_t n, struct db_buf *out)
+static void quote_filter(void *ctx, const char *s, size_t n, struct strbuf *out)
 {
     char hex[4];
 
@@ -105,22 +105,22 @@ static void quote_filter(void *ctx, const char *s, size_t n, struct db_buf *out)
         unsigned char c = (unsigned char)s[i];
         if (c == '*' || c == '(' || c == ')' || c == '\\' || c == 0) {
             snprintf(hex, sizeof(hex), "\\%02x", c);
-            db_buf_add(out, hex, 3);
+            strbuf_add(out, hex, 3);
         } else {
-            db_buf_add(out, s + i, 1);
+            strbuf_add(out, s + i, 1);
         }
     }
 }
 
 /* RFC 4514: the characters that mean something in a DN, escaped. */
-static void quote_dn(void *ctx, const char *s, size_t n, struct db_buf *out)
+static void quote_dn(void *ctx, const char *s, size_t n, struct strbuf *out)
 {
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (strchr(",+\"\\<>;=", c) != NULL || (i == 0 && (c == ' ' || c == '#'))
             || (i == n - 1 && c == ' '))
-            db_buf_add(out, "\\", 1);
-        db_buf_add(out, s + i, 1);
+            strbuf_add(out, "\\", 1);
+        strbuf_add(out, s + i, 1);
     }
 }
 
@@ -141,23 +141,23 @@ static int ldap_scope_of(const char *s)
  * server_port. */
 static char *ldap_uris(const char *hosts, long port)
 {
-    struct db_buf b = {0};
+    struct strbuf b = {0};
     char **items, num[32];
     long n = lookup_split_tokens(hosts, &items);
 
-    db_buf_add(&b, "", 0);
+    strbuf_add(&b, "", 0);
     for (long i = 0; i < n; i++) {
         if (b.len > 0)
-            db_buf_add(&b, " ", 1);
+            strbuf_add(&b, " ", 1);
         if (strstr(items[i], "://") != NULL) {
-            db_buf_add(&b, items[i], strlen(items[i]));
+            strbuf_add(&b, items[i], strlen(items[i]));
             continue;
         }
-        db_buf_add(&b, "ldap://", 7);
-        db_buf_add(&b, items[i], strlen(items[i]));
+        strbuf_add(&b, "ldap://", 7);
+        strbuf_add(&b, items[i], strlen(items[i]));
         if (strchr(items[i], ':') == NULL) {
             snprintf(num, sizeof(num), ":%ld", port);
-            db_buf_add(&b, num, strlen(num));
+            strbuf_add(&b, num, strlen(num));
         }
     }
     if (n > 0)
@@ -398,18 +398,18 @@ static int ldap_lookup_once(struct ldap_table *t, const char *key, const char *b
         return LOOKUP_TEMPFAIL;
     rc = ldap_search_expand(t, &w, base, t->scope, filter);
     if (rc < 0) {
-        db_buf_free(&r.out);
+        strbuf_free(&r.out);
         ldap_table_disconnect(t);
         return -2;
     }
     if (r.overflow) {
         msg_warn("table %s: lookup of \"%.100s\": result exceeds expansion_limit %ld", t->spec,
                  key, t->expansion_limit);
-        db_buf_free(&r.out);
+        strbuf_free(&r.out);
         return LOOKUP_TEMPFAIL;
     }
     if (r.count == 0) {
-        db_buf_free(&r.out);
+        strbuf_free(&r.out);
         return LOOKUP_NOTFOUND;
     }
     *value = r.out.s;
@@ -433,7 +433,7 @@ static int ldap_table_get(void *state, const char *key, char **value)
 
 static int ldap_lookup(struct ldap_table *t, const char *key, char **value)
 {
-    struct db_buf base = {0}, filter = {0};
+    struct strbuf base = {0}, filter = {0};
     int allow, r = LOOKUP_NOTFOUND, reused = t->ld != NULL;
 
     if (strlen(key) > LOOKUP_KEY_MAX)
@@ -449,8 +449,8 @@ static int ldap_lookup(struct ldap_table *t, const char *key, char **value)
         if (r == -2)
             r = LOOKUP_TEMPFAIL;
     }
-    db_buf_free(&base);
-    db_buf_free(&filter);
+    strbuf_free(&base);
+    strbuf_free(&filter);
     return r;
 }
 

@@ -75,12 +75,12 @@ static void mysql_disconnect(void *conn)
     mysql_close(conn);
 }
 
-static void mysql_quote(void *conn, const char *s, size_t n, struct db_buf *out)
+static void mysql_quote(void *conn, const char *s, size_t n, struct strbuf *out)
 {
     char *q = lookup_xmalloc(n * 2 + 1);
     unsigned long len = mysql_real_escape_string(conn, q, s, (unsigned long)n);
 
-    db_buf_add(out, q, len);
+    strbuf_add(out, q, len);
     free(q);
 }
 

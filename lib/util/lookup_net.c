@@ -43,9 +43,7 @@ long long lookup_deadline(void)
     return lookup_now_ms() + (long long)timeout_secs * 1000;
 }
 
-/* Wait until fd is ready for events or the deadline passes: 0, or -1
- * with errno (ETIMEDOUT at the deadline). */
-static int wait_ready(int fd, short events, long long deadline)
+int lookup_wait_ready(int fd, short events, long long deadline)
 {
     for (;;) {
         long long left = deadline - lookup_now_ms();
@@ -73,7 +71,7 @@ static int connect_by(int fd, const struct sockaddr *sa, socklen_t len, long lon
         return 0;
     if (errno != EINPROGRESS && errno != EAGAIN)
         return -1;
-    if (wait_ready(fd, POLLOUT, deadline) < 0)
+    if (lookup_wait_ready(fd, POLLOUT, deadline) < 0)
         return -1;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &elen) < 0)
         return -1;
@@ -143,7 +141,7 @@ int lookup_write_all(int fd, const void *buf, size_t len, long long deadline)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (wait_ready(fd, POLLOUT, deadline) < 0)
+            if (lookup_wait_ready(fd, POLLOUT, deadline) < 0)
                 return -1;
         } else {
             return -1;
@@ -162,7 +160,7 @@ ssize_t lookup_read_some(int fd, void *buf, size_t len, long long deadline)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        if (wait_ready(fd, POLLIN, deadline) < 0)
+        if (lookup_wait_ready(fd, POLLIN, deadline) < 0)
             return -1;
     }
 }

@@ -23,18 +23,8 @@
 /* Wait for the connection's socket until the deadline: 0, or -1. */
 static int pg_wait(PGconn *pg, short events, long long deadline)
 {
-    for (;;) {
-        long long left = deadline - lookup_now_ms();
-        struct pollfd p = {.fd = PQsocket(pg), .events = events};
-        int n;
-        if (left <= 0 || p.fd < 0)
-            return -1;
-        n = poll(&p, 1, left > 60000 ? 60000 : (int)left);
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
+    int fd = PQsocket(pg);
+    return fd < 0 ? -1 : lookup_wait_ready(fd, events, deadline);
 }
 
 /* libpq's error text without its trailing newline. */
@@ -129,7 +119,7 @@ static void pg_disconnect(void *conn)
     PQfinish(conn);
 }
 
-static void pg_quote(void *conn, const char *s, size_t n, struct db_buf *out)
+static void pg_quote(void *conn, const char *s, size_t n, struct strbuf *out)
 {
     char *q = lookup_xmalloc(n * 2 + 1);
     int error = 0;
@@ -137,7 +127,7 @@ static void pg_quote(void *conn, const char *s, size_t n, struct db_buf *out)
 
     /* An invalid multibyte sequence: quote nothing rather than something
      * half-escaped; the query then finds nothing. */
-    db_buf_add(out, q, error ? 0 : len);
+    strbuf_add(out, q, error ? 0 : len);
     free(q);
 }
 

@@ -120,7 +120,7 @@ int sql_table_open(const struct sql_backend *be, const char *spec, const char *n
     return 0;
 }
 
-static void sql_quote(void *ctx, const char *s, size_t n, struct db_buf *out)
+static void sql_quote(void *ctx, const char *s, size_t n, struct strbuf *out)
 {
     struct sql_table *t = ctx;
 
@@ -148,7 +148,7 @@ static int sql_use_host(struct sql_table *t, int i)
 /* The query on host i: a LOOKUP_ code, or -2 to try the next host. */
 static int sql_query_on(struct sql_table *t, int i, const char *key, char **value)
 {
-    struct db_buf sql = {0};
+    struct strbuf sql = {0};
     struct db_result r = {.format = t->result_format, .key = key, .limit = t->expansion_limit};
     char err[512] = "";
     int rc;
@@ -158,7 +158,7 @@ static int sql_query_on(struct sql_table *t, int i, const char *key, char **valu
     if (sql_use_host(t, i) < 0)
         return -2;
     if (!db_expand_query(t->query, key, sql_quote, t, &sql)) {
-        db_buf_free(&sql);
+        strbuf_free(&sql);
         return LOOKUP_NOTFOUND;
     }
     rc = t->be->query(t->conn, sql.s, &r, err, sizeof(err));
@@ -167,22 +167,22 @@ static int sql_query_on(struct sql_table *t, int i, const char *key, char **valu
          * time-out, restart): one new connection before giving up. */
         msg_warn("%s query failed on %s: %s; reconnecting", t->be->name, t->hosts[i].text, err);
         sql_disconnect(t);
-        db_buf_free(&r.out);
+        strbuf_free(&r.out);
         memset(&r.out, 0, sizeof(r.out));
         r.count = 0;
         r.overflow = 0;
         if (sql_use_host(t, i) < 0) {
-            db_buf_free(&sql);
+            strbuf_free(&sql);
             return -2;
         }
         rc = t->be->query(t->conn, sql.s, &r, err, sizeof(err));
     }
-    db_buf_free(&sql);
+    strbuf_free(&sql);
     if (rc < 0) {
         msg_warn("%s query failed on %s: %s", t->be->name, t->hosts[i].text, err);
         sql_disconnect(t);
         t->hosts[i].retry_after = time(NULL) + t->retry_interval;
-        db_buf_free(&r.out);
+        strbuf_free(&r.out);
         return -2;
     }
     if (rc == 1 && t->require_result_set) {
@@ -193,11 +193,11 @@ static int sql_query_on(struct sql_table *t, int i, const char *key, char **valu
     if (r.overflow) {
         msg_warn("table %s: lookup of \"%.100s\": result exceeds expansion_limit %ld", t->spec,
                  key, t->expansion_limit);
-        db_buf_free(&r.out);
+        strbuf_free(&r.out);
         return LOOKUP_TEMPFAIL;
     }
     if (r.count == 0) {
-        db_buf_free(&r.out);
+        strbuf_free(&r.out);
         return LOOKUP_NOTFOUND;
     }
     *value = r.out.s;

@@ -20,7 +20,7 @@ struct sql_backend {
     void *(*connect)(const struct db_cf *cf, const struct db_host *h, char *err, size_t errlen);
     void (*disconnect)(void *conn);
     /* Quote [s, s+n) for a string literal of this SQL dialect. */
-    void (*quote)(void *conn, const char *s, size_t n, struct db_buf *out);
+    void (*quote)(void *conn, const char *s, size_t n, struct strbuf *out);
     /* Run sql and pass every non-NULL value of every row to
      * db_result_add(r, ...). 0, 1 when the statement returned no result
      * set, or -1 with err set (the connection is then dropped and the

@@ -36,12 +36,12 @@ static void sqlite_disconnect(void *conn)
 }
 
 /* A string literal's content: every ' doubled. */
-static void sqlite_quote(void *conn, const char *s, size_t n, struct db_buf *out)
+static void sqlite_quote(void *conn, const char *s, size_t n, struct strbuf *out)
 {
     for (size_t i = 0; i < n; i++) {
-        db_buf_add(out, s + i, 1);
+        strbuf_add(out, s + i, 1);
         if (s[i] == '\'')
-            db_buf_add(out, "'", 1);
+            strbuf_add(out, "'", 1);
     }
 }
 

@@ -54,6 +54,9 @@ extern const struct lookup_type lookup_type_ldap;     /* lookup_ldap.c */
  * with err set (the connect failed or the deadline passed). */
 long long lookup_now_ms(void);
 long long lookup_deadline(void);
+/* Wait until fd is ready for events or the deadline passes: 0, or -1
+ * with errno (ETIMEDOUT at the deadline). */
+int lookup_wait_ready(int fd, short events, long long deadline);
 int lookup_connect_unix(const char *path, long long deadline, char *err, size_t errlen);
 int lookup_connect_inet(const char *host, const char *port, long long deadline, char *err,
                         size_t errlen);

@@ -24,10 +24,10 @@
  * query is suppressed. Caller frees. */
 static char *expand(const char *template, const char *key)
 {
-    struct db_buf b = {0};
+    struct strbuf b = {0};
 
     if (!db_expand_query(template, key, NULL, NULL, &b)) {
-        db_buf_free(&b);
+        strbuf_free(&b);
         return NULL;
     }
     return b.s;
@@ -65,23 +65,23 @@ static void test_query_expansion(void **state)
     expect_expansion("%u", "a@b@c", "a@b");          /* the last '@' splits */
 }
 
-static void quote_sql(void *ctx, const char *s, size_t n, struct db_buf *out)
+static void quote_sql(void *ctx, const char *s, size_t n, struct strbuf *out)
 {
     for (size_t i = 0; i < n; i++) {
-        db_buf_add(out, s + i, 1);
+        strbuf_add(out, s + i, 1);
         if (s[i] == '\'')
-            db_buf_add(out, "'", 1);
+            strbuf_add(out, "'", 1);
     }
 }
 
 static void test_quoting_and_checks(void **state)
 {
-    struct db_buf b = {0};
+    struct strbuf b = {0};
     char err[256];
 
     assert_int_equal(db_expand_query("x='%s' AND y='%u'", "o'b@x", quote_sql, NULL, &b), 1);
     assert_string_equal(b.s, "x='o''b@x' AND y='o''b'");
-    db_buf_free(&b);
+    strbuf_free(&b);
     assert_int_equal(db_template_check("%s %u %d %S %U %D %1 %9 %%", err, sizeof(err)), 0);
     assert_int_equal(db_template_check("%x", err, sizeof(err)), -1);
     assert_int_equal(db_template_check("trailing %", err, sizeof(err)), -1);

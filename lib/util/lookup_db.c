@@ -31,33 +31,8 @@ struct db_cf {
 
 static char *read_cf_file(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf;
-    size_t got = 0;
-
-    if (fd < 0) {
-        lookup_set_err(err, errlen, "open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > DB_CF_MAX) {
-        lookup_set_err(err, errlen, "%s is not a regular file of at most %d bytes", path,
-                       DB_CF_MAX);
-        close(fd);
-        return NULL;
-    }
-    buf = lookup_xmalloc((size_t)st.st_size + 1);
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = 0;
-    return buf;
+    size_t len;
+    return lookup_read_small_file(path, DB_CF_MAX, &len, err, errlen);
 }
 
 static void cf_set(struct db_cf *cf, char *name, char *value)

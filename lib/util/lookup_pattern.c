@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -243,32 +244,13 @@ static int pattern_parse_text(struct pattern_table *t, const char *text, char *e
 
 static char *read_small_file(const char *path, const char *spec)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf;
-    size_t got = 0;
-
-    if (fd < 0) {
-        msg_warn("table %s: open %s: %s", spec, path, strerror(errno));
+    char err[PATH_MAX + 128];
+    size_t got;
+    char *buf = lookup_read_small_file(path, PATTERN_FILE_MAX, &got, err, sizeof(err));
+    if (!buf) {
+        msg_warn("table %s: %s", spec, err);
         return NULL;
     }
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > PATTERN_FILE_MAX) {
-        msg_warn("table %s: %s is not a regular file of at most %d bytes", spec, path,
-                 PATTERN_FILE_MAX);
-        close(fd);
-        return NULL;
-    }
-    buf = lookup_xmalloc((size_t)st.st_size + 1);
-    while (got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(fd);
-    buf[got] = 0;
     if (strlen(buf) != got) {
         msg_warn("table %s: %s contains a NUL byte", spec, path);
         free(buf);

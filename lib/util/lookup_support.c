@@ -11,6 +11,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <fcntl.h>
+#include <errno.h>
 #include <string.h>
 
 void lookup_set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -192,4 +196,35 @@ int lookup_split_host_port(const char *text, char **host, char **port)
     *host = lookup_xstrndup(text, (size_t)(colon - text));
     *port = lookup_xstrdup(colon + 1);
     return 0;
+}
+
+char *lookup_read_small_file(const char *path, size_t max, size_t *len, char *err,
+                             size_t errlen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    size_t got = 0;
+
+    if (fd < 0) {
+        lookup_set_err(err, errlen, "open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        lookup_set_err(err, errlen, "%s is not a regular file of at most %zu bytes", path, max);
+        close(fd);
+        return NULL;
+    }
+    char *buf = lookup_xmalloc((size_t)st.st_size + 1);
+    while (got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    buf[got] = 0;
+    *len = got;
+    return buf;
 }

@@ -76,6 +76,10 @@ void lookup_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Allocation failure is fatal (msg_fatal), so these never return NULL. */
 void *lookup_xmalloc(size_t n);
+/* A regular file of at most max bytes, whole and NUL-terminated (malloc'd),
+ * or NULL with the reason in err (open, not a regular file, too large). */
+char *lookup_read_small_file(const char *path, size_t max, size_t *len, char *err,
+                             size_t errlen);
 char *lookup_xstrndup(const char *s, size_t n);
 char *lookup_xstrdup(const char *s);
 

@@ -24,9 +24,14 @@ Scenarios (message counts times --scale):
   b  the same, relayed to smtp-sink
   c  20 sessions, 2,000 messages of 100 KB, local Maildir delivery
   d  200 sessions, 10,000 messages of 2 KB, local Maildir delivery
+  e  as a, every session STARTTLS, one message per session (load.py)
+  f  as a, every message signed by one OpenDKIM milter (peers.py)
+  g  20 sessions, 2 KB, delivered over LMTP into one Dovecot
+  h  20 sessions, 2 KB, virtual_mailbox_maps in PostgreSQL (proxy:pgsql:),
+     virtual(8) Maildir delivery
   q  100,000 deferred messages: qmgr start-up and postqueue -p (deferred.py)
 
-    /usr/bin/python3 bench/bench.py [--scale S] [--runs N] [--scenarios abcdq]
+    /usr/bin/python3 bench/bench.py [--scale S] [--runs N] [--scenarios abcdefghq]
                                     [--out DIR]
 Environment: BENCH_SCALE, BENCH_RUNS, BENCH_SCENARIOS set the defaults.
 Needs root (a Postfix instance), `make all`, and Debian's postfix.
@@ -46,7 +51,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import mta as mtamod  # noqa: E402
-from load import LatencySessions, Sink, run_smtp_source  # noqa: E402
+import peers  # noqa: E402
+from load import LatencySessions, Sink, run_smtp_source, run_tls_source  # noqa: E402
 from postern_instance import free_port  # noqa: E402
 from procstat import Sampler, cpu_seconds  # noqa: E402
 
@@ -62,6 +68,8 @@ class Scenario:
     messages: int
     size: int
     relay: bool
+    peer: str = ""      # peers.PEERS: the shared peer of the scenario
+    tls: bool = False   # the load is our TLS sessions, not smtp-source
 
     def scaled(self, scale):
         return max(self.sessions * 5, int(round(self.messages * scale)))
@@ -72,7 +80,16 @@ SCENARIOS = {
     "b": Scenario("b", "20 sessions, 2 KB, relayed to smtp-sink", 20, 10000, 2048, True),
     "c": Scenario("c", "20 sessions, 100 KB, local Maildir", 20, 2000, 102400, False),
     "d": Scenario("d", "200 sessions, 2 KB, local Maildir", 200, 10000, 2048, False),
+    "e": Scenario("e", "20 sessions, 2 KB, STARTTLS, 1 message per session, local Maildir",
+                  20, 10000, 2048, False, peer="tls", tls=True),
+    "f": Scenario("f", "20 sessions, 2 KB, OpenDKIM signing, local Maildir", 20, 10000, 2048,
+                  False, peer="dkim"),
+    "g": Scenario("g", "20 sessions, 2 KB, LMTP into Dovecot", 20, 10000, 2048, False,
+                  peer="lmtp"),
+    "h": Scenario("h", "20 sessions, 2 KB, virtual_mailbox_maps in PostgreSQL", 20, 10000,
+                  2048, False, peer="pgsql"),
 }
+DEFAULT_SCENARIOS = "abcdefghq"
 
 # name, unit, True when higher is better
 METRICS = [
@@ -83,6 +100,17 @@ METRICS = [
     ("cpu_per_1000", "s", False),
     ("peak_rss_mib", "MiB", False),
     ("peak_pss_mib", "MiB", False),
+]
+
+
+# Reported where a scenario has them: (e)'s TLS figures, the timed
+# sessions' share of the messages (smtp-source scenarios).
+EXTRA_METRICS = [
+    ("session_setup_p50_ms", "ms, connect to ready for MAIL", False),
+    ("tls_resumed_share", "share of TLS sessions resumed", True),
+    ("client_cpu_per_1000", "s, the TLS client's CPU", False),
+    ("timed_share", "x, timed sessions' share of messages / of sessions", False),
+    ("peer_cpu_per_1000", "s, the shared peer's CPU per 1,000 messages", False),
 ]
 
 
@@ -142,48 +170,85 @@ def remove_spent_instances():
         shutil.rmtree(spent_roots.pop(), ignore_errors=True)
 
 
-def run_once(kind, sc, messages, workdir):
-    """One measured run of one MTA on one scenario; returns its figures."""
+def smtp_source_load(m, sc, messages, sender, rcpt):
+    """smtp-source for the bulk, a tenth of the sessions timed by us.
+    Returns (messages sent, accept latencies, extra figures)."""
     k = latency_sessions_for(sc.sessions)
     src_sessions = sc.sessions - k
     src_messages = max(src_sessions, int(round(messages * src_sessions / sc.sessions)))
+    lat = LatencySessions(m.port, k, sc.size, sender, rcpt)
+    lat.start()
+    rc, out = run_smtp_source(m.port, src_sessions, src_messages, sc.size,
+                              sender, rcpt, timeout=max(600, messages))
+    lat.stop()
+    if rc != 0:
+        raise AssertionError(f"{m.name}: smtp-source exited {rc}: {out[-2000:]}\n"
+                             f"{m.log_tail()}")
+    if lat.errors:
+        raise AssertionError(f"{m.name}: {lat.errors[:3]}\n{m.log_tail()}")
+    total = src_messages + lat.sent
+    # The timed sessions' share of the messages against their share of the
+    # sessions: above 1 when the MTA serves them before smtp-source's.
+    return total, lat.latencies, {"timed_share": lat.sent / total * sc.sessions / k}
+
+
+def tls_load(m, sc, messages, sender, rcpt):
+    """Every session ours, over STARTTLS (load.run_tls_source)."""
+    r = run_tls_source(m.port, sc.sessions, messages, sc.size, sender, rcpt,
+                       timeout=max(600, messages))
+    if r["errors"]:
+        raise AssertionError(f"{m.name}: {r['errors'][:3]}\n{m.log_tail()}")
+    return r["sent"], r["latencies"], {
+        "tls_connections": r["connections"],
+        "tls_resumed_share": r["resumed"] / max(1, r["connections"]),
+        "session_setup_p50_ms": percentile(r["setups"], 50) * 1000,
+        "client_cpu_per_1000": r["cpu"] / max(1, r["sent"]) * 1000,
+    }
+
+
+def peer_cpu(peer):
+    """CPU seconds of the scenario's shared peer so far (0 without one)."""
+    pid = peer.pid()
+    return cpu_seconds(pid) if pid else 0.0
+
+
+def run_once(kind, sc, messages, workdir, setup, peer):
+    """One measured run of one MTA on one scenario; returns its figures."""
     sink = Sink(workdir) if sc.relay else None
     try:
-        m = mtamod.make(kind, free_port(), sink.port if sink else None, sessions=sc.sessions)
+        m = mtamod.make(kind, free_port(), sink.port if sink else None, sessions=sc.sessions,
+                        setup=setup)
         try:
             m.start()
             m.qmgr_pid()
+            # The previous run's write-back (its Maildir and queue files)
+            # must not be charged to this one's fsyncs.
+            os.sync()
             time.sleep(1.0)   # let the start-up settle (its CPU is not counted)
             master = m.master_pid()
-            rcpt = mtamod.RELAY_RCPT if sc.relay else mtamod.LOCAL_RCPT
+            rcpt = mtamod.RELAY_RCPT if sc.relay else setup.rcpt
             load_before = load1()
-            cpu0 = cpu_seconds(master)
+            cpu0, peer0 = cpu_seconds(master), peer_cpu(peer)
             with Sampler(master) as sampler:
                 t0 = time.monotonic()
-                lat = LatencySessions(m.port, k, sc.size, mtamod.SENDER, rcpt)
-                lat.start()
-                rc, out = run_smtp_source(m.port, src_sessions, src_messages, sc.size,
-                                          mtamod.SENDER, rcpt, timeout=max(600, messages))
-                lat.stop()
+                total, latencies, extra = (tls_load if sc.tls else smtp_source_load)(
+                    m, sc, messages, setup.sender, rcpt)
                 t_accept = time.monotonic()
-                if rc != 0:
-                    raise AssertionError(f"{kind}: smtp-source exited {rc}: {out[-2000:]}\n"
-                                         f"{m.log_tail()}")
-                if lat.errors:
-                    raise AssertionError(f"{kind}: {lat.errors[:3]}\n{m.log_tail()}")
-                total = src_messages + lat.sent
                 t_done, got = wait_done(m, sink, total, t_accept + max(300, messages * 0.1))
-                cpu1 = cpu_seconds(master)
+                cpu1, peer1 = cpu_seconds(master), peer_cpu(peer)
             split, waits = sampler.cpu_split(), sampler.wait_split()
+            if peer.pid():
+                extra["peer_cpu_per_1000"] = (peer1 - peer0) / total * 1000
             return {
+                **extra,
                 "mta": kind,
                 "messages": total,
                 "delivered": got,
                 "accept_rate": total / (t_accept - t0),
                 "e2e_rate": total / (t_done - t0),
-                "lat_p50_ms": percentile(lat.latencies, 50) * 1000,
-                "lat_p99_ms": percentile(lat.latencies, 99) * 1000,
-                "lat_samples": len(lat.latencies),
+                "lat_p50_ms": percentile(latencies, 50) * 1000,
+                "lat_p99_ms": percentile(latencies, 99) * 1000,
+                "lat_samples": len(latencies),
                 "cpu_per_1000": (cpu1 - cpu0) / total * 1000,
                 "cpu_total": cpu1 - cpu0,
                 "cpu_split": {n: round(v, 2) for n, v in sorted(split.items(), key=lambda x: -x[1])},
@@ -212,7 +277,9 @@ def summarize(runs):
     out = {}
     postern_by_run = {r["run"]: r for r in runs["postern"]}
     pairs = [(a, postern_by_run[a["run"]]) for a in runs["postfix"] if a["run"] in postern_by_run]
-    for name, _unit, _hib in METRICS:
+    everywhere = [m for m in EXTRA_METRICS
+                  if all(m[0] in r for k in ("postfix", "postern") for r in runs[k])]
+    for name, _unit, _hib in METRICS + everywhere:
         pf = [r[name] for r in runs["postfix"]]  # medians over the successful runs
         pe = [r[name] for r in runs["postern"]]
         ratios = [ratio(b[name], a[name]) for a, b in pairs]
@@ -240,9 +307,13 @@ def scenario_table(sc, messages, runs):
              + (f" ({failed} failed)" if failed else "")
              + f", load1 {min(loads):.1f}-{max(loads):.1f}", "",
              "| metric | Postfix | Postern | Postern/Postfix |", "|---|---|---|---|"]
-    for name, unit, hib in METRICS:
+    for name, unit, hib in METRICS + EXTRA_METRICS:
+        if name not in s:
+            continue
         pf, pe, r = s[name]
         better = "higher is better" if hib else "lower is better"
+        if name in dict((m[0], 1) for m in EXTRA_METRICS):
+            better = "informational"
         lines.append(f"| {name} ({unit}, {better}) | {fmt(pf)} | {fmt(pe)} | "
                      f"{fmt(r, 2) if r is not None else '-'} |")
     return "\n".join(lines)
@@ -265,24 +336,63 @@ def split_table(runs):
 def run_scenario(sc, scale, nruns, workdir):
     messages = sc.scaled(scale)
     runs = {"postfix": [], "postern": []}
-    for i in range(nruns):
-        order = ("postfix", "postern") if i % 2 == 0 else ("postern", "postfix")
-        for kind in order:
-            log(f"({sc.key}) run {i + 1}/{nruns} {kind}: {messages} messages, "
-                f"{sc.sessions} sessions, {sc.size} bytes, load1 {load1()}")
-            try:
-                r = run_once(kind, sc, messages, workdir)
-            except Exception as e:   # one failed run must not lose the others
-                log(f"   {kind}: run failed: {e}")
-                runs.setdefault("failed", []).append({"mta": kind, "run": i + 1, "error": str(e)})
-                continue
-            r["run"] = i + 1
-            log(f"   {kind}: accept {r['accept_rate']:.0f}/s, e2e {r['e2e_rate']:.0f}/s, "
-                f"p50 {r['lat_p50_ms']:.1f} ms, p99 {r['lat_p99_ms']:.1f} ms, "
-                f"CPU {r['cpu_per_1000']:.2f} s/1000, RSS {r['peak_rss_mib']:.1f} MiB, "
-                f"PSS {r['peak_pss_mib']:.1f} MiB, procs {r['peak_procs']}")
-            runs[kind].append(r)
+    peer = peers.started(sc.peer)
+    try:
+        n = 0
+        for i in range(nruns):
+            order = ("postfix", "postern") if i % 2 == 0 else ("postern", "postfix")
+            for kind in order:
+                run_pair(sc, messages, nruns, workdir, runs, i, kind, peer.for_run(kind, n),
+                         peer)
+                n += 1
+    finally:
+        peer.close()
     return messages, runs
+
+
+def run_pair(sc, messages, nruns, workdir, runs, i, kind, setup, peer):
+    """One run of one MTA, its figures appended to runs[kind] (a failed
+    run to runs["failed"]: it must not lose the others)."""
+    log(f"({sc.key}) run {i + 1}/{nruns} {kind}: {messages} messages, "
+        f"{sc.sessions} sessions, {sc.size} bytes, load1 {load1()}")
+    try:
+        r = run_once(kind, sc, messages, workdir, setup, peer)
+    except Exception as e:
+        log(f"   {kind}: run failed: {e}")
+        runs.setdefault("failed", []).append({"mta": kind, "run": i + 1, "error": str(e)})
+        return
+    r["run"] = i + 1
+    peer_cpu_text = (f", {sc.peer} CPU {r['peer_cpu_per_1000']:.2f} s/1000"
+                     if "peer_cpu_per_1000" in r else "")
+    share = f", timed sessions' share {r['timed_share']:.2f}x" if "timed_share" in r else ""
+    tls = (f", TLS resumed {r['tls_resumed_share']:.0%}, session set-up p50 "
+           f"{r['session_setup_p50_ms']:.1f} ms, client CPU {r['client_cpu_per_1000']:.2f} s/1000"
+           if "tls_connections" in r else "")
+    log(f"   {kind}: accept {r['accept_rate']:.0f}/s, e2e {r['e2e_rate']:.0f}/s, "
+        f"p50 {r['lat_p50_ms']:.1f} ms, p99 {r['lat_p99_ms']:.1f} ms, "
+        f"CPU {r['cpu_per_1000']:.2f} s/1000, RSS {r['peak_rss_mib']:.1f} MiB, "
+        f"PSS {r['peak_pss_mib']:.1f} MiB, procs {r['peak_procs']}{share}{peer_cpu_text}{tls}")
+    runs[kind].append(r)
+
+
+def summary_table(results):
+    """One row per scenario: the Postern/Postfix ratios (issue 23's table)."""
+    lines = ["| scenario | e2e msg/s | accept msg/s | p50 | p99 | CPU/msg | peak RSS |",
+             "|---|---|---|---|---|---|---|"]
+    for key, res in results.items():
+        if key not in SCENARIOS:
+            continue
+        s = res["summary"]
+        cells = []
+        for name in ("e2e_rate", "accept_rate", "lat_p50_ms", "lat_p99_ms", "cpu_per_1000",
+                     "peak_rss_mib"):
+            pf, pe, r = s[name]
+            cells.append("-" if r is None else
+                         f"**{r:.2f}x** ({fmt(pe)} vs {fmt(pf)})" if name == "e2e_rate"
+                         else f"{r:.2f}")
+        lines.append(f"| ({key}) {SCENARIOS[key].title} | " + " | ".join(cells) + " |")
+    return "Postern/Postfix, medians of the paired ratios (e2e: Postern vs Postfix msg/s)\n\n" \
+        + "\n".join(lines)
 
 
 def write_results(out, results, report):
@@ -296,7 +406,7 @@ def main():
     ap.add_argument("--scale", type=float,
                     default=float(os.environ.get("BENCH_SCALE", DEFAULT_SCALE)))
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", DEFAULT_RUNS)))
-    ap.add_argument("--scenarios", default=os.environ.get("BENCH_SCENARIOS", "abcdq"))
+    ap.add_argument("--scenarios", default=os.environ.get("BENCH_SCENARIOS", DEFAULT_SCENARIOS))
     ap.add_argument("--out", default=None, help="directory for results.json and results.md")
     ap.add_argument("--delete-between-runs", action="store_true",
                     help="remove each run's instance at once (see spent_roots)")
@@ -350,6 +460,10 @@ def bench(args):
             sys.exit(f"unknown scenario {key!r}")
         write_results(out, results, report)
 
+    if any(k in SCENARIOS for k in results):
+        table = summary_table(results)
+        report.append(table)
+        print("\n" + table + "\n", flush=True)
     elapsed = time.monotonic() - started
     footer = (f"Postern {version} against Postfix {postfix_version}; "
               f"scale {args.scale}, {args.runs} runs per MTA, {elapsed / 60:.1f} minutes; "

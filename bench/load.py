@@ -10,17 +10,31 @@ message the time from writing MAIL FROM to reading the 250 after the
 final ".": the time a client waits for the MTA to take responsibility
 (cleanup's fsync included). Connection set-up, banner and EHLO are not in
 it. Their messages count towards the totals like smtp-source's.
+
+TLS sessions (scenario e, run_tls_source): smtp-source speaks no TLS, so
+every session is our own, in worker processes (TLS_THREADS threads each,
+so that the client's own CPU is not one Python interpreter): connect,
+banner, EHLO, STARTTLS, handshake (offering the session of the thread's
+previous connection, so that each MTA resumes it if it can), EHLO, then
+TLS_MESSAGES_PER_CONNECTION messages timed as above, QUIT, reconnect.
 """
 
+import json
 import os
 import re
 import shutil
 import socket
+import ssl
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
-from postern_instance import HELO, RawSMTP, free_port, wait_port
+if __name__ == "__main__":   # a TLS load worker (run_tls_source)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+
+from postern_instance import HELO, RawSMTP, free_port, wait_port  # noqa: E402
 
 SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
@@ -34,6 +48,27 @@ def message_bytes(size, seq, sender, rcpt):
             f"Message-Id: <{seq}.{time.time_ns()}@{HELO}>\r\n\r\n")
     body = (("x" * (LINE - 2)) + "\r\n") * max(1, size // LINE)
     return (head + body + ".\r\n").encode("ascii")
+
+
+def expect(smtp, code, what):
+    got, text = smtp.read_reply()
+    if got != code:
+        raise AssertionError(f"{what}: {got} {' '.join(text)}")
+
+
+def timed_transaction(smtp, sender, rcpt, data):
+    """One message (MAIL, RCPT, DATA, content); returns the seconds from
+    writing MAIL FROM to reading the 250 after the final dot."""
+    t0 = time.monotonic()
+    smtp.send(f"MAIL FROM:<{sender}>\r\n".encode())
+    expect(smtp, 250, "MAIL")
+    smtp.send(f"RCPT TO:<{rcpt}>\r\n".encode())
+    expect(smtp, 250, "RCPT")
+    smtp.send(b"DATA\r\n")
+    expect(smtp, 354, "DATA")
+    smtp.send(data)
+    expect(smtp, 250, "end of data")
+    return time.monotonic() - t0
 
 
 class LatencySessions:
@@ -62,30 +97,16 @@ class LatencySessions:
         if any(t.is_alive() for t in self._threads):
             self.errors.append("latency sessions did not finish")
 
-    def _expect(self, smtp, code, what):
-        got, text = smtp.read_reply()
-        if got != code:
-            raise AssertionError(f"{what}: {got} {' '.join(text)}")
-
     def _session(self, n):
         try:
             with RawSMTP(self.port, timeout=self.timeout) as smtp:
-                self._expect(smtp, 220, "banner")
+                expect(smtp, 220, "banner")
                 smtp.send(f"EHLO {HELO}\r\n".encode())
-                self._expect(smtp, 250, "EHLO")
+                expect(smtp, 250, "EHLO")
                 seq = 0
                 while not self._stop.is_set():
                     data = message_bytes(self.size, f"lat{n}.{seq}", self.sender, self.rcpt)
-                    t0 = time.monotonic()
-                    smtp.send(f"MAIL FROM:<{self.sender}>\r\n".encode())
-                    self._expect(smtp, 250, "MAIL")
-                    smtp.send(f"RCPT TO:<{self.rcpt}>\r\n".encode())
-                    self._expect(smtp, 250, "RCPT")
-                    smtp.send(b"DATA\r\n")
-                    self._expect(smtp, 354, "DATA")
-                    smtp.send(data)
-                    self._expect(smtp, 250, "end of data")
-                    elapsed = time.monotonic() - t0
+                    elapsed = timed_transaction(smtp, self.sender, self.rcpt, data)
                     with self._lock:
                         self.latencies.append(elapsed)
                         self.sent += 1
@@ -162,3 +183,137 @@ def port_is_closed(port):
     with socket.socket() as s:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+# --- TLS sessions (scenario e) -------------------------------------------------
+
+TLS_THREADS = 5
+TLS_MESSAGES_PER_CONNECTION = 1   # a new TLS session per message: what MX traffic mostly is
+
+
+def tls_client_context():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE   # the bench's self-signed certificate
+    return ctx
+
+
+class TlsWorker:
+    """Threads sharing a message budget; each thread runs TLS sessions of
+    per_conn messages until the budget is spent."""
+
+    def __init__(self, port, threads, messages, size, sender, rcpt, per_conn):
+        self.port, self.size, self.sender, self.rcpt = port, size, sender, rcpt
+        self.threads, self.per_conn, self.left = threads, per_conn, messages
+        self.ctx = tls_client_context()
+        self.lock = threading.Lock()
+        self.latencies, self.setups, self.errors = [], [], []
+        self.sent = self.connections = self.resumed = 0
+
+    def take(self):
+        with self.lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+    def connect(self, session, tag):
+        """A session ready for MAIL: (smtp, its TLS session, resumed?)."""
+        smtp = RawSMTP(self.port, timeout=300)
+        expect(smtp, 220, "banner")
+        smtp.send(f"EHLO {HELO}\r\n".encode())
+        expect(smtp, 250, "EHLO")
+        smtp.send(b"STARTTLS\r\n")
+        expect(smtp, 220, "STARTTLS")
+        smtp.sock = self.ctx.wrap_socket(smtp.sock, session=session)
+        smtp.buf = b""
+        smtp.send(f"EHLO {HELO}\r\n".encode())
+        expect(smtp, 250, "EHLO after STARTTLS")
+        # Read after the handshake: TLS 1.3 tickets have arrived by now.
+        return smtp, smtp.sock.session, smtp.sock.session_reused
+
+    def thread(self, n):
+        session, seq = None, 0
+        try:
+            while self.take():
+                t0 = time.monotonic()
+                smtp, session, resumed = self.connect(session, n)
+                setup = time.monotonic() - t0
+                with self.lock:
+                    self.connections += 1
+                    self.resumed += bool(resumed)
+                    self.setups.append(setup)
+                for i in range(self.per_conn):
+                    if i and not self.take():
+                        break
+                    data = message_bytes(self.size, f"tls{os.getpid()}.{n}.{seq}",
+                                         self.sender, self.rcpt)
+                    elapsed = timed_transaction(smtp, self.sender, self.rcpt, data)
+                    with self.lock:
+                        self.latencies.append(elapsed)
+                        self.sent += 1
+                    seq += 1
+                smtp.send(b"QUIT\r\n")
+                smtp.read_reply()
+                smtp.close()
+        except Exception as e:   # reported by the parent
+            with self.lock:
+                self.errors.append(f"tls session {os.getpid()}.{n}: {e!r}")
+
+    def run(self):
+        ts = [threading.Thread(target=self.thread, args=(i,)) for i in range(self.threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return {"latencies": self.latencies, "setups": self.setups, "errors": self.errors,
+                "sent": self.sent, "connections": self.connections, "resumed": self.resumed}
+
+
+def run_tls_source(port, sessions, messages, size, sender, rcpt, timeout,
+                   per_conn=TLS_MESSAGES_PER_CONNECTION):
+    """sessions concurrent TLS sessions sending messages messages in all,
+    from worker processes of TLS_THREADS threads. Returns a dict:
+    latencies, setups (connect to ready for MAIL, s), sent, connections,
+    resumed, errors, cpu (the workers' CPU seconds)."""
+    workers = max(1, -(-sessions // TLS_THREADS))
+    procs = []
+    for w in range(workers):
+        threads = sessions // workers + (w < sessions % workers)
+        share = messages // workers + (w < messages % workers)
+        procs.append(subprocess.Popen(
+            [sys.executable, __file__, "tls-worker", str(port), str(threads), str(share),
+             str(size), sender, rcpt, str(per_conn)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    before = os.times()
+    out = {"latencies": [], "setups": [], "errors": [], "sent": 0, "connections": 0,
+           "resumed": 0}
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        try:
+            text, _ = p.communicate(timeout=max(1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            out["errors"].append("a TLS worker did not finish in time")
+            continue
+        try:
+            r = json.loads(text.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            out["errors"].append(f"TLS worker exited {p.returncode}: {text[-500:]!r}")
+            continue
+        for k in ("latencies", "setups", "errors"):
+            out[k] += r[k]
+        for k in ("sent", "connections", "resumed"):
+            out[k] += r[k]
+    after = os.times()
+    out["cpu"] = (after.children_user - before.children_user
+                  + after.children_system - before.children_system)
+    return out
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["tls-worker"]:
+    port, threads, messages, size, sender, rcpt, per_conn = sys.argv[2:9]
+    result = TlsWorker(int(port), int(threads), int(messages), int(size), sender, rcpt,
+                       int(per_conn)).run()
+    print(json.dumps(result), flush=True)

@@ -51,7 +51,7 @@ from procstat import process_tree, read_stat, start_time  # noqa: E402
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
 POSTFIX_QUEUE = shutil.which("postqueue") or "/usr/sbin/postqueue"
 POSTFIX_SUPER = shutil.which("postsuper") or "/usr/sbin/postsuper"
-POSTERN_QUEUE = REPO / "build" / "bin" / "postqueue"
+POSTERN_QUEUE = pi.BUILD / "bin" / "postqueue"
 RECIPIENT_USER = "bench"
 LOCAL_RCPT = f"{RECIPIENT_USER}@localhost"
 RELAY_RCPT = f"{RECIPIENT_USER}@relay.example"
@@ -122,7 +122,11 @@ class MTA:
     def maildir(self):
         return self.mail / RECIPIENT_USER / "new"
 
+    counter = None   # callable(mta) counting delivered messages, when not the Maildir
+
     def delivered(self):
+        if self.counter:
+            return self.counter(self)
         return count_files(self.maildir())
 
     def tree(self):
@@ -172,7 +176,7 @@ class MTA:
 class Postern(MTA):
     name = "postern"
 
-    def __init__(self, port, relay_port=None, extra=()):
+    def __init__(self, port, relay_port=None, extra=(), extra_master=""):
         relay = relay_port if relay_port else CLOSED_PORT
         self.inst = pi.Instance(port, root=fresh_root("pebench."), extra_main=[
             "local_destination_concurrency_limit = 20",
@@ -182,6 +186,9 @@ class Postern(MTA):
             f"relayhost = [127.0.0.1]:{relay}",
             *extra,
         ])
+        if extra_master:
+            with open(self.inst.etc / "master.cf", "a") as f:
+                f.write(extra_master)
         self.port, self.root = port, self.inst.root
         self.queue, self.mail, self.etc = self.inst.queue, self.inst.mail, self.inst.etc
 
@@ -261,8 +268,12 @@ class Postfix(MTA):
             "smtp_dns_support_level = disabled",
             "in_flow_delay = 0s",
             "biff = no",
-            *extra,
         ]
+        # A scenario's setting replaces the default one (Postfix would warn
+        # about a parameter set twice).
+        names = {line.split("=", 1)[0].strip() for line in extra}
+        lines = [line for line in lines if line.split("=", 1)[0].strip() not in names]
+        lines += list(extra)
         (self.etc / "main.cf").write_text("\n".join(lines) + "\n")
 
     def write_master_cf(self, smtpd_maxproc):
@@ -283,6 +294,7 @@ flush     unix  n       -       n       1000?   0       flush
 proxymap  unix  -       -       n       -       -       proxymap
 proxywrite unix -       -       n       -       1       proxymap
 smtp      unix  -       -       n       -       -       smtp
+lmtp      unix  -       -       n       -       -       lmtp
 relay     unix  -       -       n       -       -       smtp
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
@@ -352,8 +364,18 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         return "--- postfix maillog tail ---\n" + "\n".join(lines[-n:])
 
 
-def make(kind, port, relay_port=None, sessions=20):
+def make(kind, port, relay_port=None, sessions=20, setup=None):
+    """An MTA configured for a scenario; setup (peers.RunSetup) adds a
+    scenario's main.cf and master.cf lines and its delivery counter."""
+    main = setup.main if setup else ()
     if kind == "postern":
-        return Postern(port, relay_port)
-    return Postfix(port, relay_port, smtpd_maxproc=max(100, sessions + 20))
+        m = Postern(port, relay_port, extra=main, extra_master=setup.master if setup else "")
+    else:
+        # Postfix's master.cf already lists every service a scenario uses.
+        m = Postfix(port, relay_port, smtpd_maxproc=max(100, sessions + 20), extra=main)
+    if setup:
+        m.counter = setup.count
+        if setup.prepare:
+            setup.prepare(m)
+    return m
 

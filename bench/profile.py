@@ -3,7 +3,7 @@
 for comparison) under scenario (a) of bench.py: 20 persistent sessions,
 2 KB messages, local Maildir delivery. Not a test; writes reports.
 
-    /usr/bin/python3 bench/profile.py perf      [--messages 4000] [--relay] [--out DIR]
+    /usr/bin/python3 bench/profile.py perf      [--messages 4000] [--relay] [--size B] [--out DIR]
     /usr/bin/python3 bench/profile.py strace    [--messages 1000] [--mta postern|postfix]
     /usr/bin/python3 bench/profile.py callgrind [--messages 300]
 
@@ -43,7 +43,8 @@ from load import Sink, run_smtp_source  # noqa: E402
 from postern_instance import LIBEXEC, POSTERN, free_port, wait_port, wait_until  # noqa: E402
 from procstat import comm_of, process_tree  # noqa: E402
 
-SESSIONS, SIZE = 20, 2048
+SESSIONS = 20
+SIZE = 2048   # bytes per message; --size changes it (scenario (c): 102400)
 CALL_RE = re.compile(r"^(?:\d+ +)?([a-z_][a-z0-9_]*)\(")
 EXEC_RE = re.compile(r'execve\("([^"]+)"')
 CALLGRIND_DAEMONS = ("smtpd", "cleanup", "qmgr", "local")
@@ -337,14 +338,18 @@ def head_lines(text, n):
 
 
 def main():
+    global SIZE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("tool", choices=("perf", "strace", "callgrind"))
     ap.add_argument("--messages", type=int)
     ap.add_argument("--mta", choices=("postern", "postfix"), default="postern")
     ap.add_argument("--relay", action="store_true",
                     help="perf: scenario (b), relayed to smtp-sink, instead of (a)")
+    ap.add_argument("--size", type=int, default=SIZE,
+                    help="message size in bytes (102400: scenario (c))")
     ap.add_argument("--out")
     args = ap.parse_args()
+    SIZE = args.size
     out = Path(args.out or tempfile.mkdtemp(prefix=f"postern-{args.tool}.", dir="/tmp"))
     out.mkdir(parents=True, exist_ok=True)
     log(f"{args.tool}: output in {out}, load {os.getloadavg()[0]:.1f}")

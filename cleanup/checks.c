@@ -7,8 +7,10 @@
  * REJECT and DISCARD decide the message's outcome and end inspection
  * (nothing is queued; a rejected message's client hears the reason, a
  * discarded message's client hears "queued"); HOLD sends the message to
- * hold/ when it is committed; BCC adds a recipient; WARN, INFO, STRIP and
- * REPLACE are logged; PASS ends inspection. Content checks apply to mail
+ * hold/ when it is committed; BCC adds a recipient; REDIRECT names the one
+ * address the message goes to instead (recorded for qmgr; like PASS it
+ * ends inspection, as Postfix's code does); WARN, INFO, STRIP and REPLACE
+ * are logged; PASS ends inspection. Content checks apply to mail
  * from SMTP clients and local submissions, not to cleanup's internal
  * clients (bounces, forwarding), as in Postfix.
  */
@@ -72,6 +74,13 @@ int cleanup_checks_matched(struct cleanup_state *st, const char *what, const cha
         break;
     case HC_HOLD:
         st->hold = 1;
+        break;
+    case HC_FILTER:   /* the last one wins, as in Postfix */
+        snprintf(st->filter, sizeof(st->filter), "%s", r->text);
+        break;
+    case HC_REDIRECT:
+        snprintf(st->redirect, sizeof(st->redirect), "%s", r->text);
+        stop = 1;
         break;
     case HC_BCC:
         if (cleanup_rcpt_list_add(&st->bcc, r->text, r->text) < 0)

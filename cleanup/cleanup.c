@@ -36,6 +36,7 @@
 #include "log.h"
 #include "maildrop.h"
 #include "queue_file.h"
+#include "receive_override.h"
 #include "record.h"
 #include "rewrite.h"
 #include "service.h"
@@ -228,8 +229,11 @@ static void content_chunk(struct cleanup_state *st, const char *data, size_t len
 static void start_content(struct cleanup_state *st)
 {
     st->inspect = (st->origin == ORIGIN_SMTP || st->origin == ORIGIN_LOCAL) &&
-                  (hc_headers_enabled() || hc_body_enabled());
+                  (hc_headers_enabled() || hc_body_enabled()) &&
+                  !(st->receive_flags & RECEIVE_NO_HEADER_BODY_CHECKS);
     cleanup_headers_init(st);
+    if (st->receive_flags & RECEIVE_NO_ADDRESS_MAPPINGS)
+        st->hdr_rewrite = 0;
     cleanup_out_record(st, REC_CONTENT_START, "", 0);
     st->content_offset = stream_tell(st->out);
     st->in_headers = 1;
@@ -334,6 +338,56 @@ static void reply(struct cleanup_state *st, const char *status, const char *reas
     attr_end(st->client);
 }
 
+/* content_filter=transport:nexthop from smtpd or pickup. */
+static int filter_attr(struct cleanup_state *st, const char *payload)
+{
+    size_t n = strlen(ATTR_CONTENT_FILTER);
+    if (strncmp(payload, ATTR_CONTENT_FILTER "=", n + 1) != 0)
+        return 0;
+    snprintf(st->filter, sizeof(st->filter), "%s", payload + n + 1);
+    return 1;
+}
+
+/* REDIRECT and BCC actions of smtpd's restrictions: redirect=ADDR (the
+ * last one wins, a header_checks REDIRECT later in the message replaces
+ * it), bcc=ADDR (one more recipient, written after the content as a
+ * header_checks BCC is). Neither is stored as it comes. */
+static int delegated_attr(struct cleanup_state *st, const char *payload)
+{
+    size_t rlen = strlen(ATTR_REDIRECT), blen = strlen(ATTR_BCC);
+    if (strncmp(payload, ATTR_REDIRECT "=", rlen + 1) == 0) {
+        snprintf(st->redirect, sizeof(st->redirect), "%s", payload + rlen + 1);
+        return 1;
+    }
+    if (strncmp(payload, ATTR_BCC "=", blen + 1) == 0) {
+        if (payload[blen + 1] && cleanup_rcpt_list_add(&st->bcc, payload + blen + 1,
+                                                       payload + blen + 1) < 0)
+            st->write_error = ENOMEM;
+        return 1;
+    }
+    return 0;
+}
+
+static void write_attr(struct cleanup_state *st, const char *name, const char *value)
+{
+    char rec[HC_TEXT_MAX + 64];
+    if (!*value)
+        return;
+    int n = snprintf(rec, sizeof(rec), "%s=%s", name, value);
+    cleanup_out_record(st, REC_ATTR, rec, (size_t)n < sizeof(rec) ? (size_t)n : sizeof(rec) - 1);
+}
+
+/* The content filter and the redirect after the content, as Postfix
+ * records them after the message: qmgr sends the message to the filter,
+ * or to the redirect address, instead of to its recipients' routes (the
+ * redirect wins, as in Postfix); the filter's reinjected copy is a new
+ * message without them. */
+static void write_routing(struct cleanup_state *st)
+{
+    write_attr(st, ATTR_CONTENT_FILTER, st->filter);
+    write_attr(st, ATTR_REDIRECT, st->redirect);
+}
+
 /* The outcomes that queue nothing; 1 when the reply has been sent. */
 static int refuse(struct cleanup_state *st)
 {
@@ -365,6 +419,7 @@ static void commit(struct cleanup_state *st)
     cleanup_rcpt_write_extracted(st);
     cleanup_rcpt_write_bcc(st);
     cleanup_milter_finish(st);
+    write_routing(st);
     const char *id = queue_writer_id(st->writer);
     char saved_id[QUEUE_ID_SIZE];
     snprintf(saved_id, sizeof(saved_id), "%s", id);
@@ -422,6 +477,8 @@ static int client_record(struct cleanup_state *st, int type, struct rec_buf *b)
     case REC_ATTR:
         if (cleanup_milter_attr(st, b->data))
             return 0;   /* for the milters, not the queue file */
+        if (filter_attr(st, b->data) || delegated_attr(st, b->data))
+            return 0;   /* written at the end, where a header_checks action may replace it */
         if (st->envelope_open) {
             hold_attr(st, b);
         } else if (!(st->local && consume_local_attr(st, b->data))) {
@@ -486,6 +543,15 @@ static void state_free(struct cleanup_state *st)
     cleanup_milter_free(st);
 }
 
+/* The client's receive_override_options, the "flags" of its request. */
+static unsigned receive_flags(const struct attr_list *req)
+{
+    for (size_t i = 0; i < req->count; i++)
+        if (strcmp(req->names[i], "flags") == 0)
+            return (unsigned)strtoul(req->values[i], NULL, 10);
+    return 0;
+}
+
 static void serve(int fd)
 {
     struct cleanup_state st = {.envelope_open = 1};
@@ -506,6 +572,7 @@ static void serve(int fd)
         stream_abandon(st.client);
         return;
     }
+    st.receive_flags = receive_flags(&req);
     attr_list_free(&req);
     cleanup_milter_receive(&st, fds, nfds);
     struct timeval arrival;

@@ -123,6 +123,9 @@ struct cleanup_state {
     int hold;
     char hold_reason[256];      /* a milter's quarantine reason */
     struct rcpt_list bcc;       /* BCC action recipients */
+    char filter[HC_TEXT_MAX];   /* content_filter from the client or a FILTER action, "" none */
+    char redirect[HC_TEXT_MAX]; /* a REDIRECT action's address (the last one), "" none */
+    unsigned receive_flags;     /* the client's receive_override_options (receive_override.h) */
     /* milters (milter.c): NULL when none see this message; then st->out
      * is a spool until the end (milter_edit.c) */
     struct cleanup_milters *milters;

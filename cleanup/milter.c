@@ -29,6 +29,7 @@
 #include "config.h"
 #include "ipc.h"
 #include "log.h"
+#include "receive_override.h"
 #include "queue_file.h"
 #include "record.h"
 #include "stream.h"
@@ -63,6 +64,7 @@ struct cleanup_milters {
     char reply[MILTER_REPLY_MAX];    /* the SMTP reply for the client */
     /* macros of the emulated envelope (own sessions) */
     char ext_sender[ADDRESS_MAX + 2];
+    int mail_sent;                 /* ext_sender is {mail_addr} from MAIL on */
     char ext_rcpt[ADDRESS_MAX + 2];
 };
 
@@ -170,14 +172,14 @@ static const char *local_macro(struct cleanup_milters *cm, const char *name)
     static const char *const fixed[][2] = {
         {"_", "localhost [127.0.0.1]"}, {"{client_addr}", "127.0.0.1"},
         {"{client_name}", "localhost"}, {"{client_ptr}", "localhost"},
-        {"{client_port}", "0"},         {"{client_resolve}", "OK"},
-        {"{daemon_addr}", "127.0.0.1"}, {"{daemon_port}", "0"},
+        {"{client_port}", "0"},         {"{daemon_addr}", "127.0.0.1"},
+        {"{daemon_port}", "0"},
     };
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
         if (strcmp(name, fixed[i][0]) == 0)
             return fixed[i][1];
     if (strcmp(name, "{mail_addr}") == 0)
-        return cm->ext_sender;
+        return cm->mail_sent ? cm->ext_sender : NULL;
     if (strcmp(name, "{rcpt_addr}") == 0)
         return cm->ext_rcpt[0] ? cm->ext_rcpt : NULL;
     return NULL;
@@ -191,12 +193,9 @@ static const char *macro_value(void *ctx, const char *name)
     for (size_t i = 0; i < cm->nmacro; i++)
         if (strcmp(cm->macro_name[i], name) == 0)
             return cm->macro_value[i];
-    if (strcmp(name, "j") == 0)
-        return var.myhostname;
-    if (strcmp(name, "{daemon_name}") == 0)
-        return var.milter_macro_daemon_name;
-    if (strcmp(name, "v") == 0)
-        return var.milter_macro_v;
+    const char *v = milter_config_macro(name);
+    if (v)
+        return v;
     return cm->own ? local_macro(cm, name) : NULL;
 }
 
@@ -343,7 +342,7 @@ static void open_milter(struct milter *m)
         sl = res->ai_addrlen;
         freeaddrinfo(res);
     }
-    m->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    m->fd = milter_socket(ss.ss_family);
     int err = 0;
     socklen_t elen = sizeof(err);
     if (m->fd < 0 || (connect(m->fd, (struct sockaddr *)&ss, sl) < 0 &&
@@ -523,6 +522,7 @@ static int local_envelope(struct cleanup_milters *cm)
         snprintf(cm->ext_sender, sizeof(cm->ext_sender), "%s", sender);
     const char *argv[] = {cm->ext_sender, NULL};
     struct milter_args mail = {.argv = argv};
+    cm->mail_sent = 1;
     if ((r = each(cm, MILTER_MAIL, &mail)))
         return apply(cm, "MAIL", r);
     r = NULL;
@@ -640,7 +640,8 @@ static void run(struct cleanup_milters *cm)
 
 void cleanup_milter_start(struct cleanup_state *st)
 {
-    if (!st->milters && st->origin == ORIGIN_LOCAL && own_milters()) {
+    if (!st->milters && st->origin == ORIGIN_LOCAL &&
+        !(st->receive_flags & RECEIVE_NO_MILTERS) && own_milters()) {
         if (!(st->milters = milters_new(st))) {
             st->write_error = ENOMEM;
             return;

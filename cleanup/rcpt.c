@@ -15,6 +15,7 @@
 #include "address.h"
 #include "log.h"
 #include "record.h"
+#include "receive_override.h"
 #include "rewrite.h"
 
 #include <errno.h>
@@ -91,6 +92,12 @@ static void add_recipient(struct cleanup_state *st, const char *addr, const char
 {
     char mapped[ADDRESS_MAX], why[ADDRESS_MAX + 128];
     struct rewrite_list list = {0};
+    if (st->receive_flags & RECEIVE_NO_ADDRESS_MAPPINGS) {   /* a reinjection: done before */
+        if (!st->first_rcpt && !(st->first_rcpt = strdup(addr)))
+            st->write_error = ENOMEM;
+        write_one(st, orig, dsn_orcpt, notify, addr);
+        return;
+    }
     int rc = rewrite_address(REWRITE_ENV_RCPT, addr, mapped, sizeof(mapped));
     if (rc == REWRITE_TEMPFAIL || rc == REWRITE_LIMIT) {
         defer_lookup(st, "canonical_maps", addr);
@@ -168,7 +175,9 @@ void cleanup_rcpt_rewrite_sender(struct cleanup_state *st)
     if (!st->sender || !*st->sender)
         return;
     canonical(st->sender, addr, sizeof(addr));
-    int rc = rewrite_address(REWRITE_ENV_SENDER, addr, addr, sizeof(addr));
+    int rc = st->receive_flags & RECEIVE_NO_ADDRESS_MAPPINGS
+                 ? REWRITE_OK
+                 : rewrite_address(REWRITE_ENV_SENDER, addr, addr, sizeof(addr));
     if (rc == REWRITE_TEMPFAIL || rc == REWRITE_LIMIT) {
         defer_lookup(st, "sender canonical_maps", st->sender);
         return;

@@ -121,6 +121,8 @@ static int spool_maildir(const char *spool, const struct local_user *u, char *di
         delivery_status_errno(st, errno, "cannot create maildir: %s", dir);
         return -1;
     }
+    /* Not synced here: it is empty, so the Maildir delivery that follows
+     * makes tmp/, new/ and cur/ and syncs them all (maildir.c). */
     strcat(dir, "/");
     return 0;
 }

@@ -42,12 +42,18 @@ int privs_can_switch(void)
 
 void local_instance_privs(struct local_user *u)
 {
-    struct passwd *pw = getpwuid(getuid());
+    /* The instance user's name, looked up once per process rather than
+     * reading the passwd file for every recipient. */
+    static char name[sizeof(u->name)];
 
+    if (name[0] == 0) {
+        struct passwd *pw = getpwuid(getuid());
+        snprintf(name, sizeof(name), "%s", pw != NULL ? pw->pw_name : "instance");
+    }
     memset(u, 0, sizeof(*u));
     u->uid = getuid();
     u->gid = getgid();
-    snprintf(u->name, sizeof(u->name), "%s", pw != NULL ? pw->pw_name : "instance");
+    snprintf(u->name, sizeof(u->name), "%s", name);
     snprintf(u->home, sizeof(u->home), "/");
     snprintf(u->shell, sizeof(u->shell), "/bin/sh");
 }

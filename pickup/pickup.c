@@ -23,6 +23,7 @@
 #include "maildrop.h"
 #include "queue_file.h"
 #include "queue_id.h"
+#include "receive_override.h"
 #include "record.h"
 #include "service.h"
 #include "stream.h"
@@ -162,6 +163,10 @@ static int forward_record(struct cleanup_client *c, const struct dropfile *f, co
             return 0;
         return cleanup_client_attr(c, name, value);
     case REC_CONTENT_START:
+        /* pickup's content_filter (main.cf or -o), as Postfix's pickup */
+        if (*var.content_filter &&
+            cleanup_client_attr(c, ATTR_CONTENT_FILTER, var.content_filter) < 0)
+            return -1;
         if (cleanup_client_record(c, type, "", 0) < 0)
             return -1;
         return put_received(c, f, qid);
@@ -198,7 +203,8 @@ static int forward_file(struct cleanup_client *c, const struct dropfile *f, cons
 static enum outcome submit(struct dropfile *f)
 {
     char why[512], qid[QUEUE_ID_SIZE];
-    struct cleanup_client *c = cleanup_client_open(why, sizeof(why));
+    struct cleanup_client *c = cleanup_client_open_flags(receive_override_mask(), why,
+                                                         sizeof(why));
     if (!c) {
         msg_warn("%s", why);
         return RETRY_LATER;

@@ -173,7 +173,7 @@ static const char *macro_value(const struct walk_ctx *c, enum pipe_macro m, char
     case PIPE_M_CLIENT_ADDRESS: return envelope_value(x, ATTR_CLIENT_ADDR);
     case PIPE_M_CLIENT_HELO: return envelope_value(x, ATTR_HELO);
     case PIPE_M_CLIENT_HOSTNAME: return envelope_value(x, ATTR_CLIENT_NAME);
-    case PIPE_M_CLIENT_PORT: return envelope_value(x, "client_port");
+    case PIPE_M_CLIENT_PORT: return envelope_value(x, ATTR_CLIENT_PORT);
     case PIPE_M_CLIENT_PROTOCOL: return envelope_value(x, ATTR_PROTOCOL);
     case PIPE_M_SASL_METHOD: return envelope_value(x, ATTR_SASL_METHOD);
     case PIPE_M_SASL_USERNAME: return envelope_value(x, ATTR_SASL_USER);

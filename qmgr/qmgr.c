@@ -9,7 +9,10 @@
  * left in flight the message is removed (after the bounce service has
  * queued any report), or moved to deferred/ with its next attempt time as
  * mtime, or, past its lifetime, returned to the sender. At start it takes
- * back whatever a previous qmgr left in active/. A lock file keeps a second
+ * back whatever a previous qmgr left in active/, except files a delivery
+ * agent of that qmgr still holds (its shared flock, deliver_request.h):
+ * those are taken once the agent lets go, so that a delivery in progress
+ * when qmgr died is not started a second time. A lock file keeps a second
  * qmgr (e.g. during a reload) from scheduling the same files.
  */
 #include "qmgr.h"
@@ -31,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -48,6 +52,12 @@ static struct {
     int want_incoming, want_deferred, force_deferred;
     DIR *deferred_scan;       /* deferred/ being scanned, one subdirectory a pass */
     int deferred_scan_force;  /* that scan takes every file, due or not */
+    char (*held)[QUEUE_ID_SIZE]; /* active/ files an agent held at start */
+    size_t nheld;
+    struct event *held_ev;    /* retries them */
+    char (*defer)[QUEUE_ID_SIZE]; /* deferred in this loop pass, still in active/ */
+    size_t ndefer, defer_size;
+    struct event *defer_ev;   /* moves them to deferred/ (defer_flush) */
 } q;
 
 static void request_scan(int incoming, int deferred, int force)
@@ -75,6 +85,7 @@ static void qmsg_free(struct qmsg *m)
         free(m->reason[i]);
     free(m->reason);
     free(m->state);
+    free(m->queue_addr);
     queue_envelope_free(&m->env);
     free(m);
     request_scan(1, 0, 0);   /* room in active/ */
@@ -120,20 +131,55 @@ static time_t next_attempt(const struct qmsg *m)
     return now + delay;
 }
 
+/* A deferred message: its retry time set (on the file, in active/ still),
+ * and its move to deferred/ left to the end of the loop pass, where the
+ * moves of every message deferred in that pass share the fsyncs of their
+ * hash directories (defer_flush). Until then it is in active/, where a
+ * new qmgr would take it in. */
 static void defer_message(struct qmsg *m)
 {
     char path[PATH_MAX];
-    if (queue_file_move(m->env.id, QUEUE_ACTIVE, QUEUE_DEFERRED) < 0) {
+    if (queue_path(path, sizeof(path), QUEUE_ACTIVE, m->env.id) < 0)
+        return;
+    time_t when = next_attempt(m);
+    struct timespec ts[2] = {{.tv_sec = when}, {.tv_sec = when}};
+    if (utimensat(AT_FDCWD, path, ts, 0) < 0) {
         if (errno != ENOENT)
-            msg_warn("%s: move to deferred: %s", m->env.id, strerror(errno));
+            msg_warn("%s: set retry time: %s", m->env.id, strerror(errno));
         return;
     }
-    if (queue_path(path, sizeof(path), QUEUE_DEFERRED, m->env.id) == 0) {
-        time_t when = next_attempt(m);
-        struct timespec ts[2] = {{.tv_sec = when}, {.tv_sec = when}};
-        if (utimensat(AT_FDCWD, path, ts, 0) < 0)
-            msg_warn("%s: set retry time: %s", m->env.id, strerror(errno));
+    if (q.ndefer == q.defer_size) {
+        size_t size = q.defer_size ? 2 * q.defer_size : 64;
+        char (*more)[QUEUE_ID_SIZE] = realloc(q.defer, size * sizeof(*q.defer));
+        if (more == NULL)
+            msg_fatal("out of memory");
+        q.defer = more;
+        q.defer_size = size;
     }
+    snprintf(q.defer[q.ndefer++], QUEUE_ID_SIZE, "%s", m->env.id);
+    event_active(q.defer_ev, EV_TIMEOUT, 0);
+}
+
+static void defer_flush(void)
+{
+    const char *names[64];
+    int err[64];
+    for (size_t done = 0; done < q.ndefer;) {
+        size_t n = q.ndefer - done < 64 ? q.ndefer - done : 64;
+        for (size_t i = 0; i < n; i++)
+            names[i] = q.defer[done + i];
+        queue_files_move(names, n, QUEUE_ACTIVE, QUEUE_DEFERRED, err);
+        for (size_t i = 0; i < n; i++)
+            if (err[i] && err[i] != ENOENT)
+                msg_warn("%s: move to deferred: %s", names[i], strerror(err[i]));
+        done += n;
+    }
+    q.ndefer = 0;
+}
+
+static void defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    defer_flush();
 }
 
 static void remove_message(struct qmsg *m)
@@ -159,6 +205,16 @@ static void flushed(void *ctx, int ok)
 }
 
 static int wants_notify(const struct queue_rcpt *r, int bit);
+static void finish_deferred(struct qmsg *m);
+
+/* The reports of a pass that left recipients deferred are queued (or,
+ * when !ok, wait in their logs for a later pass): on with the deferral. */
+static void reported(void *ctx, int ok)
+{
+    struct qmsg *m = ctx;
+    m->finishing = 0;
+    finish_deferred(m);
+}
 
 /* A delay warning is due once per message, after delay_warning_time, when
  * some deferred recipient did not turn DELAY notices off. */
@@ -181,6 +237,19 @@ static void warned(void *ctx, int ok)
         msg_warn("%s: cannot record the delay warning: %s", m->env.id, strerror(errno));
     defer_message(m);
     qmsg_free(m);
+}
+
+/* A pass left recipients deferred: the delay warning when due, then the
+ * move to deferred/. */
+static void finish_deferred(struct qmsg *m)
+{
+    if (warning_due(m)) {
+        m->finishing = 1;
+        bounce_warn(m, warned, m);
+    } else {
+        defer_message(m);
+        qmsg_free(m);
+    }
 }
 
 static int rcpt_expired(const struct qmsg *m)
@@ -228,16 +297,16 @@ void qmgr_check_finished(struct qmsg *m)
         qmgr_check_finished(m);
         return;
     }
-    if (deferred && warning_due(m)) {
-        m->finishing = 1;
-        bounce_warn(m, warned, m);
-    } else if (deferred) {
-        defer_message(m);
-        qmsg_free(m);
-    } else if (has_log(QUEUE_BOUNCE_LOG, m->env.id) || has_log(QUEUE_SUCCESS_LOG, m->env.id)) {
-        m->finishing = 1;
-        bounce_flush(m, flushed, m);
-    } else {
+    /* Reports go out at the end of every pass, as Postfix's do: a sender
+     * hears of a bounced recipient now, not once the deferred ones are
+     * done (compared in test_bounce.py). */
+    int reports = has_log(QUEUE_BOUNCE_LOG, m->env.id) || has_log(QUEUE_SUCCESS_LOG, m->env.id);
+    m->finishing = reports;
+    if (reports)
+        bounce_flush(m, deferred ? reported : flushed, m);
+    else if (deferred)
+        finish_deferred(m);
+    else {
         remove_message(m);
         qmsg_free(m);
     }
@@ -393,6 +462,77 @@ static void route_error(struct qmsg *m, size_t i, const struct route *r)
     qmgr_rcpt_fail(m, i, status);
 }
 
+/* The message's content filter (content_filter, a FILTER action: the
+ * queue file's content_filter attribute) overrides the resolver, as in
+ * Postfix: transport "scan" and nexthop "[127.0.0.1]:10025" from
+ * "scan:[127.0.0.1]:10025"; without a nexthop, default_filter_nexthop,
+ * else the recipient's domain, else myhostname. 0 when none applies. */
+static int filter_route(const struct qmsg *m, const char *rcpt, struct route *r)
+{
+    const char *filter = queue_envelope_attr(&m->env, ATTR_CONTENT_FILTER);
+    const char *colon = filter ? strchr(filter, ':') : NULL;
+    if (!colon || colon == filter || (size_t)(colon - filter) >= sizeof(r->transport))
+        return 0;
+    memset(r, 0, sizeof(*r));
+    memcpy(r->transport, filter, (size_t)(colon - filter));
+    const char *nexthop = colon + 1, *at;
+    if (!*nexthop)
+        nexthop = var.default_filter_nexthop;
+    if (!*nexthop)
+        nexthop = (at = strrchr(rcpt, '@')) && at[1] ? at + 1 : var.myhostname;
+    snprintf(r->nexthop, sizeof(r->nexthop), "%s", nexthop);
+    return 1;
+}
+
+/* Postfix's qmgr order of recipients: by domain (any case), then by
+ * address; an address without a domain last. */
+static int rcpt_order(const char *a, const char *b)
+{
+    const char *da = strrchr(a, '@'), *db = strrchr(b, '@');
+    int c;
+    if (!da != !db)
+        return da ? -1 : 1;
+    if (da && (c = strcasecmp(da, db)) != 0)
+        return c;
+    return strcmp(a, b);
+}
+
+/* A REDIRECT action (the queue file's redirect attribute) overrides
+ * everything, the content filter included, as in Postfix's qmgr: the
+ * first recipient still to be delivered in Postfix's order (rcpt_order,
+ * so the log's orig_to is the one Postfix names) goes to that address
+ * instead, logged with its own address as the original recipient and
+ * named to the agent by its queue file address (queue_rcpt, which the
+ * agent checks); the others, BCC recipients included, are dropped without
+ * a word. A deferred redirect is tried again the same way. */
+static void apply_redirect(struct qmsg *m)
+{
+    const char *to = queue_envelope_attr(&m->env, ATTR_REDIRECT);
+    size_t first = m->env.nrcpt;
+    if (!to || !*to)
+        return;
+    for (size_t i = 0; i < m->env.nrcpt; i++)
+        if (m->state[i] == RCPT_PENDING &&
+            (first == m->env.nrcpt ||
+             rcpt_order(m->env.rcpt[i].address, m->env.rcpt[first].address) < 0))
+            first = i;
+    if (first == m->env.nrcpt)
+        return;
+    for (size_t i = 0; i < m->env.nrcpt; i++) {
+        if (i != first && m->state[i] == RCPT_PENDING) {
+            m->state[i] = RCPT_DONE;
+            m->unfinished--;
+        }
+    }
+    struct queue_rcpt *r = &m->env.rcpt[first];
+    char *addr = strdup(to);
+    if (!addr || (!r->orig && !(r->orig = strdup(r->address))))
+        msg_fatal("out of memory");
+    m->queue_addr = r->address;
+    r->address = addr;
+    m->redirected = first + 1;
+}
+
 static void schedule_message(struct qmsg *m)
 {
     for (size_t i = 0; i < m->env.nrcpt; i++) {
@@ -403,11 +543,14 @@ static void schedule_message(struct qmsg *m)
         m->state[i] = RCPT_PENDING;
         m->unfinished++;
     }
+    apply_redirect(m);
     for (size_t i = 0; i < m->env.nrcpt; i++) {
         struct route r;
         if (m->state[i] != RCPT_PENDING)
             continue;
-        if (resolve_recipient(m->env.sender, m->env.rcpt[i].address, &r) < 0)
+        if (!m->redirected && filter_route(m, m->env.rcpt[i].address, &r))
+            sched_add(m, i, &r);
+        else if (resolve_recipient(m->env.sender, m->env.rcpt[i].address, &r) < 0)
             qmgr_rcpt_fail(m, i, "4.3.0 address resolver failure: lookup table unavailable");
         else if (r.error[0])
             route_error(m, i, &r);
@@ -448,27 +591,51 @@ static struct qmsg *qmsg_new(int fd, const char *id)
     return m;
 }
 
-static void take_in(const char *from, const char *id)
+/* Whether a delivery agent (of a qmgr that died) holds the file open. */
+static int held_by_agent(int fd)
+{
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK;
+    flock(fd, LOCK_UN);
+    return 0;
+}
+
+static void hold_back(const char *id)
+{
+    size_t len = strnlen(id, QUEUE_ID_SIZE);
+    if (len == QUEUE_ID_SIZE)
+        return;   /* never: queue_id_valid() names fit */
+    char (*more)[QUEUE_ID_SIZE] = realloc(q.held, (q.nheld + 1) * sizeof(*q.held));
+    if (more == NULL)
+        msg_fatal("out of memory");
+    q.held = more;
+    memcpy(q.held[q.nheld++], id, len + 1);
+}
+
+/* Take in a file that is in active/: 0, or 1 for one a previous qmgr
+ * left there (left) that an agent still holds. */
+static int take_in(const char *id, int left)
 {
     char path[PATH_MAX];
-    if (strcmp(from, QUEUE_ACTIVE) != 0 && queue_file_move(id, from, QUEUE_ACTIVE) < 0) {
-        if (errno != ENOENT)
-            msg_warn("%s: move %s to active: %s", id, from, strerror(errno));
-        return;
-    }
     if (queue_path(path, sizeof(path), QUEUE_ACTIVE, id) < 0)
-        return;
-    int fd = open(path, O_RDWR | O_CLOEXEC);
+        return 0;
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
-        if (errno != ENOENT)
+        if (errno == EISDIR || errno == ELOOP)   /* no queue file: what fsck left */
+            move_to_corrupt(id, "not a regular file");
+        else if (errno != ENOENT)
             msg_warn("%s: open: %s", id, strerror(errno));
-        return;
+        return 0;
+    }
+    if (left && held_by_agent(fd)) {
+        close(fd);
+        return 1;
     }
     struct qmsg *m = qmsg_new(fd, id);
     if (!m) {
         close(fd);
         move_to_corrupt(id, "malformed or incomplete queue file");
-        return;
+        return 0;
     }
     gettimeofday(&m->active, NULL);
     m->next = q.active;
@@ -479,6 +646,34 @@ static void take_in(const char *from, const char *id)
     msg_info("%s: from=<%s>, size=%lld, nrcpt=%zu (queue active)", id, m->env.sender,
              m->env.content_size, m->env.nrcpt);
     schedule_message(m);
+    return 0;
+}
+
+/* Files taken in per fsync of active/: a move is link, directory fsync,
+ * unlink (queue_file.h), and a pass of incoming/ or of a deferred/ hash
+ * directory moves its files together, so that a burst costs qmgr's event
+ * loop one fsync rather than one per message. */
+#define TAKE_IN_BATCH 256
+
+/* Move n files of queue from into active/ (none to move when from is
+ * active/ itself) and take them in. */
+static void take_in_batch(const char *from, char (*ids)[QUEUE_ID_SIZE], size_t n)
+{
+    const char *names[TAKE_IN_BATCH];
+    int err[TAKE_IN_BATCH] = {0};
+    int left = strcmp(from, QUEUE_ACTIVE) == 0;
+    for (size_t i = 0; i < n; i++)
+        names[i] = ids[i];
+    if (!left)
+        queue_files_move(names, n, from, QUEUE_ACTIVE, err);
+    for (size_t i = 0; i < n; i++) {
+        if (err[i]) {
+            if (err[i] != ENOENT)
+                msg_warn("%s: move %s to active: %s", ids[i], from, strerror(err[i]));
+        } else if (take_in(ids[i], left)) {
+            hold_back(ids[i]);
+        }
+    }
 }
 
 /* A complete file from cleanup has the execute bit (queue_file.h). */
@@ -493,25 +688,35 @@ static int incoming_ready(const char *dir, const char *name)
            (st.st_mode & 0777) == QUEUE_MODE_COMPLETE;
 }
 
-/* Take in ready files of one directory; 1 when stopped at the active limit. */
+/* Take in ready files of one directory, a batch at a time; 1 when
+ * stopped at the active limit. */
 static int scan_dir(const char *queue, const char *sub, int (*ready)(const char *, const char *))
 {
     char dir[PATH_MAX];
-    int full = 0;
+    char ids[TAKE_IN_BATCH][QUEUE_ID_SIZE];
+    int full = 0, more = 1;
     if (snprintf(dir, sizeof(dir), "%s/%s%s%s", var.queue_directory, queue,
                  sub ? "/" : "", sub ? sub : "") >= (int)sizeof(dir))
         return 0;
     DIR *d = opendir(dir);
     if (!d)
         return 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (q.nactive >= q.active_limit) {
+    while (more) {
+        size_t n = 0;
+        while (n < TAKE_IN_BATCH && (long)n < q.active_limit - q.nactive) {
+            struct dirent *de = readdir(d);
+            if (de == NULL) {
+                more = 0;
+                break;
+            }
+            if (ready(dir, de->d_name) && strlen(de->d_name) < QUEUE_ID_SIZE)
+                strcpy(ids[n++], de->d_name);
+        }
+        take_in_batch(queue, ids, n);
+        if (more && q.nactive >= q.active_limit) {
             full = 1;
             break;
         }
-        if (ready(dir, de->d_name))
-            take_in(queue, de->d_name);
     }
     closedir(d);
     return full;
@@ -572,10 +777,28 @@ static int any_file(const char *dir, const char *name)
 
 /* --- events --- */
 
+/* Files held at start are retried until their agents have finished. */
+static void held_cb(evutil_socket_t fd, short what, void *arg)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < q.nheld; i++)
+        if (q.draining || q.nactive >= q.active_limit || take_in(q.held[i], 1))
+            memmove(q.held[kept++], q.held[i], sizeof(q.held[i]));
+    q.nheld = kept;
+    if (kept > 0 && !q.draining) {
+        struct timeval again = {0, 200000};
+        event_add(q.held_ev, &again);
+    }
+    sched_kick();
+}
+
 static void work_cb(evutil_socket_t fd, short what, void *arg)
 {
     if (q.draining)
         return;
+    /* Deferrals first: a file taken in under the same name (a postsuper -r
+     * in between) must never be moved under its delivery. */
+    defer_flush();
     /* New mail first: incoming/ in every pass, deferred/ a slice at a
      * time; the next slice runs after the loop's next I/O poll, once the
      * requests to the delivery agents have been written. */
@@ -647,16 +870,22 @@ int main(int argc, char **argv)
     sched_init(q.base);
     bounce_client_init(q.base);
     q.work_ev = event_new(q.base, -1, 0, work_cb, NULL);
+    q.defer_ev = event_new(q.base, -1, 0, defer_cb, NULL);
     q.fifo_ev = event_new(q.base, SERVICE_LISTEN_FD, EV_READ | EV_PERSIST, fifo_cb, NULL);
     long delay = var.queue_run_delay;
     struct timeval tv = {.tv_sec = delay > 0 ? delay : 1};
     struct event *timer = event_new(q.base, -1, EV_PERSIST, timer_cb, NULL);
-    if (!q.work_ev || !q.fifo_ev || !timer || event_add(q.fifo_ev, NULL) < 0 ||
+    if (!q.work_ev || !q.defer_ev || !q.fifo_ev || !timer || event_add(q.fifo_ev, NULL) < 0 ||
         event_add(timer, &tv) < 0)
         msg_fatal("cannot set up events");
     events_watch_eof(q.base, SERVICE_ALIVE_FD, master_gone, NULL);
     scan_dir(QUEUE_ACTIVE, NULL, any_file);   /* what a previous qmgr left */
+    if ((q.held_ev = event_new(q.base, -1, 0, held_cb, NULL)) == NULL)
+        msg_fatal("cannot set up events");
+    if (q.nheld > 0)
+        event_active(q.held_ev, EV_TIMEOUT, 0);
     request_scan(1, 1, 0);
     event_base_dispatch(q.base);
+    defer_flush();   /* what the last pass deferred, before exit */
     return 0;
 }

@@ -38,6 +38,8 @@ struct qmsg {
     int pending_ops;          /* bounce requests outstanding */
     int finishing;            /* flush sent, waiting for the answer */
     int gone;                 /* the file vanished (postsuper -d) */
+    size_t redirected;        /* 1 + the recipient a REDIRECT sends elsewhere, 0 none */
+    char *queue_addr;         /* that recipient's address in the queue file */
     struct qmsg *prev, *next; /* active list */
 };
 

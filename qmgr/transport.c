@@ -225,6 +225,8 @@ void agent_send(struct agent_conn *c, struct job *j)
             snprintf(line, sizeof(line), "%d", r->dsn_notify);
             evrec_put_attr(out, "rcpt_dsn_notify", line);
         }
+        if (m->redirected == j->rcpt[k] + 1)   /* the agent checks this one */
+            evrec_put_attr(out, "queue_rcpt", m->queue_addr);
         snprintf(line, sizeof(line), "%lld %s", (long long)r->offset, r->address);
         evrec_put_attr(out, "rcpt", line);
     }

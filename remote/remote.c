@@ -153,6 +153,7 @@ static int job_parse(struct job *j, const struct timeval *received)
 {
     if (deliver_request_parse(&j->req, &j->attrs, received) < 0)
         return -1;
+    j->req.client_fd = bufferevent_getfd(j->client->bev);
     j->nrcpt = j->req.nrcpt;
     if ((j->rcpts = calloc(j->nrcpt ? j->nrcpt : 1, sizeof(*j->rcpts))) == NULL)
         msg_fatal("out of memory for %zu recipients", j->nrcpt);
@@ -193,6 +194,7 @@ static void job_finish(struct job *j)
         && times->conn_done.tv_usec == times->agent_start.tv_usec)
         gettimeofday(&times->conn_done, NULL);
     job_log(j);
+    deliver_request_mark_sent(&j->req);
     if (!c->closing)
         deliver_request_reply_ev(bufferevent_get_output(c->bev), &j->req);
     c->job = NULL;
@@ -464,6 +466,7 @@ static int job_open_queue_file(struct job *j)
     j->msg.smtputf8 = queue_envelope_attr(&env, ATTR_SMTPUTF8) != NULL;
     j->msg.content_size = env.content_size;
     j->msg.content_offset = (long long)env.content_offset;
+    xforward_from_envelope(&j->msg.xforward, &env, j->req.queue_id);
     queue_envelope_free(&env);
     return 0;
 }
@@ -780,6 +783,8 @@ static void read_lmtp_settings(void)
     remote_cfg.helo_name = var.lmtp_lhlo_name;
     remote_cfg.connect_timeout = var.lmtp_connect_timeout;
     remote_cfg.helo_timeout = var.lmtp_lhlo_timeout;
+    remote_cfg.send_xforward = var.lmtp_send_xforward_command;
+    remote_cfg.xforward_timeout = var.lmtp_xforward_timeout;
     remote_cfg.mail_timeout = var.lmtp_mail_timeout;
     remote_cfg.rcpt_timeout = var.lmtp_rcpt_timeout;
     remote_cfg.data_init_timeout = var.lmtp_data_init_timeout;
@@ -812,6 +817,8 @@ static void read_settings(void)
     remote_cfg.helo_name = var.smtp_helo_name;
     remote_cfg.connect_timeout = var.smtp_connect_timeout;
     remote_cfg.helo_timeout = var.smtp_helo_timeout;
+    remote_cfg.send_xforward = var.smtp_send_xforward_command;
+    remote_cfg.xforward_timeout = var.smtp_xforward_timeout;
     remote_cfg.mail_timeout = var.smtp_mail_timeout;
     remote_cfg.rcpt_timeout = var.smtp_rcpt_timeout;
     remote_cfg.data_init_timeout = var.smtp_data_init_timeout;
@@ -827,6 +834,9 @@ static void read_settings(void)
     remote_cfg.tls_exclude = var.smtp_tls_exclude_ciphers;
     remote_cfg.tls_mandatory_exclude = var.smtp_tls_mandatory_exclude_ciphers;
     remote_cfg.tls_servername = var.smtp_tls_servername;
+    remote_cfg.tls_trust_anchor_file = var.smtp_tls_trust_anchor_file;
+    remote_cfg.tls_fingerprint_digest = var.smtp_tls_fingerprint_digest;
+    remote_cfg.tls_fingerprint_match = var.smtp_tls_fingerprint_cert_match;
     remote_cfg.tls_loglevel = var.smtp_tls_loglevel;
     remote_cfg.tls_protocols = var.smtp_tls_protocols;
     remote_cfg.tls_ciphers = var.smtp_tls_ciphers;

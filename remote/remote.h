@@ -18,6 +18,9 @@
  *             smtp_tls_security_level and the smtp_tls_* defaults
  * dane.c      DANE (RFC 7672): TLSA records of a server from a validating
  *             resolver (smtp_dns_support_level = dnssec)
+ * xforward.c  the original client XFORWARD passes to a content filter's
+ *             reinjection server (smtp_send_xforward_command; transact.c
+ *             sends it before MAIL when the server offers it)
  *
  * Everything runs in one libevent loop; nothing blocks but reads of the
  * local queue file.
@@ -32,6 +35,7 @@
 #include "delivery.h"
 #include "dns.h"
 #include "sasl_client.h"
+#include "xforward_proto.h"
 
 struct event_base;
 struct evbuffer;
@@ -44,7 +48,8 @@ struct job;
 #define HOST_RELAY_SIZE (DNS_NAME_SIZE + 64)  /* "host[addr]:port" */
 
 enum tls_level { TLS_LEVEL_NONE, TLS_LEVEL_MAY, TLS_LEVEL_ENCRYPT, TLS_LEVEL_DANE,
-                 TLS_LEVEL_DANE_ONLY, TLS_LEVEL_VERIFY, TLS_LEVEL_SECURE };
+                 TLS_LEVEL_DANE_ONLY, TLS_LEVEL_VERIFY, TLS_LEVEL_SECURE,
+                 TLS_LEVEL_FINGERPRINT };
 
 /* The usable TLSA records of one server (dane.c), DNSSEC-validated. */
 struct tlsa_record {
@@ -59,14 +64,17 @@ struct tlsa_set {
 };
 
 #define TLS_POLICY_ATTR_MAX 256
+#define TLS_POLICY_MATCH_MAX 1024   /* room for ten SHA-256 fingerprints */
 /* How one destination is to be secured. */
 struct tls_policy {
     enum tls_level level;
-    char match[TLS_POLICY_ATTR_MAX];      /* match=, "" for main.cf's */
+    char match[TLS_POLICY_MATCH_MAX];     /* match= (each one, '|' between for
+                                           * fingerprint, else ':'), "" for main.cf's */
     char protocols[TLS_POLICY_ATTR_MAX];  /* protocols=, "" for main.cf's */
     char ciphers[64];                     /* ciphers=, "" for main.cf's */
     char exclude[TLS_POLICY_ATTR_MAX];    /* exclude=, added to main.cf's */
     char servername[DNS_NAME_SIZE];       /* servername=, "" for main.cf's */
+    char tafile[TLS_POLICY_ATTR_MAX];     /* tafile= (each one), "" for main.cf's */
     const struct tlsa_set *tlsa;          /* dane, dane-only: usable records */
 };
 
@@ -80,8 +88,12 @@ struct remote_config {
     long connect_timeout, helo_timeout, mail_timeout, rcpt_timeout;
     long data_init_timeout, data_xfer_timeout, data_done_timeout;
     long rset_timeout, quit_timeout, starttls_timeout;
+    int send_xforward;           /* smtp_send_xforward_command */
+    long xforward_timeout;
     const char *tls_cafile, *tls_capath, *tls_cert_file, *tls_key_file;
     const char *tls_exclude, *tls_mandatory_exclude, *tls_servername;
+    const char *tls_trust_anchor_file;   /* verify, secure: DANE-TA(2) anchors */
+    const char *tls_fingerprint_digest, *tls_fingerprint_match;
     long tls_loglevel;
     const char *tls_protocols, *tls_ciphers;
     const char *tls_mandatory_protocols, *tls_mandatory_ciphers;
@@ -113,6 +125,7 @@ struct smtp_features {
     int auth;                    /* AUTH offered */
     unsigned auth_mechs;         /* SASL_CLIENT_* bits of the mechanisms we know */
     long long size_limit;        /* -1 no SIZE; 0 no limit given */
+    unsigned xforward;           /* XFORWARD attributes offered (xforward_proto.h) */
 };
 #define REPLY_BAD (-1)
 #define REPLY_MORE 0
@@ -184,9 +197,11 @@ int tls_policy_find(const struct nexthop *nh, const char *nexthop_text, struct t
                     char *text, size_t textlen);
 /* "level name=value ..." into p; -1 with err for what does not parse. */
 int tls_policy_parse(const char *value, struct tls_policy *p, char *err, size_t errlen);
-/* TLS or nothing (encrypt and up; dane with usable TLSA records). */
+/* TLS or nothing (encrypt and up, fingerprint; dane with usable TLSA
+ * records). */
 int tls_policy_mandatory(const struct tls_policy *p);
-/* The certificate must be verified (verify, secure, dane with records). */
+/* The certificate must be verified (fingerprint, verify, secure, dane
+ * with records). */
 int tls_policy_verifies(const struct tls_policy *p);
 /* The names a certificate must match at verify and secure: match= or
  * smtp_tls_verify_cert_match / smtp_tls_secure_cert_match, with hostname,
@@ -194,6 +209,9 @@ int tls_policy_verifies(const struct tls_policy *p);
  * pointers into buf. */
 size_t tls_policy_names(const struct tls_policy *p, const char *host, const char *nexthop,
                         char *buf, size_t buflen, const char **names, size_t max);
+/* One fingerprint of match= ("AB:CD:..." or "abcd...", colons anywhere)
+ * into at most max bytes; 0 when it is no whole hex, or too long. */
+size_t tls_policy_fingerprint(const char *word, size_t len, unsigned char *out, size_t max);
 /* A new SSL object for a connection to host (relay "host[addr]:port")
  * under p: protocols, ciphers, names or TLSA records, SNI, a cached
  * session. NULL with err set. */
@@ -336,6 +354,7 @@ struct message {
     int eightbit;                /* -1 unknown, 0 no 8-bit bytes, 1 some */
     int smtputf8;                /* the client asked for SMTPUTF8 */
     int header_eightbit;         /* -1 unknown, 0 ASCII headers, 1 UTF-8 in them */
+    struct xforward xforward;    /* the original client, for XFORWARD */
 };
 
 /* The transaction is over and the session handed back (to the cache
@@ -349,6 +368,14 @@ typedef void (*transact_fn)(void *ctx, int broke_early);
  * done has run. */
 void transact_start(struct session *s, const char *key, struct message *m, struct rcpt *rcpts,
                     size_t n, transact_fn done, void *ctx);
+
+/* --- xforward.c: the client attributes XFORWARD passes on ------------- */
+
+struct queue_envelope;
+/* The queue file's client (name, address, HELO, protocol, origin) and the
+ * message's queue id, as XFORWARD sends them. */
+void xforward_from_envelope(struct xforward *xf, const struct queue_envelope *env,
+                            const char *queue_id);
 
 /* --- generic.c: smtp_generic_maps -------------------------------------- */
 

@@ -10,6 +10,7 @@
  * text is logged or sent to qmgr.
  */
 #include "remote.h"
+#include "xforward_proto.h"
 
 #include "sasl_client.h"
 
@@ -127,6 +128,14 @@ static void parse_keyword(const char *kw, size_t len, struct smtp_features *f)
         if (n < len)
             f->auth_mechs |= sasl_client_mechs_parse(kw + n + 1, len - n - 1);
         f->auth = 1;
+    } else if (strcmp(word, "XFORWARD") == 0) {
+        char args[256];
+        size_t alen = n < len ? len - n - 1 : 0;
+        if (alen >= sizeof(args))
+            alen = sizeof(args) - 1;
+        memcpy(args, kw + n + 1, alen);
+        args[alen] = 0;
+        f->xforward = xforward_offered(args);
     } else if (strcmp(word, "SIZE") == 0) {
         long long limit = 0;
         size_t i = n;

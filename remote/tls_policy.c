@@ -14,6 +14,9 @@
  *
  * For each connection it makes the SSL object the policy asks for
  * (protocols, ciphers, names or TLSA records, SNI, a cached session) and,
+ * as Postfix does, hands fingerprints (smtp_tls_fingerprint_digest) to
+ * OpenSSL as DANE-EE(3) records of the certificate and of its key, and
+ * trust anchors as DANE-TA(2) records, warning of each it cannot use;
  * after the handshake, judges and logs it as Postfix does
  * (smtp_tls_loglevel 1: "Verified/Trusted/Untrusted TLS connection
  * established to H[A]:P: ...", and where verification is required,
@@ -27,6 +30,7 @@
 #include "tls_client.h"
 
 #include <ctype.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +45,7 @@ static const char *const level_names[] = {
     [TLS_LEVEL_NONE] = "none",       [TLS_LEVEL_MAY] = "may",
     [TLS_LEVEL_ENCRYPT] = "encrypt", [TLS_LEVEL_DANE] = "dane",
     [TLS_LEVEL_DANE_ONLY] = "dane-only", [TLS_LEVEL_VERIFY] = "verify",
-    [TLS_LEVEL_SECURE] = "secure",
+    [TLS_LEVEL_SECURE] = "secure",   [TLS_LEVEL_FINGERPRINT] = "fingerprint",
 };
 
 const char *tls_level_name(enum tls_level level)
@@ -85,6 +89,7 @@ int tls_policy_mandatory(const struct tls_policy *p)
     case TLS_LEVEL_VERIFY:
     case TLS_LEVEL_SECURE:
     case TLS_LEVEL_DANE_ONLY:
+    case TLS_LEVEL_FINGERPRINT:
         return 1;
     case TLS_LEVEL_DANE:
         return p->tlsa != NULL && p->tlsa->n > 0;
@@ -96,25 +101,27 @@ int tls_policy_mandatory(const struct tls_policy *p)
 int tls_policy_verifies(const struct tls_policy *p)
 {
     return p->level == TLS_LEVEL_VERIFY || p->level == TLS_LEVEL_SECURE
+           || p->level == TLS_LEVEL_FINGERPRINT
            || ((p->level == TLS_LEVEL_DANE || p->level == TLS_LEVEL_DANE_ONLY) && p->tlsa != NULL
                && p->tlsa->n > 0);
 }
 
-/* name=value of one attribute into its field. -1 when unknown or too long. */
+/* name=value of one attribute into its field; a repeated match= or
+ * tafile= adds to the earlier ones. -1 when unknown or too long. */
 static int take_attribute(struct tls_policy *p, const char *word, size_t len)
 {
+#define ATTR(name, field, sep) {name, offsetof(struct tls_policy, field), \
+                                sizeof(((struct tls_policy *)0)->field), sep}
     static const struct {
         const char *name;
         size_t offset, size;
+        char sep;   /* between repeated values; 0: the last one counts */
     } attrs[] = {
-        {"match", offsetof(struct tls_policy, match), sizeof(((struct tls_policy *)0)->match)},
-        {"protocols", offsetof(struct tls_policy, protocols),
-         sizeof(((struct tls_policy *)0)->protocols)},
-        {"ciphers", offsetof(struct tls_policy, ciphers), sizeof(((struct tls_policy *)0)->ciphers)},
-        {"exclude", offsetof(struct tls_policy, exclude), sizeof(((struct tls_policy *)0)->exclude)},
-        {"servername", offsetof(struct tls_policy, servername),
-         sizeof(((struct tls_policy *)0)->servername)},
+        ATTR("match", match, ':'),         ATTR("protocols", protocols, 0),
+        ATTR("ciphers", ciphers, 0),       ATTR("exclude", exclude, 0),
+        ATTR("servername", servername, 0), ATTR("tafile", tafile, ' '),
     };
+#undef ATTR
     const char *eq = memchr(word, '=', len);
 
     if (eq == NULL)
@@ -124,11 +131,15 @@ static int take_attribute(struct tls_policy *p, const char *word, size_t len)
         size_t vlen = len - (size_t)(eq - word) - 1;
         if ((size_t)(eq - word) != nlen || strncasecmp(word, attrs[i].name, nlen) != 0)
             continue;
-        if (vlen >= attrs[i].size)
-            return -1;
         char *field = (char *)p + attrs[i].offset;
-        memcpy(field, eq + 1, vlen);
-        field[vlen] = 0;
+        size_t used = attrs[i].sep ? strlen(field) : 0;
+        char sep = p->level == TLS_LEVEL_FINGERPRINT && attrs[i].sep == ':' ? '|' : attrs[i].sep;
+        if (used + 1 + vlen >= attrs[i].size)
+            return -1;
+        if (used > 0)
+            field[used++] = sep;
+        memcpy(field + used, eq + 1, vlen);
+        field[used + vlen] = 0;
         return 0;
     }
     return -1;
@@ -187,6 +198,35 @@ static int lookup_policy(const char *key, struct tls_policy *p, char *text, size
     return LOOKUP_FOUND;
 }
 
+/* The trust-anchor files verify and secure would use: tafile= or
+ * smtp_tls_trust_anchor_file ("" none). */
+static const char *anchor_files(const struct tls_policy *p)
+{
+    if (p->level != TLS_LEVEL_VERIFY && p->level != TLS_LEVEL_SECURE)
+        return "";
+    return p->tafile[0] ? p->tafile : remote_cfg.tls_trust_anchor_file;
+}
+
+/* As Postfix, trust-anchor files that cannot be read, or hold no anchor,
+ * defer the mail before any connection. 0, or -1 with text. */
+static int anchors_usable(const struct nexthop *nh, const char *nexthop_text,
+                          const struct tls_policy *p, char *text, size_t textlen)
+{
+    char err[320];
+
+    if (*anchor_files(p) == 0)
+        return 0;
+    err[0] = 0;
+    if (tls_client_trust_anchors_check(anchor_files(p), err, sizeof(err)) > 0)
+        return 0;
+    if (strncmp(err, "error opening", 13) == 0)
+        msg_warn("%s", err);
+    msg_warn("TLS policy lookup for %s/%s: client TLS configuration problem", nexthop_text,
+             nh->name);
+    snprintf(text, textlen, "client TLS configuration problem");
+    return -1;
+}
+
 int tls_policy_find(const struct nexthop *nh, const char *nexthop_text, struct tls_policy *p,
                     char *text, size_t textlen)
 {
@@ -195,7 +235,7 @@ int tls_policy_find(const struct nexthop *nh, const char *nexthop_text, struct t
     memset(p, 0, sizeof(*p));
     p->level = tp.level;
     if (tp.maps == NULL)
-        return 0;
+        return anchors_usable(nh, nexthop_text, p, text, textlen);
     snprintf(text, textlen, "TLS policy lookup failure");
     rc = lookup_policy(nexthop_text, p, text, textlen);
     if (rc == LOOKUP_NOTFOUND && nh->mx && !nh->literal)
@@ -208,7 +248,7 @@ int tls_policy_find(const struct nexthop *nh, const char *nexthop_text, struct t
         memset(p, 0, sizeof(*p));
         p->level = tp.level;
     }
-    return 0;
+    return anchors_usable(nh, nexthop_text, p, text, textlen);
 }
 
 /* One match word resolved into names[] (pointers into buf). */
@@ -272,6 +312,7 @@ static SSL_CTX *context(char *err, size_t errlen)
     struct tls_client_config c = {
         .ca_file = remote_cfg.tls_cafile, .ca_path = remote_cfg.tls_capath,
         .cert_file = remote_cfg.tls_cert_file, .key_file = remote_cfg.tls_key_file,
+        .fingerprint_digest = remote_cfg.tls_fingerprint_digest,
     };
 
     if (client_ctx == NULL && !client_ctx_failed
@@ -320,11 +361,121 @@ static void apply_sni(SSL *ssl, const struct tls_policy *p, const char *host,
         tls_client_sni(ssl, want);
 }
 
-/* verify and secure: the names to match; dane: the TLSA records. */
-static int apply_verification(SSL *ssl, const struct tls_policy *p, const char *host,
-                              const char *nexthop_name)
+size_t tls_policy_fingerprint(const char *word, size_t len, unsigned char *out, size_t max)
 {
-    char buf[2 * DNS_NAME_SIZE + TLS_POLICY_ATTR_MAX];
+    size_t n = 0;
+    int half = -1;
+
+    for (size_t i = 0; i < len; i++) {
+        int c = tolower((unsigned char)word[i]), v;
+        if (c == ':')
+            continue;
+        if (c >= '0' && c <= '9')
+            v = c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v = c - 'a' + 10;
+        else
+            return 0;
+        if (half < 0) {
+            half = v;
+        } else {
+            if (n == max)
+                return 0;
+            out[n++] = (unsigned char)(half << 4 | v);
+            half = -1;
+        }
+    }
+    return half < 0 ? n : 0;
+}
+
+/* One fingerprint as a DANE-EE(3) record of the key, then of the whole
+ * certificate; warns of each that OpenSSL cannot use (a length that is not
+ * the digest's), as Postfix words it. The count taken, or -1. */
+static int add_fingerprint(SSL *ssl, const char *word, size_t len, const char *relay)
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+    size_t n = tls_policy_fingerprint(word, len, digest, sizeof(digest));
+    int taken = 0;
+
+    if (n == 0) {
+        msg_warn("%s: malformed fingerprint value: %.*s", relay, (int)(len > 200 ? 200 : len),
+                 word);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        snprintf(hex + 2 * i, 3, "%02X", digest[i]);
+    for (unsigned selector = 2; selector-- > 0;) {
+        int rc = tls_client_dane_add(ssl, 3, selector, TLS_CLIENT_FINGERPRINT, digest, n);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            msg_warn("%s: unusable TLSA RR: 3 %u 255 %s", relay, selector, hex);
+        taken += rc;
+    }
+    return taken;
+}
+
+/* fingerprint: match= (else smtp_tls_fingerprint_cert_match), separated
+ * by '|', commas or spaces. Postfix takes them last first; so do we, for
+ * the same warnings in the same order. None usable: never verified. */
+static int apply_fingerprints(SSL *ssl, const struct tls_policy *p, const char *relay)
+{
+    const char *list = p->match[0] ? p->match : remote_cfg.tls_fingerprint_match;
+    const char *word[64];
+    size_t wlen[64], n = 0;
+    int usable = 0;
+
+    if (tls_client_dane_enable(ssl, NULL) < 0)
+        return -1;
+    for (const char *s = list; *s && n < 64;) {
+        s += strspn(s, "|, \t");
+        size_t len = strcspn(s, "|, \t");
+        if (len == 0)
+            break;
+        word[n] = s;
+        wlen[n++] = len;
+        s += len;
+    }
+    while (n-- > 0) {
+        int rc = add_fingerprint(ssl, word[n], wlen[n], relay);
+        if (rc < 0)
+            return -1;
+        usable += rc;
+    }
+    if (usable == 0) {
+        msg_warn("%s: all fingerprints unusable", relay);
+        tls_client_never_verified(ssl);
+    }
+    return 0;
+}
+
+/* verify and secure with tafile= or smtp_tls_trust_anchor_file: the chain
+ * must lead to one of those anchors, not to CAfile's. */
+static int apply_trust_anchors(SSL *ssl, const struct tls_policy *p, char *err, size_t errlen)
+{
+    const char *files = anchor_files(p);
+
+    if (*files == 0)
+        return 0;
+    if (tls_client_dane_enable(ssl, NULL) < 0) {
+        snprintf(err, errlen, "cannot enable trust anchors");
+        return -1;
+    }
+    if (tls_client_trust_anchors(ssl, files, err, errlen) < 0) {
+        msg_warn("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* verify and secure: the names to match; dane: the TLSA records;
+ * fingerprint: the fingerprints. */
+static int apply_verification(SSL *ssl, const struct tls_policy *p, const char *host,
+                              const char *relay, const char *nexthop_name, char *err,
+                              size_t errlen)
+{
+    char buf[2 * DNS_NAME_SIZE + TLS_POLICY_MATCH_MAX];
     const char *names[16];
     struct dns_addr literal;
     size_t n, usable = 0;
@@ -341,8 +492,12 @@ static int apply_verification(SSL *ssl, const struct tls_policy *p, const char *
         }
         return usable > 0 ? 0 : -1;
     }
+    if (p->level == TLS_LEVEL_FINGERPRINT)
+        return apply_fingerprints(ssl, p, relay);
     if (p->level != TLS_LEVEL_VERIFY && p->level != TLS_LEVEL_SECURE)
         return 0;
+    if (apply_trust_anchors(ssl, p, err, errlen) < 0)
+        return -1;
     n = tls_policy_names(p, host, nexthop_name, buf, sizeof(buf), names, 16);
     /* "hostname" of an address literal is matched as an address. */
     return tls_client_match_names(ssl, names, n,
@@ -350,12 +505,20 @@ static int apply_verification(SSL *ssl, const struct tls_policy *p, const char *
                                       && dns_addr_parse(names[0], &literal) == 0);
 }
 
+/* Whether OpenSSL's DANE verifier judges this connection (TLSA records,
+ * fingerprints, trust anchors): its verdict is not carried by a resumed
+ * session, so such a session is never resumed. */
+static int judged_by_dane(const struct tls_policy *p)
+{
+    return p->tlsa != NULL || p->level == TLS_LEVEL_FINGERPRINT || *anchor_files(p) != 0;
+}
+
 SSL *tls_policy_ssl(const struct tls_policy *p, const char *host, const char *relay,
                     const char *nexthop_name, char *err, size_t errlen)
 {
     SSL_CTX *ctx;
     SSL *ssl;
-    char key[HOST_RELAY_SIZE + TLS_POLICY_ATTR_MAX + 32];
+    char key[HOST_RELAY_SIZE + TLS_POLICY_MATCH_MAX + DNS_NAME_SIZE + 32];
 
     err[0] = 0;
     if ((ctx = context(err, errlen)) == NULL)
@@ -365,16 +528,15 @@ SSL *tls_policy_ssl(const struct tls_policy *p, const char *host, const char *re
         return NULL;
     }
     if (apply_settings(ssl, p, err, errlen) < 0
-        || apply_verification(ssl, p, host, nexthop_name) < 0) {
+        || apply_verification(ssl, p, host, relay, nexthop_name, err, errlen) < 0) {
         if (err[0] == 0)
             snprintf(err, errlen, "cannot set up certificate verification");
         SSL_free(ssl);
         return NULL;
     }
     apply_sni(ssl, p, host, nexthop_name);
-    /* A session is resumed only under the policy that judged it; never
-     * across DANE, whose records may have changed. */
-    if (p->tlsa == NULL) {
+    /* A session is resumed only under the policy that judged it. */
+    if (!judged_by_dane(p)) {
         snprintf(key, sizeof(key), "%s|%s|%s|%s", relay, tls_level_name(p->level), p->match,
                  p->servername);
         tls_client_resume(ssl, key);

@@ -12,7 +12,8 @@
  * SIZE is refused before MAIL (5.3.4), as Postfix does, and so is one
  * that needs SMTPUTF8 by a server that does not offer it (5.6.7); a
  * message whose client asked for SMTPUTF8 carries it to a server that
- * offers it. A transaction that ends without DATA is closed with RSET so
+ * offers it. XFORWARD (smtp_send_xforward_command, to a server that offers
+ * it) goes first, one line and reply at a time. A transaction that ends without DATA is closed with RSET so
  * the connection can be reused.
  */
 #include "remote.h"
@@ -48,6 +49,8 @@ struct transaction {
     size_t next_final;          /* LMTP: where to look for the next accepted one */
     size_t finals_left;         /* LMTP: replies to the final dot still to come */
     int mail_ok, mail_failed;
+    char xforward[2][XFORWARD_LINE_MAX];   /* XFORWARD lines before MAIL */
+    size_t nxforward, xforward_sent;
     int any_reply;              /* the server answered something */
     /* content */
     struct stream *queue;       /* over a dup of the queue file descriptor */
@@ -520,12 +523,54 @@ static int generic_unavailable(struct transaction *t)
     return 0;
 }
 
+/* MAIL, and with PIPELINING every RCPT and DATA with it. */
+static void send_mail(struct transaction *t)
+{
+    char line[COMMAND_MAX];
+    format_mail(t, line, sizeof(line));
+    session_send(t->s, line);
+    session_expect(t->s, mail_reply, remote_cfg.mail_timeout, "MAIL FROM", "sending MAIL FROM");
+    if (session_features(t->s)->pipelining) {
+        for (t->next_send = 0; t->next_send < t->ntodo; t->next_send++)
+            send_rcpt(t, t->next_send);
+        send_data(t);
+    }
+}
+
+static void xforward_reply(void *owner, const struct smtp_reply *r);
+
+/* The next XFORWARD line (xforward.c made them), one reply at a time. */
+static void send_xforward(struct transaction *t)
+{
+    session_send(t->s, t->xforward[t->xforward_sent++]);
+    session_expect(t->s, xforward_reply, remote_cfg.xforward_timeout, "XFORWARD",
+                   "sending XFORWARD");
+}
+
+/* A refused XFORWARD defers the transaction's recipients, as Postfix's
+ * client does with an unexpected reply. */
+static void xforward_reply(void *owner, const struct smtp_reply *r)
+{
+    struct transaction *t = owner;
+    char said[DELIVERY_TEXT_MAX];
+    t->any_reply = 1;
+    if (r->code / 100 != 2) {
+        session_said(t->s, r, "XFORWARD", said, sizeof(said));
+        set_all(t, 0, r->dsn, said);
+        send_rset(t);
+        return;
+    }
+    if (t->xforward_sent < t->nxforward)
+        send_xforward(t);
+    else
+        send_mail(t);
+}
+
 void transact_start(struct session *s, const char *key, struct message *m, struct rcpt *rcpts,
                     size_t n, transact_fn done, void *ctx)
 {
     struct transaction *t = calloc(1, sizeof(*t));
     const struct smtp_features *f = session_features(s);
-    char line[COMMAND_MAX];
 
     if (t == NULL)
         msg_fatal("out of memory for a transaction");
@@ -561,12 +606,12 @@ void transact_start(struct session *s, const char *key, struct message *m, struc
         transaction_end(t, 1, 0);
         return;
     }
-    format_mail(t, line, sizeof(line));
-    session_send(s, line);
-    session_expect(s, mail_reply, remote_cfg.mail_timeout, "MAIL FROM", "sending MAIL FROM");
-    if (f->pipelining) {
-        for (t->next_send = 0; t->next_send < t->ntodo; t->next_send++)
-            send_rcpt(t, t->next_send);
-        send_data(t);
+    if (remote_cfg.send_xforward && f->xforward) {
+        t->nxforward = xforward_format(&m->xforward, f->xforward, t->xforward);
+        if (t->nxforward > 0) {
+            send_xforward(t);
+            return;
+        }
     }
+    send_mail(t);
 }

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "log.h"
 #include "sasl.h"
+#include "service.h"
 #include "strlist.h"
 
 #include <ctype.h>
@@ -393,9 +394,33 @@ static const char *auth_refusal(const struct session *s)
     return NULL;
 }
 
+static void auth_command(struct session *s, const char *arg);
+
+/* smtpd_client_auth_rate_limit: anvil counted this AUTH (as Postfix,
+ * before anything else is looked at). */
+static void auth_counted(struct session *s, int ok, long rate, const char *arg)
+{
+    if (ok && rate > smtpd_cfg.auth_rate_limit) {
+        msg_warn("AUTH command rate limit exceeded: %ld from %s for service %s", rate,
+                 s->namaddr, service_name());
+        smtpd_reply(s, "450 4.7.1 Error: too many AUTH commands from %s", s->addr);
+        smtpd_error_reply(s);
+        return;
+    }
+    auth_command(s, arg);
+}
+
 void smtpd_auth_command(struct session *s, const char *arg)
 {
     smtpd_count(s, C_AUTH, 0);
+    if (smtpd_cfg.auth_rate_limit > 0 && !s->count_exempt &&
+        smtpd_session_ask_anvil(s, "auth", arg, auth_counted) == 0)
+        return;
+    auth_command(s, arg);
+}
+
+static void auth_command(struct session *s, const char *arg)
+{
     const char *sp = strchr(arg, ' ');
     size_t mlen = sp ? (size_t)(sp - arg) : strlen(arg);
     const char *refusal = auth_refusal(s);

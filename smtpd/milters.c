@@ -2,7 +2,9 @@
  *
  * Every session connects to each milter when it starts (the connections
  * are the session's: libmilter closes a connection when its SMTP session
- * ends), negotiates, and sends the connect event before the banner. Each
+ * ends), negotiates, and sends the connect event before the banner. Its
+ * milters are smtpd_milters, or what smtpd_milter_maps answers for the
+ * client's address (asked off the loop when the table has a server). Each
  * later stage goes to the milters in order and stops at the first answer
  * that is not "go on", as Postfix does. Nothing here blocks: sockets are
  * non-blocking, each step (connect, a request, each reply packet) has its
@@ -18,7 +20,9 @@
  * state and the content-stage macros as attributes before the content,
  * and cleanup's answer says how each connection stands afterwards.
  */
+#include "lookup_async.h"
 #include "milters.h"
+#include "peer.h"
 #include "session.h"
 #include "smtpd.h"
 #include "submit.h"
@@ -27,6 +31,8 @@
 #include "address.h"
 #include "config.h"
 #include "log.h"
+#include "lookup.h"
+#include "receive_override.h"
 #include "milter.h"
 #include "resolve.h"
 
@@ -36,28 +42,51 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MILTERS_MAX 32
 #define ARGV_MAX 32
 
-/* smtpd_milters of this process, with each endpoint's address. */
+#define ENDPOINTS_MAX 64        /* distinct endpoints a process keeps */
+#define RESOLVE_POLL_MS 20      /* how often a session looks at a name being resolved */
+#define RESOLVE_RETRY 60        /* seconds before a name that failed is asked again */
+
+/* Where a milter listens: its address, or why it has none. Found once per
+ * process: smtpd_milters' at start, the endpoints smtpd_milter_maps
+ * answers with when a session first needs them (a host name then on
+ * glibc's resolver threads, getaddrinfo_a, so that the loop never waits). */
+struct endpoint {
+    char spec[MILTER_SPEC_MAX];
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char error[128];
+    char host[256], port[32];
+    struct addrinfo hints;
+    struct gaicb req, *gai;      /* gai: &req while a name is being resolved */
+    time_t failed;               /* when resolving its name failed, else 0 */
+};
+
+/* smtpd_milters and smtpd_milter_maps of this process. */
 static struct {
     struct milter_settings set[MILTERS_MAX];
-    struct sockaddr_storage addr[MILTERS_MAX];
-    socklen_t addrlen[MILTERS_MAX];
-    char error[MILTERS_MAX][128];   /* why the endpoint cannot be reached */
     size_t n;
+    struct lookup_list *maps;
+    struct endpoint ep[ENDPOINTS_MAX];
+    size_t nep;
 } cfg;
 
-enum phase { PH_IDLE, PH_CONNECT, PH_NEGOTIATE, PH_EVENT };
+enum phase { PH_IDLE, PH_CHOOSE, PH_RESOLVE, PH_CONNECT, PH_NEGOTIATE, PH_EVENT };
 
 struct smtpd_milters {
     struct session *s;
@@ -82,8 +111,12 @@ struct smtpd_milters {
     int sync, finished;            /* run() is waiting for advance() to return */
     char *answer;                  /* the stage's answer, when it came at once */
     struct event *io, *timer;
+    time_t resolve_deadline;       /* PH_RESOLVE: the connect timeout */
     /* the transaction */
     char *rcpt;                    /* of the RCPT event, for {rcpt_addr} and logs */
+    char *rcpt_reject;             /* smtpd's reply when it rejected that recipient */
+    char *auth_author;             /* MAIL's AUTH= value, for {auth_author} */
+    char *first_rcpt;              /* the first accepted, {rcpt_*} after RCPT */
     int mail_sent;                 /* MAIL went out: ABORT when it ends */
     int hold, discard;
     char hold_reason[256];
@@ -96,85 +129,159 @@ static void advance(struct smtpd_milters *ms);
 
 /* --- settings --- */
 
-/* The address of an inet endpoint, found once per process: name lookups
- * would block the loop if done per session. */
-static void endpoint_address(size_t i)
+static void endpoint_error(struct endpoint *ep, const char *why)
 {
-    char host[256], port[32];
+    ep->addrlen = 0;
+    snprintf(ep->error, sizeof(ep->error), "%s", why);
+}
+
+static void endpoint_take(struct endpoint *ep, const struct addrinfo *res)
+{
+    memcpy(&ep->addr, res->ai_addr, res->ai_addrlen);
+    ep->addrlen = res->ai_addrlen;
+}
+
+/* Resolve ep: at once for a UNIX path or a numeric address; a host name
+ * blocking at start (wait), else started on the resolver threads. */
+static void endpoint_resolve(struct endpoint *ep, int wait)
+{
     int is_unix;
-    cfg.addrlen[i] = 0;
-    if (milter_endpoint(cfg.set[i].spec, host, sizeof(host), port, sizeof(port), &is_unix) < 0) {
-        snprintf(cfg.error[i], sizeof(cfg.error[i]), "bad endpoint");
+    if (milter_endpoint(ep->spec, ep->host, sizeof(ep->host), ep->port, sizeof(ep->port),
+                        &is_unix) < 0) {
+        endpoint_error(ep, "bad endpoint");
         return;
     }
     if (is_unix) {
-        struct sockaddr_un *un = (struct sockaddr_un *)&cfg.addr[i];
-        if (strlen(host) >= sizeof(un->sun_path)) {
-            snprintf(cfg.error[i], sizeof(cfg.error[i]), "socket path too long");
+        struct sockaddr_un *un = (struct sockaddr_un *)&ep->addr;
+        if (strlen(ep->host) >= sizeof(un->sun_path)) {
+            endpoint_error(ep, "socket path too long");
             return;
         }
         un->sun_family = AF_UNIX;
-        snprintf(un->sun_path, sizeof(un->sun_path), "%s", host);
-        cfg.addrlen[i] = sizeof(*un);
+        snprintf(un->sun_path, sizeof(un->sun_path), "%s", ep->host);
+        ep->addrlen = sizeof(*un);
         return;
     }
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    int rc = getaddrinfo(host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(cfg.error[i], sizeof(cfg.error[i]), "%s", gai_strerror(rc));
+    struct addrinfo *res = NULL;
+    ep->hints = (struct addrinfo){.ai_socktype = SOCK_STREAM,
+                                  .ai_flags = wait ? 0 : AI_NUMERICHOST};
+    int rc = getaddrinfo(ep->host, ep->port, &ep->hints, &res);
+    if (rc == 0 && res) {
+        endpoint_take(ep, res);
+        freeaddrinfo(res);
         return;
     }
-    memcpy(&cfg.addr[i], res->ai_addr, res->ai_addrlen);
-    cfg.addrlen[i] = res->ai_addrlen;
-    freeaddrinfo(res);
+    if (wait || rc != EAI_NONAME) {
+        endpoint_error(ep, gai_strerror(rc));
+        if (wait)
+            ep->failed = time(NULL);   /* sessions ask again later, off the loop */
+        return;
+    }
+    ep->hints.ai_flags = 0;
+    ep->req = (struct gaicb){.ar_name = ep->host, .ar_service = ep->port,
+                             .ar_request = &ep->hints};
+    struct gaicb *list[1] = {&ep->req};
+    if ((rc = getaddrinfo_a(GAI_NOWAIT, list, 1, NULL)) != 0)
+        endpoint_error(ep, gai_strerror(rc));
+    else
+        ep->gai = &ep->req;
+}
+
+/* Whether ep's name is still being resolved (else its result is in). */
+static int endpoint_resolving(struct endpoint *ep)
+{
+    if (!ep->gai)
+        return 0;
+    int rc = gai_error(ep->gai);
+    if (rc == EAI_INPROGRESS)
+        return 1;
+    if (rc == 0 && ep->req.ar_result) {
+        endpoint_take(ep, ep->req.ar_result);
+    } else {
+        endpoint_error(ep, gai_strerror(rc));
+        ep->failed = time(NULL);
+    }
+    if (ep->req.ar_result)
+        freeaddrinfo(ep->req.ar_result);
+    ep->gai = NULL;
+    return 0;
+}
+
+/* The endpoint of spec, known or new; NULL when the process has as many
+ * as it keeps. */
+static struct endpoint *endpoint_of(const char *spec, int wait)
+{
+    for (size_t i = 0; i < cfg.nep; i++) {
+        struct endpoint *ep = &cfg.ep[i];
+        if (strcmp(ep->spec, spec) != 0)
+            continue;
+        if (ep->failed && !wait && time(NULL) - ep->failed >= RESOLVE_RETRY) {
+            ep->failed = 0;   /* the name server may answer now */
+            endpoint_resolve(ep, 0);
+        }
+        return ep;
+    }
+    if (cfg.nep >= ENDPOINTS_MAX)
+        return NULL;
+    struct endpoint *ep = &cfg.ep[cfg.nep++];
+    snprintf(ep->spec, sizeof(ep->spec), "%s", spec);
+    endpoint_resolve(ep, wait);
+    return ep;
 }
 
 void smtpd_milter_init(void)
 {
     char err[256];
-    int n = milter_list_parse(var.smtpd_milters, cfg.set, MILTERS_MAX, err, sizeof(err));
+    /* receive_override_options = no_milters: a reinjection service */
+    const char *list = receive_override_mask() & RECEIVE_NO_MILTERS ? "" : var.smtpd_milters;
+    int n = milter_list_parse(list, cfg.set, MILTERS_MAX, err, sizeof(err));
     if (n < 0)
         msg_fatal("smtpd_milters: %s", err);
     cfg.n = (size_t)n;
     for (size_t i = 0; i < cfg.n; i++)
-        endpoint_address(i);
-    if (cfg.n)
+        endpoint_of(cfg.set[i].spec, 1);
+    if (*var.smtpd_milter_maps &&
+        !(cfg.maps = lookup_list_open(var.smtpd_milter_maps, err, sizeof(err))))
+        msg_fatal("smtpd_milter_maps: %s", err);
+    if (cfg.n || cfg.maps)
         resolve_init();
 }
 
 /* --- macros (Postfix's smtpd values) --- */
 
-static const char *client_name(const struct session *s, char *buf, size_t len)
-{
-    const char *bracket = strchr(s->namaddr, '[');
-    size_t n = bracket ? (size_t)(bracket - s->namaddr) : strlen(s->namaddr);
-    snprintf(buf, len, "%.*s", (int)n, s->namaddr);
-    return buf;
-}
-
-static int socket_port(const struct session *s, int local, char *addr, size_t alen, char *port,
-                       size_t plen)
+/* The address and port the client connected to. */
+static int socket_port(const struct session *s, char *addr, size_t alen, char *port, size_t plen)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     int fd = (int)bufferevent_getfd(s->bev);
-    if (fd < 0 || (local ? getsockname(fd, (struct sockaddr *)&ss, &sl)
-                         : getpeername(fd, (struct sockaddr *)&ss, &sl)) < 0)
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
         return -1;
     return getnameinfo((struct sockaddr *)&ss, sl, addr, (socklen_t)alen, port, (socklen_t)plen,
                        NI_NUMERICHOST | NI_NUMERICSERV) == 0 ? 0 : -1;
 }
 
-/* {mail_host}, {mail_mailer} and the rcpt ones: the address's route. */
+/* {mail_host}, {mail_mailer} and the rcpt ones: the address's route (the
+ * null sender's is the local one, as trivial-rewrite resolves it). */
 static const char *route_of(const char *addr, int host, char *buf, size_t len)
 {
     struct route r;
-    if (!addr || !*addr || resolve_recipient(NULL, addr, &r) < 0)
+    if (!addr || resolve_recipient(NULL, addr, &r) < 0)
         return NULL;
     snprintf(buf, len, "%s", host ? r.nexthop : r.transport);
     return buf;
 }
 
+/* The common name of a certificate name (subject or issuer). */
+static const char *common_name(X509_NAME *name, char *buf, size_t len)
+{
+    if (!name || len > INT_MAX || X509_NAME_get_text_by_NID(name, NID_commonName, buf, (int)len) < 0)
+        return NULL;
+    return buf;
+}
+
+/* Postfix's values: the protocol and cipher once TLS is on; a client
+ * certificate's subject and issuer names only when it was verified. */
 static const char *tls_value(const struct session *s, const char *name, char *buf, size_t len)
 {
     SSL *ssl = s->tls ? bufferevent_openssl_get_ssl(s->bev) : NULL;
@@ -182,72 +289,150 @@ static const char *tls_value(const struct session *s, const char *name, char *bu
         return NULL;
     if (strcmp(name, "{tls_version}") == 0)
         return SSL_get_version(ssl);
+    if (strncmp(name, "{cert_", 6) == 0) {
+        X509 *peer = SSL_get0_peer_certificate(ssl);
+        if (!peer || SSL_get_verify_result(ssl) != X509_V_OK)
+            return NULL;
+        return common_name(strcmp(name, "{cert_subject}") == 0 ? X509_get_subject_name(peer)
+                                                               : X509_get_issuer_name(peer),
+                           buf, len);
+    }
     const SSL_CIPHER *c = SSL_get_current_cipher(ssl);
     if (!c)
         return NULL;
     if (strcmp(name, "{cipher}") == 0)
         return SSL_CIPHER_get_name(c);
-    int bits = SSL_CIPHER_get_bits(c, NULL);
-    snprintf(buf, len, "%d", bits);
-    return buf;   /* {cipher_bits}; no client certificates: no cert_* */
+    if (strcmp(name, "{cipher_bits}") != 0)
+        return NULL;
+    snprintf(buf, len, "%d", SSL_CIPHER_get_bits(c, NULL));
+    return buf;
+}
+
+static const char *resolve_status(const struct session *s)
+{
+    switch (s->name_status) {
+    case SMTPD_PEER_OK:
+        return "OK";
+    case SMTPD_PEER_FORGED:
+        return "FORGED";
+    case SMTPD_PEER_TEMP:
+        return "TEMP";
+    default:
+        return "FAIL";
+    }
+}
+
+/* The connect stage's: who the client is and where it came in. */
+static const char *client_macro(const struct session *s, const char *name, char *buf, size_t len)
+{
+    char port[32], addr[INET6_ADDRSTRLEN + 8];
+    if (strcmp(name, "_") == 0) {
+        /* the PTR name, and a warning when it is not the confirmed one */
+        snprintf(buf, len, "%s [%s]%s", s->reverse_name, s->addr,
+                 strcasecmp(s->name, s->reverse_name) != 0 ? " (may be forged)" : "");
+        return buf;
+    }
+    if (strcmp(name, "{client_addr}") == 0) {
+        snprintf(buf, len, "%s%s", strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
+        return buf;
+    }
+    if (strcmp(name, "{client_name}") == 0)
+        return s->name;
+    if (strcmp(name, "{client_ptr}") == 0)
+        return s->reverse_name;
+    if (strcmp(name, "{client_resolve}") == 0)
+        return resolve_status(s);
+    if (strcmp(name, "{client_connections}") == 0) {
+        /* 0 for a client that is not counted (smtpd_client_event_limit_exceptions) */
+        snprintf(buf, len, "%ld", s->counted ? smtpd_client_count(s->addr) : 0L);
+        return buf;
+    }
+    if (strcmp(name, "{client_port}") == 0)   /* the PROXY header's client's too */
+        return s->port[0] ? s->port : "0";
+    if (strcmp(name, "{daemon_port}") == 0 || strcmp(name, "{daemon_addr}") == 0) {
+        if (socket_port(s, addr, sizeof(addr), port, sizeof(port)) < 0)
+            return NULL;
+        snprintf(buf, len, "%s", strstr(name, "port") ? port : addr);
+        return buf;
+    }
+    return NULL;
 }
 
 static const char *session_macro(struct smtpd_milters *ms, const char *name, char *buf,
                                  size_t len)
 {
     struct session *s = ms->s;
-    char cname[256], port[32], addr[INET6_ADDRSTRLEN + 8];
-    if (strcmp(name, "j") == 0)
-        return var.myhostname;
-    if (strcmp(name, "{daemon_name}") == 0)
-        return var.milter_macro_daemon_name;
-    if (strcmp(name, "v") == 0)
-        return var.milter_macro_v;
-    if (strcmp(name, "_") == 0) {
-        snprintf(buf, len, "%s [%s]", client_name(s, cname, sizeof(cname)), s->addr);
-        return buf;
-    }
-    if (strcmp(name, "{client_addr}") == 0)
-        return s->addr;
-    if (strcmp(name, "{client_name}") == 0 || strcmp(name, "{client_ptr}") == 0)
-        return client_name(s, buf, len);
-    if (strcmp(name, "{client_resolve}") == 0)
-        return strcmp(client_name(s, cname, sizeof(cname)), "unknown") == 0 ? "FAIL" : "OK";
-    if (strcmp(name, "{client_port}") == 0 || strcmp(name, "{daemon_port}") == 0 ||
-        strcmp(name, "{daemon_addr}") == 0) {
-        int local = strncmp(name, "{daemon", 7) == 0;
-        if (socket_port(s, local, addr, sizeof(addr), port, sizeof(port)) < 0)
-            return NULL;
-        snprintf(buf, len, "%s", strstr(name, "port") ? port : addr);
-        return buf;
-    }
-    if (strncmp(name, "{tls_", 5) == 0 || strncmp(name, "{cipher", 7) == 0)
+    const char *v = milter_config_macro(name);
+    if (v)
+        return v;
+    if (strncmp(name, "{tls_", 5) == 0 || strncmp(name, "{cipher", 7) == 0 ||
+        strncmp(name, "{cert_", 6) == 0)
         return tls_value(s, name, buf, len);
     if (strcmp(name, "{auth_type}") == 0)
         return s->sasl_user ? s->sasl_method : NULL;
     if (strcmp(name, "{auth_authen}") == 0)
         return s->sasl_user;
-    return NULL;
+    return client_macro(s, name, buf, len);
+}
+
+/* {mail_addr}, {rcpt_addr}: the address as SMTP quotes it; "" for <>. */
+static const char *quoted(const char *addr, char *buf, size_t len)
+{
+    if (!*addr)
+        return "";
+    return address_quote(addr, buf, len) == 0 ? buf : addr;
+}
+
+/* The recipient of {rcpt_addr} and the logs: RCPT's own while it runs,
+ * then the transaction's first, as Postfix. */
+static const char *macro_rcpt(const struct smtpd_milters *ms)
+{
+    return ms->ev == MILTER_RCPT ? ms->rcpt : ms->first_rcpt;
+}
+
+/* {rcpt_*} of a recipient smtpd rejected, as Postfix derives them from
+ * the reply "554 5.7.1 <a@b>: Relay access denied": the mailer "error",
+ * the host the status "5.7.1", the address the text after "<a@b>:". */
+static const char *rejected_rcpt_macro(const char *reply, const char *name, char *buf,
+                                       size_t len)
+{
+    if (strcmp(name, "{rcpt_mailer}") == 0)
+        return "error";
+    const char *status = strlen(reply) > 4 ? reply + 4 : "";
+    size_t n = strcspn(status, " ");
+    if (strcmp(name, "{rcpt_host}") == 0) {
+        snprintf(buf, len, "%.*s", (int)n, status);
+        return buf;
+    }
+    const char *sp = status[n] ? strchr(status + n + 1, ' ') : NULL;
+    return sp ? sp + 1 : NULL;
 }
 
 static const char *transaction_macro(struct smtpd_milters *ms, const char *name, char *buf,
                                      size_t len)
 {
+    const char *rcpt = macro_rcpt(ms);
     const char *sender = smtpd_tx_sender(ms->s);
     if (strcmp(name, "i") == 0)
         return smtpd_tx_queue_id(ms->s);
     if (!sender)
         return NULL;
+    if (strcmp(name, "{auth_author}") == 0)
+        return ms->auth_author;
     if (strcmp(name, "{mail_addr}") == 0)
-        return address_quote(sender, buf, len) == 0 ? buf : sender;
+        return quoted(sender, buf, len);
     if (strcmp(name, "{mail_host}") == 0 || strcmp(name, "{mail_mailer}") == 0)
         return route_of(sender, name[6] == 'h', buf, len);
-    if (!ms->rcpt)
+    if (!rcpt)
         return NULL;
+    if (strcmp(name, "{rcpt_addr}") == 0 && !*rcpt)
+        return "";
+    if (ms->ev == MILTER_RCPT && ms->rcpt_reject && strncmp(name, "{rcpt_", 6) == 0)
+        return rejected_rcpt_macro(ms->rcpt_reject, name, buf, len);
     if (strcmp(name, "{rcpt_addr}") == 0)
-        return address_quote(ms->rcpt, buf, len) == 0 ? buf : ms->rcpt;
+        return quoted(rcpt, buf, len);
     if (strcmp(name, "{rcpt_host}") == 0 || strcmp(name, "{rcpt_mailer}") == 0)
-        return route_of(ms->rcpt, name[6] == 'h', buf, len);
+        return route_of(rcpt, name[6] == 'h', buf, len);
     return NULL;
 }
 
@@ -295,16 +480,16 @@ static void wait_io(struct smtpd_milters *ms, struct milter *m, short what, long
 }
 
 /* Start a non-blocking connect; the connect event follows. */
-static void start_connect(struct smtpd_milters *ms, struct milter *m, size_t i)
+static void start_connect(struct smtpd_milters *ms, struct milter *m, const struct endpoint *ep)
 {
-    const struct sockaddr *sa = (const struct sockaddr *)&cfg.addr[i];
-    if (!cfg.addrlen[i]) {
-        msg_warn("connect to Milter service %s: %s", m->set.spec, cfg.error[i]);
+    const struct sockaddr *sa = (const struct sockaddr *)&ep->addr;
+    if (!ep->addrlen) {
+        msg_warn("connect to Milter service %s: %s", m->set.spec, ep->error);
         fail(ms, m);
         return;
     }
-    m->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (m->fd < 0 || (connect(m->fd, sa, cfg.addrlen[i]) < 0 && errno != EINPROGRESS)) {
+    m->fd = milter_socket(sa->sa_family);
+    if (m->fd < 0 || (connect(m->fd, sa, ep->addrlen) < 0 && errno != EINPROGRESS)) {
         msg_warn("connect to Milter service %s: %s", m->set.spec, strerror(errno));
         fail(ms, m);
         return;
@@ -516,11 +701,34 @@ static void io_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The milter's endpoint has a name being resolved: look again soon. */
+static void wait_resolved(struct smtpd_milters *ms, const struct milter *m)
+{
+    struct timeval tv = {.tv_usec = RESOLVE_POLL_MS * 1000};
+    if (ms->phase != PH_RESOLVE) {
+        ms->phase = PH_RESOLVE;
+        ms->resolve_deadline = time(NULL) + m->set.connect_timeout;
+    }
+    evtimer_add(ms->timer, &tv);
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct smtpd_milters *ms = arg;
     struct milter *m = ms->m[ms->cur];
-    if (ms->phase == PH_CONNECT)
+    if (ms->phase == PH_RESOLVE) {
+        struct endpoint *ep = endpoint_of(m->set.spec, 0);
+        if (ep && endpoint_resolving(ep) && time(NULL) < ms->resolve_deadline) {
+            wait_resolved(ms, m);
+            return;
+        }
+        ms->phase = PH_IDLE;
+        if (!ep || !ep->gai) {
+            advance(ms);   /* resolved (or failed): on to the connect */
+            return;
+        }
+    }
+    if (ms->phase == PH_CONNECT || ms->phase == PH_IDLE)
         msg_warn("connect to Milter service %s: Connection timed out", m->set.spec);
     else
         msg_warn("milter %s: can't read %s reply packet header: Connection timed out",
@@ -539,7 +747,19 @@ static void advance(struct smtpd_milters *ms)
     }
     struct milter *m = ms->m[ms->cur];
     if (m->state == MILTER_ST_CLOSED && ms->ev == MILTER_CONNECT) {
-        start_connect(ms, m, ms->cur);
+        struct endpoint *ep = endpoint_of(m->set.spec, 0);
+        if (!ep) {
+            msg_warn("connect to Milter service %s: more than %d milter endpoints",
+                     m->set.spec, ENDPOINTS_MAX);
+            fail(ms, m);
+            milter_answered(ms);
+            return;
+        }
+        if (endpoint_resolving(ep)) {
+            wait_resolved(ms, m);
+            return;   /* timer_cb goes on */
+        }
+        start_connect(ms, m, ep);
         if (m->fd < 0)
             milter_answered(ms);
         return;   /* else io_cb goes on */
@@ -563,16 +783,29 @@ static const char *set_text(struct smtpd_milters *ms, const char *text)
     return ms->text ? ms->text : "";
 }
 
-static void set_rcpt(struct smtpd_milters *ms, const char *rcpt)
+static void set_str(char **slot, const char *value)
 {
-    free(ms->rcpt);
-    ms->rcpt = rcpt ? strdup(rcpt) : NULL;
+    free(*slot);
+    *slot = value ? strdup(value) : NULL;
 }
 
+static void set_rcpt(struct smtpd_milters *ms, const char *rcpt)
+{
+    set_str(&ms->rcpt, rcpt);
+}
+
+/* A new transaction, or none: forget the last one's addresses. */
+static void forget_transaction(struct smtpd_milters *ms)
+{
+    set_rcpt(ms, NULL);
+    set_str(&ms->rcpt_reject, NULL);
+    set_str(&ms->first_rcpt, NULL);
+    set_str(&ms->auth_author, NULL);
+}
+
+/* The session's milters, none chosen yet. */
 static struct smtpd_milters *session_milters(struct session *s)
 {
-    if (s->milters || !cfg.n || smtpd_cfg.stand_alone)
-        return s->milters;
     struct smtpd_milters *ms = calloc(1, sizeof(*ms));
     if (!ms || !(ms->timer = evtimer_new(smtpd_base, timer_cb, ms))) {
         free(ms);
@@ -580,11 +813,47 @@ static struct smtpd_milters *session_milters(struct session *s)
         return NULL;
     }
     ms->s = s;
-    for (size_t i = 0; i < cfg.n; i++)
-        if ((ms->m[ms->n] = milter_new(&cfg.set[i])))
-            ms->n++;
     s->milters = ms;
     return ms;
+}
+
+static void add_milters(struct smtpd_milters *ms, const struct milter_settings *set, size_t n)
+{
+    for (size_t i = 0; i < n && ms->n < MILTERS_MAX; i++)
+        if ((ms->m[ms->n] = milter_new(&set[i])))
+            ms->n++;
+}
+
+/* smtpd_milter_maps' answer for the client's address: the session's
+ * milters (1), none (DISABLE: 0), smtpd_milters when the address is not
+ * listed, the answer is malformed or the lookup failed, as Postfix; -1
+ * while a table server is asked (maps_resumed comes back). */
+static void maps_resumed(void *owner);
+
+static int choose_milters(struct smtpd_milters *ms)
+{
+    char *value = NULL, err[256];
+    struct milter_settings set[MILTERS_MAX];
+    smtpd_lookup_async_begin(ms, maps_resumed);
+    int rc = lookup_list_get(cfg.maps, ms->s->addr, &value);
+    smtpd_lookup_async_end();
+    if (rc == LOOKUP_PENDING)
+        return -1;
+    smtpd_lookup_async_reset(ms);
+    int n = -1;
+    if (rc == LOOKUP_FOUND && strcasecmp(value, "DISABLE") == 0)
+        n = 0;
+    else if (rc == LOOKUP_FOUND &&
+             (n = milter_list_parse(value, set, MILTERS_MAX, err, sizeof(err))) < 0)
+        msg_warn("smtpd_milter_maps: %s in the answer for %s", err, ms->s->addr);
+    else if (rc == LOOKUP_TEMPFAIL)
+        msg_warn("%s lookup error for \"%s\"", var.smtpd_milter_maps, ms->s->addr);
+    free(value);
+    if (n > 0)
+        add_milters(ms, set, (size_t)n);
+    else if (n < 0)
+        add_milters(ms, cfg.set, cfg.n);
+    return ms->n > 0;
 }
 
 /* Run ms->ev: 1 with *reply when no milter needed waiting for, else 0
@@ -629,21 +898,56 @@ int smtpd_milter_active(const struct session *s)
     return 0;
 }
 
-int smtpd_milter_connect(struct session *s, smtpd_milter_done_fn done, const char **reply)
+/* The connect event's arguments. */
+static void connect_args(struct smtpd_milters *ms)
 {
-    char name[256];
-    struct smtpd_milters *ms = session_milters(s);
-    *reply = NULL;
-    if (!ms)
-        return 1;
+    struct session *s = ms->s;
+    char name[INET6_ADDRSTRLEN + 2];
     ms->ev = MILTER_CONNECT;
     memset(&ms->args, 0, sizeof(ms->args));
-    ms->args.client_name = set_text(ms, client_name(s, name, sizeof(name)));
+    /* Sendmail's form of a client without a name: "[addr]" */
+    snprintf(name, sizeof(name), "[%s]", s->addr);
+    ms->args.client_name = set_text(ms, strcmp(s->name, SMTPD_PEER_UNKNOWN) == 0 ? name : s->name);
     ms->args.client_addr = s->addr;
     ms->args.family = strchr(s->addr, ':') ? SMFIA_INET6 : SMFIA_INET;
-    char addr[INET6_ADDRSTRLEN + 8], port[32];
-    ms->args.port = socket_port(s, 0, addr, sizeof(addr), port, sizeof(port)) == 0
-                        ? (unsigned)atoi(port) : 0;
+    ms->args.port = (unsigned)atoi(s->port);
+}
+
+/* A table server answered: the milters are chosen, on to the connect. */
+static void maps_resumed(void *owner)
+{
+    struct smtpd_milters *ms = owner;
+    if (ms->phase != PH_CHOOSE || choose_milters(ms) < 0)
+        return;
+    ms->phase = PH_IDLE;
+    connect_args(ms);
+    ms->cur = 0;
+    advance(ms);   /* done() at the end, as for any stage that waited */
+}
+
+int smtpd_milter_connect(struct session *s, smtpd_milter_done_fn done, const char **reply)
+{
+    *reply = NULL;
+    if ((!cfg.n && !cfg.maps) || smtpd_cfg.stand_alone || s->milters)
+        return 1;
+    struct smtpd_milters *ms = session_milters(s);
+    if (!ms)
+        return 1;
+    if (!cfg.maps) {
+        add_milters(ms, cfg.set, cfg.n);
+    } else {
+        int rc = choose_milters(ms);
+        if (rc < 0) {
+            ms->phase = PH_CHOOSE;
+            ms->done = done;
+            return 0;
+        }
+        if (rc == 0) {   /* none for this client */
+            smtpd_milter_end(s);
+            return 1;
+        }
+    }
+    connect_args(ms);
     return run(s, done, reply);
 }
 
@@ -684,6 +988,22 @@ static void envelope_argv(struct smtpd_milters *ms, const char *addr, const char
     ms->args.argv = ms->argv;
 }
 
+/* {auth_author}: MAIL's AUTH= value as the client wrote it (xtext and
+ * all, control characters as '?'), none for AUTH=<>, as Postfix. */
+static void set_auth_author(struct smtpd_milters *ms)
+{
+    for (size_t i = 1; ms->argv[0] && ms->argv[i]; i++) {
+        const char *p = ms->argv[i];
+        if (strncasecmp(p, "AUTH=", 5) != 0 || strcmp(p + 5, "<>") == 0)
+            continue;
+        if ((ms->auth_author = strdup(p + 5)))
+            for (char *c = ms->auth_author; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                    *c = '?';
+        return;
+    }
+}
+
 int smtpd_milter_mail(struct session *s, const char *sender, const char *params,
                       smtpd_milter_done_fn done, const char **reply)
 {
@@ -692,25 +1012,28 @@ int smtpd_milter_mail(struct session *s, const char *sender, const char *params,
     if (!ms)
         return 1;
     ms->hold = ms->discard = 0;
-    set_rcpt(ms, NULL);
+    forget_transaction(ms);
     ms->ev = MILTER_MAIL;
     memset(&ms->args, 0, sizeof(ms->args));
     envelope_argv(ms, sender, params);
+    set_auth_author(ms);
     ms->mail_sent = 1;
     return run(s, done, reply);
 }
 
 int smtpd_milter_rcpt(struct session *s, const char *rcpt, const char *params,
-                      smtpd_milter_done_fn done, const char **reply)
+                      const char *rejected, smtpd_milter_done_fn done, const char **reply)
 {
     struct smtpd_milters *ms = s->milters;
     *reply = NULL;
     if (!ms || ms->discard)
         return 1;
     set_rcpt(ms, rcpt);
+    set_str(&ms->rcpt_reject, rejected);
     ms->ev = MILTER_RCPT;
     memset(&ms->args, 0, sizeof(ms->args));
     envelope_argv(ms, rcpt, params);
+    ms->args.rejected = rejected != NULL;
     return run(s, done, reply);
 }
 
@@ -750,7 +1073,7 @@ static void whatsup(struct session *s, const char *stage, char *out, size_t len)
     out[0] = 0;
     if (sender)
         ADD(" from=<%s>", address_quote(sender, q, sizeof(q)) == 0 ? q : sender);
-    const char *rcpt = s->milters ? s->milters->rcpt : NULL;
+    const char *rcpt = s->milters ? macro_rcpt(s->milters) : NULL;
     if (rcpt && sender && (strcmp(stage, "RCPT") == 0 || strcmp(stage, "DATA") == 0))
         ADD(" to=<%s>", address_quote(rcpt, q, sizeof(q)) == 0 ? q : rcpt);
     ADD(" proto=%s", s->esmtp ? "ESMTP" : "SMTP");
@@ -766,6 +1089,9 @@ const char *smtpd_milter_verdict(struct session *s, const char *stage, const cha
     char what[ADDRESS_MAX * 2 + 512], shown[MILTER_REPLY_MAX];
     const char *action = "milter-reject", *text;
     const char *qid = smtpd_tx_queue_id(s);
+    if (ms && strcmp(stage, "RCPT") == 0 && !ms->first_rcpt &&
+        (!reply || reply[0] == 'H' || reply[0] == 'D'))
+        set_str(&ms->first_rcpt, ms->rcpt);   /* accepted, unless the queue file fails */
     if (!reply || !ms)
         return NULL;
     snprintf(answer, sizeof(answer), "%s", reply);
@@ -849,7 +1175,7 @@ void smtpd_milter_abort(struct session *s)
     if (ms->mail_sent)
         send_now(ms, MILTER_ABORT);
     ms->mail_sent = ms->hold = ms->discard = 0;
-    set_rcpt(ms, NULL);
+    forget_transaction(ms);
 }
 
 void smtpd_milter_end(struct session *s)
@@ -858,6 +1184,8 @@ void smtpd_milter_end(struct session *s)
     if (!ms)
         return;
     cancel(ms);
+    if (cfg.maps)
+        smtpd_lookup_async_forget(ms);
     if (!ms->handed)
         send_now(ms, MILTER_QUIT);
     for (size_t i = 0; i < ms->n; i++) {
@@ -872,7 +1200,7 @@ void smtpd_milter_end(struct session *s)
     free(ms->text);
     free(ms->argbuf);
     free(ms->answer);
-    free(ms->rcpt);
+    forget_transaction(ms);
     free(ms);
     s->milters = NULL;
 }

@@ -30,8 +30,11 @@ int smtpd_milter_helo(struct session *s, const char *helo, smtpd_milter_done_fn 
  * client gave them (after the path) */
 int smtpd_milter_mail(struct session *s, const char *sender, const char *params,
                       smtpd_milter_done_fn done, const char **reply);
+/* rejected: NULL, or the reply with which smtpd rejects this recipient;
+ * then only milters that asked for rejected recipients (SMFIP_RCPT_REJ)
+ * hear it, and their answer has no effect (the caller ignores it). */
 int smtpd_milter_rcpt(struct session *s, const char *rcpt, const char *params,
-                      smtpd_milter_done_fn done, const char **reply);
+                      const char *rejected, smtpd_milter_done_fn done, const char **reply);
 int smtpd_milter_data(struct session *s, smtpd_milter_done_fn done, const char **reply);
 int smtpd_milter_unknown(struct session *s, const char *line, smtpd_milter_done_fn done,
                          const char **reply);

@@ -1,5 +1,5 @@
 /* restrict.c - smtpd_client/helo/sender/relay/recipient_restrictions
- * (restrict.h).
+ * and smtpd_data_restrictions (restrict.h).
  *
  * As in Postfix with smtpd_delay_reject = yes, all five lists are evaluated
  * at RCPT time, in that order, for each recipient: in each list the first
@@ -30,15 +30,24 @@
  * lib/util/dns.h on smtpd's event loop: evaluation stops at the restriction
  * that needs an answer and starts again at that same restriction when the
  * answer is in the session's cache, so nothing ever blocks.
+ *
+ * check_policy_service (policy.h) waits the same way: the answer is kept
+ * in the evaluation and taken when it starts again at that restriction.
+ * smtpd_data_restrictions run alone at DATA (smtpd_restrict_data).
  */
 #include "restrict.h"
 #include "peer.h"
+#include "policy.h"
 #include "session.h"
 #include "smtpd.h"
+#include "transaction.h"
+#include "filter.h"
+#include "delegate.h"
 
 #include "address.h"
 #include "config.h"
 #include "dns.h"
+#include "header_line.h"
 #include "local_recipient.h"
 #include "log.h"
 #include "lookup.h"
@@ -46,9 +55,17 @@
 #include "strlist.h"
 #include "sasl.h"
 #include "virtual_mailbox.h"
+#include "receive_override.h"
 #include "lookup_async.h"
 
 #include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,7 +77,9 @@
 #define DNS_CACHE_MAX 32   /* answers remembered per session */
 #define QNAME_MAX (DNS_NAME_SIZE + 80)   /* room to build a name before its length check */
 
-enum stage { STAGE_CLIENT, STAGE_HELO, STAGE_SENDER, STAGE_RELAY, STAGE_RECIPIENT, STAGE_COUNT };
+/* The first five are evaluated at RCPT; smtpd_data_restrictions at DATA. */
+enum stage { STAGE_CLIENT, STAGE_HELO, STAGE_SENDER, STAGE_RELAY, STAGE_RECIPIENT, STAGE_DATA,
+             STAGE_EOD, STAGE_COUNT };
 
 static const struct {
     enum param_id param;
@@ -71,6 +90,8 @@ static const struct {
     {PARAM_smtpd_sender_restrictions, "Sender address"},
     {PARAM_smtpd_relay_restrictions, "Recipient address"},
     {PARAM_smtpd_recipient_restrictions, "Recipient address"},
+    {PARAM_smtpd_data_restrictions, "Data command"},
+    {PARAM_smtpd_end_of_data_restrictions, "End-of-data"},
 };
 
 enum r_kind {
@@ -82,6 +103,8 @@ enum r_kind {
     R_NON_FQDN_HELO, R_INVALID_HELO, R_RBL_CLIENT, R_LOGIN_MISMATCH,
     R_KNOWN_LOGIN_MISMATCH, R_AUTH_LOGIN_MISMATCH, R_UNAUTH_LOGIN_MISMATCH,
     R_UNLISTED_RECIPIENT, R_UNLISTED_SENDER, R_UNKNOWN_RCPT_DOMAIN, R_UNKNOWN_CLIENT, R_UNKNOWN_REVERSE_CLIENT,
+    R_POLICY,         /* check_policy_service */
+    R_UNAUTH_PIPELINING,
     R_CONFIG_ERROR,   /* unknown or not implemented: 451 4.3.5 */
 };
 
@@ -121,6 +144,8 @@ static const struct {
     {"reject_unknown_client_hostname", R_UNKNOWN_CLIENT, 0},
     {"reject_unknown_client", R_UNKNOWN_CLIENT, 0},          /* before Postfix 2.3 */
     {"reject_unknown_reverse_client_hostname", R_UNKNOWN_REVERSE_CLIENT, 0},
+    {"reject_unauth_pipelining", R_UNAUTH_PIPELINING, 0},
+    {"check_policy_service", R_POLICY, 1},
 };
 
 /* Postfix restrictions Postern does not implement yet. Each is a
@@ -139,7 +164,6 @@ static const struct {
     {"check_helo_a_access", 1},
     {"check_helo_mx_access", 1},
     {"check_helo_ns_access", 1},
-    {"check_policy_service", 1},
     {"check_recipient_a_access", 1},
     {"check_recipient_mx_access", 1},
     {"check_recipient_ns_access", 1},
@@ -171,7 +195,6 @@ static const struct {
     {"reject_rhsbl_recipient", 1},
     {"reject_rhsbl_reverse_client", 1},
     {"reject_rhsbl_sender", 1},
-    {"reject_unauth_pipelining", 0},
     {"reject_unauthenticated_sender_login_mismatch", 0},
     {"reject_unknown_helo_hostname", 0},
     {"reject_unknown_hostname", 0},
@@ -185,6 +208,7 @@ struct restriction {
     enum r_kind kind;
     char *arg;                  /* table spec or RBL domain */
     struct lookup_list *table;  /* check_*_access; NULL when it could not be opened */
+    struct policy_service *policy;   /* check_policy_service */
 };
 
 static struct {
@@ -221,18 +245,28 @@ struct smtpd_check {
     const char *sender_addr;        /* internal forms, the caller's */
     const char *rcpt_addr;
     int stage;
+    int end_stage;                  /* STAGE_DATA at RCPT, STAGE_EOD at DATA, STAGE_COUNT at
+                                     * the end of the message */
+    long recipient_count;           /* at DATA */
     size_t item;
     struct dns_query *query;
     enum dns_kind dns_kind;
     char dns_key[QNAME_MAX];
     char sender[ADDRESS_MAX + 2];   /* quoted as RFC 5321 wants, for replies */
     char rcpt[ADDRESS_MAX + 2];
+    /* check_policy_service: the request in flight, then its answer */
+    struct policy_request *policy_req;
+    char *policy_action;
+    /* DEFER_IF_PERMIT and DEFER_IF_REJECT answers, held until the end */
+    int defer_if_permit_code, defer_if_reject_code;
+    char defer_if_permit[ADDRESS_MAX + 600], defer_if_reject[ADDRESS_MAX + 600];
 };
 
 struct outcome {
     int *code;
     char *text;
     size_t len;
+    struct session *s;              /* for actions with side effects (FILTER) */
 };
 
 /* --- parsing the lists --- */
@@ -287,6 +321,18 @@ static void open_table(const char *param, const char *restriction, struct restri
         msg_warn("%s: %s %s is unavailable. %s", param, restriction, r->arg, err);
 }
 
+/* A policy service that cannot be used (a bad endpoint or attribute) is
+ * a configuration error where it stands. */
+static void open_policy(const char *param, struct restriction *r)
+{
+    char err[256] = "";
+    if (!(r->policy = policy_service_open(r->arg, err, sizeof(err)))) {
+        msg_warn("%s: check_policy_service %s is unusable: %s; requests that reach it get "
+                 "\"%s\"", param, r->arg, err, SERVER_CONFIG_ERROR);
+        r->kind = R_CONFIG_ERROR;
+    }
+}
+
 /* A word that is no restriction Postern has. Postfix itself warns about
  * an unknown one and answers 451 4.3.5 when a request reaches it: the
  * daemon stays up and the rest of the configuration keeps working. */
@@ -326,7 +372,9 @@ static void parse_list(enum stage st)
             }
             if (!(r.arg = strdup(arg)))
                 msg_fatal("out of memory");
-            if (r.kind != R_RBL_CLIENT)
+            if (r.kind == R_POLICY)
+                open_policy(param, &r);
+            else if (r.kind != R_RBL_CLIENT)
                 open_table(param, tok, &r);
         }
         add_restriction(st, r);
@@ -384,6 +432,10 @@ static const char *reply_name(const struct session *s, enum stage st)
         return s->helo;
     case STAGE_SENDER:
         return s->check->sender;
+    case STAGE_DATA:
+        return "DATA";
+    case STAGE_EOD:
+        return "END-OF-MESSAGE";
     default:
         return s->check->rcpt;
     }
@@ -428,6 +480,83 @@ static int destination_unknown(int d, struct session *s, struct outcome *o)
 
 /* --- access tables --- */
 
+/* An enhanced status code leading text ("4.2.0 Greylisted") replaces
+ * the default one, in the reply's class as Postfix does: *text moves past
+ * it. */
+static void leading_dsn(const char **text, char cls, const char *fallback, char *dsn, size_t len)
+{
+    int a, b, c, used = 0;
+    if (sscanf(*text, "%1d.%3d.%3d%n", &a, &b, &c, &used) == 3 && (a == 4 || a == 5) &&
+        ((*text)[used] == 0 || (*text)[used] == ' ')) {
+        snprintf(dsn, len, "%c.%d.%d", cls, b, c);
+        *text += used;
+        while (**text == ' ')
+            (*text)++;
+        return;
+    }
+    snprintf(dsn, len, "%s", fallback);
+}
+
+/* The command a restriction's log line names: RCPT, DATA, or
+ * END-OF-MESSAGE for smtpd_end_of_data_restrictions. */
+static const char *where_now(const struct session *s)
+{
+    if (!s->check || s->check->end_stage == STAGE_DATA)
+        return "RCPT";
+    return s->check->end_stage == STAGE_EOD ? "DATA" : "END-OF-MESSAGE";
+}
+
+/* The recipient a restriction's log line names, "" for none. */
+static const char *rcpt_now(const struct session *s)
+{
+    return s->check ? s->check->rcpt_addr : "";
+}
+
+/* FILTER transport:destination: the message goes there after it is
+ * queued (filter.h); evaluation goes on. */
+static enum verdict access_filter(struct session *s, const char *dest, const char *name,
+                                  const char *cls)
+{
+    char reason[600];
+    snprintf(reason, sizeof(reason), "<%s>: %s triggers FILTER %s", name, cls, dest);
+    smtpd_filter_action(s, dest, where_now(s), rcpt_now(s), reason);
+    return V_DUNNO;
+}
+
+/* HOLD and DISCARD: for cleanup with the message (delegate.h), logged in
+ * Postfix's words ("<NAME>: CLASS TEXT", or "triggers HOLD action").
+ * DISCARD is OK for the list, as in Postfix. */
+static enum verdict access_hold_discard(struct session *s, int hold, const char *text,
+                                        const char *name, const char *cls)
+{
+    char why[ADDRESS_MAX + 600];
+    snprintf(why, sizeof(why), "<%s>: %s %.400s", name, cls,
+             *text ? text : hold ? "triggers HOLD action" : "triggers DISCARD action");
+    smtpd_delegate_log(s, hold ? "hold" : "discard", where_now(s), rcpt_now(s), why);
+    if (hold)
+        smtpd_delegate_hold(s, text);
+    else
+        smtpd_delegate_discard(s);
+    return hold ? V_DUNNO : V_PERMIT;
+}
+
+/* REDIRECT user@domain and BCC user@domain: for cleanup with the message
+ * (delegate.h), logged as Postfix logs them; evaluation goes on. */
+static enum verdict access_redirect_bcc(struct session *s, int redirect, const char *addr,
+                                        const char *name, const char *cls)
+{
+    const char *word = redirect ? "REDIRECT" : "BCC";
+    if ((redirect ? smtpd_delegate_redirect : smtpd_delegate_bcc)(s, addr) < 0) {
+        msg_warn("access table entry \"%s %.200s\" requires user@domain target; treated as "
+                 "DUNNO", word, addr);
+        return V_DUNNO;
+    }
+    char why[ADDRESS_MAX * 2 + 600];
+    snprintf(why, sizeof(why), "<%s>: %s triggers %s %s", name, cls, word, addr);
+    smtpd_delegate_log(s, redirect ? "redirect" : "bcc", where_now(s), rcpt_now(s), why);
+    return V_DUNNO;
+}
+
 /* An access(5) result. OK (or a number) permits, REJECT/DEFER and 4NN/5NN
  * refuse, DUNNO and what we do not implement go on. */
 static enum verdict access_result(const char *value, const char *name, const char *cls,
@@ -439,23 +568,35 @@ static enum verdict access_result(const char *value, const char *name, const cha
     const char *text = value + wlen;
     while (isspace((unsigned char)*text))
         text++;
+    char dsn[16];
     if ((wlen == 2 && strncasecmp(value, "OK", 2) == 0))
         return V_PERMIT;
-    if (wlen == 6 && strncasecmp(value, "REJECT", 6) == 0)
-        return reject_with(o, 554, "554 5.7.1 <%s>: %s rejected: %s", name, cls,
+    if (wlen == 6 && strncasecmp(value, "REJECT", 6) == 0) {
+        leading_dsn(&text, '5', "5.7.1", dsn, sizeof(dsn));
+        return reject_with(o, 554, "554 %s <%s>: %s rejected: %s", dsn, name, cls,
                            *text ? text : "Access denied");
-    if (wlen == 5 && strncasecmp(value, "DEFER", 5) == 0)
-        return reject_with(o, 450, "450 4.7.1 <%s>: %s rejected: %s", name, cls,
+    }
+    if (wlen == 5 && strncasecmp(value, "DEFER", 5) == 0) {
+        leading_dsn(&text, '4', "4.7.1", dsn, sizeof(dsn));
+        return reject_with(o, 450, "450 %s <%s>: %s rejected: %s", dsn, name, cls,
                            *text ? text : "Access denied");
+    }
     if (wlen == 5 && strncasecmp(value, "DUNNO", 5) == 0)
         return V_DUNNO;
+    if (wlen == 6 && strncasecmp(value, "FILTER", 6) == 0)
+        return access_filter(o->s, text, name, cls);
+    if ((wlen == 8 && strncasecmp(value, "REDIRECT", 8) == 0) ||
+        (wlen == 3 && strncasecmp(value, "BCC", 3) == 0))
+        return access_redirect_bcc(o->s, wlen == 8, text, name, cls);
+    if ((wlen == 4 && strncasecmp(value, "HOLD", 4) == 0) ||
+        (wlen == 7 && strncasecmp(value, "DISCARD", 7) == 0))
+        return access_hold_discard(o->s, wlen == 4, text, name, cls);
     if (wlen > 0 && strspn(value, "0123456789") == wlen) {
         if (wlen != 3 || (value[0] != '4' && value[0] != '5'))
             return V_PERMIT;   /* numbers other than 4NN/5NN mean OK */
         int code = atoi(value);
         /* An enhanced status code of the right class may lead the text. */
         int a, b, c, used = 0;
-        char dsn[16];
         if (sscanf(text, "%1d.%3d.%3d%n", &a, &b, &c, &used) == 3 && a == value[0] - '0' &&
             (text[used] == 0 || text[used] == ' ')) {
             snprintf(dsn, sizeof(dsn), "%d.%d.%d", a, b, c);
@@ -616,7 +757,7 @@ static void resume_checks(struct session *s)
         return;   /* the evaluation is over (a late table answer) */
     int code = 0;
     char text[ADDRESS_MAX + 256];
-    struct outcome o = {&code, text, sizeof(text)};
+    struct outcome o = {&code, text, sizeof(text), s};
     smtpd_restrict_done_fn done = s->check->done;   /* run_checks frees the check */
     if (run_checks(s, &o))
         done(s, code, text);
@@ -848,6 +989,14 @@ static enum verdict login_mismatch(struct session *s, enum r_kind kind, struct o
     return V_DUNNO;
 }
 
+/* A recipient table that cannot answer (its database down): Postfix's
+ * reply, without the "address rejected" of the other refusals (compared
+ * with Postfix 3.7 for local_recipient_maps and virtual_mailbox_maps). */
+static enum verdict lookup_failure(const char *quoted, struct outcome *o)
+{
+    return reject_with(o, 451, "451 4.3.0 <%s>: Temporary lookup failure", quoted);
+}
+
 /* An address of a hosted domain (virtual alias or virtual mailbox class,
  * lib/mail/virtual_mailbox.h) must exist. role and dsn as unlisted(). */
 static enum verdict unlisted_virtual(const char *addr, const char *quoted, const char *role,
@@ -861,8 +1010,7 @@ static enum verdict unlisted_virtual(const char *addr, const char *quoted, const
         return reject_with(o, 550, "550 5.%s <%s>: %s address rejected: User unknown in %s", dsn,
                            quoted, role, table);
     if (rc == LOOKUP_TEMPFAIL)
-        return reject_with(o, 450, "450 4.3.0 <%s>: %s address rejected: Temporary lookup failure",
-                           quoted, role);
+        return lookup_failure(quoted, o);
     return V_DUNNO;
 }
 
@@ -889,14 +1037,230 @@ static enum verdict unlisted(const char *addr, const char *quoted, const char *r
                            "recipient table",
                            dsn, quoted, role);
     if (rc == LOOKUP_TEMPFAIL)
-        return reject_with(o, 450, "450 4.3.0 <%s>: %s address rejected: Temporary lookup failure",
-                           quoted, role);
+        return lookup_failure(quoted, o);
     return V_DUNNO;
 }
 
 static enum verdict unlisted_recipient(struct session *s, struct outcome *o)
 {
+    if (receive_override_mask() & RECEIVE_NO_UNKNOWN_RCPT_CHECKS)
+        return V_DUNNO;   /* a reinjection service: the first smtpd checked */
     return unlisted(s->check->rcpt_addr, s->check->rcpt, "Recipient", "1.1", o);
+}
+
+/* --- policy services --- */
+
+/* A 5xx reject after DEFER_IF_REJECT becomes that deferral. */
+static void defer_instead_of_reject(const struct smtpd_check *c, struct outcome *o)
+{
+    if (c->defer_if_reject_code && *o->code >= 500)
+        reject_with(o, c->defer_if_reject_code, "%s", c->defer_if_reject);
+}
+
+/* One attribute line; a value never carries a line end into the request. */
+static void put_attr(struct evbuffer *b, const char *name, const char *value)
+{
+    evbuffer_add_printf(b, "%s=", name);
+    for (const char *p = value ? value : ""; *p; p++)
+        if (*p != '\n' && *p != '\r')
+            evbuffer_add(b, p, 1);
+    evbuffer_add(b, "\n", 1);
+}
+
+static void put_server_address(struct evbuffer *b, const struct session *s)
+{
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    char host[INET6_ADDRSTRLEN] = "", port[8] = "";
+    int fd = s->bev ? (int)bufferevent_getfd(s->bev) : s->fd;
+    if (fd >= 0 && getsockname(fd, (struct sockaddr *)&sa, &len) == 0) {
+        if (sa.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+            inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+            snprintf(port, sizeof(port), "%u", ntohs(in->sin_port));
+        } else if (sa.ss_family == AF_INET6) {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+            snprintf(port, sizeof(port), "%u", ntohs(in6->sin6_port));
+        }
+    }
+    put_attr(b, "server_address", host);
+    put_attr(b, "server_port", port);
+}
+
+/* The TLS facts of the session; empty and 0 without TLS, as Postfix. */
+static void put_encryption(struct evbuffer *b, const struct session *s)
+{
+    SSL *ssl = s->tls && s->bev ? bufferevent_openssl_get_ssl(s->bev) : NULL;
+    char bits[16] = "0";
+    if (ssl)
+        snprintf(bits, sizeof(bits), "%d", SSL_get_cipher_bits(ssl, NULL));
+    put_attr(b, "encryption_protocol", ssl ? SSL_get_version(ssl) : "");
+    put_attr(b, "encryption_cipher", ssl ? SSL_get_cipher_name(ssl) : "");
+    put_attr(b, "encryption_keysize", bits);
+}
+
+/* Postfix's request attributes, as smtpd knows them at RCPT time. The
+ * queue id once cleanup has named the file (the stream opens at the first
+ * accepted recipient, so from the second RCPT on, and at DATA and the end
+ * of the message), else empty; size is what MAIL announced; client
+ * certificates are not passed on (ccert_* empty). */
+static char *policy_request_text(const struct session *s, const struct policy_service *svc)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (!b)
+        return NULL;
+    char num[64];
+    put_attr(b, "request", "smtpd_access_policy");
+    int at_eod = s->check->end_stage == STAGE_COUNT;
+    int at_data = at_eod || s->check->end_stage == STAGE_EOD;
+    put_attr(b, "protocol_state", at_eod ? "END-OF-MESSAGE" : at_data ? "DATA" : "RCPT");
+    put_attr(b, "protocol_name", s->esmtp ? "ESMTP" : "SMTP");
+    put_attr(b, "helo_name", s->helo);
+    put_attr(b, "queue_id", smtpd_tx_queue_id(s));
+    put_attr(b, "sender", s->check->sender_addr);
+    put_attr(b, "recipient", s->check->rcpt_addr);
+    snprintf(num, sizeof(num), "%ld", at_data ? s->check->recipient_count : 0L);
+    put_attr(b, "recipient_count", num);
+    put_attr(b, "client_address", s->addr);
+    put_attr(b, "client_name", s->name);
+    put_attr(b, "reverse_client_name", s->reverse_name);
+    snprintf(num, sizeof(num), "%lx.%lx.%u", (unsigned long)getpid(),
+             (unsigned long)(uintptr_t)s, s->total[C_MAIL]);
+    put_attr(b, "instance", num);
+    put_attr(b, "sasl_method", s->sasl_user ? s->sasl_method : "");
+    put_attr(b, "sasl_username", s->sasl_user);
+    put_attr(b, "sasl_sender", "");
+    /* At the end of the message its size, as Postfix; before, MAIL's SIZE=. */
+    snprintf(num, sizeof(num), "%lld",
+             at_eod ? smtpd_tx_content_size(s) : smtpd_tx_declared_size(s));
+    put_attr(b, "size", num);
+    static const char *const empty[] = {"ccert_subject", "ccert_issuer", "ccert_fingerprint",
+                                        "ccert_pubkey_fingerprint", "etrn_domain", "stress"};
+    for (size_t i = 0; i < sizeof(empty) / sizeof(empty[0]); i++)
+        put_attr(b, empty[i], "");
+    put_encryption(b, s);
+    put_server_address(b, s);
+    put_attr(b, "policy_context", policy_service_context(svc));
+    evbuffer_add(b, "\n", 1);
+    size_t len = evbuffer_get_length(b);
+    char *text = malloc(len + 1);
+    if (text) {
+        evbuffer_remove(b, text, len);
+        text[len] = 0;
+    }
+    evbuffer_free(b);
+    return text;
+}
+
+static void policy_answer(void *ctx, const char *action)
+{
+    struct session *s = ctx;
+    s->check->policy_req = NULL;
+    s->check->policy_action = strdup(action);
+    if (!s->check->policy_action) {
+        int code = 451;
+        char text[] = "451 4.3.0 Error: out of memory";
+        smtpd_restrict_done_fn done = s->check->done;
+        smtpd_restrict_cancel(s);
+        done(s, code, text);
+        return;
+    }
+    resume_checks(s);
+}
+
+/* Log WARN and INFO answers as Postfix does, then go on. */
+static void log_policy_note(struct session *s, const char *what, const char *text)
+{
+    smtpd_delegate_log(s, what, where_now(s), rcpt_now(s), text);
+}
+
+/* Hold a deferral text in the form the reply would take. */
+static void hold_deferral(struct session *s, enum stage st, const char *text, int *code,
+                          char *buf, size_t len)
+{
+    char dsn[16];
+    leading_dsn(&text, '4', "4.7.1", dsn, sizeof(dsn));
+    *code = 450;
+    snprintf(buf, len, "450 %s <%s>: %s rejected: %.400s", dsn, reply_name(s, st),
+             stages[st].reply_class, *text ? text : "Service unavailable");
+}
+
+/* PREPEND: a header for the message, if it is one (name, colon, no line
+ * end: the attribute parser let none through). A bad one is skipped with
+ * Postfix's warning. */
+static enum verdict prepend_header(struct session *s, const struct restriction *r,
+                                   const char *action, const char *header)
+{
+    size_t colon = header_name_len(header, strlen(header));
+    if (colon == 0 || header_name_trim(header, colon) == 0) {
+        msg_warn("access table %s entry \"%.200s\" requires header: text",
+                 policy_service_endpoint(r->policy), action);
+        return V_DUNNO;
+    }
+    if (smtpd_tx_prepend(s, header) < 0)
+        msg_warn("PREPEND \"%.100s\": over %d bytes of prepended headers; dropped", header,
+                 PREPEND_MAX);
+    return V_DUNNO;
+}
+
+/* The actions of a policy answer that are more than access(5) results. */
+static enum verdict policy_action(struct session *s, enum stage st,
+                                  const struct restriction *r, const char *action,
+                                  struct outcome *o)
+{
+    while (isspace((unsigned char)*action))
+        action++;
+    size_t wlen = strcspn(action, " \t");
+    const char *text = action + wlen;
+    while (isspace((unsigned char)*text))
+        text++;
+    struct smtpd_check *c = s->check;
+#define IS(word) (wlen == strlen(word) && strncasecmp(action, word, wlen) == 0)
+    if (IS("DEFER_IF_PERMIT")) {
+        hold_deferral(s, st, text, &c->defer_if_permit_code, c->defer_if_permit,
+                      sizeof(c->defer_if_permit));
+        return V_DUNNO;
+    }
+    if (IS("DEFER_IF_REJECT")) {
+        hold_deferral(s, st, text, &c->defer_if_reject_code, c->defer_if_reject,
+                      sizeof(c->defer_if_reject));
+        return V_DUNNO;
+    }
+    if (IS("WARN") || IS("INFO")) {
+        log_policy_note(s, IS("WARN") ? "warn" : "info", text);
+        return V_DUNNO;
+    }
+    if (IS("PREPEND"))
+        return prepend_header(s, r, action, text);
+    if (IS("REPLACE") || IS("DELAY")) {
+        char word[16];   /* named as Postfix's documentation names it */
+        for (size_t i = 0; i <= wlen; i++)
+            word[i] = i < wlen ? (char)toupper((unsigned char)action[i]) : 0;
+        msg_warn("policy action \"%s\" is not implemented in Postern; treated as DUNNO", word);
+        return V_DUNNO;
+    }
+#undef IS
+    return access_result(action, reply_name(s, st), stages[st].reply_class, o);
+}
+
+/* check_policy_service: ask, wait for the answer, then act on it. */
+static enum verdict policy_check(struct session *s, enum stage st, const struct restriction *r,
+                                 struct outcome *o)
+{
+    struct smtpd_check *c = s->check;
+    if (c->policy_action) {
+        enum verdict v = policy_action(s, st, r, c->policy_action, o);
+        free(c->policy_action);
+        c->policy_action = NULL;
+        return v;
+    }
+    char *text = policy_request_text(s, r->policy);
+    c->policy_req = text ? policy_query(r->policy, text, policy_answer, s) : NULL;
+    free(text);
+    if (!c->policy_req)
+        return reject_with(o, 451, "451 4.3.0 Error: out of memory");
+    return V_PENDING;
 }
 
 static enum verdict evaluate(struct session *s, enum stage st, const struct restriction *r,
@@ -986,6 +1350,14 @@ static enum verdict evaluate(struct session *s, enum stage st, const struct rest
     case R_UNKNOWN_CLIENT:
     case R_UNKNOWN_REVERSE_CLIENT:
         return unknown_client(s, r->kind == R_UNKNOWN_REVERSE_CLIENT, o);
+    case R_UNAUTH_PIPELINING:   /* the session's flag, set in session.c */
+        if (!s->ill_pipelining)
+            return V_DUNNO;
+        return reject_with(o, 503,
+                           "503 5.5.0 <%s>: %s rejected: Improper use of SMTP command pipelining",
+                           name, cls);
+    case R_POLICY:
+        return policy_check(s, st, r, o);
     case R_CONFIG_ERROR:
         return reject_with(o, 451, "%s", SERVER_CONFIG_ERROR);
     }
@@ -1015,7 +1387,7 @@ static int run_checks_now(struct session *s, struct outcome *o)
     struct smtpd_check *c = s->check;
     *o->code = 0;
     o->text[0] = 0;
-    for (; c->stage < STAGE_COUNT; c->stage++, c->item = 0) {
+    for (; c->stage < c->end_stage; c->stage++, c->item = 0) {
         if (c->stage == STAGE_RELAY && relay_unguarded) {
             reject_with(o, 451, "%s", SERVER_CONFIG_ERROR);
             smtpd_restrict_cancel(s);
@@ -1026,6 +1398,7 @@ static int run_checks_now(struct session *s, struct outcome *o)
             if (v == V_PENDING)
                 return 0;
             if (v == V_REJECT) {
+                defer_instead_of_reject(c, o);
                 smtpd_restrict_cancel(s);
                 return 1;
             }
@@ -1033,8 +1406,15 @@ static int run_checks_now(struct session *s, struct outcome *o)
                 break;
         }
     }
-    if (unlisted_recipient(s, o) == V_PENDING)
-        return 0;
+    if (c->end_stage == STAGE_DATA) {
+        enum verdict v = unlisted_recipient(s, o);
+        if (v == V_PENDING)
+            return 0;
+        if (v == V_REJECT)
+            defer_instead_of_reject(c, o);
+    }
+    if (!*o->code && c->defer_if_permit_code)
+        reject_with(o, c->defer_if_permit_code, "%s", c->defer_if_permit);
     smtpd_restrict_cancel(s);
     return 1;
 }
@@ -1045,8 +1425,10 @@ static void quote_for_reply(const char *addr, char *out, size_t outlen)
         snprintf(out, outlen, "%s", addr);
 }
 
-int smtpd_restrict_rcpt(struct session *s, const char *sender, const char *rcpt,
-                        smtpd_restrict_done_fn done, int *code, char *text, size_t textlen)
+/* Start an evaluation of the lists from first to before end. */
+static int start_checks(struct session *s, const char *sender, const char *rcpt, int first,
+                        int end, long nrcpt, smtpd_restrict_done_fn done, int *code,
+                        char *text, size_t textlen)
 {
     if (smtpd_cfg.stand_alone) {
         *code = 0;
@@ -1061,12 +1443,59 @@ int smtpd_restrict_rcpt(struct session *s, const char *sender, const char *rcpt,
     s->check->done = done;
     s->check->sender_addr = sender;
     s->check->rcpt_addr = rcpt;
-    s->check->stage = 0;
+    s->check->stage = first;
+    s->check->end_stage = end;
+    s->check->recipient_count = nrcpt;
     s->check->item = 0;
+    s->check->defer_if_permit_code = s->check->defer_if_reject_code = 0;
     quote_for_reply(sender, s->check->sender, sizeof(s->check->sender));
     quote_for_reply(rcpt, s->check->rcpt, sizeof(s->check->rcpt));
-    struct outcome o = {code, text, textlen};
+    struct outcome o = {code, text, textlen, s};
     return run_checks(s, &o);
+}
+
+int smtpd_restrict_rcpt(struct session *s, const char *sender, const char *rcpt,
+                        smtpd_restrict_done_fn done, int *code, char *text, size_t textlen)
+{
+    return start_checks(s, sender, rcpt, STAGE_CLIENT, STAGE_DATA, 0, done, code, text,
+                        textlen);
+}
+
+int smtpd_restrict_data(struct session *s, const char *sender, long recipient_count,
+                        smtpd_restrict_done_fn done, int *code, char *text, size_t textlen)
+{
+    if (lists[STAGE_DATA].n == 0) {
+        *code = 0;
+        text[0] = 0;
+        return 1;
+    }
+    return start_checks(s, sender, "", STAGE_DATA, STAGE_EOD, recipient_count, done, code,
+                        text, textlen);
+}
+
+int smtpd_restrict_eod(struct session *s, const char *sender, const char *rcpt,
+                       long recipient_count, smtpd_restrict_done_fn done, int *code, char *text,
+                       size_t textlen)
+{
+    if (lists[STAGE_EOD].n == 0) {
+        *code = 0;
+        text[0] = 0;
+        return 1;
+    }
+    return start_checks(s, sender, rcpt, STAGE_EOD, STAGE_COUNT, recipient_count, done, code,
+                        text, textlen);
+}
+
+int smtpd_restrict_asks_policy(int at_data)
+{
+    int first = at_data ? STAGE_DATA : STAGE_CLIENT, end = at_data ? STAGE_EOD : STAGE_DATA;
+    if (smtpd_cfg.stand_alone)
+        return 0;   /* no restrictions, and postdrop names no file */
+    for (int st = first; st < end; st++)
+        for (size_t i = 0; i < lists[st].n; i++)
+            if (lists[st].items[i].kind == R_POLICY)
+                return 1;
+    return 0;
 }
 
 void smtpd_restrict_cancel(struct session *s)
@@ -1075,6 +1504,8 @@ void smtpd_restrict_cancel(struct session *s)
         return;
     if (s->check->query)
         dns_cancel(s->check->query);
+    policy_cancel(s->check->policy_req);
+    free(s->check->policy_action);
     free(s->check);
     s->check = NULL;
     smtpd_lookup_async_reset(s);

@@ -1,6 +1,7 @@
 /* restrict.h - smtpd_client/helo/sender/relay/recipient_restrictions,
- * evaluated for each RCPT (restrict.c). DNS lookups run on the event loop:
- * an evaluation that waits for one finishes later through its callback.
+ * evaluated for each RCPT, and smtpd_data_restrictions at DATA
+ * (restrict.c). DNS lookups and policy services run on the event loop: an
+ * evaluation that waits for one finishes later through its callback.
  */
 #ifndef POSTERN_SMTPD_RESTRICT_H
 #define POSTERN_SMTPD_RESTRICT_H
@@ -24,6 +25,20 @@ typedef void (*smtpd_restrict_done_fn)(struct session *s, int code, const char *
  * then done is called later, unless smtpd_restrict_cancel comes first. */
 int smtpd_restrict_rcpt(struct session *s, const char *sender, const char *rcpt,
                         smtpd_restrict_done_fn done, int *code, char *text, size_t textlen);
+/* smtpd_data_restrictions at DATA, the same way (reply name "<DATA>",
+ * class "Data command"). */
+int smtpd_restrict_data(struct session *s, const char *sender, long recipient_count,
+                        smtpd_restrict_done_fn done, int *code, char *text, size_t textlen);
+/* smtpd_end_of_data_restrictions once the content is in, before the
+ * message is committed ("<END-OF-MESSAGE>", "End-of-data"); rcpt is the
+ * one recipient, or "" for several, as Postfix passes it. */
+int smtpd_restrict_eod(struct session *s, const char *sender, const char *rcpt,
+                       long recipient_count, smtpd_restrict_done_fn done, int *code, char *text,
+                       size_t textlen);
+/* Whether a check_policy_service is among the lists evaluated at RCPT
+ * (at_data 0) or at DATA (1): the request then waits for the queue id
+ * (transaction.c), which Postfix always has by then. */
+int smtpd_restrict_asks_policy(int at_data);
 /* Drop a pending evaluation (its DNS lookup is cancelled). */
 void smtpd_restrict_cancel(struct session *s);
 /* smtpd_restrict_cancel plus the session's DNS answer cache. */

@@ -26,6 +26,7 @@
  * hold a session beyond that, whatever its pace.
  */
 #include "session.h"
+#include "anvil.h"
 #include "auth.h"
 #include "peer.h"
 #include "milters.h"
@@ -33,6 +34,9 @@
 #include "smtpd.h"
 #include "starttls.h"
 #include "transaction.h"
+#include "filter.h"
+#include "proxy.h"
+#include "xforward.h"
 
 #include "log.h"
 #include "match.h"
@@ -52,6 +56,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,7 +67,7 @@
 #define OUTPUT_LOW_WATER (64 * 1024)
 
 static const char *const counter_names[C_COUNT] = {
-    "helo", "ehlo", "starttls", "auth", "mail", "rcpt", "data",
+    "helo", "ehlo", "xforward", "starttls", "auth", "mail", "rcpt", "data",
     "rset", "noop", "vrfy", "help", "quit", "unknown"};
 
 static double now(void)
@@ -141,6 +146,8 @@ static void log_lost_connection(struct session *s)
 
 /* --- session lifetime --- */
 
+static void anvil_forget(struct session *s);
+
 void smtpd_session_free(struct session *s)
 {
     if (s->state != ST_CLOSING)
@@ -151,8 +158,12 @@ void smtpd_session_free(struct session *s)
     smtpd_restrict_session_end(s);
     smtpd_auth_reset(s);
     smtpd_peer_free(s);
+    smtpd_xforward_reset(s);
+    smtpd_filter_reset(s);
+    smtpd_proxy_free(s);
     if (s->counted)
         smtpd_client_count_remove(s->addr);
+    anvil_forget(s);
     if (s->held)
         evbuffer_free(s->held);
     event_free(s->timer);
@@ -358,6 +369,8 @@ void smtpd_session_ehlo_reply(struct session *s)
     kw[n++] = "PIPELINING";
     kw[n++] = size;
     kw[n++] = "VRFY";
+    if (smtpd_xforward_ehlo(s))
+        kw[n++] = smtpd_xforward_ehlo(s);
     if (smtpd_starttls_offered(s))
         kw[n++] = "STARTTLS";
     if (smtpd_auth_ehlo_keywords(s, auth, sizeof(auth), auth_old, sizeof(auth_old))) {
@@ -394,6 +407,7 @@ static void cmd_helo(struct session *s, const char *arg, int esmtp)
     set_helo(s, arg);
     s->esmtp = esmtp;
     smtpd_tx_reset(s);
+    smtpd_xforward_reset(s);   /* as RSET, and as Postfix */
     const char *reply;
     if (!smtpd_milter_helo(s, s->helo, helo_checked, &reply)) {
         s->state = ST_WAIT_MILTER;   /* resumed by helo_checked */
@@ -410,11 +424,11 @@ static void junk_command(struct session *s)
         smtpd_error_reply(s);
 }
 
-/* A command nobody knows: 502, unless a milter answers it otherwise. */
+/* A command nobody knows: 500 (as Postfix 3.7), unless a milter answers it otherwise. */
 static void unknown_reply(struct session *s, const char *milter_reply)
 {
     const char *refusal = smtpd_milter_verdict(s, "UNKNOWN", milter_reply);
-    smtpd_reply(s, "%s", refusal ? refusal : "502 5.5.2 Error: command not recognized");
+    smtpd_reply(s, "%s", refusal ? refusal : "500 5.5.2 Error: command not recognized");
     smtpd_error_reply(s);
 }
 
@@ -444,6 +458,7 @@ static void cmd_simple(struct session *s, const char *verb, const char *arg)
     if (strcasecmp(verb, "RSET") == 0) {
         smtpd_count(s, C_RSET, 1);
         smtpd_tx_reset(s);
+        smtpd_xforward_reset(s);   /* XFORWARD's attributes too, as Postfix */
         smtpd_reply(s, "250 2.0.0 Ok");
         junk_command(s);
     } else if (strcasecmp(verb, "NOOP") == 0) {
@@ -468,12 +483,14 @@ static void cmd_simple(struct session *s, const char *verb, const char *arg)
 }
 
 static const char *const known_verbs[] = {"HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT",
-                                          "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT"};
+                                          "DATA", "RSET", "NOOP", "VRFY", "HELP", "QUIT",
+                                          "XFORWARD"};
 
 static enum counter verb_counter(const char *verb)
 {
     static const enum counter counters[] = {C_HELO, C_EHLO, C_STARTTLS, C_AUTH, C_MAIL, C_RCPT,
-                                            C_DATA, C_RSET, C_NOOP, C_VRFY, C_HELP, C_QUIT};
+                                            C_DATA, C_RSET, C_NOOP, C_VRFY, C_HELP, C_QUIT,
+                                            C_XFORWARD};
     for (size_t i = 0; i < sizeof(known_verbs) / sizeof(known_verbs[0]); i++)
         if (strcasecmp(verb, known_verbs[i]) == 0)
             return counters[i];
@@ -490,6 +507,83 @@ static int allowed_without_tls(const char *verb)
     return 0;
 }
 
+/* --- improper pipelining (reject_unauth_pipelining) --- */
+
+/* Up to len bytes the client sent that no command has taken yet: the
+ * input buffer, else the socket (not under TLS: those are record bytes). */
+static size_t pending_input(struct session *s, char *buf, size_t len)
+{
+    if (s->bev) {
+        ev_ssize_t n = evbuffer_copyout(bufferevent_get_input(s->bev), buf, len);
+        if (n > 0 || s->tls)
+            return n > 0 ? (size_t)n : 0;
+    }
+    int fd = s->bev ? (int)bufferevent_getfd(s->bev) : s->fd;
+    ssize_t n = fd >= 0 ? recv(fd, buf, len, MSG_PEEK | MSG_DONTWAIT) : -1;
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* Bytes as Postfix shows them in its log: the usual C escapes, a doubled
+ * backslash, octal for any other byte that is not printable ASCII. */
+static void escape_bytes(const char *in, size_t n, char *out, size_t outlen)
+{
+    static const char ctl[] = "\a\b\f\n\r\t\v", letter[] = "abfnrtv";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 <= outlen; i++) {
+        unsigned char c = (unsigned char)in[i];
+        const char *k = c ? strchr(ctl, c) : NULL;
+        if (k) {
+            out[o++] = '\\';
+            out[o++] = letter[k - ctl];
+        } else if (c == '\\') {
+            out[o++] = '\\';
+            out[o++] = '\\';
+        } else if (c >= 0x20 && c < 0x7f) {
+            out[o++] = (char)c;
+        } else {
+            o += (size_t)snprintf(out + o, outlen - o, "\\%03o", c);
+        }
+    }
+    out[o] = 0;
+}
+
+/* Postfix's rule: a client that sends ahead where it may not (before the
+ * greeting; any command unless it said EHLO; after HELO, EHLO, DATA, NOOP
+ * or VRFY, which end an RFC 2920 group) is marked for the rest of the
+ * session, once, with Postfix's log line; reject_unauth_pipelining
+ * refuses on the mark. */
+static void check_pipelining(struct session *s, const char *where)
+{
+    char buf[100], shown[4 * sizeof(buf) + 1];
+    if (s->ill_pipelining || smtpd_cfg.stand_alone)
+        return;
+    size_t n = pending_input(s, buf, sizeof(buf));
+    if (n == 0)
+        return;
+    escape_bytes(buf, n, shown, sizeof(shown));
+    msg_info("improper command pipelining after %s from %s: %s", where, s->namaddr, shown);
+    s->ill_pipelining = 1;
+}
+
+static int ends_group(const char *verb)
+{
+    static const char *const last[] = {"HELO", "EHLO", "DATA", "NOOP", "VRFY"};
+    for (size_t i = 0; i < sizeof(last) / sizeof(last[0]); i++)
+        if (strcasecmp(verb, last[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Counted like Postfix: accepted XFORWARD commands as xforward=N. */
+static void xforward_command(struct session *s, const char *arg)
+{
+    unsigned errors = (unsigned)s->errors;
+    smtpd_count(s, C_XFORWARD, 0);
+    smtpd_xforward_command(s, arg);
+    if ((unsigned)s->errors == errors)
+        s->ok[C_XFORWARD]++;
+}
+
 static void command(struct session *s, char *line)
 {
     char *verb, *arg;
@@ -504,6 +598,8 @@ static void command(struct session *s, char *line)
         smtpd_error_reply(s);
         return;
     }
+    if (verb_counter(verb) != C_UNKNOWN && (!s->esmtp || ends_group(verb)))
+        check_pipelining(s, s->last_cmd);
     if (strcasecmp(verb, "HELO") == 0 || strcasecmp(verb, "EHLO") == 0)
         cmd_helo(s, arg, toupper((unsigned char)verb[0]) == 'E');
     else if (strcasecmp(verb, "STARTTLS") == 0)
@@ -516,6 +612,8 @@ static void command(struct session *s, char *line)
         smtpd_tx_rcpt(s, arg);
     else if (strcasecmp(verb, "DATA") == 0)
         smtpd_tx_data(s, arg);
+    else if (strcasecmp(verb, "XFORWARD") == 0)
+        xforward_command(s, arg);
     else
         cmd_simple(s, verb, arg);
 }
@@ -682,6 +780,9 @@ static void peer_address(struct session *s, const struct sockaddr_storage *peer)
                         : (const void *)&((const struct sockaddr_in *)peer)->sin_addr;
     if (!inet_ntop(peer->ss_family, a, s->addr, sizeof(s->addr)))
         snprintf(s->addr, sizeof(s->addr), "unknown");
+    snprintf(s->port, sizeof(s->port), "%u",
+             ntohs(peer->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)peer)->sin6_port
+                                               : ((const struct sockaddr_in *)peer)->sin_port));
     /* Show v4-mapped clients as plain IPv4, as Postfix does. */
     if (strncmp(s->addr, "::ffff:", 7) == 0 && strchr(s->addr, '.'))
         memmove(s->addr, s->addr + 7, strlen(s->addr + 7) + 1);
@@ -709,7 +810,7 @@ static int over_connection_limit(struct session *s)
  * known, so that nothing, a TLS handshake included, runs before. */
 static int open_bev(struct session *s, int fd)
 {
-    if (smtpd_cfg.wrappermode) {
+    if (smtpd_cfg.wrappermode && !s->tls_refused) {
         s->bev = smtpd_starttls_wrap_socket(fd);   /* closes fd on failure */
         return s->bev ? 0 : -1;
     }
@@ -719,9 +820,22 @@ static int open_bev(struct session *s, int fd)
     return s->bev ? 0 : -1;
 }
 
+/* The session ends: anvil no longer counts its connection. */
+static void anvil_forget(struct session *s)
+{
+    smtpd_anvil_cancel(s->anvil_req);
+    s->anvil_req = NULL;
+    free(s->anvil_arg);
+    s->anvil_arg = NULL;
+    if (s->anvil_counted)
+        smtpd_anvil_tell("disconnect", s->addr);
+    s->anvil_counted = 0;
+}
+
 /* A session that never started: no log lines, no counts. */
 static void session_abort(struct session *s)
 {
+    anvil_forget(s);
     if (s->bev)
         bufferevent_free(s->bev);
     else if (s->fd >= 0)
@@ -729,12 +843,29 @@ static void session_abort(struct session *s)
     if (s->timer)
         event_free(s->timer);
     smtpd_peer_free(s);
+    smtpd_proxy_free(s);
     free(s);
     smtpd_session_closed(0);
 }
 
-/* The client's names are known: log the connection, start reading, greet. */
-static void greet(struct session *s)
+/* Postfix's answer when the PROXY header failed (in wrapper mode there is
+ * no TLS to say it over). */
+static void refuse_unproxied(struct session *s)
+{
+    if (smtpd_cfg.wrappermode) {
+        s->last_cmd = NULL;
+        smtpd_session_free(s);
+        return;
+    }
+    smtpd_reply(s, "421 4.3.0 %s Server local error", smtpd_cfg.myhostname);
+    smtpd_session_close_after_reply(s);
+}
+
+static int connection_refused(struct session *s, int anvil_ok, long count, long rate);
+
+/* The client's names are known (and anvil's count, anvil_ok, when it was
+ * asked): log the connection, start reading, greet. */
+static void greet_now(struct session *s, int anvil_ok, long count, long rate)
 {
     int fd = s->fd;
     s->fd = -1;
@@ -750,7 +881,18 @@ static void greet(struct session *s)
     smtpd_session_attach_bev(s);
     s->state = smtpd_cfg.wrappermode ? ST_TLS_HANDSHAKE : ST_COMMAND;
     smtpd_session_begin_request(s);
-    if (over_connection_limit(s)) {
+    if (s->proxy_refused) {   /* no PROXY header, or a bad one (proxy.h) */
+        refuse_unproxied(s);
+        return;
+    }
+    if (s->tls_refused) {   /* no handshake, no reply: Postfix's way */
+        msg_warn("Refusing TLS service request from %s for service %s", s->namaddr,
+                 service_name());
+        s->last_cmd = NULL;
+        smtpd_session_free(s);
+        return;
+    }
+    if (connection_refused(s, anvil_ok, count, rate)) {
         if (smtpd_cfg.wrappermode) {
             s->last_cmd = NULL;
             smtpd_session_free(s);
@@ -762,8 +904,10 @@ static void greet(struct session *s)
         return;
     }
     /* In wrapper mode the banner waits for the handshake (starttls.c). */
-    if (!smtpd_cfg.wrappermode)
+    if (!smtpd_cfg.wrappermode) {
+        check_pipelining(s, "CONNECT");
         smtpd_session_greet(s);
+    }
 }
 
 /* The banner, after the milters saw the connection: Postfix's 554 for a
@@ -801,6 +945,121 @@ void smtpd_session_greet(struct session *s)
     banner(s, reply);
 }
 
+/* smtpd_client_connection_count_limit and _rate_limit, with Postfix's
+ * warnings: anvil's count across every smtpd process of the service when
+ * it answered; else this process's own count (no anvil service in
+ * master.cf, or anvil down), and no rate limit. */
+static int connection_refused(struct session *s, int anvil_ok, long count, long rate)
+{
+    if (!anvil_ok)
+        return over_connection_limit(s);
+    if (smtpd_cfg.connection_count_limit > 0 && count > smtpd_cfg.connection_count_limit) {
+        msg_warn("Connection concurrency limit exceeded: %ld from %s for service %s", count,
+                 s->namaddr, service_name());
+        return 1;
+    }
+    if (smtpd_cfg.connection_rate_limit > 0 && rate > smtpd_cfg.connection_rate_limit) {
+        msg_warn("Connection rate limit exceeded: %ld from %s for service %s", rate,
+                 s->namaddr, service_name());
+        return 1;
+    }
+    return 0;
+}
+
+static void connect_counted(void *ctx, int ok, long count, long rate)
+{
+    struct session *s = ctx;
+    s->anvil_req = NULL;
+    greet_now(s, ok, count, rate);
+}
+
+/* anvil counts the connection first (across smtpd processes), as in
+ * Postfix whenever a limit is set; nothing is read or sent meanwhile. */
+static void count_connection(struct session *s)
+{
+    if ((smtpd_cfg.connection_rate_limit > 0 || smtpd_cfg.connection_count_limit > 0) &&
+        !s->count_exempt) {
+        s->anvil_req = smtpd_anvil_ask("connect", s->addr, connect_counted, s);
+        if (s->anvil_req) {
+            s->anvil_counted = 1;
+            return;
+        }
+    }
+    greet_now(s, 0, 0, 0);
+}
+
+/* Wrapper mode: a client over smtpd_client_new_tls_session_rate_limit
+ * gets no handshake at all, as in Postfix. */
+static void wrapper_tls_counted(void *ctx, int ok, long count, long rate)
+{
+    struct session *s = ctx;
+    s->anvil_req = NULL;
+    s->tls_refused = ok && rate > smtpd_cfg.newtls_rate_limit;
+    if (s->tls_refused)
+        greet_now(s, 0, 0, 0);
+    else
+        count_connection(s);
+}
+
+static void greet(struct session *s)
+{
+    smtpd_xforward_session_init(s);   /* by address or name: once the names are known */
+    if (s->proxy_refused) {   /* refused before anvil counts anything */
+        greet_now(s, 0, 0, 0);
+        return;
+    }
+    if (smtpd_cfg.wrappermode && smtpd_cfg.newtls_rate_limit > 0 && !s->count_exempt &&
+        (s->anvil_req = smtpd_anvil_ask("newtls_stat", s->addr, wrapper_tls_counted, s)))
+        return;
+    count_connection(s);
+}
+
+static void anvil_answered(void *ctx, int ok, long count, long rate)
+{
+    struct session *s = ctx;
+    char *arg = s->anvil_arg;
+    s->anvil_req = NULL;
+    s->anvil_arg = NULL;
+    s->state = ST_COMMAND;
+    s->anvil_then(s, ok, rate, arg);
+    free(arg);
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
+int smtpd_session_ask_anvil(struct session *s, const char *request, const char *arg,
+                            void (*then)(struct session *s, int ok, long rate, const char *arg))
+{
+    if (!(s->anvil_arg = strdup(arg)))
+        return -1;
+    s->anvil_then = then;
+    if (!(s->anvil_req = smtpd_anvil_ask(request, s->addr, anvil_answered, s))) {
+        free(s->anvil_arg);
+        s->anvil_arg = NULL;
+        return -1;
+    }
+    s->state = ST_WAIT_CHECK;   /* resumed by anvil_answered */
+    return 0;
+}
+
+/* The client is known by address: its names, then the greeting. */
+static void identify(struct session *s, const struct sockaddr_storage *peer, const char *name)
+{
+    peer_address(s, peer);
+    s->state = ST_WAIT_NAME;
+    int known = name ? (smtpd_peer_set(s, name) == 0 ? 1 : -1) : smtpd_peer_lookup(s, greet);
+    if (known < 0)
+        session_abort(s);
+    else if (known > 0)
+        greet(s);
+}
+
+static void proxy_read(struct session *s, const struct sockaddr_storage *client, int ok)
+{
+    s->proxy_refused = !ok;   /* refused once the client is known, as Postfix */
+    identify(s, client, NULL);
+}
+
 void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char *name)
 {
     struct session *s = calloc(1, sizeof(*s));
@@ -814,11 +1073,11 @@ void smtpd_session_start(int fd, const struct sockaddr_storage *peer, const char
         session_abort(s);
         return;
     }
-    peer_address(s, peer);
-    s->state = ST_WAIT_NAME;
-    int known = name ? (smtpd_peer_set(s, name) == 0 ? 1 : -1) : smtpd_peer_lookup(s, greet);
-    if (known < 0)
-        session_abort(s);
-    else if (known > 0)
-        greet(s);
+    if (!name && smtpd_proxy_enabled()) {
+        s->state = ST_WAIT_PROXY;   /* the client is the one the header names */
+        if (smtpd_proxy_start(s, peer, proxy_read) < 0)
+            session_abort(s);
+        return;
+    }
+    identify(s, peer, name);
 }

@@ -16,12 +16,17 @@ struct evbuffer;
 struct event;
 struct sasl_exchange;
 struct smtpd_tx;             /* transaction.h */
+struct smtpd_delegated;      /* delegate.h */
 struct smtpd_check;          /* restrict.h */
 struct smtpd_dns_cache;      /* restrict.h */
 struct smtpd_peer_lookup;    /* peer.h */
+struct smtpd_anvil_req;      /* anvil.h */
 struct smtpd_milters;        /* milters.h */
+struct xforward;             /* xforward_proto.h */
+struct smtpd_proxy_read;     /* proxy.h */
 
 enum sess_state {
+    ST_WAIT_PROXY,     /* before everything: reading the PROXY header (proxy.h) */
     ST_WAIT_NAME,      /* before the greeting: looking up the client's names */
     ST_COMMAND,
     ST_AUTH,           /* AUTH exchange: waiting for the client's next line */
@@ -40,7 +45,7 @@ enum sess_state {
  * (Postfix's name); a client that leaves there is not logged as lost. */
 #define SMTPD_AFTER_EOM "END-OF-MESSAGE"
 
-enum counter { C_HELO, C_EHLO, C_STARTTLS, C_AUTH, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP,
+enum counter { C_HELO, C_EHLO, C_XFORWARD, C_STARTTLS, C_AUTH, C_MAIL, C_RCPT, C_DATA, C_RSET, C_NOOP,
                C_VRFY, C_HELP, C_QUIT, C_UNKNOWN, C_COUNT };
 
 #define HELO_MAX 256
@@ -57,6 +62,7 @@ struct session {
     double req_start;                       /* when the current request began */
     long long req_bytes;                    /* DATA bytes of this request */
     char addr[INET6_ADDRSTRLEN];
+    char port[8];                           /* the client's TCP port; "" when none */
     /* the client's names (peer.h), pointing into names */
     const char *name;                       /* client_name, or "unknown" */
     const char *reverse_name;               /* reverse_client_name, or "unknown" */
@@ -67,11 +73,18 @@ struct session {
     int in_mynetworks;
     int count_exempt;                       /* in smtpd_client_event_limit_exceptions */
     int counted;                            /* in the per-client connection count */
+    struct smtpd_anvil_req *anvil_req;      /* anvil.h: the request out */
+    int anvil_counted;                      /* anvil has our connection */
+    /* a command waiting for anvil (smtpd_session_ask_anvil) */
+    void (*anvil_then)(struct session *s, int ok, long rate, const char *arg);
+    char *anvil_arg;
     char helo[HELO_MAX];
     int esmtp;
     int errors;
     int junk;
     int skip_line;                          /* discarding an over-long command */
+    int tls_refused;                        /* wrapper mode: over the new TLS session rate */
+    int ill_pipelining;                     /* sent ahead where not allowed (reject_unauth_pipelining) */
     int output_blocked;                     /* not reading: the client does not read */
     const char *last_cmd;                   /* for "lost connection after X" */
     int input_ended;                        /* the client sent all it will */
@@ -95,6 +108,16 @@ struct session {
     struct smtpd_tx *tx;
     /* smtpd_milters (milters.c), NULL when none */
     struct smtpd_milters *milters;
+    /* XFORWARD (xforward.h): may the client send it; what it sent */
+    int xforward_allowed;
+    struct xforward *xforward;
+    /* the transaction's FILTER action (filter.h), NULL when none */
+    char *filter;
+    /* its HOLD, DISCARD, REDIRECT and BCC actions (delegate.h), NULL when none */
+    struct smtpd_delegated *delegated;
+    /* the PROXY header being read (proxy.h), NULL otherwise; it failed */
+    struct smtpd_proxy_read *proxy;
+    int proxy_refused;
 };
 
 /* A new session on an accepted connection. name is the client's name
@@ -127,6 +150,12 @@ void smtpd_session_ehlo_reply(struct session *s);
 void smtpd_session_reset_for_tls(struct session *s);
 /* The milters' connect event, then the banner. */
 void smtpd_session_greet(struct session *s);
+/* A command that anvil counts first (AUTH, STARTTLS, a new TLS session):
+ * the session reads nothing until then(s, ok, rate, arg) runs from the
+ * loop, arg a copy of the command's argument; ok 0 when anvil could not
+ * be asked (no limit applies). -1 when it could not even ask: go on. */
+int smtpd_session_ask_anvil(struct session *s, const char *request, const char *arg,
+                            void (*then)(struct session *s, int ok, long rate, const char *arg));
 /* Install the session's callbacks on s->bev (new or replaced) and enable it. */
 void smtpd_session_attach_bev(struct session *s);
 

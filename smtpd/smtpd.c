@@ -2,8 +2,8 @@
  *
  * master hands over the listening socket as fd 3. This file accepts
  * connections, reads the settings once, keeps the per-client connection
- * counts (smtpd_client_connection_count_limit is enforced per process:
- * master runs one smtpd per listener unless it is full), and decides when
+ * counts (smtpd_client_connection_count_limit when master.cf runs no anvil
+ * service: then each process counts its own clients), and decides when
  * the process ends: after max_idle seconds without sessions, or once master
  * went away (or reloaded) and the last session finished. With -S it runs
  * one session on standard input and output instead (standalone.h).
@@ -97,6 +97,14 @@ long smtpd_client_count_add(const char *addr)
     c->next = *head;
     *head = c;
     return 1;
+}
+
+long smtpd_client_count(const char *addr)
+{
+    for (const struct client_count *c = sm.clients[addr_hash(addr)]; c; c = c->next)
+        if (strcmp(c->addr, addr) == 0)
+            return c->count;
+    return 0;
 }
 
 void smtpd_client_count_remove(const char *addr)
@@ -216,6 +224,11 @@ static void stand_alone_settings(void)
     smtpd_cfg.wrappermode = 0;
     smtpd_cfg.sasl_enable = 0;
     smtpd_cfg.connection_count_limit = 0;
+    smtpd_cfg.connection_rate_limit = 0;
+    smtpd_cfg.message_rate_limit = 0;
+    smtpd_cfg.recipient_rate_limit = 0;
+    smtpd_cfg.newtls_rate_limit = 0;
+    smtpd_cfg.auth_rate_limit = 0;
 }
 
 static void read_settings(void)
@@ -237,6 +250,11 @@ static void read_settings(void)
     smtpd_cfg.error_sleep_time = var.smtpd_error_sleep_time;
     smtpd_cfg.min_data_rate = var.smtpd_min_data_rate;
     smtpd_cfg.connection_count_limit = var.smtpd_client_connection_count_limit;
+    smtpd_cfg.connection_rate_limit = var.smtpd_client_connection_rate_limit;
+    smtpd_cfg.message_rate_limit = var.smtpd_client_message_rate_limit;
+    smtpd_cfg.recipient_rate_limit = var.smtpd_client_recipient_rate_limit;
+    smtpd_cfg.newtls_rate_limit = var.smtpd_client_new_tls_session_rate_limit;
+    smtpd_cfg.auth_rate_limit = var.smtpd_client_auth_rate_limit;
     smtpd_cfg.bare_newline = bare_newline_setting();
     smtpd_cfg.smtputf8 = var.smtputf8_enable;
     smtpd_cfg.tls_level = tls_level_setting();

@@ -22,6 +22,8 @@
  * peer.c         the client's names (peer.h): PTR, confirmed by A/AAAA,
  *                before the greeting
  * restrict.c     smtpd_*_restrictions at RCPT (restrict.h), DNS async
+ * policy.c       check_policy_service: the policy client (policy.h)
+ * anvil.c        client rate limits shared across processes (anvil.h)
  * milters.c      smtpd_milters on the event loop (milters.h): connect to
  *                DATA, unknown commands; the connections go to cleanup
  * auth.c         the AUTH command (auth.h): offered mechanisms, replies,
@@ -31,6 +33,15 @@
  *                dovecot): one connection for the process, answers later
  * starttls.c     STARTTLS and wrapper mode (starttls.h)
  * storage.c      room in the queue file system (storage.h)
+ * proxy.c        the PROXY header before everything (proxy.h,
+ *                smtpd_upstream_proxy_protocol)
+ * xforward.c     the XFORWARD command and the client a transaction names
+ *                (xforward.h)
+ * filter.c       the transaction's content filter: content_filter and
+ *                FILTER actions (filter.h)
+ * delegate.c     HOLD, DISCARD, REDIRECT and BCC of the restrictions: their
+ *                log lines, and the attributes that carry them to cleanup
+ *                (delegate.h)
  */
 #ifndef POSTERN_SMTPD_H
 #define POSTERN_SMTPD_H
@@ -68,6 +79,11 @@ struct smtpd_config {
     long error_sleep_time;
     long min_data_rate;
     long connection_count_limit;
+    long connection_rate_limit;         /* through anvil (anvil.h) */
+    long message_rate_limit;
+    long recipient_rate_limit;
+    long newtls_rate_limit;
+    long auth_rate_limit;
     enum smtpd_bare_newline bare_newline;
     int smtputf8;
     /* TLS */
@@ -98,6 +114,8 @@ void smtpd_session_closed(int clean);
 /* Per-client connection counts: returns the count including this one. */
 long smtpd_client_count_add(const char *addr);
 void smtpd_client_count_remove(const char *addr);
+/* The count now (0: none), for the {client_connections} milter macro. */
+long smtpd_client_count(const char *addr);
 /* The process-wide resolver, created on first use; NULL if it cannot be. */
 struct dns_resolver *smtpd_resolver(void);
 

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "service.h"
 #include "tls.h"
 
 #include <event2/buffer.h>
@@ -42,6 +43,7 @@ int smtpd_starttls_init(void)
         msg_warn("TLS is not available: %s", err);
         return -1;
     }
+    tls_server_resumption(server_ctx, var.smtpd_tls_session_cache_timeout);
     return 0;
 }
 
@@ -64,9 +66,18 @@ static void setup_tls_bev(struct bufferevent *bev)
     bufferevent_setwatermark(bev, EV_READ, 0, INPUT_HIGH_WATER);
 }
 
+/* A server connection object for a new session, NULL without TLS. */
+static SSL *new_server_ssl(void)
+{
+    if (!server_ctx)
+        return NULL;
+    tls_server_ticket_key_check(server_ctx);
+    return SSL_new(server_ctx);
+}
+
 struct bufferevent *smtpd_starttls_wrap_socket(int fd)
 {
-    SSL *ssl = server_ctx ? SSL_new(server_ctx) : NULL;
+    SSL *ssl = new_server_ssl();
     if (!ssl) {
         close(fd);
         return NULL;
@@ -82,6 +93,9 @@ struct bufferevent *smtpd_starttls_wrap_socket(int fd)
     setup_tls_bev(bev);
     return bev;
 }
+
+static void start_tls(struct session *s);
+static void starttls_counted(struct session *s, int ok, long rate, const char *arg);
 
 void smtpd_starttls_command(struct session *s, const char *arg)
 {
@@ -101,7 +115,29 @@ void smtpd_starttls_command(struct session *s, const char *arg)
         smtpd_error_reply(s);
         return;
     }
-    SSL *ssl = server_ctx ? SSL_new(server_ctx) : NULL;
+    /* smtpd_client_new_tls_session_rate_limit: anvil's count of this
+     * client's new sessions decides before any handshake work. */
+    if (smtpd_cfg.newtls_rate_limit > 0 && !s->count_exempt &&
+        smtpd_session_ask_anvil(s, "newtls_stat", "", starttls_counted) == 0)
+        return;
+    start_tls(s);
+}
+
+static void starttls_counted(struct session *s, int ok, long rate, const char *arg)
+{
+    if (ok && rate > smtpd_cfg.newtls_rate_limit) {
+        msg_warn("Refusing STARTTLS request from %s for service %s", s->namaddr,
+                 service_name());
+        smtpd_reply(s, "454 4.7.0 Error: too many new TLS sessions from %s", s->namaddr);
+        smtpd_error_reply(s);
+        return;
+    }
+    start_tls(s);
+}
+
+static void start_tls(struct session *s)
+{
+    SSL *ssl = new_server_ssl();
     if (!ssl) {
         smtpd_reply(s, "454 4.7.0 TLS not available due to local problem");
         return;
@@ -127,6 +163,9 @@ void smtpd_starttls_command(struct session *s, const char *arg)
     smtpd_session_begin_request(s);
 }
 
+static void tls_session_go(struct session *s);
+static void newtls_counted(struct session *s, int ok, long rate, const char *arg);
+
 static void handshake_done(struct session *s)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
@@ -135,6 +174,30 @@ static void handshake_done(struct session *s)
     msg_info("Anonymous TLS connection established from %s: %s", s->namaddr, s->tls_info);
     if (!smtpd_cfg.wrappermode)
         s->ok[C_STARTTLS]++;
+    /* A new (not resumed) session counts towards the client's rate. */
+    if (smtpd_cfg.newtls_rate_limit > 0 && !s->count_exempt && !SSL_session_reused(ssl) &&
+        smtpd_session_ask_anvil(s, "newtls", "", newtls_counted) == 0)
+        return;
+    tls_session_go(s);
+}
+
+/* Over the limit only now: refused, as Postfix does, though the handshake
+ * work is done; the next STARTTLS is refused before it. */
+static void newtls_counted(struct session *s, int ok, long rate, const char *arg)
+{
+    if (ok && rate > smtpd_cfg.newtls_rate_limit) {
+        msg_warn("New TLS session rate limit exceeded: %ld from %s for service %s", rate,
+                 s->namaddr, service_name());
+        smtpd_reply(s, "421 4.7.0 %s Error: too many new TLS sessions from %s",
+                    smtpd_cfg.myhostname, s->namaddr);
+        smtpd_session_close_after_reply(s);
+        return;
+    }
+    tls_session_go(s);
+}
+
+static void tls_session_go(struct session *s)
+{
     s->state = ST_COMMAND;
     smtpd_session_begin_request(s);
     if (!s->greeted)

@@ -17,6 +17,7 @@
 #include "events.h"
 #include "ipc.h"
 #include "log.h"
+#include "receive_override.h"
 #include "maildrop.h"
 #include "record.h"
 
@@ -163,6 +164,15 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 
 /* --- to cleanup --- */
 
+/* The flags of the first request: this service's receive_override_options
+ * (receive_override.h), which cleanup applies. */
+static const char *cleanup_flags(void)
+{
+    static char flags[16];
+    snprintf(flags, sizeof(flags), "%u", receive_override_mask());
+    return flags;
+}
+
 /* The first request, {flags, milters=N}, in one sendmsg with the N
  * milter connections: cleanup reads it with the descriptors, and the rest
  * of the stream (the bufferevent's) follows it. A fresh socket has room
@@ -172,7 +182,7 @@ static int send_request_with_fds(int fd, const int *fds, size_t nfds)
     struct evbuffer *req = evbuffer_new();
     char count[16];
     snprintf(count, sizeof(count), "%zu", nfds);
-    if (!req || evrec_put_attr(req, "flags", "0") < 0 || evrec_put_attr(req, "milters", count) < 0 ||
+    if (!req || evrec_put_attr(req, "flags", cleanup_flags()) < 0 || evrec_put_attr(req, "milters", count) < 0 ||
         evrec_put(req, REC_END, "", 0) < 0) {
         if (req)
             evbuffer_free(req);
@@ -225,7 +235,7 @@ static struct smtpd_submit *open_cleanup(struct smtpd_submit *m, const int *fds,
     bufferevent_enable(m->bev, EV_READ | EV_WRITE);
     if (!nfds) {
         struct evbuffer *out = bufferevent_get_output(m->bev);
-        evrec_put_attr(out, "flags", "0");
+        evrec_put_attr(out, "flags", cleanup_flags());
         evrec_put(out, REC_END, "", 0);
     }
     return m;

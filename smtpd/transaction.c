@@ -23,7 +23,9 @@
  * for the content, and cleanup's answer carries the milters' reply.
  */
 #include "transaction.h"
+#include "anvil.h"
 #include "data.h"
+#include "delegate.h"
 #include "milters.h"
 #include "parse.h"
 #include "restrict.h"
@@ -31,12 +33,16 @@
 #include "smtpd.h"
 #include "storage.h"
 #include "submit.h"
+#include "filter.h"
+#include "xforward.h"
 
 #include "address.h"
 #include "config.h"
 #include "log.h"
 #include "mail_date.h"
 #include "record.h"
+#include "service.h"
+#include "xforward_proto.h"
 #include "smtp_command.h"
 
 #include <event2/buffer.h>
@@ -55,12 +61,15 @@ struct rcpt_request {
     char *params;               /* the ESMTP parameters as given (milters) */
     int notify;                 /* DSN_NOTIFY_* mask, 0 = not given */
     char *orcpt;                /* "type;address", decoded; NULL = not given */
+    char *rejected;             /* the restrictions' reply when they refused it */
 };
 
 struct smtpd_tx {
     struct session *session;
     char *sender;
+    char *mail_params;          /* MAIL's ESMTP parameters as given (milters) */
     int smtputf8;
+    long long declared_size;    /* MAIL SIZE=, else 0 */
     char *dsn_envid;
     const char *dsn_ret;
     struct rcpt_request *rcpt;  /* RCPT being checked */
@@ -70,11 +79,15 @@ struct smtpd_tx {
     struct smtpd_submit *submit;
     int client_logged;
     int milter_rcpt;            /* waiting for the queue id before the milters' RCPT */
+    int policy_rcpt;            /* waiting for it before a policy service's RCPT request */
+    int policy_data;            /* ... and its DATA request */
     /* DATA */
     int milter_data;            /* waiting for the queue id before the milters' DATA */
     int go_ahead;               /* 354 sent */
     struct smtpd_data data;
     struct evbuffer *content;   /* decoded, not yet sent */
+    struct evbuffer *prepend;   /* PREPEND headers, each ending in LF */
+    struct smtpd_anvil_req *anvil_req;   /* a message or recipient rate asked */
 };
 
 static void submit_ready(void *ctx);
@@ -91,6 +104,7 @@ static void free_rcpt_request(struct smtpd_tx *tx)
     if (tx->rcpt) {
         free(tx->rcpt->orcpt);
         free(tx->rcpt->params);
+        free(tx->rcpt->rejected);
         free(tx->rcpt);
         tx->rcpt = NULL;
     }
@@ -101,17 +115,40 @@ void smtpd_tx_reset(struct session *s)
     struct smtpd_tx *tx = s->tx;
     if (!tx)
         return;
+    smtpd_xforward_reset(s);
+    smtpd_filter_reset(s);
+    smtpd_delegate_reset(s);
     smtpd_milter_abort(s);
     smtpd_restrict_cancel(s);
+    smtpd_anvil_cancel(tx->anvil_req);
     smtpd_submit_close(tx->submit);
     free_rcpt_request(tx);
     free(tx->sender);
+    free(tx->mail_params);
     free(tx->first_rcpt);
     free(tx->dsn_envid);
     if (tx->content)
         evbuffer_free(tx->content);
+    if (tx->prepend)
+        evbuffer_free(tx->prepend);
     free(tx);
     s->tx = NULL;
+}
+
+int smtpd_tx_prepend(struct session *s, const char *header)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (!tx || (!tx->prepend && !(tx->prepend = evbuffer_new())))
+        return -1;
+    if (evbuffer_get_length(tx->prepend) + strlen(header) + 1 > PREPEND_MAX)
+        return -1;
+    evbuffer_add_printf(tx->prepend, "%s\n", header);
+    return 0;
+}
+
+long long smtpd_tx_declared_size(const struct session *s)
+{
+    return s->tx ? s->tx->declared_size : 0;
 }
 
 long long smtpd_tx_content_size(const struct session *s)
@@ -202,6 +239,7 @@ static struct smtpd_tx *tx_new(struct session *s, const char *sender,
     }
     tx->session = s;
     tx->smtputf8 = p->smtputf8;
+    tx->declared_size = p->size > 0 ? p->size : 0;
     tx->dsn_ret = p->ret;
     tx->dsn_envid = p->envid;
     p->envid = NULL;
@@ -226,6 +264,37 @@ static void mail_checked(struct session *s, const char *reply)
 {
     s->state = ST_COMMAND;
     mail_reply(s, reply);
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
+/* The milters' MAIL event; without milters, the answer at once. */
+static void mail_milter(struct session *s)
+{
+    const char *reply;
+    if (!smtpd_milter_mail(s, s->tx->sender, s->tx->mail_params, mail_checked, &reply)) {
+        s->state = ST_WAIT_MILTER;   /* resumed by mail_checked */
+        return;
+    }
+    mail_reply(s, reply);
+}
+
+/* smtpd_client_message_rate_limit: anvil counted this MAIL (as Postfix,
+ * before the milters see it). */
+static void message_counted(void *ctx, int ok, long count, long rate)
+{
+    struct session *s = ctx;
+    s->tx->anvil_req = NULL;
+    s->state = ST_COMMAND;
+    if (ok && rate > smtpd_cfg.message_rate_limit) {
+        msg_warn("Message delivery request rate limit exceeded: %ld from %s for service %s",
+                 rate, s->namaddr, service_name());
+        smtpd_reply(s, "450 4.7.1 Error: too much mail from %s", s->addr);
+        smtpd_tx_reset(s);
+        smtpd_error_reply(s);
+    } else {
+        mail_milter(s);
+    }
     if (s->state == ST_COMMAND)
         smtpd_session_resume(s);
 }
@@ -274,12 +343,17 @@ void smtpd_tx_mail(struct session *s, const char *arg)
         smtpd_error_reply(s);
         return;
     }
-    const char *reply;
-    if (!smtpd_milter_mail(s, addr, params, mail_checked, &reply)) {
-        s->state = ST_WAIT_MILTER;   /* resumed by mail_checked */
+    if (!(s->tx->mail_params = strdup(params))) {
+        smtpd_reply(s, "451 4.3.0 Error: out of memory");
+        smtpd_tx_reset(s);
         return;
     }
-    mail_reply(s, reply);
+    if (smtpd_cfg.message_rate_limit > 0 && !s->count_exempt &&
+        (s->tx->anvil_req = smtpd_anvil_ask("message", s->addr, message_counted, s))) {
+        s->state = ST_WAIT_CHECK;   /* resumed by message_counted */
+        return;
+    }
+    mail_milter(s);
 }
 
 /* --- RCPT --- */
@@ -295,11 +369,7 @@ static int open_stream(struct smtpd_tx *tx)
         return -1;
     tx->submit = m;
     smtpd_submit_record(m, REC_SENDER, tx->sender, strlen(tx->sender));
-    smtpd_submit_attr(m, ATTR_CLIENT_NAME, s->name);
-    smtpd_submit_attr(m, ATTR_REVERSE_CLIENT_NAME, s->reverse_name);
-    smtpd_submit_attr(m, ATTR_CLIENT_ADDR, s->addr);
-    smtpd_submit_attr(m, ATTR_HELO, s->helo);
-    smtpd_submit_attr(m, ATTR_PROTOCOL, protocol_name(tx));
+    smtpd_xforward_submit_client(s, m, protocol_name(tx));   /* XFORWARD's or ours */
     smtpd_submit_attr(m, ATTR_ORIGIN, "smtp");
     if (s->sasl_user) {
         smtpd_submit_attr(m, ATTR_SASL_METHOD, s->sasl_method);
@@ -347,10 +417,28 @@ static void accept_rcpt(struct smtpd_tx *tx, const char *milter_reply)
     smtpd_reply(s, "250 2.1.5 Ok");
 }
 
+/* The restrictions refused the recipient; milters that asked to hear such
+ * recipients have (their answer changes nothing, as in Postfix). */
+static void refuse_rcpt(struct smtpd_tx *tx)
+{
+    struct session *s = tx->session;
+    smtpd_reply(s, "%s", tx->rcpt->rejected);
+    free_rcpt_request(tx);
+    smtpd_error_reply(s);
+}
+
+static void rcpt_milters_answered(struct smtpd_tx *tx, const char *milter_reply)
+{
+    if (tx->rcpt->rejected)
+        refuse_rcpt(tx);
+    else
+        accept_rcpt(tx, milter_reply);
+}
+
 static void rcpt_milter_checked(struct session *s, const char *reply)
 {
     s->state = ST_COMMAND;
-    accept_rcpt(s->tx, reply);
+    rcpt_milters_answered(s->tx, reply);
     if (s->state == ST_COMMAND)
         smtpd_session_resume(s);
 }
@@ -360,26 +448,30 @@ static void rcpt_milter(struct smtpd_tx *tx)
 {
     struct session *s = tx->session;
     const char *reply;
-    if (!smtpd_milter_rcpt(s, tx->rcpt->addr, tx->rcpt->params, rcpt_milter_checked, &reply)) {
+    if (!smtpd_milter_rcpt(s, tx->rcpt->addr, tx->rcpt->params, tx->rcpt->rejected,
+                           rcpt_milter_checked, &reply)) {
         s->state = ST_WAIT_MILTER;   /* resumed by rcpt_milter_checked */
         return;
     }
-    accept_rcpt(tx, reply);
+    rcpt_milters_answered(tx, reply);
 }
 
-/* The restrictions have answered for tx->rcpt. Milters get the queue id
- * ("i") from the second recipient on, as with Postfix: the stream opened
- * at the first may still be waiting for it. */
+/* The restrictions have answered for tx->rcpt; the milters hear it next,
+ * a refused one too (SMFIP_RCPT_REJ). Milters get the queue id ("i")
+ * from the second recipient on, as with Postfix: the stream opened at the
+ * first may still be waiting for it. */
 static void finish_rcpt(struct smtpd_tx *tx, int code, const char *text)
 {
     struct session *s = tx->session;
     struct rcpt_request *r = tx->rcpt;
     if (code != 0) {
         log_reject(tx, "RCPT", r->addr, text);
-        smtpd_reply(s, "%s", text);
-        free_rcpt_request(tx);
-        smtpd_error_reply(s);
-        return;
+        if (!(r->rejected = strdup(text))) {
+            smtpd_reply(s, "%s", text);
+            free_rcpt_request(tx);
+            smtpd_error_reply(s);
+            return;
+        }
     }
     if (tx->submit && !smtpd_submit_queue_id(tx->submit) && !smtpd_submit_failed(tx->submit) &&
         smtpd_milter_active(s)) {
@@ -390,7 +482,61 @@ static void finish_rcpt(struct smtpd_tx *tx, int code, const char *text)
     rcpt_milter(tx);
 }
 
-/* A restriction that waited for DNS has decided. */
+static void rcpt_checked(struct session *s, int code, const char *text);
+
+/* A policy request carries the queue id as Postfix's does: once the
+ * stream is open, wait for cleanup to name the file (it does so at once)
+ * before a list with check_policy_service is evaluated. 1 when waiting
+ * (resumed by submit_ready, which clears *flag). */
+static int wait_id_for_policy(struct session *s, int at_data, int *flag)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (!tx->submit || smtpd_submit_queue_id(tx->submit) || smtpd_submit_failed(tx->submit) ||
+        !smtpd_restrict_asks_policy(at_data))
+        return 0;
+    *flag = 1;
+    s->state = ST_WAIT_QUEUE_ID;
+    return 1;
+}
+
+/* The restrictions for tx->rcpt: decided at once, or rcpt_checked later. */
+static void rcpt_restrictions(struct session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (wait_id_for_policy(s, 0, &tx->policy_rcpt))
+        return;
+    int code;
+    char text[ADDRESS_MAX + 256];
+    if (!smtpd_restrict_rcpt(s, tx->sender, tx->rcpt->addr, rcpt_checked, &code, text,
+                             sizeof(text))) {
+        s->state = ST_WAIT_CHECK;   /* resumed by rcpt_checked */
+        return;
+    }
+    finish_rcpt(tx, code, text);
+}
+
+/* smtpd_client_recipient_rate_limit: anvil counted this RCPT; as Postfix,
+ * before the restrictions. */
+static void recipient_counted(void *ctx, int ok, long count, long rate)
+{
+    struct session *s = ctx;
+    s->tx->anvil_req = NULL;
+    s->state = ST_COMMAND;
+    if (ok && rate > smtpd_cfg.recipient_rate_limit) {
+        msg_warn("Recipient address rate limit exceeded: %ld from %s for service %s", rate,
+                 s->namaddr, service_name());
+        smtpd_reply(s, "450 4.7.1 Error: too many recipients from %s", s->addr);
+        free_rcpt_request(s->tx);
+        smtpd_error_reply(s);
+    } else {
+        rcpt_restrictions(s);
+    }
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
+/* A restriction that waited (DNS, a table server, a policy service) has
+ * decided. */
 static void rcpt_checked(struct session *s, int code, const char *text)
 {
     s->state = ST_COMMAND;
@@ -467,13 +613,12 @@ void smtpd_tx_rcpt(struct session *s, const char *arg)
         too_many_recipients(s, tx);
         return;
     }
-    int code;
-    char text[ADDRESS_MAX + 256];
-    if (!smtpd_restrict_rcpt(s, tx->sender, r->addr, rcpt_checked, &code, text, sizeof(text))) {
-        s->state = ST_WAIT_CHECK;   /* resumed by rcpt_checked */
+    if (smtpd_cfg.recipient_rate_limit > 0 && !s->count_exempt &&
+        (tx->anvil_req = smtpd_anvil_ask("recipient", s->addr, recipient_counted, s))) {
+        s->state = ST_WAIT_CHECK;   /* resumed by recipient_counted */
         return;
     }
-    finish_rcpt(tx, code, text);
+    rcpt_restrictions(s);
 }
 
 /* --- DATA --- */
@@ -488,6 +633,8 @@ static void add_received(struct smtpd_tx *tx)
     struct evbuffer *b = tx->content;
     char date[64];
     mail_date(date, sizeof(date), time(NULL));
+    if (tx->prepend)   /* above Received:, as Postfix puts them */
+        evbuffer_add_buffer(b, tx->prepend);
     evbuffer_add_printf(b, "Received: from %s (%s [%s%s])\n", s->helo[0] ? s->helo : s->name,
                         s->name, strchr(s->addr, ':') ? "IPv6:" : "", s->addr);
     if (s->tls)
@@ -523,6 +670,8 @@ static void begin_content(struct session *s)
 {
     struct smtpd_tx *tx = s->tx;
     smtpd_milter_message(s, tx->submit);
+    smtpd_delegate_submit(s, tx->submit);
+    smtpd_filter_submit(s, tx->submit);
     if (smtpd_submit_record(tx->submit, REC_CONTENT_START, "", 0) == 0 &&
         smtpd_submit_queue_id(tx->submit))
         add_received(tx);
@@ -577,6 +726,18 @@ static void data_milter(struct session *s)
     data_milter_reply(s, reply);
 }
 
+static void data_decided(struct session *s, int code, const char *text);
+static void data_restrictions(struct session *s);
+
+/* smtpd_data_restrictions that waited have decided. */
+static void data_checked(struct session *s, int code, const char *text)
+{
+    s->state = ST_COMMAND;
+    data_decided(s, code, text);
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
 void smtpd_tx_data(struct session *s, const char *arg)
 {
     struct smtpd_tx *tx = s->tx;
@@ -599,6 +760,37 @@ void smtpd_tx_data(struct session *s, const char *arg)
     if (smtpd_submit_failed(tx->submit)) {
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");
         smtpd_tx_reset(s);
+        return;
+    }
+    data_restrictions(s);
+}
+
+/* smtpd_data_restrictions: decided at once, or data_checked later. */
+static void data_restrictions(struct session *s)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (wait_id_for_policy(s, 1, &tx->policy_data))
+        return;
+    int code;
+    char text[ADDRESS_MAX + 256];
+    if (!smtpd_restrict_data(s, tx->sender, tx->nrcpt, data_checked, &code, text,
+                             sizeof(text))) {
+        s->state = ST_WAIT_CHECK;   /* resumed by data_checked */
+        return;
+    }
+    data_decided(s, code, text);
+}
+
+/* smtpd_data_restrictions decided: refused (the transaction stays, as in
+ * Postfix: the client may RSET), or on to the content. */
+static void data_decided(struct session *s, int code, const char *text)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (code) {
+        /* to= names the recipient when there is one, as Postfix. */
+        log_reject(tx, "DATA", tx->nrcpt == 1 ? tx->first_rcpt : NULL, text);
+        smtpd_reply(s, "%s", text);
+        smtpd_error_reply(s);
         return;
     }
     if (!tx->content && !(tx->content = evbuffer_new())) {
@@ -632,6 +824,9 @@ static void flush_content(struct smtpd_tx *tx, int all)
         smtpd_submit_content(tx->submit, tx->content, len);
 }
 
+static void eod_checked(struct session *s, int code, const char *text);
+static void eod_decided(struct session *s, int code, const char *text);
+
 static void end_of_data(struct session *s)
 {
     struct smtpd_tx *tx = s->tx;
@@ -649,6 +844,40 @@ static void end_of_data(struct session *s)
         smtpd_tx_reset(s);
         return;
     }
+    int code;
+    char text[ADDRESS_MAX + 256];
+    if (!smtpd_restrict_eod(s, tx->sender, tx->nrcpt == 1 ? tx->first_rcpt : "", tx->nrcpt,
+                            eod_checked, &code, text, sizeof(text))) {
+        s->state = ST_WAIT_CHECK;   /* resumed by eod_checked */
+        return;
+    }
+    eod_decided(s, code, text);
+}
+
+/* smtpd_end_of_data_restrictions that waited have decided. */
+static void eod_checked(struct session *s, int code, const char *text)
+{
+    s->state = ST_COMMAND;
+    eod_decided(s, code, text);
+    if (s->state == ST_COMMAND)
+        smtpd_session_resume(s);
+}
+
+/* Refused: the message is not queued (cleanup drops the unfinished file);
+ * else committed, with the actions of smtpd_end_of_data_restrictions
+ * (HOLD, DISCARD, REDIRECT, BCC), which cleanup takes before it commits. */
+static void eod_decided(struct session *s, int code, const char *text)
+{
+    struct smtpd_tx *tx = s->tx;
+    if (code) {
+        log_reject(tx, "END-OF-MESSAGE", tx->nrcpt == 1 ? tx->first_rcpt : NULL, text);
+        s->state = ST_COMMAND;
+        smtpd_reply(s, "%s", text);
+        smtpd_tx_reset(s);
+        smtpd_error_reply(s);
+        return;
+    }
+    smtpd_delegate_submit(s, tx->submit);
     if (smtpd_submit_finish(tx->submit) < 0) {
         s->state = ST_COMMAND;
         smtpd_reply(s, "451 4.3.0 Error: queue file write error");
@@ -709,16 +938,29 @@ static void submit_ready(void *ctx)
     struct smtpd_tx *tx = s->tx;
     const char *id = smtpd_submit_queue_id(tx->submit);
     if (id && !tx->client_logged) {
+        char orig[XFORWARD_LINE_MAX];
+        smtpd_xforward_log_suffix(s, orig, sizeof(orig));
         if (s->sasl_user)
-            msg_info("%s: client=%s, sasl_method=%s, sasl_username=%s", id, s->namaddr,
-                     s->sasl_method, s->sasl_user);
+            msg_info("%s: client=%s, sasl_method=%s, sasl_username=%s%s", id, s->namaddr,
+                     s->sasl_method, s->sasl_user, orig);
         else
-            msg_info("%s: client=%s", id, s->namaddr);
+            msg_info("%s: client=%s%s", id, s->namaddr, orig);
         tx->client_logged = 1;
     }
     if (s->state != ST_WAIT_QUEUE_ID)
         return;
-    if (tx->milter_rcpt) {
+    if (tx->policy_rcpt || tx->policy_data) {
+        /* a failed stream is reported when DATA comes, or now at DATA */
+        int data = tx->policy_data;
+        tx->policy_rcpt = tx->policy_data = 0;
+        s->state = ST_COMMAND;
+        if (data)
+            data_restrictions(s);
+        else
+            rcpt_restrictions(s);
+        if (s->state != ST_COMMAND)
+            return;
+    } else if (tx->milter_rcpt) {
         tx->milter_rcpt = 0;
         s->state = ST_COMMAND;
         rcpt_milter(tx);   /* a failed stream is reported when DATA comes */

@@ -20,6 +20,14 @@ int smtpd_tx_read_content(struct session *s);
 /* Bytes of the message so far as Postfix counts them, line ends as CR LF
  * (for "timeout after DATA (N bytes)" and "lost connection after ..."). */
 long long smtpd_tx_content_size(const struct session *s);
+/* A PREPEND action (policy service): the header goes before our
+ * Received: header, in the order given. Returns -1 when there is no
+ * transaction or no more room (PREPEND_MAX bytes in all). */
+#define PREPEND_MAX 8192
+int smtpd_tx_prepend(struct session *s, const char *header);
+/* The message size MAIL announced (SIZE=), 0 when none: the policy
+ * request's "size". */
+long long smtpd_tx_declared_size(const struct session *s);
 /* The sender of the transaction (internal form), NULL when none; its queue
  * id once cleanup named the file, else NULL (milter macros, log lines). */
 const char *smtpd_tx_sender(const struct session *s);

@@ -46,6 +46,13 @@ static int read_queue_id(struct cleanup_client *c, char *why, size_t whylen)
 
 struct cleanup_client *cleanup_client_open(char *why, size_t whylen)
 {
+    return cleanup_client_open_flags(0, why, whylen);
+}
+
+struct cleanup_client *cleanup_client_open_flags(unsigned flags, char *why, size_t whylen)
+{
+    char text[16];
+    snprintf(text, sizeof(text), "%u", flags);
     int fd = ipc_connect(IPC_PRIVATE, "cleanup");
     if (fd < 0) {
         snprintf(why, whylen, "connect to %s/cleanup: %s", IPC_PRIVATE, strerror(errno));
@@ -61,7 +68,7 @@ struct cleanup_client *cleanup_client_open(char *why, size_t whylen)
         return NULL;
     }
     if (ipc_expect_greeting(c->s, "cleanup_protocol") < 0 ||
-        attr_send(c->s, "flags", "0", (const char *)NULL) < 0) {
+        attr_send(c->s, "flags", text, (const char *)NULL) < 0) {
         snprintf(why, whylen, "cleanup did not answer: %s", closed_why(c->s));
         cleanup_client_abort(c);
         return NULL;

@@ -18,6 +18,9 @@ struct cleanup_client;
  * id. NULL with the reason in why. The caller owns the result: it ends
  * with cleanup_client_finish or cleanup_client_abort. */
 struct cleanup_client *cleanup_client_open(char *why, size_t whylen);
+/* The same with the flags of the first request: a receiving service's
+ * receive_override_options (receive_override.h; pickup). */
+struct cleanup_client *cleanup_client_open_flags(unsigned flags, char *why, size_t whylen);
 const char *cleanup_client_queue_id(const struct cleanup_client *c);
 
 /* Envelope (or any non-content) record; -1 once a write failed. */

@@ -86,6 +86,7 @@ static int deliver_from_queue_file(struct deliver_request *req, const struct age
         .env = &env,
     };
     deliver_each(req, &m, a);
+    deliver_request_mark_sent(req);   /* while the file is held */
     stream_close(queue);
     queue_envelope_free(&env);
     return 0;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -204,6 +205,7 @@ int deliver_request_parse(struct deliver_request *req, struct attr_list *attrs,
                           const struct timeval *received)
 {
     memset(req, 0, sizeof(*req));
+    req->client_fd = -1;
     req->attrs = *attrs;
     memset(attrs, 0, sizeof(*attrs));
     req->queue_name = attr_get(&req->attrs, "queue_name");
@@ -230,7 +232,9 @@ int deliver_request_read(struct stream *s, struct deliver_request *req)
     if (attr_list_read(s, &list) < 0)
         return -1;
     gettimeofday(&received, NULL);
-    return deliver_request_parse(req, &list, &received);
+    int rc = deliver_request_parse(req, &list, &received);
+    req->client_fd = stream_fd(s);
+    return rc;
 }
 
 void deliver_request_free(struct deliver_request *req)
@@ -294,6 +298,22 @@ int deliver_request_open(struct deliver_request *req, struct queue_envelope *env
         deliver_request_set_pending(req, "4.3.0", "cannot open queue file");
         return -1;
     }
+    /* Held while the agent has the file open: a qmgr started after this
+     * one's qmgr died leaves the file alone until then (qmgr.c). Only a
+     * qmgr testing for it at this instant can refuse it; that costs no
+     * more than running without it. */
+    (void)flock(fd, LOCK_SH | LOCK_NB);
+    /* A request whose sender died before the lock was taken may have been
+     * seen unlocked by its successor, which then delivers it itself: not
+     * a second time here. Checked after the lock, so that a sender alive
+     * now dies only after the lock, where its successor finds it. */
+    if (req->client_fd >= 0 && ipc_peer_closed(req->client_fd)) {
+        msg_info("%s: the delivery request was withdrawn (its sender went away)",
+                 deliver_request_id(req));
+        deliver_request_set_pending(req, "4.3.0", "delivery request withdrawn");
+        close(fd);
+        return -1;
+    }
     if (queue_envelope_read(fd, env, ENVELOPE_RCPT_MAX) < 0 || !env->complete) {
         msg_warn("%s: malformed or incomplete queue file %s", req->queue_id, path);
         deliver_request_set_pending(req, "4.3.0", "malformed queue file");
@@ -307,6 +327,40 @@ int deliver_request_open(struct deliver_request *req, struct queue_envelope *env
         req->times.active = req->times.arrival;
     check_against(req, env);
     return fd;
+}
+
+/* Only a plain success: a recipient that asked for a success notice
+ * (NOTIFY=SUCCESS) is qmgr's to mark, after it has written the notice; one
+ * another agent handed on (queue_rcpt, deliver_pass.h) is that agent's,
+ * since one queue file recipient may be handed on several times (an alias
+ * of many users through mailbox_transport). */
+static int sent_without_notice(const struct deliver_rcpt *r)
+{
+    return r->status.dsn[0] == '2' && !(r->dsn_notify & DSN_NOTIFY_SUCCESS)
+           && r->queue_address == NULL;
+}
+
+void deliver_request_mark_sent(const struct deliver_request *req)
+{
+    char path[PATH_MAX];
+    size_t i;
+    int fd;
+
+    for (i = 0; i < req->nrcpt && !sent_without_notice(&req->rcpt[i]); i++)
+        ;
+    if (i == req->nrcpt || req->bad != NULL
+        || queue_path(path, sizeof(path), req->queue_name, req->queue_id) < 0)
+        return;
+    if ((fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+        msg_warn("%s: open %s to mark recipients done: %s", req->queue_id, path,
+                 strerror(errno));
+        return;
+    }
+    for (; i < req->nrcpt; i++)
+        if (sent_without_notice(&req->rcpt[i])
+            && queue_file_mark_done(fd, req->rcpt[i].offset) < 0)
+            msg_warn("%s: mark recipient done: %s", req->queue_id, strerror(errno));
+    close(fd);
 }
 
 /* --- log and reply -------------------------------------------------------- */

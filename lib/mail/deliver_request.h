@@ -67,6 +67,8 @@ struct deliver_request {
                                     * start and conn_done = when it came */
     int have_arrival, have_active;
     const char *bad;               /* why it is a bad request, or NULL */
+    int client_fd;                 /* the connection it came on (qmgr's, or
+                                    * the agent's that handed it on); -1 */
     size_t nrcpt;
     struct deliver_rcpt *rcpt;
 };
@@ -90,7 +92,8 @@ struct deliver_message {
  * deliver_request_free). */
 int deliver_request_parse(struct deliver_request *req, struct attr_list *attrs,
                           const struct timeval *received);
-/* attr_list_read, then deliver_request_parse, timed now. -1 also on EOF,
+/* attr_list_read, then deliver_request_parse, timed now, client_fd the
+ * stream's. -1 also on EOF,
  * timeout or a malformed or truncated list: the connection is done. */
 int deliver_request_read(struct stream *s, struct deliver_request *req);
 void deliver_request_free(struct deliver_request *req);
@@ -110,6 +113,12 @@ int deliver_request_open(struct deliver_request *req, struct queue_envelope *env
 /* Log r's status (msg_info, delivery.h) with relay, done now. */
 void deliver_request_log(const struct deliver_request *req, const struct deliver_rcpt *r,
                          const char *relay);
+/* Before the reply: every recipient delivered (2xx), wanting no success
+ * notice and not handed on by another agent is marked done in the queue file by the agent itself, so that a
+ * qmgr that dies between the delivery and the reply does not make the next
+ * qmgr deliver it again. Best effort: a failure is logged and costs at
+ * most a duplicate, since qmgr marks it too. */
+void deliver_request_mark_sent(const struct deliver_request *req);
 /* The reply: one rcpt_status per recipient, then the end record. 0 or -1;
  * the stream form flushes. */
 int deliver_request_reply(struct stream *s, const struct deliver_request *req);

@@ -150,7 +150,7 @@ static int open_for_append(const char *path, const char *log, int *created)
         errno = ENAMETOOLONG;
         return -1;
     }
-    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0700) < 0 ? errno != EEXIST : fsync_new_dir(dir) < 0)
         return -1;
     *created = 1;
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);

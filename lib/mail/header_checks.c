@@ -38,14 +38,22 @@ static const struct {
     {"WARN", HC_WARN, 0},       {"INFO", HC_INFO, 0},       {"PASS", HC_PASS, 0},
     {"IGNORE", HC_IGNORE, 0},   {"STRIP", HC_STRIP, 0},     {"REPLACE", HC_REPLACE, 1},
     {"PREPEND", HC_PREPEND, 1}, {"BCC", HC_BCC, 1},         {"DUNNO", HC_DUNNO, 0},
+    {"FILTER", HC_FILTER, 1},   {"REDIRECT", HC_REDIRECT, 1},
     {"OK", HC_DUNNO, 0},
 };
 
-/* An address for BCC: a local part and a domain. */
-static int bcc_address_ok(const char *text)
+/* An address for BCC and REDIRECT: a local part and a domain. */
+static int target_address_ok(const char *text)
 {
     const char *at = strrchr(text, '@');
     return at && at != text && at[1] && !strpbrk(text, " \t,<>");
+}
+
+/* FILTER's argument: "transport:destination", a transport name first. */
+static int filter_destination_ok(const char *text)
+{
+    const char *colon = strchr(text, ':');
+    return colon && colon != text && !strpbrk(text, " \t");
 }
 
 void hc_parse_action(const char *value, struct hc_result *r)
@@ -73,8 +81,16 @@ void hc_parse_action(const char *value, struct hc_result *r)
             msg_warn("header/body_checks: %s needs text; treated as DUNNO", actions[i].name);
             return;
         }
-        if (actions[i].action == HC_BCC && !bcc_address_ok(r->text)) {
-            msg_warn("header/body_checks: BCC needs user@domain, not \"%.100s\"; treated as DUNNO",
+        if ((actions[i].action == HC_BCC || actions[i].action == HC_REDIRECT) &&
+            !target_address_ok(r->text)) {
+            msg_warn("header/body_checks: %s needs user@domain, not \"%.100s\"; treated as DUNNO",
+                     actions[i].name, r->text);
+            r->text[0] = 0;
+            return;
+        }
+        if (actions[i].action == HC_FILTER && !filter_destination_ok(r->text)) {
+            msg_warn("header/body_checks: FILTER needs transport:destination, not \"%.100s\"; "
+                     "treated as DUNNO",
                      r->text);
             r->text[0] = 0;
             return;
@@ -82,11 +98,7 @@ void hc_parse_action(const char *value, struct hc_result *r)
         r->action = actions[i].action;
         return;
     }
-    if ((wlen == 6 && strncasecmp(p, "FILTER", 6) == 0) ||
-        (wlen == 8 && strncasecmp(p, "REDIRECT", 8) == 0))
-        msg_warn("header/body_checks: %.*s is not supported; treated as DUNNO", (int)wlen, p);
-    else
-        msg_warn("header/body_checks: unknown action \"%.100s\"; treated as DUNNO", value);
+    msg_warn("header/body_checks: unknown action \"%.100s\"; treated as DUNNO", value);
 }
 
 const char *hc_log_word(enum hc_action a)
@@ -100,6 +112,9 @@ const char *hc_log_word(enum hc_action a)
     case HC_PASS: return "pass";
     case HC_STRIP: return "strip";
     case HC_REPLACE: return "replace";
+    case HC_FILTER: return "filter";
+    case HC_REDIRECT: return "redirect";
+    case HC_BCC: return "bcc";
     default: return NULL;
     }
 }

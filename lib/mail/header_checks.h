@@ -18,8 +18,11 @@
  *
  * Actions: REJECT [text], DISCARD [text], HOLD [text], WARN [text],
  * INFO [text], PASS [text], IGNORE, STRIP [text], REPLACE text,
- * PREPEND text, BCC address, DUNNO (and OK, its old name). FILTER and
- * REDIRECT are not supported: they are logged and treated as DUNNO.
+ * PREPEND text, BCC address, DUNNO (and OK, its old name), FILTER
+ * transport:destination (the message goes to that content filter after
+ * it is queued; the last one wins), REDIRECT user@domain (the message
+ * goes to that address instead of its recipients after it is queued; as
+ * in Postfix's code, it ends inspection like PASS).
  *
  * The body walker (hc_body_*) splits content into lines, follows the MIME
  * structure (multipart boundaries, attached messages) to pick the table for
@@ -45,6 +48,8 @@ enum hc_action {
     HC_REPLACE,
     HC_PREPEND,
     HC_BCC,
+    HC_FILTER,    /* transport:destination for the message after it is queued */
+    HC_REDIRECT,  /* user@domain: the message goes there instead of its recipients */
 };
 
 #define HC_TEXT_MAX 1024
@@ -75,7 +80,7 @@ int hc_check(enum hc_class cls, const char *text, size_t len, struct hc_result *
 int hc_is_mime_header(const char *name, size_t len);
 
 /* "reject", "warning", ... as the log line names the action; NULL for the
- * actions Postfix does not log (IGNORE, PREPEND, BCC, DUNNO). */
+ * actions Postfix does not log (IGNORE, PREPEND, DUNNO). */
 const char *hc_log_word(enum hc_action a);
 
 /* The reply for REJECT text: text when it starts with an enhanced status

@@ -216,3 +216,10 @@ int ipc_expect_greeting(struct stream *s, const char *protocol)
         msg_warn("unexpected server protocol: wanted %s", protocol);
     return rc < 0 ? -1 : 0;
 }
+
+int ipc_peer_closed(int fd)
+{
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && (errno == ECONNRESET || errno == ENOTCONN));
+}

@@ -108,6 +108,10 @@ int attr_send(struct stream *s, ...) __attribute__((sentinel));
 int attr_put(struct stream *s, const char *name, const char *value);
 int attr_end(struct stream *s);   /* REC_END and flush */
 
+/* Whether the peer of the stream socket fd has closed its end (or reset
+ * it) with nothing left to read; without waiting. */
+int ipc_peer_closed(int fd);
+
 int ipc_greet(struct stream *s, const char *protocol);
 /* Read the greeting without logging: 0 when it names protocol, -1 when
  * none came (EOF, timeout, malformed), -2 for another protocol. For callers

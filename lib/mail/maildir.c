@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,8 +27,8 @@
 
 static struct maildir_file *current;   /* being written, for maildir_fatal_cleanup */
 
-/* mkdir path[0..len) unless it is a directory already; a new one is made
- * durable by fsyncing its parent. */
+/* mkdir path[0..len) unless it is a directory already. 1 when made (not
+ * yet durable: the caller syncs, fsync_new_dir), 0 when it was there. */
 static int ensure_dir(const char *path, size_t len)
 {
     char dir[PATH_MAX];
@@ -38,32 +39,53 @@ static int ensure_dir(const char *path, size_t len)
     }
     memcpy(dir, path, len);
     dir[len] = 0;
-    if (mkdir(dir, MAILDIR_DIR_MODE) < 0) {
-        if (errno != EEXIST || stat(dir, &st) < 0)
-            return -1;
-        if (!S_ISDIR(st.st_mode)) {
-            errno = ENOTDIR;
-            return -1;
-        }
-        return 0;
+    if (mkdir(dir, MAILDIR_DIR_MODE) == 0)
+        return 1;
+    if (errno != EEXIST || stat(dir, &st) < 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return -1;
     }
-    return fsync_parent(dir);
+    return 0;
+}
+
+/* The directories above path's last name: how many were made, or -1. */
+static int make_parents(const char *path)
+{
+    size_t len = strlen(path);
+    int made = 0;
+    for (size_t i = 1; i < len; i++) {
+        if (path[i] != '/' || path[i - 1] == '/')
+            continue;
+        int rc = ensure_dir(path, i);
+        if (rc < 0)
+            return -1;
+        made += rc;
+    }
+    return made;
 }
 
 int maildir_make_parents(const char *path)
 {
-    size_t len = strlen(path);
-    for (size_t i = 1; i < len; i++)
-        if (path[i] == '/' && path[i - 1] != '/' && ensure_dir(path, i) < 0)
-            return -1;
-    return 0;
+    char parent[PATH_MAX];
+    int made = make_parents(path);
+    if (made <= 0)
+        return made;
+    if (snprintf(parent, sizeof(parent), "%s", path) >= (int)sizeof(parent)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    return fsync_new_dir(dirname(parent));
 }
 
-/* The Maildir's parents, the Maildir, tmp/, new/ and cur/. */
+/* The Maildir's parents, the Maildir, tmp/, new/ and cur/, synced before
+ * anything is put in them even when another agent made them meanwhile
+ * (this runs only after the Maildir was found missing). */
 static int make_maildir(const char *dir, enum maildir_step *failed)
 {
     static const char *const subs[] = {"", "tmp", "new", "cur"};
-    if (maildir_make_parents(dir) < 0) {
+    if (make_parents(dir) < 0) {
         *failed = MAILDIR_STEP_PARENTS;
         return -1;
     }
@@ -79,6 +101,10 @@ static int make_maildir(const char *dir, enum maildir_step *failed)
             *failed = MAILDIR_STEP_DIRS;
             return -1;
         }
+    }
+    if (fsync_new_dir(dir) < 0) {
+        *failed = MAILDIR_STEP_DIRS;
+        return -1;
     }
     return 0;
 }

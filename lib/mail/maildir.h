@@ -61,8 +61,9 @@ void maildir_file_discard(struct maildir_file *f);
 /* For a fatal-error hook: remove the file being written, if it has a name. */
 void maildir_fatal_cleanup(void);
 
-/* mkdir -p of path's parent directories (mode 0700); each one created is
- * made durable by fsyncing its own parent. 0, or -1 with errno. */
+/* mkdir -p of path's parent directories (mode 0700); when one was made,
+ * the file system is synced (fsync_new_dir) before path may be created.
+ * 0, or -1 with errno. */
 int maildir_make_parents(const char *path);
 
 #endif

@@ -11,10 +11,13 @@
 #include "strlist.h"
 
 #include <ctype.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #define REJECT_REPLY "550 5.7.1 Command rejected"
 #define TEMPFAIL_REPLY "451 4.7.1 Service unavailable - try again later"
@@ -53,46 +56,17 @@ static const struct event_info events[] = {
 #define NO_REPLY_FLAGS (SMFIP_NR_HDR | SMFIP_NR_CONN | SMFIP_NR_HELO | SMFIP_NR_MAIL | \
                         SMFIP_NR_RCPT | SMFIP_NR_DATA | SMFIP_NR_UNKN | SMFIP_NR_EOH | \
                         SMFIP_NR_BODY)
-/* Everything but SMFIP_RCPT_REJ: rejected recipients are not reported. */
-#define V6_EVENTS (V4_EVENTS | SMFIP_SKIP | NO_REPLY_FLAGS | SMFIP_HDR_LEADSPC)
+/* SMFIP_RCPT_REJ too: a milter may ask to hear rejected recipients. */
+#define V6_EVENTS (V4_EVENTS | SMFIP_SKIP | SMFIP_RCPT_REJ | NO_REPLY_FLAGS | SMFIP_HDR_LEADSPC)
 #define NOSEND_MASK (V4_EVENTS)
 #define V2_ACTIONS (SMFIF_ADDHDRS | SMFIF_CHGBODY | SMFIF_ADDRCPT | SMFIF_DELRCPT | \
                     SMFIF_CHGHDRS | SMFIF_QUARANTINE)
 #define V6_ACTIONS (V2_ACTIONS | SMFIF_CHGFROM | SMFIF_ADDRCPT_PAR | SMFIF_SETSYMLIST)
+/* Every version is offered every action, as Postfix offers them: a milter
+ * of an older version simply never asks for the newer ones. */
+#define MTA_ACTIONS V6_ACTIONS
 
 /* --- settings --- */
-
-/* A time value ("10s", "2m", bare seconds); -1 when malformed. */
-static long parse_time(const char *v)
-{
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (end == v || n < 0)
-        return -1;
-    long unit = 1;
-    switch (*end) {
-    case 0:
-    case 's':
-        break;
-    case 'm':
-        unit = 60;
-        break;
-    case 'h':
-        unit = 3600;
-        break;
-    case 'd':
-        unit = 86400;
-        break;
-    case 'w':
-        unit = 604800;
-        break;
-    default:
-        return -1;
-    }
-    if (*end && end[1])
-        return -1;
-    return n * unit;
-}
 
 static void trim(char *s)
 {
@@ -135,7 +109,9 @@ static int setting(struct milter_settings *m, char *item, char *err, size_t errl
                     : strcmp(name, "content_timeout") == 0 ? &m->content_timeout
                                                             : NULL;
     if (timeout) {
-        if ((*timeout = parse_time(value)) <= 0) {
+        /* main.cf's time syntax and bounds (config_parse_time): an
+         * absurd value is refused, never overflowed (fuzz_milter_list). */
+        if (config_parse_time(value, 's', timeout) < 0 || *timeout <= 0) {
             snprintf(err, errlen, "milter %s: bad %s value \"%s\"", m->spec, name, value);
             return -1;
         }
@@ -414,7 +390,7 @@ int milter_negotiate(struct milter *m, struct milter_buf *out)
     m->protocol = evmask;   /* what we offer, until the milter answers */
     size_t start = milter_packet_begin(out, SMFIC_OPTNEG);
     milter_add_u32(out, version);
-    milter_add_u32(out, version >= 6 ? V6_ACTIONS : V2_ACTIONS);
+    milter_add_u32(out, MTA_ACTIONS);
     milter_add_u32(out, evmask);
     milter_packet_end(out, start);
     return 0;
@@ -432,7 +408,7 @@ int milter_negotiated(struct milter *m, int cmd, char *data, size_t len)
 {
     struct milter_optneg o;
     const char *why;
-    uint32_t my_version = m->version, my_actions = my_version >= 6 ? V6_ACTIONS : V2_ACTIONS;
+    uint32_t my_version = m->version, my_actions = MTA_ACTIONS;
     if (cmd != SMFIC_OPTNEG) {
         msg_warn("milter %s: unexpected reply \"%c\" in initial handshake", m->set.spec,
                  isprint(cmd) ? cmd : '?');
@@ -465,7 +441,95 @@ int milter_negotiated(struct milter *m, int cmd, char *data, size_t len)
 
 /* --- events --- */
 
-/* SMFIC_MACRO for the stage of event ev, when any macro has a value. */
+/* --- milter_macro_defaults --- */
+
+#define MACRO_DEFAULTS_MAX 64
+
+/* A macro name without its braces: "{auth_type}" and "auth_type" name the
+ * same macro here, as in Postfix's milter_macro_defaults. */
+static size_t bare_name(const char *name, const char **start)
+{
+    size_t n = strlen(name);
+    if (n >= 2 && name[0] == '{' && name[n - 1] == '}') {
+        *start = name + 1;
+        return n - 2;
+    }
+    *start = name;
+    return n;
+}
+
+/* Whether item is one "{ ... }" (its first brace closes at its end), not
+ * "{name}=value". */
+static int whole_braced(const char *item)
+{
+    size_t n = strlen(item);
+    if (n < 2 || item[0] != '{' || item[n - 1] != '}')
+        return 0;
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        depth += item[i] == '{' ? 1 : item[i] == '}' ? -1 : 0;
+        if (depth == 0)
+            return i == n - 1;
+    }
+    return 0;
+}
+
+/* The pairs of milter_macro_defaults ("name=value", "{ name = value }"),
+ * read once per process. */
+static struct {
+    int loaded;
+    size_t n;
+    char *name[MACRO_DEFAULTS_MAX], *value[MACRO_DEFAULTS_MAX];
+} defaults_cache;
+
+static void load_macro_defaults(void)
+{
+    char item[MILTER_MACRO_LIST_MAX];
+    const char *p = var.milter_macro_defaults ? var.milter_macro_defaults : "";
+    int rc;
+    defaults_cache.loaded = 1;
+    while ((rc = strlist_next(&p, item, sizeof(item))) != 0) {
+        if (rc < 0)
+            continue;
+        if (whole_braced(item))
+            unbrace(item);
+        char *eq = strchr(item, '=');
+        if (!eq || defaults_cache.n >= MACRO_DEFAULTS_MAX) {
+            msg_warn("milter_macro_defaults: ignoring \"%s\"", item);
+            continue;
+        }
+        *eq = 0;
+        trim(item);
+        char *value = eq + 1;
+        trim(value);
+        char *n = strdup(item), *v = strdup(value);
+        if (n && v) {
+            defaults_cache.name[defaults_cache.n] = n;
+            defaults_cache.value[defaults_cache.n++] = v;
+        } else {
+            free(n);
+            free(v);
+        }
+    }
+}
+
+/* The default of a macro that has no value now, or NULL. */
+static const char *macro_default(const char *name)
+{
+    const char *want, *have;
+    if (!defaults_cache.loaded)
+        load_macro_defaults();
+    size_t wlen = bare_name(name, &want);
+    for (size_t i = 0; i < defaults_cache.n; i++) {
+        size_t hlen = bare_name(defaults_cache.name[i], &have);
+        if (hlen == wlen && strncmp(have, want, wlen) == 0)
+            return defaults_cache.value[i];
+    }
+    return NULL;
+}
+
+/* SMFIC_MACRO for the stage of event ev, when any macro has a value (its
+ * own, or its milter_macro_defaults value). */
 static void put_macros(struct milter *m, enum milter_event ev, milter_macro_fn fn, void *ctx,
                        struct milter_buf *out)
 {
@@ -480,7 +544,7 @@ static void put_macros(struct milter *m, enum milter_event ev, milter_macro_fn f
     for (char *save = NULL, *name = strtok_r(names, " ,\t\r\n", &save); name;
          name = strtok_r(NULL, " ,\t\r\n", &save)) {
         const char *value = fn(ctx, name);
-        if (!value)
+        if (!value && !(value = macro_default(name)))
             continue;
         milter_add_str(out, name);
         milter_add_str(out, value);
@@ -561,6 +625,10 @@ enum milter_step milter_event(struct milter *m, enum milter_event ev, const stru
                               milter_macro_fn macros, void *ctx, struct milter_buf *out)
 {
     const struct event_info *e = &events[ev];
+    if (ev == MILTER_RCPT && a && a->rejected && !(m->protocol & SMFIP_RCPT_REJ)) {
+        set_result(m, NULL);   /* it did not ask for rejected recipients */
+        return MILTER_SKIP;
+    }
     set_result(m, m->def_reply);
     if (m->state == MILTER_ST_ACCEPT_MSG && (ev == MILTER_MAIL || ev == MILTER_ABORT))
         m->state = MILTER_ST_ENVELOPE;   /* a new transaction */
@@ -826,6 +894,17 @@ done:
     return m;
 }
 
+const char *milter_config_macro(const char *name)
+{
+    if (strcmp(name, "j") == 0)
+        return var.myhostname;
+    if (strcmp(name, "{daemon_name}") == 0)
+        return var.milter_macro_daemon_name;
+    if (strcmp(name, "v") == 0)
+        return var.milter_macro_v;
+    return NULL;
+}
+
 void milter_printable(const char *in, char *out, size_t outlen)
 {
     size_t o = 0;
@@ -833,4 +912,12 @@ void milter_printable(const char *in, char *out, size_t outlen)
         out[o++] = (unsigned char)*in < 0x20 || *in == 0x7f ? '?' : *in;
     if (outlen)
         out[o] = 0;
+}
+
+int milter_socket(int family)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && (family == AF_INET || family == AF_INET6))
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
+    return fd;
 }

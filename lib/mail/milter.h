@@ -79,6 +79,9 @@ struct milter_args {
     const char *text;
     /* MAIL, RCPT: "<address>" then ESMTP parameters, NULL-terminated */
     const char *const *argv;
+    /* RCPT: smtpd rejected the recipient; only a milter that negotiated
+     * SMFIP_RCPT_REJ hears it (the others skip it: no answer) */
+    int rejected;
     /* HEADER */
     const char *name, *value;
     /* BODY */
@@ -119,6 +122,11 @@ struct milter {
 struct milter *milter_new(const struct milter_settings *set);
 void milter_free(struct milter *m);
 
+/* A non-blocking, close-on-exec stream socket for a milter connection;
+ * over TCP with Nagle off: each packet we write is whole and the milter
+ * answers it, so holding a small one back for the previous one's ACK
+ * (delayed by the peer up to 40 ms) only adds that delay. -1 + errno. */
+int milter_socket(int family);
 /* Parse an endpoint: inet:host:port (host may be [v6]), unix:/path,
  * local:/path. Returns 0 with host and port, or path (port NULL), or -1
  * (logged). */
@@ -167,6 +175,11 @@ int milter_event_command(enum milter_event ev);
  * when text does not parse. */
 int milter_export(const struct milter *m, char *out, size_t outlen);
 struct milter *milter_import(const char *text);
+
+/* The macros every driver gives the same way, from main.cf: j
+ * (myhostname), {daemon_name} (milter_macro_daemon_name), v
+ * (milter_macro_v); NULL for any other name. */
+const char *milter_config_macro(const char *name);
 
 /* Log-line form of a reply: control characters (the CR LF between lines)
  * shown as '?', as Postfix prints them. */

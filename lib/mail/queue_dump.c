@@ -92,9 +92,28 @@ static void print_time(struct dump *d, const char *payload, size_t len)
     fwrite(payload, 1, len, d->out);
 }
 
+/* The routing attributes, which Postfix keeps in records of their own:
+ * its postcat's names for them, and payload moved past "name=". */
+static int routing_record(const char **payload, size_t *len, const char **name)
+{
+    static const char *const attrs[][2] = {{ATTR_CONTENT_FILTER, "content_filter"},
+                                           {ATTR_REDIRECT, "redirect_to"}};
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+        size_t n = strlen(attrs[i][0]);
+        if (*len > n && strncmp(*payload, attrs[i][0], n) == 0 && (*payload)[n] == '=') {
+            *payload += n + 1;
+            *len -= n + 1;
+            *name = attrs[i][1];
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void print_envelope_record(struct dump *d, int type, const char *payload, size_t len,
                                   off_t offset)
 {
+    const char *name;
     if (!(d->flags & QUEUE_DUMP_ENVELOPE))
         return;
     print_prefix(d, offset, type);
@@ -102,6 +121,8 @@ static void print_envelope_record(struct dump *d, int type, const char *payload,
         fputs("named_attribute: dsn_orig_rcpt=", d->out);
     } else if (type == REC_DSN_NOTIFY) {
         fputs("named_attribute: notify_flags=", d->out);
+    } else if (type == REC_ATTR && routing_record(&payload, &len, &name)) {
+        fprintf(d->out, "%s: ", name);   /* Postfix's postcat names its own records so */
     } else {
         fprintf(d->out, "%s: ", record_name(type));
         if (type == REC_TIME) {

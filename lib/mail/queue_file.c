@@ -52,10 +52,16 @@ int queue_path(char *buf, size_t len, const char *queue, const char *id)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
+/* mkdir path with mode unless it exists (chmod: not the umask's mode).
+ * A new directory is not durable yet: the caller syncs it with
+ * fsync_new_dir before a queue file goes into it (a queue file fsynced
+ * into a directory whose own entry a power cut loses ends in lost+found on
+ * ext4 without a journal; tests/powercut). 1 when made, 0 when it
+ * existed, -1 with errno. */
 static int mkdir_mode(const char *path, mode_t mode)
 {
     if (mkdir(path, mode) == 0)
-        return chmod(path, mode);
+        return chmod(path, mode) < 0 ? -1 : 1;
     return errno == EEXIST ? 0 : -1;
 }
 
@@ -93,45 +99,151 @@ int queue_dirs_create(void)
         {"maildrop", 01730}, {"saved", 0700},
     };
     char path[PATH_MAX];
+    int made_any = 0;
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         if (queue_dir_path(path, sizeof(path), dirs[i].name) < 0) {
             errno = ENAMETOOLONG;
             return -1;
         }
-        if (mkdir_mode(path, dirs[i].mode) < 0 || queue_dir_chown(path, dirs[i].name) < 0 ||
-            chmod(path, dirs[i].mode) < 0)
+        int made = mkdir_mode(path, dirs[i].mode);
+        if (made < 0 || queue_dir_chown(path, dirs[i].name) < 0 || chmod(path, dirs[i].mode) < 0)
             return -1;
+        made_any |= made;
+    }
+    /* Once, for the whole tree: entries, owners and modes (a queue
+     * directory back as root's after a power cut would stop the daemons
+     * until someone fixed it), and the inode counts of the block groups
+     * (on ext4 without a journal fsync leaves them; after a cut fsck took
+     * the queue directories' inodes for unused ones, and a torn write of
+     * active/'s made it abort instead of repairing: tests/powercut). */
+    return made_any && queue_dir_path(path, sizeof(path), "") == 0 ? fsync_new_dir(path) : 0;
+}
+
+/* One move is link to the new name, fsync of its directory, unlink of
+ * the old one. A rename(2) would do it in one step, but on ext4 without a
+ * journal nothing orders its two directory updates on the disk: the old
+ * directory's block may be written (by writeback, or by another process's
+ * fsync of that directory, as cleanup's of incoming/) while the new one's
+ * is not, and after a power cut the file is in no queue, only in
+ * lost+found (tests/powercut). A crash between link and unlink leaves
+ * both names: the next move finds them and finishes this one. Moves of a
+ * batch share their directory fsyncs: every link, then one fsync per
+ * directory linked into, then every unlink. */
+
+/* The first step: the new name. 0, or -1 with errno; ENOENT also when the
+ * file was in to already under both names (an interrupted move: it was
+ * taken from there, so to the caller it is no longer where it looked),
+ * the old name then removed. */
+static int move_link(const char *from, const char *to, const char *to_queue)
+{
+    if (link(from, to) == 0)
+        return 0;
+    /* A directory (what fsck may leave under a queue id) cannot be linked:
+     * renamed, it is gone from its old place already (the unlink step
+     * then finds nothing to do). */
+    if (errno == EPERM)
+        return rename(from, to);
+    if (errno == ENOENT && strcmp(to_queue, QUEUE_DEFERRED) == 0 && access(from, F_OK) == 0) {
+        /* The hash subdirectory of deferred/ may not exist yet. */
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", to);
+        /* Synced even when another mover made it just now: until then it
+         * is not safe to fill (fsync_new_dir). */
+        if (mkdir_mode(dirname(dir), 0700) < 0 || fsync_new_dir(dir) < 0)
+            return -1;
+        if (link(from, to) == 0)
+            return 0;
+    }
+    if (errno != EEXIST)
+        return -1;
+    struct stat a, b;
+    if (stat(from, &a) < 0 || stat(to, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+        errno = EEXIST;
+        return -1;
+    }
+    unlink(from);
+    errno = ENOENT;
+    return -1;
+}
+
+/* Which directory of to_queue id's new name is in, as a byte: deferred/
+ * has one per hash character (queue_path), the others just one. */
+static unsigned char move_dir_key(const char *to_queue, const char *id)
+{
+    return strcmp(to_queue, QUEUE_DEFERRED) == 0 && id[0] ? (unsigned char)id[strlen(id) - 1] : 0;
+}
+
+static int move_paths(char *from, char *to, const char *id, const char *from_queue,
+                      const char *to_queue)
+{
+    if (queue_path(from, PATH_MAX, from_queue, id) < 0 ||
+        queue_path(to, PATH_MAX, to_queue, id) < 0) {
+        errno = ENAMETOOLONG;
+        return -1;
     }
     return 0;
 }
 
-int queue_file_move(const char *id, const char *from_queue, const char *to_queue)
+/* The second step: fsync each directory a link of the batch went into,
+ * once. A link whose directory cannot be synced is undone (err set): the
+ * file stays where it was, under its old name only. */
+static void move_sync_dirs(const char *const *ids, size_t n, const char *to_queue, int *err)
+{
+    int synced[256];   /* by move_dir_key: 0 not yet, 1 done, else -errno */
+    char to[PATH_MAX];
+    memset(synced, 0, sizeof(synced));
+    for (size_t i = 0; i < n; i++) {
+        if (err[i] || queue_path(to, sizeof(to), to_queue, ids[i]) < 0)
+            continue;
+        int *s = &synced[move_dir_key(to_queue, ids[i])];
+        if (*s == 0)
+            *s = fsync_parent(to) == 0 ? 1 : -errno;
+        if (*s < 0) {
+            unlink(to);
+            err[i] = -*s;
+        }
+    }
+}
+
+size_t queue_files_move(const char *const *ids, size_t n, const char *from_queue,
+                        const char *to_queue, int *err)
 {
     char from[PATH_MAX], to[PATH_MAX];
-    if (queue_path(from, sizeof(from), from_queue, id) < 0 ||
-        queue_path(to, sizeof(to), to_queue, id) < 0) {
-        errno = ENAMETOOLONG;
-        return -1;
+    size_t moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        err[i] = 0;
+        if (move_paths(from, to, ids[i], from_queue, to_queue) < 0 ||
+            (strcmp(from, to) == 0 ? access(from, F_OK) : move_link(from, to, to_queue)) < 0)
+            err[i] = errno;
     }
-    if (rename(from, to) == 0)
+    if (strcmp(from_queue, to_queue) != 0)   /* as rename(2): nothing to do */
+        move_sync_dirs(ids, n, to_queue, err);
+    for (size_t i = 0; i < n; i++) {
+        if (err[i] == 0 && strcmp(from_queue, to_queue) != 0 &&
+            move_paths(from, to, ids[i], from_queue, to_queue) == 0 && unlink(from) < 0 &&
+            errno != ENOENT)
+            err[i] = errno;
+        moved += err[i] == 0;
+    }
+    return moved;
+}
+
+int queue_file_move(const char *id, const char *from_queue, const char *to_queue)
+{
+    int err;
+    if (queue_files_move(&id, 1, from_queue, to_queue, &err) == 1)
         return 0;
-    if (errno != ENOENT || strcmp(to_queue, QUEUE_DEFERRED) != 0)
-        return -1;
-    /* The hash subdirectory of deferred/ may not exist yet. */
-    char dir[PATH_MAX];
-    snprintf(dir, sizeof(dir), "%s", to);
-    if (mkdir_mode(dirname(dir), 0700) < 0)
-        return -1;
-    return rename(from, to);
+    errno = err;
+    return -1;
 }
 
 /* --- writer --- */
 
 /* Two ways to create a file. Where the file system supports O_TMPFILE the
- * file has no name until queue_writer_commit links it, fsynced and mode
- * 0700, under its queue id: one directory operation per message instead
- * of three (create, link, unlink), and a writer that dies leaves nothing
- * behind. Elsewhere (or without /proc) it is created under a temporary
+ * file has no name until queue_writer_commit links it, complete, under its
+ * queue id just before its fsync: one directory operation per message
+ * instead of three (create, link, unlink), and a writer that dies before
+ * its commit leaves nothing behind. Elsewhere (or without /proc) it is created under a temporary
  * name and linked to its id at once, as the header describes. */
 struct queue_writer {
     char id[QUEUE_ID_SIZE];
@@ -346,10 +458,18 @@ int queue_writer_commit(struct queue_writer *w, long long content_size,
     snprintf(size, sizeof(size), "%15lld %15lld %15d %15d", content_size, content_offset, nrcpt, 0);
     int fd = stream_fd(w->stream);
     int rc = -1;
+    /* An O_TMPFILE gets its name before the fsync, still mode 0600 (which
+     * readers and postsuper take for unfinished), so that one fsync of the
+     * file writes its contents, its mode 0700 and the link count of the new
+     * name: on ext4 without a journal only the file's own fsync writes the
+     * inode, and a name fsynced into its directory before that would point
+     * at an inode that fsck takes for deleted (tests/powercut found it). */
+    int unnamed = !w->named;
     if (rec_put(w->stream, REC_END, "", 0) == 0 && stream_flush(w->stream) == 0 &&
         pwrite(fd, size, REC_SIZE_WIDTH, w->size_offset + 2) == REC_SIZE_WIDTH &&
+        (!unnamed || writer_link_unnamed(w) == 0) &&
         fchmod(fd, QUEUE_MODE_COMPLETE) == 0 && fsync(fd) == 0 &&
-        (w->named || writer_link_unnamed(w) == 0) && fsync_parent(w->path) == 0)
+        fsync_parent(w->path) == 0)
         rc = 0;
     int saved = errno;
     stream_abandon(w->stream);

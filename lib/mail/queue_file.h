@@ -44,8 +44,18 @@ int queue_dir_path(char *buf, size_t len, const char *sub);
 /* Create the queue tree under queue_directory if absent (instance mode
  * ownership: the caller's user). Returns -1 with errno on failure. */
 int queue_dirs_create(void);
-/* rename(2) a message between queues (creating a deferred hash dir as needed). */
+/* Move a message between queues (creating a deferred hash dir as needed):
+ * link, fsync of the new directory, unlink, so that a power cut leaves it
+ * in one queue or both, never in none. -1 with errno ENOENT also when the
+ * file was already in to_queue under both names (a move a crash
+ * interrupted): the old name is removed then. */
 int queue_file_move(const char *id, const char *from_queue, const char *to_queue);
+/* n moves as queue_file_move, the fsyncs shared: every link, then one
+ * fsync per directory linked into, then every unlink (qmgr takes files in
+ * a batch at a time). err[i]: 0 for a file moved, else its errno. Returns
+ * how many were moved. */
+size_t queue_files_move(const char *const *ids, size_t n, const char *from_queue,
+                        const char *to_queue, int *err);
 
 /* --- writing (cleanup) --- */
 struct queue_writer;

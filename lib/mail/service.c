@@ -4,10 +4,12 @@
 #include "service.h"
 #include "config.h"
 #include "log.h"
+#include "lookup.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -65,7 +67,8 @@ static int fd_is_open(int fd)
  * the daemon in queue_directory. Its absolute queue paths would not exist
  * inside, so the configuration is re-read with queue_directory = "/"
  * while main.cf is still reachable; the time zone is loaded now for the
- * same reason. Called as root, after the group switch (initgroups needs
+ * same reason, and so are the database clients of SQL and LDAP tables
+ * (lookup_load_clients). Called as root, after the group switch (initgroups needs
  * /etc/group) and before the user switch (chroot needs root). */
 static void enter_chroot(const char *dir, char *const *overrides, size_t nover)
 {
@@ -79,6 +82,7 @@ static void enter_chroot(const char *dir, char *const *overrides, size_t nover)
     config_load(dir, more, nover + 1);
     tzset();
     log_connect();
+    lookup_load_clients();
     if (chroot(qdir) < 0 || chdir("/") < 0)
         msg_fatal("chroot %s: %m", qdir);
     free(qdir);
@@ -135,12 +139,26 @@ static void stand_alone_init(const char *dir, char *const *overrides, size_t nov
     run_privileged_init();
 }
 
+/* A daemon allocates and frees the same few large buffers (two 64 KiB
+ * stream buffers per queue file or connection) for every message. With
+ * glibc's defaults the heap top above 128 KiB went back to the kernel at
+ * each free and was faulted in again for the next message: two brk calls,
+ * a TLB shoot-down and page faults per message, most of cleanup's kernel
+ * time after fsync in scenario (c) (bench/NOTES.md, session 6). Keep it:
+ * a daemon's heap never exceeds its busiest moment anyway. */
+static void keep_freed_memory(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 16 << 20);
+}
+
 void service_init(int argc, char **argv, const char *progname, int flags)
 {
     char *overrides[MAX_OVERRIDES];
     size_t nover = 0;
     const char *dir = NULL;
     int opt;
+    keep_freed_memory();
     /* Until the log destination is known, errors also go to stderr, so a
      * daemon started by hand says why it refuses to run. */
     log_init(progname, LOG_TO_STDERR);

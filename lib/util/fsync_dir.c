@@ -1,4 +1,5 @@
-/* fsync_dir.c - fsync of a directory, or of a path's parent (fsync_dir.h). */
+/* fsync_dir.c - fsync of a directory, of a path's parent, of a new directory
+ * with its whole file system (fsync_dir.h). */
 #include "fsync_dir.h"
 
 #include <errno.h>
@@ -8,16 +9,22 @@
 #include <stdio.h>
 #include <unistd.h>
 
-int fsync_dir(const char *dir)
+/* fsync dir, after a syncfs of its whole file system when whole_fs. */
+static int sync_dir(const char *dir, int whole_fs)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
     if (fd < 0)
         return -1;
-    int rc = fsync(fd), saved = errno;
+    int rc = (whole_fs && syncfs(fd) < 0) || fsync(fd) < 0 ? -1 : 0, saved = errno;
     close(fd);
     errno = saved;
     return rc;
+}
+
+int fsync_dir(const char *dir)
+{
+    return sync_dir(dir, 0);
 }
 
 int fsync_parent(const char *path)
@@ -30,4 +37,12 @@ int fsync_parent(const char *path)
     }
     /* dirname(3) drops trailing slashes first, then the last name. */
     return fsync_dir(dirname(copy));
+}
+
+int fsync_new_dir(const char *dir)
+{
+    /* syncfs writes every dirty block but, on ext4 without a journal, its
+     * last writes come after its cache flush; the fsync that follows
+     * flushes them (and the new entry in the parent with them). */
+    return sync_dir(dir, 1);
 }

@@ -91,6 +91,15 @@ const char *lookup_type_name(size_t i)
     return i == n ? "proxy" : NULL;
 }
 
+void lookup_load_clients(void)
+{
+    char err[256];
+
+    for (size_t i = 0; i < sizeof(lookup_types) / sizeof(lookup_types[0]); i++)
+        if (lookup_types[i].type->load != NULL)
+            (void)lookup_types[i].type->load(err, sizeof(err));   /* open says why, later */
+}
+
 struct lookup_table *lookup_open(const char *spec, char *err, size_t errlen)
 {
     const char *colon = strchr(spec, ':');

@@ -31,6 +31,11 @@ int lookup_type_supported(const char *type);
 /* The i-th word lookup_type_supported accepts (proxy included), or NULL
  * past the last: what "postconf -m" lists. */
 const char *lookup_type_name(size_t i);
+/* Load every database client library now (they are loaded when a table of
+ * their type is first opened, dynlib.h): for a daemon about to chroot,
+ * after which the library files are out of reach. One that cannot be
+ * loaded is left for the table's open to report. */
+void lookup_load_clients(void);
 
 /* How long a table server (tcp:, socketmap:, SQL, LDAP) may take to
  * connect or to answer one request, in seconds (default 10); past it the

@@ -28,6 +28,38 @@
 
 #include <ldap.h>
 
+#include "dynlib.h"
+
+/* libldap is loaded on the first ldap: table (dynlib.h); ber_pvt_opt_on
+ * is the datum LDAP_OPT_ON points at. */
+#define LDAP_FUNCS(X) X(ber_free) X(ber_pvt_opt_on) X(ldap_err2string) \
+    X(ldap_first_attribute) X(ldap_first_entry) X(ldap_free_urldesc) \
+    X(ldap_get_values_len) X(ldap_initialize) X(ldap_is_ldap_url) X(ldap_memfree) \
+    X(ldap_msgfree) X(ldap_next_attribute) X(ldap_next_entry) X(ldap_sasl_bind_s) \
+    X(ldap_search_ext_s) X(ldap_set_option) X(ldap_start_tls_s) X(ldap_unbind_ext_s) \
+    X(ldap_url_parse) X(ldap_value_free_len)
+LDAP_FUNCS(DYNLIB_DECLARE)
+#define ber_free (*dl_ber_free)
+#define ber_pvt_opt_on (*dl_ber_pvt_opt_on)
+#define ldap_err2string (*dl_ldap_err2string)
+#define ldap_first_attribute (*dl_ldap_first_attribute)
+#define ldap_first_entry (*dl_ldap_first_entry)
+#define ldap_free_urldesc (*dl_ldap_free_urldesc)
+#define ldap_get_values_len (*dl_ldap_get_values_len)
+#define ldap_initialize (*dl_ldap_initialize)
+#define ldap_is_ldap_url (*dl_ldap_is_ldap_url)
+#define ldap_memfree (*dl_ldap_memfree)
+#define ldap_msgfree (*dl_ldap_msgfree)
+#define ldap_next_attribute (*dl_ldap_next_attribute)
+#define ldap_next_entry (*dl_ldap_next_entry)
+#define ldap_sasl_bind_s (*dl_ldap_sasl_bind_s)
+#define ldap_search_ext_s (*dl_ldap_search_ext_s)
+#define ldap_set_option (*dl_ldap_set_option)
+#define ldap_start_tls_s (*dl_ldap_start_tls_s)
+#define ldap_unbind_ext_s (*dl_ldap_unbind_ext_s)
+#define ldap_url_parse (*dl_ldap_url_parse)
+#define ldap_value_free_len (*dl_ldap_value_free_len)
+
 struct ldap_table {
     char *spec;
     struct db_cf *cf;
@@ -471,9 +503,19 @@ static void ldap_table_close(void *state)
     free(t);
 }
 
-static int ldap_table_open(const char *spec, const char *name, void **state, char *err,
-                           size_t errlen)
+static int ldap_load(char *err, size_t errlen)
 {
+    static void *libldap;
+    static const struct dynlib_sym syms[] = {LDAP_FUNCS(DYNLIB_ENTRY)};
+
+    return dynlib_load(&libldap, SONAME_LDAP, syms, sizeof(syms) / sizeof(syms[0]), err, errlen);
+}
+
+static int ldap_table_open(const char *spec, const char *name, void **state, char *err,
+                         size_t errlen)
+{
+    if (ldap_load(err, errlen) < 0)
+        return -1;
     struct ldap_table *t = lookup_xmalloc(sizeof(*t));
     char why[512] = "";
 
@@ -499,4 +541,5 @@ const struct lookup_type lookup_type_ldap = {
     .get = ldap_table_get,
     .close = ldap_table_close,
     .may_block = 1,
+    .load = ldap_load,
 };

@@ -19,6 +19,33 @@
 
 #include <mysql.h>
 
+#include "dynlib.h"
+
+/* libmariadb is loaded on the first mysql: table (dynlib.h). */
+#define MYSQL_FUNCS(X) X(mysql_close) X(mysql_errno) X(mysql_error) X(mysql_fetch_lengths) \
+    X(mysql_fetch_row) X(mysql_field_count) X(mysql_free_result) X(mysql_init) \
+    X(mysql_server_init) X(mysql_next_result) X(mysql_num_fields) X(mysql_options) \
+    X(mysql_real_connect) X(mysql_real_escape_string) X(mysql_real_query) X(mysql_ssl_set) \
+    X(mysql_store_result)
+MYSQL_FUNCS(DYNLIB_DECLARE)
+#define mysql_close (*dl_mysql_close)
+#define mysql_errno (*dl_mysql_errno)
+#define mysql_error (*dl_mysql_error)
+#define mysql_fetch_lengths (*dl_mysql_fetch_lengths)
+#define mysql_fetch_row (*dl_mysql_fetch_row)
+#define mysql_field_count (*dl_mysql_field_count)
+#define mysql_free_result (*dl_mysql_free_result)
+#define mysql_init (*dl_mysql_init)
+#define mysql_server_init (*dl_mysql_server_init)
+#define mysql_next_result (*dl_mysql_next_result)
+#define mysql_num_fields (*dl_mysql_num_fields)
+#define mysql_options (*dl_mysql_options)
+#define mysql_real_connect (*dl_mysql_real_connect)
+#define mysql_real_escape_string (*dl_mysql_real_escape_string)
+#define mysql_real_query (*dl_mysql_real_query)
+#define mysql_ssl_set (*dl_mysql_ssl_set)
+#define mysql_store_result (*dl_mysql_store_result)
+
 static void mysql_set_options(MYSQL *m, const struct db_cf *cf)
 {
     unsigned int secs = (unsigned int)lookup_timeout();
@@ -107,7 +134,10 @@ static int mysql_query_rows(void *conn, const char *sql, struct db_result *r, ch
     if (mysql_real_query(m, sql, (unsigned long)strlen(sql)) != 0)
         goto fail;
     if ((res = mysql_store_result(m)) == NULL) {
-        if (mysql_field_count(m) != 0)
+        /* A connection lost while the result came in leaves no field
+         * count behind, only the error: never "no result set", which
+         * require_result_set = no would turn into "not found". */
+        if (mysql_field_count(m) != 0 || mysql_errno(m) != 0)
             goto fail;
         return mysql_drain(m) < 0 ? (lookup_set_err(err, errlen, "%s", mysql_error(m)), -1) : 1;
     }
@@ -135,9 +165,19 @@ static const struct sql_backend mysql_backend = {
     .query = mysql_query_rows,
 };
 
-static int mysql_table_open(const char *spec, const char *name, void **state, char *err,
-                            size_t errlen)
+static int mysql_load(char *err, size_t errlen)
 {
+    static void *libmariadb;
+    static const struct dynlib_sym syms[] = {MYSQL_FUNCS(DYNLIB_ENTRY)};
+
+    return dynlib_load(&libmariadb, SONAME_MARIADB, syms, sizeof(syms) / sizeof(syms[0]), err, errlen);
+}
+
+static int mysql_table_open(const char *spec, const char *name, void **state, char *err,
+                         size_t errlen)
+{
+    if (mysql_load(err, errlen) < 0)
+        return -1;
     return sql_table_open(&mysql_backend, spec, name, state, err, errlen);
 }
 
@@ -146,4 +186,5 @@ const struct lookup_type lookup_type_mysql = {
     .get = sql_table_get,
     .close = sql_table_close,
     .may_block = 1,
+    .load = mysql_load,
 };

@@ -20,6 +20,35 @@
 
 #include <libpq-fe.h>
 
+#include "dynlib.h"
+
+/* libpq is loaded on the first pgsql: table (dynlib.h). */
+#define PQ_FUNCS(X) X(PQclear) X(PQconnectPoll) X(PQconnectStartParams) X(PQconsumeInput) \
+    X(PQerrorMessage) X(PQescapeStringConn) X(PQfinish) X(PQflush) X(PQgetResult)        \
+    X(PQgetisnull) X(PQgetlength) X(PQgetvalue) X(PQisBusy) X(PQnfields) X(PQntuples)    \
+    X(PQresultStatus) X(PQsendQuery) X(PQsetnonblocking) X(PQsocket) X(PQstatus)
+PQ_FUNCS(DYNLIB_DECLARE)
+#define PQclear (*dl_PQclear)
+#define PQconnectPoll (*dl_PQconnectPoll)
+#define PQconnectStartParams (*dl_PQconnectStartParams)
+#define PQconsumeInput (*dl_PQconsumeInput)
+#define PQerrorMessage (*dl_PQerrorMessage)
+#define PQescapeStringConn (*dl_PQescapeStringConn)
+#define PQfinish (*dl_PQfinish)
+#define PQflush (*dl_PQflush)
+#define PQgetResult (*dl_PQgetResult)
+#define PQgetisnull (*dl_PQgetisnull)
+#define PQgetlength (*dl_PQgetlength)
+#define PQgetvalue (*dl_PQgetvalue)
+#define PQisBusy (*dl_PQisBusy)
+#define PQnfields (*dl_PQnfields)
+#define PQntuples (*dl_PQntuples)
+#define PQresultStatus (*dl_PQresultStatus)
+#define PQsendQuery (*dl_PQsendQuery)
+#define PQsetnonblocking (*dl_PQsetnonblocking)
+#define PQsocket (*dl_PQsocket)
+#define PQstatus (*dl_PQstatus)
+
 /* Wait for the connection's socket until the deadline: 0, or -1. */
 static int pg_wait(PGconn *pg, short events, long long deadline)
 {
@@ -203,9 +232,19 @@ static const struct sql_backend pgsql_backend = {
     .query = pg_query_rows,
 };
 
-static int pgsql_table_open(const char *spec, const char *name, void **state, char *err,
-                            size_t errlen)
+static int pgsql_load(char *err, size_t errlen)
 {
+    static void *libpq;
+    static const struct dynlib_sym syms[] = {PQ_FUNCS(DYNLIB_ENTRY)};
+
+    return dynlib_load(&libpq, SONAME_PQ, syms, sizeof(syms) / sizeof(syms[0]), err, errlen);
+}
+
+static int pgsql_table_open(const char *spec, const char *name, void **state, char *err,
+                         size_t errlen)
+{
+    if (pgsql_load(err, errlen) < 0)
+        return -1;
     return sql_table_open(&pgsql_backend, spec, name, state, err, errlen);
 }
 
@@ -214,4 +253,5 @@ const struct lookup_type lookup_type_pgsql = {
     .get = sql_table_get,
     .close = sql_table_close,
     .may_block = 1,
+    .load = pgsql_load,
 };

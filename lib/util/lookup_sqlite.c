@@ -16,6 +16,24 @@
 
 #include <sqlite3.h>
 
+#include "dynlib.h"
+
+/* libsqlite3 is loaded on the first sqlite: table (dynlib.h). */
+#define SQLITE_FUNCS(X) X(sqlite3_busy_timeout) X(sqlite3_close) X(sqlite3_column_bytes) \
+    X(sqlite3_column_count) X(sqlite3_column_text) X(sqlite3_errmsg) X(sqlite3_finalize) \
+    X(sqlite3_open_v2) X(sqlite3_prepare_v2) X(sqlite3_step)
+SQLITE_FUNCS(DYNLIB_DECLARE)
+#define sqlite3_busy_timeout (*dl_sqlite3_busy_timeout)
+#define sqlite3_close (*dl_sqlite3_close)
+#define sqlite3_column_bytes (*dl_sqlite3_column_bytes)
+#define sqlite3_column_count (*dl_sqlite3_column_count)
+#define sqlite3_column_text (*dl_sqlite3_column_text)
+#define sqlite3_errmsg (*dl_sqlite3_errmsg)
+#define sqlite3_finalize (*dl_sqlite3_finalize)
+#define sqlite3_open_v2 (*dl_sqlite3_open_v2)
+#define sqlite3_prepare_v2 (*dl_sqlite3_prepare_v2)
+#define sqlite3_step (*dl_sqlite3_step)
+
 static void *sqlite_connect(const struct db_cf *cf, const struct db_host *h, char *err,
                             size_t errlen)
 {
@@ -81,9 +99,19 @@ static const struct sql_backend sqlite_backend = {
     .query = sqlite_query_rows,
 };
 
-static int sqlite_table_open(const char *spec, const char *name, void **state, char *err,
-                             size_t errlen)
+static int sqlite_load(char *err, size_t errlen)
 {
+    static void *libsqlite;
+    static const struct dynlib_sym syms[] = {SQLITE_FUNCS(DYNLIB_ENTRY)};
+
+    return dynlib_load(&libsqlite, SONAME_SQLITE, syms, sizeof(syms) / sizeof(syms[0]), err, errlen);
+}
+
+static int sqlite_table_open(const char *spec, const char *name, void **state, char *err,
+                         size_t errlen)
+{
+    if (sqlite_load(err, errlen) < 0)
+        return -1;
     return sql_table_open(&sqlite_backend, spec, name, state, err, errlen);
 }
 
@@ -91,4 +119,5 @@ const struct lookup_type lookup_type_sqlite = {
     .open = sqlite_table_open,
     .get = sql_table_get,
     .close = sql_table_close,
+    .load = sqlite_load,
 };

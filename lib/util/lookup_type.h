@@ -30,6 +30,10 @@ struct lookup_type {
     /* A lookup may wait on a server: callers with an event loop can run
      * it elsewhere (lookup_set_defer). */
     int may_block;
+    /* Load the type's client library now (dynlib.h), or NULL for a type
+     * without one: a daemon about to chroot does it while the library
+     * files are still reachable (lookup_load_clients). 0 or -1 with err. */
+    int (*load)(char *err, size_t errlen);
 };
 
 extern const struct lookup_type lookup_type_cdb;      /* lookup_cdb.c */

@@ -1,6 +1,6 @@
 /* match.c - matching domains and client addresses against main.cf lists
  * (match.h): mydestination/relay_domains style domain lists and mynetworks
- * style network lists.
+ * style network lists, and host lists that mix networks and host names.
  *
  * Lists are walked in place, item by item (strlist_next), so there is no
  * allocation and no limit on the number of items.
@@ -200,7 +200,29 @@ static void warn_host_bits(const char *item, const struct net_addr *net, int pre
     }
 }
 
-static int match_network_addr(const char *list, const struct net_addr *client)
+/* Whether pattern looks like a host name or ".domain" (not a network). */
+static int is_host_pattern(const char *pattern)
+{
+    if (!*pattern)
+        return 0;
+    for (const char *c = pattern; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '-' && *c != '.' && *c != '_')
+            return 0;
+    return 1;
+}
+
+/* "host.example" matches that name, ".example" the names under it. */
+static int host_pattern_match(const char *pattern, const char *name)
+{
+    if (pattern[0] != '.')
+        return domain_equal(pattern, name);
+    size_t lp = domain_len(pattern), ln = domain_len(name);
+    return ln > lp && strncasecmp(name + ln - lp, pattern, lp) == 0;
+}
+
+/* The walk over a network list, or a host list when name is given. */
+static int match_addr_or_name(const char *list, const struct net_addr *client,
+                              const char *name)
 {
     char item[ITEM_MAX];
     const char *p = list;
@@ -220,6 +242,11 @@ static int match_network_addr(const char *list, const struct net_addr *client)
             pattern++;
         }
         if (parse_network(pattern, &net, &prefix) < 0) {
+            if (name && !strlist_is_table(pattern) && is_host_pattern(pattern)) {
+                if (strcasecmp(name, "unknown") != 0 && host_pattern_match(pattern, name))
+                    return !negate;
+                continue;
+            }
             if (strlist_is_table(pattern) || pattern[0] == '/')
                 msg_warn("lookup table \"%s\" in network list not supported yet, skipped",
                          pattern);
@@ -250,7 +277,7 @@ int match_network_list(const char *list, const struct sockaddr *sa)
     } else {
         return 0;
     }
-    return match_network_addr(list, &client);
+    return match_addr_or_name(list, &client, NULL);
 }
 
 int match_network_list_str(const char *list, const char *addr)
@@ -260,5 +287,16 @@ int match_network_list_str(const char *list, const char *addr)
     if (addr == NULL || parse_addr_text(addr, &client) < 0)
         return 0;
     net_addr_unmap(&client, NULL);
-    return match_network_addr(list, &client);
+    return match_addr_or_name(list, &client, NULL);
+}
+
+int match_client_list(const char *list, const char *name, const char *addr)
+{
+    struct net_addr client;
+
+    if (addr == NULL || parse_addr_text(addr, &client) < 0)
+        memset(&client, 0, sizeof(client));   /* family 0: no network matches */
+    else
+        net_addr_unmap(&client, NULL);
+    return match_addr_or_name(list, &client, name ? name : "unknown");
 }

@@ -15,5 +15,10 @@ int match_domain_list(const char *list, const char *domain);
 int match_network_list(const char *list, const struct sockaddr *sa);
 /* The same for a printable address. */
 int match_network_list_str(const char *list, const char *addr);
+/* A host list (smtpd_authorized_xforward_hosts): network items match the
+ * printable address addr, other items the host name name (verified; NULL
+ * or "unknown" when none): "host.example" that name, ".example" any name
+ * under it. The first matching item decides, "!" negates. */
+int match_client_list(const char *list, const char *name, const char *addr);
 
 #endif

@@ -42,6 +42,7 @@ enum rec_type {
 #define ATTR_DSN_RET "dsn_ret"            /* FULL or HDRS */
 #define ATTR_CLIENT_NAME "client_name"
 #define ATTR_CLIENT_ADDR "client_address"
+#define ATTR_CLIENT_PORT "client_port"     /* the client's TCP port (XFORWARD PORT) */
 #define ATTR_REVERSE_CLIENT_NAME "reverse_client_name"
 #define ATTR_HELO "helo_name"
 #define ATTR_PROTOCOL "protocol"
@@ -52,6 +53,10 @@ enum rec_type {
 #define ATTR_FULL_NAME "full_name"        /* sender full name for an added From: (-F) */
 #define ATTR_EXTRACT "extract"            /* "1": recipients from To/Cc/Bcc (-t) */
 #define ATTR_DSN_NOTIFY "dsn_notify"      /* NOTIFY mask for recipients cleanup extracts */
+#define ATTR_CONTENT_FILTER "content_filter" /* after-queue filter "transport:nexthop" */
+#define ATTR_REDIRECT "redirect"          /* REDIRECT action: the one address the message
+                                             goes to instead of its recipients (qmgr) */
+#define ATTR_BCC "bcc"                    /* BCC action (smtpd to cleanup, not stored) */
 #define ATTR_SMTPUTF8 "smtputf8"          /* "1": the client asked for SMTPUTF8 (RFC 6531) */
 
 #define REC_MAX_HEADER 11      /* type byte + up to 10 LEB128 bytes */

@@ -10,9 +10,11 @@
 #include "tls.h"
 
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <arpa/inet.h>
 #include <strings.h>
 
@@ -184,8 +186,8 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, const char 
         return NULL;
     }
     common_options(ctx);
-    /* Sessions are not resumed across processes; a cache inside one would
-     * only grow memory for little gain. */
+    /* No server-side session cache (it would only grow memory): sessions
+     * resume by tickets, if tls_server_resumption turns them on. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_CIPHER_SERVER_PREFERENCE);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
@@ -207,6 +209,40 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, const char 
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* When the server's ticket key was made (0: resumption off). */
+static time_t ticket_key_born;
+
+/* A fresh random key for sealing tickets: 0, or -1 when OpenSSL has none. */
+static int new_ticket_key(SSL_CTX *ctx)
+{
+    unsigned char keys[80];   /* name, HMAC secret, AES key: OpenSSL's layout */
+    if (RAND_bytes(keys, sizeof(keys)) != 1 ||
+        SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1) {
+        OPENSSL_cleanse(keys, sizeof(keys));
+        return -1;
+    }
+    OPENSSL_cleanse(keys, sizeof(keys));
+    ticket_key_born = time(NULL);
+    return 0;
+}
+
+void tls_server_resumption(SSL_CTX *ctx, long lifetime)
+{
+    if (lifetime <= 0 || new_ticket_key(ctx) < 0)
+        return;
+    SSL_CTX_set_timeout(ctx, lifetime);
+    /* One ticket per handshake: a client resumes once per connection, and
+     * each ticket costs an encryption and a write. */
+    SSL_CTX_set_num_tickets(ctx, 1);
+    SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET);
+}
+
+void tls_server_ticket_key_check(SSL_CTX *ctx)
+{
+    if (ticket_key_born && time(NULL) - ticket_key_born >= SSL_CTX_get_timeout(ctx))
+        new_ticket_key(ctx);   /* on failure the old key stays: still random */
 }
 
 SSL_CTX *tls_client_ctx(const char *ca_file, const char *protocols, const char *ciphers,

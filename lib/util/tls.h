@@ -14,6 +14,15 @@
  * Caller owns the context (SSL_CTX_free). */
 SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, const char *protocols,
                         const char *ciphers, char *err, size_t errlen);
+/* Session resumption on a server context (Postfix's
+ * smtpd_tls_session_cache_timeout): TLS 1.3 and RFC 5077 session tickets
+ * valid for lifetime seconds, sealed with a key that lives in this process
+ * only; lifetime <= 0 leaves resumption off (tls_server_ctx's default).
+ * One server context per process: call tls_server_ticket_key_check before
+ * each new session, which replaces the key once lifetime has passed since
+ * it was made (tickets sealed with the old one then get a full handshake). */
+void tls_server_resumption(SSL_CTX *ctx, long lifetime);
+void tls_server_ticket_key_check(SSL_CTX *ctx);
 /* CAfile may be NULL/"" (no verification possible). */
 SSL_CTX *tls_client_ctx(const char *ca_file, const char *protocols, const char *ciphers,
                         char *err, size_t errlen);

@@ -17,7 +17,14 @@
 struct tls_client_config {
     const char *ca_file, *ca_path;      /* "" or NULL: none */
     const char *cert_file, *key_file;   /* client certificate ("" none) */
+    const char *fingerprint_digest;     /* digest of TLS_CLIENT_FINGERPRINT ("" none) */
 };
+
+/* The private TLSA matching type under which a certificate or public key
+ * fingerprint (of the context's fingerprint_digest) is a DANE-EE(3)
+ * record: tls_client_dane_add(ssl, 3, selector, TLS_CLIENT_FINGERPRINT,
+ * digest, len) pins the peer's certificate (selector 0) or key (1). */
+#define TLS_CLIENT_FINGERPRINT 255
 
 /* One client context for every connection. NULL with err set on failure.
  * Sessions are cached in this process only (tls_client_resume). */
@@ -44,6 +51,21 @@ int tls_client_sni(SSL *ssl, const char *name);
 int tls_client_dane_enable(SSL *ssl, const char *base_domain);
 int tls_client_dane_add(SSL *ssl, unsigned usage, unsigned selector, unsigned mtype,
                         const unsigned char *data, size_t len);
+/* Trust anchors from PEM files (names separated by spaces or commas):
+ * each certificate or public key becomes a DANE-TA(2) record with full
+ * matching, so the peer chain must lead to one of them and CAfile/CApath
+ * are not asked; names are still matched (tls_client_match_names).
+ * Call after tls_client_dane_enable(ssl, NULL). Returns the number of
+ * anchors taken, or -1 with err (a file that cannot be read, or holds
+ * none). */
+int tls_client_trust_anchors(SSL *ssl, const char *files, char *err, size_t errlen);
+/* The same files read without a connection: how many anchors they hold,
+ * or -1 with err ("error opening trust anchor file: F: reason"). */
+int tls_client_trust_anchors_check(const char *files, char *err, size_t errlen);
+/* Make this connection's certificate verification fail ("unspecified
+ * certificate verification error") whatever the peer sends: for a policy
+ * left with nothing usable to verify against. */
+void tls_client_never_verified(SSL *ssl);
 
 /* Resume a session cached under key, if one is; after the handshake the
  * new session (TLS 1.2) or the tickets that come later (TLS 1.3) are kept

@@ -43,8 +43,10 @@ def pytest_sessionfinish(session, exitstatus):
     if reports:
         print("\n" + _san_failure(reports))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    # The xdist controller, which sees every worker's reports, removes the
+    # session's directory when none had a finding; a worker leaves it.
     log_dir = postern_instance.SAN_LOG_DIR
-    if log_dir is not None and not _san_seen:
+    if log_dir is not None and not _san_seen and not os.environ.get("PYTEST_XDIST_WORKER"):
         shutil.rmtree(log_dir, ignore_errors=True)
 
 

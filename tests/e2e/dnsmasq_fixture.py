@@ -57,12 +57,12 @@ def build_query(name, qtype):
         struct.pack(">HH", qtype, 1)
 
 
-def query_rcode(port, name, qtype=15, timeout=1.0):
+def query_rcode(port, name, qtype=15, timeout=1.0, address="127.0.0.1"):
     """(rcode, answer count) of one UDP query, or None on timeout."""
     qid, pkt = build_query(name, qtype)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
-        s.sendto(pkt, ("127.0.0.1", port))
+        s.sendto(pkt, (address, port))
         try:
             data, _ = s.recvfrom(65536)
         except socket.timeout:
@@ -174,11 +174,17 @@ class DnsServer:
     """dnsmasq serving mx=[(domain, host, pref)], hosts=[(name, address)]
     (A or AAAA, and the PTR), ptrs=[(address, name)] (the PTR alone),
     null_mx=[domain], servfail=[domain] (forwarded to a ServfailServer),
-    silent=[domain] (forwarded to a SilentServer: no answer for a while)."""
+    silent=[domain] (forwarded to a SilentServer: no answer for a while),
+    txt=[(name, text)] (SPF for policyd-spf, MTA-STS). address: where it listens (a client that cannot be
+    given a port, such as c-ares reading resolv.conf, needs port 53 on an
+    address of its own)."""
 
-    def __init__(self, mx=(), hosts=(), null_mx=(), servfail=(), ptrs=(), silent=(), port=None):
+    def __init__(self, mx=(), hosts=(), null_mx=(), servfail=(), ptrs=(), silent=(), port=None,
+                 txt=(), address="127.0.0.1"):
+        self.address = address
         self.port = port or free_udp_tcp_port()
         self.mx, self.hosts, self.ptrs = list(mx), list(hosts), list(ptrs)
+        self.txt = list(txt)
         self.silent, self.silent_server = list(silent), None
         self.null_mx, self.servfail = list(null_mx), list(servfail)
         self.proc = None
@@ -187,11 +193,11 @@ class DnsServer:
 
     @property
     def servers(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.address}:{self.port}"
 
     def argv(self):
         args = [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts",
-                "--listen-address=127.0.0.1", "--bind-interfaces", f"--port={self.port}",
+                f"--listen-address={self.address}", "--bind-interfaces", f"--port={self.port}",
                 "--conf-file=/dev/null", f"--local=/{ZONE}/", "--local=/in-addr.arpa/",
                 "--local=/ip6.arpa/", "--log-queries", "--log-facility=-"]
         for domain, host, pref in self.mx:
@@ -202,6 +208,8 @@ class DnsServer:
             args.append(f"--host-record={name},{addr}")
         for addr, name in self.ptrs:
             args.append(f"--ptr-record={reverse_name(addr)},{name}")
+        for name, text in self.txt:
+            args.append(f"--txt-record={name},{text}")
         if self.servfail:
             if self.servfail_server is None:
                 self.servfail_server = ServfailServer()
@@ -221,7 +229,8 @@ class DnsServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"dnsmasq exited {self.proc.returncode}: {self.log_text()}")
-            if query_rcode(self.port, f"probe.{ZONE}", 1, timeout=0.2) is not None:
+            if query_rcode(self.port, f"probe.{ZONE}", 1, timeout=0.2,
+                           address=self.address) is not None:
                 return self
             time.sleep(0.05)
         self.stop()

@@ -312,7 +312,9 @@ class OpenDKIM:
     DOMAIN = "dkim.test.example"
     SELECTOR = "pt"
 
-    def __init__(self, extra_conf=()):
+    def __init__(self, extra_conf=(), domain=None):
+        if domain:
+            self.DOMAIN = domain   # this signer's, instead of the class's
         self.dir = Path(tempfile.mkdtemp(prefix="pe2e-dkim.", dir="/tmp"))
         os.chmod(self.dir, 0o755)
         subprocess.run([OPENDKIM_GENKEY, "-b", "1024", "-d", self.DOMAIN, "-s", self.SELECTOR,
@@ -419,9 +421,10 @@ def wait_listening(host, port, timeout, proc=None):
 class PyMilter:
     """pymilter_script.py in its own process: a libmilter milter that takes
     its orders from the message (X-Milter-Do: headers) and records the
-    macros of each stage in RECORD (JSON lines)."""
+    macros of each stage in RECORD (JSON lines), unless record is False;
+    rcpt_rej: it asks to hear rejected recipients too."""
 
-    def __init__(self):
+    def __init__(self, record=True, rcpt_rej=False):
         self.dir = Path(tempfile.mkdtemp(prefix="pe2e-pymilter.", dir="/tmp"))
         self.port = free_port()
         self.spec = f"inet:127.0.0.1:{self.port}"
@@ -429,7 +432,9 @@ class PyMilter:
         self.logfile = self.dir / "pymilter.log"
         self.out = open(self.logfile, "wb")
         self.proc = subprocess.Popen([PYTHON, str(HERE / "pymilter_script.py"),
-                                      f"inet:{self.port}@127.0.0.1", str(self.record)],
+                                      f"inet:{self.port}@127.0.0.1",
+                                      str(self.record) if record else "-",
+                                      *(["rcpt_rej"] if rcpt_rej else [])],
                                      stdin=subprocess.DEVNULL, stdout=self.out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -443,6 +448,9 @@ class PyMilter:
             text = self.record.read_text()
         except FileNotFoundError:
             return []
+        # The milter may be writing a record as it is read: only complete
+        # lines (up to the last newline) are records yet.
+        text = text[:text.rfind("\n") + 1]
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def wait_records(self, predicate, timeout=20, what="pymilter records"):

@@ -73,9 +73,23 @@ def sanitizer_setup():
     conftest.py fails the test during which one appears. Set-id programs
     cannot read these options (tests/san/san_hooks.c): theirs go to stderr.
     A helper script the tests run that imports this module keeps the test
-    session's directory and options."""
+    session's directory and options. A pytest-xdist worker (make e2e runs
+    two) gets a subdirectory of its own, so that a report fails a test of
+    the worker whose programs wrote it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     if os.environ.get("POSTERN_SAN_LOG_DIR"):
-        return Path(os.environ["POSTERN_SAN_LOG_DIR"])
+        log_dir = Path(os.environ["POSTERN_SAN_LOG_DIR"])
+        if worker and os.environ.get("POSTERN_SAN_WORKER") != worker:
+            sub = log_dir / worker
+            sub.mkdir(mode=0o1777, exist_ok=True)
+            os.chmod(sub, 0o1777)
+            os.environ["POSTERN_SAN_LOG_DIR"] = str(sub)
+            os.environ["POSTERN_SAN_WORKER"] = worker
+            for name in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+                os.environ[name] = os.environ.get(name, "").replace(
+                    f"log_path={log_dir}/asan", f"log_path={sub}/asan")
+            return sub
+        return log_dir
     log_dir = Path(tempfile.mkdtemp(prefix="pe2e-san.", dir="/tmp"))
     os.environ["POSTERN_SAN_LOG_DIR"] = str(log_dir)
     # System-mode daemons report as mail_owner or a recipient.
@@ -107,9 +121,10 @@ def sanitizer_reports(seen):
     exit-time leak check (teardown kills what is left of an instance) leaves
     an empty file or LSan's "Unable to get registers from thread"."""
     out = {}
-    if SAN_LOG_DIR is None:
+    if SAN_LOG_DIR is None or not SAN_LOG_DIR.is_dir():
         return out
-    for p in sorted(SAN_LOG_DIR.iterdir()):
+    # The session's directory holds the workers' subdirectories.
+    for p in sorted(f for f in SAN_LOG_DIR.rglob("*") if f.is_file()):
         if p not in seen:
             text = p.read_text(errors="replace")
             if SAN_FINDING_RE.search(text):
@@ -236,6 +251,19 @@ def kill_pids(pids, sig=signal.SIGKILL):
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
+
+
+def stop_process(proc, timeout=5):
+    """End a subprocess.Popen the test started: SIGTERM, then SIGKILL
+    when it has not exited within timeout seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
 
 
 def run_logged(argv, timeout, cwd=None, env=None):
@@ -390,6 +418,20 @@ class RawSMTP:
 # --- the instance -----------------------------------------------------------------
 
 
+# The services of a test instance's master.cf besides its smtpd listener.
+DEFAULT_SERVICES = (
+    "cleanup unix - - n - 0 cleanup\n"
+    "qmgr fifo n - n 300 1 qmgr\n"
+    "pickup fifo n - n 60 1 pickup\n"
+    "local unix - n n - - local\n"
+    "smtp unix - - n - - remote\n"
+    "relay unix - - n - - remote\n"
+    "bounce unix - - n - 0 bounce\n"
+    "showq unix n - n - - showq\n"
+    "virtual unix - n n - - virtual\n"
+)
+
+
 class Instance:
     """One Postern instance in its own directory.
 
@@ -442,18 +484,7 @@ class Instance:
         if text is None:
             # cleanup is private ("-"), as in conf/master.cf: smtpd and
             # pickup reach it as private/cleanup.
-            text = (
-                f"127.0.0.1:{self.port} inet n - n - - smtpd\n"
-                "cleanup unix - - n - 0 cleanup\n"
-                "qmgr fifo n - n 300 1 qmgr\n"
-                "pickup fifo n - n 60 1 pickup\n"
-                "local unix - n n - - local\n"
-                "smtp unix - - n - - remote\n"
-                "relay unix - - n - - remote\n"
-                "bounce unix - - n - 0 bounce\n"
-                "showq unix n - n - - showq\n"
-                "virtual unix - n n - - virtual\n"
-            )
+            text = f"127.0.0.1:{self.port} inet n - n - - smtpd\n" + DEFAULT_SERVICES
         (self.etc / "master.cf").write_text(text)
 
     # control
@@ -551,6 +582,10 @@ class Instance:
             return "(no maillog)"
         return "--- maillog tail ---\n" + "\n".join(lines[-n:])
 
+    def smtp_log(self):
+        """The text of each line smtp logged, in order."""
+        return [line.text for line in self.log_lines() if line.program.endswith("/smtp")]
+
     def find_log(self, pattern, program=None):
         """Log lines whose text matches regex pattern (search), optionally of
         one program ("master", "smtpd", ...)."""
@@ -572,6 +607,13 @@ class Instance:
                 for dirpath, _dirs, files in os.walk(d):
                     out.extend(Path(dirpath) / f for f in files)
         return out
+
+    def wait_deferred(self, qid, timeout=30):
+        """Until qmgr has moved qid to deferred/: a flush before that finds
+        nothing to retry, and the message waits out its backoff time."""
+        wait_until(lambda: any(p.name == qid and "deferred" in p.parts
+                               for p in self.queue_files()),
+                   timeout, interval=0.1, what=f"{qid} in deferred/")
 
     def wait_queue_empty(self, timeout=30):
         try:

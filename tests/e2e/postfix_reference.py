@@ -9,15 +9,18 @@ port, so it waits in deferred/ for as long as a test wants to look at it.
 Starting Postfix needs root (make check runs as root).
 """
 
+import contextlib
 import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import smtplib
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from postern_instance import (HOSTNAME, clean_env, crlf, free_port, is_alive, kill_pids,
@@ -48,6 +51,7 @@ proxywrite unix -       -       n       -       1       proxymap
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 """
 
 
@@ -55,7 +59,7 @@ class PostfixInstance:
     """.port .root .etc .queue .log; start() stop() cleanup() send()
     wait_deferred() postqueue() postcat()."""
 
-    def __init__(self, extra_main=()):
+    def __init__(self, extra_main=(), extra_master=()):
         if os.geteuid() != 0:   # fail, never skip (tests/README.md)
             raise AssertionError("a private Postfix instance needs root: run make check as "
                                  "root, as CI does")
@@ -90,7 +94,8 @@ class PostfixInstance:
             "biff = no",
             *extra_main,
         ]) + "\n")
-        (self.etc / "master.cf").write_text(MASTER_CF.format(port=self.port))
+        (self.etc / "master.cf").write_text(MASTER_CF.format(port=self.port)
+                                            + "".join(line + "\n" for line in extra_master))
         self._known = {}
 
     def env(self):
@@ -122,8 +127,10 @@ class PostfixInstance:
             frontier = set(children)
         return out
 
-    def start(self):
-        rc, out = self.run([POSTFIX, "-c", self.etc, "start"])
+    def start(self, wrapper=()):
+        """wrapper: argv words to start Postfix under (its daemons inherit
+        what they set up, a mount namespace for one)."""
+        rc, out = self.run([*wrapper, POSTFIX, "-c", self.etc, "start"])
         if rc != 0:
             raise AssertionError(f"postfix start exited {rc}:\n{out}\n{self.log_tail()}")
         wait_port(self.port, 30)
@@ -155,6 +162,15 @@ class PostfixInstance:
         except FileNotFoundError:
             return "(no postfix maillog)"
         return "--- postfix maillog tail ---\n" + "\n".join(lines[-n:])
+
+    def smtp_log(self):
+        """The text of each line smtp logged, in order."""
+        try:
+            data = self.log.read_text(errors="replace")
+        except FileNotFoundError:
+            return []
+        return [m.group(1) for m in (re.search(r"postfix/smtp\[\d+\]: (.*)$", line)
+                                     for line in data.splitlines()) if m]
 
     def send(self, msg, rcpts, sender, helo="client.example", mail_options=(),
              rcpt_options=()):
@@ -206,12 +222,63 @@ class PostfixInstance:
             raise AssertionError(f"{e}\n{self.log_tail()}")
 
 
-def started_postfix(extra_main=()):
-    """A started PostfixInstance; the caller cleans it up."""
-    pf = PostfixInstance(extra_main)
+def started_postfix(extra_main=(), extra_master=()):
+    """A started PostfixInstance; the caller cleans it up. extra_master:
+    master.cf lines added to MASTER_CF (tlsmgr for STARTTLS, say)."""
+    pf = PostfixInstance(extra_main, extra_master)
     try:
         pf.start()
     except BaseException:
         pf.cleanup()
         raise
     return pf
+
+
+@contextlib.contextmanager
+def readable_tmpdir(prefix):
+    """A directory under /tmp that Postfix's daemons (user postfix) can
+    read, as pytest's own temporary directories (0700, root's) are not;
+    removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    os.chmod(base, 0o755)
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def tls_outcome(smtp_lines, addr, rcpt=None):
+    """What must be alike of the TLS of one delivery to the server at addr
+    (or to rcpt, for a delivery that never got to a server), as Postern's
+    or Postfix's smtp logs it, up to its status: warnings and verification
+    failures whole (the port as PORT), the trust word, and the status with
+    its DSN (and the reason when not sent). [] while it has no status yet."""
+    out = []
+    for text in smtp_lines:
+        if f"[{addr}]" not in text and (rcpt is None or f"to=<{rcpt}>" not in text):
+            continue
+        text = re.sub(r":\d+\b", ":PORT", text, count=1)
+        m = re.search(r"dsn=(\S+), status=(\w+) \((.*)\)$", text)
+        if m:
+            out.append(f"{m.group(2)} {m.group(1)}"
+                       + ("" if m.group(2) == "sent" else f" ({m.group(3)})"))
+            return out
+        m = re.match(r"(\w+) TLS connection established to ", text)
+        out.append(m.group(1) + " TLS" if m else text)
+    return []
+
+
+def wait_tls_outcomes(smtp_lines, addrs, rcpts=None, timeout=60):
+    """{name: tls_outcome} for addrs {name: address} (and rcpts {name:
+    recipient}), once every one has its status; smtp_lines() reads the
+    log again."""
+    deadline = time.monotonic() + timeout
+    rcpts = rcpts or {}
+    while True:
+        lines = smtp_lines()
+        got = {name: tls_outcome(lines, addr, rcpts.get(name)) for name, addr in addrs.items()}
+        if all(got.values()):
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not every delivery has a status: {got}")
+        time.sleep(0.2)

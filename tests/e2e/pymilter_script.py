@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """A milter on Sendmail's libmilter (python3-milter), scripted by the mail
 it gets, for test_milter_pymilter.py. Usage: pymilter_script.py SOCKET RECORD
+[rcpt_rej] (rcpt_rej: it asks to hear rejected recipients, SMFIP_RCPT_REJ)
 
 What it does is chosen by the envelope and the message:
   sender  mail-reject@ / mail-tempfail@ / mail-reply@ / mail-accept@
@@ -11,26 +12,32 @@ What it does is chosen by the envelope and the message:
           add-rcpt-par del-rcpt change-from replace-body quarantine
           reject tempfail discard reply accept skip progress
   command XPYMILTER (an unknown command): refused with its own reply
-Every callback appends a JSON line to RECORD: the stage, its arguments,
-and the value of each macro it asks libmilter for (None when not sent).
+Every callback appends a JSON line to RECORD: the stage, the connection
+(a number; sessions run at once interleave their lines), its arguments,
+and the value of each macro it asks libmilter for (None when not sent);
+RECORD "-" records nothing (the crash storm's thousands of messages).
 """
 
+import itertools
 import json
 import sys
 import time
 
 import Milter
 
-MACROS = ["i", "j", "_", "v", "{daemon_name}", "{daemon_addr}", "{client_addr}",
+MACROS = ["i", "j", "_", "v", "{daemon_name}", "{daemon_addr}", "{daemon_port}", "{client_connections}", "{client_addr}",
           "{client_name}", "{client_port}", "{client_ptr}", "{client_resolve}",
           "{auth_type}", "{auth_authen}", "{auth_author}", "{mail_addr}", "{mail_host}",
           "{mail_mailer}", "{rcpt_addr}", "{rcpt_host}", "{rcpt_mailer}", "{tls_version}",
           "{cipher}", "{cipher_bits}", "{cert_subject}", "{cert_issuer}"]
 
 RECORD = None
+CONNECTIONS = itertools.count(1)   # "conn" of a record: which milter connection
 
 
 def record(stage, ctx, **args):
+    if RECORD is None:
+        return
     macros = {}
     for name in MACROS:
         try:
@@ -38,7 +45,8 @@ def record(stage, ctx, **args):
         except Exception:   # noqa: BLE001 - libmilter refuses some at some stages
             macros[name] = None
     with open(RECORD, "a") as f:
-        f.write(json.dumps({"stage": stage, "args": args, "macros": macros}) + "\n")
+        f.write(json.dumps({"stage": stage, "conn": ctx.conn, "args": args,
+                            "macros": macros}) + "\n")
 
 
 def local_part(addr):
@@ -47,6 +55,7 @@ def local_part(addr):
 
 class Script(Milter.Base):
     def __init__(self):
+        self.conn = next(CONNECTIONS)
         self.orders = []
         self.rcpts = []
         self.chunks = 0
@@ -174,8 +183,10 @@ class Script(Milter.Base):
 
 def main():
     global RECORD
-    socket, RECORD = sys.argv[1], sys.argv[2]
+    socket, RECORD = sys.argv[1], (None if sys.argv[2] == "-" else sys.argv[2])
     Milter.factory = Script
+    if sys.argv[3:] == ["rcpt_rej"]:
+        Milter.factory = Milter.rejected_recipients(Script)
     Milter.set_flags(Milter.CURR_ACTS)
     Milter.runmilter("pymilter-script", socket, 240)
 

@@ -2,7 +2,9 @@
 uniquely tagged messages sent over several SMTP connections that survive
 the connections being killed, a killer of random daemons, and the
 accounting that checks docs/DESIGN.md's durability promise: every message that
-got a 250 is delivered, at worst twice.
+got a 250 is delivered, at worst twice. Deliveries are read from stores
+(MaildirStore: the instance's Maildirs or Dovecot's; SinkStore: a recording
+SMTP server), so one load may go to several destinations at once.
 
 Everything here is bounded in time; threads stop at a deadline or when
 told to, and nothing here ever waits without one.
@@ -22,8 +24,9 @@ from postern_instance import HELO, SENDER, QUEUED_RE, crlf, is_alive, rfc2822_no
 
 TAG_RE = re.compile(rb"^X-Test-Id: (\S+)$", re.M)
 
-# Daemons a crash test may kill, when the instance runs them.
-VICTIMS = ("smtpd", "cleanup", "qmgr", "local", "bounce", "pickup", "remote")
+# Daemons a crash test may kill, when the instance runs them (lmtp is
+# remote under master.cf's service name).
+VICTIMS = ("smtpd", "cleanup", "qmgr", "local", "bounce", "pickup", "remote", "lmtp")
 
 # Settings that keep a test of faults short: deferred mail is retried
 # within seconds, and a daemon killed soon after its start (which master
@@ -36,11 +39,14 @@ FAST_RETRY = [
 ]
 
 
-def tagged_message(tag, size=0):
-    """A complete message carrying tag in X-Test-Id (LF text)."""
+def tagged_message(tag, size=0, headers=()):
+    """A complete message carrying tag in X-Test-Id (LF text), with the
+    extra header lines given."""
     body = "tag " + tag + "\n" + ("x" * 70 + "\n") * (size // 71)
+    extra = "".join(h + "\n" for h in headers)
     return (f"From: {SENDER}\nTo: undisclosed-recipients:;\nSubject: {tag}\n"
-            f"Date: {rfc2822_now()}\nMessage-ID: <{tag}@{HELO}>\nX-Test-Id: {tag}\n\n{body}")
+            f"Date: {rfc2822_now()}\nMessage-ID: <{tag}@{HELO}>\nX-Test-Id: {tag}\n"
+            f"{extra}\n{body}")
 
 
 def mailbox_for(tag, users):
@@ -50,16 +56,24 @@ def mailbox_for(tag, users):
 class TaggedLoad:
     """conns threads, each sending messages over one SMTP connection at a
     time (reconnecting after any failure), until `total` messages have been
-    tried or stop() is called or the deadline passes.
+    tried or stop() is called or the deadline passes. Each message goes to
+    rcpt_for(tag) (default: one of users at domain) and carries the
+    header lines in headers. With fresh_after_refusal, a refused MAIL ends
+    the connection and the next message gets a new one (a session whose
+    milters failed answers MAIL with milter_default_action from then on).
 
     .tried: tags whose transaction was started; .acked: tag -> queue id of
     those that got "250 ... queued as ID"; .failures: Counter of why a
     transaction did not get a 250."""
 
     def __init__(self, port, total, conns=4, users=("u0", "u1", "u2", "u3", "u4"),
-                 prefix="msg", deadline=60.0, timeout=15.0, size=0):
-        self.port, self.total, self.conns = port, total, conns
+                 prefix="msg", deadline=60.0, timeout=15.0, size=0, domain="localhost",
+                 rcpt_for=None, headers=(), fresh_after_refusal=False):
+        self.port, self.total, self.conns, self.domain = port, total, conns, domain
         self.users, self.prefix, self.timeout, self.size = users, prefix, timeout, size
+        self.rcpt_for = rcpt_for or (lambda tag: mailbox_for(tag, self.users) + "@" + self.domain)
+        self.headers = tuple(headers)
+        self.fresh_after_refusal = fresh_after_refusal
         self.deadline = time.monotonic() + deadline
         self.lock = threading.Lock()
         self.next = 0
@@ -106,7 +120,7 @@ class TaggedLoad:
         return s
 
     def _send_one(self, s, tag):
-        rcpt = mailbox_for(tag, self.users) + "@localhost"
+        rcpt = self.rcpt_for(tag)
         code, resp = s.mail(SENDER)
         if code != 250:
             return f"MAIL {code}"
@@ -114,7 +128,7 @@ class TaggedLoad:
         if code != 250:
             s.rset()
             return f"RCPT {code}"
-        code, resp = s.data(crlf(tagged_message(tag, self.size)))
+        code, resp = s.data(crlf(tagged_message(tag, self.size, self.headers)))
         if code != 250:
             return f"DATA {code} {resp[:40]!r}"
         m = QUEUED_RE.match(resp.decode("utf-8", "replace"))
@@ -134,6 +148,9 @@ class TaggedLoad:
                 if s is None:
                     s = self._connect()
                 why = self._send_one(s, tag)
+                if why and why.startswith("MAIL") and self.fresh_after_refusal:
+                    s.close()
+                    s = None
             except (OSError, smtplib.SMTPException) as e:
                 why = type(e).__name__
                 if s is not None:
@@ -156,26 +173,38 @@ class TaggedLoad:
 MAILDIR_NAME_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)")
 
 
-def scan_deliveries(mail_root):
-    """One pass over every mail_root/USER/new/ file: {tag: [(wall clock
-    time, pid of the delivering process), ...] oldest first} from the
-    X-Test-Id header and the Maildir file name ("SECONDS.MMICROSECONDSPPID
-    _N.host"), and the number of files without a tag."""
+def message_tag(data):
+    """The X-Test-Id of a message (bytes, LF or CRLF), or None."""
+    head = data.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
+    m = TAG_RE.search(head)
+    return m[1].decode() if m else None
+
+
+def scan_deliveries(mail_root, pattern="*/new/*", prefix=None, check=None):
+    """One pass over the Maildir files under mail_root that pattern
+    matches: {tag: [(wall clock time, pid of the delivering process,
+    check(head) or None), ...] oldest first} from the X-Test-Id header and
+    the Maildir file name ("SECONDS.MMICROSECONDSPPID..."; Postern's local
+    and Dovecot name files alike), and the number of files without a tag.
+    With prefix, files whose tag does not start with it are left out (a
+    Dovecot shared with other tests)."""
     out = collections.defaultdict(list)
     untagged = 0
-    for f in Path(mail_root).glob("*/new/*"):
+    for f in Path(mail_root).glob(pattern):
         try:
             with open(f, "rb") as fh:
                 head = fh.read(8192)
         except FileNotFoundError:
+            continue   # Dovecot moved it from new/ to cur/ meanwhile
+        tag = message_tag(head)
+        if tag is None:
+            untagged += prefix is None
             continue
-        m = TAG_RE.search(head.split(b"\n\n", 1)[0])
-        if not m:
-            untagged += 1
+        if prefix is not None and not tag.startswith(prefix):
             continue
         n = MAILDIR_NAME_RE.match(f.name)
         when = (int(n[1]) + int(n[2]) / 1e6, int(n[3])) if n else (0.0, 0)
-        out[m[1].decode()].append(when)
+        out[tag].append(when + (check(head) if check else None,))
     for copies in out.values():
         copies.sort()
     return out, untagged
@@ -188,26 +217,156 @@ def delivered_tags(mail_root):
     return collections.Counter({t: len(c) for t, c in deliveries.items()}), untagged
 
 
-def unexplained_duplicates(deliveries, kill_log):
-    """The duplicated tags of deliveries (scan_deliveries) that no kill
-    explains. A copy is explained when the process that delivered the
-    first copy was killed (after its fsync, before its answer reached
-    qmgr), or when qmgr, or the whole instance, was killed after the first
-    copy was written (before the done mark)."""
+class MaildirStore:
+    """A destination whose deliveries are Maildir files: the instance's
+    (local) or Dovecot's (LMTP). check(head bytes) is noted for each copy
+    (e.g. whether a milter's header is there). Unless own_pids, the pids
+    in the file names are not the instance's (Dovecot's) and read as 0."""
+
+    def __init__(self, name, root, pattern="*/new/*", prefix=None, check=None, own_pids=True):
+        self.name, self.root, self.pattern = name, root, pattern
+        self.prefix, self.check, self.own_pids = prefix, check, own_pids
+
+    def scan(self):
+        found, untagged = scan_deliveries(self.root, self.pattern, self.prefix, self.check)
+        if not self.own_pids:
+            found = {t: [(when, 0, ok) for when, _, ok in c] for t, c in found.items()}
+        return found, untagged
+
+
+class SinkStore:
+    """A destination whose deliveries are the messages a recording SMTP
+    server kept (smtp_peers.Receiver: dicts with data and received_at).
+    The delivering process is not known here (pid 0): a duplicate is
+    explained from the maillog instead (QueueEvidence)."""
+
+    def __init__(self, name, receiver, prefix=None, check=None):
+        self.name, self.receiver, self.prefix, self.check = name, receiver, prefix, check
+
+    def scan(self):
+        out = collections.defaultdict(list)
+        untagged = 0
+        for msg in list(self.receiver.messages):
+            tag = message_tag(msg["data"])
+            if tag is None:
+                untagged += 1
+                continue
+            if self.prefix is not None and not tag.startswith(self.prefix):
+                continue
+            out[tag].append((msg["received_at"], 0,
+                             self.check(msg["data"]) if self.check else None))
+        for copies in out.values():
+            copies.sort()
+        return out, untagged
+
+
+def scan_stores(stores):
+    """scan() of every store merged: ({tag: copies}, {store name: untagged},
+    {tag: store name})."""
+    deliveries, untagged, where = {}, {}, {}
+    for store in stores:
+        found, untagged[store.name] = store.scan()
+        for tag, copies in found.items():
+            deliveries.setdefault(tag, []).extend(copies)
+            where[tag] = store.name
+    for copies in deliveries.values():
+        copies.sort()
+    return deliveries, untagged, where
+
+
+AGENT_DEATH_RE = re.compile(r"^(\w+): to=<[^>]*>, .*status=deferred \(unknown mail transport "
+                            r"error\)$")
+MESSAGE_ID_RE = re.compile(r"^(\w+): message-id=<([^@>]+)@")
+QUEUE_ACTIVE_RE = re.compile(r"^(\w+): from=<[^>]*>, .*\(queue active\)$")
+REMOVED_RE = re.compile(r"^(\w+): removed$")
+
+
+class QueueEvidence:
+    """What the maillog (instance.log_lines()) says about each message:
+
+    queue_ids    {tag: queue id}, from cleanup's message-id lines (the tags
+                 are the local parts of tagged_message's Message-IDs), so a
+                 message whose 250 was lost is named too;
+    agent_died   queue ids a delivery agent held when it died: qmgr logs
+                 the recipients of a job whose agent connection broke
+                 while busy as deferred with "unknown mail transport error"
+                 (qmgr/transport.c);
+    active_in    {queue id: pids of the qmgr processes that took it into
+                 active/ ("(queue active)")}: when one of them was killed
+                 before the done mark, the delivery it had started goes on
+                 in the agent and the next qmgr starts another;
+    removed_by   {queue id: pids of the qmgr processes that removed it}."""
+
+    def __init__(self, log_lines):
+        self.queue_ids, self.agent_died = {}, set()
+        self.active_in = collections.defaultdict(set)
+        self.removed_by = collections.defaultdict(set)
+        for line in log_lines:
+            if line.program.endswith("/cleanup"):
+                m = MESSAGE_ID_RE.match(line.text)
+                if m:
+                    self.queue_ids[m[2]] = m[1]
+            elif line.program.endswith("/qmgr"):
+                m = AGENT_DEATH_RE.match(line.text)
+                if m:
+                    self.agent_died.add(m[1])
+                m = QUEUE_ACTIVE_RE.match(line.text)
+                if m:
+                    self.active_in[m[1]].add(line.pid)
+                m = REMOVED_RE.match(line.text)
+                if m:
+                    self.removed_by[m[1]].add(line.pid)
+
+    def qmgr_died_holding(self, qid, killed_qmgrs):
+        """Whether a qmgr that took qid into active/ was killed without
+        having removed it. By pid, not by clock: Dovecot's Maildir names
+        carry the time of its event loop, which may lag the kill."""
+        return bool((self.active_in.get(qid, set()) - self.removed_by.get(qid, set()))
+                    & killed_qmgrs)
+
+
+def explain_duplicates(deliveries, kill_log, log_lines=()):
+    """{tag: why} for each duplicated tag of deliveries (scan_deliveries,
+    scan_stores):
+
+    "agent"  the delivery agent that wrote the first copy was killed before
+             qmgr heard of it: the pid in its Maildir name was killed, or
+             qmgr logged that the agent holding the message died;
+    "qmgr"   a qmgr that had taken the message into active/ was killed
+             before removing it, or the whole instance was killed between
+             the first copy and the last (before the done mark);
+    None     no kill explains it.
+
+    log_lines (the instance's maillog) gives QueueEvidence; without it only
+    Maildir pids and whole-instance kills explain a duplicate."""
     killed_pids = {pid for _, name, pid in kill_log}
-    markers = [t for t, name, _ in kill_log if name in ("qmgr", "all")]
+    qmgr_killed = {pid for _, name, pid in kill_log if name == "qmgr"}
+    all_killed = [t for t, name, _ in kill_log if name == "all"]
+    ev = QueueEvidence(log_lines)
     out = {}
     for tag, copies in deliveries.items():
         if len(copies) < 2:
             continue
-        first_time, first_pid = copies[0]
-        if first_pid in killed_pids:
-            continue
+        first_time, first_pid = copies[0][:2]
+        last_time = copies[-1][0]
+        qid = ev.queue_ids.get(tag)
+        if (first_pid and first_pid in killed_pids) or qid in ev.agent_died:
+            out[tag] = "agent"
+        elif ev.qmgr_died_holding(qid, qmgr_killed):
+            out[tag] = "qmgr"
         # Maildir names carry the clock we read too; allow for rounding.
-        if any(t >= first_time - 0.001 for t in markers):
-            continue
-        out[tag] = copies
+        elif any(first_time - 0.001 <= t <= last_time + 0.001 for t in all_killed):
+            out[tag] = "qmgr"
+        else:
+            out[tag] = None
     return out
+
+
+def unexplained_duplicates(deliveries, kill_log, log_lines=()):
+    """The duplicated tags of deliveries that no kill explains
+    (explain_duplicates), with their copies."""
+    why = explain_duplicates(deliveries, kill_log, log_lines)
+    return {tag: deliveries[tag] for tag, w in why.items() if w is None}
 
 
 def process_age(pid):
@@ -337,20 +496,23 @@ def complete_queue_files(instance):
             [n for n, _ in st["deferred"]])
 
 
-def wait_all_delivered(instance, tags, timeout):
+def wait_all_delivered(instance, tags, timeout, stores=None):
     """Wait until nothing deliverable is left in the queue and every tag in
-    tags has been delivered at least once (the Maildirs are read only once
-    the queue is empty). Returns scan_deliveries' result. Raises
-    AssertionError naming what is missing."""
+    tags has been delivered at least once to one of stores (default: the
+    instance's Maildirs; the stores are read only once the queue is
+    empty). Returns scan_deliveries' result (one store) or scan_stores'
+    (a list given). Raises AssertionError naming what is missing."""
+    scan = (lambda: scan_deliveries(instance.mail)) if stores is None else \
+        (lambda: scan_stores(stores))
     end = time.monotonic() + timeout
     missing, pending = list(tags), []
     while True:
         pending = complete_queue_files(instance)
         if not pending:
-            deliveries, untagged = scan_deliveries(instance.mail)
-            missing = [t for t in tags if not deliveries.get(t)]
+            found = scan()
+            missing = [t for t in tags if not found[0].get(t)]
             if not missing:
-                return deliveries, untagged
+                return found
         if time.monotonic() >= end:
             raise AssertionError(
                 f"after {timeout}s: queue still holds {pending[:10]}; acknowledged "

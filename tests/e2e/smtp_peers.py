@@ -161,6 +161,7 @@ class _Handler:
             auth_user=(session.login_data.decode() if isinstance(session.login_data, bytes)
                        else session.login_data) if session.authenticated else None,
             peer=session.peer,
+            received_at=time.time(),
             **_tls_facts(session),
         ))
         return "250 2.0.0 Ok: queued as " + f"R{len(self.owner.messages)}"
@@ -187,7 +188,8 @@ class Receiver:
     """aiosmtpd on host:port. rcpt_replies maps a lower-case address to the
     reply for its RCPT (e.g. "450 4.2.0 Try later"); tls=(cert, key) offers
     STARTTLS (client_ca: asking for a client certificate; every message
-    notes tls_version, cipher, tls_resumed and client_cn; sni_names lists
+    notes tls_version, cipher, tls_resumed and client_cn, and
+    every message its received_at wall clock time; sni_names lists
     the SNI of each handshake); size_limit is the SIZE it announces (and
     enforces); smtputf8 (aiosmtpd's Controller default) offers SMTPUTF8
     (RFC 6531). users={name: password} offers AUTH (mechanisms: those named,

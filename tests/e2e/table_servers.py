@@ -204,7 +204,9 @@ class Postgres(Server):
                      "stop"])
 
     def cf(self, *lines, hosts=None):
-        return "\n".join([f"hosts = {hosts or 'unix:' + str(self.sockdir)}",
+        # The socket file, which names the port: a directory alone would
+        # mean port 5432.
+        return "\n".join([f"hosts = {hosts or 'unix:' + str(self.socket)}",
                           f"user = {self.USER}", f"dbname = {self.DB}", *lines]) + "\n"
 
 

@@ -1,7 +1,7 @@
 """Helpers for the rewriting, hosted-domain and content-check tests: lookup
 tables written into an instance's etc/ (text files built into cdb: with
-the real postmap, or regexp: files used as they are), and readers for
-delivered messages.
+the real postmap, or regexp: files used as they are), a virtual mailbox
+base for hosted domains, and readers for delivered messages.
 """
 
 import os
@@ -11,6 +11,24 @@ from pathlib import Path
 from postern_instance import BUILD, clean_env, wait_until
 
 POSTMAP = BUILD / "bin" / "postmap"
+# Hosted mailboxes belong to this uid and gid (virtual_uid_maps): a user of
+# its own as root, the test's user otherwise.
+ROOT = os.geteuid() == 0
+VUID = 5000 if ROOT else os.getuid()
+VGID = 5000 if ROOT else os.getgid()
+
+
+def virtual_base(inst):
+    """inst.root/vmail, made and owned by VUID:VGID (its parents readable
+    by that user); returns (the directory, the main.cf lines that deliver
+    hosted mailboxes under it)."""
+    os.chmod(inst.root, 0o755)
+    base = inst.root / "vmail"
+    base.mkdir()
+    os.chown(base, VUID, VGID)
+    return base, [f"virtual_mailbox_base = {base}", f"virtual_uid_maps = static:{VUID}",
+                  f"virtual_gid_maps = static:{VGID}",
+                  *([] if ROOT else ["virtual_minimum_uid = 0"])]
 
 
 def cdb_table(inst, name, lines):

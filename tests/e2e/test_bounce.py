@@ -11,13 +11,17 @@ with Python's email package.
 import email
 import email.policy
 import email.utils
+import re
+import smtplib
 import time
 
 import pytest
 
-from postern_instance import HOSTNAME, Instance, free_port, simple_message, wait_until
+from postern_instance import HOSTNAME, Instance, crlf, free_port, simple_message, wait_until
+from postfix_reference import started_postfix
 from queue_fixture import (DSN_NOTIFY_DELAY, DSN_NOTIFY_FAILURE, DSN_NOTIFY_NEVER,
                            DSN_NOTIFY_SUCCESS, BounceClient, Rcpt, make_queue_file, read_log)
+from smtp_peers import Receiver
 
 REFUSED = ("host mx.example.com[192.0.2.1] said: 550 5.1.1 <bob@example.com>: "
            "Recipient address rejected: User unknown (in reply to RCPT TO command)")
@@ -370,3 +374,57 @@ def test_dsn_parameters_end_to_end(routed):
     assert [(x["Final-Recipient"], x["Action"], x["Status"]) for x in rcpts] == [
         ("rfc822; alice@localhost", "delivered", "2.0.0")]
     inst.wait_queue_empty()
+
+
+# --- reports of a pass that leaves recipients deferred, against Postfix ------------
+
+def test_reports_go_out_while_other_recipients_wait_as_with_postfix(make_instance):
+    """One pass bounces a recipient (550 from the next hop), delivers one
+    that asked NOTIFY=SUCCESS, and defers a third (closed relayhost): the
+    sender gets both reports at once, not when the third is done, and the
+    message waits in the queue for the third. Postfix does the same, on
+    the same next hops."""
+    rcv = Receiver("127.0.0.1", rcpt_replies={
+        "nosuch@elsewhere.example": "550 5.1.1 no such user"}).start()
+    hop = f"smtp:[127.0.0.1]:{rcv.port}"
+    cf = [f"transport_maps = inline:{{ {{nosuch@elsewhere.example={hop}}} "
+          f"{{okay@elsewhere.example={hop}}} }}", "relayhost = [127.0.0.1]:9"]
+    rcpts = ["nosuch@elsewhere.example", "okay@elsewhere.example", "later@elsewhere.example"]
+    msg = simple_message("three ways")
+    pf = started_postfix(cf[:1])
+    try:
+        postern = make_instance(extra_main=cf)
+        got, qids = {}, {}
+        for name, port, log_text in (
+                ("postern", postern.port, lambda: postern.log.read_text(errors="replace")),
+                ("postfix", pf.port, lambda: pf.log.read_text(errors="replace"))):
+            qid = qids[name] = submit(port, "s@sender.example", rcpts, msg)
+            rx = re.compile(rf"/bounce\[\d+\]: {qid}: sender (non-delivery|delivery status) "
+                            r"notification: \w+$", re.M)
+            kinds = wait_until(lambda: (lambda k: k if len(k) == 2 else None)(
+                sorted(rx.findall(log_text()))), 20, what=f"{name}'s two reports")
+            later = re.search(rf": {qid}: to=<later@elsewhere\.example>, .*status=(\w+)",
+                              log_text())
+            got[name] = (kinds, later and later[1])
+        assert got["postern"] == got["postfix"] == (
+            ["delivery status", "non-delivery"], "deferred"), got
+        postern.wait_deferred(qids["postern"])
+        assert len(rcv.messages) == 2   # okay@, once from each MTA
+    finally:
+        rcv.stop()
+        print(pf.log_tail(30))
+        pf.stop()
+        pf.cleanup()
+
+
+def submit(port, sender, rcpts, msg):
+    """One message over SMTP, every recipient NOTIFY=SUCCESS,FAILURE; its
+    queue id."""
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.example", timeout=30) as s:
+        assert s.ehlo("client.example")[0] == 250
+        assert s.mail(sender)[0] == 250
+        for r in rcpts:
+            assert s.rcpt(r, ["NOTIFY=SUCCESS,FAILURE"])[0] == 250, r
+        code, resp = s.data(crlf(msg))
+        assert code == 250, resp
+        return resp.decode().rsplit(" ", 1)[1]

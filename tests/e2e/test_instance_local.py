@@ -104,6 +104,8 @@ def test_dot_forward_in_the_instance_home(host):
     [mine] = host.wait_delivered("frank")
     host.wait_delivered("gina")
     assert header(mine.read_bytes(), "Delivered-To") == ["frank@localhost"]
+    # local logs a delivery after its mailbox write: wait for both lines.
+    host.wait_log(r"to=<(frank|gina)@", program="local", count=2)
     log = [l.text for l in host.find_log(r"to=<(frank|gina)@", program="local")]
     assert any(f"to=<gina@{HOSTNAME}>, orig_to=<frank@localhost>" in t for t in log), log
 

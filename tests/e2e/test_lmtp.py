@@ -122,7 +122,7 @@ def test_dovecot_down_defers_then_delivers_once(make_instance, dovecot):
                           what="the deferral")
         assert re.search(r"relay=none, .*dsn=4\.4\.1, status=deferred \(connect to "
                          rf"{re.escape(HOSTNAME)}\[private/dovecot-lmtp\]: ", line), line
-        assert [p for p in inst.queue_files() if p.name == qid]
+        inst.wait_deferred(qid)
     finally:
         dovecot.start()
     assert inst.postern("flush")[0] == 0

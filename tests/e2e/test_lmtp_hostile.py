@@ -144,6 +144,7 @@ def test_one_reply_per_recipient_and_connection_reuse(make_instance):
         assert fake.lhlo == ["LHLO client.lmtp.test"]
         # The deferred one goes on the next try.
         fake.mode = "ok"
+        inst.wait_deferred(qid)
         assert inst.postern("flush")[0] == 0
         inst.wait_log(rf"^{qid}: removed$", program="qmgr")
         assert fake.saved == {"r1@lmtp.example": 1, "r2@lmtp.example": 1}
@@ -192,6 +193,8 @@ def test_hostile_lmtp_server_defers_and_loses_nothing(make_instance):
         lmtp = inst.pids("lmtp")
         assert lmtp, "no lmtp process"
         fake.mode = "ok"
+        for qid, _rcpts in qids:
+            inst.wait_deferred(qid)
         assert inst.postern("flush")[0] == 0
         for qid, rcpts in qids:
             inst.wait_log(rf"^{qid}: removed$", program="qmgr")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from postern_instance import SENDER, simple_message, wait_until
+from postern_instance import SENDER, simple_message
 from system_mode import needs_root, system_mode  # noqa: F401 (fixture)
 
 pytestmark = needs_root
@@ -182,10 +182,8 @@ def test_lock_held_too_long_defers_then_delivers(system_mode):
     finally:
         holder.kill()
     # qmgr moves the message to deferred/ only after local's reply, which
-    # comes a moment after local's log line: a flush before that finds
-    # nothing to retry, and the message waits for its back-off.
-    wait_until(lambda: any(p.name == qid for p in (inst.queue / "deferred").rglob("*")), 30,
-               what=f"{qid} in deferred/")
+    # comes a moment after local's log line.
+    inst.wait_deferred(qid)
     rc, out = inst.postern("flush")
     assert rc == 0, out
     inst.wait_log(delivered_line(qid, rcpt, "delivered to mailbox"), program="local")

@@ -149,7 +149,7 @@ def test_every_stage_reaches_the_milter_with_postfix_macros(inst, script):
     c.cmd("DATA")
     c.c.send(crlf(msg) + b".\r\n")
     qid = queued_id(c.c.read_reply())
-    assert c.cmd("FOO bar")[0] == 502
+    assert c.cmd("FOO bar")[0] == 500
     c.quit()
     # This session's milter connection only: the instance's start-up port
     # probe is a session too, and its connect/quit may come at any time.
@@ -161,7 +161,8 @@ def test_every_stage_reaches_the_milter_with_postfix_macros(inst, script):
                       + ["eoh", "body", "eom", "abort", "unknown", "quit"]), stages
     connect = [e for e in script.of("connect") if e.conn == conn][0]
     name, rest = connect.data.split(b"\0", 1)
-    assert name == b"unknown" and rest[:1] == b"4" and rest[3:] == b"127.0.0.1\0"
+    # a client without a name is "[addr]" here, Sendmail's form, as Postfix sends it
+    assert name == b"[127.0.0.1]" and rest[:1] == b"4" and rest[3:] == b"127.0.0.1\0"
     m = connect.macros
     assert m["j"] == HOSTNAME and m["{daemon_name}"] == HOSTNAME
     assert m["{daemon_addr}"] == "127.0.0.1" and m["_"] == "unknown [127.0.0.1]"
@@ -226,7 +227,8 @@ def test_symbol_lists_a_milter_asks_for_replace_the_configured_ones(make_instanc
         wait_until(lambda: m.of("quit"), 10, what="the milter's QUIT")
         con = m.macros_at("connect")
         assert con["{client_addr}"] == "127.0.0.1" and con["{client_name}"] == "unknown"
-        assert con["{client_ptr}"] == "unknown" and con["{client_resolve}"] == "FAIL"
+        # the tests' DNS is a closed port: the name lookup failed for now
+        assert con["{client_ptr}"] == "unknown" and con["{client_resolve}"] == "TEMP"
         assert int(con["{client_port}"]) > 0 and "j" not in con
         assert m.macros_at("helo") == {}   # no TLS
         assert m.macros_at("mail") == {"{mail_addr}": SENDER}
@@ -365,6 +367,10 @@ def test_quarantine_holds_the_message_with_its_reason(inst, script):
     records = parse_records(held.read_bytes())
     assert ("A", b"hold_reason=looks like a virus") in [(t, p) for t, p, _ in records]
     assert not inst.find_log(rf"^{qid}: from=", program="qmgr")
+    # postqueue -p marks a held message with "!"
+    out = subprocess.run([str(BUILD / "bin" / "postqueue"), "-c", str(inst.etc), "-p"],
+                         capture_output=True, text=True, timeout=30).stdout
+    assert re.search(rf"^{qid}!\s", out, re.M), out
 
 
 def test_shutdown_answers_421_and_closes(inst, script):
@@ -536,10 +542,10 @@ def test_protocol_2_sends_only_version_2_events(make_instance):
         inst = make_instance(extra_main=[f"smtpd_milters = {m.spec}", "milter_protocol = 2"])
         c = Client(inst)
         queued_id(c.send_message(message()))
-        assert c.cmd("FOO")[0] == 502
+        assert c.cmd("FOO")[0] == 500
         c.quit()
         wait_until(lambda: m.of("quit"), 10, what="QUIT")
-        assert m.offered[-1] == (2, 0x3f, 0x7f)
+        assert m.offered[-1] == (2, 0x1ff, 0x7f)   # every action offered, as Postfix
         stages = m.stages()
         assert "data" not in stages and "unknown" not in stages
         assert "eom" in stages

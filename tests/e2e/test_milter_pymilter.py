@@ -74,7 +74,8 @@ def test_macros_libmilter_gets_at_each_stage(inst, pymilter):
     assert m["j"] == HOSTNAME and m["{daemon_name}"] == HOSTNAME and m["{daemon_addr}"] == "127.0.0.1"
     assert m["v"].startswith("Postern ") and m["_"] == "unknown [127.0.0.1]"
     assert m["{client_addr}"] == "127.0.0.1" and m["{client_name}"] == "unknown"
-    assert m["{client_ptr}"] == "unknown" and m["{client_resolve}"] == "FAIL"
+    # the tests' DNS is a closed port: the name lookup failed for now
+    assert m["{client_ptr}"] == "unknown" and m["{client_resolve}"] == "TEMP"
     assert int(m["{client_port}"]) == connect["args"]["hostaddr"][1]
     # HELO again after STARTTLS: the TLS macros
     helo = records(pymilter, start, "helo")[-1]["macros"]
@@ -134,7 +135,7 @@ def test_discard_at_rcpt_and_accept_at_mail(inst, pymilter):
 def test_unknown_command(inst):
     c = Client(inst)
     assert c.cmd("XPYMILTER now") == (550, ["5.5.1 pymilter does not know that"])
-    assert c.cmd("OTHERCMD")[0] == 502
+    assert c.cmd("OTHERCMD")[0] == 500
     c.quit()
 
 

@@ -17,8 +17,8 @@ import signal
 import time
 from pathlib import Path
 
-from postern_instance import (BUILD, HELO, SENDER, crlf, is_alive, process_table,
-                              simple_message, wait_until)
+from postern_instance import (BUILD, DEFAULT_SERVICES, HELO, SENDER, crlf, is_alive,
+                              process_table, simple_message, wait_until)
 
 RECORDER = r'''#!/usr/bin/python3
 # Records one run of a pipe command, then exits as its first argument says.
@@ -47,17 +47,6 @@ if what.startswith("sleep"):
     time.sleep(60)
 '''
 
-DEFAULT_SERVICES = (
-    "cleanup unix - - n - 0 cleanup\n"
-    "qmgr fifo n - n 300 1 qmgr\n"
-    "pickup fifo n - n 60 1 pickup\n"
-    "local unix - n n - - local\n"
-    "smtp unix - - n - - remote\n"
-    "relay unix - - n - - remote\n"
-    "bounce unix - - n - 0 bounce\n"
-    "showq unix n - n - - showq\n"
-    "virtual unix - n n - - virtual\n"
-)
 
 
 class Recorder:

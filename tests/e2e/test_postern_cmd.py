@@ -119,9 +119,9 @@ def test_flush_retries_deferred_mail_now(make_instance):
                                      "maximal_backoff_time = 3600s"])
     blocker = inst.mail / "bob"
     blocker.write_text("a file where bob's Maildir should be\n")
-    inst.send(simple_message(subject="deferred then flushed"), rcpts=["bob@localhost"])
+    qid = inst.send(simple_message(subject="deferred then flushed"), rcpts=["bob@localhost"])
     inst.wait_log(r"to=<bob@localhost>.*status=deferred", program="local", timeout=20)
-    time.sleep(0.5)
+    inst.wait_deferred(qid)
     blocker.unlink()
     assert not inst.delivered("bob")
     rc, out = inst.postern("flush")

@@ -43,7 +43,7 @@ def test_simple_commands(instance):
         assert code == 252 and lines[0].startswith("2.0.0"), (code, lines)
         code, lines = c.cmd("HELP")
         assert code == 214, (code, lines)
-        assert c.cmd("FROBNICATE now") == (502, ["5.5.2 Error: command not recognized"])
+        assert c.cmd("FROBNICATE now") == (500, ["5.5.2 Error: command not recognized"])
         # Commands are case-insensitive.
         assert c.cmd("noop") == (250, ["2.0.0 Ok"])
         # RSET really forgets the transaction: RCPT needs a new MAIL.

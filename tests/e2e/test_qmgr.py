@@ -41,7 +41,8 @@ def test_temporary_failure_is_deferred_then_retried_and_delivered(make_instance)
     inst.wait_queue_empty(10)
     texts = [l.text for l in inst.log_lines() if l.text.startswith(qid + ": to=<alice@localhost>")]
     assert "status=deferred" in texts[0] and "status=sent (delivered to maildir)" in texts[-1], texts
-    assert len(inst.find_log(rf"^{qid}: removed$", "qmgr")) == 1
+    # qmgr logs "removed" just after the file is gone: wait for the line.
+    assert len(inst.wait_log(rf"^{qid}: removed$", "qmgr")) == 1
 
 
 def test_back_off_waits_until_flush(make_instance):
@@ -168,3 +169,19 @@ def test_delay_warning_sent_once_while_mail_stays_queued(make_instance):
     assert len(inst.delivered("carol")) == 1
     (inst.mail / "alice").unlink()
     inst.wait_delivered("alice", 1, timeout=20)
+
+
+def nice_of(pid):
+    """The nice value of a process (field 19 of /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[16])
+
+
+def test_qmgr_runs_above_the_other_daemons(instance):
+    """master starts qmgr at nice -5 when it may (root): the one serial
+    stage of delivery; the other daemons keep master's priority."""
+    [qmgr] = instance.wait_pids("qmgr")
+    [smtpd] = instance.wait_pids("smtpd")
+    expected = -5 if os.geteuid() == 0 else nice_of(os.getpid())
+    assert nice_of(qmgr) == expected
+    assert nice_of(smtpd) == nice_of(os.getpid())

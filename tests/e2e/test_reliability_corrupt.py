@@ -140,3 +140,21 @@ def test_start_purges_unfinished_files(make_instance):
         assert not instance.find_log(rf"\b{qid}\b", program="qmgr"), qid
     delivered = {t for t in delivered_tags(instance.mail)[0]}
     assert delivered == {"warm-up", "planted-complete"}, delivered
+
+
+def test_directory_named_as_a_queue_file_is_set_aside(make_instance):
+    """After a power cut, fsck may leave a directory (a Maildir's, its
+    inode reused) under a queue file's name in active/ (tests/powercut
+    found one): qmgr moves it to corrupt/ and mail flows, no human needed."""
+    instance = make_instance(extra_main=FAST_RETRY, start=False)
+    sec = int(time.time())
+    qid = queue_id(sec, 1234, 987654)
+    odd = instance.queue / "active" / qid
+    odd.mkdir(parents=True)
+    (odd / "1796656600.M37606P24811_3.mx.test.example").write_text("x\n")
+    instance.start()
+    instance.wait_log(rf"^warning: {qid}: not a regular file; moving to corrupt/$", program="qmgr")
+    assert (instance.queue / "corrupt" / qid).is_dir()
+    assert not odd.exists()
+    instance.send(simple_message(subject="after"), ["alice@localhost"])
+    instance.wait_delivered("alice")

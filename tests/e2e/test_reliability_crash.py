@@ -45,7 +45,7 @@ def check_no_loss(instance, load, kills, kill_log, title):
         f"{len(dups)} duplicates for {interrupting} kills that could interrupt a "
         f"delivery: {sorted(dups.items())[:10]}")
     assert max(dups.values(), default=1) <= 1 + interrupting, dups
-    unexplained = unexplained_duplicates(deliveries, kill_log)
+    unexplained = unexplained_duplicates(deliveries, kill_log, instance.log_lines())
     assert not unexplained, f"duplicates no kill explains: {unexplained}"
     return seen
 

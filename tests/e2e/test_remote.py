@@ -176,6 +176,7 @@ def test_servfail_defers_then_delivers_when_dns_answers(make_instance, receivers
 
         dns.restart(mx=[("flaky.test", "mx.flaky.test", 10)],
                     hosts=[("mx.flaky.test", "127.0.0.15")], servfail=[])
+        inst.wait_deferred(qid)
         rc, out = inst.postern("flush")
         assert rc == 0, out
         inst.wait_log(rf"^{qid}: to=<gil@flaky\.test>, relay=mx\.flaky\.test\[127\.0\.0\.15\]"

@@ -10,8 +10,10 @@ mechanisms          LOGIN when that is all there is; CRAM-MD5 without TLS
 filter              smtp_sasl_mechanism_filter narrows the choice
 no credentials      a server offering AUTH gets the mail unauthenticated
 hostile             AUTH answered with garbage, over-long lines, endless
-                    challenges, a challenge that is no base64: each a
-                    deferral with a log line, and one remote survives all
+                    challenges, a challenge that is no base64, NUL bytes,
+                    half a reply and a close, or never: each a deferral
+                    with a log line, every message still queued, and one
+                    remote survives all
 """
 
 import re
@@ -180,6 +182,9 @@ HOSTILE = {
                                       for _ in range(10)], "unexpected CRAM-MD5 challenge"),
     "bad_base64": (lambda c: c.send("334 !!!not base64!!!\r\n"), "unexpected CRAM-MD5 challenge"),
     "nul_bytes": (lambda c: c.send("535 5.7.8 a\0b\r\n"), "sent a malformed reply"),
+    "close_mid_reply": (lambda c: c.send("535-5.7.8 half a re") or c.sock.shutdown(2),
+                        "lost connection with"),
+    "silent": (lambda c: None, "timed out while performing the AUTH handshake"),
 }
 
 
@@ -193,7 +198,7 @@ def test_hostile_auth_answers_defer(make_instance, receiver):
         transports = cdb_table(inst, "transport", [f"{name}.example smtp:[{HOST}]:{srv.port}"
                                                   for name, srv in servers.items()])
         inst.append_main_cf("smtp_sasl_auth_enable = yes", f"smtp_sasl_password_maps = {maps}",
-                            f"transport_maps = {transports}", "smtp_helo_timeout = 20s")
+                            f"transport_maps = {transports}", "smtp_helo_timeout = 10s")
         inst.start()
         qids = {name: inst.send(simple_message(f"hostile {name}"), rcpts=[f"u@{name}.example"])
                 for name in servers}
@@ -204,6 +209,10 @@ def test_hostile_auth_answers_defer(make_instance, receiver):
             assert want is None or want in text, (name, text)
         assert len(set(inst.pids("remote"))) <= 1
         assert "s3cret" not in inst.log.read_text()
+        # Nothing lost: every message waits in the queue; nothing crashed.
+        queued = {f.name for f in inst.queue_files()}
+        assert set(qids.values()) <= queued, (qids, queued)
+        assert not inst.find_log(r"(fatal|panic):")
     finally:
         for srv in servers.values():
             srv.stop()

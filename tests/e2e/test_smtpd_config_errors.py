@@ -56,9 +56,9 @@ def test_restrictions_postern_does_not_implement(make_instance):
     inst = make_instance(extra_main=[
         "smtpd_client_restrictions = permit_mynetworks, permit_tls_clientcerts",
         "smtpd_recipient_restrictions = check_recipient_access inline:{bob@localhost=REJECT}, "
-        "check_policy_service inet:127.0.0.1:9, reject_unauth_destination"])
+        "check_sender_mx_access inline:{example.org=OK}, reject_unauth_destination"])
     assert rcpt(inst, "127.0.0.2") == CONFIG_ERROR
-    # The recipient table before it still decides; the policy service's
+    # The recipient table before it still decides; the MX table's
     # argument was skipped, not taken for a restriction.
     assert rcpt(inst, rcpt_to="bob@localhost") == (
         554, ["5.7.1 <bob@localhost>: Recipient address rejected: Access denied"])
@@ -67,7 +67,7 @@ def test_restrictions_postern_does_not_implement(make_instance):
                    r'"permit_tls_clientcerts" is not implemented in Postern; requests that reach '
                    r'it get "451 4\.3\.5 Server configuration error"$')
     assert len(inst.find_log(r'^warning: smtpd_recipient_restrictions: smtpd restriction '
-                             r'"check_policy_service" is not implemented in Postern; ',
+                             r'"check_sender_mx_access" is not implemented in Postern; ',
                              program="smtpd")) == 1
     assert not inst.find_log(r"unknown smtpd restriction")
 

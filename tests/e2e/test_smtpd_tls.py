@@ -2,8 +2,9 @@
 --tls`, wrapper mode on a second listener (-o smtpd_tls_wrappermode=yes),
 Received: with the TLS version and cipher and protocol ESMTPS, plaintext
 pipelined behind STARTTLS discarded and the session state reset
-(CVE-2011-0411), smtpd_tls_security_level = encrypt, and
-smtpd_tls_protocols enforced."""
+(CVE-2011-0411), smtpd_tls_security_level = encrypt,
+smtpd_tls_protocols enforced, and session resumption by ticket
+(smtpd_tls_session_cache_timeout)."""
 
 import re
 import ssl
@@ -156,3 +157,33 @@ def test_tls_protocols_enforced(make_instance):
             c.sock = ctx.wrap_socket(c.sock)
             c.cmd(f"EHLO {HELO}")
     inst.wait_log(r"^SSL_accept error from unknown\[127\.0\.0\.1\]: ", program="smtpd")
+
+
+def starttls_session(port, ctx, session=None):
+    """One STARTTLS session offering session; (its TLS session, resumed?)."""
+    c = TLSRaw(port)
+    try:
+        assert c.read_reply()[0] == 220
+        assert c.cmd(f"EHLO {HELO}")[0] == 250
+        assert c.cmd("STARTTLS")[0] == 220
+        c.sock = ctx.wrap_socket(c.sock, session=session)
+        c.buf = b""
+        assert c.cmd(f"EHLO {HELO}")[0] == 250   # TLS 1.3 tickets arrive with it
+        return c.sock.session, c.sock.session_reused
+    finally:
+        c.cmd("QUIT")
+        c.close()
+
+
+@pytest.mark.parametrize("timeout, resumes", [(None, True), ("0", False)])
+def test_session_resumption_by_ticket(make_instance, timeout, resumes):
+    """smtpd_tls_session_cache_timeout (default 3600s): a client offering
+    the session of its previous connection resumes it; 0 turns it off."""
+    extra = [] if timeout is None else [f"smtpd_tls_session_cache_timeout = {timeout}"]
+    inst = start_tls_instance(make_instance, extra=extra)
+    ctx = client_context()
+    session, reused = starttls_session(inst.port, ctx)
+    assert not reused
+    for _ in range(2):
+        session, reused = starttls_session(inst.port, ctx, session)
+        assert reused == resumes

@@ -288,3 +288,17 @@ def test_stop_leaves_nothing(system):
     rc, out = system.postern("status")
     assert rc == 1 and "not running" in out, out
     assert re.search(r"^deferred\s+[1-9]", out, re.M), out   # the waiting messages stay
+
+
+def test_chrooted_daemons_have_the_database_clients(system):
+    """SQL and LDAP client libraries are loaded when a table of their type
+    is first opened (lib/util/dynlib.h); in a chroot their files are out of
+    reach, so a chrooted daemon loads them before it enters the jail."""
+    procs = system.processes()
+    for prog in CHROOTED:
+        for pid, _ in procs.get(prog, []):
+            maps = Path(f"/proc/{pid}/maps").read_text()
+            for lib in ("libpq.so", "libmariadb.so", "libsqlite3.so", "libldap"):
+                assert lib in maps, (prog, pid, lib)
+    for pid, _ in procs.get("smtpd", []):   # not chrooted: nothing loaded
+        assert "libmariadb.so" not in Path(f"/proc/{pid}/maps").read_text()

@@ -7,6 +7,7 @@ failure with a warning, never a crash, and the next lookup works.
 """
 
 import os
+import re
 import socket
 import socketserver
 import subprocess
@@ -15,22 +16,16 @@ import time
 
 import pytest
 
-from postern_instance import BUILD, SENDER, crlf, simple_message, wait_until
-from table_servers import mariadb  # noqa: F401
-from tables_fixture import wait_maildir
+from postern_instance import BUILD, SENDER, TIME_SCALE, crlf, simple_message, wait_until
+from table_servers import mariadb, postgres  # noqa: F401
+from tables_fixture import maildir_new, virtual_base, wait_maildir
 
 POSTMAP = BUILD / "bin" / "postmap"
-ROOT = os.geteuid() == 0
-VUID = 5000 if ROOT else os.getuid()
-VGID = 5000 if ROOT else os.getgid()
 
 
-def sql_hosted_instance(make_instance, mariadb):
-    inst = make_instance(start=False)
-    os.chmod(inst.root, 0o755)
-    base = inst.root / "vmail"
-    base.mkdir()
-    os.chown(base, VUID, VGID)
+def sql_hosted_instance(make_instance, mariadb, extra_main=()):
+    inst = make_instance(start=False, extra_main=extra_main)
+    base, base_cf = virtual_base(inst)
     domains = inst.etc / "vdomains.cf"
     domains.write_text(mariadb.cf("query = SELECT domain FROM domains WHERE domain = '%s'",
                                   "retry_interval = 1"))
@@ -41,11 +36,8 @@ def sql_hosted_instance(make_instance, mariadb):
     inst.append_main_cf(
         f"virtual_mailbox_domains = proxy:mysql:{domains}",
         f"virtual_mailbox_maps = proxy:mysql:{mailboxes}",
-        f"virtual_mailbox_base = {base}",
-        f"virtual_uid_maps = static:{VUID}",
-        f"virtual_gid_maps = static:{VGID}",
+        *base_cf,
         "lookup_server_timeout = 5s",
-        *([] if ROOT else ["virtual_minimum_uid = 0"]),
     )
     inst.start()
     return inst, base
@@ -96,6 +88,124 @@ def test_database_down_is_a_temporary_failure_until_it_is_back(make_instance, ma
         code, resp = s.data(crlf(simple_message("after the outage")))
         assert code == 250, resp
     wait_maildir(base / "sqlhosted.example" / "anna")
+    assert not inst.find_log(r"(panic|fatal|killed by signal)")
+
+
+class RecipientLoad:
+    """Client threads that each send message after message (five
+    transactions a session) to one hosted mailbox, and note every reply:
+    the RCPT replies with their time, the Message-IDs of the messages
+    acknowledged with 250 after DATA, and anything else that went wrong."""
+
+    def __init__(self, inst, rcpt, threads=4):
+        self.inst, self.rcpt = inst, rcpt
+        self.lock = threading.Lock()
+        self.replies = []          # (monotonic time, code, text)
+        self.accepted = {}         # Message-ID -> monotonic time of the 250
+        self.errors = []
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(threads)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in self.threads), "a client thread hangs"
+
+    def one_message(self, s, i, n):
+        code, text = s.mail(SENDER)
+        assert code == 250, (code, text)
+        code, text = s.rcpt(self.rcpt)
+        with self.lock:
+            self.replies.append((time.monotonic(), code, text))
+        if code != 250:
+            s.rset()
+            return
+        msgid = f"<load.{i}.{n}.{time.time_ns()}@client.example>"
+        code, text = s.data(crlf(simple_message(f"load {i}.{n}", msgid=msgid)))
+        if code == 250:
+            with self.lock:
+                self.accepted[msgid] = time.monotonic()
+        else:
+            with self.lock:
+                self.errors.append(("DATA", code, text))
+
+    def run(self, i):
+        n = 0
+        while not self.stopping.is_set():
+            try:
+                with self.inst.smtp() as s:
+                    s.ehlo()
+                    # A few transactions per session, as a real client does.
+                    for _ in range(5):
+                        if self.stopping.is_set():
+                            break
+                        self.one_message(s, i, n)
+                        n += 1
+            except Exception as e:          # reported by the test
+                with self.lock:
+                    self.errors.append(repr(e))
+                time.sleep(0.1)
+
+    def count(self, code, since):
+        with self.lock:
+            return sum(1 for t, c, _ in self.replies if c == code and t >= since)
+
+
+def message_ids(paths):
+    ids = []
+    for p in paths:
+        m = re.search(rb"^Message-ID: (<[^>]+>)", p.read_bytes(), re.M | re.I)
+        ids.append(m.group(1).decode() if m else None)
+    return ids
+
+
+def test_mariadb_killed_mid_load(make_instance, mariadb):
+    """Mail flows through virtual_mailbox_maps in MariaDB from four client
+    threads; mariadbd is SIGKILLed mid-load: while it is down every RCPT
+    gets 451 4.3.0 (never a 5xx, never a dropped session), and once it is
+    back, same master, mail is accepted again. Every message that got its
+    250 is delivered exactly once (virtual, which asks MariaDB too, defers
+    while it is down and delivers on the next queue run)."""
+    inst, base = sql_hosted_instance(make_instance, mariadb, extra_main=(
+        "minimal_backoff_time = 1s", "maximal_backoff_time = 2s", "queue_run_delay = 1s"))
+    [master] = inst.master_pids()
+    with RecipientLoad(inst, "anna@sqlhosted.example") as load:
+        wait_until(lambda: len(load.accepted) >= 20, 30, what="20 messages accepted")
+        killed = time.monotonic()
+        mariadb.proc.kill()
+        mariadb.proc.wait(10)
+        # Lookups under way when it died may still have got their answer.
+        wait_until(lambda: load.count(451, killed + 0.5) >= 20, 30,
+                   what="20 RCPTs answered 451 while MariaDB is down")
+        restarting = time.monotonic()
+        mariadb.restart()
+        back = time.monotonic()
+        wait_until(lambda: load.count(250, back) >= 20, 30,
+                   what="20 RCPTs accepted after MariaDB came back")
+    print(f"accepted {len(load.accepted)}, RCPT 451 {load.count(451, 0)}, "
+          f"down {back - killed:.1f} s")
+    assert not load.errors, load.errors[:5]
+    codes = {(c, t.split(b" ", 1)[0]) for _, c, t in load.replies}
+    assert codes <= {(250, b"2.1.5"), (451, b"4.3.0")}, codes
+    down = {(c, t) for w, c, t in load.replies if killed + 0.5 < w < restarting}
+    # Not one accepted while it was down; Postfix's reply, whether the
+    # domain or the mailbox lookup failed.
+    assert down == {(451, b"4.3.0 <anna@sqlhosted.example>: Temporary lookup failure")}, down
+    assert inst.master_pids() == [master]
+
+    accepted = set(load.accepted)
+    maildir = base / "sqlhosted.example" / "anna"
+    wait_maildir(maildir, len(accepted), timeout=60)
+    inst.wait_queue_empty(30)
+    ids = message_ids(maildir_new(maildir))
+    assert sorted(ids) == sorted(accepted), (len(ids), len(accepted))
+    inst.wait_log(r"^warning: .*mysql", program="smtpd")
     assert not inst.find_log(r"(panic|fatal|killed by signal)")
 
 
@@ -212,6 +322,174 @@ def test_smtpd_survives_hostile_table_servers(make_instance, hostile_servers, pr
         assert s.rcpt("good@example.com") == (250, b"2.1.5 Ok")
     inst.wait_log(rf"^warning: table {spec}: ", program="smtpd")
     assert not inst.find_log(r"(panic|fatal|killed by signal)")
+
+
+# --- SQL servers that break off mid-result ----------------------------------------
+
+
+class CuttingProxy:
+    """A loopback TCP port in front of a real database's UNIX socket that
+    passes everything through, until a client's request names "cut-drop"
+    or "cut-stall": then it forwards the first half of the server's answer
+    (the result has begun: column descriptions and some rows) and closes
+    both connections ("drop"), or keeps the client's connection open and
+    silent ("stall"). The server speaks its real protocol throughout."""
+
+    def __init__(self, upstream):
+        self.upstream = str(upstream)
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.cuts = 0
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.socket(socket.AF_UNIX)
+            try:
+                server.connect(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            state = {"cut": None}
+            threading.Thread(target=self.to_server, args=(client, server, state),
+                             daemon=True).start()
+            threading.Thread(target=self.to_client, args=(client, server, state),
+                             daemon=True).start()
+
+    def to_server(self, client, server, state):
+        try:
+            while data := client.recv(65536):
+                for kind in ("drop", "stall"):
+                    if b"cut-" + kind.encode() in data:
+                        state["cut"] = kind
+                server.sendall(data)
+        except OSError:
+            pass
+        for sock in (client, server):
+            sock.close()
+
+    def to_client(self, client, server, state):
+        try:
+            while data := server.recv(65536):
+                if state["cut"] is None:
+                    client.sendall(data)
+                    continue
+                client.sendall(data[:max(1, len(data) // 2)])
+                self.cuts += 1
+                if state["cut"] == "drop":
+                    client.shutdown(socket.SHUT_RDWR)
+                    break
+                while server.recv(65536):     # stall: swallow the rest
+                    pass
+        except OSError:
+            pass
+        server.close()
+
+    def close(self):
+        self.listener.close()
+
+
+# Every key that starts with "cut-" finds every row (so its answer is long
+# enough to be cut inside the rows); bob@example.com finds one. With
+# require_result_set = no, an answer taken for an empty one would be "not
+# found", and mail would be refused for good.
+CUT_QUERY = ("query = SELECT 'OK' FROM aliases WHERE address = '%s' OR '%s' LIKE 'cut-%%'",
+             "require_result_set = no")
+
+
+@pytest.fixture(params=["mysql", "pgsql"])
+def cut_sql_table(request, tmp_path):
+    """(spec, proxy) of a mysql: or pgsql: table whose server is reached
+    through a CuttingProxy."""
+    if request.param == "mysql":
+        server = request.getfixturevalue("mariadb")
+        upstream = server.socket
+    else:
+        server = request.getfixturevalue("postgres")
+        upstream = server.socket
+    proxy = CuttingProxy(upstream)
+    cf = tmp_path / f"{request.param}-cut.cf"
+    cf.write_text(server.cf(*CUT_QUERY, hosts=f"inet:127.0.0.1:{proxy.port}"))
+    os.chmod(tmp_path, 0o755)
+    yield f"{request.param}:{cf}", proxy
+    proxy.close()
+
+
+def test_postmap_when_the_sql_server_breaks_off_mid_result(tmp_path, cut_sql_table):
+    spec, proxy = cut_sql_table
+    (tmp_path / "main.cf").write_text("lookup_server_timeout = 1s\n")
+
+    def postmap(key):
+        start = time.monotonic()
+        p = subprocess.run([str(POSTMAP), "-c", str(tmp_path), "-q", key, spec],
+                           capture_output=True, text=True, timeout=60)
+        return p, time.monotonic() - start
+
+    p, _ = postmap("bob@example.com")
+    assert (p.returncode, p.stdout) == (0, "OK\n"), p.stderr
+    for kind in ("drop", "stall"):
+        key = f"cut-{kind}@example.com"
+        p, took = postmap(key)
+        assert p.returncode == 1 and p.stdout == "", (kind, p)
+        assert f"warning: table {spec}: " in p.stderr, p.stderr
+        assert f'table {spec}: lookup of "{key}" failed' in p.stderr, p.stderr
+        assert "Segmentation" not in p.stderr and "Aborted" not in p.stderr
+        # One reconnect and retry, each wait bounded by the 1 s time-out.
+        assert took < (3 if kind == "drop" else 6) * TIME_SCALE, (kind, took)
+    assert proxy.cuts >= 2
+
+
+def test_smtpd_when_the_sql_server_breaks_off_mid_result(make_instance, cut_sql_table):
+    """check_recipient_access through the cutting proxy: 451 4.3.0 for a
+    lookup whose answer broke off (closed or stalled), the same session
+    then gets its answer for a good key (the worker reconnects)."""
+    spec, proxy = cut_sql_table
+    inst = make_instance(extra_main=[
+        "lookup_server_timeout = 1s",
+        f"smtpd_recipient_restrictions = check_recipient_access {spec}, reject"])
+    [smtpd] = [None]
+    with inst.smtp() as s:
+        s.ehlo()
+        assert s.mail(SENDER) == (250, b"2.1.0 Ok")
+        assert s.rcpt("bob@example.com") == (250, b"2.1.5 Ok")
+        smtpd = inst.pids("smtpd")
+        for kind in ("drop", "stall", "drop"):
+            code, text = s.rcpt(f"cut-{kind}@example.com")
+            assert (code, text) == (451, f"4.3.0 <cut-{kind}@example.com>: Temporary "
+                                         "lookup failure".encode()), (kind, code, text)
+            assert s.rcpt("bob@example.com") == (250, b"2.1.5 Ok"), kind
+        assert s.rcpt("nobody@elsewhere.test")[0] == 554
+        assert inst.pids("smtpd") == smtpd
+    inst.wait_log(rf"^warning: table {re.escape(spec)}: lookup of \"cut-stall@example\.com\" "
+                  "failed", program="smtpd")
+    assert not inst.find_log(r"(panic|fatal|killed by signal)")
+
+
+@pytest.mark.parametrize("kind", ["mysql", "pgsql"])
+def test_postmap_when_the_sql_server_never_greets(tmp_path, kind, request):
+    """A port that takes the connection and then says nothing, not even
+    the server's greeting: a temporary failure within the time-out."""
+    server = request.getfixturevalue("mariadb" if kind == "mysql" else "postgres")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)          # the kernel completes the handshake; nobody reads
+        cf = tmp_path / f"{kind}-silent.cf"
+        cf.write_text(server.cf(CUT_QUERY[0],
+                                hosts=f"inet:127.0.0.1:{silent.getsockname()[1]}"))
+        (tmp_path / "main.cf").write_text("lookup_server_timeout = 1s\n")
+        start = time.monotonic()
+        p = subprocess.run([str(POSTMAP), "-c", str(tmp_path), "-q", "bob@example.com",
+                            f"{kind}:{cf}"], capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - start
+    assert p.returncode == 1 and p.stdout == "", p
+    assert f'table {kind}:{cf}: lookup of "bob@example.com" failed' in p.stderr, p.stderr
+    assert took < 5 * TIME_SCALE, took
 
 
 # --- lookups off smtpd's event loop ----------------------------------------------

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from dnsmasq_fixture import build_query, free_udp_tcp_port
+from postern_instance import stop_process
 import socket
 import struct
 
@@ -167,13 +168,7 @@ class ValidatingResolver:
 
     def close(self):
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=5)
+            stop_process(proc)
         self.procs = []
 
     def log_text(self, name):

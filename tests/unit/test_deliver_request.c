@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "address.h"
@@ -462,6 +463,41 @@ static void test_open_checks_every_recipient(void **state)
     deliver_request_free(&req);
 }
 
+/* A request whose sender (qmgr) closed its connection before the agent
+ * took the file's lock is withdrawn: a qmgr started after it may have found
+ * the file unlocked and delivers it itself. */
+static void test_request_of_a_gone_sender_is_withdrawn(void **state)
+{
+    (void)state;
+    const char *rcpts[] = {"bob@example.com", "carol@example.com", "dave@example.com"};
+    const char *content[] = {"Subject: hi\n\nbody\n"};
+    off_t off[3];
+    char id[QUEUE_ID_SIZE];
+    struct queue_envelope env;
+    int sv[2];
+
+    unit_write_message(1700000000, "s@x", rcpts, 3, content, 1, off, id);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+
+    struct deliver_request req = request_for(id, off, 0);
+    req.client_fd = sv[0];
+    int fd = deliver_request_open(&req, &env);   /* the sender is alive */
+    assert_true(fd >= 0);
+    assert_string_equal(req.rcpt[0].status.dsn, "");
+    close(fd);
+    queue_envelope_free(&env);
+    deliver_request_free(&req);
+
+    close(sv[1]);
+    req = request_for(id, off, 0);
+    req.client_fd = sv[0];
+    assert_int_equal(deliver_request_open(&req, &env), -1);
+    assert_string_equal(req.rcpt[0].status.dsn, "4.3.0");
+    assert_string_equal(req.rcpt[0].status.text, "delivery request withdrawn");
+    deliver_request_free(&req);
+    close(sv[0]);
+}
+
 /* A recipient one agent hands another (deliver_pass.h): delivered to its
  * own address, checked against queue_rcpt, the address at the offset;
  * queue_rcpt describes only the recipient after it. */
@@ -572,6 +608,7 @@ int main(void)
         T(test_set_pending_keeps_decided),
         T(test_open_checks_every_recipient),
         T(test_handed_over_recipient),
+        T(test_request_of_a_gone_sender_is_withdrawn),
         T(test_open_missing_or_broken_file),
         T(test_log_names_relay_and_original),
     };

@@ -1,7 +1,8 @@
 /* test_fsync_dir.c - unit tests for lib/util/fsync_dir.c, the one "make
  * this directory entry durable" of every writer: a directory, the parent
  * of a path (relative, absolute, with a trailing slash), and the errors a
- * caller turns into a deferral (missing, not a directory, too long).
+ * caller turns into a deferral (missing, not a directory, too long), and
+ * a new directory synced with its whole file system.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -99,12 +100,27 @@ static void test_parent_too_long(void **state)
     free(path);
 }
 
+/* A new directory synced with its file system: 0; what it cannot open
+ * is an error the caller defers on. */
+static void test_new_dir(void **state)
+{
+    struct fixture *f = *state;
+    char path[256];
+    assert_int_equal(fsync_new_dir(f->dir), 0);
+    snprintf(path, sizeof(path), "%s/none", f->dir);
+    assert_int_equal(fsync_new_dir(path), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(fsync_new_dir(f->file), -1);
+    assert_int_equal(errno, ENOTDIR);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parent_too_long, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

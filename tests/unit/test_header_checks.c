@@ -1,5 +1,6 @@
 /* test_header_checks.c - unit tests for lib/header_checks.c: action parsing
- * (every action, case, missing or bad arguments, FILTER/REDIRECT refused),
+ * (every action, case, missing or bad arguments, FILTER's transport:nexthop,
+ * REDIRECT's and BCC's user@domain),
  * REJECT replies and their status codes, the log line, Content-Type
  * parsing, the choice of table per input, and the body walker: output
  * byte for byte when nothing matches whatever the chunking, edits (IGNORE,
@@ -84,13 +85,16 @@ static void test_parse_actions(void **state)
     expect_action("REPLACE Subject: new", HC_REPLACE, "Subject: new");
     expect_action("PREPEND X-Seen: 1", HC_PREPEND, "X-Seen: 1");
     expect_action("BCC audit@example.com", HC_BCC, "audit@example.com");
+    expect_action("FILTER smtp:[127.0.0.1]:10025", HC_FILTER, "smtp:[127.0.0.1]:10025");
+    expect_action("REDIRECT x@example.com", HC_REDIRECT, "x@example.com");
     expect_action("DUNNO", HC_DUNNO, "");
     expect_action("OK", HC_DUNNO, "");
     /* unusable: treated as DUNNO (and warned about) */
     expect_action("REPLACE", HC_DUNNO, "");
     expect_action("BCC nobody", HC_DUNNO, "");
-    expect_action("FILTER smtp:[127.0.0.1]:10025", HC_DUNNO, "");
-    expect_action("REDIRECT x@example.com", HC_DUNNO, "");
+    expect_action("FILTER smtp", HC_DUNNO, "");
+    expect_action("FILTER :nexthop", HC_DUNNO, "");
+    expect_action("REDIRECT nobody", HC_DUNNO, "");
     expect_action("BOGUS x", HC_DUNNO, "");
     expect_action("", HC_DUNNO, "");
 }
@@ -119,6 +123,8 @@ static void test_reject_reason_and_log_words(void **state)
     assert_string_equal(hc_log_word(HC_HOLD), "hold");
     assert_null(hc_log_word(HC_IGNORE));
     assert_null(hc_log_word(HC_PREPEND));
+    assert_string_equal(hc_log_word(HC_REDIRECT), "redirect");
+    assert_string_equal(hc_log_word(HC_BCC), "bcc");
 }
 
 static void test_log_line(void **state)

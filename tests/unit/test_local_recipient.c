@@ -1,7 +1,7 @@
 /* test_local_recipient.c - unit tests for lib/local_recipient.c, smtpd's
  * "User unknown in local recipient table" decision: local_recipient_maps
  * in Postfix's address lookup order, an empty value turning the check
- * off, a broken table being a temporary failure (450, never 550), and
+ * off, a broken table being a temporary failure (451 in smtpd, never 550), and
  * instance mode knowing every recipient unless main.cf sets the maps.
  *
  * Each case writes a main.cf into a fresh mkdtemp directory and loads it.

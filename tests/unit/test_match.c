@@ -160,6 +160,22 @@ static void test_bad_client_address(void **state)
     assert_false(match_network_list_str("0.0.0.0/0", "127.0.0.1/8"));
 }
 
+/* Host lists: networks by address, names by the verified name. */
+static void test_client_list(void **state)
+{
+    (void)state;
+    const char *list = "10.0.0.0/8, filter.example, .trusted.example, !bad.ok.example, .ok.example";
+    assert_true(match_client_list(list, "unknown", "10.1.2.3"));
+    assert_true(match_client_list(list, "FILTER.example.", "192.0.2.1"));
+    assert_false(match_client_list(list, "x.filter.example", "192.0.2.1"));
+    assert_true(match_client_list(list, "a.b.trusted.example", "192.0.2.1"));
+    assert_false(match_client_list(list, "trusted.example", "192.0.2.1"));
+    assert_false(match_client_list(list, "bad.ok.example", "192.0.2.1"));
+    assert_true(match_client_list(list, "good.ok.example", "192.0.2.1"));
+    assert_false(match_client_list(list, NULL, "192.0.2.1"));
+    assert_false(match_client_list("unknown", "unknown", "192.0.2.1"));
+}
+
 int main(void)
 {
     int fd = mkstemp(logpath);
@@ -176,6 +192,7 @@ int main(void)
         cmocka_unit_test(test_network_sockaddr),
         cmocka_unit_test(test_malformed_items_skipped),
         cmocka_unit_test(test_bad_client_address),
+        cmocka_unit_test(test_client_list),
     };
     int rc = cmocka_run_group_tests_name("match", tests, NULL, NULL);
     log_set_file(NULL);

@@ -327,6 +327,79 @@ static void test_move(void **state)
     close(open_message(QUEUE_ACTIVE, m.id));
 }
 
+/* A power cut between the link and the unlink of a move leaves both
+ * names: the next move of the old name drops it and says the file is gone
+ * from there (ENOENT), so that qmgr, which took it in from the new place,
+ * does not take it twice. A different file under the new name is never
+ * replaced. */
+static void test_move_finishes_an_interrupted_one(void **state)
+{
+    struct written m, other;
+    char from[PATH_MAX], to[PATH_MAX];
+    write_message(QUEUE_INCOMING, &m);
+    assert_int_equal(queue_path(from, sizeof(from), QUEUE_INCOMING, m.id), 0);
+    assert_int_equal(queue_path(to, sizeof(to), QUEUE_ACTIVE, m.id), 0);
+    assert_int_equal(link(from, to), 0);
+
+    errno = 0;
+    assert_int_equal(queue_file_move(m.id, QUEUE_INCOMING, QUEUE_ACTIVE), -1);
+    assert_int_equal(errno, ENOENT);
+    assert_int_equal(access(from, F_OK), -1);
+    assert_int_equal(access(to, F_OK), 0);
+
+    write_message(QUEUE_INCOMING, &other);
+    char other_path[PATH_MAX], clash[PATH_MAX];
+    assert_int_equal(queue_path(other_path, sizeof(other_path), QUEUE_INCOMING, other.id), 0);
+    assert_int_equal(queue_path(clash, sizeof(clash), QUEUE_INCOMING, m.id), 0);
+    assert_int_equal(rename(other_path, clash), 0);
+    errno = 0;
+    assert_int_equal(queue_file_move(m.id, QUEUE_INCOMING, QUEUE_ACTIVE), -1);
+    assert_int_equal(errno, EEXIST);
+    assert_int_equal(access(clash, F_OK), 0);
+}
+
+/* A batch: each file moved as by queue_file_move (an interrupted move
+ * finished, a clash refused, a missing file ENOENT), the others moved;
+ * into deferred/ the hash directories are made as needed. */
+static void test_move_batch(void **state)
+{
+    struct written a, b, c, clash;
+    char from[PATH_MAX], to[PATH_MAX];
+    write_message(QUEUE_INCOMING, &a);
+    write_message(QUEUE_INCOMING, &b);
+    write_message(QUEUE_INCOMING, &c);
+    write_message(QUEUE_ACTIVE, &clash);
+    /* b: interrupted before, already in active/ under both names. */
+    assert_int_equal(queue_path(from, sizeof(from), QUEUE_INCOMING, b.id), 0);
+    assert_int_equal(queue_path(to, sizeof(to), QUEUE_ACTIVE, b.id), 0);
+    assert_int_equal(link(from, to), 0);
+    /* c: another file holds its name in active/. */
+    assert_int_equal(queue_path(from, sizeof(from), QUEUE_ACTIVE, clash.id), 0);
+    assert_int_equal(queue_path(to, sizeof(to), QUEUE_ACTIVE, c.id), 0);
+    assert_int_equal(rename(from, to), 0);
+
+    const char *ids[] = {a.id, b.id, c.id, "NOSUCHFILE"};
+    int err[4];
+    assert_int_equal(queue_files_move(ids, 4, QUEUE_INCOMING, QUEUE_ACTIVE, err), 1);
+    assert_int_equal(err[0], 0);
+    assert_int_equal(err[1], ENOENT);
+    assert_int_equal(err[2], EEXIST);
+    assert_int_equal(err[3], ENOENT);
+    close(open_message(QUEUE_ACTIVE, a.id));
+    close(open_message(QUEUE_ACTIVE, b.id));
+    close(open_message(QUEUE_INCOMING, c.id));
+    assert_int_equal(queue_path(from, sizeof(from), QUEUE_INCOMING, a.id), 0);
+    assert_int_equal(access(from, F_OK), -1);
+    assert_int_equal(queue_path(from, sizeof(from), QUEUE_INCOMING, b.id), 0);
+    assert_int_equal(access(from, F_OK), -1);
+
+    const char *both[] = {a.id, b.id};
+    assert_int_equal(queue_files_move(both, 2, QUEUE_ACTIVE, QUEUE_DEFERRED, err), 2);
+    close(open_message(QUEUE_DEFERRED, a.id));
+    close(open_message(QUEUE_DEFERRED, b.id));
+    assert_int_equal(entries_in(*state, QUEUE_ACTIVE), 1);   /* c's clash */
+}
+
 static void test_mark_done_in_place(void **state)
 {
     struct written m;
@@ -606,6 +679,8 @@ int main(void)
         T(test_abort_and_writing_mode),
         T(test_commit_into_hold),
         T(test_move),
+        T(test_move_finishes_an_interrupted_one),
+        T(test_move_batch),
         T(test_mark_done_in_place),
         T(test_mark_warned),
         T(test_incomplete_refused),

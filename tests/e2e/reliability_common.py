@@ -333,8 +333,13 @@ def explain_duplicates(deliveries, kill_log, log_lines=()):
              qmgr heard of it: the pid in its Maildir name was killed, or
              qmgr logged that the agent holding the message died;
     "qmgr"   a qmgr that had taken the message into active/ was killed
-             before removing it, or the whole instance was killed between
-             the first copy and the last (before the done mark);
+             before removing it;
+    "all"    the whole instance was killed between the first copy and the
+             last: the agent delivering the first copy died with it before
+             it heard the peer's reply or marked the recipient done (an
+             agent's window, as "agent", but its pid is not in the kill log:
+             Dovecot's Maildir names do not carry it, and a kill of every
+             process names none);
     None     no kill explains it.
 
     log_lines (the instance's maillog) gives QueueEvidence; without it only
@@ -356,7 +361,7 @@ def explain_duplicates(deliveries, kill_log, log_lines=()):
             out[tag] = "qmgr"
         # Maildir names carry the clock we read too; allow for rounding.
         elif any(first_time - 0.001 <= t <= last_time + 0.001 for t in all_killed):
-            out[tag] = "qmgr"
+            out[tag] = "all"
         else:
             out[tag] = None
     return out

@@ -14,6 +14,11 @@ sessions of our own (load.py), and measures:
                 messages, from the first byte sent to the empty queue
                 (procstat.py: master's cutime/cstime carry exited children)
   RSS, PSS MiB  peak of the summed memory of all the instance's processes
+  machine busy  share of the whole machine's CPU time busy over the same
+                span (/proc/stat), and the CPU of everything but the MTA
+                and its peer per 1,000 messages (the load generator, the
+                kernel's threads, interrupts): what says whether a run was
+                bound by CPU, and how much of it the MTA could not win
 
 Each figure is reported for each MTA as the median of the runs, and as the
 ratio Postern/Postfix: the median of the per-pair ratios (a pair is one
@@ -54,7 +59,7 @@ import mta as mtamod  # noqa: E402
 import peers  # noqa: E402
 from load import LatencySessions, Sink, run_smtp_source, run_tls_source  # noqa: E402
 from postern_instance import free_port  # noqa: E402
-from procstat import Sampler, cpu_seconds  # noqa: E402
+from procstat import Sampler, cpu_seconds, machine_cpu  # noqa: E402
 
 DEFAULT_SCALE = 0.5
 DEFAULT_RUNS = 3
@@ -111,6 +116,12 @@ EXTRA_METRICS = [
     ("client_cpu_per_1000", "s, the TLS client's CPU", False),
     ("timed_share", "x, timed sessions' share of messages / of sessions", False),
     ("peer_cpu_per_1000", "s, the shared peer's CPU per 1,000 messages", False),
+    ("source_cpu_per_1000", "s, smtp-source's CPU per 1,000 of its messages", False),
+    ("source_busy_pct", "%, smtp-source's CPU time over its run: one process, "
+     "near 100 it is what bounds the rate", False),
+    ("machine_busy_pct", "%, the machine's CPU time busy during the run", False),
+    ("others_cpu_per_1000", "s, the CPU of everything but the MTA and the peer "
+     "(the load generator, the kernel's threads, interrupts) per 1,000 messages", False),
 ]
 
 
@@ -177,9 +188,10 @@ def smtp_source_load(m, sc, messages, sender, rcpt):
     src_sessions = sc.sessions - k
     src_messages = max(src_sessions, int(round(messages * src_sessions / sc.sessions)))
     lat = LatencySessions(m.port, k, sc.size, sender, rcpt)
+    t0 = time.monotonic()
     lat.start()
-    rc, out = run_smtp_source(m.port, src_sessions, src_messages, sc.size,
-                              sender, rcpt, timeout=max(600, messages))
+    rc, out, src_cpu = run_smtp_source(m.port, src_sessions, src_messages, sc.size,
+                                       sender, rcpt, timeout=max(600, messages))
     lat.stop()
     if rc != 0:
         raise AssertionError(f"{m.name}: smtp-source exited {rc}: {out[-2000:]}\n"
@@ -189,7 +201,9 @@ def smtp_source_load(m, sc, messages, sender, rcpt):
     total = src_messages + lat.sent
     # The timed sessions' share of the messages against their share of the
     # sessions: above 1 when the MTA serves them before smtp-source's.
-    return total, lat.latencies, {"timed_share": lat.sent / total * sc.sessions / k}
+    return total, lat.latencies, {"timed_share": lat.sent / total * sc.sessions / k,
+                                  "source_cpu_per_1000": src_cpu / src_messages * 1000,
+                                  "source_busy_pct": 100 * src_cpu / max(1e-9, time.monotonic() - t0)}
 
 
 def tls_load(m, sc, messages, sender, rcpt):
@@ -229,6 +243,7 @@ def run_once(kind, sc, messages, workdir, setup, peer):
             rcpt = mtamod.RELAY_RCPT if sc.relay else setup.rcpt
             load_before = load1()
             cpu0, peer0 = cpu_seconds(master), peer_cpu(peer)
+            busy0, all0 = machine_cpu()
             with Sampler(master) as sampler:
                 t0 = time.monotonic()
                 total, latencies, extra = (tls_load if sc.tls else smtp_source_load)(
@@ -236,9 +251,16 @@ def run_once(kind, sc, messages, workdir, setup, peer):
                 t_accept = time.monotonic()
                 t_done, got = wait_done(m, sink, total, t_accept + max(300, messages * 0.1))
                 cpu1, peer1 = cpu_seconds(master), peer_cpu(peer)
+                busy1, all1 = machine_cpu()
             split, waits = sampler.cpu_split(), sampler.wait_split()
             if peer.pid():
                 extra["peer_cpu_per_1000"] = (peer1 - peer0) / total * 1000
+            # What the machine had left: a run whose machine is busy
+            # throughout is bound by CPU, and the others' share of it
+            # (the load generator above all) is what the MTA cannot win.
+            extra["machine_busy_pct"] = 100 * (busy1 - busy0) / max(1e-9, all1 - all0)
+            extra["others_cpu_per_1000"] = ((busy1 - busy0) - (cpu1 - cpu0)
+                                            - (peer1 - peer0)) / total * 1000
             return {
                 **extra,
                 "mta": kind,
@@ -368,10 +390,13 @@ def run_pair(sc, messages, nruns, workdir, runs, i, kind, setup, peer):
     tls = (f", TLS resumed {r['tls_resumed_share']:.0%}, session set-up p50 "
            f"{r['session_setup_p50_ms']:.1f} ms, client CPU {r['client_cpu_per_1000']:.2f} s/1000"
            if "tls_connections" in r else "")
+    src = (f", smtp-source busy {r['source_busy_pct']:.0f}%" if "source_busy_pct" in r else "")
+    busy = src + (f", machine busy {r['machine_busy_pct']:.0f}%, others' CPU "
+            f"{r['others_cpu_per_1000']:.2f} s/1000" if "machine_busy_pct" in r else "")
     log(f"   {kind}: accept {r['accept_rate']:.0f}/s, e2e {r['e2e_rate']:.0f}/s, "
         f"p50 {r['lat_p50_ms']:.1f} ms, p99 {r['lat_p99_ms']:.1f} ms, "
         f"CPU {r['cpu_per_1000']:.2f} s/1000, RSS {r['peak_rss_mib']:.1f} MiB, "
-        f"PSS {r['peak_pss_mib']:.1f} MiB, procs {r['peak_procs']}{share}{peer_cpu_text}{tls}")
+        f"PSS {r['peak_pss_mib']:.1f} MiB, procs {r['peak_procs']}{share}{peer_cpu_text}{tls}{busy}")
     runs[kind].append(r)
 
 

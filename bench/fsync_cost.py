@@ -3,9 +3,9 @@
 reduced to its system calls and run by concurrent writers, with no SMTP,
 no IPC and no delivery. Not a test; prints commits per second.
 
-    /usr/bin/python3 bench/fsync_cost.py [--writers 20] [--seconds 10] [--dir /tmp]
+    /usr/bin/python3 bench/fsync_cost.py [--writers 20] [--seconds 10] [--dir /tmp] [--size 2560]
 
-Protocols (each writer is a process writing 2.5 KB files into one shared
+Protocols (each writer is a process writing 2.5 KB files (--size) into one shared
 directory, as 20 cleanup processes write incoming/; every file is removed
 again by the writer, as qmgr would after delivery):
   postfix       create under a temporary name, write, fsync the file,
@@ -207,19 +207,24 @@ def run(proto, writers, seconds, base):
 
 
 def main():
+    global PAYLOAD
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--writers", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--dir", default="/tmp")
     ap.add_argument("--protocols", default="postfix,postern,tmpfile,group,slots")
+    ap.add_argument("--size", type=int, default=2560,
+                    help="bytes per file (scenario (c): 102400)")
     args = ap.parse_args()
-    print(f"{args.writers} writers, {args.seconds:g} s each, in {args.dir}, "
-          f"load {os.getloadavg()[0]:.1f}")
+    PAYLOAD = b"x" * args.size    # the writers are forked after this
+    print(f"{args.writers} writers, {args.seconds:g} s each, {args.size} bytes per file, "
+          f"in {args.dir}, load {os.getloadavg()[0]:.1f}")
     for proto in args.protocols.split(","):
         rate, cpu_ms, dir_syncs = run(proto, args.writers, args.seconds, args.dir)
         extra = f", {dir_syncs} directory fsyncs" if proto == "group" else ""
-        print(f"{proto:8s} {rate:8.0f} commits/s, {cpu_ms:.3f} ms CPU per commit "
-              f"(the loop and the unlink included){extra}", flush=True)
+        print(f"{proto:8s} {rate:8.0f} commits/s ({rate * args.size / 1e6:.0f} MB/s), "
+              f"{cpu_ms:.3f} ms CPU per commit (the loop and the unlink included){extra}",
+              flush=True)
 
 
 if __name__ == "__main__":

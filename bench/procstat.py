@@ -94,6 +94,17 @@ def cpu_seconds(root_pid):
     return total / CLK_TCK
 
 
+def machine_cpu():
+    """(busy, total) CPU seconds of the whole machine since boot, from
+    /proc/stat: busy is everything but idle and iowait, every process,
+    kernel thread and interrupt included."""
+    with open("/proc/stat") as f:
+        ticks = [int(v) for v in f.readline().split()[1:]]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
+    total = sum(ticks[:8])    # guest time is already in user
+    return (total - idle) / CLK_TCK, total / CLK_TCK
+
+
 def status_kib(pid, field):
     """A "Field: N kB" value of /proc/PID/status, 0 when unreadable."""
     try:

@@ -58,8 +58,9 @@ def drive(m, messages, deadline=900, sink=None):
     """smtp-source load of scenario (a) on m (of (b) with a sink); waits
     until it is all delivered and the queue is empty. Returns seconds."""
     t0 = time.monotonic()
-    rc, out = run_smtp_source(m.port, SESSIONS, messages, SIZE, mtamod.SENDER,
-                              mtamod.RELAY_RCPT if sink else mtamod.LOCAL_RCPT, timeout=deadline)
+    rc, out, _cpu = run_smtp_source(m.port, SESSIONS, messages, SIZE, mtamod.SENDER,
+                                    mtamod.RELAY_RCPT if sink else mtamod.LOCAL_RCPT,
+                                    timeout=deadline)
     if rc != 0:
         raise AssertionError(f"smtp-source exited {rc}: {out[-1000:]}\n{m.log_tail()}")
     done = sink.count if sink else m.delivered

@@ -159,6 +159,11 @@ def fill_postfix(m, total):
 def measure(m, total):
     """One start of m over its filled queue; returns the figures."""
     before = m.delivered()
+    # As bench.py before each run: the fill's write-back (tens of MB of
+    # copies) is not this start's. Without it Postern's first run paid for
+    # all of it: the probe is the first delivery into the Maildir, whose
+    # creation syncs the file system (fsync_new_dir, docs/DESIGN.md).
+    os.sync()
     m.start()
     qmgr = m.qmgr_pid()
     born = started_monotonic(qmgr)

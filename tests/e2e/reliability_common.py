@@ -339,7 +339,7 @@ def explain_duplicates(deliveries, kill_log, log_lines=()):
              it heard the peer's reply or marked the recipient done (an
              agent's window, as "agent", but its pid is not in the kill log:
              Dovecot's Maildir names do not carry it, and a kill of every
-             process names none);
+             process names none); checked before "qmgr";
     None     no kill explains it.
 
     log_lines (the instance's maillog) gives QueueEvidence; without it only
@@ -357,11 +357,14 @@ def explain_duplicates(deliveries, kill_log, log_lines=()):
         qid = ev.queue_ids.get(tag)
         if (first_pid and first_pid in killed_pids) or qid in ev.agent_died:
             out[tag] = "agent"
-        elif ev.qmgr_died_holding(qid, qmgr_killed):
-            out[tag] = "qmgr"
-        # Maildir names carry the clock we read too; allow for rounding.
+        # Before the qmgr check: a message a killed qmgr once held may be
+        # in a later qmgr's delivery when the whole instance dies, and then
+        # that kill, not the qmgr's, made the second copy. Maildir names
+        # carry the clock we read too; allow for rounding.
         elif any(first_time - 0.001 <= t <= last_time + 0.001 for t in all_killed):
             out[tag] = "all"
+        elif ev.qmgr_died_holding(qid, qmgr_killed):
+            out[tag] = "qmgr"
         else:
             out[tag] = None
     return out

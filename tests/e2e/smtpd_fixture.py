@@ -14,7 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from postern_instance import HOSTNAME, RawSMTP, free_port
+from postern_instance import HELO, HOSTNAME, RawSMTP, free_port
 
 
 def make_cert(directory, cn=HOSTNAME):
@@ -119,6 +119,19 @@ class TLSRaw(RawSMTP):
     def starttls(self):
         self.sock = client_context().wrap_socket(self.sock)
         return self.sock
+
+    @classmethod
+    def logged_in(cls, port, user, password):
+        """A session past the banner, EHLO, STARTTLS, EHLO again and AUTH
+        PLAIN as user, each answered as it must be."""
+        c = cls(port)
+        assert c.read_reply()[0] == 220
+        assert c.cmd(f"EHLO {HELO}")[0] == 250
+        assert c.cmd("STARTTLS")[0] == 220
+        c.starttls()
+        assert c.cmd(f"EHLO {HELO}")[0] == 250
+        assert c.cmd(f"AUTH PLAIN {plain_response(user, password)}")[0] == 235
+        return c
 
     def nothing_pending(self, wait=0.5):
         """True when no byte arrives within wait seconds."""

@@ -26,7 +26,7 @@ from milter_peers import ALL_ACTIONS, FakeMilter, PyMilter
 from postern_instance import HELO, Instance, RawSMTP, free_port, wait_until
 from postfix_reference import started_postfix
 from sendmail_helpers import run_sendmail
-from smtpd_fixture import TLSRaw, make_cert, plain_response
+from smtpd_fixture import TLSRaw, make_cert
 
 ALL_MACROS = ("j _ v {daemon_name} {daemon_addr} {daemon_port} {client_addr} {client_name} "
               "{client_port} {client_ptr} {client_resolve} {client_connections} i "
@@ -118,13 +118,7 @@ def queued(reply):
 def full_session(port):
     """The session both MTAs get; returns the queue id of its message and
     the client's port."""
-    c = TLSRaw(port)
-    assert c.read_reply()[0] == 220
-    assert c.cmd(f"EHLO {HELO}")[0] == 250
-    assert c.cmd("STARTTLS")[0] == 220
-    c.starttls()
-    assert c.cmd(f"EHLO {HELO}")[0] == 250
-    assert c.cmd(f"AUTH PLAIN {plain_response('alice@example.com', 'alice-pw')}")[0] == 235
+    c = TLSRaw.logged_in(port, "alice@example.com", "alice-pw")
     assert c.cmd("MAIL FROM:<sender@example.org> AUTH=<alice+2Bx@example.com>")[0] == 250
     assert c.cmd("RCPT TO:<bob@example.net>")[0] == 250
     assert c.cmd('RCPT TO:<"odd user"@example.net>')[0] == 250

@@ -15,7 +15,7 @@ import pytest
 
 from milter_peers import PyMilter
 from postern_instance import HELO, HOSTNAME, SENDER, Instance, crlf, free_port, split_message
-from smtpd_fixture import TLSRaw, make_cert, plain_response, sasl_lines, tls_lines
+from smtpd_fixture import TLSRaw, make_cert, sasl_lines, tls_lines
 from tables_fixture import queue_dir_files
 from test_milter import Client, message, queued_id
 
@@ -53,13 +53,7 @@ def records(pymilter, start, stage):
 
 def test_macros_libmilter_gets_at_each_stage(inst, pymilter):
     start = len(pymilter.records())
-    c = TLSRaw(inst.port)
-    assert c.read_reply()[0] == 220
-    assert c.cmd(f"EHLO {HELO}")[0] == 250
-    assert c.cmd("STARTTLS")[0] == 220
-    c.starttls()
-    assert c.cmd(f"EHLO {HELO}")[0] == 250
-    assert c.cmd(f"AUTH PLAIN {plain_response('alice', 'secret')}")[0] == 235
+    c = TLSRaw.logged_in(inst.port, "alice", "secret")
     assert c.cmd(f"MAIL FROM:<{SENDER}>")[0] == 250
     assert c.cmd("RCPT TO:<alice@localhost>")[0] == 250
     assert c.cmd("DATA")[0] == 354

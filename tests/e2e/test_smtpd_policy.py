@@ -5,7 +5,6 @@ Debian postgrey. A service that is down, slow or hostile gets
 smtpd_policy_service_default_action and a warning, and other sessions go
 on meanwhile."""
 
-import base64
 import threading
 import time
 
@@ -115,14 +114,7 @@ def test_request_attributes(make_instance, policy_server, tmp_path):
         f"{{ {srv.endpoint}, policy_context=relay, timeout=5s }}, permit_sasl_authenticated, "
         "reject_unauth_destination"])
     inst.start()
-    token = base64.b64encode(b"\0alice\0secret").decode()
-    c = TLSRaw(inst.port)
-    assert c.read_reply()[0] == 220
-    assert c.cmd(f"EHLO {HELO}")[0] == 250
-    assert c.cmd("STARTTLS")[0] == 220
-    c.starttls()
-    assert c.cmd(f"EHLO {HELO}")[0] == 250
-    assert c.cmd(f"AUTH PLAIN {token}")[0] == 235
+    c = TLSRaw.logged_in(inst.port, "alice", "secret")
     assert c.cmd(f"MAIL FROM:<{SENDER}> SIZE=1234")[0] == 250
     assert c.cmd("RCPT TO:<someone@example.org>") == (250, ["2.1.5 Ok"])
     c.close()

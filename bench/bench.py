@@ -115,6 +115,8 @@ EXTRA_METRICS = [
     ("tls_resumed_share", "share of TLS sessions resumed", True),
     ("client_cpu_per_1000", "s, the TLS client's CPU", False),
     ("timed_share", "x, timed sessions' share of messages / of sessions", False),
+    ("session_cycle_ms", "ms, every session's mean time per message: sessions / accept rate "
+     "(Little's law), the timed sessions and the rest alike", False),
     ("peer_cpu_per_1000", "s, the shared peer's CPU per 1,000 messages", False),
     ("source_cpu_per_1000", "s, smtp-source's CPU per 1,000 of its messages", False),
     ("source_busy_pct", "%, smtp-source's CPU time over its run: one process, "
@@ -261,6 +263,9 @@ def run_once(kind, sc, messages, workdir, setup, peer):
             extra["machine_busy_pct"] = 100 * (busy1 - busy0) / max(1e-9, all1 - all0)
             extra["others_cpu_per_1000"] = ((busy1 - busy0) - (cpu1 - cpu0)
                                             - (peer1 - peer0)) / total * 1000
+            # Little's law over every session, timed or not: the mean time
+            # a session took per message, whoever the MTA served first.
+            extra["session_cycle_ms"] = sc.sessions * (t_accept - t0) / total * 1000
             return {
                 **extra,
                 "mta": kind,
@@ -402,16 +407,17 @@ def run_pair(sc, messages, nruns, workdir, runs, i, kind, setup, peer):
 
 def summary_table(results):
     """One row per scenario: the Postern/Postfix ratios (issue 23's table)."""
-    lines = ["| scenario | e2e msg/s | accept msg/s | p50 | p99 | CPU/msg | peak RSS |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | e2e msg/s | accept msg/s | p50 | p99 | session cycle | CPU/msg "
+             "| peak RSS |",
+             "|---|---|---|---|---|---|---|---|"]
     for key, res in results.items():
         if key not in SCENARIOS:
             continue
         s = res["summary"]
         cells = []
-        for name in ("e2e_rate", "accept_rate", "lat_p50_ms", "lat_p99_ms", "cpu_per_1000",
-                     "peak_rss_mib"):
-            pf, pe, r = s[name]
+        for name in ("e2e_rate", "accept_rate", "lat_p50_ms", "lat_p99_ms", "session_cycle_ms",
+                     "cpu_per_1000", "peak_rss_mib"):
+            pf, pe, r = s.get(name, (None, None, None))
             cells.append("-" if r is None else
                          f"**{r:.2f}x** ({fmt(pe)} vs {fmt(pf)})" if name == "e2e_rate"
                          else f"{r:.2f}")

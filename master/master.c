@@ -16,6 +16,7 @@
 #include "config.h"
 #include "log.h"
 #include "queue_file.h"
+#include "service.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,7 +49,7 @@
 #define ERR_MAX 1024
 
 struct master_state master = {
-    .status_rfd = -1, .status_wfd = -1, .alive_rfd = {-1, -1}, .alive_wfd = {-1, -1},
+    .status_rfd = -1, .status_wfd = -1, .secret_fd = -1, .alive_rfd = {-1, -1}, .alive_wfd = {-1, -1},
 };
 
 static int signal_pipe[2] = {-1, -1};
@@ -375,6 +378,22 @@ static void alive_pipe_close(int which)
     master.alive_rfd[which] = master.alive_wfd[which] = -1;
 }
 
+/* The secret every child gets as fd 6 (service.h): random, made once per
+ * master lifetime (a reload keeps it), in memory only, so that processes
+ * of one service can share keys (smtpd's TLS tickets) without a file. */
+static void secret_init(void)
+{
+    unsigned char secret[SERVICE_SECRET_LEN];
+    int fd = memfd_create("postern-secret", MFD_CLOEXEC);
+    if (fd < 0)
+        startup_fatal("secret: memfd_create: %s", strerror(errno));
+    if (getrandom(secret, sizeof(secret), 0) != (ssize_t)sizeof(secret) ||
+        write(fd, secret, sizeof(secret)) != (ssize_t)sizeof(secret))
+        startup_fatal("secret: %s", strerror(errno));
+    explicit_bzero(secret, sizeof(secret));
+    master.secret_fd = fd;
+}
+
 static void pipes_init(void)
 {
     int p[2];
@@ -384,6 +403,7 @@ static void pipes_init(void)
     master.status_wfd = p[1];   /* blocking: children's reports must not be lost */
     if (alive_pipes_open() < 0)
         startup_fatal("alive pipe: %s", strerror(errno));
+    secret_init();
 }
 
 /* --- start, reload, stop --- */

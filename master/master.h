@@ -65,6 +65,7 @@ struct service {
     char **args;             /* master.cf arguments, NULL-terminated */
     size_t nargs;
     int limit;               /* process limit; 0 = none */
+    int min_avail;           /* spawn while fewer are available (smtpd: one per CPU) */
     long long wakeup_ms;     /* 0 = none */
     int wakeup_if_running;
     int keep_running;        /* wakeup service with one process: always up */
@@ -94,6 +95,7 @@ struct master_state {
     struct master_params params;
     struct service *services;
     int status_rfd, status_wfd;   /* children report on the write end */
+    int secret_fd;                /* every child's fd 6 (service.h) */
     int alive_rfd[ALIVE_PIPES];   /* only master holds the write ends */
     int alive_wfd[ALIVE_PIPES];
     enum master_stop stopping;

@@ -100,7 +100,7 @@ static char **build_argv(const struct service *s)
     return argv;
 }
 
-/* In the child: give it a clean signal state and exactly fds 3, 4 and 5
+/* In the child: give it a clean signal state and exactly fds 3 to 6
  * (everything else of master's is close-on-exec), then exec. */
 static _Noreturn void child_exec(const struct service *s, char **argv)
 {
@@ -111,14 +111,15 @@ static _Noreturn void child_exec(const struct service *s, char **argv)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
 
-    int src[3] = {s->listen_fd, master.status_wfd, master.alive_rfd[service_alive_class(s)]};
-    int tmp[3];
-    for (int i = 0; i < 3; i++)
+    int src[4] = {s->listen_fd, master.status_wfd, master.alive_rfd[service_alive_class(s)],
+                  master.secret_fd};
+    int tmp[4];
+    for (int i = 0; i < 4; i++)
         if ((tmp[i] = fcntl(src[i], F_DUPFD_CLOEXEC, CHILD_FD_TEMP_MIN)) < 0) {
             msg_warn("%s: cannot set up descriptors: %m", s->exe);
             _exit(1);
         }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         if (dup2(tmp[i], SERVICE_LISTEN_FD + i) < 0) {
             msg_warn("%s: dup2: %m", s->exe);
             _exit(1);

@@ -54,6 +54,22 @@ static int copy_args(struct service *s, const struct mastercf_entry *e)
     return 0;
 }
 
+/* How many available processes master keeps while clients wait. A
+ * single-client daemon is busy while it serves one, so one available is
+ * enough: the next client makes another. smtpd serves thousands of
+ * sessions and stays available, so one process would be the only one,
+ * and its event loop would hold every session's TLS handshakes and
+ * commands on one CPU. So it runs one per CPU, within maxproc; they take
+ * connections from the shared listener, and anvil counts across them. */
+static int min_available(const char *command, int limit)
+{
+    if (strcmp(command, "smtpd") != 0)
+        return 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus > 1 ? (cpus > 64 ? 64 : (int)cpus) : 1;
+    return limit > 0 && limit < n ? limit : n;
+}
+
 /* A service for entry e listening on spec, whose strings it takes over.
  * NULL when out of memory (spec is then freed). Caller owns the result. */
 static struct service *service_new(const struct mastercf_entry *e, const char *argv0,
@@ -80,6 +96,7 @@ static struct service *service_new(const struct mastercf_entry *e, const char *a
         return NULL;
     }
     s->limit = e->maxproc >= 0 ? e->maxproc : (int)(p->process_limit > 0 ? p->process_limit : 0);
+    s->min_avail = min_available(e->command, s->limit);
     if (e->type != MASTERCF_INET) {
         s->wakeup_ms = (long long)e->wakeup * 1000;
         s->wakeup_if_running = e->wakeup_if_running;
@@ -338,7 +355,7 @@ int service_wants_child(const struct service *s, long long now)
     int may_spawn = master.stopping == MASTER_RUNNING ||
                     (master.stopping == MASTER_STOP_FRONT &&
                      service_alive_class(s) == ALIVE_BACK);
-    return may_spawn && s->listen_fd >= 0 && s->navail == 0 &&
+    return may_spawn && s->listen_fd >= 0 && s->navail < s->min_avail &&
            (s->limit == 0 || s->nproc < s->limit) && now >= s->throttle_until;
 }
 

@@ -138,8 +138,11 @@ struct dns_resolver *smtpd_resolver(void)
 
 static void accept_cb(evutil_socket_t lfd, short what, void *arg)
 {
-    /* Take a bounded batch so one burst cannot starve open sessions. */
-    for (int i = 0; i < 64; i++) {
+    /* One per wake-up: the other smtpd processes on this listener (one per
+     * CPU, master/services.c) wake too, and whichever is least busy takes
+     * the next, so sessions spread by load; a burst cannot starve the open
+     * sessions either. */
+    for (int i = 0; i < 1; i++) {
         struct sockaddr_storage peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);

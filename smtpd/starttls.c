@@ -43,7 +43,8 @@ int smtpd_starttls_init(void)
         msg_warn("TLS is not available: %s", err);
         return -1;
     }
-    tls_server_resumption(server_ctx, var.smtpd_tls_session_cache_timeout);
+    tls_server_resumption(server_ctx, var.smtpd_tls_session_cache_timeout, service_secret(),
+                          service_secret() ? SERVICE_SECRET_LEN : 0);
     return 0;
 }
 

@@ -152,6 +152,25 @@ static void keep_freed_memory(void)
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
 }
 
+static unsigned char svc_secret[SERVICE_SECRET_LEN];
+static int svc_have_secret;
+
+/* fd 6 from master: read once, then closed, so that nothing a daemon
+ * starts (a pipe command, a local delivery's program) inherits it. */
+static void read_secret(void)
+{
+    if (!fd_is_open(SERVICE_SECRET_FD))
+        return;
+    ssize_t n = pread(SERVICE_SECRET_FD, svc_secret, sizeof(svc_secret), 0);
+    svc_have_secret = n == (ssize_t)sizeof(svc_secret);
+    close(SERVICE_SECRET_FD);
+}
+
+const unsigned char *service_secret(void)
+{
+    return svc_have_secret ? svc_secret : NULL;
+}
+
 void service_init(int argc, char **argv, const char *progname, int flags)
 {
     char *overrides[MAX_OVERRIDES];
@@ -195,6 +214,7 @@ void service_init(int argc, char **argv, const char *progname, int flags)
     if (!fd_is_open(SERVICE_LISTEN_FD) || !fd_is_open(SERVICE_STATUS_FD) ||
         !fd_is_open(SERVICE_ALIVE_FD))
         msg_fatal("%s must be started by master", progname);
+    read_secret();
     config_load(config_find_dir(dir), overrides, nover);
     log_set_syslog_name(var.syslog_name);
     log_set_file(var.maillog_file);

@@ -12,6 +12,9 @@
  *   fd 4  status pipe to master: struct service_status, written atomically
  *   fd 5  master-alive pipe: EOF means master exited or reloaded, so finish
  *         the work in hand and exit
+ *   fd 6  master's secret: SERVICE_SECRET_LEN random bytes, the same for
+ *         every child of one master (a reload keeps it); service_init reads
+ *         and closes it (service_secret)
  * A child starts "available". A single-client daemon reports busy while it
  * serves a connection; a multi-client one (smtpd) only when full. Master
  * spawns another process when the listener is readable and no child of that
@@ -31,6 +34,8 @@
 #define SERVICE_LISTEN_FD 3
 #define SERVICE_STATUS_FD 4
 #define SERVICE_ALIVE_FD 5
+#define SERVICE_SECRET_FD 6
+#define SERVICE_SECRET_LEN 32
 
 struct service_status {
     pid_t pid;
@@ -59,6 +64,10 @@ char *const *service_args(size_t *n);
  * (mail_owner is the user running us). */
 int service_instance_mode(void);
 void service_report(int available);
+/* Master's secret (fd 6 above), SERVICE_SECRET_LEN bytes; NULL in
+ * stand-alone mode or when master gave none. For keys that the processes
+ * of a service must share: smtpd's TLS ticket keys are derived from it. */
+const unsigned char *service_secret(void);
 /* Nonzero once fd 5 shows EOF (non-blocking check). */
 int service_master_gone(void);
 

@@ -10,6 +10,7 @@
 #include "tls.h"
 
 #include <openssl/err.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -211,28 +212,62 @@ fail:
     return NULL;
 }
 
-/* When the server's ticket key was made (0: resumption off). */
+/* The server's ticket keys: made at ticket_key_born (0: resumption off),
+ * random, or derived from a secret the processes of a service share. */
 static time_t ticket_key_born;
+static unsigned char ticket_secret[32];
+static size_t ticket_secret_len;
+static long long ticket_epoch = -1;
 
-/* A fresh random key for sealing tickets: 0, or -1 when OpenSSL has none. */
-static int new_ticket_key(SSL_CTX *ctx)
+/* OpenSSL's 80-byte layout (name, HMAC secret, AES key) filled from the
+ * shared secret and the period number: every process that holds the
+ * secret seals and opens the same tickets, and all change key together. */
+static int derive_ticket_keys(unsigned char *keys, size_t len, long long epoch)
 {
-    unsigned char keys[80];   /* name, HMAC secret, AES key: OpenSSL's layout */
-    if (RAND_bytes(keys, sizeof(keys)) != 1 ||
-        SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) != 1) {
-        OPENSSL_cleanse(keys, sizeof(keys));
-        return -1;
+    unsigned char block[32];
+    unsigned int blen;
+    for (size_t off = 0, i = 0; off < len; off += sizeof(block), i++) {
+        char label[64];
+        int n = snprintf(label, sizeof(label), "postern tls ticket keys %lld %zu", epoch, i);
+        if (!HMAC(EVP_sha256(), ticket_secret, (int)ticket_secret_len,
+                  (const unsigned char *)label, (size_t)n, block, &blen) || blen != sizeof(block))
+            return -1;
+        memcpy(keys + off, block, len - off < sizeof(block) ? len - off : sizeof(block));
     }
-    OPENSSL_cleanse(keys, sizeof(keys));
-    ticket_key_born = time(NULL);
+    OPENSSL_cleanse(block, sizeof(block));
     return 0;
 }
 
-void tls_server_resumption(SSL_CTX *ctx, long lifetime)
+/* New keys for sealing tickets: 0, or -1 when OpenSSL has none. */
+static int new_ticket_key(SSL_CTX *ctx)
 {
-    if (lifetime <= 0 || new_ticket_key(ctx) < 0)
+    unsigned char keys[80];
+    time_t now = time(NULL);
+    long long epoch = (long long)now / SSL_CTX_get_timeout(ctx);
+    int ok = ticket_secret_len ? derive_ticket_keys(keys, sizeof(keys), epoch) == 0
+                               : RAND_bytes(keys, sizeof(keys)) == 1;
+    ok = ok && SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys)) == 1;
+    OPENSSL_cleanse(keys, sizeof(keys));
+    if (!ok)
+        return -1;
+    ticket_key_born = now;
+    ticket_epoch = epoch;
+    return 0;
+}
+
+void tls_server_resumption(SSL_CTX *ctx, long lifetime, const unsigned char *secret,
+                           size_t secret_len)
+{
+    if (lifetime <= 0)
         return;
+    ticket_secret_len = 0;
+    if (secret && secret_len > 0) {
+        ticket_secret_len = secret_len < sizeof(ticket_secret) ? secret_len : sizeof(ticket_secret);
+        memcpy(ticket_secret, secret, ticket_secret_len);
+    }
     SSL_CTX_set_timeout(ctx, lifetime);
+    if (new_ticket_key(ctx) < 0)
+        return;
     /* One ticket per handshake: a client resumes once per connection, and
      * each ticket costs an encryption and a write. */
     SSL_CTX_set_num_tickets(ctx, 1);
@@ -241,8 +276,14 @@ void tls_server_resumption(SSL_CTX *ctx, long lifetime)
 
 void tls_server_ticket_key_check(SSL_CTX *ctx)
 {
-    if (ticket_key_born && time(NULL) - ticket_key_born >= SSL_CTX_get_timeout(ctx))
-        new_ticket_key(ctx);   /* on failure the old key stays: still random */
+    if (!ticket_key_born)
+        return;
+    time_t now = time(NULL);
+    long lifetime = SSL_CTX_get_timeout(ctx);
+    int due = ticket_secret_len ? (long long)now / lifetime != ticket_epoch
+                                : now - ticket_key_born >= lifetime;
+    if (due)
+        new_ticket_key(ctx);   /* on failure the old key stays: still secret */
 }
 
 SSL_CTX *tls_client_ctx(const char *ca_file, const char *protocols, const char *ciphers,

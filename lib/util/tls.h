@@ -16,12 +16,17 @@ SSL_CTX *tls_server_ctx(const char *cert_file, const char *key_file, const char 
                         const char *ciphers, char *err, size_t errlen);
 /* Session resumption on a server context (Postfix's
  * smtpd_tls_session_cache_timeout): TLS 1.3 and RFC 5077 session tickets
- * valid for lifetime seconds, sealed with a key that lives in this process
- * only; lifetime <= 0 leaves resumption off (tls_server_ctx's default).
- * One server context per process: call tls_server_ticket_key_check before
- * each new session, which replaces the key once lifetime has passed since
- * it was made (tickets sealed with the old one then get a full handshake). */
-void tls_server_resumption(SSL_CTX *ctx, long lifetime);
+ * valid for lifetime seconds; lifetime <= 0 leaves resumption off
+ * (tls_server_ctx's default). With a secret (the processes of one service
+ * share it: service_secret), the ticket keys are derived from it and the
+ * number of the lifetime-long period since the epoch, so a ticket one
+ * process sealed resumes in any other, and all change keys together;
+ * without one they are random and this process's alone, replaced once
+ * lifetime has passed since they were made. Tickets sealed with old keys
+ * get a full handshake. One server context per process: call
+ * tls_server_ticket_key_check before each new session. */
+void tls_server_resumption(SSL_CTX *ctx, long lifetime, const unsigned char *secret,
+                           size_t secret_len);
 void tls_server_ticket_key_check(SSL_CTX *ctx);
 /* CAfile may be NULL/"" (no verification possible). */
 SSL_CTX *tls_client_ctx(const char *ca_file, const char *protocols, const char *ciphers,

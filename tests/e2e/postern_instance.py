@@ -480,11 +480,12 @@ class Instance:
             for line in lines:
                 f.write(line + "\n")
 
-    def write_master_cf(self, text=None):
+    def write_master_cf(self, text=None, smtpd_maxproc="-"):
         if text is None:
             # cleanup is private ("-"), as in conf/master.cf: smtpd and
             # pickup reach it as private/cleanup.
-            text = f"127.0.0.1:{self.port} inet n - n - - smtpd\n" + DEFAULT_SERVICES
+            text = (f"127.0.0.1:{self.port} inet n - n - {smtpd_maxproc} smtpd\n"
+                    + DEFAULT_SERVICES)
         (self.etc / "master.cf").write_text(text)
 
     # control

@@ -181,7 +181,7 @@ def test_qmgr_runs_above_the_other_daemons(instance):
     """master starts qmgr at nice -5 when it may (root): the one serial
     stage of delivery; the other daemons keep master's priority."""
     [qmgr] = instance.wait_pids("qmgr")
-    [smtpd] = instance.wait_pids("smtpd")
+    smtpds = instance.wait_pids("smtpd")
     expected = -5 if os.geteuid() == 0 else nice_of(os.getpid())
     assert nice_of(qmgr) == expected
-    assert nice_of(smtpd) == nice_of(os.getpid())
+    assert all(nice_of(smtpd) == nice_of(os.getpid()) for smtpd in smtpds)

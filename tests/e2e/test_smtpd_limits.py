@@ -10,7 +10,8 @@ import socket
 import threading
 import time
 
-from postern_instance import HELO, SENDER, RawSMTP, crlf, simple_message, send_in_session
+from postern_instance import (DEFAULT_SERVICES, HELO, SENDER, RawSMTP, crlf, simple_message,
+                              send_in_session)
 
 OUTSIDE = ("127.0.0.2", 0)
 
@@ -109,7 +110,13 @@ def test_100kb_command_line(instance):
             500, ["5.5.2 Error: NUL character in command"])
 
 
-def test_60_connections_from_one_address(instance):
+def test_60_connections_from_one_address(make_instance):
+    """smtpd_client_connection_count_limit (50): anvil, as in the shipped
+    master.cf, counts the client's sessions across the smtpd processes."""
+    instance = make_instance(start=False)
+    instance.write_master_cf(f"127.0.0.1:{instance.port} inet n - n - - smtpd\n"
+                             + DEFAULT_SERVICES + "anvil unix - - n - 1 anvil\n")
+    instance.start()
     conns, refused = [], []
     try:
         for _ in range(60):

@@ -159,9 +159,9 @@ def test_tls_protocols_enforced(make_instance):
     inst.wait_log(r"^SSL_accept error from unknown\[127\.0\.0\.1\]: ", program="smtpd")
 
 
-def starttls_session(port, ctx, session=None):
+def starttls_session(port, ctx, session=None, source=None):
     """One STARTTLS session offering session; (its TLS session, resumed?)."""
-    c = TLSRaw(port)
+    c = TLSRaw(port, source=source)
     try:
         assert c.read_reply()[0] == 220
         assert c.cmd(f"EHLO {HELO}")[0] == 250

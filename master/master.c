@@ -49,7 +49,8 @@
 #define ERR_MAX 1024
 
 struct master_state master = {
-    .status_rfd = -1, .status_wfd = -1, .secret_fd = -1, .alive_rfd = {-1, -1}, .alive_wfd = {-1, -1},
+    .status_rfd = -1, .status_wfd = -1, .secret_fd = -1,
+    .alive_rfd = {-1, -1}, .alive_wfd = {-1, -1},
 };
 
 static int signal_pipe[2] = {-1, -1};

@@ -18,7 +18,7 @@
  * A child starts "available". A single-client daemon reports busy while it
  * serves a connection; a multi-client one (smtpd) only when full. Master
  * spawns another process when the listener is readable and no child of that
- * service is available, up to maxproc.
+ * service is available (smtpd: fewer than one per CPU), up to maxproc.
  *
  * Stand-alone mode (-S, for a daemon that allows it: smtpd, which
  * sendmail -bs runs): one client on standard input and output, no master

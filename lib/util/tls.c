@@ -230,8 +230,10 @@ static int derive_ticket_keys(unsigned char *keys, size_t len, long long epoch)
         char label[64];
         int n = snprintf(label, sizeof(label), "postern tls ticket keys %lld %zu", epoch, i);
         if (!HMAC(EVP_sha256(), ticket_secret, (int)ticket_secret_len,
-                  (const unsigned char *)label, (size_t)n, block, &blen) || blen != sizeof(block))
+                  (const unsigned char *)label, (size_t)n, block, &blen) || blen != sizeof(block)) {
+            OPENSSL_cleanse(block, sizeof(block));
             return -1;
+        }
         memcpy(keys + off, block, len - off < sizeof(block) ? len - off : sizeof(block));
     }
     OPENSSL_cleanse(block, sizeof(block));

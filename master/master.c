@@ -688,10 +688,15 @@ static _Noreturn void event_loop(void)
         if (rc <= 0)
             continue;
         now = master_now();
-        /* Listeners first: a reload below may free their services. */
+        /* Listeners first: a reload below may free their services. All
+         * the processes a service keeps available start together (smtpd:
+         * one per CPU): once one runs, it may take every connection before
+         * this poll sees the listener readable again. A failed spawn
+         * throttles the service, which ends the loop. */
         for (size_t i = 2; i < w.n; i++)
-            if (w.pfd[i].revents && service_wants_child(w.svc[i], now))
-                process_spawn(w.svc[i], now);
+            while (w.pfd[i].revents && service_wants_child(w.svc[i], now))
+                if (process_spawn(w.svc[i], now) < 0)
+                    break;
         if (w.pfd[1].revents)
             process_read_status(master.status_rfd);
         if (w.pfd[0].revents)

@@ -5,7 +5,9 @@ one smtpd process issued resumes in another, because their ticket keys
 come from master's secret (fd 6, lib/mail/service.h), not from each
 process."""
 
+import contextlib
 import os
+import signal
 
 from postern_instance import HELO, RawSMTP, wait_until
 from smtpd_fixture import client_context, make_cert, tls_lines
@@ -25,23 +27,35 @@ def connect_from(inst, n):
     return line.pid
 
 
-def served_by(inst, sessions):
-    """The distinct smtpd pids that served sessions sequential sessions
-    from addresses of their own, stopping once there are as many as CPUs."""
-    pids = set()
-    for n in range(2, 2 + sessions):
-        pids.add(connect_from(inst, n))
-        if len(pids) >= CPUS:
-            break
-    return pids
+def all_smtpd_started(inst):
+    """After a first session: master started one smtpd per CPU at once."""
+    connect_from(inst, 2)
+    return wait_until(lambda: (lambda p: p if len(p) == CPUS else None)(inst.pids("smtpd")),
+                      10, what=f"{CPUS} smtpd processes")
+
+
+@contextlib.contextmanager
+def only_running(pids, keep):
+    """Every process of pids but keep stopped (SIGSTOP) for the block: only
+    keep can take a connection from the shared listener meanwhile."""
+    stopped = [p for p in pids if p != keep]
+    for p in stopped:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in stopped:
+            os.kill(p, signal.SIGCONT)
 
 
 def test_one_smtpd_per_cpu_sharing_the_listener(make_instance):
     inst = make_instance()
-    pids = served_by(inst, 60)
-    # Sessions are spread over one process per CPU, all of them alive:
-    # master started them for the listener and none has exited.
-    assert len(pids) == CPUS, (pids, CPUS)
+    pids = all_smtpd_started(inst)
+    # Each of them takes connections from the one listener: with the
+    # others stopped, a new session is served by it.
+    for n, pid in enumerate(pids, start=3):
+        with only_running(pids, pid):
+            assert connect_from(inst, n) == pid
     assert sorted(inst.pids("smtpd")) == sorted(pids)
     assert not inst.find_log(r"throttling|exit status|killed by signal|fatal:")
 
@@ -65,22 +79,22 @@ def tls_session_from(inst, ctx, n, session):
 
 
 def test_ticket_resumes_in_another_smtpd_process(make_instance):
-    """A ticket sealed by one smtpd process opens in the others: every
-    connection offering the first connection's session resumes it, including
-    those another process serves."""
+    """A ticket sealed by one smtpd process opens in the others: with the
+    process that sealed it stopped, another serves the next connection
+    and resumes the session."""
     inst = make_instance(start=False)
     cert, key = make_cert(inst.root)
     inst.write_main_cf(tls_lines(cert, key))
     inst.start()
+    pids = all_smtpd_started(inst)
     ctx = client_context()
-    first, reused, issuer = tls_session_from(inst, ctx, 2, None)
+    first, reused, issuer = tls_session_from(inst, ctx, 3, None)
     assert not reused
-    others = set()
-    for n in range(3, 63):
-        _, reused, pid = tls_session_from(inst, ctx, n, first)
-        assert reused, f"connection {n} (smtpd {pid}) did not resume the ticket of smtpd {issuer}"
-        if pid != issuer:
-            others.add(pid)
-            break
-    assert others or CPUS == 1, "every TLS session was served by the process that sealed the ticket"
-    wait_until(lambda: len(inst.pids("smtpd")) == CPUS, 10, what="one smtpd per CPU")
+    for n, pid in enumerate((p for p in pids if p != issuer), start=4):
+        with only_running(pids, pid):
+            _, reused, served = tls_session_from(inst, ctx, n, first)
+        assert served == pid
+        assert reused, f"smtpd {pid} did not resume the ticket of smtpd {issuer}"
+    # With one CPU there is no other process; the ticket still resumes.
+    _, reused, _ = tls_session_from(inst, ctx, 10, first)
+    assert reused

@@ -142,22 +142,20 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
      * CPU, master/services.c) wake too, and whichever is least busy takes
      * the next, so sessions spread by load; a burst cannot starve the open
      * sessions either. */
-    for (int i = 0; i < 1; i++) {
-        struct sockaddr_storage peer;
-        socklen_t len = sizeof(peer);
-        int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                msg_warn("accept: %s (%ld sessions)", strerror(errno), sm.sessions);
-            else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                     errno != ECONNABORTED)
-                msg_warn("accept: %s", strerror(errno));
-            return;
-        }
-        sm.sessions++;
-        sm.last_activity = time(NULL);
-        smtpd_session_start(fd, &peer, NULL);   /* its names are looked up */
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+        if (errno == EMFILE || errno == ENFILE)
+            msg_warn("accept: %s (%ld sessions)", strerror(errno), sm.sessions);
+        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                 errno != ECONNABORTED)
+            msg_warn("accept: %s", strerror(errno));
+        return;
     }
+    sm.sessions++;
+    sm.last_activity = time(NULL);
+    smtpd_session_start(fd, &peer, NULL);   /* its names are looked up */
 }
 
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
